@@ -1,0 +1,40 @@
+//! # dl7-core: which server owns this URL?
+//!
+//! The shared scheduling core of dl7. Both engines (the discrete-event
+//! simulator in `dl7-sim` and the tokio cluster in `dl7-realnet`) ask this
+//! crate the same question per request and get the answer from the *same*
+//! policy objects, which is what makes a sim-vs-real comparison mean something.
+//!
+//! This crate is pure: no tokio, no sockets, no files, no clocks, no unseeded
+//! randomness. Servers are [`ServerId`]s into a [`Membership`].
+//!
+//! One request, in code:
+//! ```
+//! use dl7_core::{Membership, PolicySpec, RequestKey, NoLoad};
+//! let members = Membership::from_names(["10.0.0.1:3128", "10.0.0.2:3128"]).unwrap();
+//! let mut policy = PolicySpec::parse("md5").unwrap().build(&members).unwrap();
+//! let key = RequestKey::new(b"http://example.com/index.html"); // hashes computed once
+//! let owner = policy.pick(&key, &NoLoad);
+//! assert!(owner.index() < 2);
+//! ```
+//!
+//! ## How to add a policy
+//! 1. Write a small type in `policy/<name>.rs` implementing [`Policy`].
+//! 2. Add its name to [`PolicyKind`] (`ALL`, `name`, `build`), with its
+//!    parameters read from [`Params`] (unknown parameters are an error).
+//! 3. Add its spec test vectors and a disruption test in `tests/`.
+//! 4. Add it to the `pick` benchmark.
+
+pub mod error;
+pub mod key;
+pub mod load;
+pub mod policy;
+pub mod result;
+pub mod server;
+
+pub use error::PolicyError;
+pub use key::RequestKey;
+pub use load::{LoadView, NoLoad};
+pub use policy::{Params, Policy, PolicyKind, PolicySpec};
+pub use result::ResultRow;
+pub use server::{Membership, Server, ServerId};

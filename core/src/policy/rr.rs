@@ -1,0 +1,33 @@
+//! `rr`: round robin, `i = counter++ mod N`. The paper's no-hashing reference:
+//! every server may cache every URL. Stateful: each dispatcher owns a counter.
+
+use super::{Policy, PolicyKind, State};
+use crate::{LoadView, Membership, RequestKey, ServerId};
+
+pub struct RoundRobin {
+    n: u32,
+    counter: u32,
+}
+
+impl RoundRobin {
+    pub fn new(members: &Membership) -> Self {
+        Self { n: members.len() as u32, counter: 0 }
+    }
+}
+
+impl Policy for RoundRobin {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Rr
+    }
+    fn state(&self) -> State {
+        State::Stateful
+    }
+    fn servers(&self) -> usize {
+        self.n as usize
+    }
+    fn pick(&mut self, _: &RequestKey, _: &dyn LoadView) -> ServerId {
+        let i = self.counter % self.n;
+        self.counter = self.counter.wrapping_add(1);
+        ServerId(i)
+    }
+}

@@ -1,0 +1,67 @@
+//! The result row both engines fill, so that one CSV writer serves the
+//! simulator (`mode = sim`) and the real cluster (`mode = real`, `real-lab`).
+//! Field order is the column order of `results.csv`.
+
+use serde::{Deserialize, Serialize};
+
+/// One measured or simulated run (one cell, one seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    pub workload: String,
+    /// `conventional` or `distributed` (or `distributed-relay` for real runs).
+    pub arch: String,
+    pub policy: String,
+    pub servers: u32,
+    pub seed: u64,
+    /// Requests completed per second in the measurement window.
+    pub req_per_s: f64,
+    /// Response payload delivered to clients, Mbit/s (10^6 bits).
+    pub mbit_per_s: f64,
+    pub hit_ratio: f64,
+    pub byte_hit_ratio: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub fe_cpu_util: f64,
+    pub fe_nic_util: f64,
+    pub max_server_cpu_util: f64,
+    pub max_server_nic_util: f64,
+    /// Max / mean requests served per owner.
+    pub imbalance: f64,
+    /// Share of requests whose owner was not the receiving server.
+    pub forwarded_frac: f64,
+    /// Bytes stored across all caches at the end of the run.
+    pub cache_bytes: u64,
+    /// Requests completed in the measurement window.
+    pub requests: u64,
+    /// `sim`, `real` or `real-lab`.
+    pub mode: String,
+    /// Failed or unverified responses.
+    pub errors: u64,
+}
+
+impl ResultRow {
+    /// The CSV header, in column order.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "workload",
+        "arch",
+        "policy",
+        "servers",
+        "seed",
+        "req_per_s",
+        "mbit_per_s",
+        "hit_ratio",
+        "byte_hit_ratio",
+        "p50_ms",
+        "p99_ms",
+        "fe_cpu_util",
+        "fe_nic_util",
+        "max_server_cpu_util",
+        "max_server_nic_util",
+        "imbalance",
+        "forwarded_frac",
+        "cache_bytes",
+        "requests",
+        "mode",
+        "errors",
+    ];
+}

@@ -1,0 +1,1 @@
+//! # dl7-realnet: the cluster for real on tokio

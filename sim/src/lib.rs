@@ -1,0 +1,1 @@
+//! # dl7-sim: discrete-event model of a web-cache cluster
