@@ -1,5 +1,6 @@
 //! `dl7`: the command-line application. It only parses arguments and calls
-//! the library crates; each subcommand family lives in its own module.
+//! the library crates; each subcommand family lives in its own module under
+//! `cli/` and owns its clap types and a `run` function.
 
 mod cli;
 mod results;
@@ -21,18 +22,34 @@ enum Command {
     /// Ask the scheduling core which server owns a URL, or compare policies.
     #[command(subcommand)]
     Policy(cli::policy::PolicyCommand),
+    /// Generate, import, export and describe workloads and traces.
+    #[command(subcommand)]
+    Trace(cli::trace::TraceCommand),
+    #[command(flatten)]
+    Sim(cli::sim::SimCommand),
+    #[command(flatten)]
+    Sweep(cli::sweep::SweepCommand),
+    #[command(flatten)]
+    Real(cli::real::RealCommand),
+    #[command(flatten)]
+    Lab(cli::lab::LabCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Policy(cmd) => cli::policy::run(cmd),
+        Command::Trace(cmd) => cli::trace::run(cmd),
+        Command::Sim(cmd) => cli::sim::run(cmd),
+        Command::Sweep(cmd) => cli::sweep::run(cmd),
+        Command::Real(cmd) => cli::real::run(cmd),
+        Command::Lab(cmd) => cli::lab::run(cmd),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            if err.is::<cli::InputError>() || err.chain().any(|e| e.is::<cli::InputError>()) {
+            if err.chain().any(|e| e.is::<cli::InputError>()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -1,6 +1,11 @@
 //! Subcommand families. Each module owns its clap types and a `run` function.
 
+pub mod lab;
 pub mod policy;
+pub mod real;
+pub mod sim;
+pub mod sweep;
+pub mod trace;
 
 /// An error caused by the user's input (bad name, value, file contents):
 /// reported on one line and exits with code 2, like clap's own usage errors.
