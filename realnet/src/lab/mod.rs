@@ -1,0 +1,1 @@
+//! Emulated lab (network namespaces) and lab-PC deployment: placeholder.
