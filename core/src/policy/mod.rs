@@ -12,8 +12,19 @@
 //! `ht_rr`, `lard` own a counter or a table). The engine decides whether its
 //! dispatchers share a stateful instance or each keep their own.
 
-mod md5;
-mod rr;
+pub mod bounded;
+pub mod carp;
+pub mod hrw;
+pub mod ht_rr;
+pub mod jump;
+pub mod ketama;
+pub mod lard;
+pub mod maglev;
+pub mod md5;
+pub mod p2c;
+pub mod ring;
+pub mod rr;
+mod seen;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -181,16 +192,39 @@ impl PolicySpec {
     /// Builds the policy for `members`. Checks every parameter.
     pub fn build(&self, members: &Membership) -> Result<Box<dyn Policy>, PolicyError> {
         let mut p = ParamReader::new(self.kind, &self.params);
+        let n = members.len();
         let policy: Box<dyn Policy> = match self.kind {
             PolicyKind::Rr => Box::new(rr::RoundRobin::new(members)),
             PolicyKind::Md5 => Box::new(md5::Md5Mod::new(members)),
-            other => {
-                return Err(PolicyError::BadParam {
-                    policy: other.name().into(),
-                    param: "(policy)".into(),
-                    value: other.name().into(),
-                    expected: "a policy that is built in this version".into(),
-                })
+            PolicyKind::MitCh => {
+                let points = p.get_range("points", ring::mit_ch_default_points(n), 1, ring::MAX_POINTS_PER_SERVER)?;
+                Box::new(ring::Ring::new(PolicyKind::MitCh, members, points)?)
+            }
+            PolicyKind::ModCh => {
+                let points = p.get_range("points", ring::MOD_CH_DEFAULT_POINTS, 1, ring::MAX_POINTS_PER_SERVER)?;
+                Box::new(ring::Ring::new(PolicyKind::ModCh, members, points)?)
+            }
+            PolicyKind::Carp => Box::new(carp::Carp::new(members)),
+            kind @ (PolicyKind::HtRr | PolicyKind::HtRrShared) => {
+                let buckets = p.get_range("buckets", ht_rr::DEFAULT_BUCKETS, 1, ht_rr::MAX_BUCKETS)?;
+                Box::new(ht_rr::HashTableRr::new(kind, members, buckets))
+            }
+            PolicyKind::Ketama => Box::new(ketama::Ketama::new(members)?),
+            PolicyKind::Maglev => {
+                let table_size = maglev::read_table_size(&mut p, n)?;
+                Box::new(maglev::Maglev::new(members, table_size)?)
+            }
+            PolicyKind::Jump => Box::new(jump::Jump::new(members)),
+            PolicyKind::Hrw => Box::new(hrw::Hrw::new(members)),
+            PolicyKind::Bounded => Box::new(bounded::Bounded::from_params(&mut p, members)?),
+            PolicyKind::P2c => Box::new(p2c::PowerOfTwo::new(members)),
+            PolicyKind::Lard => {
+                let t_low: u64 = p.get("t_low", lard::DEFAULT_T_LOW, "a non-negative integer")?;
+                let t_high: u64 = p.get("t_high", lard::DEFAULT_T_HIGH, "a non-negative integer")?;
+                if t_low > t_high {
+                    return Err(p.bad("t_low", &t_low.to_string(), &format!("at most t_high ({t_high})")));
+                }
+                Box::new(lard::Lard::new(members, t_low, t_high))
             }
         };
         p.finish()?;
@@ -212,12 +246,33 @@ impl<'a> ParamReader<'a> {
     }
 
     /// The value of `name` parsed as `T`, or `default` when absent.
-    pub(crate) fn get<T: std::str::FromStr>(&mut self, name: &'static str, default: T, expected: &str) -> Result<T, PolicyError> {
+    pub(crate) fn get<T: std::str::FromStr>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, PolicyError> {
         self.used.push(name);
         match self.params.values.get(name) {
             None => Ok(default),
             Some(v) => v.parse().map_err(|_| self.bad(name, v, expected)),
         }
+    }
+
+    /// Like [`ParamReader::get`] for an integer that must lie in `min..=max`.
+    pub(crate) fn get_range(
+        &mut self,
+        name: &'static str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, PolicyError> {
+        let expected = format!("an integer in {min}..={max}");
+        let value: usize = self.get(name, default, &expected)?;
+        if value < min || value > max {
+            return Err(self.bad(name, &value.to_string(), &expected));
+        }
+        Ok(value)
     }
 
     pub(crate) fn bad(&self, name: &str, value: &str, expected: &str) -> PolicyError {
