@@ -1,14 +1,151 @@
-//! Placeholder: replaced by the work on this subcommand family.
+//! `dl7 lab up|down|status LAB.toml` (an emulated lab in network namespaces,
+//! root only) and `dl7 deploy LAB.toml` (per-machine commands for lab PCs).
+//! Only argument handling: the work is in `dl7_realnet::lab`.
 
+use std::path::{Path, PathBuf};
+
+use dl7_realnet::lab::{self, deploy, Architecture, LabConfig, LabError, LabPlan};
+
+use super::input_error;
+
+/// The lab and deploy subcommands (flattened into the top level).
 #[derive(clap::Subcommand)]
 pub enum LabCommand {
-    /// Manage an emulated lab (not built yet).
+    /// Build, remove or inspect an emulated lab: a network namespace per host,
+    /// a bridge as the switch, shaped links, kernel direct routing (root only).
     Lab {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Print per-machine setup and teardown commands for real lab PCs
+    /// (IPVS direct routing, VIP and ARP settings, dl7 service command lines).
+    Deploy {
+        /// The lab description file.
+        lab: PathBuf,
+        /// Write SHORT.up.sh and SHORT.down.sh per machine into this folder
+        /// instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the file's `deploy.architecture`: conventional or distributed.
+        #[arg(long)]
+        architecture: Option<String>,
     },
 }
 
-pub fn run(_: LabCommand) -> anyhow::Result<()> {
-    anyhow::bail!("this command is not built yet")
+/// What to do with an emulated lab.
+#[derive(clap::Subcommand)]
+pub enum LabAction {
+    /// Create the lab. Refuses if anything with the lab's prefix exists.
+    Up {
+        /// The lab description file.
+        lab: PathBuf,
+        /// Remove a leftover lab with the same prefix first (and say so).
+        #[arg(long)]
+        clean: bool,
+        /// Print the commands instead of running them (needs no root).
+        #[arg(long)]
+        dry_run: bool,
+        /// Print each command as it runs.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove everything the lab made (processes in its namespaces, namespaces,
+    /// links, bridge; nftables go with the front end's namespace). Idempotent.
+    Down {
+        /// The lab description file.
+        lab: PathBuf,
+        /// Print the commands instead of running them (needs no root).
+        #[arg(long)]
+        dry_run: bool,
+        /// Print each command as it runs.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// List what of the lab exists: namespaces, links, addresses, shaping,
+    /// nftables tables and each host's NIC byte counters.
+    Status {
+        /// The lab description file.
+        lab: PathBuf,
+    },
+}
+
+fn load(path: &Path) -> anyhow::Result<LabConfig> {
+    LabConfig::load(path).map_err(input_error)
+}
+
+fn lab_error(err: LabError) -> anyhow::Error {
+    match err {
+        LabError::Config { .. } | LabError::Toml { .. } => input_error(err),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Runs a lab or deploy subcommand.
+pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
+    match cmd {
+        LabCommand::Lab { action } => match action {
+            LabAction::Up { lab: file, clean, dry_run, verbose } => {
+                let plan = LabPlan::new(&load(&file)?);
+                if dry_run {
+                    plan.up.iter().for_each(|s| println!("{s}"));
+                    return Ok(());
+                }
+                let mut log = |line: &str| {
+                    if verbose || line.starts_with('#') {
+                        eprintln!("{line}");
+                    }
+                };
+                lab::up(&plan, clean, &mut log).map_err(lab_error)?;
+                let nodes = plan.hosts_of(lab::Role::Node).count();
+                println!(
+                    "lab {} up: {} hosts on {} (bridge {}), VIP {}:{} -> {nodes} nodes by direct routing",
+                    plan.prefix,
+                    plan.hosts.len(),
+                    plan.subnet,
+                    plan.bridge,
+                    plan.vip,
+                    plan.port
+                );
+                Ok(())
+            }
+            LabAction::Down { lab: file, dry_run, verbose } => {
+                let plan = LabPlan::new(&load(&file)?);
+                if dry_run {
+                    plan.down.iter().for_each(|s| println!("{s}"));
+                    return Ok(());
+                }
+                let mut log = |line: &str| {
+                    if verbose || line.starts_with('#') {
+                        eprintln!("{line}");
+                    }
+                };
+                lab::down(&plan, &mut log).map_err(lab_error)?;
+                println!("lab {} down: no namespace or link named {}-* is left", plan.prefix, plan.prefix);
+                Ok(())
+            }
+            LabAction::Status { lab: file } => {
+                let plan = LabPlan::new(&load(&file)?);
+                print!("{}", lab::status(&plan).map_err(lab_error)?);
+                Ok(())
+            }
+        },
+        LabCommand::Deploy { lab: file, out, architecture } => {
+            let config = load(&file)?;
+            let mut deploy_config = config.deploy.clone();
+            if let Some(name) = architecture {
+                deploy_config.architecture = Architecture::parse(&name).ok_or_else(|| {
+                    input_error(format!("--architecture {name:?}: expected conventional or distributed"))
+                })?;
+            }
+            let plan = LabPlan::new(&config);
+            match out {
+                None => print!("{}", deploy::render_all(&plan, &deploy_config)),
+                Some(dir) => {
+                    let written = deploy::write_dir(&plan, &deploy_config, &dir).map_err(lab_error)?;
+                    println!("wrote {} scripts to {}", written.len(), dir.display());
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,1 +1,105 @@
-//! Emulated lab (network namespaces) and lab-PC deployment: placeholder.
+//! # Emulated lab on one Linux machine, and lab-PC deployment
+//!
+//! Gives dl7 a lab with real NICs' limits: a bridge in the root namespace is
+//! the switch, every host (front end, origin, nodes, clients) is a network
+//! namespace with a shaped full-duplex veth link (`eth0` inside), and the front
+//! end forwards the virtual IP's traffic to the nodes by kernel direct routing
+//! (an nftables netdev `fwd` rule: one map, a fixed jhash seed), so the nodes
+//! answer clients directly. For real lab PCs, [`deploy`] writes the per-machine
+//! commands (IPVS direct routing with round robin, VIP and ARP sysctls).
+//!
+//! Split so that everything but running commands is pure and testable:
+//! * [`config`]: the strict `LAB.toml` reader;
+//! * [`plan`]: names, addresses, the ordered `up`/`down` commands;
+//! * [`exec`]: runs a plan (root), lists what exists, reads NIC counters;
+//! * [`deploy`]: per-machine shell text for lab PCs.
+//!
+//! This module must not start dl7 services or know their protocols; it only
+//! builds the network they run in and says where each host is. Names of every
+//! object carry the lab's prefix so that two labs or a leftover never collide
+//! with anything else on the machine.
+
+pub mod config;
+pub mod deploy;
+pub mod exec;
+pub mod plan;
+
+use std::path::PathBuf;
+
+pub use config::{Architecture, LabConfig};
+pub use exec::{down, existing, read_counters, status, up, LabStatus, NicCounters};
+pub use plan::{Host, LabPlan, Role, Step};
+
+/// Everything that can go wrong reading, planning or running a lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lab file is not valid TOML or has an unknown key.
+    #[error("{file}: {message}")]
+    Toml {
+        /// The lab file.
+        file: String,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A value in the lab file is out of range or inconsistent.
+    #[error("{file}: {key}: {message}")]
+    Config {
+        /// The lab file.
+        file: String,
+        /// The offending key.
+        key: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// The action needs root.
+    #[error(
+        "`dl7 lab {action}` must run as root: it creates and inspects network namespaces, links and nftables rules"
+    )]
+    NotRoot {
+        /// up, down or status.
+        action: String,
+    },
+    /// A needed command is not installed.
+    #[error("`{program}` not found in PATH: install the Debian package `{package}`")]
+    MissingTool {
+        /// The program.
+        program: String,
+        /// The package that provides it.
+        package: String,
+    },
+    /// A command failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Exit status or what went wrong starting it.
+        status: String,
+        /// Its standard error, on one line.
+        stderr: String,
+    },
+    /// `up` found objects of the lab already there.
+    #[error("lab `{prefix}` is already (partly) there: {found}; run `dl7 lab down LAB.toml` first, or `dl7 lab up --clean LAB.toml`")]
+    AlreadyThere {
+        /// The prefix.
+        prefix: String,
+        /// What was found.
+        found: String,
+    },
+    /// `down` ran but something with the prefix is still there.
+    #[error("lab `{prefix}`: still there after down: {left}")]
+    NotRemoved {
+        /// The prefix.
+        prefix: String,
+        /// What is left.
+        left: String,
+    },
+}

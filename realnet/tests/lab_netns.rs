@@ -1,0 +1,94 @@
+//! The lab for real: `up`, `status` and `down` of a 1-node lab, and `down`
+//! after a half-made `up`. Needs root and the `ip`, `tc`, `nft` and `sysctl`
+//! commands; without them each test prints why and returns (skips) instead of
+//! failing, so the suite stays green on a laptop. `.ci/lab-smoke` drives
+//! traffic through a lab; these tests check the bookkeeping.
+
+use dl7_realnet::lab::{self, exec, LabConfig, LabPlan};
+
+fn skip_reason() -> Option<String> {
+    if !exec::is_root() {
+        return Some("not root".into());
+    }
+    exec::require_tools().err().map(|e| e.to_string())
+}
+
+macro_rules! require_lab_machine {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("SKIPPED: {reason} (this test needs root and ip/tc/nft/sysctl)");
+            return;
+        }
+    };
+}
+
+/// Each test its own prefix and subnet, so they may run in parallel with
+/// each other and with `.ci/lab-smoke`.
+fn plan(prefix: &str, third_octet: u8) -> LabPlan {
+    let text = format!(
+        "prefix = \"{prefix}\"\nsubnet = \"198.19.{third_octet}.0/24\"\nnodes = 1\nclients = 1\nport = 8080\n[links]\nnode = \"10mbit\"\n"
+    );
+    LabPlan::new(&LabConfig::parse(&text, "test.toml").unwrap())
+}
+
+fn quiet(_: &str) {}
+
+#[test]
+fn up_status_down_on_a_one_node_lab() {
+    require_lab_machine!();
+    let plan = plan("dl7ita", 201);
+    lab::down(&plan, &mut quiet).unwrap();
+
+    lab::up(&plan, false, &mut quiet).unwrap();
+    let status = lab::status(&plan).unwrap();
+    let report = status.to_string();
+    assert_eq!(status.state(), "up", "{report}");
+    assert_eq!(status.front_tables, vec!["netdev dl7ita_dr".to_string()], "{report}");
+    let n1 = status.hosts.iter().find(|h| h.short == "n1").unwrap();
+    assert!(n1.addrs.contains(&"lo:198.19.201.250/32".to_string()), "{report}");
+    assert!(n1.addrs.contains(&"eth0:198.19.201.11/24".to_string()), "{report}");
+    assert!(n1.shaping.as_deref().unwrap_or("").contains("10Mbit"), "{report}");
+    let fe = status.hosts.iter().find(|h| h.short == "fe").unwrap();
+    assert!(fe.shaping.is_none(), "front end is unshaped in this file: {report}");
+    assert_eq!(lab::read_counters(&plan).unwrap().len(), plan.hosts.len());
+
+    // A second `up` refuses instead of building over the lab.
+    let err = lab::up(&plan, false, &mut quiet).unwrap_err().to_string();
+    assert!(err.contains("already (partly) there"), "{err}");
+
+    lab::down(&plan, &mut quiet).unwrap();
+    assert!(lab::existing(&plan).unwrap().is_empty());
+    assert_eq!(lab::status(&plan).unwrap().state(), "absent");
+    // Idempotent.
+    lab::down(&plan, &mut quiet).unwrap();
+}
+
+#[test]
+fn down_cleans_a_half_made_lab_and_up_clean_replaces_it() {
+    require_lab_machine!();
+    let plan = plan("dl7itb", 202);
+    lab::down(&plan, &mut quiet).unwrap();
+
+    // Stop `up` part-way: after the second host's veth exists but before its shaping.
+    let cut = plan.up.iter().position(|s| s.to_string().starts_with("ip link set dl7itb-origin master")).unwrap();
+    exec::run_steps(&plan.up[..cut], &mut quiet).unwrap();
+    let half = lab::status(&plan).unwrap();
+    assert_eq!(half.state(), "half-made", "{half}");
+    let err = lab::up(&plan, false, &mut quiet).unwrap_err().to_string();
+    assert!(err.contains("dl7itb-fe"), "{err}");
+
+    lab::up(&plan, true, &mut quiet).unwrap();
+    assert_eq!(lab::status(&plan).unwrap().state(), "up");
+    lab::down(&plan, &mut quiet).unwrap();
+    assert!(lab::existing(&plan).unwrap().is_empty());
+}
+
+#[test]
+fn not_root_is_a_clear_error() {
+    if exec::is_root() {
+        eprintln!("SKIPPED: running as root, the not-root error cannot show");
+        return;
+    }
+    let err = lab::up(&plan("dl7itc", 203), false, &mut quiet).unwrap_err().to_string();
+    assert!(err.contains("must run as root"), "{err}");
+}
