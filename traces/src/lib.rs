@@ -12,6 +12,9 @@
 
 pub mod catalog;
 pub mod error;
+pub mod export;
+pub mod import;
+pub mod stats;
 pub mod stream;
 pub mod surge;
 pub mod trace;
@@ -19,6 +22,7 @@ pub mod workload;
 
 pub use catalog::{Catalog, ContentType, Object, ObjectId};
 pub use error::TraceError;
+pub use stats::TraceStats;
 pub use stream::{RequestStream, StackDistance};
 pub use surge::{HybridSize, SurgeModel, SurgeStep, SurgeUser, SurgeUserParams};
 pub use trace::Trace;

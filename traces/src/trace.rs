@@ -71,7 +71,7 @@ impl Trace {
     }
 
     /// Writes the trace file format to `out`.
-    pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+    pub fn write(&self, out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
         writeln!(out, "{MAGIC}")?;
         writeln!(out, "objects {}", self.catalog.len())?;
         for o in &self.catalog.objects {

@@ -370,7 +370,7 @@ pub fn parse_file_list(text: &[u8], file: &str) -> Result<Catalog, TraceError> {
 }
 
 /// Writes a catalog as a WebStone file list (`URL WEIGHT # SIZE TYPE`).
-pub fn write_file_list(catalog: &Catalog, out: &mut impl std::io::Write) -> std::io::Result<()> {
+pub fn write_file_list(catalog: &Catalog, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
     writeln!(out, "# WebStone file list: URL WEIGHT # SIZE TYPE")?;
     for o in &catalog.objects {
         writeln!(out, "{} {} # {} {}", o.path, o.weight, o.size, type_name(o.content_type))?;
