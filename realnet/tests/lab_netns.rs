@@ -4,7 +4,7 @@
 //! failing, so the suite stays green on a laptop. `.ci/lab-smoke` drives
 //! traffic through a lab; these tests check the bookkeeping.
 
-use dl7_realnet::lab::{self, exec, LabConfig, LabPlan};
+use dl7_realnet::lab::{self, exec, Architecture, LabConfig, LabPlan};
 
 fn skip_reason() -> Option<String> {
     if !exec::is_root() {
@@ -91,4 +91,26 @@ fn not_root_is_a_clear_error() {
     }
     let err = lab::up(&plan("dl7itc", 203), false, &mut quiet).unwrap_err().to_string();
     assert!(err.contains("must run as root"), "{err}");
+}
+
+#[test]
+fn architecture_switch_removes_and_restores_the_rule() {
+    require_lab_machine!();
+    let plan = plan("dl7itd", 204);
+    lab::down(&plan, &mut quiet).unwrap();
+    lab::up(&plan, false, &mut quiet).unwrap();
+    let tables = |plan: &LabPlan| lab::status(plan).unwrap().front_tables;
+    lab::set_architecture(&plan, Architecture::Conventional, &mut quiet).unwrap();
+    assert!(tables(&plan).is_empty());
+    lab::set_architecture(&plan, Architecture::Conventional, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Architecture::Distributed, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Architecture::Distributed, &mut quiet).unwrap();
+    assert_eq!(tables(&plan), vec!["netdev dl7itd_dr".to_string()]);
+    let fe = plan.front().netns.clone();
+    let rules =
+        exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap();
+    assert_eq!(rules.matches(" fwd ").count(), 1, "{rules}");
+    lab::down(&plan, &mut quiet).unwrap();
+    let err = lab::set_architecture(&plan, Architecture::Conventional, &mut quiet).unwrap_err().to_string();
+    assert!(err.contains("is not up"), "{err}");
 }

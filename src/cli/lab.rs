@@ -61,6 +61,15 @@ pub enum LabAction {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Switch a running lab's front end between the architectures:
+    /// `distributed` installs the direct-routing rule (nodes answer clients),
+    /// `conventional` removes it (an L7 balancer on the front end gets the VIP).
+    Arch {
+        /// The lab description file.
+        lab: PathBuf,
+        /// conventional or distributed.
+        architecture: String,
+    },
     /// List what of the lab exists: namespaces, links, addresses, shaping,
     /// nftables tables and each host's NIC byte counters.
     Status {
@@ -121,6 +130,15 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 };
                 lab::down(&plan, &mut log).map_err(lab_error)?;
                 println!("lab {} down: no namespace or link named {}-* is left", plan.prefix, plan.prefix);
+                Ok(())
+            }
+            LabAction::Arch { lab: file, architecture } => {
+                let plan = LabPlan::new(&load(&file)?);
+                let arch = Architecture::parse(&architecture).ok_or_else(|| {
+                    input_error(format!("architecture {architecture:?}: expected conventional or distributed"))
+                })?;
+                lab::set_architecture(&plan, arch, &mut |_| {}).map_err(lab_error)?;
+                println!("lab {}: front end set for the {} architecture", plan.prefix, arch.name());
                 Ok(())
             }
             LabAction::Status { lab: file } => {

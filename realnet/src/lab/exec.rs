@@ -246,6 +246,24 @@ pub fn up(plan: &LabPlan, clean_first: bool, log: &mut dyn FnMut(&str)) -> Resul
     Ok(())
 }
 
+/// Switches a running lab between the architectures: `Distributed` installs
+/// the front end's direct-routing rule, `Conventional` removes it (an L7
+/// balancer on the front end then receives the VIP's traffic). Idempotent.
+pub fn set_architecture(plan: &LabPlan, arch: super::Architecture, log: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+    require_root("arch")?;
+    require_tools()?;
+    let fe = &plan.front().netns;
+    if !Path::new(NETNS_DIR).join(fe).exists() {
+        return Err(LabError::NotUp { prefix: plan.prefix.clone(), missing: fe.clone() });
+    }
+    // Off first in both cases, so that `distributed` twice does not add a second rule.
+    let mut steps = vec![plan.direct_routing_off()];
+    if arch == super::Architecture::Distributed {
+        steps.push(plan.direct_routing_on());
+    }
+    run_steps(&steps, log)
+}
+
 /// Kernel byte and packet counters of one host's NIC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NicCounters {

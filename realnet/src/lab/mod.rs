@@ -27,7 +27,7 @@ pub mod plan;
 use std::path::PathBuf;
 
 pub use config::{Architecture, LabConfig};
-pub use exec::{down, existing, read_counters, status, up, LabStatus, NicCounters};
+pub use exec::{down, existing, read_counters, set_architecture, status, up, LabStatus, NicCounters};
 pub use plan::{Host, LabPlan, Role, Step};
 
 /// Everything that can go wrong reading, planning or running a lab.
@@ -93,6 +93,14 @@ pub enum LabError {
         prefix: String,
         /// What was found.
         found: String,
+    },
+    /// The lab is not up.
+    #[error("lab `{prefix}` is not up ({missing} is missing): run `dl7 lab up LAB.toml` first")]
+    NotUp {
+        /// The prefix.
+        prefix: String,
+        /// The first missing object.
+        missing: String,
     },
     /// `down` ran but something with the prefix is still there.
     #[error("lab `{prefix}`: still there after down: {left}")]

@@ -240,6 +240,34 @@ impl LabPlan {
         text
     }
 
+    /// The step that installs the front end's direct-routing rule (part of `up`):
+    /// the lab then runs the distributed architecture.
+    pub fn direct_routing_on(&self) -> Step {
+        Step::Run {
+            argv: ["ip", "netns", "exec", &self.front().netns, "nft", "-f", "/dev/stdin"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            stdin: Some(self.nft_ruleset()),
+            only_if: None,
+        }
+    }
+
+    /// The step that removes the front end's direct-routing rule, so that the
+    /// VIP's packets reach the front end's own stack: the conventional
+    /// architecture, where an L7 balancer listens on the VIP. Idempotent: the
+    /// empty table declaration creates it if missing, so the delete always succeeds.
+    pub fn direct_routing_off(&self) -> Step {
+        Step::Run {
+            argv: ["ip", "netns", "exec", &self.front().netns, "nft", "-f", "/dev/stdin"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            stdin: Some(format!("table netdev {0} {{ }}\ndelete table netdev {0}\n", self.nft_table)),
+            only_if: Some(Guard::NetnsExists(self.front().netns.clone())),
+        }
+    }
+
     fn up_steps(&self) -> Vec<Step> {
         let br = self.bridge.as_str();
         let mut steps =
@@ -282,11 +310,7 @@ impl LabPlan {
         let vip32 = format!("{}/32", self.vip);
         let fe = self.front();
         steps.push(Step::run(&["ip", "-n", &fe.netns, "addr", "add", &vip32, "dev", HOST_DEV]));
-        steps.push(Step::Run {
-            argv: ["ip", "netns", "exec", &fe.netns, "nft", "-f", "/dev/stdin"].iter().map(|s| s.to_string()).collect(),
-            stdin: Some(self.nft_ruleset()),
-            only_if: None,
-        });
+        steps.push(self.direct_routing_on());
         for n in self.hosts_of(Role::Node) {
             // ARP settings first: a node must never answer ARP for the VIP, not even for a moment.
             steps.push(Step::run(&[
