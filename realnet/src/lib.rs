@@ -1,3 +1,30 @@
 //! # dl7-realnet: the cluster for real on tokio
+//!
+//! The paper's system as real processes on real sockets, driven by the same
+//! policy objects as the simulator (`dl7-core`):
+//!
+//! * [`origin`]: the origin web server; serves a catalog with deterministic bodies ([`content`]).
+//! * [`node`]: a cache server: byte-bounded LRU ([`cache`]), single-flight misses,
+//!   optional gzip distill, and the L7 dispatcher that sends each request to its owner.
+//! * [`front`]: the front-end balancer: `conventional` (parse, pick, proxy),
+//!   `distributed` (hand the client socket to a node over `SCM_RIGHTS`: direct return),
+//!   `relay` (plain L4 byte splice, IPVS-NAT-like).
+//! * [`load`]: closed- and open-loop load generator that verifies every body.
+//! * [`launcher`] and [`cluster`]: start the roles as processes and run an experiment.
+//!
+//! Every service is `run(listener, config, shutdown)`, so tests bind port 0.
+//! HTTP heads are parsed with `httparse` only ([`http`]).
 
+pub mod cache;
+pub mod content;
+pub mod dispatch;
+pub mod front;
+
+pub mod http;
 pub mod lab;
+pub mod load;
+
+pub mod metrics;
+pub mod node;
+pub mod origin;
+pub mod service;

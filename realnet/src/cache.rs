@@ -1,0 +1,108 @@
+//! A byte-bounded LRU cache of response bodies, keyed by URL path.
+//!
+//! The `lru` crate keeps the recency order (O(1) touch and evict); this type
+//! adds the byte budget: inserting evicts least-recently-used entries until
+//! the new entry fits, and an entry larger than the whole budget is not stored.
+//! It must not fetch, lock or know about HTTP; the node wraps it in a mutex.
+
+use bytes::Bytes;
+use lru::LruCache;
+
+/// One cached object, ready to be written to a client.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The stored body (gzip-compressed when `gzip`).
+    pub body: Bytes,
+    /// `Content-Type` to answer with.
+    pub mime: &'static str,
+    /// Catalog object id, as the origin reported it.
+    pub object_id: Option<u32>,
+    pub gzip: bool,
+}
+
+/// LRU order with a byte budget.
+pub struct ByteLru {
+    entries: LruCache<String, Entry>,
+    bytes: u64,
+    capacity: u64,
+}
+
+impl ByteLru {
+    /// An empty cache that holds at most `capacity` body bytes.
+    pub fn new(capacity: u64) -> Self {
+        Self { entries: LruCache::unbounded(), bytes: 0, capacity }
+    }
+
+    /// The entry for `path`, marked most recently used.
+    pub fn get(&mut self, path: &str) -> Option<Entry> {
+        self.entries.get(path).cloned()
+    }
+
+    /// Stores `entry`, evicting as needed. Returns false when it is larger than the budget.
+    pub fn insert(&mut self, path: &str, entry: Entry) -> bool {
+        let size = entry.body.len() as u64;
+        if size > self.capacity {
+            return false;
+        }
+        if let Some(old) = self.entries.pop(path) {
+            self.bytes -= old.body.len() as u64;
+        }
+        while self.bytes + size > self.capacity {
+            match self.entries.pop_lru() {
+                Some((_, old)) => self.bytes -= old.body.len() as u64,
+                None => break,
+            }
+        }
+        self.bytes += size;
+        self.entries.put(path.to_string(), entry);
+        true
+    }
+
+    /// Body bytes stored.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// `(path, entry)` from most to least recently used.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Entry {
+        Entry { body: Bytes::from(vec![0u8; n]), mime: "image/gif", object_id: None, gzip: false }
+    }
+
+    #[test]
+    fn evicts_least_recently_used_until_the_new_entry_fits() {
+        let mut c = ByteLru::new(100);
+        assert!(c.insert("/a", entry(40)));
+        assert!(c.insert("/b", entry(40)));
+        assert!(c.get("/a").is_some()); // /b is now the LRU one
+        assert!(c.insert("/c", entry(40)));
+        assert!(c.get("/b").is_none());
+        assert!(c.get("/a").is_some() && c.get("/c").is_some());
+        assert_eq!(c.bytes(), 80);
+    }
+
+    #[test]
+    fn oversized_entries_are_not_stored_and_replacing_keeps_the_count_exact() {
+        let mut c = ByteLru::new(100);
+        assert!(!c.insert("/big", entry(101)));
+        assert!(c.insert("/a", entry(10)));
+        assert!(c.insert("/a", entry(30)));
+        assert_eq!((c.len(), c.bytes()), (1, 30));
+    }
+}

@@ -1,0 +1,172 @@
+//! The L7 dispatcher shared by the node (distributed architecture) and the
+//! conventional front end: hash the URL path into a [`RequestKey`], ask the
+//! policy for the owner, and fetch from the owner over a pooled keep-alive
+//! connection; when the owner fails, walk the policy's `candidates`.
+//!
+//! A server that failed is skipped for [`DOWN_FOR`] so that a dead or stopped
+//! node costs one timeout, not one per request. This is the health filter
+//! over candidates the core leaves to engines. The dispatcher must not cache
+//! or serve; it only routes.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
+use tokio::time::Instant;
+
+use crate::http::{Pool, ResponseHead};
+use crate::metrics::Metrics;
+
+/// How long a failed server is skipped before it is tried again.
+pub const DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Requests this dispatcher has outstanding per server: the load view it gives
+/// load-aware policies (each dispatcher sees only its own traffic, as in the
+/// simulator's independent-dispatcher mode).
+pub struct PeerLoad {
+    inflight: Vec<AtomicU64>,
+    total: AtomicU64,
+}
+
+impl LoadView for PeerLoad {
+    fn inflight(&self, server: ServerId) -> u64 {
+        self.inflight.get(server.index()).map_or(0, |a| a.load(Relaxed))
+    }
+    fn total_inflight(&self) -> u64 {
+        self.total.load(Relaxed)
+    }
+}
+
+/// Where a request went.
+pub enum Outcome {
+    /// This process owns it: serve it locally.
+    Local { fallback: bool },
+    /// Another server answered.
+    Remote { head: ResponseHead, body: Bytes, server: ServerId, fallback: bool },
+    /// Nobody could be reached in time: answer 502.
+    Unavailable,
+}
+
+/// A policy instance with a pool per server.
+pub struct Dispatcher {
+    policy: Mutex<Box<dyn Policy>>,
+    pools: Vec<Pool>,
+    local: Option<ServerId>,
+    load: PeerLoad,
+    fallbacks: usize,
+    timeout: Duration,
+    down_until_ms: Vec<AtomicU64>,
+    epoch: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    /// Builds `spec` over the logical `members` (names as the simulator uses);
+    /// `addrs[i]` is where server `i` really listens. `local` is the caller's
+    /// own id on a node, `None` on a front end.
+    pub fn new(
+        spec: &PolicySpec,
+        members: &Membership,
+        addrs: &[std::net::SocketAddr],
+        local: Option<ServerId>,
+        fallbacks: usize,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PolicyError> {
+        if addrs.len() != members.len() {
+            return Err(PolicyError::BadServer {
+                name: format!("{} addresses", addrs.len()),
+                reason: format!("expected one address per member ({})", members.len()),
+            });
+        }
+        let policy = spec.build(members)?;
+        let n = members.len();
+        Ok(Self {
+            policy: Mutex::new(policy),
+            pools: addrs.iter().map(|&a| Pool::new(a, 256)).collect(),
+            local,
+            load: PeerLoad { inflight: (0..n).map(|_| AtomicU64::new(0)).collect(), total: AtomicU64::new(0) },
+            fallbacks,
+            timeout,
+            down_until_ms: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+            metrics,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn is_down(&self, s: ServerId) -> bool {
+        self.down_until_ms[s.index()].load(Relaxed) > self.now_ms()
+    }
+
+    fn mark_down(&self, s: ServerId) {
+        self.down_until_ms[s.index()].store(self.now_ms() + DOWN_FOR.as_millis() as u64, Relaxed);
+    }
+
+    /// The owner the policy picks for `path` (advances stateful policies).
+    pub fn owner(&self, path: &str) -> ServerId {
+        let key = RequestKey::new(path.as_bytes());
+        self.policy.lock().expect("policy lock").pick(&key, &self.load)
+    }
+
+    /// Routes one request for `path`.
+    pub async fn dispatch(&self, path: &str) -> Outcome {
+        let key = RequestKey::new(path.as_bytes());
+        let owner = self.policy.lock().expect("policy lock").pick(&key, &self.load);
+        if Some(owner) == self.local {
+            return Outcome::Local { fallback: false };
+        }
+        if !self.is_down(owner) {
+            if let Some(o) = self.try_server(owner, path, false).await {
+                return o;
+            }
+        }
+        if self.fallbacks == 0 {
+            return Outcome::Unavailable;
+        }
+        let mut candidates = Vec::with_capacity(self.fallbacks + 1);
+        self.policy.lock().expect("policy lock").candidates(&key, &self.load, self.fallbacks + 1, &mut candidates);
+        for c in candidates.into_iter().filter(|&c| c != owner).take(self.fallbacks) {
+            if Some(c) == self.local {
+                Metrics::add(&self.metrics.fallbacks, 1);
+                return Outcome::Local { fallback: true };
+            }
+            if self.is_down(c) {
+                continue;
+            }
+            if let Some(o) = self.try_server(c, path, true).await {
+                Metrics::add(&self.metrics.fallbacks, 1);
+                return o;
+            }
+        }
+        Outcome::Unavailable
+    }
+
+    async fn try_server(&self, s: ServerId, path: &str, fallback: bool) -> Option<Outcome> {
+        let i = s.index();
+        self.load.inflight[i].fetch_add(1, Relaxed);
+        self.load.total.fetch_add(1, Relaxed);
+        Metrics::add(&self.metrics.forwarded, 1);
+        let r = self.pools[i].get(path, true, self.timeout).await;
+        self.load.inflight[i].fetch_sub(1, Relaxed);
+        self.load.total.fetch_sub(1, Relaxed);
+        match r {
+            // 503: the server is at its connection cap or draining; try another.
+            Ok((head, _)) if head.status == 503 => {
+                self.mark_down(s);
+                None
+            }
+            Ok((head, body)) => Some(Outcome::Remote { head, body, server: s, fallback }),
+            Err(e) => {
+                tracing::debug!("server {s} ({}) failed: {e}", self.pools[i].addr());
+                self.mark_down(s);
+                None
+            }
+        }
+    }
+}

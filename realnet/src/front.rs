@@ -1,0 +1,339 @@
+//! `dl7 front`: the front-end balancer, in the paper's two architectures plus
+//! a comparison mode.
+//!
+//! * [`FrontMode::Conventional`] (the KTCPVS box): parses every request, picks
+//!   the owner with its policy, fetches the response from that node (hop
+//!   header: the node serves it, no second dispatch) and relays all of it.
+//! * [`FrontMode::Distributed`] (the IPVS-DR box): never reads a byte. Each
+//!   accepted connection goes round-robin to a node, whose process receives
+//!   the socket itself over a Unix socket (`SCM_RIGHTS`); the node's L7
+//!   dispatcher handles it and the response never crosses the front end.
+//!   This only works when front and nodes share a kernel (one host).
+//! * [`FrontMode::Relay`] (IPVS-NAT-like): round-robin each connection to a
+//!   node's TCP port and splice bytes both ways through the front end.
+//!
+//! `GET /metrics` is served on the admin listener (the distributed and relay
+//! modes never parse client bytes, so they cannot serve it in-band).
+//! `bytes_out` counts every byte the front end writes to clients: the
+//! direct-return test compares it with the payload clients received.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use dl7_core::{Membership, PolicySpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::{watch, Mutex as AsyncMutex};
+use tokio::time::Instant;
+
+use crate::dispatch::{Dispatcher, Outcome};
+use crate::http::{wait_true, HeadError, Limits, Method, ResponseMeta, ServerConn};
+use crate::metrics::Metrics;
+use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
+
+/// The front end's architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontMode {
+    Conventional,
+    Distributed,
+    Relay,
+}
+
+impl FrontMode {
+    pub const ALL: [FrontMode; 3] = [FrontMode::Conventional, FrontMode::Distributed, FrontMode::Relay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontMode::Conventional => "conventional",
+            FrontMode::Distributed => "distributed",
+            FrontMode::Relay => "relay",
+        }
+    }
+
+    /// The `arch` column of results.csv (relay is named as a variant of distributed).
+    pub fn arch_name(self) -> &'static str {
+        match self {
+            FrontMode::Relay => "distributed-relay",
+            m => m.name(),
+        }
+    }
+}
+
+impl std::str::FromStr for FrontMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        FrontMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown front mode {s:?}; expected conventional, distributed or relay"))
+    }
+}
+
+/// Configuration of a front end.
+pub struct FrontConfig {
+    pub mode: FrontMode,
+    /// Node TCP addresses by index (conventional and relay).
+    pub nodes: Vec<SocketAddr>,
+    /// Node handoff Unix socket paths by index (distributed).
+    pub handoff: Vec<PathBuf>,
+    /// Policy and logical membership (conventional only).
+    pub policy: PolicySpec,
+    pub members: Membership,
+    pub fallbacks: usize,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub admin: Option<TcpListener>,
+}
+
+impl FrontConfig {
+    /// A front end over `nodes` with policy `md5` and 2 fallbacks.
+    pub fn new(mode: FrontMode, nodes: Vec<SocketAddr>, handoff: Vec<PathBuf>) -> Self {
+        let n = nodes.len().max(handoff.len()).max(1);
+        Self {
+            mode,
+            nodes,
+            handoff,
+            policy: PolicySpec::new(dl7_core::PolicyKind::Md5),
+            members: Membership::numbered(n).expect("n >= 1"),
+            fallbacks: 2,
+            limits: Limits::default(),
+            metrics: Arc::new(Metrics::new()),
+            admin: None,
+        }
+    }
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
+struct Handoff {
+    paths: Vec<PathBuf>,
+    links: Vec<AsyncMutex<Option<UnixStream>>>,
+}
+
+/// Runs the front end on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    listener: TcpListener,
+    config: FrontConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let m = config.metrics.clone();
+    let mut stop = shutdown_signal(shutdown);
+    let conns = Conns::new(config.limits.max_connections, m.clone());
+    if let Some(admin) = config.admin {
+        let mm = m.clone();
+        let role = config.mode.name();
+        let pages: AdminPages = Arc::new(move |p| (p == "/metrics").then(|| mm.render(role)));
+        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+    }
+    let next = AtomicUsize::new(0);
+    match config.mode {
+        FrontMode::Conventional => {
+            let d = Dispatcher::new(
+                &config.policy,
+                &config.members,
+                &config.nodes,
+                None,
+                config.fallbacks,
+                config.limits.upstream_timeout,
+                m.clone(),
+            )
+            .map_err(|e| invalid(e.to_string()))?;
+            let d = Arc::new(d);
+            loop {
+                tokio::select! {
+                    a = listener.accept() => if let Ok((s, _)) = a {
+                        let (d, m, limits) = (d.clone(), m.clone(), config.limits.clone());
+                        conns.admit(s, move |s, stop| proxy(d, m, limits, s, stop));
+                    },
+                    _ = wait_true(&mut stop) => break,
+                }
+            }
+        }
+        FrontMode::Relay => {
+            if config.nodes.is_empty() {
+                return Err(invalid("relay front end needs at least one node address".into()));
+            }
+            let nodes = Arc::new(config.nodes.clone());
+            loop {
+                tokio::select! {
+                    a = listener.accept() => if let Ok((s, _)) = a {
+                        let i = next.fetch_add(1, Relaxed) % nodes.len();
+                        let (nodes, m, limits) = (nodes.clone(), m.clone(), config.limits.clone());
+                        conns.admit(s, move |s, _| relay(nodes, i, m, limits, s));
+                    },
+                    _ = wait_true(&mut stop) => break,
+                }
+            }
+        }
+        FrontMode::Distributed => {
+            if config.handoff.is_empty() {
+                return Err(invalid("distributed front end needs at least one node handoff socket".into()));
+            }
+            let h = Handoff {
+                links: config.handoff.iter().map(|_| AsyncMutex::new(None)).collect(),
+                paths: config.handoff,
+            };
+            loop {
+                tokio::select! {
+                    a = listener.accept() => if let Ok((s, _)) = a {
+                        Metrics::add(&m.connections, 1);
+                        let i = next.fetch_add(1, Relaxed);
+                        if hand_over(&h, i, &s).await {
+                            Metrics::add(&m.handoffs, 1);
+                        } else {
+                            // No node took it: tell the client instead of dropping it silently.
+                            Metrics::add(&m.bad_gateway, 1);
+                            let mut conn = ServerConn::new(s).with_metrics(m.clone());
+                            tokio::spawn(async move { let _ = conn.write_error(502).await; });
+                        }
+                        // Dropping `s` here closes only the front end's copy of the descriptor.
+                    },
+                    _ = wait_true(&mut stop) => break,
+                }
+            }
+        }
+    }
+    drop(listener);
+    conns.drain(config.limits.drain_timeout).await;
+    Ok(())
+}
+
+/// Sends the client socket to node `first`, or the next reachable one.
+async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
+    use sendfd::SendWithFd;
+    let n = h.paths.len();
+    for k in 0..n {
+        let i = (first + k) % n;
+        let mut link = h.links[i].lock().await;
+        for _attempt in 0..2 {
+            if link.is_none() {
+                *link = UnixStream::connect(&h.paths[i]).await.ok();
+            }
+            let Some(unix) = link.as_ref() else { break };
+            let sent = loop {
+                if unix.writable().await.is_err() {
+                    break false;
+                }
+                match unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
+                    Ok(1) => break true,
+                    Ok(_) => break false,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break false,
+                }
+            };
+            if sent {
+                return true;
+            }
+            *link = None; // broken link: reconnect once, then try the next node
+        }
+    }
+    false
+}
+
+async fn proxy(
+    d: Arc<Dispatcher>,
+    m: Arc<Metrics>,
+    limits: Limits,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conn = ServerConn::new(stream).with_metrics(m.clone());
+    let mut path = String::with_capacity(128);
+    loop {
+        let head = match conn.read_head(&limits, &mut path, &mut stop).await {
+            Ok(h) => h,
+            Err(HeadError::Closed) => break,
+            Err(HeadError::Status(s)) => {
+                Metrics::add(&m.client_errors, 1);
+                let _ = conn.write_error(s).await;
+                break;
+            }
+        };
+        let start = Instant::now();
+        let _inflight = InFlight::enter(&m);
+        Metrics::add(&m.requests, 1);
+        if head.method == Method::Other {
+            Metrics::add(&m.client_errors, 1);
+            let _ = conn.write_error(405).await;
+            break;
+        }
+        let keep = head.keep_alive && !*stop.borrow();
+        let head_only = head.method == Method::Head;
+        let r = match d.dispatch(&path).await {
+            Outcome::Remote { head: up, body, server, .. } => {
+                let meta = ResponseMeta {
+                    content_type: up.content_type.mime(),
+                    object_id: up.object_id,
+                    served_by: up.served_by.or(Some(server.0)),
+                    gzip: up.gzip,
+                };
+                if up.status == 502 {
+                    Metrics::add(&m.bad_gateway, 1);
+                }
+                let r = conn.write_response(up.status, &meta, &body, keep, head_only).await;
+                if up.status == 200 && !head_only {
+                    Metrics::add(&m.payload_out, body.len() as u64);
+                }
+                r
+            }
+            Outcome::Local { .. } | Outcome::Unavailable => {
+                Metrics::add(&m.bad_gateway, 1);
+                conn.write_error(502).await
+            }
+        };
+        m.observe(start.elapsed());
+        if r.is_err() || !keep {
+            break;
+        }
+    }
+}
+
+async fn relay(nodes: Arc<Vec<SocketAddr>>, first: usize, m: Arc<Metrics>, limits: Limits, client: TcpStream) {
+    let _ = client.set_nodelay(true);
+    let mut upstream = None;
+    for k in 0..nodes.len() {
+        let addr = nodes[(first + k) % nodes.len()];
+        if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(addr)).await {
+            upstream = Some(s);
+            break;
+        }
+    }
+    let Some(upstream) = upstream else {
+        Metrics::add(&m.bad_gateway, 1);
+        let mut conn = ServerConn::new(client).with_metrics(m.clone());
+        let _ = conn.write_error(502).await;
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let m2 = m.clone();
+    let up = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = cr.read(&mut buf).await {
+            if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            Metrics::add(&m2.bytes_in, n as u64);
+        }
+        let _ = uw.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = ur.read(&mut buf).await {
+            if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            Metrics::add(&m.bytes_out, n as u64);
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(up, down);
+}

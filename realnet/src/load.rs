@@ -1,0 +1,378 @@
+//! `dl7 load`: the load generator.
+//!
+//! * Closed loop (WebStone-style): `connections` keep-alive connections, each
+//!   sending its next request as soon as the previous response is complete
+//!   (zero think time). Latency runs from send to last body byte.
+//! * Open loop (wrk2 method): a constant total `rate`, spread evenly over the
+//!   connections; request k of a connection is *intended* at
+//!   `start + phase + k / per_connection_rate` and its latency is measured from
+//!   that intended time, so a stalled server is charged for every request it
+//!   delayed (no coordinated omission).
+//!
+//! Requests come from the workload's seeded stream (connection c draws from
+//! `catalog.stream(mix(seed, c))`) or from a fixed list replayed exactly once
+//! in total (connections take the next entry from a shared cursor).
+//! Every response is verified: status 200, the object's exact length (after
+//! gunzip when the node distilled it) and every byte against
+//! [`crate::content::Pattern`]. Failures are counted by kind and the
+//! connection is reopened.
+//!
+//! This module must not start services; it only drives a target address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dl7_traces::{Catalog, ObjectId};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::content::Pattern;
+use crate::http::{ClientConn, FetchError};
+
+/// Where requests come from.
+#[derive(Debug, Clone)]
+pub enum Requests {
+    /// Independent draws by weight, per-connection seeds derived from this one.
+    Stream { seed: u64 },
+    /// Exactly these objects, each requested once, in order of the shared cursor.
+    List(Arc<Vec<ObjectId>>),
+}
+
+/// Configuration of one load run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub target: SocketAddr,
+    pub catalog: Arc<Catalog>,
+    pub requests: Requests,
+    pub connections: usize,
+    /// Requests completing before `warmup` ends are not recorded.
+    pub warmup: Duration,
+    /// Measurement window after the warm-up (a list run also stops when the list is done).
+    pub duration: Duration,
+    /// Open loop at this many requests/s in total; `None` = closed loop.
+    pub rate: Option<f64>,
+    /// Deadline of one request (connect included).
+    pub timeout: Duration,
+}
+
+impl LoadConfig {
+    /// Closed loop, 1 s, 8 connections, stream seed 1.
+    pub fn new(target: SocketAddr, catalog: Arc<Catalog>) -> Self {
+        Self {
+            target,
+            catalog,
+            requests: Requests::Stream { seed: 1 },
+            connections: 8,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            rate: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Verified responses in the window.
+    pub requests: u64,
+    /// Body bytes of verified responses in the window (as delivered on the wire).
+    pub payload_bytes: u64,
+    /// Decoded body bytes of verified responses (equal to `payload_bytes` without distill).
+    pub object_bytes: u64,
+    pub window_s: f64,
+    pub req_per_s: f64,
+    pub mbit_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// Failed or unverified responses in the window.
+    pub errors: u64,
+    /// Errors by kind: `connect`, `timeout`, `io`, `closed`, `bad_response`,
+    /// `status_<code>`, `length`, `body`, `gzip`.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Requests sent but not finished when the window closed.
+    pub unfinished: u64,
+    /// Responses per `x-dl7-served-by` node index (verified responses in the window).
+    pub served_by: BTreeMap<u32, u64>,
+}
+
+impl LoadReport {
+    /// One-paragraph human summary.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "requests {}  req/s {:.1}  Mbit/s {:.2}  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  errors {}",
+            self.requests, self.req_per_s, self.mbit_per_s, self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.errors
+        );
+        if !self.errors_by_kind.is_empty() {
+            let kinds: Vec<String> = self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!(" ({})", kinds.join(", ")));
+        }
+        s
+    }
+}
+
+struct ConnStats {
+    hist: Histogram<u64>,
+    requests: u64,
+    payload: u64,
+    object_bytes: u64,
+    errors: BTreeMap<String, u64>,
+    served_by: BTreeMap<u32, u64>,
+    unfinished: u64,
+}
+
+fn mix(seed: u64, c: u64) -> u64 {
+    let mut x = seed ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Runs the load and returns what it measured. Errors only for a config that
+/// cannot run (empty catalog, zero connections, bad rate).
+pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
+    if config.connections == 0 {
+        return Err("load: connections must be at least 1".into());
+    }
+    if config.catalog.is_empty() {
+        return Err("load: the catalog has no objects".into());
+    }
+    if let Some(r) = config.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!("load: rate must be a positive number of requests/s, got {r}"));
+        }
+    }
+    if let Requests::List(list) = &config.requests {
+        if let Some(bad) = list.iter().find(|id| id.index() >= config.catalog.len()) {
+            return Err(format!(
+                "load: request list names object {} but the catalog has {}",
+                bad.0,
+                config.catalog.len()
+            ));
+        }
+    }
+    if let Requests::Stream { seed } = config.requests {
+        config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?;
+    }
+    let patterns: Arc<Vec<Pattern>> = Arc::new(config.catalog.objects.iter().map(Pattern::of).collect());
+    let start = Instant::now();
+    let window_start = start + config.warmup;
+    let window_end = window_start + config.duration;
+    let cursor = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(config.connections);
+    for c in 0..config.connections {
+        let cfg = config.clone();
+        let patterns = patterns.clone();
+        let cursor = cursor.clone();
+        tasks.push(tokio::spawn(
+            async move { connection(c, cfg, patterns, cursor, start, window_start, window_end).await },
+        ));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut report = LoadReport::default();
+    for t in tasks {
+        let s = t.await.map_err(|e| format!("load: connection task failed: {e}"))?;
+        let _ = hist.add(&s.hist);
+        report.requests += s.requests;
+        report.payload_bytes += s.payload;
+        report.object_bytes += s.object_bytes;
+        report.unfinished += s.unfinished;
+        for (k, v) in s.errors {
+            *report.errors_by_kind.entry(k).or_default() += v;
+        }
+        for (k, v) in s.served_by {
+            *report.served_by.entry(k).or_default() += v;
+        }
+    }
+    let end = Instant::now().min(window_end);
+    let window = end.saturating_duration_since(window_start).as_secs_f64().max(1e-9);
+    report.errors = report.errors_by_kind.values().sum();
+    report.window_s = window;
+    report.req_per_s = report.requests as f64 / window;
+    report.mbit_per_s = report.payload_bytes as f64 * 8.0 / 1e6 / window;
+    let ms = |q: f64| if hist.is_empty() { 0.0 } else { hist.value_at_quantile(q) as f64 / 1000.0 };
+    report.p50_ms = ms(0.5);
+    report.p90_ms = ms(0.9);
+    report.p99_ms = ms(0.99);
+    report.p999_ms = ms(0.999);
+    report.max_ms = if hist.is_empty() { 0.0 } else { hist.max() as f64 / 1000.0 };
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    c: usize,
+    cfg: LoadConfig,
+    patterns: Arc<Vec<Pattern>>,
+    cursor: Arc<AtomicU64>,
+    start: Instant,
+    window_start: Instant,
+    window_end: Instant,
+) -> ConnStats {
+    let mut stats = ConnStats {
+        hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+        requests: 0,
+        payload: 0,
+        object_bytes: 0,
+        errors: BTreeMap::new(),
+        served_by: BTreeMap::new(),
+        unfinished: 0,
+    };
+    let mut stream = match &cfg.requests {
+        Requests::Stream { seed } => Some(cfg.catalog.stream(mix(*seed, c as u64)).expect("checked in run")),
+        Requests::List(_) => None,
+    };
+    let interval = cfg.rate.map(|r| Duration::from_secs_f64(cfg.connections as f64 / r));
+    let phase = cfg.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(c as f64 / r));
+    let mut conn: Option<ClientConn> = None;
+    let mut body = Vec::new();
+    let mut decoded = Vec::new();
+    let mut k: u32 = 0;
+    loop {
+        let id = match (&mut stream, &cfg.requests) {
+            (Some(s), _) => s.next_id(),
+            (None, Requests::List(list)) => {
+                let i = cursor.fetch_add(1, Relaxed) as usize;
+                match list.get(i) {
+                    Some(&id) => id,
+                    None => break,
+                }
+            }
+            (None, Requests::Stream { .. }) => unreachable!("stream mode always has a stream"),
+        };
+        let intended = match interval {
+            Some(iv) => {
+                let t = start + phase + iv * k;
+                k += 1;
+                if t >= window_end {
+                    break;
+                }
+                tokio::time::sleep_until(t).await;
+                t
+            }
+            None => {
+                if Instant::now() >= window_end {
+                    break;
+                }
+                Instant::now()
+            }
+        };
+        let object = cfg.catalog.get(id);
+        let outcome = tokio::time::timeout_at(
+            window_end.max(intended) + cfg.timeout,
+            one_request(&mut conn, &cfg, &object.path, &mut body),
+        )
+        .await;
+        let done = Instant::now();
+        let in_window = done >= window_start && done <= window_end;
+        let result = match outcome {
+            Err(_) => {
+                if done > window_end {
+                    // Still waiting when the window closed: not an error, not a response.
+                    stats.unfinished += 1;
+                    break;
+                }
+                Err("timeout".to_string())
+            }
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(head)) => verify(&head, object.size, &patterns[id.index()], &body, &mut decoded)
+                .map(|decoded_len| (head, decoded_len)),
+        };
+        match result {
+            Ok((head, decoded_len)) => {
+                if in_window {
+                    stats.requests += 1;
+                    stats.payload += body.len() as u64;
+                    stats.object_bytes += decoded_len;
+                    let us = done.saturating_duration_since(intended).as_micros().max(1) as u64;
+                    let _ = stats.hist.record(us);
+                    if let Some(by) = head.served_by {
+                        *stats.served_by.entry(by).or_default() += 1;
+                    }
+                }
+                if !head.keep_alive {
+                    conn = None;
+                }
+            }
+            Err(kind) => {
+                // A list replay counts every failure; a timed run only those in its window.
+                if in_window || matches!(cfg.requests, Requests::List(_)) {
+                    *stats.errors.entry(kind).or_default() += 1;
+                }
+                conn = None;
+            }
+        }
+    }
+    stats
+}
+
+async fn one_request(
+    conn: &mut Option<ClientConn>,
+    cfg: &LoadConfig,
+    path: &str,
+    body: &mut Vec<u8>,
+) -> Result<crate::http::ResponseHead, String> {
+    let fresh = conn.is_none();
+    if fresh {
+        *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    match c.get(path, false, body).await {
+        Ok(h) => Ok(h),
+        // A kept-alive connection the server closed while idle: retry once on a new one.
+        Err(FetchError::Closed | FetchError::Io(_)) if !fresh => {
+            *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
+            conn.as_mut().expect("connected above").get(path, false, body).await.map_err(kind)
+        }
+        Err(e) => Err(kind(e)),
+    }
+}
+
+fn kind(e: FetchError) -> String {
+    match e {
+        FetchError::Connect { .. } => "connect",
+        FetchError::Timeout => "timeout",
+        FetchError::Io(_) => "io",
+        FetchError::Closed => "closed",
+        FetchError::BadResponse(_) => "bad_response",
+    }
+    .to_string()
+}
+
+/// Checks one response; returns the decoded body length.
+fn verify(
+    head: &crate::http::ResponseHead,
+    size: u64,
+    pattern: &Pattern,
+    body: &[u8],
+    decoded: &mut Vec<u8>,
+) -> Result<u64, String> {
+    if head.status != 200 {
+        return Err(format!("status_{}", head.status));
+    }
+    let plain: &[u8] = if head.gzip {
+        use std::io::Read;
+        decoded.clear();
+        let mut d = flate2::read::GzDecoder::new(body);
+        if d.read_to_end(decoded).is_err() {
+            return Err("gzip".into());
+        }
+        decoded
+    } else {
+        body
+    };
+    if plain.len() as u64 != size {
+        return Err("length".into());
+    }
+    if !pattern.matches(0, plain) {
+        return Err("body".into());
+    }
+    Ok(plain.len() as u64)
+}

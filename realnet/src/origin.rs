@@ -1,0 +1,167 @@
+//! `dl7 origin`: the origin web server. Serves every object of a catalog at
+//! its path with its exact size, its content type and the deterministic body
+//! of [`crate::content`]; unknown paths get 404. An optional per-request delay
+//! emulates a slower origin (the paper's Apache box).
+//!
+//! It must not cache, dispatch or know about nodes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dl7_traces::Catalog;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::content::Pattern;
+use crate::http::{HeadError, Limits, Method, ResponseMeta, ServerConn};
+use crate::metrics::Metrics;
+use crate::service::{admin_loop, shutdown_signal, Conns, InFlight};
+
+/// Bodies are generated once at start-up when the catalog is at most this big.
+const PRECOMPUTE_LIMIT: u64 = 512 << 20;
+
+/// Configuration of an origin.
+pub struct OriginConfig {
+    pub catalog: Arc<Catalog>,
+    /// Added before every response.
+    pub delay: Duration,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    /// Optional separate listener for `GET /metrics`.
+    pub admin: Option<TcpListener>,
+}
+
+impl OriginConfig {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self {
+            catalog,
+            delay: Duration::ZERO,
+            limits: Limits::default(),
+            metrics: Arc::new(Metrics::new()),
+            admin: None,
+        }
+    }
+}
+
+struct Origin {
+    catalog: Arc<Catalog>,
+    by_path: HashMap<String, u32>,
+    bodies: Option<Vec<Bytes>>,
+    delay: Duration,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the catalog on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    listener: TcpListener,
+    config: OriginConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let catalog = config.catalog;
+    let by_path = catalog.objects.iter().map(|o| (o.path.clone(), o.id.0)).collect();
+    let bodies = (catalog.unique_bytes() <= PRECOMPUTE_LIMIT)
+        .then(|| catalog.objects.iter().map(|o| Bytes::from(Pattern::of(o).body(o.size))).collect());
+    let origin = Arc::new(Origin {
+        catalog: catalog.clone(),
+        by_path,
+        bodies,
+        delay: config.delay,
+        limits: config.limits.clone(),
+        metrics: config.metrics.clone(),
+    });
+    let mut stop = shutdown_signal(shutdown);
+    let conns = Conns::new(config.limits.max_connections, config.metrics.clone());
+    if let Some(admin) = config.admin {
+        let m = config.metrics.clone();
+        let pages: crate::service::AdminPages = Arc::new(move |p| (p == "/metrics").then(|| m.render("origin")));
+        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+    }
+    loop {
+        tokio::select! {
+            a = listener.accept() => match a {
+                Ok((stream, _)) => {
+                    let o = origin.clone();
+                    conns.admit(stream, move |s, stop| serve(o, s, stop));
+                }
+                Err(e) => tracing::warn!("origin accept: {e}"),
+            },
+            _ = crate::http::wait_true(&mut stop) => break,
+        }
+    }
+    drop(listener);
+    conns.drain(config.limits.drain_timeout).await;
+    Ok(())
+}
+
+async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    let m = &*origin.metrics;
+    let mut conn = ServerConn::new(stream).with_metrics(origin.metrics.clone());
+    let mut path = String::new();
+    let mut scratch;
+    loop {
+        let head = match conn.read_head(&origin.limits, &mut path, &mut stop).await {
+            Ok(h) => h,
+            Err(HeadError::Closed) => break,
+            Err(HeadError::Status(s)) => {
+                Metrics::add(&m.client_errors, 1);
+                let _ = conn.write_error(s).await;
+                break;
+            }
+        };
+        let start = Instant::now();
+        let _inflight = InFlight::enter(m);
+        Metrics::add(&m.requests, 1);
+        if !origin.delay.is_zero() {
+            tokio::time::sleep(origin.delay).await;
+        }
+        let keep = head.keep_alive && !*stop.borrow();
+        let result = match (head.method, origin.by_path.get(path.as_str())) {
+            (Method::Other, _) => {
+                Metrics::add(&m.client_errors, 1);
+                conn.write_error(405).await.map(|_| false)
+            }
+            (_, None) if path == "/metrics" => {
+                let text = m.render("origin");
+                let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };
+                conn.write_response(200, &meta, text.as_bytes(), keep, head.method == Method::Head).await.map(|_| keep)
+            }
+            (_, None) => {
+                Metrics::add(&m.client_errors, 1);
+                let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+                conn.write_response(404, &meta, b"404 Not Found\n", keep, head.method == Method::Head)
+                    .await
+                    .map(|_| keep)
+            }
+            (_, Some(&id)) => {
+                let object = &origin.catalog.objects[id as usize];
+                let body: &[u8] = match &origin.bodies {
+                    Some(b) => &b[id as usize],
+                    None => {
+                        scratch = Pattern::of(object).body(object.size);
+                        &scratch
+                    }
+                };
+                let meta = ResponseMeta {
+                    content_type: object.content_type.mime(),
+                    object_id: Some(id),
+                    ..Default::default()
+                };
+                let r = conn.write_response(200, &meta, body, keep, head.method == Method::Head).await;
+                if r.is_ok() && head.method == Method::Get {
+                    Metrics::add(&m.payload_out, object.size);
+                }
+                r.map(|_| keep)
+            }
+        };
+        m.observe(start.elapsed());
+        match result {
+            Ok(true) => {}
+            _ => break,
+        }
+    }
+}

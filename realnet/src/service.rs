@@ -1,0 +1,148 @@
+//! What every service shares: admission of client connections under a cap,
+//! the stop signal handed to each connection, draining on shutdown, and the
+//! admin listener that serves `GET /metrics` (and role-specific pages).
+//!
+//! This module knows no roles; it must not parse anything but admin requests.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::http::{wait_true, HeadError, Limits, Method, ResponseMeta, ServerConn};
+use crate::metrics::Metrics;
+
+/// Connection admission and drain for one service.
+pub struct Conns {
+    sem: Arc<Semaphore>,
+    max: u32,
+    stop_tx: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Conns {
+    pub fn new(max: usize, metrics: Arc<Metrics>) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
+        let (stop_tx, _) = watch::channel(false);
+        Self { sem: Arc::new(Semaphore::new(max as usize)), max, stop_tx, metrics }
+    }
+
+    /// A receiver that turns true when the service stops.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Runs `serve` on the connection if under the cap, else answers 503 and closes.
+    pub fn admit<F, Fut>(&self, stream: TcpStream, serve: F)
+    where
+        F: FnOnce(TcpStream, watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Metrics::add(&self.metrics.connections, 1);
+        match self.sem.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let fut = serve(stream, self.stop_signal());
+                tokio::spawn(async move {
+                    fut.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                Metrics::add(&self.metrics.rejected, 1);
+                tokio::spawn(async move {
+                    let mut conn = ServerConn::new(stream);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.write_error(503)).await;
+                });
+            }
+        }
+    }
+
+    /// Tells every connection to stop after its current request and waits
+    /// for them, at most `timeout`.
+    pub async fn drain(&self, timeout: Duration) {
+        let _ = self.stop_tx.send(true);
+        let _ = tokio::time::timeout(timeout, self.sem.acquire_many(self.max)).await;
+    }
+}
+
+/// Turns a shutdown future into a watch receiver that any task can await.
+pub fn shutdown_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => { let _ = tx.send(true); }
+            _ = tx.closed() => {}
+        }
+    });
+    rx
+}
+
+/// Renders an admin page for a path, or `None` for 404.
+pub type AdminPages = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Serves admin pages on `listener` until `stop` turns true.
+pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watch::Receiver<bool>) {
+    let limits = Limits::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = wait_true(&mut stop) => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let pages = pages.clone();
+        let mut stop = stop.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let mut conn = ServerConn::new(stream);
+            let mut path = String::new();
+            loop {
+                match conn.read_head(&limits, &mut path, &mut stop).await {
+                    Ok(head) => {
+                        let page = if head.method == Method::Other { None } else { pages(&path) };
+                        let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };
+                        let r = match page {
+                            Some(text) => {
+                                conn.write_response(
+                                    200,
+                                    &meta,
+                                    text.as_bytes(),
+                                    head.keep_alive,
+                                    head.method == Method::Head,
+                                )
+                                .await
+                            }
+                            None => conn.write_error(404).await,
+                        };
+                        if r.is_err() || !head.keep_alive {
+                            return;
+                        }
+                    }
+                    Err(HeadError::Closed) => return,
+                    Err(HeadError::Status(s)) => {
+                        let _ = conn.write_error(s).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// RAII in-flight gauge.
+pub struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    pub fn enter(m: &'a Metrics) -> Self {
+        m.inflight.fetch_add(1, Relaxed);
+        Self(m)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Relaxed);
+    }
+}
