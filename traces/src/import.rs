@@ -139,23 +139,35 @@ pub fn parse_clf(line: &[u8]) -> Result<Record<'_>, LineError> {
     let q1 = memchr(b'"', rest).ok_or(LineError::Incomplete("no quoted request after the timestamp"))?;
     let after_q1 = &rest[q1 + 1..];
     // The request ends at the first unescaped quote followed by ` status`:
-    // old logs do not always escape quotes inside the request.
+    // old logs do not always escape quotes inside the request. Without such
+    // a quote, the first unescaped one ends it (and the status is then bad).
     let mut from = 0;
+    let mut first_unescaped = None;
     let (request, tail) = loop {
         let Some(i) = memchr(b'"', &after_q1[from..]).map(|i| from + i) else {
-            return Err(LineError::Incomplete("request not closed by a quote"));
+            match first_unescaped {
+                Some(i) => break (&after_q1[..i], &after_q1[i + 1..]),
+                None => return Err(LineError::Incomplete("request not closed by a quote")),
+            }
         };
-        let escaped = i > 0 && after_q1[i - 1] == b'\\';
-        let tail = &after_q1[i + 1..];
-        let looks_like_status =
-            tail.first() == Some(&b' ') && tail.get(1).is_some_and(|b| b.is_ascii_digit() || *b == b'-');
-        if !escaped && (looks_like_status || tail.iter().all(|b| b.is_ascii_whitespace())) {
-            break (&after_q1[..i], tail);
-        }
         from = i + 1;
+        if i > 0 && after_q1[i - 1] == b'\\' {
+            continue;
+        }
+        first_unescaped.get_or_insert(i);
+        let tail = &after_q1[i + 1..];
+        let next_token = tail.iter().position(|b| !b.is_ascii_whitespace());
+        let starts_with_space = tail.first().is_some_and(|b| b.is_ascii_whitespace());
+        match next_token {
+            None => break (&after_q1[..i], tail),
+            Some(t) if starts_with_space && (tail[t].is_ascii_digit() || tail[t] == b'-') => {
+                break (&after_q1[..i], tail)
+            }
+            Some(_) => {}
+        }
     };
     let url = request_url(request)?;
-    let mut fields = tail.split(|b| *b == b' ').filter(|f| !f.is_empty());
+    let mut fields = tail.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
     let status = fields.next().ok_or(LineError::Incomplete("no status after the request"))?;
     let status = parse_u64(status).filter(|s| (100..1000).contains(s)).ok_or(LineError::Bad("bad status"))? as u16;
     let bytes = match fields.next() {
@@ -446,11 +458,14 @@ pub fn import(mut reader: impl BufRead, file: &str, opts: &ImportOptions) -> Res
         let n = report.lines;
         let text = trim_line_end(&line);
         if let Some((held_n, reason)) = held.take() {
+            // Join only when this line is no record by itself: a complete
+            // record must never be swallowed by a broken line before it.
+            let alone_ok = parse(text).is_ok();
             joined.clear();
             joined.extend_from_slice(&held_text);
             joined.push(b'\n');
             joined.extend_from_slice(text);
-            if let Ok(rec) = parse(&joined) {
+            if let (false, Ok(rec)) = (alone_ok, parse(&joined)) {
                 report.joined += 1;
                 if let Err(why) = accept(&mut report, &mut builder, &rec) {
                     invalid(&mut report, held_n, why, &joined)?;
