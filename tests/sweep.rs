@@ -1,0 +1,122 @@
+//! End-to-end tests of `dl7 sweep` and `dl7 plot`, run on the built binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dl7(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dl7")).args(args).output().expect("the dl7 binary runs")
+}
+
+/// A fresh directory for one test under cargo's per-target temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sweep-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const GOOD: &str = r#"name = "t"
+seed = 7
+hardware = "kwon2008"
+
+[sweep]
+servers = [1, 2]
+policies = ["rr", "md5"]
+archs = ["conventional", "distributed"]
+workloads = ["surge100"]
+
+[run]
+warmup_s = 0.1
+measure_s = 0.2
+"#;
+
+/// Runs `dl7 sweep` on `text` and returns (exit code, stderr, file path).
+fn sweep_text(test: &str, text: &str) -> (Option<i32>, String, String) {
+    let dir = scratch(test);
+    let file = dir.join("exp.toml");
+    std::fs::write(&file, text).unwrap();
+    let file = file.display().to_string();
+    let out = dl7(&["sweep", &file, "--out", &dir.join("out").display().to_string()]);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), file)
+}
+
+fn assert_input_error(test: &str, text: &str, key: &str, line: usize) {
+    let (code, stderr, file) = sweep_text(test, text);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{file}:{line}:")), "file and line in: {stderr}");
+    assert!(stderr.contains(key), "key {key} in: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn unknown_key_exits_2_naming_file_line_and_key() {
+    assert_input_error("unknown-key", &GOOD.replace("[run]\n", "[run]\nwarmup = 1.0\n"), "warmup", 12);
+}
+
+#[test]
+fn wrong_type_exits_2_naming_the_key() {
+    assert_input_error("wrong-type", &GOOD.replace("servers = [1, 2]", "servers = \"two\""), "`sweep.servers`", 6);
+}
+
+#[test]
+fn unknown_policy_exits_2_naming_the_key() {
+    assert_input_error("unknown-policy", &GOOD.replace("\"md5\"]", "\"md55\"]"), "`sweep.policies`", 7);
+}
+
+#[test]
+fn empty_servers_exits_2_naming_the_key() {
+    assert_input_error("empty-servers", &GOOD.replace("[1, 2]", "[]"), "`sweep.servers`", 6);
+}
+
+#[test]
+fn unknown_workload_exits_2_naming_the_key() {
+    assert_input_error("unknown-workload", &GOOD.replace("\"surge100\"", "\"surge1000\""), "`sweep.workloads`", 9);
+}
+
+#[test]
+fn missing_experiment_file_exits_2() {
+    let out = dl7(&["sweep", "no/such/experiment.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/experiment.toml"));
+}
+
+#[test]
+fn plot_overlays_real_rows_on_simulated_ones() {
+    let dir = scratch("plot");
+    let header = "workload,arch,policy,servers,seed,req_per_s,mbit_per_s,hit_ratio,byte_hit_ratio,p50_ms,p99_ms,\
+                  fe_cpu_util,fe_nic_util,max_server_cpu_util,max_server_nic_util,imbalance,forwarded_frac,\
+                  cache_bytes,requests,mode,errors";
+    let mut csv = format!("{header}\n");
+    for (arch, mode, servers, req) in [
+        ("conventional", "sim", 1, 380.0),
+        ("conventional", "sim", 2, 470.0),
+        ("distributed", "sim", 1, 270.0),
+        ("distributed", "sim", 2, 340.0),
+        ("distributed", "real", 2, 330.0),
+    ] {
+        csv.push_str(&format!(
+            "w,{arch},rr,{servers},1,{req},{},0.9,0.9,1,2,0.1,0.2,0.3,0.4,1,0.5,1000,100,{mode},0\n",
+            req * 0.18
+        ));
+    }
+    let results = dir.join("results.csv");
+    std::fs::write(&results, csv).unwrap();
+    let out = dl7(&["plot", &results.display().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for stem in ["w_req_per_s", "w_mbit_per_s", "w_cache_bytes"] {
+        assert!(dir.join(format!("{stem}.png")).exists(), "{stem}.png");
+        assert!(dir.join(format!("{stem}.svg")).exists(), "{stem}.svg");
+    }
+    let svg = std::fs::read_to_string(dir.join("w_req_per_s.svg")).unwrap();
+    assert!(svg.contains("AS-RR (real)"), "real rows are labelled");
+}
+
+#[test]
+fn plot_rejects_a_file_that_is_not_results_csv() {
+    let dir = scratch("plot-bad");
+    let bad = dir.join("results.csv");
+    std::fs::write(&bad, "a,b\n1,2\n").unwrap();
+    let out = dl7(&["plot", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected the results.csv header"));
+}
