@@ -55,7 +55,7 @@ struct Metric {
 
 const METRICS: [Metric; 3] = [
     Metric { kind: "req_per_s", title: "requests per second", y_label: "requests/s", value: |r| r.req_per_s },
-    Metric { kind: "mbit_per_s", title: "throughput", y_label: "Mbit/s to clients", value: |r| r.mbit_per_s },
+    Metric { kind: "mbit_per_s", title: "Mbit/s", y_label: "Mbit/s of responses", value: |r| r.mbit_per_s },
     Metric {
         kind: "cache_bytes",
         title: "total cache storage",

@@ -203,6 +203,15 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[Refer
         Conclusion::ALL.iter().map(|&c| (c, idx.workloads.iter().map(|w| check(c, &idx, w)).collect())).collect();
     let _ = writeln!(out, "## Fidelity\n");
     let _ = writeln!(out, "- {}", fidelity_line(&comparison));
+    let held_out: Vec<&str> =
+        idx.workloads.iter().copied().filter(|w| *w != "surge100" && paper_tables(w).is_some()).collect();
+    if !held_out.is_empty() {
+        let _ = writeln!(
+            out,
+            "- {}: the paper's tables for these are held out of calibration; our numbers for them are predictions.",
+            held_out.join(", ")
+        );
+    }
     for &w in &idx.workloads {
         let held = verdicts.iter().filter(|(_, v)| matches!(v[idx_of(&idx.workloads, w)], Verdict::Held(_))).count();
         let decided =
