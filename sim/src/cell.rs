@@ -64,21 +64,11 @@ pub struct CellSpec {
     pub cache_bytes_per_server: Option<u64>,
 }
 
-/// The hardware profile (CPU costs, NIC rates, cache sizes), read from a TOML
-/// file such as `experiments/hardware/kwon2008.toml`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hardware {
-    // Fields are defined by the simulator work.
-}
+/// The hardware profile (CPU costs, NIC rates, cache sizes); defined in
+/// [`crate::hardware`], re-exported here as part of the cell interface.
+pub use crate::hardware::Hardware;
 
-impl Hardware {
-    /// Parses a profile; `origin` names the file in errors.
-    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, SimError> {
-        let _ = text;
-        Err(SimError::Invalid(format!("{origin}: hardware profiles are not built yet")))
-    }
-}
-
+/// Why a run could not be simulated: a bad cell, hardware profile or policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {
     #[error("{0}")]

@@ -1,18 +1,242 @@
 //! # dl7-sim: discrete-event model of a web-cache cluster
 //!
-//! (Module docs to be written by the simulator work: what is and is not modelled.)
+//! The application calls [`simulate`] once per run (one cell, one seed); the
+//! answer is a [`ResultRow`] with `mode = "sim"`. Same spec, same hardware,
+//! same row, bit for bit: every random number comes from `cell.seed`.
 //!
-//! The application calls [`simulate`] once per run (one cell, one seed).
+//! ## Layout
+//! * [`engine`]: the event loop alone (integer-nanosecond clock, events
+//!   ordered by time then insertion). Knows nothing of clusters.
+//! * `model`: hosts, resources, caches and request paths.
+//! * [`Hardware`]: the profile of costs and rates, read strictly from TOML
+//!   (`experiments/hardware/kwon2008.toml` is the paper's testbed).
+//!
+//! ## What is modelled
+//! * **Hosts**: one front end, N cache servers, one origin. Each has one FIFO
+//!   CPU and a full-duplex NIC (independent FIFO TX and RX stations at the
+//!   link rate). Clients are unlimited: no client CPU or NIC, so they are
+//!   never the bottleneck. The switch is non-blocking.
+//! * **Transfers are messages, not packets.** A message's wire time is its
+//!   payload plus per-frame overhead (headers, FCS, preamble, inter-frame
+//!   gap; MSS 1448) plus the connection's control frames (SYN, FIN, ACKs of
+//!   HTTP/1.0's one-connection-per-request). The receiver's delayed ACKs are
+//!   reserved on the reverse direction as background load. A message is
+//!   served by the sender's TX station and then by the receiver's RX station
+//!   (store-and-forward at message level): throughput limits are exact,
+//!   latency is overstated by about one message time per hop (1.9 ms for a
+//!   22 KB response at 100 Mbit/s) compared with per-frame pipelining.
+//! * **CPU costs** per operation: per connection, per frame handled at a TCP
+//!   endpoint, per byte copied, plus the operations themselves (KTCPVS parse
+//!   and pick, IPVS forward per frame, Squid per request, miss handling,
+//!   distillation per image byte, Apache per request). A host's CPU work for
+//!   one step is one visit to its FIFO CPU, before or after its NIC visit
+//!   (no overlap of CPU and NIC within one step of one request).
+//! * **Paths.** Conventional: client -> FE RX -> FE CPU (accept, parse,
+//!   pick, connect) -> FE TX -> server RX -> server CPU (Squid) -> server TX
+//!   -> FE RX -> FE CPU (relay) -> FE TX -> client. Distributed (IPVS-DR):
+//!   client -> FE RX -> FE CPU (L4) -> FE TX -> receiver RX -> receiver CPU
+//!   (parse, pick) -> [owner RX -> owner CPU -> owner TX -> receiver RX ->
+//!   receiver CPU relay, when the owner is another server; over loopback
+//!   with no frames when it is the receiver] -> receiver TX -> client. The
+//!   client's ACKs of a distributed response pass the front end (IPVS sees
+//!   the inbound direction only).
+//! * **Policies** are the `dl7-core` objects the real cluster uses. Each
+//!   dispatcher (the FE in conventional runs, every server in distributed
+//!   runs) owns its own instance, unless the cell asks for shared state.
+//!   The FE's IPVS assigns connections to receivers round robin.
+//! * **Caches**: a byte-bounded LRU per server; a miss fetches from the
+//!   origin (owner CPU, owner TX, origin RX, origin CPU, origin TX, owner RX,
+//!   owner CPU to store and distill images), and concurrent misses for one
+//!   object at one server wait for that one fetch. Caches start empty; the
+//!   warm-up is excluded from every statistic.
+//! * **Clients**: closed loop (connections per server, zero think time, one
+//!   shared stream of independent draws by weight), open-loop Poisson, and
+//!   SURGE ON/OFF users (`dl7_traces::SurgeUser`, one per slot).
+//!
+//! ## What is not modelled
+//! TCP congestion and flow control (slow start, window limits, losses,
+//! retransmission), switch buffers, packet-level pipelining through a relay,
+//! disk I/O (everything fits in Squid's memory cache), interrupt coalescing,
+//! memory and connection-table limits, object expiry and revalidation, and
+//! the size change of distilled images (clients get the catalog size).
 
 pub mod cell;
+pub mod engine;
+pub mod hardware;
+pub(crate) mod model;
 
 pub use cell::{Arch, CellSpec, ClientMode, Hardware, SimError};
 
-use dl7_core::ResultRow;
+use dl7_core::{Membership, RequestKey, ResultRow};
+use dl7_traces::{SurgeUser, SurgeUserParams};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use engine::{seconds, Simulation};
+use model::station::Window;
+use model::{Clients, Cluster};
+
+/// Default simulated warm-up, seconds: every cache holds its objects by then
+/// (100-file workloads at hundreds of requests per second).
+pub const DEFAULT_WARMUP_S: f64 = 2.0;
+
+/// Default measured simulated time, seconds: thousands of requests per run
+/// even for the slowest cell, yet fast enough for a 540-run sweep.
+pub const DEFAULT_MEASURE_S: f64 = 10.0;
+
+/// Figures about a run that are not part of the result row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunStats {
+    /// Events the engine handled, warm-up included.
+    pub events: u64,
+    /// Requests completed, warm-up included.
+    pub requests: u64,
+}
+
+impl RunStats {
+    /// Engine events per completed request.
+    pub fn events_per_request(&self) -> f64 {
+        self.events as f64 / self.requests.max(1) as f64
+    }
+}
 
 /// Simulates one run and returns its row (`mode = "sim"`). Deterministic: the
 /// same spec and hardware give the same row, bit for bit.
 pub fn simulate(cell: &CellSpec, hw: &Hardware) -> Result<ResultRow, SimError> {
-    let _ = (cell, hw);
-    Err(SimError::Invalid("the simulator is not built yet".into()))
+    simulate_with_stats(cell, hw).map(|(row, _)| row)
+}
+
+/// Open-loop slots beyond which Poisson arrivals are dropped (and counted
+/// as errors), so an overloaded open-loop run keeps bounded memory.
+const MAX_OPEN_LOOP_REQUESTS: usize = 1 << 20;
+
+/// Spread of the closed-loop clients' first requests, so that they do not
+/// all start at the same nanosecond.
+const START_SPREAD_NS: u64 = 1_000_000;
+
+/// [`simulate`], also returning engine figures (events per request).
+pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow, RunStats), SimError> {
+    let catalog = &*cell.catalog;
+    if catalog.is_empty() {
+        return Err(SimError::Invalid(format!("workload {}: the catalog has no objects", cell.workload)));
+    }
+    if cell.servers == 0 || cell.servers > 4096 {
+        return Err(SimError::Invalid(format!("servers: expected 1 to 4096, got {}", cell.servers)));
+    }
+    if !(cell.warmup_s.is_finite() && cell.warmup_s >= 0.0) {
+        return Err(SimError::Invalid(format!("warmup_s: expected a finite number >= 0, got {}", cell.warmup_s)));
+    }
+    if !(cell.measure_s.is_finite() && cell.measure_s > 0.0) {
+        return Err(SimError::Invalid(format!("measure_s: expected a finite number > 0, got {}", cell.measure_s)));
+    }
+    let n = cell.servers as usize;
+    let members = Membership::numbered(n)?;
+    let shared = cell.shared_state || cell.policy.kind.shared_by_default();
+    let instances = match cell.arch {
+        Arch::Conventional => 1,
+        Arch::Distributed if shared => 1,
+        Arch::Distributed => n,
+    };
+    let policies = (0..instances).map(|_| cell.policy.build(&members)).collect::<Result<Vec<_>, _>>()?;
+
+    // Hashes computed once per object, never per request.
+    let keys: Vec<RequestKey<'_>> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
+    let sizes: Vec<u64> = catalog.objects.iter().map(|o| o.size).collect();
+    let costs = model::costs::Costs::new(hw, catalog.objects.iter().map(|o| (o.size, o.content_type.is_image())));
+
+    let stream_error = |e: dl7_traces::TraceError| SimError::Invalid(format!("workload {}: {e}", cell.workload));
+    let mut rng = ChaCha8Rng::seed_from_u64(cell.seed);
+    rng.set_stream(1);
+    let (clients, connections) = match cell.clients {
+        ClientMode::Closed { per_server } => {
+            if per_server == 0 {
+                return Err(SimError::Invalid("clients per server: expected an integer >= 1, got 0".into()));
+            }
+            (Clients::Closed { stream: catalog.stream(cell.seed).map_err(stream_error)? }, per_server as usize * n)
+        }
+        ClientMode::Poisson { rate } => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(SimError::Invalid(format!("Poisson rate: expected a finite number > 0, got {rate}")));
+            }
+            let gap = rand_distr::Exp::new(rate).map_err(|e| SimError::Invalid(format!("Poisson rate {rate}: {e}")))?;
+            let mut arrivals = ChaCha8Rng::seed_from_u64(cell.seed);
+            arrivals.set_stream(2);
+            let stream = catalog.stream(cell.seed).map_err(stream_error)?;
+            (Clients::Poisson { stream, gap, rng: arrivals, max_slots: MAX_OPEN_LOOP_REQUESTS }, 0)
+        }
+        ClientMode::OnOff { per_server } => {
+            if per_server == 0 {
+                return Err(SimError::Invalid("users per server: expected an integer >= 1, got 0".into()));
+            }
+            let users = (0..per_server as usize * n)
+                .map(|i| SurgeUser::new(catalog, SurgeUserParams::default(), split_seed(cell.seed, i as u64)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(stream_error)?;
+            let count = users.len();
+            (Clients::OnOff { users }, count)
+        }
+    };
+
+    let start = seconds(cell.warmup_s);
+    let window = Window { start, end: start + seconds(cell.measure_s).max(1) };
+    let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
+    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, policies, cache_bytes, clients);
+    let mut sim = Simulation::new(cluster);
+    let starts = model::staggered_starts(connections, START_SPREAD_NS, &mut rng);
+    sim.init(|cluster, ctx| {
+        cluster.start_clients(starts.into_iter(), ctx);
+        cluster.start_arrivals(ctx);
+    });
+    sim.run_until(window.end);
+
+    let events = sim.events();
+    let c = &sim.model;
+    let s = &c.stats;
+    let measure_s = window.len() as f64 / 1e9;
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let served_total: u64 = s.served_per_owner.iter().sum();
+    let served_max = s.served_per_owner.iter().copied().max().unwrap_or(0);
+    let imbalance = if served_total == 0 { 0.0 } else { served_max as f64 * n as f64 / served_total as f64 };
+    let quantile_ms = |q: f64| {
+        if s.latency_us.is_empty() {
+            0.0
+        } else {
+            s.latency_us.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let max_of = |it: &mut dyn Iterator<Item = f64>| it.fold(0.0f64, f64::max);
+    let row = ResultRow {
+        workload: cell.workload.clone(),
+        arch: cell.arch.name().to_string(),
+        policy: cell.policy.kind.name().to_string(),
+        servers: cell.servers,
+        seed: cell.seed,
+        req_per_s: s.completed as f64 / measure_s,
+        mbit_per_s: s.payload_bytes as f64 * 8.0 / 1e6 / measure_s,
+        hit_ratio: ratio(s.hits, s.lookups),
+        byte_hit_ratio: ratio(s.hit_bytes, s.lookup_bytes),
+        p50_ms: quantile_ms(0.5),
+        p99_ms: quantile_ms(0.99),
+        fe_cpu_util: c.fe_cpu.utilisation(&window),
+        fe_nic_util: c.fe_tx.utilisation(&window).max(c.fe_rx.utilisation(&window)),
+        max_server_cpu_util: max_of(&mut c.cpu.iter().map(|st| st.utilisation(&window))),
+        max_server_nic_util: max_of(
+            &mut c.tx.iter().zip(&c.rx).map(|(t, r)| t.utilisation(&window).max(r.utilisation(&window))),
+        ),
+        imbalance,
+        forwarded_frac: ratio(s.forwarded, s.picks),
+        cache_bytes: c.caches.iter().map(|cache| cache.used_bytes()).sum(),
+        requests: s.completed,
+        mode: "sim".to_string(),
+        errors: s.dropped,
+    };
+    Ok((row, RunStats { events, requests: s.completed_all }))
+}
+
+/// A well-mixed per-user seed derived from the run seed (SplitMix64 finaliser).
+fn split_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -1,0 +1,186 @@
+//! Runs the paper's 60 Surge-100 cells (120 table entries: req/s and Mbit/s)
+//! against `experiments/reference/kwon2008_surge100.csv` and prints every
+//! cell's relative error and the median absolute relative error.
+//!
+//! ```text
+//! cargo run -p dl7-sim --release --example calibrate [-- [--seeds K] [--set key=value]... [--fit key,key,...]]
+//! ```
+//! `--set` overrides a hardware parameter (`server.frame_us=40`); `--fit`
+//! runs a coordinate search over the named parameters, minimising the mean
+//! absolute log error over the 120 entries, and prints the best values.
+
+use std::sync::Arc;
+
+use dl7_core::{PolicyKind, PolicySpec};
+use dl7_sim::{simulate, Arch, CellSpec, ClientMode, Hardware};
+use rayon::prelude::*;
+
+struct Reference {
+    metric: String,
+    arch: Arch,
+    policy: String,
+    servers: u32,
+    value: f64,
+}
+
+fn read_reference() -> Vec<Reference> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../experiments/reference/kwon2008_surge100.csv");
+    let text = std::fs::read_to_string(path).expect("reference table");
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Reference {
+                metric: f[2].to_string(),
+                arch: Arch::from_name(f[3]).expect("arch"),
+                policy: f[4].to_string(),
+                servers: f[5].parse().expect("servers"),
+                value: f[6].parse().expect("value"),
+            }
+        })
+        .collect()
+}
+
+fn param<'a>(hw: &'a mut Hardware, key: &str) -> &'a mut f64 {
+    match key {
+        "server.frame_us" => &mut hw.server.frame_us,
+        "server.copy_ns_per_byte" => &mut hw.server.copy_ns_per_byte,
+        "server.conn_us" => &mut hw.server.conn_us,
+        "server.squid_request_us" => &mut hw.server.squid_request_us,
+        "server.l7_parse_us" => &mut hw.server.l7_parse_us,
+        "front_end.frame_us" => &mut hw.front_end.frame_us,
+        "front_end.l7_parse_us" => &mut hw.front_end.l7_parse_us,
+        "front_end.conn_us" => &mut hw.front_end.conn_us,
+        other => panic!("unknown parameter {other}"),
+    }
+}
+
+type Cell = (Arch, String, u32);
+
+fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces::Catalog>) -> Vec<(f64, f64)> {
+    cells
+        .par_iter()
+        .map(|(arch, policy, servers)| {
+            let mut req = 0.0;
+            let mut mbit = 0.0;
+            for seed in 1..=seeds {
+                let cell = CellSpec {
+                    workload: "surge100".into(),
+                    catalog: catalog.clone(),
+                    arch: *arch,
+                    policy: PolicySpec::parse(policy).unwrap(),
+                    servers: *servers,
+                    shared_state: false,
+                    clients: ClientMode::Closed { per_server: 63 },
+                    warmup_s: 2.0,
+                    measure_s: 10.0,
+                    seed,
+                    cache_bytes_per_server: None,
+                };
+                let row = simulate(&cell, hw).expect("simulate");
+                req += row.req_per_s;
+                mbit += row.mbit_per_s;
+            }
+            (req / seeds as f64, mbit / seeds as f64)
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut hw = Hardware::kwon2008();
+    let mut seeds = 1;
+    let mut fit: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--seeds" => seeds = args[i + 1].parse().expect("--seeds N"),
+            "--set" => {
+                let (k, v) = args[i + 1].split_once('=').expect("--set key=value");
+                *param(&mut hw, k) = v.parse().expect("number");
+            }
+            "--fit" => fit = args[i + 1].split(',').map(String::from).collect(),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    let catalog = Arc::new(dl7_traces::workload::builtin("surge100").expect("surge100"));
+    let reference = read_reference();
+    let members = dl7_core::Membership::numbered(2).unwrap();
+    let mut cells: Vec<Cell> = Vec::new();
+    for r in &reference {
+        let buildable =
+            PolicyKind::from_name(&r.policy).is_ok() && PolicySpec::parse(&r.policy).unwrap().build(&members).is_ok();
+        let cell = (r.arch, r.policy.clone(), r.servers);
+        if buildable && !cells.contains(&cell) {
+            cells.push(cell);
+        }
+    }
+    let score = |hw: &Hardware| -> (f64, f64, Vec<(f64, f64)>) {
+        let out = run_cells(hw, &cells, seeds, &catalog);
+        let mut errs = Vec::new();
+        for r in &reference {
+            if let Some(k) = cells.iter().position(|c| c.0 == r.arch && c.1 == r.policy && c.2 == r.servers) {
+                let v = if r.metric == "req_per_s" { out[k].0 } else { out[k].1 };
+                errs.push(v / r.value);
+            }
+        }
+        let mean_log = errs.iter().map(|e: &f64| e.ln().abs()).sum::<f64>() / errs.len() as f64;
+        let mut abs: Vec<f64> = errs.iter().map(|e| (e - 1.0).abs()).collect();
+        abs.sort_by(f64::total_cmp);
+        (mean_log, abs[abs.len() / 2], out)
+    };
+
+    if !fit.is_empty() {
+        let mut best = score(&hw).0;
+        let mut step = 0.2;
+        while step > 0.01 {
+            let mut improved = false;
+            for k in &fit {
+                for dir in [1.0 + step, 1.0 / (1.0 + step)] {
+                    let mut trial = hw.clone();
+                    *param(&mut trial, k) *= dir;
+                    let s = score(&trial).0;
+                    if s < best {
+                        best = s;
+                        hw = trial;
+                        improved = true;
+                        eprintln!("{k} -> {:.3}  mean|log err| {s:.4}", *param(&mut hw.clone(), k));
+                    }
+                }
+            }
+            if !improved {
+                step /= 2.0;
+            }
+        }
+        for k in &fit {
+            println!("{k} = {:.3}", *param(&mut hw.clone(), k));
+        }
+    }
+
+    let (mean_log, median, out) = score(&hw);
+    println!("table,metric,arch,policy,servers,paper,sim,rel_err");
+    let mut worst: Vec<(f64, String)> = Vec::new();
+    for r in &reference {
+        let Some(k) = cells.iter().position(|c| c.0 == r.arch && c.1 == r.policy && c.2 == r.servers) else { continue };
+        let v = if r.metric == "req_per_s" { out[k].0 } else { out[k].1 };
+        let e = v / r.value - 1.0;
+        let line =
+            format!("{},{},{},{},{:.0},{:.1},{:+.3}", r.metric, r.arch.name(), r.policy, r.servers, r.value, v, e);
+        println!("{line}");
+        worst.push((e.abs(), line));
+    }
+    worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!(
+        "\nentries {} (of {}), median |rel err| {:.3}, mean |log err| {:.3}",
+        worst.len(),
+        reference.len(),
+        median,
+        mean_log
+    );
+    println!("worst:");
+    for (_, l) in worst.iter().take(8) {
+        println!("  {l}");
+    }
+}

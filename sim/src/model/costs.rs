@@ -1,0 +1,183 @@
+//! What each step of a request costs, in nanoseconds of CPU or of wire time,
+//! computed once per run from the hardware profile and each object's size.
+//!
+//! One HTTP/1.0 exchange is one TCP connection between a *requester* and a
+//! *responder*. Its frames: the request (`ceil(q / MSS)` data frames) with
+//! the requester's control frames (SYN, ACK, FIN, ACK), and the response
+//! (`ceil(p / MSS)` data frames) with the responder's control frames and the
+//! requester's delayed ACKs (one per `ack_every_frames`). Every frame costs
+//! wire time on the sender's TX and the receiver's RX, and CPU at both
+//! endpoints (`frame_us`); every byte a process or KTCPVS moves between
+//! buffers costs `copy_ns_per_byte`; each endpoint pays `conn_us` once.
+//! A loopback connection (receiver = owner) costs the connection set-up and
+//! the copies but no frames and no wire.
+
+use crate::engine::Time;
+use crate::Hardware;
+
+/// Per-request framing of one TCP exchange.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    /// Frames each endpoint handles in the request half (request data + requester control).
+    req_half_frames: f64,
+    /// Frames each endpoint handles in the response half (data, ACKs, responder control).
+    resp_half_frames: f64,
+    /// Response payload bytes (headers + body).
+    resp_bytes: f64,
+}
+
+/// Wire and CPU costs that depend on the object (its size and type).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObjectCosts {
+    /// Response message on the responder's TX and the requester's RX.
+    pub resp_wire: Time,
+    /// The requester's ACKs for the response, on the reverse direction.
+    pub ack_wire: Time,
+    /// Conventional front end: receive from the server, send to the client.
+    pub fe_relay: Time,
+    /// Distributed front end: IPVS forwarding of the client's response ACKs.
+    pub fe_l4_acks: Time,
+    /// Owner serves a hit to a requester over the network (conventional, or forwarded).
+    pub serve_net: Time,
+    /// Owner serves a hit to its own KTCPVS over loopback.
+    pub serve_local: Time,
+    /// Receiver relays a response that came over the network from the owner.
+    pub relay_fwd: Time,
+    /// Receiver relays a response that came over loopback.
+    pub relay_local: Time,
+    /// Origin serves a miss.
+    pub origin_serve: Time,
+    /// Owner receives the origin's response, distills images and stores.
+    pub store: Time,
+}
+
+/// Every cost of a run: the object-independent ones and one [`ObjectCosts`] per object.
+#[derive(Debug, Clone)]
+pub struct Costs {
+    /// Request message (with the requester's control frames) on TX and RX.
+    pub req_wire: Time,
+    /// Conventional front end: accept, parse, pick, connect to the server.
+    pub fe_parse: Time,
+    /// Distributed front end: IPVS forwarding of the request's frames.
+    pub fe_l4_req: Time,
+    /// Receiver: accept, parse, pick, and connect to a remote owner.
+    pub parse_fwd: Time,
+    /// Receiver: accept, parse, pick, and connect to itself over loopback.
+    pub parse_local: Time,
+    /// Owner: the miss itself and the connection to the origin.
+    pub miss: Time,
+    /// Per object, indexed by object id.
+    pub objects: Vec<ObjectCosts>,
+}
+
+fn ns(us: f64) -> Time {
+    (us * 1000.0).round().max(0.0) as Time
+}
+
+impl Costs {
+    /// Costs for a catalog given as (size in bytes, is an image) per object.
+    pub fn new(hw: &Hardware, objects: impl Iterator<Item = (u64, bool)>) -> Self {
+        let net = &hw.network;
+        let mss = net.mss_bytes as f64;
+        let frames = |bytes: f64| (bytes / mss).ceil().max(1.0);
+        // Microseconds of wire per byte at the link rate.
+        let us_per_wire_byte = 8.0 / net.link_mbit_per_s;
+        let min_frame = net.min_frame_wire_bytes as f64;
+        let wire_us = |payload: f64, control: f64| {
+            let f = frames(payload);
+            let data = (payload + f * net.frame_overhead_bytes as f64).max(f * min_frame);
+            (data + control * min_frame) * us_per_wire_byte
+        };
+        let q = net.http_request_bytes as f64;
+        let req_half_frames = frames(q) + net.requester_control_frames as f64;
+        let exchange = |body: u64| {
+            let p = body as f64 + net.http_response_header_bytes as f64;
+            let data = frames(p);
+            let acks = (data / net.ack_every_frames as f64).ceil();
+            Exchange {
+                req_half_frames,
+                resp_half_frames: data + acks + net.responder_control_frames as f64,
+                resp_bytes: p,
+            }
+        };
+
+        let (fe, s, o) = (&hw.front_end, &hw.server, &hw.origin);
+        // The four endpoint roles, for a host with (frame, copy, conn) costs.
+        let responder_req = |frame: f64, conn: f64, x: &Exchange| conn + x.req_half_frames * frame;
+        let responder_resp =
+            |frame: f64, copy_ns: f64, x: &Exchange| x.resp_half_frames * frame + x.resp_bytes * copy_ns / 1000.0;
+        let requester_req =
+            |frame: f64, copy_ns: f64, conn: f64, x: &Exchange| conn + x.req_half_frames * frame + q * copy_ns / 1000.0;
+        // Receiving the response includes copying it out of the socket.
+        let requester_resp = responder_resp;
+
+        let x0 = exchange(0);
+        let fe_parse = responder_req(fe.frame_us, fe.conn_us, &x0)
+            + fe.l7_parse_us
+            + requester_req(fe.frame_us, fe.copy_ns_per_byte, fe.conn_us, &x0);
+        let fe_l4_req = fe.l4_frame_us * req_half_frames;
+        let parse_common = responder_req(s.frame_us, s.conn_us, &x0) + s.l7_parse_us;
+        let parse_fwd = parse_common + requester_req(s.frame_us, s.copy_ns_per_byte, s.conn_us, &x0);
+        // Loopback: a connection and a copy of the request, no frames.
+        let parse_local = parse_common + s.conn_us + q * s.copy_ns_per_byte / 1000.0;
+        let miss = s.miss_us + requester_req(s.frame_us, s.copy_ns_per_byte, s.conn_us, &x0);
+
+        let objects = objects
+            .map(|(body, image)| {
+                let x = exchange(body);
+                let data = frames(x.resp_bytes);
+                let acks = (data / net.ack_every_frames as f64).ceil();
+                let copy_p = x.resp_bytes * s.copy_ns_per_byte / 1000.0;
+                ObjectCosts {
+                    resp_wire: ns(wire_us(x.resp_bytes, net.responder_control_frames as f64)),
+                    ack_wire: ns(acks * min_frame * us_per_wire_byte),
+                    fe_relay: ns(requester_resp(fe.frame_us, fe.copy_ns_per_byte, &x)
+                        + responder_resp(fe.frame_us, fe.copy_ns_per_byte, &x)),
+                    fe_l4_acks: ns(fe.l4_frame_us * acks),
+                    serve_net: ns(responder_req(s.frame_us, s.conn_us, &x)
+                        + s.squid_request_us
+                        + responder_resp(s.frame_us, s.copy_ns_per_byte, &x)),
+                    serve_local: ns(s.conn_us + s.squid_request_us + copy_p),
+                    relay_fwd: ns(requester_resp(s.frame_us, s.copy_ns_per_byte, &x)
+                        + responder_resp(s.frame_us, s.copy_ns_per_byte, &x)),
+                    relay_local: ns(copy_p + responder_resp(s.frame_us, s.copy_ns_per_byte, &x)),
+                    origin_serve: ns(responder_req(o.frame_us, o.conn_us, &x)
+                        + o.request_us
+                        + responder_resp(o.frame_us, o.copy_ns_per_byte, &x)),
+                    store: ns(requester_resp(s.frame_us, s.copy_ns_per_byte, &x)
+                        + if image { body as f64 * s.distill_ns_per_byte / 1000.0 } else { 0.0 }),
+                }
+            })
+            .collect();
+
+        Costs {
+            req_wire: ns(wire_us(q, net.requester_control_frames as f64)),
+            fe_parse: ns(fe_parse),
+            fe_l4_req: ns(fe_l4_req),
+            parse_fwd: ns(parse_fwd),
+            parse_local: ns(parse_local),
+            miss: ns(miss),
+            objects,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_frame_costs_1538_bytes_of_wire_and_acks_are_minimum_frames() {
+        let hw = Hardware::kwon2008();
+        // Body chosen so that body + headers is exactly 10 full segments.
+        let body = 10 * 1448 - hw.network.http_response_header_bytes as u64;
+        let c = Costs::new(&hw, std::iter::once((body, false)));
+        let o = c.objects[0];
+        // 10 data frames of 1538 B + 3 control frames of 84 B at 80 ns/B.
+        assert_eq!(o.resp_wire, (10 * 1538 + 3 * 84) * 80);
+        // 5 delayed ACKs of 84 B.
+        assert_eq!(o.ack_wire, 5 * 84 * 80);
+        // Request: 200 B + 90 B overhead in one frame, plus 4 control frames.
+        assert_eq!(c.req_wire, (290 + 4 * 84) * 80);
+    }
+}

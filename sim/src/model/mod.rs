@@ -1,0 +1,543 @@
+//! The cluster model: hosts (front end, cache servers, origin), their
+//! resources (a FIFO CPU and a full-duplex NIC each), the per-server caches,
+//! and the path each request takes in each architecture. It sees time only
+//! through the engine's [`Context`]; it must not keep its own clock.
+//!
+//! A request is a small record in a slot table and a [`Phase`]: each event
+//! is the completion of one resource visit, and handling it reserves the
+//! next resource on the request's path (see `crate` docs for the paths).
+
+pub mod cache;
+pub mod costs;
+pub mod station;
+
+use dl7_core::{LoadView, Policy, RequestKey, ServerId};
+use dl7_traces::{RequestStream, SurgeUser};
+use hdrhistogram::Histogram;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp};
+
+use crate::engine::{Context, Model, Time};
+use crate::Arch;
+use cache::LruCache;
+use costs::Costs;
+use station::{Station, Window};
+
+const NONE: u32 = u32::MAX;
+/// The event that means "the next Poisson arrival", not a request slot.
+pub(crate) const ARRIVAL: u32 = u32::MAX;
+
+/// Where a request is on its path; the event for a slot means "this phase is done".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// A client waits (think time) before issuing its next request.
+    Think,
+    // Conventional: client -> FE -> server -> FE -> client.
+    CFeRxReq,
+    CFeParse,
+    CFeTxReq,
+    CSrvRxReq,
+    CSrvServe,
+    CSrvTxResp,
+    CFeRxResp,
+    CFeRelay,
+    CFeTxResp,
+    // Distributed: client -> FE (L4) -> receiver [-> owner -> receiver] -> client.
+    DFeRxReq,
+    DFeL4,
+    DFeTxReq,
+    DRcvRxReq,
+    DRcvParse,
+    DRcvTxFwd,
+    DOwnRxFwd,
+    DOwnServe,
+    DOwnTxResp,
+    DRcvRxResp,
+    DRcvRelay,
+    DRcvTxResp,
+    // A miss at the owner: owner -> origin -> owner.
+    MMiss,
+    MOwnTxReq,
+    MOrgRxReq,
+    MOrgServe,
+    MOrgTxResp,
+    MOwnRxResp,
+    MOwnStore,
+    /// Parked behind another request's fetch of the same object at the owner.
+    Waiting,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    obj: u32,
+    receiver: u32,
+    owner: u32,
+    phase: Phase,
+    start: Time,
+    /// Next request parked on the same fetch.
+    next_waiter: u32,
+}
+
+/// Requests in flight per owner, for load-aware policies.
+pub(crate) struct Inflight {
+    per_server: Vec<u64>,
+    total: u64,
+}
+
+impl LoadView for Inflight {
+    fn inflight(&self, server: ServerId) -> u64 {
+        self.per_server.get(server.index()).copied().unwrap_or(0)
+    }
+    fn total_inflight(&self) -> u64 {
+        self.total
+    }
+}
+
+/// How requests are generated.
+pub(crate) enum Clients<'a> {
+    /// Zero think time; one shared stream of object draws.
+    Closed { stream: RequestStream<'a> },
+    /// Open loop; new slots on demand up to `max_slots`, extra arrivals dropped.
+    Poisson { stream: RequestStream<'a>, gap: Exp<f64>, rng: ChaCha8Rng, max_slots: usize },
+    /// SURGE ON/OFF users, one per slot.
+    OnOff { users: Vec<SurgeUser<'a>> },
+}
+
+/// Statistics gathered in the measurement window.
+pub(crate) struct Stats {
+    /// Requests completed over the whole run, warm-up included.
+    pub completed_all: u64,
+    pub completed: u64,
+    pub payload_bytes: u64,
+    pub lookups: u64,
+    pub hits: u64,
+    pub lookup_bytes: u64,
+    pub hit_bytes: u64,
+    pub picks: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub served_per_owner: Vec<u64>,
+    pub latency_us: Histogram<u64>,
+}
+
+/// The hosts and their resources.
+pub(crate) struct Cluster<'a> {
+    pub arch: Arch,
+    pub window: Window,
+    pub fe_cpu: Station,
+    pub fe_tx: Station,
+    pub fe_rx: Station,
+    pub cpu: Vec<Station>,
+    pub tx: Vec<Station>,
+    pub rx: Vec<Station>,
+    pub origin_cpu: Station,
+    pub origin_tx: Station,
+    pub origin_rx: Station,
+    pub caches: Vec<LruCache>,
+    keys: &'a [RequestKey<'a>],
+    sizes: Vec<u64>,
+    costs: Costs,
+    /// One per dispatcher, or a single shared instance.
+    policies: Vec<Box<dyn Policy>>,
+    load: Inflight,
+    /// IPVS round robin over connections (distributed).
+    fe_next: u32,
+    /// Per (server, object): a fetch from the origin is under way.
+    fetching: Vec<bool>,
+    /// Per (server, object): first request parked on that fetch.
+    waiters: Vec<u32>,
+    reqs: Vec<Request>,
+    free: Vec<u32>,
+    clients: Clients<'a>,
+    pub stats: Stats,
+}
+
+impl<'a> Cluster<'a> {
+    /// A cluster with empty caches and no requests.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        arch: Arch,
+        servers: usize,
+        window: Window,
+        keys: &'a [RequestKey<'a>],
+        sizes: Vec<u64>,
+        costs: Costs,
+        policies: Vec<Box<dyn Policy>>,
+        cache_bytes: u64,
+        clients: Clients<'a>,
+    ) -> Self {
+        let objects = sizes.len();
+        Cluster {
+            arch,
+            window,
+            fe_cpu: Station::default(),
+            fe_tx: Station::default(),
+            fe_rx: Station::default(),
+            cpu: vec![Station::default(); servers],
+            tx: vec![Station::default(); servers],
+            rx: vec![Station::default(); servers],
+            origin_cpu: Station::default(),
+            origin_tx: Station::default(),
+            origin_rx: Station::default(),
+            caches: (0..servers).map(|_| LruCache::new(cache_bytes, objects)).collect(),
+            keys,
+            sizes,
+            costs,
+            policies,
+            load: Inflight { per_server: vec![0; servers], total: 0 },
+            fe_next: 0,
+            fetching: vec![false; servers * objects],
+            waiters: vec![NONE; servers * objects],
+            reqs: Vec::new(),
+            free: Vec::new(),
+            clients,
+            stats: Stats {
+                completed_all: 0,
+                completed: 0,
+                payload_bytes: 0,
+                lookups: 0,
+                hits: 0,
+                lookup_bytes: 0,
+                hit_bytes: 0,
+                picks: 0,
+                forwarded: 0,
+                dropped: 0,
+                served_per_owner: vec![0; servers],
+                // 1 us to 1 hour at 3 significant figures: a fixed footprint, whatever the run length.
+                latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            },
+        }
+    }
+
+    /// Creates `slots` client slots whose first requests start at the given
+    /// instants (closed-loop connections or ON/OFF users).
+    pub fn start_clients(&mut self, starts: impl Iterator<Item = Time>, ctx: &mut Context<u32>) {
+        for at in starts {
+            let slot = self.new_slot();
+            let mut at = at;
+            if let Clients::OnOff { users } = &mut self.clients {
+                // ON/OFF users draw their first object (and think time) up front.
+                let step = users[slot as usize].next_step();
+                self.reqs[slot as usize].obj = step.object.0;
+                at = at.saturating_add(step.think_ns);
+            }
+            self.reqs[slot as usize].phase = Phase::Think;
+            ctx.schedule_at(at, slot);
+        }
+    }
+
+    /// Schedules the first Poisson arrival.
+    pub fn start_arrivals(&mut self, ctx: &mut Context<u32>) {
+        if let Clients::Poisson { gap, rng, .. } = &mut self.clients {
+            let d = gap.sample(rng);
+            ctx.schedule_in(crate::engine::seconds(d), ARRIVAL);
+        }
+    }
+
+    fn new_slot(&mut self) -> u32 {
+        if let Some(slot) = self.free.pop() {
+            return slot;
+        }
+        self.reqs.push(Request { obj: 0, receiver: 0, owner: 0, phase: Phase::Think, start: 0, next_waiter: NONE });
+        (self.reqs.len() - 1) as u32
+    }
+
+    fn next_object(&mut self, slot: u32) -> u32 {
+        match &mut self.clients {
+            Clients::Closed { stream } | Clients::Poisson { stream, .. } => stream.next_id().0,
+            // The ON/OFF user drew its object when it scheduled its think time.
+            Clients::OnOff { .. } => self.reqs[slot as usize].obj,
+        }
+    }
+
+    /// A client sends request `slot` now.
+    fn start_request(&mut self, r: u32, ctx: &mut Context<u32>) {
+        let now = ctx.now();
+        let obj = self.next_object(r);
+        let n = self.cpu.len() as u32;
+        let req = &mut self.reqs[r as usize];
+        req.obj = obj;
+        req.start = now;
+        req.next_waiter = NONE;
+        let done = self.fe_rx.reserve(now, self.costs.req_wire, &self.window);
+        match self.arch {
+            Arch::Conventional => req.phase = Phase::CFeRxReq,
+            Arch::Distributed => {
+                req.receiver = self.fe_next % n;
+                self.fe_next = self.fe_next.wrapping_add(1);
+                req.phase = Phase::DFeRxReq;
+            }
+        }
+        ctx.schedule_at(done, r);
+    }
+
+    /// The dispatcher `dispatcher` picks the owner of request `r`.
+    fn pick(&mut self, r: u32, dispatcher: u32) -> u32 {
+        let obj = self.reqs[r as usize].obj as usize;
+        let i = if self.policies.len() == 1 { 0 } else { dispatcher as usize };
+        let owner = self.policies[i].pick(&self.keys[obj], &self.load).0;
+        self.load.per_server[owner as usize] += 1;
+        self.load.total += 1;
+        owner
+    }
+
+    #[inline]
+    fn go(&mut self, r: u32, phase: Phase, done: Time, ctx: &mut Context<u32>) {
+        self.reqs[r as usize].phase = phase;
+        ctx.schedule_at(done, r);
+    }
+
+    /// The request reached its owner's cache.
+    fn arrive_at_owner(&mut self, r: u32, ctx: &mut Context<u32>) {
+        let now = ctx.now();
+        let Request { obj, owner, .. } = self.reqs[r as usize];
+        let hit = self.caches[owner as usize].lookup(obj);
+        if self.window.contains(now) {
+            let bytes = self.sizes[obj as usize];
+            self.stats.lookups += 1;
+            self.stats.lookup_bytes += bytes;
+            self.stats.served_per_owner[owner as usize] += 1;
+            if hit {
+                self.stats.hits += 1;
+                self.stats.hit_bytes += bytes;
+            }
+        }
+        if hit {
+            self.serve(r, ctx);
+            return;
+        }
+        let at = owner as usize * self.sizes.len() + obj as usize;
+        if self.fetching[at] {
+            // Single flight: wait for the fetch already under way.
+            self.reqs[r as usize].next_waiter = self.waiters[at];
+            self.waiters[at] = r;
+            self.reqs[r as usize].phase = Phase::Waiting;
+            return;
+        }
+        self.fetching[at] = true;
+        let done = self.cpu[owner as usize].reserve(now, self.costs.miss, &self.window);
+        self.go(r, Phase::MMiss, done, ctx);
+    }
+
+    /// The owner serves request `r` from its cache.
+    fn serve(&mut self, r: u32, ctx: &mut Context<u32>) {
+        let Request { obj, owner, receiver, .. } = self.reqs[r as usize];
+        let c = &self.costs.objects[obj as usize];
+        let (cost, phase) = match self.arch {
+            Arch::Conventional => (c.serve_net, Phase::CSrvServe),
+            Arch::Distributed if owner == receiver => (c.serve_local, Phase::DOwnServe),
+            Arch::Distributed => (c.serve_net, Phase::DOwnServe),
+        };
+        let done = self.cpu[owner as usize].reserve(ctx.now(), cost, &self.window);
+        self.go(r, phase, done, ctx);
+    }
+
+    fn complete(&mut self, r: u32, ctx: &mut Context<u32>) {
+        let now = ctx.now();
+        let Request { obj, owner, start, .. } = self.reqs[r as usize];
+        self.load.per_server[owner as usize] -= 1;
+        self.load.total -= 1;
+        self.stats.completed_all += 1;
+        if self.window.contains(now) {
+            self.stats.completed += 1;
+            self.stats.payload_bytes += self.sizes[obj as usize];
+            self.stats.latency_us.saturating_record(((now - start) / 1000).max(1));
+        }
+        match &mut self.clients {
+            Clients::Closed { .. } => self.start_request(r, ctx),
+            Clients::Poisson { .. } => self.free.push(r),
+            Clients::OnOff { users } => {
+                let step = users[r as usize].next_step();
+                self.reqs[r as usize].obj = step.object.0;
+                self.go(r, Phase::Think, now.saturating_add(step.think_ns), ctx);
+            }
+        }
+    }
+
+    fn arrival(&mut self, ctx: &mut Context<u32>) {
+        let Clients::Poisson { gap, rng, max_slots, .. } = &mut self.clients else { return };
+        let next = crate::engine::seconds(gap.sample(rng));
+        let full = self.free.is_empty() && self.reqs.len() >= *max_slots;
+        ctx.schedule_in(next.max(1), ARRIVAL);
+        if full {
+            if self.window.contains(ctx.now()) {
+                self.stats.dropped += 1;
+            }
+            return;
+        }
+        let slot = self.new_slot();
+        self.start_request(slot, ctx);
+    }
+}
+
+impl Model for Cluster<'_> {
+    type Event = u32;
+
+    fn handle(&mut self, r: u32, ctx: &mut Context<u32>) {
+        if r == ARRIVAL {
+            self.arrival(ctx);
+            return;
+        }
+        let now = ctx.now();
+        let w = self.window;
+        let Request { obj, receiver, owner, phase, .. } = self.reqs[r as usize];
+        let (o, rc) = (owner as usize, receiver as usize);
+        let c = self.costs.objects[obj as usize];
+        match phase {
+            Phase::Think => self.start_request(r, ctx),
+            Phase::Waiting => unreachable!("a parked request has no event"),
+
+            Phase::CFeRxReq => {
+                let owner = self.pick(r, 0);
+                self.reqs[r as usize].owner = owner;
+                let done = self.fe_cpu.reserve(now, self.costs.fe_parse, &w);
+                self.go(r, Phase::CFeParse, done, ctx);
+            }
+            Phase::CFeParse => {
+                let done = self.fe_tx.reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::CFeTxReq, done, ctx);
+            }
+            Phase::CFeTxReq => {
+                let done = self.rx[o].reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::CSrvRxReq, done, ctx);
+            }
+            Phase::CSrvRxReq => self.arrive_at_owner(r, ctx),
+            Phase::CSrvServe => {
+                let done = self.tx[o].reserve(now, c.resp_wire, &w);
+                // The front end's ACKs for this response.
+                self.fe_tx.reserve(now, c.ack_wire, &w);
+                self.rx[o].reserve(now, c.ack_wire, &w);
+                self.go(r, Phase::CSrvTxResp, done, ctx);
+            }
+            Phase::CSrvTxResp => {
+                let done = self.fe_rx.reserve(now, c.resp_wire, &w);
+                self.go(r, Phase::CFeRxResp, done, ctx);
+            }
+            Phase::CFeRxResp => {
+                let done = self.fe_cpu.reserve(now, c.fe_relay, &w);
+                self.go(r, Phase::CFeRelay, done, ctx);
+            }
+            Phase::CFeRelay => {
+                let done = self.fe_tx.reserve(now, c.resp_wire, &w);
+                // The client's ACKs.
+                self.fe_rx.reserve(now, c.ack_wire, &w);
+                self.go(r, Phase::CFeTxResp, done, ctx);
+            }
+            Phase::CFeTxResp | Phase::DRcvTxResp => self.complete(r, ctx),
+
+            Phase::DFeRxReq => {
+                let done = self.fe_cpu.reserve(now, self.costs.fe_l4_req, &w);
+                self.go(r, Phase::DFeL4, done, ctx);
+            }
+            Phase::DFeL4 => {
+                let done = self.fe_tx.reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::DFeTxReq, done, ctx);
+            }
+            Phase::DFeTxReq => {
+                let done = self.rx[rc].reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::DRcvRxReq, done, ctx);
+            }
+            Phase::DRcvRxReq => {
+                let owner = self.pick(r, receiver);
+                self.reqs[r as usize].owner = owner;
+                let local = owner == receiver;
+                if self.window.contains(now) {
+                    self.stats.picks += 1;
+                    self.stats.forwarded += u64::from(!local);
+                }
+                let cost = if local { self.costs.parse_local } else { self.costs.parse_fwd };
+                let done = self.cpu[rc].reserve(now, cost, &w);
+                self.go(r, Phase::DRcvParse, done, ctx);
+            }
+            Phase::DRcvParse => {
+                if owner == receiver {
+                    self.arrive_at_owner(r, ctx);
+                } else {
+                    let done = self.tx[rc].reserve(now, self.costs.req_wire, &w);
+                    self.go(r, Phase::DRcvTxFwd, done, ctx);
+                }
+            }
+            Phase::DRcvTxFwd => {
+                let done = self.rx[o].reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::DOwnRxFwd, done, ctx);
+            }
+            Phase::DOwnRxFwd => self.arrive_at_owner(r, ctx),
+            Phase::DOwnServe => {
+                if owner == receiver {
+                    let done = self.cpu[rc].reserve(now, c.relay_local, &w);
+                    self.go(r, Phase::DRcvRelay, done, ctx);
+                } else {
+                    let done = self.tx[o].reserve(now, c.resp_wire, &w);
+                    // The receiver's ACKs back to the owner.
+                    self.tx[rc].reserve(now, c.ack_wire, &w);
+                    self.rx[o].reserve(now, c.ack_wire, &w);
+                    self.go(r, Phase::DOwnTxResp, done, ctx);
+                }
+            }
+            Phase::DOwnTxResp => {
+                let done = self.rx[rc].reserve(now, c.resp_wire, &w);
+                self.go(r, Phase::DRcvRxResp, done, ctx);
+            }
+            Phase::DRcvRxResp => {
+                let done = self.cpu[rc].reserve(now, c.relay_fwd, &w);
+                self.go(r, Phase::DRcvRelay, done, ctx);
+            }
+            Phase::DRcvRelay => {
+                // Direct routing: the response goes straight to the client;
+                // only the client's ACKs pass through the front end.
+                let done = self.tx[rc].reserve(now, c.resp_wire, &w);
+                self.fe_rx.reserve(now, c.ack_wire, &w);
+                self.fe_cpu.reserve(now, c.fe_l4_acks, &w);
+                self.fe_tx.reserve(now, c.ack_wire, &w);
+                self.rx[rc].reserve(now, c.ack_wire, &w);
+                self.go(r, Phase::DRcvTxResp, done, ctx);
+            }
+
+            Phase::MMiss => {
+                let done = self.tx[o].reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::MOwnTxReq, done, ctx);
+            }
+            Phase::MOwnTxReq => {
+                let done = self.origin_rx.reserve(now, self.costs.req_wire, &w);
+                self.go(r, Phase::MOrgRxReq, done, ctx);
+            }
+            Phase::MOrgRxReq => {
+                let done = self.origin_cpu.reserve(now, c.origin_serve, &w);
+                self.go(r, Phase::MOrgServe, done, ctx);
+            }
+            Phase::MOrgServe => {
+                let done = self.origin_tx.reserve(now, c.resp_wire, &w);
+                self.tx[o].reserve(now, c.ack_wire, &w);
+                self.origin_rx.reserve(now, c.ack_wire, &w);
+                self.go(r, Phase::MOrgTxResp, done, ctx);
+            }
+            Phase::MOrgTxResp => {
+                let done = self.rx[o].reserve(now, c.resp_wire, &w);
+                self.go(r, Phase::MOwnRxResp, done, ctx);
+            }
+            Phase::MOwnRxResp => {
+                let done = self.cpu[o].reserve(now, c.store, &w);
+                self.go(r, Phase::MOwnStore, done, ctx);
+            }
+            Phase::MOwnStore => {
+                self.caches[o].insert(obj, self.sizes[obj as usize]);
+                let at = o * self.sizes.len() + obj as usize;
+                self.fetching[at] = false;
+                let mut waiter = std::mem::replace(&mut self.waiters[at], NONE);
+                self.serve(r, ctx);
+                while waiter != NONE {
+                    let next = self.reqs[waiter as usize].next_waiter;
+                    self.serve(waiter, ctx);
+                    waiter = next;
+                }
+            }
+        }
+    }
+}
+
+/// Uniform start instants in `[0, spread)` for `count` clients, so that the
+/// closed-loop connections do not all fire at the same nanosecond.
+pub(crate) fn staggered_starts(count: usize, spread: Time, rng: &mut ChaCha8Rng) -> Vec<Time> {
+    (0..count).map(|_| rng.gen_range(0..spread.max(1))).collect()
+}
