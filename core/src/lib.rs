@@ -20,8 +20,10 @@
 //!
 //! ## How to add a policy
 //! 1. Write a small type in `policy/<name>.rs` implementing [`Policy`].
-//! 2. Add its name to [`PolicyKind`] (`ALL`, `name`, `build`), with its
-//!    parameters read from [`Params`] (unknown parameters are an error).
+//! 2. Add its name to the `policy_kinds!` list behind [`PolicyKind`] and a
+//!    match arm to [`PolicySpec::build`], reading its parameters through the
+//!    `ParamReader` (unknown parameters are then an error), and a row to the
+//!    table in [`policy`].
 //! 3. Add its spec test vectors and a disruption test in `tests/`.
 //! 4. Add it to the `pick` benchmark.
 

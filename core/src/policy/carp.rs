@@ -79,6 +79,7 @@ pub struct Carp {
 }
 
 impl Carp {
+    /// Hashes every member name and derives the multipliers from the weights.
     pub fn new(members: &Membership) -> Self {
         let weights: Vec<f64> = members.servers().iter().map(|s| s.weight).collect();
         let x = load_multipliers(&weights);

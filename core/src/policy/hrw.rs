@@ -41,6 +41,7 @@ impl std::fmt::Debug for Hrw {
 }
 
 impl Hrw {
+    /// Precomputes each server's MD5 state after `name ++ "|"`.
     pub fn new(members: &Membership) -> Self {
         let list: Vec<Member> = members
             .servers()
@@ -95,6 +96,7 @@ impl Hrw {
         (ServerId(best.2), second.map(|s| ServerId(s.2)))
     }
 
+    /// Number of servers.
     pub fn len(&self) -> usize {
         self.members.len()
     }

@@ -43,6 +43,7 @@ pub struct Jump {
 }
 
 impl Jump {
+    /// Jump needs only N; the scratch list for `candidates` is sized here.
     pub fn new(members: &Membership) -> Self {
         Self { n: members.len() as u32, remaining: Vec::with_capacity(members.len()) }
     }

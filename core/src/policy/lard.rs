@@ -64,6 +64,7 @@ pub struct Lard {
 }
 
 impl Lard {
+    /// An empty table with room for [`INITIAL_CAPACITY`] URLs.
     pub fn new(members: &Membership, t_low: u64, t_high: u64) -> Self {
         Self {
             table: HashMap::with_capacity_and_hasher(INITIAL_CAPACITY, Default::default()),

@@ -5,11 +5,13 @@
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
+/// `md5_128(url) mod N`.
 pub struct Md5Mod {
     n: u128,
 }
 
 impl Md5Mod {
+    /// Static hashing over `members.len()` servers.
     pub fn new(members: &Membership) -> Self {
         Self { n: members.len() as u128 }
     }

@@ -11,6 +11,25 @@
 //! only: 16 independent dispatchers agree on every owner) or stateful (`rr`,
 //! `ht_rr`, `lard` own a counter or a table). The engine decides whether its
 //! dispatchers share a stateful instance or each keep their own.
+//!
+//! | name | type | parameters (default) | state |
+//! |---|---|---|---|
+//! | `rr` | [`rr::RoundRobin`] | none | counter |
+//! | `md5` | [`md5::Md5Mod`] | none | pure |
+//! | `mit_ch` | [`ring::Ring`] | `points` (`max(1, ceil(log2 N))`) | pure |
+//! | `mod_ch` | [`ring::Ring`] | `points` (160) | pure |
+//! | `carp` | [`carp::Carp`] | none (server weights) | pure |
+//! | `ht_rr`, `ht_rr_shared` | [`ht_rr::HashTableRr`] | `buckets` (65536) | table + counter |
+//! | `ketama` | [`ketama::Ketama`] | none (server weights) | pure |
+//! | `maglev` | [`maglev::Maglev`] | `table_size` (65537, or the least prime > 100 N) | pure |
+//! | `jump` | [`jump::Jump`] | none | pure |
+//! | `hrw` | [`hrw::Hrw`] | none (server weights) | pure |
+//! | `bounded` | [`bounded::Bounded`] | `c` (1.25), `base` (`maglev` or `mod_ch`) | reads load |
+//! | `p2c` | [`p2c::PowerOfTwo`] | none | reads load |
+//! | `lard` | [`lard::Lard`] | `t_low` (25), `t_high` (65) | table, reads load |
+//!
+//! Every `pick` is allocation-free (tests/no_alloc.rs counts), and
+//! `candidates` writes only into the caller's `Vec`.
 
 pub mod bounded;
 pub mod carp;
@@ -189,7 +208,17 @@ impl PolicySpec {
         Ok(Self::new(PolicyKind::from_name(name)?))
     }
 
-    /// Builds the policy for `members`. Checks every parameter.
+    /// Builds the policy for `members`. Checks every parameter: an unknown
+    /// one, or a value out of range, is an error naming it.
+    ///
+    /// ```
+    /// use dl7_core::{Membership, Params, PolicyKind, PolicySpec};
+    /// let members = Membership::numbered(16).unwrap();
+    /// let spec = PolicySpec { kind: PolicyKind::ModCh, params: Params::parse(["points=40"]).unwrap() };
+    /// assert_eq!(spec.build(&members).unwrap().servers(), 16);
+    /// let typo = PolicySpec { kind: PolicyKind::ModCh, params: Params::parse(["pionts=40"]).unwrap() };
+    /// assert!(typo.build(&members).err().unwrap().to_string().contains("pionts"));
+    /// ```
     pub fn build(&self, members: &Membership) -> Result<Box<dyn Policy>, PolicyError> {
         let mut p = ParamReader::new(self.kind, &self.params);
         let n = members.len();

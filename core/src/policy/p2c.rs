@@ -18,6 +18,7 @@ pub struct PowerOfTwo {
 }
 
 impl PowerOfTwo {
+    /// Builds the underlying HRW ranking.
     pub fn new(members: &Membership) -> Self {
         Self { hrw: Hrw::new(members) }
     }

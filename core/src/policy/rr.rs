@@ -4,12 +4,14 @@
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
+/// A per-instance round-robin counter.
 pub struct RoundRobin {
     n: u32,
     counter: u32,
 }
 
 impl RoundRobin {
+    /// A counter starting at server 0.
     pub fn new(members: &Membership) -> Self {
         Self { n: members.len() as u32, counter: 0 }
     }

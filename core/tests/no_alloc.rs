@@ -1,0 +1,67 @@
+//! `pick` allocates nothing, and `candidates` nothing beyond the caller's
+//! `Vec`: counted with a global allocator. One test per binary, so no other
+//! test thread allocates while it counts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dl7_core::{LoadView, Membership, PolicyKind, PolicySpec, RequestKey, ServerId};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Some load, so that bounded walks and p2c and lard compare.
+struct Skewed;
+
+impl LoadView for Skewed {
+    fn inflight(&self, s: ServerId) -> u64 {
+        if s.0 % 3 == 0 {
+            100
+        } else {
+            s.0 as u64
+        }
+    }
+    fn total_inflight(&self) -> u64 {
+        300
+    }
+}
+
+#[test]
+fn pick_and_candidates_do_not_allocate() {
+    // Fewer URLs than lard's initial table capacity (its table grows only
+    // past that, by design).
+    let urls: Vec<String> = (0..2000).map(|i| format!("http://example.com/obj/{i}.html")).collect();
+    let keys: Vec<RequestKey> = urls.iter().map(|u| RequestKey::new(u.as_bytes())).collect();
+    for n in [1usize, 16, 100] {
+        let members = Membership::numbered(n).unwrap();
+        for &kind in PolicyKind::ALL {
+            let mut policy = PolicySpec::new(kind).build(&members).unwrap();
+            let mut out = Vec::with_capacity(n);
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            for key in &keys {
+                std::hint::black_box(policy.pick(key, &Skewed));
+                policy.candidates(key, &Skewed, n, &mut out);
+            }
+            let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            assert_eq!(allocated, 0, "{kind} at N = {n} allocated {allocated} times");
+        }
+    }
+}
