@@ -566,9 +566,10 @@ fn load_workload(source: &WorkloadSource) -> Result<Catalog, String> {
 /// Reads the hardware profile by name or path.
 fn load_hardware(source: &HardwareSource) -> Result<Hardware, String> {
     match source {
-        HardwareSource::Builtin(name) => {
-            Err(format!("unknown built-in hardware profile {name:?}: built-in profiles are not in this build yet"))
-        }
+        HardwareSource::Builtin(name) if name == "kwon2008" => Ok(Hardware::kwon2008()),
+        HardwareSource::Builtin(name) => Err(format!(
+            "unknown built-in hardware profile {name:?}, expected \"kwon2008\" or a path to a profile file"
+        )),
         HardwareSource::File(path) => {
             let origin = path.display().to_string();
             let text =

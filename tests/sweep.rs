@@ -15,6 +15,10 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+fn repo_file(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel).display().to_string()
+}
+
 const GOOD: &str = r#"name = "t"
 seed = 7
 hardware = "kwon2008"
@@ -119,4 +123,34 @@ fn plot_rejects_a_file_that_is_not_results_csv() {
     let out = dl7(&["plot", &bad.display().to_string()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected the results.csv header"));
+}
+
+#[test]
+fn quick_sweep_is_byte_identical_for_one_and_two_threads() {
+    let dir = scratch("threads");
+    let quick = repo_file("experiments/quick.toml");
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let out_dir = dir.join(format!("t{threads}"));
+        let out = dl7(&["sweep", &quick, "--threads", threads, "--out", &out_dir.display().to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        outputs.push(out_dir);
+    }
+    for file in ["results.csv", "summary.csv", "REPORT.md"] {
+        let a = std::fs::read(outputs[0].join(file)).unwrap();
+        let b = std::fs::read(outputs[1].join(file)).unwrap();
+        assert!(!a.is_empty(), "{file} is written");
+        assert_eq!(a, b, "{file} differs between 1 and 2 threads");
+    }
+    let results = std::fs::read_to_string(outputs[0].join("results.csv")).unwrap();
+    // quick.toml: 2 servers x 2 policies x 2 archs x 1 workload x 1 seed.
+    assert_eq!(results.lines().count(), 1 + 8, "{results}");
+    let report = std::fs::read_to_string(outputs[0].join("REPORT.md")).unwrap();
+    assert!(report.contains("surge100: median absolute relative error"), "{report}");
+    assert!(outputs[0].join("surge100_req_per_s.png").exists());
+}
+
+#[test]
+fn unknown_hardware_profile_exits_2_naming_the_key() {
+    assert_input_error("unknown-hardware", &GOOD.replace("\"kwon2008\"", "\"kwon2009\""), "`hardware`", 3);
 }

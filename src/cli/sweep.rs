@@ -21,8 +21,7 @@ use crate::results;
 
 #[derive(clap::Subcommand)]
 pub enum SweepCommand {
-    /// Run every cell of an experiment file (e.g. experiments/paper.toml) and
-    /// write results.csv, summary.csv, REPORT.md and figures.
+    /// Run an experiment file's sweep; write results, summary, REPORT.md and figures.
     Sweep {
         /// The experiment TOML file.
         file: PathBuf,
