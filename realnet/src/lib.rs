@@ -16,12 +16,14 @@
 //! HTTP heads are parsed with `httparse` only ([`http`]).
 
 pub mod cache;
+pub mod cluster;
 pub mod content;
 pub mod dispatch;
 pub mod front;
 
 pub mod http;
 pub mod lab;
+pub mod launcher;
 pub mod load;
 
 pub mod metrics;

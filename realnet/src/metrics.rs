@@ -25,6 +25,9 @@ pub struct Metrics {
     pub owner_requests: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// Stored bytes of owner-served objects, and of those that were hits (byte hit ratio).
+    pub owner_bytes: AtomicU64,
+    pub hit_bytes: AtomicU64,
     /// Requests the dispatcher sent to another node (the owner or a fallback).
     pub forwarded: AtomicU64,
     /// Requests served by a fallback candidate because the owner failed.
@@ -83,12 +86,14 @@ impl Metrics {
     /// Prometheus text exposition, every name prefixed `dl7_` and labelled with the role.
     pub fn render(&self, role: &str) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &AtomicU64, &str, &str); 21] = [
+        let counters: [(&str, &AtomicU64, &str, &str); 23] = [
             ("requests_total", &self.requests, "counter", "requests received"),
             ("hop_requests_total", &self.hop_requests, "counter", "requests received with the hop header"),
             ("owner_requests_total", &self.owner_requests, "counter", "requests served as owner"),
             ("hits_total", &self.hits, "counter", "cache hits"),
             ("misses_total", &self.misses, "counter", "cache misses"),
+            ("owner_bytes_total", &self.owner_bytes, "counter", "bytes of objects served as owner"),
+            ("hit_bytes_total", &self.hit_bytes, "counter", "bytes of objects served from cache"),
             ("forwarded_total", &self.forwarded, "counter", "requests forwarded to another node"),
             ("fallbacks_total", &self.fallbacks, "counter", "requests served by a fallback candidate"),
             ("origin_fetches_total", &self.origin_fetches, "counter", "fetches from the origin"),

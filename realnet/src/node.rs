@@ -169,8 +169,16 @@ async fn handoff_loop(listener: UnixListener, node: Arc<Node>, conns: Arc<Conns>
         let Ok((unix, _)) = accepted else { continue };
         let node = node.clone();
         let conns = conns.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            while let Some(stream) = receive_socket(&unix).await {
+            // Dropping the unix stream on stop makes the front end's next send
+            // fail, so it moves on to another node instead of feeding a dead one.
+            loop {
+                let stream = tokio::select! {
+                    s = receive_socket(&unix) => s,
+                    _ = wait_true(&mut stop) => None,
+                };
+                let Some(stream) = stream else { break };
                 Metrics::add(&node.metrics.handoffs, 1);
                 let n = node.clone();
                 conns.admit(stream, move |s, stop| serve(n, s, stop));
@@ -236,6 +244,8 @@ impl Node {
         Metrics::add(&m.owner_requests, 1);
         if let Some(e) = self.cache.lock().expect("cache lock").get(path) {
             Metrics::add(&m.hits, 1);
+            Metrics::add(&m.hit_bytes, e.body.len() as u64);
+            Metrics::add(&m.owner_bytes, e.body.len() as u64);
             return Ok(e);
         }
         Metrics::add(&m.misses, 1);
@@ -245,6 +255,9 @@ impl Node {
         };
         // If the task running the fetch is cancelled (its client left), the next waiter runs it.
         let result = flight.get_or_init(|| self.fetch_origin(path)).await.clone();
+        if let Ok(e) = &result {
+            Metrics::add(&m.owner_bytes, e.body.len() as u64);
+        }
         let mut map = self.inflight.lock().expect("inflight lock");
         if map.get(path).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
             map.remove(path);

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+pub use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::http::{wait_true, HeadError, Limits, Method, ResponseMeta, ServerConn};
@@ -146,3 +146,42 @@ impl Drop for InFlight<'_> {
         self.0.inflight.fetch_sub(1, Relaxed);
     }
 }
+
+/// Resolves on the first SIGINT or SIGTERM: the drain signal of a service process.
+pub async fn os_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The multi-threaded runtime a service process runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`). Safe to call twice.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs `fut` to completion, or returns `None` if SIGINT/SIGTERM arrives
+/// first (the future is dropped, which stops whatever it started).
+pub async fn until_signal<F: Future>(fut: F) -> Option<F::Output> {
+    tokio::select! {
+        out = fut => Some(out),
+        _ = os_signal() => None,
+    }
+}
+
+pub use tokio::net::UnixListener;

@@ -1,0 +1,559 @@
+//! `dl7 cluster FILE.toml`: run the real cluster as processes and measure it.
+//!
+//! For every cell of the sweep (servers x policies x archs x seeds) it starts
+//! a fresh origin, N nodes and a front end (each a `dl7` child process, see
+//! [`crate::launcher`]), warms the caches with a first load run, reads every
+//! service's `/metrics` and CPU time, runs the measured load, reads them
+//! again, stops everything and turns the deltas into a [`ResultRow`]
+//! (`mode = "real"`).
+//!
+//! The cluster file (`deny_unknown_fields`; defaults in brackets):
+//! ```toml
+//! name = "real-local"            # output: reports/<name>/results.csv
+//! workload = "surge100"          # built-in name or workload/trace file path
+//! seeds = [1]                    # [1]; one run per seed
+//! servers = [1, 2, 4]
+//! policies = ["md5", "rr"]       # core policy names
+//! archs = ["conventional", "distributed"]   # or "relay"
+//! connections_per_server = 63    # [63]; or `connections = N` in total
+//! warmup_s = 1.0                 # [1.0]
+//! duration_s = 5.0               # [5.0]
+//! # rate = 2000.0                # open loop, total req/s; absent = closed loop
+//! cache_mb = 64.0                # [64] per node
+//! distill = false                # [false] gzip text objects at miss time
+//! origin_delay_ms = 0            # [0]
+//! fallbacks = 2                  # [2] candidates tried after a failed owner
+//! upstream_timeout_ms = 2000     # [2000]
+//! head_timeout_ms = 5000         # [5000]
+//! request_timeout_ms = 5000      # [5000] load generator's per-request deadline
+//! max_connections = 4096         # [4096] per service
+//! [params]                       # optional policy parameters
+//! mod_ch = ["points=100"]
+//! [hosts]                        # optional; every role defaults to 127.0.0.1, no netns
+//! origin = { netns = "dl7-o", addr = "198.18.0.1", port = 8000 }
+//! front  = { netns = "dl7-f", addr = "198.18.0.2" }
+//! load   = { netns = "dl7-c" }
+//! nodes  = [{ netns = "dl7-n1", addr = "198.18.0.11" }, { netns = "dl7-n2", addr = "198.18.0.12" }]
+//! ```
+//! Node `i` runs on `hosts.nodes[i]` when given. In a namespace a node binds
+//! port 3128 unless `port` says otherwise (the launcher cannot probe ports
+//! there); the distributed architecture hands sockets over Unix sockets, so
+//! it is only direct return when front and nodes share a kernel.
+//!
+//! Utilisation columns: CPU from `/proc/<pid>/stat` deltas over the measured
+//! window, as a fraction of one core; NIC utilisation is not measured (0).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dl7_core::{Membership, Params, PolicyKind, PolicySpec, ResultRow};
+use serde::Deserialize;
+
+use crate::front::FrontMode;
+use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
+use crate::load::LoadReport;
+
+/// The cluster file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub name: String,
+    pub workload: String,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    pub servers: Vec<usize>,
+    pub policies: Vec<String>,
+    pub archs: Vec<String>,
+    #[serde(default)]
+    pub connections: Option<usize>,
+    #[serde(default)]
+    pub connections_per_server: Option<usize>,
+    #[serde(default = "default_warmup")]
+    pub warmup_s: f64,
+    #[serde(default = "default_duration")]
+    pub duration_s: f64,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: f64,
+    #[serde(default)]
+    pub distill: bool,
+    #[serde(default)]
+    pub origin_delay_ms: u64,
+    #[serde(default = "default_fallbacks")]
+    pub fallbacks: usize,
+    #[serde(default = "default_upstream_ms")]
+    pub upstream_timeout_ms: u64,
+    #[serde(default = "default_head_ms")]
+    pub head_timeout_ms: u64,
+    #[serde(default = "default_head_ms")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "default_max_conn")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub hosts: Hosts,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1]
+}
+fn default_warmup() -> f64 {
+    1.0
+}
+fn default_duration() -> f64 {
+    5.0
+}
+fn default_cache_mb() -> f64 {
+    64.0
+}
+fn default_fallbacks() -> usize {
+    2
+}
+fn default_upstream_ms() -> u64 {
+    2000
+}
+fn default_head_ms() -> u64 {
+    5000
+}
+fn default_max_conn() -> usize {
+    4096
+}
+
+/// Per-role placement (see [`Host`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hosts {
+    #[serde(default)]
+    pub origin: Option<Host>,
+    #[serde(default)]
+    pub front: Option<Host>,
+    #[serde(default)]
+    pub load: Option<Host>,
+    #[serde(default)]
+    pub nodes: Vec<Host>,
+}
+
+/// One point of the sweep.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub servers: usize,
+    pub policy: PolicySpec,
+    pub mode: FrontMode,
+    pub seed: u64,
+}
+
+impl ClusterFile {
+    /// Parses and validates a cluster file; errors name the file and field.
+    pub fn parse(text: &str, file: &str) -> Result<Self, String> {
+        let f: ClusterFile = toml::from_str(text).map_err(|e| format!("{file}: {}", e.to_string().trim()))?;
+        f.validate().map_err(|e| format!("{file}: {e}"))?;
+        Ok(f)
+    }
+
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks every field (called by [`ClusterFile::parse`]; call again after overriding fields).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == ".." {
+            return Err(format!("name: expected a plain directory name, got {:?}", self.name));
+        }
+        if self.servers.is_empty() || self.servers.iter().any(|&n| n == 0 || n > 256) {
+            return Err(format!("servers: expected a non-empty list of counts in 1..=256, got {:?}", self.servers));
+        }
+        if self.seeds.is_empty() {
+            return Err("seeds: expected at least one seed".into());
+        }
+        for (k, v) in [("warmup_s", self.warmup_s), ("duration_s", self.duration_s), ("cache_mb", self.cache_mb)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{k}: expected a non-negative number, got {v}"));
+            }
+        }
+        if self.duration_s <= 0.0 {
+            return Err("duration_s: expected a positive number of seconds".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(format!("rate: expected a positive number of requests/s, got {r}"));
+            }
+        }
+        match (self.connections, self.connections_per_server) {
+            (Some(_), Some(_)) => return Err("connections and connections_per_server: give one, not both".into()),
+            (Some(0), _) | (_, Some(0)) => return Err("connections: expected at least 1".into()),
+            _ => {}
+        }
+        if self.archs.is_empty() {
+            return Err("archs: expected at least one of conventional, distributed, relay".into());
+        }
+        for a in &self.archs {
+            a.parse::<FrontMode>().map_err(|e| format!("archs: {e}"))?;
+        }
+        if self.policies.is_empty() {
+            return Err("policies: expected at least one policy name".into());
+        }
+        for k in self.params.keys() {
+            if !self.policies.contains(k) {
+                return Err(format!("params.{k}: no such policy in `policies`"));
+            }
+        }
+        for p in &self.policies {
+            let spec = self.policy_spec(p)?;
+            if spec.kind == PolicyKind::HtRrShared {
+                return Err("policies: ht_rr_shared (one directory shared by all nodes) is not supported in real mode; use ht_rr".into());
+            }
+            for &n in &self.servers {
+                spec.build(&Membership::numbered(n).map_err(|e| e.to_string())?)
+                    .map_err(|e| format!("policies: {p} with {n} servers: {e}"))?;
+            }
+        }
+        let (placed, max) = (self.hosts.nodes.len(), self.servers.iter().copied().max().unwrap_or(0));
+        if placed > 0 && placed < max {
+            return Err(format!("hosts.nodes: {placed} entries but up to {max} servers; give one per node or none"));
+        }
+        Ok(())
+    }
+
+    fn policy_spec(&self, name: &str) -> Result<PolicySpec, String> {
+        let kind = PolicyKind::from_name(name).map_err(|e| format!("policies: {e}"))?;
+        let params = match self.params.get(name) {
+            Some(items) => {
+                Params::parse(items.iter().map(String::as_str)).map_err(|e| format!("params.{name}: {e}"))?
+            }
+            None => Params::default(),
+        };
+        Ok(PolicySpec { kind, params })
+    }
+
+    /// Every cell, in sweep order: servers, then policy, then arch, then seed.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut out = Vec::new();
+        for &servers in &self.servers {
+            for p in &self.policies {
+                for a in &self.archs {
+                    for &seed in &self.seeds {
+                        out.push(Cell {
+                            servers,
+                            policy: self.policy_spec(p).expect("validated"),
+                            mode: a.parse().expect("validated"),
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn total_connections(&self, servers: usize) -> usize {
+        self.connections.unwrap_or_else(|| self.connections_per_server.unwrap_or(63) * servers)
+    }
+}
+
+/// What one cell measured, beyond its result row.
+#[derive(Debug, Clone)]
+pub struct CellOutcome {
+    pub row: ResultRow,
+    pub load: LoadReport,
+    /// Bytes the front end wrote to clients during the window.
+    pub front_bytes_out: u64,
+    /// CPU seconds per request of the front end and of all nodes together.
+    pub front_cpu_per_request_us: f64,
+    pub nodes_cpu_per_request_us: f64,
+}
+
+fn param_args(spec: &PolicySpec) -> Vec<String> {
+    let mut a = vec!["--policy".to_string(), spec.kind.name().to_string()];
+    for (k, v) in spec.params.iter() {
+        a.push("--param".into());
+        a.push(format!("{k}={v}"));
+    }
+    a
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+async fn scrape(addr: SocketAddr) -> Result<BTreeMap<String, f64>, String> {
+    let mut c = crate::http::ClientConn::connect(addr, Duration::from_secs(2))
+        .await
+        .map_err(|e| format!("metrics {addr}: {e}"))?;
+    let mut body = Vec::new();
+    let head = tokio::time::timeout(Duration::from_secs(5), c.get("/metrics", false, &mut body))
+        .await
+        .map_err(|_| format!("metrics {addr}: timed out"))?
+        .map_err(|e| format!("metrics {addr}: {e}"))?;
+    if head.status != 200 {
+        return Err(format!("metrics {addr}: status {}", head.status));
+    }
+    Ok(crate::metrics::parse(&String::from_utf8_lossy(&body)))
+}
+
+fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>, name: &str) -> f64 {
+    after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+}
+
+/// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary.
+pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Path) -> Result<CellOutcome, String> {
+    let ready_timeout = Duration::from_secs(15);
+    let common = |v: &mut Vec<String>| {
+        v.extend([
+            "--head-timeout-ms".into(),
+            file.head_timeout_ms.to_string(),
+            "--max-connections".into(),
+            file.max_connections.to_string(),
+        ]);
+    };
+    let host = |h: &Option<Host>| h.clone().unwrap_or_default();
+    let bind = |h: &Host| SocketAddr::new(h.addr, h.port.unwrap_or(0));
+
+    // Origin.
+    let oh = host(&file.hosts.origin);
+    let mut args =
+        vec!["origin".into(), "--workload".into(), file.workload.clone(), "--listen".into(), bind(&oh).to_string()];
+    args.extend(["--delay-ms".into(), file.origin_delay_ms.to_string()]);
+    common(&mut args);
+    let mut origin = Proc::spawn(exe, &oh, "origin", &args).map_err(|e| e.to_string())?;
+    let origin_addr = origin.ready(ready_timeout).await?.listen;
+
+    // Nodes: addresses fixed first, since every node must know all of them.
+    let n = cell.servers;
+    let mut node_hosts = Vec::new();
+    let mut node_addrs = Vec::new();
+    for i in 0..n {
+        let h = file.hosts.nodes.get(i).cloned().unwrap_or_default();
+        let port = match (h.port, &h.netns) {
+            (Some(p), _) => p,
+            (None, Some(_)) => 3128,
+            (None, None) => reserve_port(h.addr).map_err(|e| format!("cannot reserve a port on {}: {e}", h.addr))?,
+        };
+        node_addrs.push(SocketAddr::new(h.addr, port));
+        node_hosts.push(h);
+    }
+    let handoff: Vec<PathBuf> = (0..n).map(|i| scratch.join(format!("node{i}.sock"))).collect();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let mut args = vec![
+            "node".into(),
+            "--id".into(),
+            i.to_string(),
+            "--nodes".into(),
+            join(&node_addrs),
+            "--origin".into(),
+            origin_addr.to_string(),
+            "--cache-mb".into(),
+            file.cache_mb.to_string(),
+            "--fallbacks".into(),
+            file.fallbacks.to_string(),
+            "--upstream-timeout-ms".into(),
+            file.upstream_timeout_ms.to_string(),
+        ];
+        args.extend(param_args(&cell.policy));
+        if cell.mode == FrontMode::Distributed {
+            args.extend(["--handoff".into(), handoff[i].display().to_string()]);
+        }
+        if file.distill {
+            args.push("--distill".into());
+        }
+        common(&mut args);
+        nodes.push(Proc::spawn(exe, &node_hosts[i], &format!("node{i}"), &args).map_err(|e| e.to_string())?);
+    }
+    for p in &mut nodes {
+        p.ready(ready_timeout).await?;
+    }
+
+    // Front end.
+    let fh = host(&file.hosts.front);
+    let mut args = vec![
+        "front".into(),
+        "--mode".into(),
+        cell.mode.name().into(),
+        "--nodes".into(),
+        join(&node_addrs),
+        "--listen".into(),
+        bind(&fh).to_string(),
+        "--admin".into(),
+        SocketAddr::new(fh.addr, 0).to_string(),
+        "--fallbacks".into(),
+        file.fallbacks.to_string(),
+        "--upstream-timeout-ms".into(),
+        file.upstream_timeout_ms.to_string(),
+    ];
+    args.extend(param_args(&cell.policy));
+    if cell.mode == FrontMode::Distributed {
+        args.extend(["--handoff".into(), join(&handoff.iter().map(|p| p.display()).collect::<Vec<_>>())]);
+    }
+    common(&mut args);
+    let mut front = Proc::spawn(exe, &fh, "front", &args).map_err(|e| e.to_string())?;
+    let fr = front.ready(ready_timeout).await?;
+    let front_admin = fr.admin.ok_or("front: no admin address in its ready line")?;
+
+    let lh = host(&file.hosts.load);
+    let connections = file.total_connections(n);
+    let load_args = |seed: u64, warmup: f64, duration: f64| {
+        let mut a = vec![
+            "load".into(),
+            "--target".into(),
+            fr.listen.to_string(),
+            "--workload".into(),
+            file.workload.clone(),
+            "--seed".into(),
+            seed.to_string(),
+            "--connections".into(),
+            connections.to_string(),
+            "--warmup-s".into(),
+            warmup.to_string(),
+            "--duration-s".into(),
+            duration.to_string(),
+            "--timeout-ms".into(),
+            file.request_timeout_ms.to_string(),
+            "--json".into(),
+        ];
+        if let Some(r) = file.rate {
+            a.extend(["--rate".into(), r.to_string()]);
+        }
+        a
+    };
+    let run_load = |args: Vec<String>, name: &'static str, limit: Duration| {
+        let lh = lh.clone();
+        async move {
+            let mut p = Proc::spawn(exe, &lh, name, &args).map_err(|e| e.to_string())?;
+            let line = p.line("dl7-result ", limit).await?;
+            serde_json::from_str::<LoadReport>(&line["dl7-result ".len()..])
+                .map_err(|e| format!("{name}: unreadable result: {e}"))
+        }
+    };
+    // Warm-up: a separate load run, so the measured window starts with warm caches.
+    if file.warmup_s > 0.0 {
+        let limit = Duration::from_secs_f64(file.warmup_s) + Duration::from_secs(60);
+        run_load(load_args(cell.seed ^ 0x5eed_0000, 0.0, file.warmup_s), "warmup", limit).await?;
+    }
+    let mut before_nodes = Vec::new();
+    for &a in &node_addrs {
+        before_nodes.push(scrape(a).await?);
+    }
+    let before_front = scrape(front_admin).await?;
+    let cpu = |p: &Proc| p.pid().and_then(cpu_seconds).unwrap_or(0.0);
+    let cpu_front0 = cpu(&front);
+    let cpu_nodes0: Vec<f64> = nodes.iter().map(cpu).collect();
+    let limit = Duration::from_secs_f64(file.duration_s) + Duration::from_secs(60);
+    let load = run_load(load_args(cell.seed, 0.0, file.duration_s), "load", limit).await?;
+    let cpu_front = cpu(&front) - cpu_front0;
+    let cpu_nodes: Vec<f64> = nodes.iter().zip(&cpu_nodes0).map(|(p, c0)| cpu(p) - c0).collect();
+    let mut after_nodes = Vec::new();
+    for &a in &node_addrs {
+        after_nodes.push(scrape(a).await?);
+    }
+    let after_front = scrape(front_admin).await?;
+
+    // Stop in front-to-back order: clients' entry point first.
+    drop(front);
+    drop(nodes);
+    drop(origin);
+
+    let window = load.window_s.max(1e-9);
+    let sum = |name: &str| -> f64 { after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, name)).sum() };
+    let hits = sum("dl7_hits_total");
+    let misses = sum("dl7_misses_total");
+    let owner: Vec<f64> =
+        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, "dl7_owner_requests_total")).collect();
+    let mean_owner = owner.iter().sum::<f64>() / owner.len() as f64;
+    let max_owner = owner.iter().cloned().fold(0.0, f64::max);
+    let received = sum("dl7_requests_total") - sum("dl7_hop_requests_total");
+    let row = ResultRow {
+        workload: file.workload.clone(),
+        arch: cell.mode.arch_name().into(),
+        policy: cell.policy.kind.name().into(),
+        servers: n as u32,
+        seed: cell.seed,
+        req_per_s: load.req_per_s,
+        mbit_per_s: load.mbit_per_s,
+        hit_ratio: if hits + misses > 0.0 { hits / (hits + misses) } else { 0.0 },
+        byte_hit_ratio: {
+            let ob = sum("dl7_owner_bytes_total");
+            if ob > 0.0 {
+                sum("dl7_hit_bytes_total") / ob
+            } else {
+                0.0
+            }
+        },
+        p50_ms: load.p50_ms,
+        p99_ms: load.p99_ms,
+        fe_cpu_util: cpu_front / window,
+        fe_nic_util: 0.0,
+        max_server_cpu_util: cpu_nodes.iter().cloned().fold(0.0, f64::max) / window,
+        max_server_nic_util: 0.0,
+        imbalance: if mean_owner > 0.0 { max_owner / mean_owner } else { 0.0 },
+        forwarded_frac: if received > 0.0 { sum("dl7_forwarded_total") / received } else { 0.0 },
+        cache_bytes: after_nodes.iter().map(|m| m.get("dl7_cache_bytes").copied().unwrap_or(0.0) as u64).sum(),
+        requests: load.requests,
+        mode: "real".into(),
+        errors: load.errors,
+    };
+    let reqs = (load.requests.max(1)) as f64;
+    Ok(CellOutcome {
+        row,
+        front_bytes_out: delta(&after_front, &before_front, "dl7_bytes_out_total") as u64,
+        front_cpu_per_request_us: cpu_front / reqs * 1e6,
+        nodes_cpu_per_request_us: cpu_nodes.iter().sum::<f64>() / reqs * 1e6,
+        load,
+    })
+}
+
+/// A scratch directory for Unix sockets (short path: sun_path is 108 bytes).
+pub fn scratch_dir(tag: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("dl7-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "name = \"t\"\nworkload = \"surge100\"\nservers = [1, 2]\npolicies = [\"md5\"]\narchs = [\"distributed\"]\n";
+
+    #[test]
+    fn a_minimal_file_gets_defaults_and_one_cell_per_point() {
+        let f = ClusterFile::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!((f.warmup_s, f.duration_s, f.fallbacks, f.seeds.clone()), (1.0, 5.0, 2, vec![1]));
+        assert_eq!(f.cells().len(), 2);
+        assert_eq!(f.total_connections(2), 126);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let bad = |extra: &str, needle: &str| {
+            let e = ClusterFile::parse(&format!("{MINIMAL}{extra}"), "t.toml").unwrap_err();
+            assert!(e.contains(needle) && e.starts_with("t.toml"), "{e}");
+        };
+        bad("duration_s = -1.0\n", "duration_s");
+        bad("colour = 1\n", "colour");
+        bad("[params]\nmod_ch = [\"points=5\"]\n", "params.mod_ch");
+        let e = ClusterFile::parse(&MINIMAL.replace("\"md5\"", "\"nope\""), "t.toml").unwrap_err();
+        assert!(e.contains("policies"), "{e}");
+        let e = ClusterFile::parse(&MINIMAL.replace("distributed", "l4"), "t.toml").unwrap_err();
+        assert!(e.contains("archs"), "{e}");
+    }
+
+    #[test]
+    fn hosts_default_to_loopback_and_accept_namespaces() {
+        let f = ClusterFile::parse(
+            &format!("{MINIMAL}[hosts]\nfront = {{ netns = \"ns1\", addr = \"198.18.0.2\" }}\nnodes = [{{}}, {{ port = 9000 }}]\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let front = f.hosts.front.unwrap();
+        assert_eq!((front.netns.as_deref(), front.addr.to_string()), (Some("ns1"), "198.18.0.2".to_string()));
+        assert_eq!(f.hosts.nodes[0], Host::default());
+        assert_eq!(f.hosts.nodes[1].port, Some(9000));
+    }
+}

@@ -1,0 +1,241 @@
+//! Starting the roles as OS processes (`dl7 origin|node|front|load ...`) and
+//! stopping them again, with no orphans.
+//!
+//! * Every child gets `PR_SET_PDEATHSIG = SIGTERM`, so it drains and exits even
+//!   if the launcher is killed outright; dropping a [`Proc`] sends SIGTERM,
+//!   waits up to [`STOP_GRACE`], then SIGKILLs and reaps.
+//! * A service child prints one line `dl7-ready listen=ADDR admin=ADDR|-`
+//!   on stdout once bound ([`ready_line`]); the launcher waits for it instead
+//!   of sleeping. `dl7 load --json` prints `dl7-result {json}`.
+//! * Where a role runs is a [`Host`]: an optional network namespace and a bind
+//!   address (default 127.0.0.1). With `netns`, the command becomes
+//!   `ip netns exec NS dl7 ...` (needs root; `ip` execs, so the pid, the
+//!   death signal and the /proc CPU figures stay those of the dl7 process).
+//!   The lab helper sets these from the cluster TOML's `[hosts]` table.
+//!
+//! This module must not know what the roles do; [`crate::cluster`] does.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// Time a stopped child gets to drain before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where one role runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Network namespace to run in (`ip netns exec`); none = the launcher's own.
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// Address the role binds and is reached at.
+    #[serde(default = "loopback")]
+    pub addr: IpAddr,
+    /// Port to bind; default: an ephemeral port (0), or for a node inside a
+    /// namespace (where the launcher cannot probe for a free port) 3128.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self { netns: None, addr: loopback(), port: None }
+    }
+}
+
+/// The line a service prints once its listeners are bound.
+pub fn ready_line(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+    match admin {
+        Some(a) => format!("dl7-ready listen={listen} admin={a}"),
+        None => format!("dl7-ready listen={listen} admin=-"),
+    }
+}
+
+/// Addresses a child reported in its ready line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+/// Parses a [`ready_line`].
+pub fn parse_ready(line: &str) -> Option<Ready> {
+    let rest = line.strip_prefix("dl7-ready ")?;
+    let mut listen = None;
+    let mut admin = None;
+    for part in rest.split_whitespace() {
+        if let Some(v) = part.strip_prefix("listen=") {
+            listen = v.parse().ok();
+        } else if let Some(v) = part.strip_prefix("admin=") {
+            admin = v.parse().ok();
+        }
+    }
+    Some(Ready { listen: listen?, admin })
+}
+
+/// A free TCP port on `addr` now (bind port 0, read it, release it). Used for
+/// nodes, whose addresses every other node must know before any starts.
+pub fn reserve_port(addr: IpAddr) -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind((addr, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A running child process; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    name: String,
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl Proc {
+    /// Starts `exe args...` on `host`. Stdout is captured (protocol lines),
+    /// stderr is inherited (logs).
+    pub fn spawn(exe: &Path, host: &Host, name: &str, args: &[String]) -> std::io::Result<Proc> {
+        let mut cmd = match &host.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.arg("netns").arg("exec").arg(ns).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {name} ({}): {e}", exe.display())))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Proc { name: name.to_string(), child, lines })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits for the first stdout line starting with `prefix` (other lines are
+    /// echoed to stderr). Fails if the child exits or `timeout` passes first.
+    pub async fn line(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Err(_) => return Err(format!("{}: no `{prefix}` line within {:?}", self.name, timeout)),
+                Ok(None) => {
+                    let status = self.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    return Err(format!("{}: exited ({status}) before printing `{prefix}`", self.name));
+                }
+                Ok(Some(l)) if l.starts_with(prefix) => return Ok(l),
+                Ok(Some(l)) => eprintln!("[{}] {l}", self.name),
+            }
+        }
+    }
+
+    /// Waits for the ready line.
+    pub async fn ready(&mut self, timeout: Duration) -> Result<Ready, String> {
+        let l = self.line("dl7-ready", timeout).await?;
+        parse_ready(&l).ok_or_else(|| format!("{}: malformed ready line {l:?}", self.name))
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP` or `SIGKILL` for fault tests).
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL; always reaps. Returns the exit status if known.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            // Reaping a child from a synchronous drop: poll waitpid briefly.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.start_kill();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(STOP_GRACE);
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name: field 3 (state) is index 0, utime (14) is 11, stime (15) is 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((utime + stime) / if ticks > 0 { ticks as f64 } else { 100.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_lines_round_trip() {
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        assert_eq!(parse_ready(&ready_line(a, Some(b))), Some(Ready { listen: a, admin: Some(b) }));
+        assert_eq!(parse_ready(&ready_line(a, None)), Some(Ready { listen: a, admin: None }));
+        assert_eq!(parse_ready("dl7-ready admin=-"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        assert!(cpu_seconds(std::process::id()).is_some());
+    }
+}
