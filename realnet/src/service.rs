@@ -185,3 +185,6 @@ pub async fn until_signal<F: Future>(fut: F) -> Option<F::Output> {
 }
 
 pub use tokio::net::UnixListener;
+
+/// tokio's `spawn`, for callers (the binary, its tests) without their own tokio dependency.
+pub use tokio::spawn;
