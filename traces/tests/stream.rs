@@ -23,7 +23,7 @@ fn stream_is_pinned_across_machines() {
     assert_eq!(first, PINNED_SURGE100_SEED1);
 }
 
-const PINNED_SURGE100_SEED1: [u32; 16] = [0, 7, 0, 0, 0, 14, 17, 0, 4, 26, 45, 18, 3, 13, 20, 39];
+const PINNED_SURGE100_SEED1: [u32; 16] = [0, 98, 21, 38, 4, 7, 0, 71, 3, 16, 1, 8, 83, 11, 0, 45];
 
 #[test]
 fn frequencies_match_weights_chi_square() {
