@@ -264,7 +264,10 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[Refer
     }
 
     let _ = writeln!(out, "## Improvement of distributed over conventional (our Tables 10-12)\n");
-    let _ = writeln!(out, "`(AS-x - x) / x` in requests per second, percent.\n");
+    let _ = writeln!(
+        out,
+        "`(AS-x - x) / x` in requests per second, percent; in parentheses the paper's, where it published both cells.\n"
+    );
     for &w in &idx.workloads {
         match paper_tables(w) {
             Some((_, _, n)) => {
@@ -297,9 +300,14 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[Refer
             let _ = write!(out, "| {n} |");
             for p in &policies {
                 match improvement(&idx, w, p, n) {
-                    Some(x) => {
-                        let _ = write!(out, " {:+.0}% |", x * 100.0);
-                    }
+                    Some(x) => match paper_improvement(reference, w, p, n) {
+                        Some(y) => {
+                            let _ = write!(out, " {} ({}) |", pct(x), pct(y));
+                        }
+                        None => {
+                            let _ = write!(out, " {} |", pct(x));
+                        }
+                    },
                     None => {
                         let _ = write!(out, " |");
                     }
@@ -358,6 +366,30 @@ fn render_grid(out: &mut String, idx: &Index, w: &str, cell: impl Fn(&SummaryRow
         let _ = writeln!(out);
     }
     let _ = writeln!(out);
+}
+
+/// A relative change as a signed whole percentage, never "-0%".
+fn pct(x: f64) -> String {
+    let p = (x * 100.0).round();
+    if p == 0.0 {
+        "+0%".into()
+    } else {
+        format!("{p:+.0}%")
+    }
+}
+
+/// The paper's improvement of AS-x over x, from its published req/s cells.
+fn paper_improvement(reference: &[ReferenceCell], w: &str, policy: &str, n: u32) -> Option<f64> {
+    let find = |arch: &str| {
+        reference
+            .iter()
+            .find(|r| {
+                r.workload == w && r.metric == "req_per_s" && r.arch == arch && r.policy == policy && r.servers == n
+            })
+            .map(|r| r.value)
+    };
+    let (conv, dist) = (find("conventional")?, find("distributed")?);
+    (conv > 0.0).then(|| dist / conv - 1.0)
 }
 
 fn improvement(idx: &Index, w: &str, policy: &str, n: u32) -> Option<f64> {
@@ -436,8 +468,9 @@ fn render_comparison(out: &mut String, idx: &Index, c: &Comparison) {
         if cells.is_empty() {
             continue;
         }
-        let table = cells[0].0.table.clone();
-        let _ = writeln!(out, "### Paper's {table}: {workload}, {what}\n");
+        let table = &cells[0].0.table;
+        let table = table.strip_prefix('T').map_or(table.clone(), |n| format!("Table {n}"));
+        let _ = writeln!(out, "### The paper's {table}: {workload}, {what}\n");
         let cols = idx.columns(&workload);
         let _ = write!(out, "| servers |");
         for (a, p) in &cols {
@@ -453,13 +486,7 @@ fn render_comparison(out: &mut String, idx: &Index, c: &Comparison) {
             for (a, p) in &cols {
                 match cells.iter().find(|x| x.0.arch == *a && x.0.policy == *p && x.0.servers == n) {
                     Some((r, ours, err)) => {
-                        let _ = write!(
-                            out,
-                            " {ours:.prec$} / {:.prec$} ({:+.0}%) |",
-                            r.value,
-                            err * 100.0,
-                            prec = fmt_digits
-                        );
+                        let _ = write!(out, " {ours:.prec$} / {:.prec$} ({}) |", r.value, pct(*err), prec = fmt_digits);
                     }
                     None => {
                         let _ = write!(out, " |");
@@ -540,12 +567,12 @@ fn check(c: Conclusion, idx: &Index, w: &str) -> Verdict {
             let failing: Vec<String> = pairs
                 .iter()
                 .filter(|x| x.2 >= 0.0)
-                .map(|(p, n, d)| format!("{} at {n}: {:+.0}%", label("distributed", p), d * 100.0))
+                .map(|(p, n, d)| format!("{} at {n}: {}", label("distributed", p), pct(*d)))
                 .collect();
             let lo = pairs.iter().map(|x| x.2).fold(f64::INFINITY, f64::min);
             let hi = pairs.iter().map(|x| x.2).fold(f64::NEG_INFINITY, f64::max);
             if failing.is_empty() {
-                Verdict::Held(format!("{} pairs, {:+.0}% to {:+.0}%", pairs.len(), lo * 100.0, hi * 100.0))
+                Verdict::Held(format!("{} pairs, {} to {}", pairs.len(), pct(lo), pct(hi)))
             } else {
                 Verdict::NotHeld(format!("not slower: {}", failing.join("; ")))
             }
@@ -711,7 +738,8 @@ mod tests {
         assert!(text.contains("**met**"));
         assert!(text.contains("| 16 |") && text.contains("2147 / 2147 (+0%)"));
         assert!(text.contains("### Table 10 (ours): surge100"));
-        assert!(text.contains("+343%"), "RR improvement at 16 servers: 2147/485");
+        assert!(text.contains("+343% (+343%)"), "RR improvement at 16 servers: 2147/485");
+        assert!(text.contains("### The paper's Table 4: surge100"));
     }
 
     #[test]
@@ -767,6 +795,13 @@ mod tests {
         let text = render("paper", "test", &rows, &kwon2008_surge100());
         assert!(text.contains("median absolute relative error 20.0%"), "{text}");
         assert!(text.contains("**missed** by 10.0 percentage points"), "{text}");
+    }
+
+    #[test]
+    fn percentages_are_signed_and_never_negative_zero() {
+        assert_eq!(pct(-0.001), "+0%");
+        assert_eq!(pct(0.3449), "+34%");
+        assert_eq!(pct(-0.24), "-24%");
     }
 
     #[test]
