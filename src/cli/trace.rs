@@ -161,12 +161,7 @@ fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> anyhow::Resul
 /// A trace from a trace file, workload or built-in; with `draw`, a model
 /// without requests gets that many seeded requests.
 fn load_trace(input: &str, draw: Option<u64>, seed: u64) -> anyhow::Result<Trace> {
-    let path = Path::new(input);
-    let mut trace = if workload::BUILTIN.contains(&input) && !path.exists() {
-        Trace::from_catalog(workload::builtin(input).map_err(input_error)?)
-    } else {
-        Trace::load(path).map_err(input_error)?
-    };
+    let mut trace = Trace::resolve(input).map_err(input_error)?;
     if let Some(n) = draw {
         if trace.requests.is_empty() {
             let stream = trace.catalog.stream(seed).map_err(input_error)?;

@@ -17,7 +17,9 @@ use crate::trace::Trace;
 /// The format [`export`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
+    /// `time id size` text lines.
     Webcachesim,
+    /// libCacheSim's 24-byte binary records.
     OracleGeneral,
 }
 
@@ -111,9 +113,13 @@ pub fn write_oracle_general(trace: &Trace, out: &mut (impl Write + ?Sized)) -> R
 /// One oracleGeneral record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OracleRecord {
+    /// Request time in seconds.
     pub time: u32,
+    /// Object id (our catalog index).
     pub obj_id: u64,
+    /// Object size in bytes.
     pub size: u32,
+    /// 1-based position of the next request to this object, -1 if none.
     pub next_access_vtime: i64,
 }
 

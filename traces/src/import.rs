@@ -51,6 +51,7 @@ impl std::str::FromStr for LogFormat {
 /// What an import keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportOptions {
+    /// The log's format.
     pub format: LogFormat,
     /// HTTP statuses that become requests (default: 200). Ignored for webcachesim.
     pub statuses: Vec<u16>,
@@ -87,7 +88,9 @@ pub struct ImportReport {
 /// A trace and the report of how it was read.
 #[derive(Debug, Clone)]
 pub struct Imported {
+    /// The catalog and requests.
     pub trace: Trace,
+    /// Line counts: kept, left out by status, joined, skipped.
     pub report: ImportReport,
 }
 

@@ -143,7 +143,8 @@ pub fn zipf_fit(sorted_desc: &[f64]) -> f64 {
     let my = points.iter().map(|p| p.1).sum::<f64>() / n;
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    -sxy / sxx
+    // `0.0 -` rather than unary minus: a flat fit gives 0, not -0.
+    0.0 - sxy / sxx
 }
 
 #[cfg(test)]

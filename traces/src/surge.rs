@@ -336,8 +336,11 @@ impl Default for SurgeUserParams {
 /// completed, then request `object`. `page_start` marks the page's base object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SurgeStep {
+    /// The object to request.
     pub object: ObjectId,
+    /// Think time before the request, in nanoseconds.
     pub think_ns: u64,
+    /// True for the first object of a page (after an inactive OFF time).
     pub page_start: bool,
 }
 

@@ -34,6 +34,7 @@ pub const MAGIC: &str = "#dl7-trace v1";
 /// A catalog and the sequence of requests made to it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Trace {
+    /// The objects; weights are request counts for imported logs.
     pub catalog: Catalog,
     /// Requested objects, in order.
     pub requests: Vec<ObjectId>,
@@ -60,6 +61,19 @@ impl Trace {
             Trace::parse(&text, &path.display().to_string())
         } else {
             crate::workload::load(path).map(Trace::from_catalog)
+        }
+    }
+
+    /// A trace from a CLI argument: a built-in workload name (when no file
+    /// of that name exists) or a path for [`Trace::load`].
+    pub fn resolve(name_or_path: &str) -> Result<Trace, TraceError> {
+        let path = Path::new(name_or_path);
+        if path.exists() {
+            Trace::load(path)
+        } else if crate::workload::BUILTIN.contains(&name_or_path) {
+            crate::workload::builtin(name_or_path).map(Trace::from_catalog)
+        } else {
+            Err(crate::workload::not_found(name_or_path))
         }
     }
 

@@ -75,12 +75,15 @@ pub fn load(path: &Path) -> Result<Catalog, TraceError> {
 /// Resolves a CLI argument: a built-in name if it is one and no such file
 /// exists, otherwise a path for [`load`].
 pub fn resolve(name_or_path: &str) -> Result<Catalog, TraceError> {
-    let path = Path::new(name_or_path);
-    if BUILTIN.contains(&name_or_path) && !path.exists() {
-        builtin(name_or_path)
-    } else {
-        load(path)
-    }
+    Trace::resolve(name_or_path).map(|t| t.catalog)
+}
+
+/// The error for an argument that is neither a file nor a built-in name.
+pub(crate) fn not_found(name_or_path: &str) -> TraceError {
+    TraceError::Invalid(format!(
+        "{name_or_path}: no such file, and not a built-in workload (expected a file or one of: {})",
+        BUILTIN.join(", ")
+    ))
 }
 
 /// Which generator a workload file uses.
@@ -125,14 +128,20 @@ pub struct WorkloadFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SurgeSection {
+    /// Number of objects.
     pub files: u32,
+    /// Zipf exponent of popularity by rank.
     pub zipf_exponent: f64,
+    /// Lognormal body mu (default SURGE's 9.357).
     #[serde(default = "default_mu")]
     pub body_mu: f64,
+    /// Lognormal body sigma (default 1.318).
     #[serde(default = "default_sigma")]
     pub body_sigma: f64,
+    /// Pareto tail k in bytes (default 133,000).
     #[serde(default = "default_k")]
     pub tail_k: f64,
+    /// Pareto tail alpha (default 1.1).
     #[serde(default = "default_alpha")]
     pub tail_alpha: f64,
     /// Multiplies every size (fitted).
@@ -162,18 +171,25 @@ fn default_alpha() -> f64 {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MixSection {
+    /// Share of requests to html objects.
     #[serde(default)]
     pub html: f64,
+    /// Share of requests to gif objects.
     #[serde(default)]
     pub gif: f64,
+    /// Share of requests to jpeg objects.
     #[serde(default)]
     pub jpeg: f64,
+    /// Share of requests to png objects.
     #[serde(default)]
     pub png: f64,
+    /// Share of requests to css objects.
     #[serde(default)]
     pub css: f64,
+    /// Share of requests to js objects.
     #[serde(default)]
     pub js: f64,
+    /// Share of requests to other objects.
     #[serde(default)]
     pub other: f64,
 }
@@ -182,10 +198,14 @@ pub struct MixSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
+    /// URL path, starting with `/`.
     pub path: String,
+    /// Body size in bytes.
     pub size: u64,
+    /// Relative popularity (default 1).
     #[serde(default)]
     pub weight: Option<f64>,
+    /// Content type (default: from the path's extension).
     #[serde(default, rename = "type")]
     pub content_type: Option<ContentType>,
 }
