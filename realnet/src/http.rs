@@ -221,18 +221,11 @@ impl ServerConn {
         self.head_buf.clear();
         write_response_head(&mut self.head_buf, status, meta, body.len() as u64, keep_alive);
         let mut written = self.head_buf.len() as u64;
-        let send_body = !head_only && !body.is_empty();
-        // Small bodies go in the same write as the head: one segment on the wire.
-        if send_body && body.len() <= 16 * 1024 {
-            self.head_buf.extend_from_slice(body);
-            self.stream.write_all(&self.head_buf).await?;
+        if !head_only && !body.is_empty() {
+            write_two(&mut self.stream, &self.head_buf, body).await?;
             written += body.len() as u64;
         } else {
             self.stream.write_all(&self.head_buf).await?;
-            if send_body {
-                self.stream.write_all(body).await?;
-                written += body.len() as u64;
-            }
         }
         self.responses += 1;
         self.bytes_out += written;
@@ -253,6 +246,24 @@ impl ServerConn {
     pub fn into_inner(self) -> TcpStream {
         self.stream
     }
+}
+
+/// Writes `a` then `b` with vectored writes: one segment on the wire for
+/// small responses, and no copy of the body into the head buffer.
+async fn write_two(s: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
+    while !a.is_empty() {
+        let n = s.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        if n < a.len() {
+            a = &a[n..];
+        } else {
+            b = &b[n - a.len()..];
+            a = &[];
+        }
+    }
+    s.write_all(b).await
 }
 
 /// Resolves when the watched flag is true (immediately if it already is).
