@@ -248,7 +248,7 @@ fn export_trace(a: ExportArgs) -> anyhow::Result<()> {
             a.input
         )));
     }
-    write_output(&a.output, |out| Ok(export::export(&trace, a.format, out).map_err(input_error)?))
+    write_output(&a.output, |out| export::export(&trace, a.format, out).map_err(input_error))
 }
 
 fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
