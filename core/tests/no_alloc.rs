@@ -33,7 +33,7 @@ struct Skewed;
 
 impl LoadView for Skewed {
     fn inflight(&self, s: ServerId) -> u64 {
-        if s.0 % 3 == 0 {
+        if s.0 % 3 < 1 {
             100
         } else {
             s.0 as u64

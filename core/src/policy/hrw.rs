@@ -85,10 +85,10 @@ impl Hrw {
         for i in 0..self.members.len() {
             let raw = self.raw_score(i, url);
             let cand = (self.score(i, raw), raw, i as u32);
-            if best.map_or(true, |b| greater(cand, b)) {
+            if !matches!(best, Some(b) if !greater(cand, b)) {
                 second = best;
                 best = Some(cand);
-            } else if second.map_or(true, |s| greater(cand, s)) {
+            } else if !matches!(second, Some(s) if !greater(cand, s)) {
                 second = Some(cand);
             }
         }
