@@ -13,7 +13,7 @@
 //! workload = "surge100"          # built-in name or workload/trace file path
 //! seeds = [1]                    # [1]; one run per seed
 //! servers = [1, 2, 4]
-//! policies = ["md5", "rr"]       # core policy names
+//! policies = ["md5", "rr"]       # core policy names; ht_rr_shared: node 0 is the directory
 //! archs = ["conventional", "distributed"]   # or "relay"
 //! connections_per_server = 63    # [63]; or `connections = N` in total
 //! warmup_s = 1.0                 # [1.0]
@@ -205,9 +205,6 @@ impl ClusterFile {
         }
         for p in &self.policies {
             let spec = self.policy_spec(p)?;
-            if spec.kind == PolicyKind::HtRrShared {
-                return Err("policies: ht_rr_shared (one directory shared by all nodes) is not supported in real mode; use ht_rr".into());
-            }
             for &n in &self.servers {
                 spec.build(&Membership::numbered(n).map_err(|e| e.to_string())?)
                     .map_err(|e| format!("policies: {p} with {n} servers: {e}"))?;
@@ -358,6 +355,10 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         args.extend(param_args(&cell.policy));
         if cell.mode == FrontMode::Distributed {
             args.extend(["--handoff".into(), handoff[i].display().to_string()]);
+        }
+        if cell.policy.kind.shared_by_default() {
+            // One instance for the cluster: node 0 keeps it and answers owner lookups.
+            args.extend(["--directory".into(), node_addrs[0].to_string()]);
         }
         if file.distill {
             args.push("--distill".into());

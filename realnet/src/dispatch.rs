@@ -3,6 +3,12 @@
 //! policy for the owner, and fetch from the owner over a pooled keep-alive
 //! connection; when the owner fails, walk the policy's `candidates`.
 //!
+//! Shared state (`ht_rr_shared`): one node is the *directory*. It answers
+//! `GET /_dl7/owner<path>` with the owner its own (the one shared) policy
+//! instance picks; every other dispatcher asks it per request instead of
+//! picking locally, at the cost of one more round trip. If the directory is
+//! unreachable the dispatcher falls back to its local instance.
+//!
 //! A server that failed is skipped for [`DOWN_FOR`] so that a dead or stopped
 //! node costs one timeout, not one per request. This is the health filter
 //! over candidates the core leaves to engines. The dispatcher must not cache
@@ -60,7 +66,11 @@ pub struct Dispatcher {
     down_until_ms: Vec<AtomicU64>,
     epoch: Instant,
     metrics: Arc<Metrics>,
+    directory: Option<Pool>,
 }
+
+/// Path prefix of the directory's owner lookups.
+pub const OWNER_PREFIX: &str = "/_dl7/owner";
 
 impl Dispatcher {
     /// Builds `spec` over the logical `members` (names as the simulator uses);
@@ -93,7 +103,28 @@ impl Dispatcher {
             down_until_ms: (0..n).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             metrics,
+            directory: None,
         })
+    }
+
+    /// Asks the directory at `addr` for every owner instead of the local instance.
+    pub fn with_directory(mut self, addr: std::net::SocketAddr) -> Self {
+        self.directory = Some(Pool::new(addr, 256));
+        self
+    }
+
+    async fn pick(&self, key: &RequestKey<'_>, path: &str) -> ServerId {
+        if let Some(dir) = &self.directory {
+            let lookup = format!("{OWNER_PREFIX}{path}");
+            if let Ok((head, body)) = dir.get(&lookup, true, self.timeout).await {
+                let owner = std::str::from_utf8(&body).ok().and_then(|t| t.trim().parse::<u32>().ok());
+                match owner {
+                    Some(o) if head.status == 200 && (o as usize) < self.pools.len() => return ServerId(o),
+                    _ => tracing::warn!("directory {}: bad owner answer for {path}", dir.addr()),
+                }
+            }
+        }
+        self.policy.lock().expect("policy lock").pick(key, &self.load)
     }
 
     fn now_ms(&self) -> u64 {
@@ -117,7 +148,7 @@ impl Dispatcher {
     /// Routes one request for `path`.
     pub async fn dispatch(&self, path: &str) -> Outcome {
         let key = RequestKey::new(path.as_bytes());
-        let owner = self.policy.lock().expect("policy lock").pick(&key, &self.load);
+        let owner = self.pick(&key, path).await;
         if Some(owner) == self.local {
             return Outcome::Local { fallback: false };
         }

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     pub fallbacks: usize,
     /// Unix listener on which the distributed front end hands over client sockets.
     pub handoff: Option<UnixListener>,
+    /// Ask this node (the directory) for every owner: one policy instance
+    /// shared by all nodes (`ht_rr_shared`). `None`: pick locally.
+    pub directory: Option<SocketAddr>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub admin: Option<TcpListener>,
@@ -77,6 +80,7 @@ impl NodeConfig {
             distill: false,
             fallbacks: 2,
             handoff: None,
+            directory: None,
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
@@ -120,6 +124,11 @@ pub async fn run(
         config.metrics.clone(),
     )
     .map_err(invalid)?;
+    // The directory itself keeps the shared instance: it picks locally.
+    let dispatcher = match config.directory {
+        Some(d) if d != config.peers[config.id.index()] => dispatcher.with_directory(d),
+        _ => dispatcher,
+    };
     let node = Arc::new(Node {
         id: config.id,
         dispatcher,
@@ -325,6 +334,16 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             Metrics::add(&m.client_errors, 1);
             let _ = conn.write_error(405).await;
             break;
+        }
+        if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
+            // Directory lookup: the owner this node's policy instance picks for `asked`.
+            let owner = node.dispatcher.owner(asked);
+            let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+            let body = format!("{}\n", owner.0);
+            if conn.write_response(200, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                break;
+            }
+            continue;
         }
         if let Some(page) = node.admin_page(&path) {
             let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };

@@ -171,3 +171,22 @@ async fn concurrent_misses_for_one_object_fetch_it_once() {
     assert_eq!(c.origin_metrics.requests.load(Relaxed), 1);
     assert_eq!(c.node_metrics[0].origin_fetches.load(Relaxed), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_ht_rr_directory_gives_every_object_one_owner_cluster_wide() {
+    let c =
+        TestCluster::start(Options { policy: "ht_rr_shared", nodes: 4, directory: true, ..Default::default() }).await;
+    let r = replay(&c, 4, 6).await;
+    assert_eq!(r.errors, 0);
+    let mut copies = vec![0; c.catalog.len()];
+    for i in 0..4 {
+        for id in c.cached_ids(i).await {
+            copies[id as usize] += 1;
+        }
+    }
+    assert!(copies.iter().all(|&k| k == 1), "{copies:?}");
+    // The shared table fills round robin, so objects spread over all nodes.
+    for i in 0..4 {
+        assert!(!c.cached_ids(i).await.is_empty(), "node {i} owns nothing");
+    }
+}

@@ -116,3 +116,14 @@ fn shipped_lab_files_are_valid() {
     }
     assert!(seen >= 1, "no experiments/lab-*.toml found");
 }
+
+#[test]
+fn services_start_inside_their_namespace() {
+    let (plan, _) = plan_and_deploy(Architecture::Distributed);
+    let n2 = plan.hosts.iter().find(|h| h.short == "n2").unwrap();
+    let mut cmd = dl7_realnet::lab::command_in(n2, "dl7");
+    cmd.args(["node", "--id", "2"]);
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    assert_eq!(cmd.get_program(), "ip");
+    assert_eq!(args, ["netns", "exec", "dl7-n2", "dl7", "node", "--id", "2"]);
+}

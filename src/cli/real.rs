@@ -112,6 +112,10 @@ pub struct NodeArgs {
     /// Gzip text objects at miss time (the distill stage).
     #[arg(long)]
     distill: bool,
+    /// Ask this node (the directory, e.g. node 0) for every owner: one shared
+    /// policy instance for the cluster (ht_rr_shared).
+    #[arg(long)]
+    directory: Option<SocketAddr>,
     /// Candidates tried after a failed owner (0: 502 at once).
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
@@ -309,6 +313,7 @@ fn node(a: NodeArgs) -> anyhow::Result<()> {
         let mut cfg = NodeConfig::new(ServerId(a.id), members, a.nodes.clone(), a.origin, spec);
         cfg.cache_bytes = (a.cache_mb * 1024.0 * 1024.0) as u64;
         cfg.distill = a.distill;
+        cfg.directory = a.directory;
         cfg.fallbacks = a.fallbacks;
         cfg.limits = a.service.limits();
         cfg.admin = admin;

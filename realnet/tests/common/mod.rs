@@ -68,6 +68,8 @@ pub struct Options {
     pub distill: bool,
     pub origin_delay_ms: u64,
     pub upstream_timeout_ms: u64,
+    /// Node 0 is the owner directory for every node (shared policy instance).
+    pub directory: bool,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             distill: false,
             origin_delay_ms: 0,
             upstream_timeout_ms: 2000,
+            directory: false,
         }
     }
 }
@@ -123,6 +126,7 @@ impl TestCluster {
         for (i, l) in listeners.into_iter().enumerate() {
             let mut nc = NodeConfig::new(ServerId(i as u32), members.clone(), nodes.clone(), origin, policy.clone());
             nc.distill = opts.distill;
+            nc.directory = opts.directory.then_some(nodes[0]);
             nc.fallbacks = opts.fallbacks;
             nc.limits.upstream_timeout = std::time::Duration::from_millis(opts.upstream_timeout_ms);
             nc.limits.drain_timeout = std::time::Duration::from_millis(200);
