@@ -138,7 +138,13 @@ pub fn run(cmd: TraceCommand) -> anyhow::Result<()> {
 }
 
 fn options(format: LogFormat, a: &LogArgs) -> ImportOptions {
-    ImportOptions { format, statuses: a.statuses.clone(), keep_query: a.keep_query, skip_invalid: a.skip_invalid }
+    ImportOptions {
+        format,
+        statuses: a.statuses.clone(),
+        keep_query: a.keep_query,
+        skip_invalid: a.skip_invalid,
+        keep_sequence: true,
+    }
 }
 
 /// Writes through `write` to `path`, or to standard output for `-`.

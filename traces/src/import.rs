@@ -59,12 +59,16 @@ pub struct ImportOptions {
     pub keep_query: bool,
     /// Count malformed lines per reason and go on, instead of stopping.
     pub skip_invalid: bool,
+    /// Record the request sequence (default). Without it the import keeps
+    /// only the catalog (weights = request counts), so its memory no longer
+    /// grows with the log: enough for statistics.
+    pub keep_sequence: bool,
 }
 
 impl ImportOptions {
     /// Defaults for `format`: status 200 only, query dropped, stop on the first bad line.
     pub fn new(format: LogFormat) -> Self {
-        ImportOptions { format, statuses: vec![200], keep_query: false, skip_invalid: false }
+        ImportOptions { format, statuses: vec![200], keep_query: false, skip_invalid: false, keep_sequence: true }
     }
 }
 
@@ -326,6 +330,7 @@ struct Builder {
     times: Vec<u64>,
     all_timed: bool,
     keep_query: bool,
+    keep_sequence: bool,
     webcachesim: bool,
 }
 
@@ -350,6 +355,9 @@ impl Builder {
         let object = &mut self.objects[id as usize];
         object.size = object.size.max(rec.bytes);
         self.counts[id as usize] += 1;
+        if !self.keep_sequence {
+            return Ok(());
+        }
         self.requests.push(ObjectId(id));
         match rec.time {
             Some(t) if self.all_timed => self.times.push(t),
@@ -362,6 +370,9 @@ impl Builder {
     }
 
     fn finish(mut self) -> Trace {
+        if !self.keep_sequence {
+            self.times.clear();
+        }
         for (o, &c) in self.objects.iter_mut().zip(&self.counts) {
             o.weight = c as f64;
         }
@@ -419,6 +430,7 @@ pub fn import(mut reader: impl BufRead, file: &str, opts: &ImportOptions) -> Res
         times: Vec::new(),
         all_timed: true,
         keep_query: opts.keep_query,
+        keep_sequence: opts.keep_sequence,
         webcachesim: opts.format == LogFormat::Webcachesim,
     };
     let mut report = ImportReport::default();
@@ -505,10 +517,19 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Imports the log at `path` (streamed through a buffered reader).
+/// Imports the log at `path` (streamed through a buffered reader); a gzip
+/// file (archive logs usually are) is decompressed on the fly.
 pub fn import_path(path: &Path, opts: &ImportOptions) -> Result<Imported, TraceError> {
-    let file = std::fs::File::open(path).map_err(|e| TraceError::io(path, e))?;
-    import(std::io::BufReader::with_capacity(1 << 16, file), &path.display().to_string(), opts)
+    let mut file =
+        std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(|e| TraceError::io(path, e))?);
+    let gzip = file.fill_buf().map_err(|e| TraceError::io(path, e))?.starts_with(&[0x1f, 0x8b]);
+    let name = path.display().to_string();
+    if gzip {
+        let decoder = flate2::bufread::MultiGzDecoder::new(file);
+        import(std::io::BufReader::with_capacity(1 << 16, decoder), &name, opts)
+    } else {
+        import(file, &name, opts)
+    }
 }
 
 impl ImportReport {

@@ -66,6 +66,16 @@ impl TraceStats {
         Self::from_counts(&trace.catalog, &counts)
     }
 
+    /// From an import: its requests, or its catalog's counts when the
+    /// import did not keep the sequence.
+    pub fn from_imported(imported: &crate::import::Imported) -> TraceStats {
+        if imported.trace.requests.is_empty() && imported.report.requests > 0 {
+            let counts: Vec<u64> = imported.trace.catalog.objects.iter().map(|o| o.weight as u64).collect();
+            return Self::from_counts(&imported.trace.catalog, &counts);
+        }
+        Self::from_trace(&imported.trace)
+    }
+
     /// From `n` requests of the seeded independent stream over `catalog`.
     pub fn from_stream(catalog: &Catalog, seed: u64, n: u64) -> Result<TraceStats, TraceError> {
         let mut counts = vec![0u64; catalog.len()];

@@ -238,3 +238,29 @@ fn oracle_general_records_and_next_access() {
     assert_eq!(records[2].size, 1200);
     assert!(read_oracle_general(&bin[..23], "x.bin").unwrap_err().to_string().contains("byte 0"));
 }
+
+#[test]
+fn counts_only_import_gives_the_same_stats() {
+    use dl7_traces::TraceStats;
+    let full = run(BASIC, &clf()).unwrap();
+    let mut opts = clf();
+    opts.keep_sequence = false;
+    let counts = run(BASIC, &opts).unwrap();
+    assert!(counts.trace.requests.is_empty() && counts.trace.times.is_empty());
+    assert_eq!(TraceStats::from_imported(&counts), TraceStats::from_trace(&full.trace));
+    assert_eq!(TraceStats::from_imported(&counts).requests, 4);
+}
+
+#[test]
+fn gzip_logs_are_read_transparently() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("dl7-traces-gz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("access.log.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(BASIC.as_bytes()).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let from_gz = dl7_traces::import::import_path(&path, &clf()).unwrap().trace;
+    assert_eq!(from_gz, run(BASIC, &clf()).unwrap().trace);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

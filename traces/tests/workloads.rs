@@ -106,3 +106,10 @@ fn load_reads_toml_from_disk_with_file_in_errors() {
     assert!(e.contains("bad.toml:2:") && e.contains("zipf"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn resolve_names_builtins_when_nothing_matches() {
+    assert_eq!(dl7_traces::Trace::resolve("webstone").unwrap().catalog, workload::builtin("webstone").unwrap());
+    let e = dl7_traces::Trace::resolve("no-such-workload").unwrap_err().to_string();
+    assert!(e.contains("no-such-workload") && e.contains("surge100, unc2001, berkeley1998, webstone"), "{e}");
+}
