@@ -133,10 +133,10 @@ async fn processes(mode: &str, dir: &Path) -> (Vec<Proc>, std::net::SocketAddr, 
         (0..3).map(|_| format!("127.0.0.1:{}", dl7_realnet::launcher::reserve_port(host.addr).unwrap())).collect();
     let socks: Vec<String> = (0..3).map(|i| dir.join(format!("n{i}.sock")).display().to_string()).collect();
     let mut procs = vec![origin];
-    for i in 0..3 {
+    for (i, sock) in socks.iter().enumerate() {
         let id = i.to_string();
         let mut a = args(&["node", "--id", &id, "--nodes", &nodes.join(","), "--origin", &origin_addr]);
-        a.extend(args(&["--handoff", &socks[i], "--upstream-timeout-ms", "500"]));
+        a.extend(args(&["--handoff", sock, "--upstream-timeout-ms", "500"]));
         let mut p = Proc::spawn(exe, &host, &format!("node{i}"), &a).unwrap();
         p.ready(Duration::from_secs(10)).await.unwrap();
         procs.push(p);

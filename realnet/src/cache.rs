@@ -17,6 +17,7 @@ pub struct Entry {
     pub mime: &'static str,
     /// Catalog object id, as the origin reported it.
     pub object_id: Option<u32>,
+    /// The body is gzip-compressed (the distill stage ran).
     pub gzip: bool,
 }
 
@@ -63,10 +64,12 @@ impl ByteLru {
         self.bytes
     }
 
+    /// Objects stored.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

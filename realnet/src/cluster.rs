@@ -55,7 +55,9 @@ use crate::front::FrontMode;
 use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
 use crate::load::LoadReport;
 
-/// The cluster file as written.
+/// The cluster file as written; every field is described in the module
+/// documentation's example.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterFile {
@@ -123,7 +125,8 @@ fn default_max_conn() -> usize {
     4096
 }
 
-/// Per-role placement (see [`Host`]).
+/// Per-role placement (see [`Host`]); `nodes[i]` places node `i`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hosts {
@@ -140,9 +143,13 @@ pub struct Hosts {
 /// One point of the sweep.
 #[derive(Debug, Clone)]
 pub struct Cell {
+    /// Number of nodes.
     pub servers: usize,
+    /// The policy every dispatcher builds.
     pub policy: PolicySpec,
+    /// The architecture.
     pub mode: FrontMode,
+    /// Seed of the measured load run.
     pub seed: u64,
 }
 
@@ -256,12 +263,15 @@ impl ClusterFile {
 /// What one cell measured, beyond its result row.
 #[derive(Debug, Clone)]
 pub struct CellOutcome {
+    /// The `results.csv` row.
     pub row: ResultRow,
+    /// The measured load run's report.
     pub load: LoadReport,
     /// Bytes the front end wrote to clients during the window.
     pub front_bytes_out: u64,
     /// CPU seconds per request of the front end and of all nodes together.
     pub front_cpu_per_request_us: f64,
+    /// CPU microseconds per request of all nodes together.
     pub nodes_cpu_per_request_us: f64,
 }
 

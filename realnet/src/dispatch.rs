@@ -48,9 +48,21 @@ impl LoadView for PeerLoad {
 /// Where a request went.
 pub enum Outcome {
     /// This process owns it: serve it locally.
-    Local { fallback: bool },
+    Local {
+        /// The owner failed and this process is the next candidate.
+        fallback: bool,
+    },
     /// Another server answered.
-    Remote { head: ResponseHead, body: Bytes, server: ServerId, fallback: bool },
+    Remote {
+        /// The response head the server sent.
+        head: ResponseHead,
+        /// Its body.
+        body: Bytes,
+        /// Which server answered.
+        server: ServerId,
+        /// True when that server was a fallback candidate, not the owner.
+        fallback: bool,
+    },
     /// Nobody could be reached in time: answer 502.
     Unavailable,
 }

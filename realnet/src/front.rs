@@ -39,14 +39,19 @@ use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrontMode {
+    /// Parse, pick the owner, proxy and relay the whole response (KTCPVS).
     Conventional,
+    /// Hand each connection to a node over SCM_RIGHTS: direct return (IPVS-DR).
     Distributed,
+    /// Splice bytes to a round-robin node through the front end (IPVS-NAT-like).
     Relay,
 }
 
 impl FrontMode {
+    /// Every mode.
     pub const ALL: [FrontMode; 3] = [FrontMode::Conventional, FrontMode::Distributed, FrontMode::Relay];
 
+    /// The CLI and TOML name.
     pub fn name(self) -> &'static str {
         match self {
             FrontMode::Conventional => "conventional",
@@ -76,6 +81,7 @@ impl std::str::FromStr for FrontMode {
 
 /// Configuration of a front end.
 pub struct FrontConfig {
+    /// Which architecture.
     pub mode: FrontMode,
     /// Node TCP addresses by index (conventional and relay).
     pub nodes: Vec<SocketAddr>,
@@ -83,10 +89,15 @@ pub struct FrontConfig {
     pub handoff: Vec<PathBuf>,
     /// Policy and logical membership (conventional only).
     pub policy: PolicySpec,
+    /// Logical membership the policy hashes (`Membership::numbered(n)`).
     pub members: Membership,
+    /// Candidates tried after a failed owner (conventional).
     pub fallbacks: usize,
+    /// Connection limits and timeouts.
     pub limits: Limits,
+    /// Counters served on `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Listener for `GET /metrics`.
     pub admin: Option<TcpListener>,
 }
 

@@ -61,14 +61,18 @@ impl Default for Limits {
 /// Request method, as far as the services care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`: the head of the GET response, no body.
     Head,
+    /// Anything else (answered 405).
     Other,
 }
 
 /// A parsed request head; the target path is written to the caller's buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHead {
+    /// The request method.
     pub method: Method,
     /// The client wants the connection kept open after this response.
     pub keep_alive: bool,
@@ -101,6 +105,7 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
+    /// Wraps an accepted client socket (sets `TCP_NODELAY`).
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
         Self {
@@ -342,8 +347,11 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
 /// What a response says about its body besides the bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseMeta<'a> {
+    /// `Content-Type`.
     pub content_type: &'a str,
+    /// Sent as [`OBJECT_ID_HEADER`].
     pub object_id: Option<u32>,
+    /// Sent as [`SERVED_BY_HEADER`].
     pub served_by: Option<u32>,
     /// The body is gzip-compressed (`Content-Encoding: gzip`).
     pub gzip: bool,
@@ -399,26 +407,43 @@ fn write_response_head(out: &mut Vec<u8>, status: u16, meta: &ResponseMeta, len:
 /// A parsed response head, with the dl7 headers the services use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
+    /// Status code.
     pub status: u16,
+    /// Body length.
     pub content_length: u64,
+    /// The server keeps the connection open.
     pub keep_alive: bool,
+    /// `Content-Type` mapped back to the catalog's type (`Other` if unknown).
     pub content_type: dl7_traces::ContentType,
+    /// [`OBJECT_ID_HEADER`], if sent.
     pub object_id: Option<u32>,
+    /// [`SERVED_BY_HEADER`], if sent.
     pub served_by: Option<u32>,
+    /// `Content-Encoding: gzip`.
     pub gzip: bool,
 }
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The TCP connect failed (refused, unreachable).
     #[error("connect to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        /// Where we tried to connect.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The deadline passed.
     #[error("timed out")]
     Timeout,
+    /// A read or write failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The server closed before the response was complete.
     #[error("connection closed before a complete response")]
     Closed,
+    /// The response head or length is unusable.
     #[error("malformed response: {0}")]
     BadResponse(&'static str),
 }
@@ -583,10 +608,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool for `addr` keeping at most `max_idle` idle connections.
     pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
         Self { addr, idle: Mutex::new(Vec::new()), max_idle }
     }
 
+    /// The upstream address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

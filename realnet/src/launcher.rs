@@ -65,7 +65,9 @@ pub fn ready_line(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
 /// Addresses a child reported in its ready line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ready {
+    /// The service's main address.
     pub listen: SocketAddr,
+    /// Its admin (`/metrics`) address, if it has one.
     pub admin: Option<SocketAddr>,
 }
 
@@ -136,10 +138,12 @@ impl Proc {
         Ok(Proc { name: name.to_string(), child, lines })
     }
 
+    /// The name given at spawn (for messages).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The OS process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }

@@ -37,7 +37,10 @@ use crate::http::{ClientConn, FetchError};
 #[derive(Debug, Clone)]
 pub enum Requests {
     /// Independent draws by weight, per-connection seeds derived from this one.
-    Stream { seed: u64 },
+    Stream {
+        /// The run's seed.
+        seed: u64,
+    },
     /// Exactly these objects, each requested once, in order of the shared cursor.
     List(Arc<Vec<ObjectId>>),
 }
@@ -45,9 +48,13 @@ pub enum Requests {
 /// Configuration of one load run.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
+    /// Where to send requests (front end or a node).
     pub target: SocketAddr,
+    /// What may be requested, and what each body must be.
     pub catalog: Arc<Catalog>,
+    /// Stream or fixed list.
     pub requests: Requests,
+    /// Concurrent keep-alive connections.
     pub connections: usize,
     /// Requests completing before `warmup` ends are not recorded.
     pub warmup: Duration,
@@ -84,13 +91,21 @@ pub struct LoadReport {
     pub payload_bytes: u64,
     /// Decoded body bytes of verified responses (equal to `payload_bytes` without distill).
     pub object_bytes: u64,
+    /// Length of the measurement window actually covered, seconds.
     pub window_s: f64,
+    /// Verified responses per second.
     pub req_per_s: f64,
+    /// Payload megabits (10^6) per second.
     pub mbit_per_s: f64,
+    /// Latency percentiles and maximum, milliseconds.
     pub p50_ms: f64,
+    /// 90th percentile latency, ms.
     pub p90_ms: f64,
+    /// 99th percentile latency, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile latency, ms.
     pub p999_ms: f64,
+    /// Largest latency, ms.
     pub max_ms: f64,
     /// Failed or unverified responses in the window.
     pub errors: u64,

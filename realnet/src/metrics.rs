@@ -23,10 +23,13 @@ pub struct Metrics {
     pub hop_requests: AtomicU64,
     /// Requests this node served as owner (cache hit or miss): the per-owner count.
     pub owner_requests: AtomicU64,
+    /// Owner requests served from the cache.
     pub hits: AtomicU64,
+    /// Owner requests not in the cache (coalesced waiters included).
     pub misses: AtomicU64,
     /// Stored bytes of owner-served objects, and of those that were hits (byte hit ratio).
     pub owner_bytes: AtomicU64,
+    /// Stored bytes of the hits.
     pub hit_bytes: AtomicU64,
     /// Requests the dispatcher sent to another node (the owner or a fallback).
     pub forwarded: AtomicU64,
@@ -54,6 +57,7 @@ pub struct Metrics {
     pub handoffs: AtomicU64,
     /// Objects and bytes in the cache (gauges).
     pub cache_objects: AtomicU64,
+    /// Body bytes in the cache (gauge).
     pub cache_bytes: AtomicU64,
     /// Bytes saved by the distill stage (origin size minus stored size).
     pub distill_saved_bytes: AtomicU64,
@@ -63,6 +67,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// All counters at zero.
     pub fn new() -> Self {
         Self::default()
     }

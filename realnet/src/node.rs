@@ -43,7 +43,9 @@ pub struct NodeConfig {
     pub members: Membership,
     /// Real address of every node, by index (this node's own included).
     pub peers: Vec<SocketAddr>,
+    /// The origin web server.
     pub origin: SocketAddr,
+    /// The request-distribution policy (built once per node: its own instance).
     pub policy: PolicySpec,
     /// Cache budget in body bytes.
     pub cache_bytes: u64,
@@ -56,8 +58,11 @@ pub struct NodeConfig {
     /// Ask this node (the directory) for every owner: one policy instance
     /// shared by all nodes (`ht_rr_shared`). `None`: pick locally.
     pub directory: Option<SocketAddr>,
+    /// Connection limits and timeouts.
     pub limits: Limits,
+    /// Counters served on `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Optional separate listener for `/metrics` and `/cache`.
     pub admin: Option<TcpListener>,
 }
 

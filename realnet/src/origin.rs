@@ -26,16 +26,20 @@ const PRECOMPUTE_LIMIT: u64 = 512 << 20;
 
 /// Configuration of an origin.
 pub struct OriginConfig {
+    /// The objects served.
     pub catalog: Arc<Catalog>,
     /// Added before every response.
     pub delay: Duration,
+    /// Connection limits and timeouts.
     pub limits: Limits,
+    /// Counters served on `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Optional separate listener for `GET /metrics`.
     pub admin: Option<TcpListener>,
 }
 
 impl OriginConfig {
+    /// An origin for `catalog` with no delay and default limits.
     pub fn new(catalog: Arc<Catalog>) -> Self {
         Self {
             catalog,

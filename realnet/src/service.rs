@@ -24,6 +24,7 @@ pub struct Conns {
 }
 
 impl Conns {
+    /// Admits at most `max` connections at once.
     pub fn new(max: usize, metrics: Arc<Metrics>) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
         let (stop_tx, _) = watch::channel(false);
@@ -135,6 +136,7 @@ pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watc
 pub struct InFlight<'a>(&'a Metrics);
 
 impl<'a> InFlight<'a> {
+    /// Counts one request in flight until dropped.
     pub fn enter(m: &'a Metrics) -> Self {
         m.inflight.fetch_add(1, Relaxed);
         Self(m)

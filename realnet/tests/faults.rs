@@ -19,7 +19,13 @@ async fn lone_node(limits: Limits) -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap(); // dropped: refuses connections
-    let mut nc = NodeConfig::new(ServerId(0), Membership::numbered(1).unwrap(), vec![addr], dead, PolicySpec::parse("md5").unwrap());
+    let mut nc = NodeConfig::new(
+        ServerId(0),
+        Membership::numbered(1).unwrap(),
+        vec![addr],
+        dead,
+        PolicySpec::parse("md5").unwrap(),
+    );
     nc.limits = limits;
     tokio::spawn(dl7_realnet::node::run(l, nc, std::future::pending()));
     addr
@@ -48,11 +54,11 @@ async fn slowloris_gets_408_and_the_connection_closes() {
 async fn oversized_heads_get_431_and_long_request_lines_414() {
     let addr = lone_node(Limits::default()).await;
     let mut big_header = b"GET /x HTTP/1.1\r\nX-Big: ".to_vec();
-    big_header.extend(std::iter::repeat(b'a').take(20_000));
+    big_header.extend_from_slice(&[b'a'; 20_000]);
     big_header.extend_from_slice(b"\r\n\r\n");
     assert_eq!(status_of(addr, &big_header).await, 431);
     let mut long_line = b"GET /".to_vec();
-    long_line.extend(std::iter::repeat(b'a').take(20_000));
+    long_line.extend_from_slice(&[b'a'; 20_000]);
     long_line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
     assert_eq!(status_of(addr, &long_line).await, 414);
     let mut many = b"GET /x HTTP/1.1\r\n".to_vec();
@@ -103,7 +109,8 @@ async fn origin_serves_exact_objects_and_404_for_unknown_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_owner_gets_502_without_fallback_and_rerouting_with_it() {
     for fallbacks in [0, 2] {
-        let mut c = TestCluster::start(Options { mode: FrontMode::Conventional, fallbacks, ..Default::default() }).await;
+        let mut c =
+            TestCluster::start(Options { mode: FrontMode::Conventional, fallbacks, ..Default::default() }).await;
         let victim = 1;
         c.stop_node(victim);
         // Wait until the node's listener is really closed (no sleeps: poll the port).

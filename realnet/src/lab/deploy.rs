@@ -3,6 +3,19 @@
 //! (distributed architecture), the VIP on `lo` and the ARP sysctls on every
 //! node, the dl7 service command lines, and a teardown per machine.
 //!
+//! ## Procedure on lab PCs
+//! 1. Write a lab file for the real addresses (`subnet`, `vip`, `port`,
+//!    `nodes`, `clients`, `[deploy]`); `[links]` is ignored on real NICs.
+//! 2. `dl7 deploy LAB.toml --out lab-pcs/` writes `SHORT.up.sh` and
+//!    `SHORT.down.sh` per machine (`fe`, `origin`, `n1`.., `c1`..); copy each
+//!    pair to its machine together with the `dl7` binary.
+//! 3. As root, start `origin.up.sh` and every `nI.up.sh`, then `fe.up.sh`
+//!    (distributed: IPVS round robin with direct routing, `-g`; conventional:
+//!    `dl7 front` on the VIP), and last the clients' `cJ.up.sh`.
+//!    `DEV=enp3s0 ./n1.up.sh` names the lab NIC when it is not `eth0`.
+//! 4. Afterwards stop the services (Ctrl-C) and run every `SHORT.down.sh`:
+//!    it removes the IPVS service, the VIP, the ARP sysctls and the address.
+//!
 //! Text only: this module never runs anything. The dl7 service command lines
 //! come from one function, [`service_command`], so that they follow the
 //! services' flags in one place.

@@ -264,6 +264,16 @@ pub fn set_architecture(plan: &LabPlan, arch: super::Architecture, log: &mut dyn
     run_steps(&steps, log)
 }
 
+/// A command that runs `program` inside `host`'s namespace, for starting the
+/// dl7 services in the lab: `ip netns exec NS program`. `ip` executes the
+/// program in place, so the child's pid is the program's own (stop it by that
+/// id). Needs root when spawned.
+pub fn command_in(host: &super::Host, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &host.netns]).arg(program);
+    cmd
+}
+
 /// Kernel byte and packet counters of one host's NIC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NicCounters {

@@ -14,6 +14,25 @@
 //! * [`exec`]: runs a plan (root), lists what exists, reads NIC counters;
 //! * [`deploy`]: per-machine shell text for lab PCs.
 //!
+//! ## Running the dl7 services in the lab
+//! Start each role inside its host's namespace with [`exec::command_in`]
+//! (`ip netns exec NS dl7 ...`), bound as follows (addresses from the
+//! [`LabPlan`]; `PORT` is the lab's port):
+//!
+//! | role | namespace | listens on | talks to |
+//! |---|---|---|---|
+//! | origin | `PREFIX-origin` | `ORIGIN:PORT` | - |
+//! | node i | `PREFIX-ni` | `0.0.0.0:PORT` (the VIP for direct-routed clients, its own address for peers) | peers `NODE:PORT`, origin |
+//! | front end, conventional | `PREFIX-fe` | `VIP:PORT` | nodes `NODE:PORT` |
+//! | front end, distributed | `PREFIX-fe` | nothing: the nftables rule forwards | - |
+//! | load, client j | `PREFIX-cj` | - | `VIP:PORT` |
+//!
+//! Switch the architecture with [`exec::set_architecture`] (conventional
+//! removes the direct-routing rule so the VIP reaches the front end's
+//! balancer); read per-host NIC bytes with [`read_counters`] before and after a
+//! run. On 10 Mbit/s links a response can take seconds: upstream timeouts
+//! must allow for it.
+//!
 //! This module must not start dl7 services or know their protocols; it only
 //! builds the network they run in and says where each host is. Names of every
 //! object carry the lab's prefix so that two labs or a leftover never collide
@@ -27,7 +46,7 @@ pub mod plan;
 use std::path::PathBuf;
 
 pub use config::{Architecture, LabConfig};
-pub use exec::{down, existing, read_counters, set_architecture, status, up, LabStatus, NicCounters};
+pub use exec::{command_in, down, existing, read_counters, set_architecture, status, up, LabStatus, NicCounters};
 pub use plan::{Host, LabPlan, Role, Step};
 
 /// Everything that can go wrong reading, planning or running a lab.
