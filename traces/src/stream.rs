@@ -6,7 +6,7 @@
 //! A stream allocates nothing per request, and the same seed gives the same
 //! stream on every machine: ChaCha8 is portable and `WeightedAliasIndex`
 //! samples its index as a `u32` and its threshold as a `u32` or an `f64`
-//! (see [`Alias`]), never a platform-sized integer.
+//! (see `Alias`), never a platform-sized integer.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
