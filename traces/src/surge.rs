@@ -156,6 +156,10 @@ pub fn extension(t: ContentType) -> &'static str {
     }
 }
 
+/// Most objects a generated workload may have: far above any experiment,
+/// low enough that a typo cannot ask for terabytes of catalog.
+pub const MAX_FILES: u32 = 10_000_000;
+
 /// A SURGE-model workload of `files` objects, fully determined by its fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SurgeModel {
@@ -214,8 +218,8 @@ impl SurgeModel {
     /// Draws the sizes, assigns them to popularity ranks by a random
     /// permutation, and names each object after its rank and type.
     pub fn generate(&self) -> Result<Catalog, TraceError> {
-        if self.files == 0 {
-            return Err(TraceError::Invalid("surge: expected files >= 1".into()));
+        if !(1..=MAX_FILES).contains(&self.files) {
+            return Err(TraceError::Invalid(format!("surge: expected 1 to {MAX_FILES} files, got {}", self.files)));
         }
         if !(self.zipf_exponent.is_finite() && self.zipf_exponent >= 0.0) {
             return Err(TraceError::Invalid(format!("surge: expected zipf_exponent >= 0, got {}", self.zipf_exponent)));

@@ -214,7 +214,9 @@ impl WorkloadFile {
     /// Parses TOML text; `file` names the source in errors (`file:line: message`).
     pub fn parse(text: &str, file: &str) -> Result<Self, TraceError> {
         let mut workload: WorkloadFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
             TraceError::Toml {
                 file: match line {
                     Some(l) => format!("{file}:{l}"),
@@ -234,8 +236,10 @@ impl WorkloadFile {
     /// The SURGE model of a `model = "surge"` file, validated.
     pub fn surge_model(&self) -> Result<SurgeModel, TraceError> {
         let s = self.surge.as_ref().ok_or_else(|| self.invalid("surge", "model = \"surge\" needs a [surge] table"))?;
-        if s.files == 0 {
-            return Err(self.invalid("surge.files", "expected at least 1"));
+        if !(1..=crate::surge::MAX_FILES).contains(&s.files) {
+            return Err(
+                self.invalid("surge.files", format!("expected 1 to {}, got {}", crate::surge::MAX_FILES, s.files))
+            );
         }
         let positive = [
             ("surge.body_sigma", s.body_sigma),
