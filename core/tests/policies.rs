@@ -493,3 +493,21 @@ fn lard_moves_a_url_only_when_its_server_is_overloaded() {
     loads.0 = vec![130, 130, 130, 129];
     assert_eq!(lard.pick(&k, &loads), ServerId(3), "at 2 x t_high it moves regardless");
 }
+
+#[test]
+fn maglev_default_stays_consistent_for_large_memberships() {
+    // Above N = 655 the default table grows; it must not change between
+    // N = 1023, 1024 and 1025, or every key would move.
+    let urls = urls();
+    let keys: Vec<RequestKey> = urls.iter().take(20_000).map(|u| RequestKey::new(u.as_bytes())).collect();
+    let base = Membership::numbered(1024).unwrap();
+    let before = owners("maglev", &[], &base, &keys);
+    for other in [1023, 1025] {
+        let changed = Membership::numbered(other).unwrap();
+        let changed_name = format!("10.0.0.{}:3128", other.max(1024));
+        let m = moves(&before, &owners("maglev", &[], &changed, &keys), &changed_name);
+        // Ideal is 1/1024 ~ 0.001; Maglev's slot reshuffle adds a few times
+        // that. A changed table size would move nearly every key.
+        assert!(m.fraction < 0.01, "N = 1024 -> {other} moved {}", m.fraction);
+    }
+}

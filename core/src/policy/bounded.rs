@@ -15,7 +15,7 @@
 //! [`State`]: dispatchers with different load views may disagree.
 //! `candidates` lists the under-capacity servers in base order, then the rest.
 
-use super::maglev::{Maglev, DEFAULT_TABLE_SIZE};
+use super::maglev::{default_table_size, Maglev};
 use super::ring::{Ring, MOD_CH_DEFAULT_POINTS};
 use super::{ParamReader, Policy, PolicyKind, State};
 use crate::{LoadView, Membership, PolicyError, RequestKey, ServerId};
@@ -41,15 +41,7 @@ impl Bounded {
         }
         let base_name: String = p.get("base", "maglev".to_string(), "maglev or mod_ch")?;
         let base: Box<dyn Policy> = match base_name.as_str() {
-            "maglev" => {
-                let n = members.len();
-                let m = if DEFAULT_TABLE_SIZE > 100 * n as u64 {
-                    DEFAULT_TABLE_SIZE
-                } else {
-                    super::maglev::min_table_size(n)
-                };
-                Box::new(Maglev::new(members, m)?)
-            }
+            "maglev" => Box::new(Maglev::new(members, default_table_size(members.len()))?),
             "mod_ch" => Box::new(Ring::new(PolicyKind::ModCh, members, MOD_CH_DEFAULT_POINTS)?),
             other => return Err(p.bad("base", other, "maglev or mod_ch")),
         };

@@ -11,10 +11,15 @@
 //! **Table size (documented choice).** The spec requires `M` prime and
 //! `M > 100 N` (so that each server's share of slots is within about 1% of
 //! even). The default is 65537 (Envoy's) while that satisfies the rule, i.e.
-//! up to N = 655; for larger memberships the default becomes the smallest
-//! prime above `100 N` (102407 for N = 1024). An explicit `table_size` that is
-//! not prime or not above `100 N` is an error naming the parameter and the
-//! smallest valid value. [`Maglev::new`] itself only needs `M` prime and
+//! up to N = 655; for larger memberships it is the smallest prime at or
+//! above the power of two above `100 N` (131101 for N = 656..1310, 262147 for
+//! N = 1311..2621, ...). Because `M` is part of every server's permutation,
+//! a change of `M` reshuffles the whole table; stepping by powers of two
+//! keeps `M`, and so consistency, across ordinary joins and leaves, and
+//! changes it only when `100 N` crosses a power of two (as `mit_ch`'s
+//! default `V` does). An explicit `table_size` that is not prime or not
+//! above `100 N` is an error naming the parameter and the smallest valid
+//! value. [`Maglev::new`] itself only needs `M` prime and
 //! `M >= N`, so the bare algorithm can still be benchmarked at any size.
 //!
 //! `candidates` (documented choice): the distinct servers met walking the
@@ -61,10 +66,23 @@ pub fn min_table_size(n: usize) -> u64 {
     m
 }
 
+/// The default table size for `n` servers (see the module doc).
+pub fn default_table_size(n: usize) -> u64 {
+    let rule = 100 * n as u64;
+    if DEFAULT_TABLE_SIZE > rule {
+        return DEFAULT_TABLE_SIZE;
+    }
+    let mut m = (rule + 1).next_power_of_two();
+    while !is_prime(m) {
+        m += 1;
+    }
+    m
+}
+
 /// Reads and checks `table_size` for `n` servers (see the module doc).
 pub(crate) fn read_table_size(p: &mut ParamReader, n: usize) -> Result<u64, PolicyError> {
     let minimum = min_table_size(n);
-    let default = if DEFAULT_TABLE_SIZE > 100 * n as u64 { DEFAULT_TABLE_SIZE } else { minimum };
+    let default = default_table_size(n);
     let expected = format!("a prime > 100 x {n} servers and <= {MAX_TABLE_SIZE} (smallest valid: {minimum})");
     let m: u64 = p.get("table_size", default, &expected)?;
     if !is_prime(m) || m <= 100 * n as u64 || m > MAX_TABLE_SIZE {
@@ -206,5 +224,25 @@ impl Policy for Maglev {
             }
         }
         self.seen.clear(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_size_steps_by_powers_of_two() {
+        assert_eq!(default_table_size(1), 65537);
+        assert_eq!(default_table_size(655), 65537);
+        assert_eq!(default_table_size(656), 131101);
+        assert_eq!(default_table_size(1024), 131101);
+        assert_eq!(default_table_size(1310), 131101);
+        assert_eq!(default_table_size(1311), 262147);
+        for n in [1, 16, 655, 656, 1024, 5000] {
+            let m = default_table_size(n);
+            assert!(is_prime(m) && m > 100 * n as u64, "{n}: {m}");
+        }
+        assert_eq!(min_table_size(16), 1601);
     }
 }

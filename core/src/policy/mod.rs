@@ -21,7 +21,7 @@
 //! | `carp` | [`carp::Carp`] | none (server weights) | pure |
 //! | `ht_rr`, `ht_rr_shared` | [`ht_rr::HashTableRr`] | `buckets` (65536) | table + counter |
 //! | `ketama` | [`ketama::Ketama`] | none (server weights) | pure |
-//! | `maglev` | [`maglev::Maglev`] | `table_size` (65537, or the least prime > 100 N) | pure |
+//! | `maglev` | [`maglev::Maglev`] | `table_size` (65537; for N > 655 the first prime from the power of two above 100 N) | pure |
 //! | `jump` | [`jump::Jump`] | none | pure |
 //! | `hrw` | [`hrw::Hrw`] | none (server weights) | pure |
 //! | `bounded` | [`bounded::Bounded`] | `c` (1.25), `base` (`maglev` or `mod_ch`) | reads load |
@@ -159,7 +159,7 @@ impl std::str::FromStr for PolicyKind {
 }
 
 /// Policy parameters as `key=value` strings; each policy takes the ones it
-/// knows and [`Params::finish`] rejects the rest.
+/// knows and [`PolicySpec::build`] rejects the rest.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Params {
     values: BTreeMap<String, String>,
