@@ -511,3 +511,15 @@ fn maglev_default_stays_consistent_for_large_memberships() {
         assert!(m.fraction < 0.01, "N = 1024 -> {other} moved {}", m.fraction);
     }
 }
+
+#[test]
+fn describe_reports_the_resolved_parameters() {
+    let members = Membership::numbered(16).unwrap();
+    assert_eq!(build("mit_ch", &[], &members).describe(), "points=4");
+    assert_eq!(build("mod_ch", &[], &members).describe(), "points=160");
+    assert_eq!(build("maglev", &[], &members).describe(), "table_size=65537");
+    assert_eq!(build("ht_rr", &["buckets=1024"], &members).describe(), "buckets=1024");
+    assert_eq!(build("bounded", &["base=mod_ch", "c=1.5"], &members).describe(), "c=1.5 base=mod_ch points=160");
+    assert_eq!(build("lard", &[], &members).describe(), "t_low=25 t_high=65");
+    assert_eq!(build("md5", &[], &members).describe(), "");
+}

@@ -134,10 +134,15 @@ fn spread(args: SpreadArgs) -> anyhow::Result<()> {
     let requests = zipf_requests(args.keys, args.objects, args.zipf, args.seed);
 
     let mut rows = Vec::new();
+    let mut resolved = Vec::new();
     for &kind in &kinds {
         let spec = PolicySpec { kind, params: params.clone() };
         let build = |m: &Membership| spec.build(m).map_err(input_error);
         let mut policy = build(&base)?;
+        let described = policy.describe();
+        if !described.is_empty() {
+            resolved.push(format!("{kind} {described}"));
+        }
         let owners = owners(&mut *policy, &keys);
         // Timed on a second pass, so the figure is the pick and not the
         // first touch of the keys and tables.
@@ -170,7 +175,7 @@ fn spread(args: SpreadArgs) -> anyhow::Result<()> {
             ns_per_pick,
         });
     }
-    print!("{}", render(&args, &rows));
+    print!("{}", render(&args, &rows, &resolved));
     Ok(())
 }
 
@@ -244,7 +249,7 @@ fn request_load(policy: &mut dyn Policy, requests: &[usize], keys: &[RequestKey]
     served
 }
 
-fn render(args: &SpreadArgs, rows: &[SpreadRow]) -> String {
+fn render(args: &SpreadArgs, rows: &[SpreadRow], resolved: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -263,6 +268,9 @@ fn render(args: &SpreadArgs, rows: &[SpreadRow]) -> String {
             "{:<13} {:>9.3} {:>9.3} {:>10.3} {:>11} {:>10.4} {:>8.0}",
             r.name, r.keys_max, r.keys_min, r.load_max, leave, r.moved_join, r.ns_per_pick
         );
+    }
+    if !resolved.is_empty() {
+        let _ = write!(out, "\nparameters at N = {}: {}.", args.servers, resolved.join("; "));
     }
     out.push_str(concat!(
         "\nkeys max/min: busiest and idlest server's keys / mean, one pick per key with no load.\n",

@@ -77,6 +77,10 @@ impl Policy for Bounded {
     fn servers(&self) -> usize {
         self.shares.len()
     }
+    fn describe(&self) -> String {
+        let base = self.base.describe();
+        format!("c={} base={}{}{}", self.c, self.base.kind(), if base.is_empty() { "" } else { " " }, base)
+    }
     fn pick(&mut self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
         let total = load.total_inflight();
         let first = self.base.pick(key, load);

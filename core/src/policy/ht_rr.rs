@@ -61,6 +61,9 @@ impl Policy for HashTableRr {
     fn servers(&self) -> usize {
         self.n as usize
     }
+    fn describe(&self) -> String {
+        format!("buckets={}", self.table.len())
+    }
     #[inline]
     fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         let b = (key.md5_64() % self.table.len() as u64) as usize;

@@ -106,6 +106,9 @@ impl Policy for Lard {
     fn servers(&self) -> usize {
         self.n as usize
     }
+    fn describe(&self) -> String {
+        format!("t_low={} t_high={}", self.t_low, self.t_high)
+    }
     fn pick(&mut self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
         let url = key.md5_64();
         let chosen = match self.table.get(&url).copied() {

@@ -204,6 +204,9 @@ impl Policy for Maglev {
     fn servers(&self) -> usize {
         self.servers
     }
+    fn describe(&self) -> String {
+        format!("table_size={}", self.m)
+    }
     #[inline]
     fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId(self.table[(key.md5_64() % self.m) as usize])

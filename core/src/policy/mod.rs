@@ -83,6 +83,13 @@ pub trait Policy: Send {
 
     /// Number of servers the policy was built for.
     fn servers(&self) -> usize;
+
+    /// The resolved parameters as `key=value` pairs separated by spaces
+    /// (defaults filled in, e.g. `points=4` for `mit_ch` at N = 16), so that
+    /// reports can say which variant ran. Empty for policies without any.
+    fn describe(&self) -> String {
+        String::new()
+    }
 }
 
 macro_rules! policy_kinds {

@@ -186,6 +186,9 @@ impl Policy for Ring {
     fn servers(&self) -> usize {
         self.servers
     }
+    fn describe(&self) -> String {
+        format!("points={}", self.points_per_server)
+    }
     #[inline]
     fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId(self.ring.owner(key.md5_64()))
