@@ -699,6 +699,19 @@ measure_s = 2.0
     }
 
     #[test]
+    fn shipped_experiments_are_valid() {
+        let paper =
+            Plan::parse(include_str!("../experiments/paper.toml"), "paper.toml", Path::new("experiments")).unwrap();
+        assert_eq!((paper.cells.len(), paper.seeds), (5 * 6 * 2 * 3, 3));
+        assert!(paper.warmup_s > 0.0, "warm-up is excluded from the measurement");
+        assert_eq!(paper.clients, ClientMode::Closed { per_server: 63 });
+        let quick =
+            Plan::parse(include_str!("../experiments/quick.toml"), "quick.toml", Path::new("experiments")).unwrap();
+        assert_eq!(quick.run_count(), 8);
+        assert!(quick.load().is_ok(), "quick.toml names only built-in workloads and hardware");
+    }
+
+    #[test]
     fn paths_resolve_against_the_experiment_directory() {
         let text = GOOD.replace("\"surge100\"", "\"w/mine.toml\"").replace("\"kwon2008\"", "\"hw.toml\"");
         let plan = parse(&text).unwrap();
