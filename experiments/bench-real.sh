@@ -38,14 +38,17 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start NAME ARGS...: runs a dl7 service, waits for its ready line, prints its listen address.
+# start NAME ARGS...: runs a dl7 service, waits for its ready line, sets ADDR
+# to its listen address and LAST_PID to its pid. Not in a subshell, so the
+# pid lands in PIDS and the cleanup trap stops it.
 start() {
     local name=$1; shift
     "$DL7" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS+=($!)
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
     for _ in $(seq 1 500); do
         if grep -q '^dl7-ready' "$WORK/$name.out" 2>/dev/null; then
-            sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out"
+            ADDR=$(sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out")
             return
         fi
         sleep 0.02
@@ -74,16 +77,18 @@ print(f'{label:<26} {line["req_per_s"]:>10.1f} {line["mbit_per_s"]:>9.2f} {line[
 EOF
 }
 
-ORIGIN=$(start origin origin --workload "$WORKLOAD")
+start origin origin --workload "$WORKLOAD"
+ORIGIN=$ADDR
 NODES=()
 for i in $(seq 0 $((N - 1))); do NODES+=("127.0.0.1:$(free_port)"); done
 NODE_LIST=$(IFS=,; echo "${NODES[*]}")
 for i in $(seq 0 $((N - 1))); do
-    start "node$i" node --id "$i" --nodes "$NODE_LIST" --origin "$ORIGIN" --policy md5 >/dev/null
+    start "node$i" node --id "$i" --nodes "$NODE_LIST" --origin "$ORIGIN" --policy md5
 done
 
-FRONT=$(start front front --mode conventional --nodes "$NODE_LIST" --policy mit_ch)
-FRONT_PID=${PIDS[-1]}
+start front front --mode conventional --nodes "$NODE_LIST" --policy mit_ch
+FRONT=$ADDR
+FRONT_PID=$LAST_PID
 
 HAPORT=$(free_port)
 {
