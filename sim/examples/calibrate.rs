@@ -49,6 +49,7 @@ fn param<'a>(hw: &'a mut Hardware, key: &str) -> &'a mut f64 {
         "server.conn_us" => &mut hw.server.conn_us,
         "server.squid_request_us" => &mut hw.server.squid_request_us,
         "server.l7_parse_us" => &mut hw.server.l7_parse_us,
+        "server.poll_ns_per_conn" => &mut hw.server.poll_ns_per_conn,
         "front_end.frame_us" => &mut hw.front_end.frame_us,
         "front_end.l7_parse_us" => &mut hw.front_end.l7_parse_us,
         "front_end.conn_us" => &mut hw.front_end.conn_us,
@@ -73,8 +74,8 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
                     servers: *servers,
                     shared_state: false,
                     clients: ClientMode::Closed { per_server: 63 },
-                    warmup_s: 2.0,
-                    measure_s: 10.0,
+                    warmup_s: dl7_sim::DEFAULT_WARMUP_S,
+                    measure_s: dl7_sim::DEFAULT_MEASURE_S,
                     seed,
                     cache_bytes_per_server: None,
                 };

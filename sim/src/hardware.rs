@@ -76,6 +76,9 @@ pub struct Server {
     pub conn_us: f64,
     /// Squid: parse, look up, build headers, log one request, microseconds.
     pub squid_request_us: f64,
+    /// Squid's poll() over its open connections, per connection per request
+    /// served, nanoseconds (Squid 2.x on Linux 2.4 has no epoll).
+    pub poll_ns_per_conn: f64,
     /// KTCPVS on the server: parse the request and pick the owner, microseconds.
     pub l7_parse_us: f64,
     /// Squid: extra work of a miss (origin request, store), microseconds.
@@ -151,6 +154,7 @@ impl Hardware {
         nonneg(s.conn_us, "server.conn_us")?;
         nonneg(s.squid_request_us, "server.squid_request_us")?;
         nonneg(s.l7_parse_us, "server.l7_parse_us")?;
+        nonneg(s.poll_ns_per_conn, "server.poll_ns_per_conn")?;
         nonneg(s.miss_us, "server.miss_us")?;
         nonneg(s.distill_ns_per_byte, "server.distill_ns_per_byte")?;
         let o = &self.origin;

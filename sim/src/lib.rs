@@ -20,11 +20,14 @@
 //!   payload plus per-frame overhead (headers, FCS, preamble, inter-frame
 //!   gap; MSS 1448) plus the connection's control frames (SYN, FIN, ACKs of
 //!   HTTP/1.0's one-connection-per-request). The receiver's delayed ACKs are
-//!   reserved on the reverse direction as background load. A message is
-//!   served by the sender's TX station and then by the receiver's RX station
-//!   (store-and-forward at message level): throughput limits are exact,
-//!   latency is overstated by about one message time per hop (1.9 ms for a
-//!   22 KB response at 100 Mbit/s) compared with per-frame pipelining.
+//!   reserved on the reverse direction as background load. A message
+//!   occupies the sender's TX station for its wire time; the receiver's RX
+//!   station takes it from the moment the first frame is out (cut-through:
+//!   the switch and the receiver see the frames as they come), so it ends
+//!   one frame time after the sender's TX. The CPU step that consumes a
+//!   message starts once the whole message is in (message-level store and
+//!   forward at hosts, including relays): throughput limits are exact,
+//!   relay latency is overstated by about one message time.
 //! * **CPU costs** per operation: per connection, per frame handled at a TCP
 //!   endpoint, per byte copied, plus the operations themselves (KTCPVS parse
 //!   and pick, IPVS forward per frame, Squid per request, miss handling,
@@ -76,13 +79,14 @@ use engine::{seconds, Simulation};
 use model::station::Window;
 use model::{Clients, Cluster};
 
-/// Default simulated warm-up, seconds: every cache holds its objects by then
-/// (100-file workloads at hundreds of requests per second).
-pub const DEFAULT_WARMUP_S: f64 = 2.0;
+/// Default simulated warm-up, seconds: long enough that under `rr` on 16
+/// servers even the least popular of 100 files (about 0.2% of requests) has
+/// been fetched by most servers, so measured hit ratios are steady-state.
+pub const DEFAULT_WARMUP_S: f64 = 10.0;
 
 /// Default measured simulated time, seconds: thousands of requests per run
-/// even for the slowest cell, yet fast enough for a 540-run sweep.
-pub const DEFAULT_MEASURE_S: f64 = 10.0;
+/// even for the slowest cell; a run still takes tens of milliseconds.
+pub const DEFAULT_MEASURE_S: f64 = 20.0;
 
 /// Figures about a run that are not part of the result row.
 #[derive(Debug, Clone, Copy, PartialEq)]

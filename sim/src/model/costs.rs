@@ -54,6 +54,9 @@ pub struct ObjectCosts {
 /// Every cost of a run: the object-independent ones and one [`ObjectCosts`] per object.
 #[derive(Debug, Clone)]
 pub struct Costs {
+    /// Wire time of one full frame: how far a receiver lags its sender when
+    /// a message is received frame by frame (cut-through).
+    pub frame_wire: Time,
     /// Request message (with the requester's control frames) on TX and RX.
     pub req_wire: Time,
     /// Conventional front end: accept, parse, pick, connect to the server.
@@ -66,6 +69,8 @@ pub struct Costs {
     pub parse_local: Time,
     /// Owner: the miss itself and the connection to the origin.
     pub miss: Time,
+    /// Squid's poll() cost per open connection per request served, ns.
+    pub poll_ns_per_conn: f64,
     /// Per object, indexed by object id.
     pub objects: Vec<ObjectCosts>,
 }
@@ -151,12 +156,14 @@ impl Costs {
             .collect();
 
         Costs {
+            frame_wire: ns((mss + net.frame_overhead_bytes as f64) * us_per_wire_byte),
             req_wire: ns(wire_us(q, net.requester_control_frames as f64)),
             fe_parse: ns(fe_parse),
             fe_l4_req: ns(fe_l4_req),
             parse_fwd: ns(parse_fwd),
             parse_local: ns(parse_local),
             miss: ns(miss),
+            poll_ns_per_conn: s.poll_ns_per_conn,
             objects,
         }
     }

@@ -141,6 +141,9 @@ pub(crate) struct Cluster<'a> {
     /// One per dispatcher, or a single shared instance.
     policies: Vec<Box<dyn Policy>>,
     load: Inflight,
+    /// Connections Squid holds open per server: requests from their arrival
+    /// at the owner until the owner has sent the response.
+    squid_open: Vec<u32>,
     /// IPVS round robin over connections (distributed).
     fe_next: u32,
     /// Per (server, object): a fetch from the origin is under way.
@@ -186,6 +189,7 @@ impl<'a> Cluster<'a> {
             costs,
             policies,
             load: Inflight { per_server: vec![0; servers], total: 0 },
+            squid_open: vec![0; servers],
             fe_next: 0,
             fetching: vec![false; servers * objects],
             waiters: vec![NONE; servers * objects],
@@ -293,6 +297,7 @@ impl<'a> Cluster<'a> {
         let now = ctx.now();
         let Request { obj, owner, .. } = self.reqs[r as usize];
         let hit = self.caches[owner as usize].lookup(obj);
+        self.squid_open[owner as usize] += 1;
         if self.window.contains(now) {
             let bytes = self.sizes[obj as usize];
             self.stats.lookups += 1;
@@ -329,7 +334,9 @@ impl<'a> Cluster<'a> {
             Arch::Distributed if owner == receiver => (c.serve_local, Phase::DOwnServe),
             Arch::Distributed => (c.serve_net, Phase::DOwnServe),
         };
-        let done = self.cpu[owner as usize].reserve(ctx.now(), cost, &self.window);
+        // Squid's poll() walks every open connection it holds.
+        let poll = (self.costs.poll_ns_per_conn * self.squid_open[owner as usize] as f64) as Time;
+        let done = self.cpu[owner as usize].reserve(ctx.now(), cost + poll, &self.window);
         self.go(r, phase, done, ctx);
     }
 
@@ -395,7 +402,7 @@ impl Model for Cluster<'_> {
                 self.go(r, Phase::CFeParse, done, ctx);
             }
             Phase::CFeParse => {
-                let done = self.fe_tx.reserve(now, self.costs.req_wire, &w);
+                let done = self.fe_tx.reserve_cut_through(now, self.costs.req_wire, self.costs.frame_wire, &w);
                 self.go(r, Phase::CFeTxReq, done, ctx);
             }
             Phase::CFeTxReq => {
@@ -404,13 +411,14 @@ impl Model for Cluster<'_> {
             }
             Phase::CSrvRxReq => self.arrive_at_owner(r, ctx),
             Phase::CSrvServe => {
-                let done = self.tx[o].reserve(now, c.resp_wire, &w);
+                let done = self.tx[o].reserve_cut_through(now, c.resp_wire, self.costs.frame_wire, &w);
                 // The front end's ACKs for this response.
                 self.fe_tx.reserve(now, c.ack_wire, &w);
                 self.rx[o].reserve(now, c.ack_wire, &w);
                 self.go(r, Phase::CSrvTxResp, done, ctx);
             }
             Phase::CSrvTxResp => {
+                self.squid_open[o] -= 1;
                 let done = self.fe_rx.reserve(now, c.resp_wire, &w);
                 self.go(r, Phase::CFeRxResp, done, ctx);
             }
@@ -431,7 +439,7 @@ impl Model for Cluster<'_> {
                 self.go(r, Phase::DFeL4, done, ctx);
             }
             Phase::DFeL4 => {
-                let done = self.fe_tx.reserve(now, self.costs.req_wire, &w);
+                let done = self.fe_tx.reserve_cut_through(now, self.costs.req_wire, self.costs.frame_wire, &w);
                 self.go(r, Phase::DFeTxReq, done, ctx);
             }
             Phase::DFeTxReq => {
@@ -454,7 +462,7 @@ impl Model for Cluster<'_> {
                 if owner == receiver {
                     self.arrive_at_owner(r, ctx);
                 } else {
-                    let done = self.tx[rc].reserve(now, self.costs.req_wire, &w);
+                    let done = self.tx[rc].reserve_cut_through(now, self.costs.req_wire, self.costs.frame_wire, &w);
                     self.go(r, Phase::DRcvTxFwd, done, ctx);
                 }
             }
@@ -465,10 +473,11 @@ impl Model for Cluster<'_> {
             Phase::DOwnRxFwd => self.arrive_at_owner(r, ctx),
             Phase::DOwnServe => {
                 if owner == receiver {
+                    self.squid_open[o] -= 1;
                     let done = self.cpu[rc].reserve(now, c.relay_local, &w);
                     self.go(r, Phase::DRcvRelay, done, ctx);
                 } else {
-                    let done = self.tx[o].reserve(now, c.resp_wire, &w);
+                    let done = self.tx[o].reserve_cut_through(now, c.resp_wire, self.costs.frame_wire, &w);
                     // The receiver's ACKs back to the owner.
                     self.tx[rc].reserve(now, c.ack_wire, &w);
                     self.rx[o].reserve(now, c.ack_wire, &w);
@@ -476,6 +485,7 @@ impl Model for Cluster<'_> {
                 }
             }
             Phase::DOwnTxResp => {
+                self.squid_open[o] -= 1;
                 let done = self.rx[rc].reserve(now, c.resp_wire, &w);
                 self.go(r, Phase::DRcvRxResp, done, ctx);
             }
@@ -495,7 +505,7 @@ impl Model for Cluster<'_> {
             }
 
             Phase::MMiss => {
-                let done = self.tx[o].reserve(now, self.costs.req_wire, &w);
+                let done = self.tx[o].reserve_cut_through(now, self.costs.req_wire, self.costs.frame_wire, &w);
                 self.go(r, Phase::MOwnTxReq, done, ctx);
             }
             Phase::MOwnTxReq => {
@@ -507,7 +517,7 @@ impl Model for Cluster<'_> {
                 self.go(r, Phase::MOrgServe, done, ctx);
             }
             Phase::MOrgServe => {
-                let done = self.origin_tx.reserve(now, c.resp_wire, &w);
+                let done = self.origin_tx.reserve_cut_through(now, c.resp_wire, self.costs.frame_wire, &w);
                 self.tx[o].reserve(now, c.ack_wire, &w);
                 self.origin_rx.reserve(now, c.ack_wire, &w);
                 self.go(r, Phase::MOrgTxResp, done, ctx);

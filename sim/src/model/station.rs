@@ -58,6 +58,15 @@ impl Station {
         end
     }
 
+    /// Like [`reserve`](Self::reserve) for a NIC transmitting a message that
+    /// the next hop receives frame by frame: returns the instant the first
+    /// frame (`lead` ns of wire time) is out, when the receiver may start.
+    #[inline]
+    pub fn reserve_cut_through(&mut self, now: Time, service: Time, lead: Time, window: &Window) -> Time {
+        let end = self.reserve(now, service, window);
+        end - service + service.min(lead)
+    }
+
     /// Share of the window this station was busy, in [0, 1].
     pub fn utilisation(&self, window: &Window) -> f64 {
         if window.is_empty() {
@@ -81,5 +90,8 @@ mod tests {
         assert_eq!(s.reserve(190, 50, &w), 240); // 190..200 in window
         assert_eq!(s.busy_in_window, 30 + 10 + 10);
         assert!((s.utilisation(&w) - 0.5).abs() < 1e-12);
+        // Cut-through: free at 240, so the first 5 ns of a 30 ns message are out at 245.
+        assert_eq!(s.reserve_cut_through(200, 30, 5, &w), 245);
+        assert_eq!(s.reserve_cut_through(300, 3, 5, &w), 303);
     }
 }
