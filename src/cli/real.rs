@@ -423,8 +423,19 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let mut rows = Vec::new();
         println!(
-            "{:<22} {:<8} {:>3} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
-            "arch", "policy", "n", "seed", "req/s", "Mbit/s", "p50 ms", "p99 ms", "errors", "fe us/req", "node us/req"
+            "{:<22} {:<8} {:>3} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>11} {:>9}",
+            "arch",
+            "policy",
+            "n",
+            "seed",
+            "req/s",
+            "Mbit/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "fe us/req",
+            "node us/req",
+            "fe out %"
         );
         for (i, cell) in cells.iter().enumerate() {
             let cell_dir = scratch.join(i.to_string());
@@ -441,7 +452,7 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
             })?;
             let r = &outcome.row;
             println!(
-                "{:<22} {:<8} {:>3} {:>5} {:>10.1} {:>9.2} {:>9.3} {:>9.3} {:>7} {:>10.1} {:>10.1}",
+                "{:<22} {:<8} {:>3} {:>5} {:>10.1} {:>9.2} {:>9.3} {:>9.3} {:>7} {:>10.1} {:>11.1} {:>9.2}",
                 r.arch,
                 r.policy,
                 r.servers,
@@ -452,7 +463,9 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
                 r.p99_ms,
                 r.errors,
                 outcome.front_cpu_per_request_us,
-                outcome.nodes_cpu_per_request_us
+                outcome.nodes_cpu_per_request_us,
+                // Bytes the front end wrote to clients per payload byte delivered: direct return is ~0.
+                outcome.front_bytes_out as f64 * 100.0 / outcome.load.payload_bytes.max(1) as f64
             );
             rows.push(outcome.row);
         }
