@@ -196,3 +196,43 @@ async fn metrics_text(addr: &str) -> String {
     c.get("/metrics", false, &mut body).await.unwrap();
     String::from_utf8(body).unwrap()
 }
+
+#[test]
+fn an_external_balancer_and_fixed_node_ports_from_the_hosts_table() {
+    let dir = scratch("external");
+    let ports: Vec<u16> = (0..2).map(|_| dl7_realnet::launcher::reserve_port([127, 0, 0, 1].into()).unwrap()).collect();
+    let nodes = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    // Our own relay plays the external L4 balancer (as nftables or IPVS would in a lab).
+    let mut relay = Command::new(EXE)
+        .args(["front", "--mode", "relay", "--nodes", &nodes])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(relay.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let relay_addr = dl7_realnet::launcher::parse_ready(line.trim()).unwrap().listen;
+    let file = dir.join("ext.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"t-ext\"\nworkload = \"surge100\"\nservers = [2]\npolicies = [\"md5\"]\narchs = [\"distributed\"]\n\
+             connections = 4\nwarmup_s = 0.2\nduration_s = 0.4\nexternal_front = \"{relay_addr}\"\n\
+             [hosts]\nnodes = [{{ port = {} }}, {{ port = {}, bind = \"0.0.0.0\" }}]\n",
+            ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o =
+        Command::new(EXE).args(["cluster", file.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("errors"), "0", "{csv}");
+    assert!(col("requests").parse::<u64>().unwrap() > 20, "{csv}");
+}

@@ -27,15 +27,18 @@
 //! head_timeout_ms = 5000         # [5000]
 //! request_timeout_ms = 5000      # [5000] load generator's per-request deadline
 //! max_connections = 4096         # [4096] per service
+//! # external_front = "198.18.0.250:8080"  # start no front end: load targets this
+//!                                # balancer you run yourself (nftables/IPVS, HAProxy)
 //! [params]                       # optional policy parameters
 //! mod_ch = ["points=100"]
 //! [hosts]                        # optional; every role defaults to 127.0.0.1, no netns
 //! origin = { netns = "dl7-o", addr = "198.18.0.1", port = 8000 }
 //! front  = { netns = "dl7-f", addr = "198.18.0.2" }
 //! load   = { netns = "dl7-c" }
-//! nodes  = [{ netns = "dl7-n1", addr = "198.18.0.11" }, { netns = "dl7-n2", addr = "198.18.0.12" }]
+//! nodes  = [{ netns = "dl7-n1", addr = "198.18.0.11", bind = "0.0.0.0" }, { netns = "dl7-n2", addr = "198.18.0.12" }]
 //! ```
-//! Node `i` runs on `hosts.nodes[i]` when given. In a namespace a node binds
+//! Node `i` runs on `hosts.nodes[i]` when given; `addr` is where peers and
+//! the front end reach it, `bind` (default `addr`) what it listens on. In a namespace a node binds
 //! port 3128 unless `port` says otherwise (the launcher cannot probe ports
 //! there); the distributed architecture hands sockets over Unix sockets, so
 //! it is only direct return when front and nodes share a kernel.
@@ -96,6 +99,8 @@ pub struct ClusterFile {
     pub max_connections: usize,
     #[serde(default)]
     pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub external_front: Option<SocketAddr>,
     #[serde(default)]
     pub hosts: Hosts,
 }
@@ -319,7 +324,9 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         ]);
     };
     let host = |h: &Option<Host>| h.clone().unwrap_or_default();
-    let bind = |h: &Host| SocketAddr::new(h.addr, h.port.unwrap_or(0));
+    let bind = |h: &Host| SocketAddr::new(h.bind.unwrap_or(h.addr), h.port.unwrap_or(0));
+    // Where a role is reached: its address with the port it reported.
+    let reach = |h: &Host, bound: SocketAddr| SocketAddr::new(h.addr, bound.port());
 
     // Origin.
     let oh = host(&file.hosts.origin);
@@ -328,7 +335,7 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     args.extend(["--delay-ms".into(), file.origin_delay_ms.to_string()]);
     common(&mut args);
     let mut origin = Proc::spawn(exe, &oh, "origin", &args).map_err(|e| e.to_string())?;
-    let origin_addr = origin.ready(ready_timeout).await?.listen;
+    let origin_addr = reach(&oh, origin.ready(ready_timeout).await?.listen);
 
     // Nodes: addresses fixed first, since every node must know all of them.
     let n = cell.servers;
@@ -363,7 +370,11 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
             file.upstream_timeout_ms.to_string(),
         ];
         args.extend(param_args(&cell.policy));
-        if cell.mode == FrontMode::Distributed {
+        if node_hosts[i].bind.is_some_and(|b| b != node_addrs[i].ip()) {
+            let b = SocketAddr::new(node_hosts[i].bind.expect("checked"), node_addrs[i].port());
+            args.extend(["--listen".into(), b.to_string()]);
+        }
+        if cell.mode == FrontMode::Distributed && file.external_front.is_none() {
             args.extend(["--handoff".into(), handoff[i].display().to_string()]);
         }
         if cell.policy.kind.shared_by_default() {
@@ -380,7 +391,7 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         p.ready(ready_timeout).await?;
     }
 
-    // Front end.
+    // Front end (none when an external balancer is given).
     let fh = host(&file.hosts.front);
     let mut args = vec![
         "front".into(),
@@ -391,7 +402,7 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         "--listen".into(),
         bind(&fh).to_string(),
         "--admin".into(),
-        SocketAddr::new(fh.addr, 0).to_string(),
+        SocketAddr::new(fh.bind.unwrap_or(fh.addr), 0).to_string(),
         "--fallbacks".into(),
         file.fallbacks.to_string(),
         "--upstream-timeout-ms".into(),
@@ -402,9 +413,15 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         args.extend(["--handoff".into(), join(&handoff.iter().map(|p| p.display()).collect::<Vec<_>>())]);
     }
     common(&mut args);
-    let mut front = Proc::spawn(exe, &fh, "front", &args).map_err(|e| e.to_string())?;
-    let fr = front.ready(ready_timeout).await?;
-    let front_admin = fr.admin.ok_or("front: no admin address in its ready line")?;
+    let (front, target, front_admin) = match file.external_front {
+        Some(addr) => (None, addr, None),
+        None => {
+            let mut front = Proc::spawn(exe, &fh, "front", &args).map_err(|e| e.to_string())?;
+            let fr = front.ready(ready_timeout).await?;
+            let admin = fr.admin.ok_or("front: no admin address in its ready line")?;
+            (Some(front), reach(&fh, fr.listen), Some(reach(&fh, admin)))
+        }
+    };
 
     let lh = host(&file.hosts.load);
     let connections = file.total_connections(n);
@@ -412,7 +429,7 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         let mut a = vec![
             "load".into(),
             "--target".into(),
-            fr.listen.to_string(),
+            target.to_string(),
             "--workload".into(),
             file.workload.clone(),
             "--seed".into(),
@@ -450,19 +467,25 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     for &a in &node_addrs {
         before_nodes.push(scrape(a).await?);
     }
-    let before_front = scrape(front_admin).await?;
+    let scrape_front = || async {
+        match front_admin {
+            Some(a) => scrape(a).await,
+            None => Ok(BTreeMap::new()),
+        }
+    };
+    let before_front = scrape_front().await?;
     let cpu = |p: &Proc| p.pid().and_then(cpu_seconds).unwrap_or(0.0);
-    let cpu_front0 = cpu(&front);
+    let cpu_front0 = front.as_ref().map_or(0.0, cpu);
     let cpu_nodes0: Vec<f64> = nodes.iter().map(cpu).collect();
     let limit = Duration::from_secs_f64(file.duration_s) + Duration::from_secs(60);
     let load = run_load(load_args(cell.seed, 0.0, file.duration_s), "load", limit).await?;
-    let cpu_front = cpu(&front) - cpu_front0;
+    let cpu_front = front.as_ref().map_or(0.0, cpu) - cpu_front0;
     let cpu_nodes: Vec<f64> = nodes.iter().zip(&cpu_nodes0).map(|(p, c0)| cpu(p) - c0).collect();
     let mut after_nodes = Vec::new();
     for &a in &node_addrs {
         after_nodes.push(scrape(a).await?);
     }
-    let after_front = scrape(front_admin).await?;
+    let after_front = scrape_front().await?;
 
     // Stop in front-to-back order: clients' entry point first.
     drop(front);

@@ -38,6 +38,10 @@ pub struct Host {
     /// Address the role binds and is reached at.
     #[serde(default = "loopback")]
     pub addr: IpAddr,
+    /// Address to listen on when it differs from `addr` (e.g. `0.0.0.0` for a
+    /// node that also accepts direct-routed connections to a virtual IP).
+    #[serde(default)]
+    pub bind: Option<IpAddr>,
     /// Port to bind; default: an ephemeral port (0), or for a node inside a
     /// namespace (where the launcher cannot probe for a free port) 3128.
     #[serde(default)]
@@ -50,7 +54,7 @@ fn loopback() -> IpAddr {
 
 impl Default for Host {
     fn default() -> Self {
-        Self { netns: None, addr: loopback(), port: None }
+        Self { netns: None, addr: loopback(), bind: None, port: None }
     }
 }
 
