@@ -108,10 +108,16 @@ impl Hardware {
     /// line and the offending key.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, SimError> {
         let hw: Hardware = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let message = e.message().replace('\n', " ");
-            match line {
-                Some(line) => SimError::Invalid(format!("{origin}:{line}: {message}")),
+            match e.span() {
+                Some(span) => {
+                    let at = span.start.min(text.len());
+                    let line = text[..at].matches('\n').count() + 1;
+                    match key_at(text, line) {
+                        Some(key) => SimError::Invalid(format!("{origin}:{line}: {key}: {message}")),
+                        None => SimError::Invalid(format!("{origin}:{line}: {message}")),
+                    }
+                }
                 None => SimError::Invalid(format!("{origin}: {message}")),
             }
         })?;
@@ -164,6 +170,24 @@ impl Hardware {
         nonneg(o.request_us, "origin.request_us")?;
         Ok(())
     }
+}
+
+/// The dotted key (`server.conn_us`) assigned on 1-based line `line`, if
+/// that line is a `key = value` line, for error messages.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if i + 1 == line {
+            let (key, _) = l.split_once('=')?;
+            let key = key.trim();
+            return Some(if table.is_empty() { key.to_string() } else { format!("{table}.{key}") });
+        }
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -80,6 +80,76 @@ impl Station {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Context, Model, Simulation};
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Exp};
+
+    /// An M/M/1 queue built from the engine and one station: Poisson
+    /// arrivals, exponential service sampled at arrival, FIFO.
+    struct MM1 {
+        station: Station,
+        window: Window,
+        rng: rand_chacha::ChaCha8Rng,
+        gap: Exp<f64>,
+        service: Exp<f64>,
+        /// Arrival time of each job in flight, by slot.
+        arrived: Vec<Time>,
+        free: Vec<u32>,
+        done: u64,
+        total_response: f64,
+    }
+
+    const ARRIVE: u32 = u32::MAX;
+
+    impl Model for MM1 {
+        type Event = u32;
+        fn handle(&mut self, ev: u32, ctx: &mut Context<u32>) {
+            let now = ctx.now();
+            if ev == ARRIVE {
+                let slot = self.free.pop().unwrap_or_else(|| {
+                    self.arrived.push(0);
+                    (self.arrived.len() - 1) as u32
+                });
+                self.arrived[slot as usize] = now;
+                let s = (self.service.sample(&mut self.rng) * 1e9) as Time;
+                let end = self.station.reserve(now, s, &self.window);
+                ctx.schedule_at(end, slot);
+                let g = (self.gap.sample(&mut self.rng) * 1e9) as Time;
+                ctx.schedule_in(g, ARRIVE);
+            } else {
+                self.done += 1;
+                self.total_response += (now - self.arrived[ev as usize]) as f64 / 1e9;
+                self.free.push(ev);
+            }
+        }
+    }
+
+    #[test]
+    fn mm1_mean_response_is_one_over_mu_minus_lambda() {
+        let (lambda, mu) = (500.0, 1000.0); // per second: rho = 0.5, E[T] = 2 ms
+        let window = Window { start: 0, end: Time::MAX };
+        let mut sim = Simulation::new(MM1 {
+            station: Station::default(),
+            window,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(11),
+            gap: Exp::new(lambda).unwrap(),
+            service: Exp::new(mu).unwrap(),
+            arrived: Vec::new(),
+            free: Vec::new(),
+            done: 0,
+            total_response: 0.0,
+        });
+        sim.init(|_, ctx| ctx.schedule_at(0, ARRIVE));
+        sim.run_until(1_000 * crate::engine::NS_PER_S); // about 500,000 jobs
+        let m = &sim.model;
+        let mean = m.total_response / m.done as f64;
+        let expected = 1.0 / (mu - lambda);
+        assert!(m.done > 450_000, "{}", m.done);
+        assert!((mean / expected - 1.0).abs() < 0.03, "mean response {mean} s, expected {expected} s");
+        // Utilisation is rho.
+        let util = m.station.busy_in_window as f64 / sim.now() as f64;
+        assert!((util - 0.5).abs() < 0.01, "{util}");
+    }
 
     #[test]
     fn jobs_queue_in_arrival_order_and_busy_time_is_clipped_to_the_window() {
