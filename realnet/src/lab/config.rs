@@ -5,6 +5,8 @@
 //! prefix = "dl7"              # names of namespaces, links, bridge, nft table
 //! subnet = "198.18.0.0/24"    # within 198.18.0.0/15, at least a /24
 //! vip = "198.18.0.250"        # optional; default: subnet base + 250
+//!                             # (.1 front, .2 origin, .11.. nodes, .101.. clients,
+//!                             #  .254 the root namespace on the bridge)
 //! port = 8080                 # the service port on the VIP, the nodes and the origin
 //! nodes = 2
 //! clients = 1
@@ -247,6 +249,9 @@ pub(crate) const FRONT_OFFSET: u32 = 1;
 pub(crate) const ORIGIN_OFFSET: u32 = 2;
 pub(crate) const NODE_OFFSET: u32 = 10;
 pub(crate) const CLIENT_OFFSET: u32 = 100;
+/// The root namespace's own address on the lab bridge: a runner there
+/// (`dl7 cluster`) reaches every host over the bridge, never a default route.
+pub(crate) const ROOT_OFFSET: u32 = 254;
 const DEFAULT_VIP_OFFSET: u32 = 250;
 
 impl LabConfig {
@@ -305,7 +310,7 @@ impl LabConfig {
         if !subnet.contains(vip) || vip == subnet.base || vip == subnet.broadcast() {
             return Err(bad("vip", format!("{vip} is not a host address of the subnet {subnet}")));
         }
-        let taken = [FRONT_OFFSET, ORIGIN_OFFSET]
+        let taken = [FRONT_OFFSET, ORIGIN_OFFSET, ROOT_OFFSET]
             .into_iter()
             .chain((1..=raw.nodes).map(|i| NODE_OFFSET + i))
             .chain((1..=clients).map(|j| CLIENT_OFFSET + j));
@@ -480,7 +485,16 @@ mod tests {
 
     #[test]
     fn vip_must_be_free_host_in_subnet() {
-        for vip in ["198.18.1.5", "198.18.0.0", "198.18.0.255", "198.18.0.1", "198.18.0.12", "198.18.0.101", "x"] {
+        for vip in [
+            "198.18.1.5",
+            "198.18.0.0",
+            "198.18.0.255",
+            "198.18.0.1",
+            "198.18.0.12",
+            "198.18.0.101",
+            "198.18.0.254",
+            "x",
+        ] {
             let text = format!("{MINIMAL}vip = \"{vip}\"\n");
             let err = LabConfig::parse(&text, "lab.toml").unwrap_err();
             assert!(err.to_string().starts_with("lab.toml: vip:"), "{vip}: {err}");

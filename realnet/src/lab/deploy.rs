@@ -43,33 +43,40 @@ pub struct MachineScripts {
 /// The dl7 command line of a host's service, or `None` when the host runs no
 /// dl7 process (the front end under IPVS direct routing: the kernel forwards).
 ///
-/// The flags follow the services' `--help`; this is the only place that
-/// spells them, so a change of flags is a change here and in the golden files.
+/// The flags are those of `dl7 origin|node|front|load --help`; this is the
+/// only place that spells them, so a change of flags is a change here and in
+/// the golden files.
 pub fn service_command(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> Option<String> {
     let port = plan.port;
+    let node_count = plan.hosts_of(Role::Node).count();
     let nodes: Vec<String> = plan.hosts_of(Role::Node).map(|n| format!("{}:{port}", n.addr)).collect();
     let nodes = nodes.join(",");
     let origin = format!("{}:{port}", plan.origin().addr);
     let (policy, workload) = (&deploy.policy, &deploy.workload);
     match (host.role, deploy.architecture) {
-        (Role::Origin, _) => Some(format!("dl7 origin --listen {origin} --workload {workload}")),
-        (Role::Node, arch) => Some(format!(
-            // Listening on every address: clients reach the VIP (direct routing), peers the node's own address.
-            "dl7 node --listen 0.0.0.0:{port} --id {} --nodes {nodes} --origin {origin} --policy {policy} --architecture {}",
-            host.index,
-            arch.name()
+        (Role::Origin, _) => Some(format!("dl7 origin --workload {workload} --listen {origin}")),
+        (Role::Node, Architecture::Distributed) => Some(format!(
+            // Every address: clients reach the VIP (direct routing), peers the node's own address.
+            "dl7 node --id {} --nodes {nodes} --origin {origin} --policy {policy} --listen 0.0.0.0:{port}",
+            host.index - 1
         )),
+        (Role::Node, Architecture::Conventional) => {
+            Some(format!("dl7 node --id {} --nodes {nodes} --origin {origin} --policy {policy}", host.index - 1))
+        }
         (Role::Front, Architecture::Conventional) => Some(format!(
-            "dl7 front --listen {}:{port} --architecture conventional --nodes {nodes} --policy {policy}",
+            "dl7 front --mode conventional --nodes {nodes} --policy {policy} --listen {}:{port}",
             plan.vip
         )),
         (Role::Front, Architecture::Distributed) => None,
-        (Role::Client, _) => Some(format!(
-            "dl7 load --target {}:{port} --workload {workload} --client {} --clients {}",
-            plan.vip,
-            host.index,
-            plan.hosts_of(Role::Client).count()
-        )),
+        (Role::Client, _) => {
+            // The paper's 63 connections per server, shared among the client machines.
+            let clients = plan.hosts_of(Role::Client).count();
+            let connections = (63 * node_count).div_ceil(clients);
+            Some(format!(
+                "dl7 load --target {}:{port} --workload {workload} --seed {} --connections {connections} --duration-s 60",
+                plan.vip, host.index
+            ))
+        }
     }
 }
 
@@ -229,7 +236,9 @@ mod tests {
         let all = render_all(&plan, &deploy);
         assert!(!all.contains("ipvsadm"));
         assert!(!all.contains("dev lo"));
-        assert!(all.contains("exec dl7 front --listen 198.18.0.250:8080 --architecture conventional"));
+        assert!(all.contains(
+            "exec dl7 front --mode conventional --nodes 198.18.0.11:8080,198.18.0.12:8080,198.18.0.13:8080 "
+        ));
     }
 
     #[test]
@@ -239,7 +248,7 @@ mod tests {
         let arp = n2.up.find("arp_ignore=1").unwrap();
         let vip = n2.up.find("ip addr replace 198.18.0.250/32 dev lo").unwrap();
         assert!(arp < vip);
-        assert!(n2.up.contains("--id 2 "));
+        assert!(n2.up.contains("exec dl7 node --id 1 "), "ids are 0-based");
         assert!(n2.down.contains("ip addr del 198.18.0.250/32 dev lo"));
         assert!(n2.down.contains("arp_ignore=0"));
     }

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use super::config::{LabConfig, Shaping, Subnet, CLIENT_OFFSET, FRONT_OFFSET, NODE_OFFSET, ORIGIN_OFFSET};
+use super::config::{LabConfig, Shaping, Subnet, CLIENT_OFFSET, FRONT_OFFSET, NODE_OFFSET, ORIGIN_OFFSET, ROOT_OFFSET};
 
 /// What a host does in the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,6 +134,10 @@ pub struct LabPlan {
     pub subnet: Subnet,
     /// The virtual IP.
     pub vip: Ipv4Addr,
+    /// The root namespace's address on the bridge, so that a runner outside
+    /// the lab (scraping metrics, checking readiness) reaches the hosts over
+    /// the bridge instead of sending lab addresses to its default route.
+    pub root_addr: Ipv4Addr,
     /// The service port.
     pub port: u16,
     /// Hosts in order: front end, origin, nodes, clients.
@@ -178,6 +182,7 @@ impl LabPlan {
             bridge: format!("{p}-br"),
             subnet: lab.subnet,
             vip: lab.vip,
+            root_addr: lab.subnet.host(ROOT_OFFSET),
             port: lab.port,
             hosts,
             nft_table: format!("{p}_dr"),
@@ -272,6 +277,8 @@ impl LabPlan {
         let br = self.bridge.as_str();
         let mut steps =
             vec![Step::run(&["ip", "link", "add", br, "type", "bridge"]), Step::run(&["ip", "link", "set", br, "up"])];
+        let root = format!("{}/{}", self.root_addr, self.subnet.len);
+        steps.push(Step::run(&["ip", "addr", "add", &root, "dev", br]));
         for h in &self.hosts {
             let (ns, port) = (h.netns.as_str(), h.port.as_str());
             let addr = format!("{}/{}", h.addr, self.subnet.len);
@@ -384,6 +391,15 @@ mod tests {
         }
         assert_eq!(addrs[4], ("c1".into(), "198.18.0.101".into()));
         assert_eq!(addrs[5], ("c2".into(), "198.18.0.102".into()));
+    }
+
+    #[test]
+    fn root_namespace_reaches_the_lab_over_the_bridge() {
+        let p = plan("");
+        let lines: Vec<String> = p.up.iter().map(|s| s.to_string()).collect();
+        let addr = lines.iter().position(|l| l == "ip addr add 198.18.0.254/24 dev dl7-br").unwrap();
+        let first_host = lines.iter().position(|l| l.starts_with("ip netns add")).unwrap();
+        assert!(addr < first_host, "the lab subnet is local before any host exists");
     }
 
     #[test]
