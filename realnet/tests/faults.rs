@@ -194,3 +194,54 @@ async fn shutdown_drains_an_in_flight_request() {
     server.await.unwrap().unwrap();
     assert!(TcpListener::bind(addr).await.is_ok() || tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_never_panic_a_service() {
+    static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Relaxed);
+        previous(info);
+    }));
+    let c = TestCluster::start(Options { mode: FrontMode::Conventional, ..Default::default() }).await;
+    let targets = [c.front, c.nodes[0], c.origin];
+    let mut x: u64 = 0x1234_5678;
+    let mut next = move || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) as u32
+    };
+    let pieces: [&[u8]; 8] = [
+        b"GET ",
+        b"/test/obj001.html",
+        b" HTTP/1.1\r\n",
+        b"Host: x\r\n",
+        b"\r\n",
+        b"Content-Length: 3\r\n",
+        b"\x00\xff",
+        b":",
+    ];
+    for round in 0..150 {
+        let mut input = Vec::new();
+        for _ in 0..(next() % 12) {
+            if next() % 3 == 0 {
+                input.extend((0..next() % 40).map(|_| next() as u8));
+            } else {
+                input.extend_from_slice(pieces[next() as usize % pieces.len()]);
+            }
+        }
+        let addr = targets[round % targets.len()];
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = s.write_all(&input).await;
+        let _ = s.shutdown().await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut out))
+            .await
+            .expect("answer or close, never hang");
+    }
+    // Everyone still serves.
+    let mut conn = ClientConn::connect(c.front, Duration::from_secs(2)).await.unwrap();
+    let mut body = Vec::new();
+    assert_eq!(conn.get(&c.catalog.objects[1].path, false, &mut body).await.unwrap().status, 200);
+    assert!(!PANICKED.load(Relaxed), "a service task panicked on random input");
+}
