@@ -236,3 +236,29 @@ fn an_external_balancer_and_fixed_node_ports_from_the_hosts_table() {
     assert_eq!(col("errors"), "0", "{csv}");
     assert!(col("requests").parse::<u64>().unwrap() > 20, "{csv}");
 }
+
+#[test]
+fn a_stopped_node_process_costs_a_bounded_number_of_requests() {
+    let rt = dl7_realnet::service::runtime().unwrap();
+    let dir = scratch("sigstop");
+    rt.block_on(async {
+        let (procs, front, _) = processes("distributed", &dir).await;
+        let catalog = Arc::new(dl7_traces::workload::builtin("surge100").unwrap());
+        let mut cfg = LoadConfig::new(front, catalog);
+        cfg.connections = 6;
+        cfg.timeout = Duration::from_secs(1);
+        cfg.duration = Duration::from_millis(300);
+        let before = load::run(cfg.clone()).await.unwrap();
+        assert_eq!(before.errors, 0);
+        procs[2].signal(19); // SIGSTOP node 1: it neither reads its handoffs nor answers peers
+        cfg.duration = Duration::from_millis(3000);
+        let r = load::run(cfg).await.unwrap();
+        procs[2].signal(18); // SIGCONT, so that it can drain and exit
+        eprintln!("SIGSTOP run: {}", r.summary());
+        assert!(r.requests > 100, "{}", r.summary());
+        // Clients handed to the stopped node time out until the front end sees it
+        // stop acknowledging (MAX_UNACKED_HANDOFFS); requests it owns are re-routed.
+        assert!(r.errors <= 20, "{}", r.summary());
+        drop(procs);
+    });
+}

@@ -123,9 +123,46 @@ fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
 }
 
+/// Most sockets a node may hold unacknowledged before the front end skips it:
+/// a node that stopped reading (hung, SIGSTOPped) gets no more clients.
+pub const MAX_UNACKED_HANDOFFS: i64 = 8;
+
 struct Handoff {
     paths: Vec<PathBuf>,
-    links: Vec<AsyncMutex<Option<UnixStream>>>,
+    links: Vec<AsyncMutex<Option<Link>>>,
+    timeout: std::time::Duration,
+}
+
+/// The unix connection to one node and the handoffs it has not acknowledged yet.
+struct Link {
+    unix: Arc<UnixStream>,
+    unacked: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Link {
+    async fn connect(path: &std::path::Path) -> Option<Link> {
+        let unix = Arc::new(UnixStream::connect(path).await.ok()?);
+        let unacked = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let (u, a) = (unix.clone(), unacked.clone());
+        // The node answers one byte per socket it took over.
+        tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            loop {
+                if u.readable().await.is_err() {
+                    return;
+                }
+                match u.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        a.fetch_sub(n as i64, Relaxed);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        Some(Link { unix, unacked })
+    }
 }
 
 /// Runs the front end on `listener` until `shutdown` resolves, then drains.
@@ -190,6 +227,7 @@ pub async fn run(
             let h = Handoff {
                 links: config.handoff.iter().map(|_| AsyncMutex::new(None)).collect(),
                 paths: config.handoff,
+                timeout: config.limits.upstream_timeout,
             };
             loop {
                 tokio::select! {
@@ -216,7 +254,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Sends the client socket to node `first`, or the next reachable one.
+/// Sends the client socket to node `first`, or the next reachable one that
+/// keeps up with its acknowledgements.
 async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
     use sendfd::SendWithFd;
     let n = h.paths.len();
@@ -225,24 +264,31 @@ async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
         let mut link = h.links[i].lock().await;
         for _attempt in 0..2 {
             if link.is_none() {
-                *link = UnixStream::connect(&h.paths[i]).await.ok();
+                *link = Link::connect(&h.paths[i]).await;
             }
-            let Some(unix) = link.as_ref() else { break };
-            let sent = loop {
-                if unix.writable().await.is_err() {
-                    break false;
-                }
-                match unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
-                    Ok(1) => break true,
-                    Ok(_) => break false,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(_) => break false,
+            let Some(l) = link.as_ref() else { break };
+            if l.unacked.load(Relaxed) >= MAX_UNACKED_HANDOFFS {
+                break; // not reading: skip this node for now, keep the link
+            }
+            let send = async {
+                loop {
+                    l.unix.writable().await?;
+                    match l.unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
+                        Ok(1) => return Ok(()),
+                        Ok(_) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
             };
-            if sent {
-                return true;
+            match tokio::time::timeout(h.timeout, send).await {
+                Ok(Ok(())) => {
+                    l.unacked.fetch_add(1, Relaxed);
+                    return true;
+                }
+                Ok(Err(_)) => *link = None, // broken link: reconnect once, then try the next node
+                Err(_) => break,            // full socket buffer: the node is stuck
             }
-            *link = None; // broken link: reconnect once, then try the next node
         }
     }
     false

@@ -193,6 +193,8 @@ async fn handoff_loop(listener: UnixListener, node: Arc<Node>, conns: Arc<Conns>
                     _ = wait_true(&mut stop) => None,
                 };
                 let Some(stream) = stream else { break };
+                // Acknowledge, so the front end can tell a stuck node from a busy one.
+                let _ = unix.try_write(&[1u8]);
                 Metrics::add(&node.metrics.handoffs, 1);
                 let n = node.clone();
                 conns.admit(stream, move |s, stop| serve(n, s, stop));

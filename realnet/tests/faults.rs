@@ -245,3 +245,42 @@ async fn random_bytes_never_panic_a_service() {
     assert_eq!(conn.get(&c.catalog.objects[1].path, false, &mut body).await.unwrap().status, 200);
     assert!(!PANICKED.load(Relaxed), "a service task panicked on random input");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_acknowledging_handoffs_gets_no_more_clients() {
+    let c = TestCluster::start(Options { nodes: 1, ..Default::default() }).await;
+    // A stuck node: takes sockets off its unix socket but never acknowledges them.
+    let stuck_path = c.dir.join("stuck.sock");
+    let stuck = tokio::net::UnixListener::bind(&stuck_path).unwrap();
+    let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = taken.clone();
+    tokio::spawn(async move {
+        let (unix, _) = stuck.accept().await.unwrap();
+        let mut held = Vec::new();
+        while let Some(s) = dl7_realnet::node::receive_socket(&unix).await {
+            held.push(s);
+            t.fetch_add(1, Relaxed);
+        }
+    });
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = l.local_addr().unwrap();
+    let real = c.dir.join("node0.sock");
+    let fc = dl7_realnet::front::FrontConfig::new(
+        FrontMode::Distributed,
+        vec![c.nodes[0], c.nodes[0]],
+        vec![stuck_path, real],
+    );
+    let fm = fc.metrics.clone();
+    tokio::spawn(dl7_realnet::front::run(l, fc, std::future::pending()));
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        clients.push(tokio::net::TcpStream::connect(front).await.unwrap());
+    }
+    // Wait until every client has arrived at one of the two receivers.
+    while taken.load(Relaxed) + c.node_metrics[0].handoffs.load(Relaxed) < 30 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fm.handoffs.load(Relaxed), 30);
+    assert_eq!(taken.load(Relaxed), dl7_realnet::front::MAX_UNACKED_HANDOFFS as u64);
+    drop(clients);
+}
