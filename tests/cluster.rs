@@ -95,7 +95,7 @@ fn ctrl_c_stops_every_child_process() {
         seen.extend(children_of(pid));
         std::thread::yield_now();
     }
-    Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    dl7_realnet::launcher::send_signal(pid, 2).unwrap(); // SIGINT, as Ctrl-C sends
     let status = cluster.wait().unwrap();
     assert!(!status.success());
     let leftover: Vec<u32> = seen.iter().copied().filter(|&p| alive(p)).collect();

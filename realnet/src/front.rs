@@ -172,6 +172,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let m = config.metrics.clone();
+    tracing::info!("front end: {} on {:?}, {} nodes", config.mode.name(), listener.local_addr(), config.nodes.len());
     let mut stop = shutdown_signal(shutdown);
     let conns = Conns::new(config.limits.max_connections, m.clone());
     if let Some(admin) = config.admin {

@@ -216,6 +216,17 @@ impl Drop for Proc {
     }
 }
 
+/// Sends `signal` to process `pid` (for tools and tests that did not start it
+/// through a [`Proc`]). Errors if the process does not exist.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: plain kill(2).
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

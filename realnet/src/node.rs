@@ -144,6 +144,16 @@ pub async fn run(
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
     });
+    tracing::info!(
+        "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, distill {}",
+        config.id,
+        config.members.len(),
+        listener.local_addr(),
+        config.policy.kind,
+        config.origin,
+        config.cache_bytes,
+        config.distill
+    );
     let mut stop = shutdown_signal(shutdown);
     let conns = Arc::new(Conns::new(config.limits.max_connections, config.metrics.clone()));
     if let Some(admin) = config.admin {

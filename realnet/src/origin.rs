@@ -78,6 +78,7 @@ pub async fn run(
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
     });
+    tracing::info!("origin: {} objects on {:?}, delay {:?}", catalog.len(), listener.local_addr(), config.delay);
     let mut stop = shutdown_signal(shutdown);
     let conns = Conns::new(config.limits.max_connections, config.metrics.clone());
     if let Some(admin) = config.admin {
