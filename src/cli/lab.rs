@@ -69,6 +69,10 @@ pub enum LabAction {
         lab: PathBuf,
         /// conventional or distributed.
         architecture: String,
+        /// Distributed: forward to the first N nodes only (default: all), so
+        /// one lab serves every cluster size of a sweep.
+        #[arg(long)]
+        nodes: Option<usize>,
     },
     /// List what of the lab exists: namespaces, links, addresses, shaping,
     /// nftables tables and each host's NIC byte counters.
@@ -84,7 +88,7 @@ fn load(path: &Path) -> anyhow::Result<LabConfig> {
 
 fn lab_error(err: LabError) -> anyhow::Error {
     match err {
-        LabError::Config { .. } | LabError::Toml { .. } => input_error(err),
+        LabError::Config { .. } | LabError::Toml { .. } | LabError::BadNodeCount { .. } => input_error(err),
         other => anyhow::Error::new(other),
     }
 }
@@ -132,13 +136,19 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 println!("lab {} down: no namespace or link named {}-* is left", plan.prefix, plan.prefix);
                 Ok(())
             }
-            LabAction::Arch { lab: file, architecture } => {
+            LabAction::Arch { lab: file, architecture, nodes } => {
                 let plan = LabPlan::new(&load(&file)?);
                 let arch = Architecture::parse(&architecture).ok_or_else(|| {
                     input_error(format!("architecture {architecture:?}: expected conventional or distributed"))
                 })?;
-                lab::set_architecture(&plan, arch, &mut |_| {}).map_err(lab_error)?;
-                println!("lab {}: front end set for the {} architecture", plan.prefix, arch.name());
+                lab::set_architecture(&plan, arch, nodes, &mut |_| {}).map_err(lab_error)?;
+                match (arch, nodes) {
+                    (Architecture::Distributed, Some(n)) => println!(
+                        "lab {}: front end set for the distributed architecture over the first {n} nodes",
+                        plan.prefix
+                    ),
+                    _ => println!("lab {}: front end set for the {} architecture", plan.prefix, arch.name()),
+                }
                 Ok(())
             }
             LabAction::Status { lab: file } => {

@@ -247,11 +247,21 @@ pub fn up(plan: &LabPlan, clean_first: bool, log: &mut dyn FnMut(&str)) -> Resul
 }
 
 /// Switches a running lab between the architectures: `Distributed` installs
-/// the front end's direct-routing rule, `Conventional` removes it (an L7
-/// balancer on the front end then receives the VIP's traffic). Idempotent.
-pub fn set_architecture(plan: &LabPlan, arch: super::Architecture, log: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+/// the front end's direct-routing rule over the first `active` nodes (all
+/// when `None`), `Conventional` removes it (an L7 balancer on the front end
+/// then receives the VIP's traffic). Idempotent.
+pub fn set_architecture(
+    plan: &LabPlan,
+    arch: super::Architecture,
+    active: Option<usize>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
     require_root("arch")?;
     require_tools()?;
+    let all = plan.hosts_of(Role::Node).count();
+    if let Some(n) = active.filter(|&n| n == 0 || n > all) {
+        return Err(LabError::BadNodeCount { asked: n, nodes: all });
+    }
     let fe = &plan.front().netns;
     if !Path::new(NETNS_DIR).join(fe).exists() {
         return Err(LabError::NotUp { prefix: plan.prefix.clone(), missing: fe.clone() });
@@ -259,7 +269,7 @@ pub fn set_architecture(plan: &LabPlan, arch: super::Architecture, log: &mut dyn
     // Off first in both cases, so that `distributed` twice does not add a second rule.
     let mut steps = vec![plan.direct_routing_off()];
     if arch == super::Architecture::Distributed {
-        steps.push(plan.direct_routing_on());
+        steps.push(plan.direct_routing_on_for(active.unwrap_or(all)));
     }
     run_steps(&steps, log)
 }

@@ -113,6 +113,14 @@ pub enum LabError {
         /// What was found.
         found: String,
     },
+    /// `--nodes` asks for more nodes than the lab has (or none).
+    #[error("--nodes {asked}: expected 1 to {nodes}, the lab's node count")]
+    BadNodeCount {
+        /// What was asked.
+        asked: usize,
+        /// The lab's nodes.
+        nodes: usize,
+    },
     /// The lab is not up.
     #[error("lab `{prefix}` is not up ({missing} is missing): run `dl7 lab up LAB.toml` first")]
     NotUp {

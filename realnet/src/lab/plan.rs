@@ -227,7 +227,14 @@ impl LabPlan {
     /// The front end's nftables ruleset: one rule, one map, a fixed jhash seed
     /// (stateless source hashing onto the nodes, rewriting only the MAC).
     pub fn nft_ruleset(&self) -> String {
-        let nodes: Vec<&Host> = self.hosts_of(Role::Node).collect();
+        self.nft_ruleset_for(self.hosts_of(Role::Node).count())
+    }
+
+    /// The ruleset forwarding to the first `active` nodes only (clamped to
+    /// 1..=nodes): one lab serves every cluster size of a sweep.
+    pub fn nft_ruleset_for(&self, active: usize) -> String {
+        let all = self.hosts_of(Role::Node).count();
+        let nodes: Vec<&Host> = self.hosts_of(Role::Node).take(active.clamp(1, all)).collect();
         let map = nodes.iter().enumerate().map(|(i, h)| format!("{i} : {}", h.addr)).collect::<Vec<_>>().join(", ");
         let mut text = String::new();
         let _ = writeln!(text, "table netdev {} {{", self.nft_table);
@@ -245,15 +252,20 @@ impl LabPlan {
         text
     }
 
-    /// The step that installs the front end's direct-routing rule (part of `up`):
-    /// the lab then runs the distributed architecture.
+    /// The step that installs the front end's direct-routing rule over every
+    /// node (part of `up`): the lab then runs the distributed architecture.
     pub fn direct_routing_on(&self) -> Step {
+        self.direct_routing_on_for(self.hosts_of(Role::Node).count())
+    }
+
+    /// As [`LabPlan::direct_routing_on`], forwarding to the first `active` nodes only.
+    pub fn direct_routing_on_for(&self, active: usize) -> Step {
         Step::Run {
             argv: ["ip", "netns", "exec", &self.front().netns, "nft", "-f", "/dev/stdin"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            stdin: Some(self.nft_ruleset()),
+            stdin: Some(self.nft_ruleset_for(active)),
             only_if: None,
         }
     }
@@ -412,6 +424,17 @@ mod tests {
              map { 0 : 198.18.0.11, 1 : 198.18.0.12 } device eth0"
         ));
         assert!(rules.starts_with("table netdev dl7_dr {\n"));
+    }
+
+    #[test]
+    fn rule_for_fewer_nodes_maps_the_first_ones() {
+        let text = "subnet = \"198.18.0.0/24\"\nnodes = 8\n";
+        let p = LabPlan::new(&LabConfig::parse(text, "lab.toml").unwrap());
+        let rules = p.nft_ruleset_for(2);
+        assert!(rules.contains("mod 2 seed 0x5eed map { 0 : 198.18.0.11, 1 : 198.18.0.12 } device eth0"), "{rules}");
+        assert_eq!(p.nft_ruleset_for(8), p.nft_ruleset());
+        assert_eq!(p.nft_ruleset_for(99), p.nft_ruleset());
+        assert!(p.nft_ruleset_for(0).contains("mod 1 "));
     }
 
     #[test]
