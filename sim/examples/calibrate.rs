@@ -12,8 +12,9 @@
 use std::sync::Arc;
 
 use dl7_core::{PolicyKind, PolicySpec};
-use dl7_sim::{simulate, Arch, CellSpec, ClientMode, Hardware};
+use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Reference {
     metric: String,
@@ -59,6 +60,11 @@ fn param<'a>(hw: &'a mut Hardware, key: &str) -> &'a mut f64 {
 
 type Cell = (Arch, String, u32);
 
+/// Engine events, completed requests and runs, over every run so far.
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
 fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces::Catalog>) -> Vec<(f64, f64)> {
     cells
         .par_iter()
@@ -79,7 +85,10 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
                     seed,
                     cache_bytes_per_server: None,
                 };
-                let row = simulate(&cell, hw).expect("simulate");
+                let (row, stats) = simulate_with_stats(&cell, hw).expect("simulate");
+                EVENTS.fetch_add(stats.events, Ordering::Relaxed);
+                REQUESTS.fetch_add(stats.requests, Ordering::Relaxed);
+                RUNS.fetch_add(1, Ordering::Relaxed);
                 req += row.req_per_s;
                 mbit += row.mbit_per_s;
             }
@@ -160,7 +169,14 @@ fn main() {
         }
     }
 
+    let (runs0, events0, requests0) =
+        (RUNS.load(Ordering::Relaxed), EVENTS.load(Ordering::Relaxed), REQUESTS.load(Ordering::Relaxed));
+    let started = std::time::Instant::now();
     let (mean_log, median, out) = score(&hw);
+    let wall = started.elapsed().as_secs_f64();
+    let runs = RUNS.load(Ordering::Relaxed) - runs0;
+    let events = EVENTS.load(Ordering::Relaxed) - events0;
+    let requests = REQUESTS.load(Ordering::Relaxed) - requests0;
     println!("table,metric,arch,policy,servers,paper,sim,rel_err");
     let mut worst: Vec<(f64, String)> = Vec::new();
     for r in &reference {
@@ -179,6 +195,13 @@ fn main() {
         reference.len(),
         median,
         mean_log
+    );
+    println!(
+        "{runs} runs in {wall:.2} s wall ({} threads): {:.1} ms per run; {:.2} events per simulated request; {:.1} M events/s overall",
+        rayon::current_num_threads(),
+        wall * 1000.0 / runs as f64 * rayon::current_num_threads() as f64,
+        events as f64 / requests as f64,
+        events as f64 / wall / 1e6
     );
     println!("worst:");
     for (_, l) in worst.iter().take(8) {

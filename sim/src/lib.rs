@@ -31,7 +31,9 @@
 //! * **CPU costs** per operation: per connection, per frame handled at a TCP
 //!   endpoint, per byte copied, plus the operations themselves (KTCPVS parse
 //!   and pick, IPVS forward per frame, Squid per request, miss handling,
-//!   distillation per image byte, Apache per request). A host's CPU work for
+//!   distillation per image byte, Apache per request), and Squid's poll()
+//!   cost per open connection per request served, which makes a hot-spot
+//!   owner slower as connections pile up on it. A host's CPU work for
 //!   one step is one visit to its FIFO CPU, before or after its NIC visit
 //!   (no overlap of CPU and NIC within one step of one request).
 //! * **Paths.** Conventional: client -> FE RX -> FE CPU (accept, parse,
@@ -45,7 +47,9 @@
 //!   the inbound direction only).
 //! * **Policies** are the `dl7-core` objects the real cluster uses. Each
 //!   dispatcher (the FE in conventional runs, every server in distributed
-//!   runs) owns its own instance, unless the cell asks for shared state.
+//!   runs) owns its own instance, unless the cell asks for shared state;
+//!   load-aware policies see the in-flight requests their own dispatcher
+//!   sent (a shared instance sees the whole cluster's).
 //!   The FE's IPVS assigns connections to receivers round robin.
 //! * **Caches**: a byte-bounded LRU per server; a miss fetches from the
 //!   origin (owner CPU, owner TX, origin RX, origin CPU, origin TX, owner RX,

@@ -142,7 +142,10 @@ pub(crate) struct Cluster<'a> {
     costs: Costs,
     /// One per dispatcher, or a single shared instance.
     policies: Vec<Box<dyn Policy>>,
-    load: Inflight,
+    /// What each policy instance knows of the load: the requests that its
+    /// own dispatcher sent and that have not completed (one view per instance,
+    /// as independent KTCPVS dispatchers would have).
+    loads: Vec<Inflight>,
     /// Connections Squid holds open per server: requests from their arrival
     /// at the owner until the owner has sent the response.
     squid_open: Vec<u32>,
@@ -173,6 +176,7 @@ impl<'a> Cluster<'a> {
         clients: Clients<'a>,
     ) -> Self {
         let objects = sizes.len();
+        let instances = policies.len();
         Cluster {
             arch,
             window,
@@ -190,7 +194,7 @@ impl<'a> Cluster<'a> {
             sizes,
             costs,
             policies,
-            load: Inflight { per_server: vec![0; servers], total: 0 },
+            loads: (0..instances).map(|_| Inflight { per_server: vec![0; servers], total: 0 }).collect(),
             squid_open: vec![0; servers],
             fe_next: 0,
             fetching: vec![false; servers * objects],
@@ -278,13 +282,24 @@ impl<'a> Cluster<'a> {
         ctx.schedule_at(done, r);
     }
 
-    /// The dispatcher `dispatcher` picks the owner of request `r`.
-    fn pick(&mut self, r: u32, dispatcher: u32) -> u32 {
+    /// The policy instance (and load view) the dispatcher on `receiver` uses.
+    #[inline]
+    fn dispatcher(&self, receiver: u32) -> usize {
+        if self.policies.len() == 1 {
+            0
+        } else {
+            receiver as usize
+        }
+    }
+
+    /// The dispatcher on `receiver` (the front end in conventional runs)
+    /// picks the owner of request `r`.
+    fn pick(&mut self, r: u32, receiver: u32) -> u32 {
         let obj = self.reqs[r as usize].obj as usize;
-        let i = if self.policies.len() == 1 { 0 } else { dispatcher as usize };
-        let owner = self.policies[i].pick(&self.keys[obj], &self.load).0;
-        self.load.per_server[owner as usize] += 1;
-        self.load.total += 1;
+        let i = self.dispatcher(receiver);
+        let owner = self.policies[i].pick(&self.keys[obj], &self.loads[i]).0;
+        self.loads[i].per_server[owner as usize] += 1;
+        self.loads[i].total += 1;
         owner
     }
 
@@ -344,9 +359,11 @@ impl<'a> Cluster<'a> {
 
     fn complete(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
-        let Request { obj, owner, start, .. } = self.reqs[r as usize];
-        self.load.per_server[owner as usize] -= 1;
-        self.load.total -= 1;
+        let Request { obj, owner, receiver, start, .. } = self.reqs[r as usize];
+        let d = self.dispatcher(receiver);
+        let load = &mut self.loads[d];
+        load.per_server[owner as usize] -= 1;
+        load.total -= 1;
         self.stats.completed_all += 1;
         if self.window.contains(now) {
             self.stats.completed += 1;
