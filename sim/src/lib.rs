@@ -99,6 +99,8 @@ pub struct RunStats {
     pub events: u64,
     /// Requests completed, warm-up included.
     pub requests: u64,
+    /// Objects fetched from the origin, warm-up included.
+    pub origin_fetches: u64,
 }
 
 impl RunStats {
@@ -238,7 +240,7 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         mode: "sim".to_string(),
         errors: s.dropped,
     };
-    Ok((row, RunStats { events, requests: s.completed_all }))
+    Ok((row, RunStats { events, requests: s.completed_all, origin_fetches: s.fetches }))
 }
 
 /// A well-mixed per-user seed derived from the run seed (SplitMix64 finaliser).

@@ -173,3 +173,21 @@ fn bad_cells_and_bad_hardware_are_errors_not_panics() {
         .to_string();
     assert!(err.starts_with("my.toml:") && err.contains("server.conn_us"), "{err}");
 }
+
+#[test]
+fn concurrent_misses_for_one_object_at_one_server_share_one_fetch() {
+    let hw = Hardware::kwon2008();
+    // 63 x 4 connections all ask for the one object at once.
+    let (_, conv_rr) = simulate_with_stats(&cell(single(5000), Arch::Conventional, "rr", 4), &hw).unwrap();
+    assert_eq!(conv_rr.origin_fetches, 4, "one fetch per server under rr");
+    let (_, dist_md5) = simulate_with_stats(&cell(single(5000), Arch::Distributed, "md5", 4), &hw).unwrap();
+    assert_eq!(dist_md5.origin_fetches, 1, "one fetch, at the owner, under hashing");
+    // A cache too small for the object: it is never stored, so every request
+    // misses; each fetch serves the requests parked on it, then the next
+    // miss starts another.
+    let mut tiny = cell(single(5000), Arch::Distributed, "md5", 4);
+    tiny.cache_bytes_per_server = Some(1000);
+    let (row, stats) = simulate_with_stats(&tiny, &hw).unwrap();
+    assert_eq!(row.hit_ratio, 0.0);
+    assert!(stats.origin_fetches > 5, "{}", stats.origin_fetches);
+}

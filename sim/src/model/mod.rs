@@ -119,6 +119,8 @@ pub(crate) struct Stats {
     pub picks: u64,
     pub forwarded: u64,
     pub dropped: u64,
+    /// Origin fetches over the whole run, warm-up included.
+    pub fetches: u64,
     pub served_per_owner: Vec<u64>,
     pub latency_us: Histogram<u64>,
 }
@@ -213,6 +215,7 @@ impl<'a> Cluster<'a> {
                 picks: 0,
                 forwarded: 0,
                 dropped: 0,
+                fetches: 0,
                 served_per_owner: vec![0; servers],
                 // 1 us to 1 hour at 3 significant figures: a fixed footprint, whatever the run length.
                 latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
@@ -338,6 +341,7 @@ impl<'a> Cluster<'a> {
             return;
         }
         self.fetching[at] = true;
+        self.stats.fetches += 1;
         let done = self.cpu[owner as usize].reserve(now, self.costs.miss, &self.window);
         self.go(r, Phase::MMiss, done, ctx);
     }
