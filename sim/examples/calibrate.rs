@@ -3,7 +3,8 @@
 //! cell's relative error and the median absolute relative error.
 //!
 //! ```text
-//! cargo run -p dl7-sim --release --example calibrate [-- [--seeds K] [--set key=value]... [--fit key,key,...]]
+//! cargo run -p dl7-sim --release --example calibrate [-- [--seeds K] [--warmup S] [--measure S]
+//!     [--set key=value]... [--fit key,key,...]]
 //! ```
 //! `--set` overrides a hardware parameter (`server.frame_us=40`); `--fit`
 //! runs a coordinate search over the named parameters, minimising the mean
@@ -65,7 +66,11 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
+/// Simulated warm-up and measured seconds (`--warmup`, `--measure`).
+static TIMES: std::sync::OnceLock<(f64, f64)> = std::sync::OnceLock::new();
+
 fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces::Catalog>) -> Vec<(f64, f64)> {
+    let (warmup_s, measure_s) = *TIMES.get_or_init(|| (dl7_sim::DEFAULT_WARMUP_S, dl7_sim::DEFAULT_MEASURE_S));
     cells
         .par_iter()
         .map(|(arch, policy, servers)| {
@@ -80,8 +85,8 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
                     servers: *servers,
                     shared_state: false,
                     clients: ClientMode::Closed { per_server: 63 },
-                    warmup_s: dl7_sim::DEFAULT_WARMUP_S,
-                    measure_s: dl7_sim::DEFAULT_MEASURE_S,
+                    warmup_s,
+                    measure_s,
                     seed,
                     cache_bytes_per_server: None,
                 };
@@ -102,6 +107,7 @@ fn main() {
     let mut hw = Hardware::kwon2008();
     let mut seeds = 1;
     let mut fit: Vec<String> = Vec::new();
+    let (mut warmup_s, mut measure_s) = (dl7_sim::DEFAULT_WARMUP_S, dl7_sim::DEFAULT_MEASURE_S);
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -110,11 +116,14 @@ fn main() {
                 let (k, v) = args[i + 1].split_once('=').expect("--set key=value");
                 *param(&mut hw, k) = v.parse().expect("number");
             }
+            "--warmup" => warmup_s = args[i + 1].parse().expect("--warmup SECONDS"),
+            "--measure" => measure_s = args[i + 1].parse().expect("--measure SECONDS"),
             "--fit" => fit = args[i + 1].split(',').map(String::from).collect(),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
     }
+    TIMES.set((warmup_s, measure_s)).expect("set once");
     let catalog = Arc::new(dl7_traces::workload::builtin("surge100").expect("surge100"));
     let reference = read_reference();
     let members = dl7_core::Membership::numbered(2).unwrap();

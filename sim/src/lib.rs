@@ -4,6 +4,31 @@
 //! answer is a [`ResultRow`] with `mode = "sim"`. Same spec, same hardware,
 //! same row, bit for bit: every random number comes from `cell.seed`.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use dl7_core::PolicySpec;
+//! use dl7_sim::{simulate, Arch, CellSpec, ClientMode, Hardware};
+//!
+//! let cell = CellSpec {
+//!     workload: "surge100".into(),
+//!     catalog: Arc::new(dl7_traces::workload::builtin("surge100").unwrap()),
+//!     arch: Arch::Distributed,
+//!     policy: PolicySpec::parse("md5").unwrap(),
+//!     servers: 4,
+//!     shared_state: false,
+//!     clients: ClientMode::Closed { per_server: 63 },
+//!     warmup_s: 1.0,
+//!     measure_s: 2.0,
+//!     seed: 1,
+//!     cache_bytes_per_server: None,
+//! };
+//! let row = simulate(&cell, &Hardware::kwon2008()).unwrap();
+//! assert_eq!(row.mode, "sim");
+//! assert!(row.req_per_s > 100.0 && row.forwarded_frac > 0.5);
+//! // Same cell, same seed: the same row, bit for bit.
+//! assert_eq!(row, simulate(&cell, &Hardware::kwon2008()).unwrap());
+//! ```
+//!
 //! ## Layout
 //! * [`engine`]: the event loop alone (integer-nanosecond clock, events
 //!   ordered by time then insertion). Knows nothing of clusters.
