@@ -223,8 +223,8 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Creates `slots` client slots whose first requests start at the given
-    /// instants (closed-loop connections or ON/OFF users).
+    /// Creates one client slot (a closed-loop connection or an ON/OFF user)
+    /// per start instant; its first request goes out at that instant.
     pub fn start_clients(&mut self, starts: impl Iterator<Item = Time>, ctx: &mut Context<u32>) {
         for at in starts {
             let slot = self.new_slot();
