@@ -91,6 +91,12 @@
 //! disk I/O (everything fits in Squid's memory cache), interrupt coalescing,
 //! memory and connection-table limits, object expiry and revalidation, and
 //! the size change of distilled images (clients get the catalog size).
+//! There is no admission control (listen-queue limits): an open-loop
+//! Poisson run offered more than the cluster can serve livelocks, because
+//! every station is FIFO across all of a request's visits and new arrivals
+//! keep queueing ahead of the later steps of earlier requests; its row then
+//! shows next to no completions. Arrivals beyond 2^20 requests in flight
+//! are dropped and counted as errors.
 
 pub mod cell;
 pub mod engine;
