@@ -121,6 +121,8 @@ impl std::fmt::Display for Subnet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate(pub u64);
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.80.
+#[allow(clippy::manual_is_multiple_of)]
 impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bits = self.0;
@@ -137,6 +139,8 @@ impl std::fmt::Display for Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.80.
+#[allow(clippy::manual_is_multiple_of)]
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bytes = self.0;
@@ -153,6 +157,8 @@ impl std::fmt::Display for Size {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Micros(pub u64);
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.80.
+#[allow(clippy::manual_is_multiple_of)]
 impl std::fmt::Display for Micros {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let us = self.0;
