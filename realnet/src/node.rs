@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use dl7_core::{Membership, PolicySpec, ServerId};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -369,12 +368,11 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             }
             continue;
         }
-        let local = if head.hop {
+        if head.hop {
             Metrics::add(&m.hop_requests, 1);
-            true
         } else {
             match node.dispatcher.dispatch(&path).await {
-                Outcome::Local { .. } => true,
+                Outcome::Local { .. } => {}
                 Outcome::Remote { head: up, body, server, .. } => {
                     let meta = ResponseMeta {
                         content_type: up.content_type.mime(),
@@ -406,8 +404,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     continue;
                 }
             }
-        };
-        debug_assert!(local);
+        }
         let r = match node.serve_local(&path).await {
             Ok(entry) => {
                 let meta = ResponseMeta {
@@ -440,6 +437,3 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         }
     }
 }
-
-/// Sleeps are never used for synchronisation; this is only the drain bound default.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
