@@ -170,6 +170,7 @@ fn killing_a_node_process_mid_run_reroutes_its_requests() {
                 if served(&text) > 20.0 {
                     break;
                 }
+                assert!(!during.is_finished(), "{mode}: the run ended before node 1 served 20 requests");
             }
             procs[2].signal(9);
             let during = during.await.unwrap().unwrap();

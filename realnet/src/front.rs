@@ -93,6 +93,8 @@ pub struct FrontConfig {
     pub members: Membership,
     /// Candidates tried after a failed owner (conventional).
     pub fallbacks: usize,
+    /// Distributed: a node that leaves a handoff unacknowledged this long gets no new clients.
+    pub handoff_stall: std::time::Duration,
     /// Connection limits and timeouts.
     pub limits: Limits,
     /// Counters served on `/metrics`.
@@ -112,6 +114,7 @@ impl FrontConfig {
             policy: PolicySpec::new(dl7_core::PolicyKind::Md5),
             members: Membership::numbered(n).expect("n >= 1"),
             fallbacks: 2,
+            handoff_stall: DEFAULT_HANDOFF_STALL,
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
@@ -123,28 +126,29 @@ fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
 }
 
-/// Most sockets a node may hold unacknowledged before the front end skips it:
-/// a node that stopped reading (hung, SIGSTOPped) gets no more clients.
-pub const MAX_UNACKED_HANDOFFS: i64 = 8;
+/// How long a node may leave a handed-over socket unacknowledged before the
+/// front end stops giving it new clients (default of [`FrontConfig::handoff_stall`]).
+pub const DEFAULT_HANDOFF_STALL: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct Handoff {
     paths: Vec<PathBuf>,
     links: Vec<AsyncMutex<Option<Link>>>,
     timeout: std::time::Duration,
+    stall: std::time::Duration,
 }
 
-/// The unix connection to one node and the handoffs it has not acknowledged yet.
+/// The unix connection to one node and the send times of the handoffs it has
+/// not acknowledged yet (the node acknowledges in order, one byte each).
 struct Link {
     unix: Arc<UnixStream>,
-    unacked: Arc<std::sync::atomic::AtomicI64>,
+    unacked: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>>,
 }
 
 impl Link {
     async fn connect(path: &std::path::Path) -> Option<Link> {
         let unix = Arc::new(UnixStream::connect(path).await.ok()?);
-        let unacked = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let unacked = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
         let (u, a) = (unix.clone(), unacked.clone());
-        // The node answers one byte per socket it took over.
         tokio::spawn(async move {
             let mut buf = [0u8; 256];
             loop {
@@ -154,7 +158,11 @@ impl Link {
                 match u.try_read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
-                        a.fetch_sub(n as i64, Relaxed);
+                        let mut q: std::sync::MutexGuard<'_, std::collections::VecDeque<Instant>> =
+                            a.lock().expect("ack lock");
+                        for _ in 0..n {
+                            q.pop_front();
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
@@ -162,6 +170,11 @@ impl Link {
             }
         });
         Some(Link { unix, unacked })
+    }
+
+    /// True when the oldest unacknowledged handoff is older than `stall`.
+    fn stalled(&self, stall: std::time::Duration) -> bool {
+        self.unacked.lock().expect("ack lock").front().is_some_and(|t| t.elapsed() > stall)
     }
 }
 
@@ -229,6 +242,7 @@ pub async fn run(
                 links: config.handoff.iter().map(|_| AsyncMutex::new(None)).collect(),
                 paths: config.handoff,
                 timeout: config.limits.upstream_timeout,
+                stall: config.handoff_stall,
             };
             loop {
                 tokio::select! {
@@ -256,39 +270,49 @@ pub async fn run(
 }
 
 /// Sends the client socket to node `first`, or the next reachable one that
-/// keeps up with its acknowledgements.
+/// is not stalled; if every node is stalled, to the first reachable one anyway.
 async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
-    use sendfd::SendWithFd;
     let n = h.paths.len();
-    for k in 0..n {
-        let i = (first + k) % n;
-        let mut link = h.links[i].lock().await;
-        for _attempt in 0..2 {
-            if link.is_none() {
-                *link = Link::connect(&h.paths[i]).await;
+    for respect_stall in [true, false] {
+        for k in 0..n {
+            if try_node(h, (first + k) % n, client, respect_stall).await {
+                return true;
             }
-            let Some(l) = link.as_ref() else { break };
-            if l.unacked.load(Relaxed) >= MAX_UNACKED_HANDOFFS {
-                break; // not reading: skip this node for now, keep the link
+        }
+    }
+    false
+}
+
+async fn try_node(h: &Handoff, i: usize, client: &TcpStream, respect_stall: bool) -> bool {
+    use sendfd::SendWithFd;
+    let mut link = h.links[i].lock().await;
+    for _attempt in 0..2 {
+        if link.is_none() {
+            *link = Link::connect(&h.paths[i]).await;
+        }
+        let Some(l) = link.as_ref() else { return false };
+        if respect_stall && l.stalled(h.stall) {
+            return false; // not reading its handoffs (hung, stopped): skip it for now
+        }
+        let send = async {
+            loop {
+                l.unix.writable().await?;
+                match l.unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
+                    Ok(1) => return Ok(()),
+                    Ok(_) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
             }
-            let send = async {
-                loop {
-                    l.unix.writable().await?;
-                    match l.unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
-                        Ok(1) => return Ok(()),
-                        Ok(_) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-            };
-            match tokio::time::timeout(h.timeout, send).await {
-                Ok(Ok(())) => {
-                    l.unacked.fetch_add(1, Relaxed);
-                    return true;
-                }
-                Ok(Err(_)) => *link = None, // broken link: reconnect once, then try the next node
-                Err(_) => break,            // full socket buffer: the node is stuck
+        };
+        // Record the send time first: the acknowledgement may come back before the send returns.
+        l.unacked.lock().expect("ack lock").push_back(Instant::now());
+        match tokio::time::timeout(h.timeout, send).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(_)) => *link = None, // broken link: reconnect once
+            Err(_) => {
+                l.unacked.lock().expect("ack lock").pop_back();
+                return false; // full socket buffer: the node is stuck
             }
         }
     }

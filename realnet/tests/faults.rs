@@ -148,6 +148,7 @@ async fn stopping_a_node_mid_run_keeps_the_others_serving() {
     let run = tokio::spawn(load::run(cfg));
     // Stop node 2 once the run is well under way.
     while c.node_metrics[2].requests.load(Relaxed) < 50 {
+        assert!(!run.is_finished(), "the run ended before node 2 served 50 requests");
         tokio::task::yield_now().await;
     }
     c.stop_node(2);
@@ -265,22 +266,38 @@ async fn a_node_that_stops_acknowledging_handoffs_gets_no_more_clients() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front = l.local_addr().unwrap();
     let real = c.dir.join("node0.sock");
-    let fc = dl7_realnet::front::FrontConfig::new(
+    let mut fc = dl7_realnet::front::FrontConfig::new(
         FrontMode::Distributed,
         vec![c.nodes[0], c.nodes[0]],
         vec![stuck_path, real],
     );
+    fc.handoff_stall = Duration::from_millis(100);
     let fm = fc.metrics.clone();
     tokio::spawn(dl7_realnet::front::run(l, fc, std::future::pending()));
+    let arrived = |want: u64| {
+        let (taken, node) = (taken.clone(), c.node_metrics[0].clone());
+        async move {
+            while taken.load(Relaxed) + node.handoffs.load(Relaxed) < want {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    // A burst: round robin gives the stuck node every other client while it is not yet overdue.
     let mut clients = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..10 {
         clients.push(tokio::net::TcpStream::connect(front).await.unwrap());
     }
-    // Wait until every client has arrived at one of the two receivers.
-    while taken.load(Relaxed) + c.node_metrics[0].handoffs.load(Relaxed) < 30 {
-        tokio::task::yield_now().await;
+    arrived(10).await;
+    let burst = taken.load(Relaxed);
+    assert!(burst >= 3, "round robin should reach the stuck node during the burst: {burst}");
+    // Let its oldest unacknowledged handoff become overdue (the timeout under test).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        clients.push(tokio::net::TcpStream::connect(front).await.unwrap());
     }
+    arrived(30).await;
     assert_eq!(fm.handoffs.load(Relaxed), 30);
-    assert_eq!(taken.load(Relaxed), dl7_realnet::front::MAX_UNACKED_HANDOFFS as u64);
+    assert_eq!(fm.bad_gateway.load(Relaxed), 0);
+    assert_eq!(taken.load(Relaxed), burst, "the stalled node got new clients");
     drop(clients);
 }
