@@ -420,8 +420,8 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
     let cells = file.cells();
     let rt = runtime()?;
     let scratch = cluster::scratch_dir(&file.name)?;
+    let mut rows = Vec::new();
     let result = rt.block_on(async {
-        let mut rows = Vec::new();
         println!(
             "{:<22} {:<8} {:>3} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>11} {:>9}",
             "arch",
@@ -469,11 +469,16 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
             );
             rows.push(outcome.row);
         }
-        anyhow::Ok(rows)
+        anyhow::Ok(())
     });
     let _ = std::fs::remove_dir_all(&scratch);
-    let rows = result?;
     let path = out.join("results.csv");
+    if result.is_err() && !rows.is_empty() {
+        // Keep what was measured before the failure or the interruption.
+        crate::results::write_results(&path, &rows)?;
+        eprintln!("wrote {} ({} of {} cells)", path.display(), rows.len(), cells.len());
+    }
+    result?;
     crate::results::write_results(&path, &rows)?;
     println!("wrote {}", path.display());
     Ok(())
