@@ -301,3 +301,23 @@ async fn a_node_that_stops_acknowledging_handoffs_gets_no_more_clients() {
     assert_eq!(taken.load(Relaxed), burst, "the stalled node got new clients");
     drop(clients);
 }
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_is_retried_on_a_fresh_one() {
+    let catalog = common::catalog();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = l.local_addr().unwrap();
+    let mut oc = dl7_realnet::origin::OriginConfig::new(catalog.clone());
+    // The origin closes idle keep-alive connections after 100 ms.
+    oc.limits.head_timeout = Duration::from_millis(100);
+    let om = oc.metrics.clone();
+    tokio::spawn(dl7_realnet::origin::run(l, oc, std::future::pending()));
+    let pool = dl7_realnet::http::Pool::new(origin, 4);
+    let (h, _) = pool.get(&catalog.objects[0].path, false, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(h.status, 200);
+    // Outlive the origin's idle timeout (the behaviour under test is a timeout).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (h, body) = pool.get(&catalog.objects[1].path, false, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((h.status, body.len() as u64), (200, catalog.objects[1].size));
+    assert_eq!(om.connections.load(Relaxed), 2, "the stale connection was replaced by exactly one new one");
+}
