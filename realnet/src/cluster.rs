@@ -229,6 +229,40 @@ impl ClusterFile {
         Ok(())
     }
 
+    /// Refuses addresses that this host would send through a gateway.
+    ///
+    /// The runner scrapes `/metrics` from the root namespace; a lab address
+    /// (198.18.0.0/15) with no lab up, or any address off the local links,
+    /// would otherwise leave the machine by the default route. Loopback is
+    /// always fine; anything else must be on a directly connected link
+    /// (`ip route get` shows no `via`), as a lab bridge or a lab PC's LAN is.
+    pub fn check_routes_stay_local(&self) -> Result<(), String> {
+        let h = &self.hosts;
+        let addrs = [&h.origin, &h.front, &h.load]
+            .into_iter()
+            .flatten()
+            .chain(&h.nodes)
+            .map(|host| host.addr)
+            .chain(self.external_front.map(|a| a.ip()));
+        for addr in addrs {
+            if addr.is_loopback() {
+                continue;
+            }
+            let out = std::process::Command::new("ip")
+                .args(["route", "get", &addr.to_string()])
+                .output()
+                .map_err(|e| format!("hosts: cannot check the route to {addr} with `ip route get`: {e}"))?;
+            let route = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() || route.split_whitespace().any(|w| w == "via") {
+                return Err(format!(
+                    "hosts: {addr} is not on a directly connected link (route: {}); is the lab up?",
+                    route.lines().next().unwrap_or("none").trim()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn policy_spec(&self, name: &str) -> Result<PolicySpec, String> {
         let kind = PolicyKind::from_name(name).map_err(|e| format!("policies: {e}"))?;
         let params = match self.params.get(name) {
@@ -314,6 +348,7 @@ fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>, name: &s
 
 /// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary.
 pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Path) -> Result<CellOutcome, String> {
+    file.check_routes_stay_local()?;
     let ready_timeout = Duration::from_secs(15);
     let common = |v: &mut Vec<String>| {
         v.extend([
@@ -576,6 +611,16 @@ mod tests {
         assert!(e.contains("policies"), "{e}");
         let e = ClusterFile::parse(&MINIMAL.replace("distributed", "l4"), "t.toml").unwrap_err();
         assert!(e.contains("archs"), "{e}");
+    }
+
+    #[test]
+    fn addresses_off_the_local_links_are_refused() {
+        let local = ClusterFile::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(local.check_routes_stay_local(), Ok(()));
+        // No lab uses this address, so it is either unroutable or behind a gateway.
+        let far = format!("{MINIMAL}external_front = \"198.19.254.77:8080\"\n");
+        let err = ClusterFile::parse(&far, "t.toml").unwrap().check_routes_stay_local().unwrap_err();
+        assert!(err.contains("198.19.254.77"), "{err}");
     }
 
     #[test]
