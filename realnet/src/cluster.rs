@@ -2,10 +2,11 @@
 //!
 //! For every cell of the sweep (servers x policies x archs x seeds) it starts
 //! a fresh origin, N nodes and a front end (each a `dl7` child process, see
-//! [`crate::launcher`]), warms the caches with a first load run, reads every
-//! service's `/metrics` and CPU time, runs the measured load, reads them
-//! again, stops everything and turns the deltas into a [`ResultRow`]
-//! (`mode = "real"`).
+//! [`crate::launcher`]), warms the caches with a first load run, runs the
+//! measured load (which ramps up for up to 2 s of its own before its window
+//! opens), reads every service's `/metrics`, CPU time and the lab's NIC
+//! counters when the window opens and when it closes, stops everything and
+//! turns the deltas into a [`ResultRow`].
 //!
 //! The cluster file (`deny_unknown_fields`; defaults in brackets):
 //! ```toml
@@ -31,6 +32,9 @@
 //!                                # balancer you run yourself (nftables/IPVS, HAProxy)
 //! [params]                       # optional policy parameters
 //! mod_ch = ["points=100"]
+//! [node_cpu]                     # optional emulated node CPU (dl7_realnet::node::CpuCosts), all [0] = off
+//! parse_us = 15377.0             # receiver per client request; also request_us, hop_us,
+//!                                # frame_us, copy_ns_per_byte, miss_us, poll_ns_per_open
 //! [hosts]                        # optional; every role defaults to 127.0.0.1, no netns
 //! origin = { netns = "dl7-o", addr = "198.18.0.1", port = 8000 }
 //! front  = { netns = "dl7-f", addr = "198.18.0.2" }
@@ -43,8 +47,20 @@
 //! there); the distributed architecture hands sockets over Unix sockets, so
 //! it is only direct return when front and nodes share a kernel.
 //!
+//! Rows say `mode = "real-lab"` when any role runs in a network namespace,
+//! `real` otherwise.
+//!
 //! Utilisation columns: CPU from `/proc/<pid>/stat` deltas over the measured
-//! window, as a fraction of one core; NIC utilisation is not measured (0).
+//! window, as a fraction of one core (for the nodes, the emulated CPU's busy
+//! time instead when `[node_cpu]` is set). NIC utilisation needs `lab =
+//! "LAB.toml"` (relative to the cluster file): the kernel's byte counters of
+//! every lab host's bridge port are read just before the measured load run
+//! starts and `duration_s` later, when its window closes ([`CellOutcome::nic`],
+//! written to `nic.csv`), and a
+//! host's utilisation is its busier direction's bytes x 8 / that interval /
+//! its link's shaped rate from the lab file (0 for an unshaped link or
+//! without `lab`). `fe_nic_util` is the front end's; `max_server_nic_util`
+//! the busiest of the cell's nodes (the lab's first N).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,8 +71,10 @@ use dl7_core::{Membership, Params, PolicyKind, PolicySpec, ResultRow};
 use serde::Deserialize;
 
 use crate::front::FrontMode;
+use crate::lab::{LabPlan, NicCounters, Role};
 use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
 use crate::load::LoadReport;
+use crate::node::CpuCosts;
 
 /// The cluster file as written; every field is described in the module
 /// documentation's example.
@@ -103,6 +121,10 @@ pub struct ClusterFile {
     pub external_front: Option<SocketAddr>,
     #[serde(default)]
     pub hosts: Hosts,
+    #[serde(default)]
+    pub node_cpu: CpuCosts,
+    #[serde(default)]
+    pub lab: Option<PathBuf>,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -166,10 +188,29 @@ impl ClusterFile {
         Ok(f)
     }
 
-    /// Reads and parses `path`.
+    /// Reads and parses `path`; a relative `lab` path is taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text, &path.display().to_string())
+        let mut f = Self::parse(&text, &path.display().to_string())?;
+        if let (Some(lab), Some(dir)) = (&f.lab, path.parent()) {
+            if lab.is_relative() {
+                f.lab = Some(dir.join(lab));
+            }
+        }
+        Ok(f)
+    }
+
+    /// True when some role runs in a network namespace: the rows say `real-lab`.
+    pub fn in_lab(&self) -> bool {
+        let h = &self.hosts;
+        [&h.origin, &h.front, &h.load].into_iter().flatten().chain(&h.nodes).any(|x| x.netns.is_some())
+    }
+
+    /// The plan of the lab named by `lab` (for its NIC counters and link rates), if any.
+    pub fn lab_plan(&self) -> Result<Option<LabPlan>, String> {
+        let Some(path) = &self.lab else { return Ok(None) };
+        let lab = crate::lab::LabConfig::load(path).map_err(|e| format!("lab: {e}"))?;
+        Ok(Some(LabPlan::new(&lab)))
     }
 
     /// Checks every field (called by [`ClusterFile::parse`]; call again after overriding fields).
@@ -222,6 +263,7 @@ impl ClusterFile {
                     .map_err(|e| format!("policies: {p} with {n} servers: {e}"))?;
             }
         }
+        self.node_cpu.validate().map_err(|e| format!("node_cpu.{e}"))?;
         let (placed, max) = (self.hosts.nodes.len(), self.servers.iter().copied().max().unwrap_or(0));
         if placed > 0 && placed < max {
             return Err(format!("hosts.nodes: {placed} entries but up to {max} servers; give one per node or none"));
@@ -299,6 +341,19 @@ impl ClusterFile {
     }
 }
 
+/// Longest in-run warm-up of the measured load run (seconds).
+const MAX_RAMP_S: f64 = 2.0;
+
+/// What [`run_cell`] reads at the start and the end of the measured window.
+struct Snapshot {
+    nodes: Vec<BTreeMap<String, f64>>,
+    front: BTreeMap<String, f64>,
+    cpu_front: f64,
+    cpu_nodes: Vec<f64>,
+    nic: Vec<(String, NicCounters)>,
+    at: tokio::time::Instant,
+}
+
 /// What one cell measured, beyond its result row.
 #[derive(Debug, Clone)]
 pub struct CellOutcome {
@@ -312,6 +367,68 @@ pub struct CellOutcome {
     pub front_cpu_per_request_us: f64,
     /// CPU microseconds per request of all nodes together.
     pub nodes_cpu_per_request_us: f64,
+    /// Per lab host, its NIC bytes over the measured window (empty without `lab`).
+    pub nic: Vec<NicUse>,
+}
+
+/// One lab host's NIC over a cell's measured window, from the kernel's
+/// counters on its bridge port (Ethernet frames: headers included,
+/// preamble and inter-frame gap not).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NicUse {
+    /// Short host name (`fe`, `origin`, `n1`, `c1`).
+    pub host: String,
+    /// Role name (`front`, `origin`, `node`, `client`).
+    pub role: &'static str,
+    /// Bytes the host transmitted.
+    pub tx_bytes: u64,
+    /// Bytes the host received.
+    pub rx_bytes: u64,
+    /// Seconds between the two counter reads.
+    pub window_s: f64,
+    /// The shaped rate of its link per direction (Mbit/s), 0 when unshaped.
+    pub link_mbit_per_s: f64,
+}
+
+impl NicUse {
+    /// The busier direction's share of the link rate (0 when unshaped).
+    pub fn utilisation(&self) -> f64 {
+        if self.link_mbit_per_s <= 0.0 || self.window_s <= 0.0 {
+            return 0.0;
+        }
+        self.tx_bytes.max(self.rx_bytes) as f64 * 8.0 / self.window_s / (self.link_mbit_per_s * 1e6)
+    }
+}
+
+fn read_lab(plan: &Option<LabPlan>) -> Result<Vec<(String, NicCounters)>, String> {
+    match plan {
+        Some(p) => crate::lab::read_counters(p).map_err(|e| format!("lab counters: {e}")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Counter deltas per host of `plan`, with each host's role and link rate.
+fn nic_use(
+    plan: &LabPlan,
+    before: &[(String, NicCounters)],
+    after: &[(String, NicCounters)],
+    window_s: f64,
+) -> Vec<NicUse> {
+    plan.hosts
+        .iter()
+        .filter_map(|h| {
+            let b = before.iter().find(|(s, _)| *s == h.short)?.1;
+            let a = after.iter().find(|(s, _)| *s == h.short)?.1;
+            Some(NicUse {
+                host: h.short.clone(),
+                role: h.role.name(),
+                tx_bytes: a.tx_bytes.saturating_sub(b.tx_bytes),
+                rx_bytes: a.rx_bytes.saturating_sub(b.rx_bytes),
+                window_s,
+                link_mbit_per_s: h.shaping.map_or(0.0, |s| s.rate.0 as f64 / 1e6),
+            })
+        })
+        .collect()
 }
 
 fn param_args(spec: &PolicySpec) -> Vec<String> {
@@ -349,6 +466,7 @@ fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>, name: &s
 /// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary.
 pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Path) -> Result<CellOutcome, String> {
     file.check_routes_stay_local()?;
+    let plan = file.lab_plan()?;
     let ready_timeout = Duration::from_secs(15);
     let common = |v: &mut Vec<String>| {
         v.extend([
@@ -418,6 +536,20 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         }
         if file.distill {
             args.push("--distill".into());
+        }
+        if file.node_cpu.enabled() {
+            let c = &file.node_cpu;
+            for (flag, v) in [
+                ("--cpu-parse-us", c.parse_us),
+                ("--cpu-us-per-request", c.request_us),
+                ("--cpu-hop-us", c.hop_us),
+                ("--cpu-frame-us", c.frame_us),
+                ("--cpu-ns-per-byte", c.copy_ns_per_byte),
+                ("--cpu-miss-us", c.miss_us),
+                ("--cpu-poll-ns-per-open", c.poll_ns_per_open),
+            ] {
+                args.extend([flag.into(), v.to_string()]);
+            }
         }
         common(&mut args);
         nodes.push(Proc::spawn(exe, &node_hosts[i], &format!("node{i}"), &args).map_err(|e| e.to_string())?);
@@ -498,29 +630,49 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         let limit = Duration::from_secs_f64(file.warmup_s) + Duration::from_secs(60);
         run_load(load_args(cell.seed ^ 0x5eed_0000, 0.0, file.warmup_s), "warmup", limit).await?;
     }
-    let mut before_nodes = Vec::new();
-    for &a in &node_addrs {
-        before_nodes.push(scrape(a).await?);
-    }
     let scrape_front = || async {
         match front_admin {
             Some(a) => scrape(a).await,
             None => Ok(BTreeMap::new()),
         }
     };
-    let before_front = scrape_front().await?;
     let cpu = |p: &Proc| p.pid().and_then(cpu_seconds).unwrap_or(0.0);
-    let cpu_front0 = front.as_ref().map_or(0.0, cpu);
-    let cpu_nodes0: Vec<f64> = nodes.iter().map(cpu).collect();
-    let limit = Duration::from_secs_f64(file.duration_s) + Duration::from_secs(60);
-    let load = run_load(load_args(cell.seed, 0.0, file.duration_s), "load", limit).await?;
-    let cpu_front = front.as_ref().map_or(0.0, cpu) - cpu_front0;
-    let cpu_nodes: Vec<f64> = nodes.iter().zip(&cpu_nodes0).map(|(p, c0)| cpu(p) - c0).collect();
-    let mut after_nodes = Vec::new();
-    for &a in &node_addrs {
-        after_nodes.push(scrape(a).await?);
-    }
-    let after_front = scrape_front().await?;
+    // Everything the row is made of, read at one instant.
+    let snapshot = || async {
+        // Counters and CPU first, at the instant: a scrape can wait behind a
+        // full shaped link for a second or more.
+        let nic = read_lab(&plan)?;
+        let at = tokio::time::Instant::now();
+        let (cpu_front, cpu_nodes) = (front.as_ref().map_or(0.0, cpu), nodes.iter().map(cpu).collect());
+        let mut node_metrics = Vec::new();
+        for &a in &node_addrs {
+            node_metrics.push(scrape(a).await?);
+        }
+        Ok::<_, String>(Snapshot { nodes: node_metrics, front: scrape_front().await?, cpu_front, cpu_nodes, nic, at })
+    };
+    // The measured run starts cold (new connections, empty queues), so it
+    // first ramps up for up to 2 s of its own warm-up; the snapshots are taken
+    // when its window opens and when it closes (the process keeps running
+    // after that to finish the requests still out, which must not count).
+    let ramp = file.warmup_s.min(MAX_RAMP_S);
+    let limit = Duration::from_secs_f64(ramp + file.duration_s) + Duration::from_secs(60);
+    let t0 = tokio::time::Instant::now();
+    let window_snapshots = async {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp)).await;
+        let before = snapshot().await?;
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + file.duration_s)).await;
+        let after = snapshot().await?;
+        let window = after.at.duration_since(before.at).as_secs_f64();
+        Ok::<_, String>((before, after, window))
+    };
+    let (load, snaps) =
+        tokio::join!(run_load(load_args(cell.seed, ramp, file.duration_s), "load", limit), window_snapshots);
+    let (load, (before, after, nic_window)) = (load?, snaps?);
+    let (before_nodes, after_nodes) = (before.nodes, after.nodes);
+    let (before_front, after_front) = (before.front, after.front);
+    let cpu_front = after.cpu_front - before.cpu_front;
+    let cpu_nodes: Vec<f64> = after.cpu_nodes.iter().zip(&before.cpu_nodes).map(|(a, b)| a - b).collect();
+    let (nic0, nic1) = (before.nic, after.nic);
 
     // Stop in front-to-back order: clients' entry point first.
     drop(front);
@@ -536,6 +688,15 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     let mean_owner = owner.iter().sum::<f64>() / owner.len() as f64;
     let max_owner = owner.iter().cloned().fold(0.0, f64::max);
     let received = sum("dl7_requests_total") - sum("dl7_hop_requests_total");
+    let nic = plan.as_ref().map(|p| nic_use(p, &nic0, &nic1, nic_window)).unwrap_or_default();
+    let util_of = |role: Role, take: usize| {
+        let name = role.name();
+        nic.iter().filter(|u| u.role == name).take(take).map(NicUse::utilisation).fold(0.0, f64::max)
+    };
+    // The emulated CPU's busy time when a node reports it, else the process's real CPU time.
+    let emulated: Vec<f64> =
+        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, "dl7_emulated_cpu_seconds_total")).collect();
+    let node_busy = if file.node_cpu.enabled() { &emulated } else { &cpu_nodes };
     let row = ResultRow {
         workload: file.workload.clone(),
         arch: cell.mode.arch_name().into(),
@@ -556,14 +717,15 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         p50_ms: load.p50_ms,
         p99_ms: load.p99_ms,
         fe_cpu_util: cpu_front / window,
-        fe_nic_util: 0.0,
-        max_server_cpu_util: cpu_nodes.iter().cloned().fold(0.0, f64::max) / window,
-        max_server_nic_util: 0.0,
+        fe_nic_util: util_of(Role::Front, 1),
+        max_server_cpu_util: node_busy.iter().cloned().fold(0.0, f64::max) / window,
+        // Plan nodes are in index order; cell nodes are the first `n` of them.
+        max_server_nic_util: util_of(Role::Node, n),
         imbalance: if mean_owner > 0.0 { max_owner / mean_owner } else { 0.0 },
         forwarded_frac: if received > 0.0 { sum("dl7_forwarded_total") / received } else { 0.0 },
         cache_bytes: after_nodes.iter().map(|m| m.get("dl7_cache_bytes").copied().unwrap_or(0.0) as u64).sum(),
         requests: load.requests,
-        mode: "real".into(),
+        mode: if file.in_lab() { "real-lab" } else { "real" }.into(),
         errors: load.errors,
     };
     let reqs = (load.requests.max(1)) as f64;
@@ -573,6 +735,7 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         front_cpu_per_request_us: cpu_front / reqs * 1e6,
         nodes_cpu_per_request_us: cpu_nodes.iter().sum::<f64>() / reqs * 1e6,
         load,
+        nic,
     })
 }
 

@@ -15,6 +15,29 @@
 //!
 //! The node must not decide membership: it is given the logical names (for
 //! hashing, as in the simulator) and the real address of every node.
+//!
+//! ## Emulated CPU
+//! A scaled lab (10 Mbit/s links standing for the paper's 100) also needs
+//! the nodes' CPU scaled, which this machine's cores are not. With
+//! [`CpuCosts`] set (all zero by default: off), the node behaves as if it
+//! had one CPU that is a single-server FIFO queue: every step of a request
+//! reserves the modelled time on a virtual timeline (`busy_until`) and the
+//! request waits until its step is done. The timeline, not the sleep,
+//! carries the capacity, so tokio's millisecond timer granularity delays a
+//! response by at most a tick but never lowers the node's throughput. The
+//! steps and their costs are the simulator's (`dl7-sim` `model::costs`),
+//! for HTTP/1.0 exchanges as the modelled hardware ran them:
+//! * receiver, per client request: `parse_us` (accept, request frames, L7
+//!   parse and pick, the loopback connection to itself);
+//! * owner, per request served from its cache: `request_us` (Squid and its
+//!   connection) + `poll_ns_per_open` per request open at the owner +
+//!   the response sent ([`CpuCosts::response_us`]); when the request came
+//!   over the network (a peer or the conventional front end) also `hop_us`;
+//!   when it was the receiver's own, two more copies of the response
+//!   (Squid to KTCPVS over loopback);
+//! * receiver whose owner is a peer: `hop_us` to forward the request and the
+//!   response twice (received from the owner, sent to the client);
+//! * owner on a miss: `miss_us`, and the origin's response received.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -63,6 +86,154 @@ pub struct NodeConfig {
     pub metrics: Arc<Metrics>,
     /// Optional separate listener for `/metrics` and `/cache`.
     pub admin: Option<TcpListener>,
+    /// Emulated CPU costs (all zero: no emulation).
+    pub cpu: CpuCosts,
+}
+
+/// Modelled CPU time of each step of a request at a node (see the module
+/// docs for where each is charged). Zero everywhere: no emulation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuCosts {
+    /// Receiver, per client request: accept, parse, pick (microseconds).
+    #[serde(default)]
+    pub parse_us: f64,
+    /// Owner, per request served (microseconds).
+    #[serde(default)]
+    pub request_us: f64,
+    /// Each end of a request that crosses the network between processes (microseconds).
+    #[serde(default)]
+    pub hop_us: f64,
+    /// Per frame of a response sent or received (microseconds).
+    #[serde(default)]
+    pub frame_us: f64,
+    /// Per response byte moved between buffers (nanoseconds).
+    #[serde(default)]
+    pub copy_ns_per_byte: f64,
+    /// Owner, per miss: the origin connection and Squid's extra work (microseconds).
+    #[serde(default)]
+    pub miss_us: f64,
+    /// Owner, per request served, per request open at the owner (nanoseconds).
+    #[serde(default)]
+    pub poll_ns_per_open: f64,
+}
+
+/// Protocol facts of the modelled exchange (HTTP/1.0 over Ethernet, as in
+/// `experiments/hardware/*.toml` `[network]`): they turn a body size into frames.
+const MODEL_MSS: f64 = 1448.0;
+const MODEL_ACK_EVERY_FRAMES: f64 = 2.0;
+const MODEL_RESPONDER_CONTROL_FRAMES: f64 = 3.0;
+const MODEL_RESPONSE_HEADER_BYTES: f64 = 300.0;
+
+impl CpuCosts {
+    /// True when some cost is set.
+    pub fn enabled(&self) -> bool {
+        self.values().iter().any(|&(_, v)| v > 0.0)
+    }
+
+    /// Each cost with its TOML key, in declaration order.
+    pub fn values(&self) -> [(&'static str, f64); 7] {
+        [
+            ("parse_us", self.parse_us),
+            ("request_us", self.request_us),
+            ("hop_us", self.hop_us),
+            ("frame_us", self.frame_us),
+            ("copy_ns_per_byte", self.copy_ns_per_byte),
+            ("miss_us", self.miss_us),
+            ("poll_ns_per_open", self.poll_ns_per_open),
+        ]
+    }
+
+    /// Checks every cost is a finite non-negative number; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (k, v) in self.values() {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{k}: expected a non-negative number, got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// One endpoint's CPU for a response of `body` bytes sent or received over
+    /// the network: its data frames, the delayed ACKs, the responder's control
+    /// frames, and copying it (microseconds).
+    pub fn response_us(&self, body: usize) -> f64 {
+        let p = body as f64 + MODEL_RESPONSE_HEADER_BYTES;
+        let data = (p / MODEL_MSS).ceil().max(1.0);
+        let acks = (data / MODEL_ACK_EVERY_FRAMES).ceil();
+        (data + acks + MODEL_RESPONDER_CONTROL_FRAMES) * self.frame_us + self.copy_us(body)
+    }
+
+    /// Copying a response of `body` bytes once (microseconds).
+    pub fn copy_us(&self, body: usize) -> f64 {
+        (body as f64 + MODEL_RESPONSE_HEADER_BYTES) * self.copy_ns_per_byte / 1000.0
+    }
+}
+
+/// The emulated CPU: one FIFO server on a virtual timeline.
+struct Cpu {
+    costs: CpuCosts,
+    on: bool,
+    busy_until: Mutex<Option<Instant>>,
+    /// Requests at this node as owner, from lookup to response written (Squid's open connections).
+    open: std::sync::atomic::AtomicU64,
+    /// Modelled busy time so far, nanoseconds (`dl7_emulated_cpu_seconds_total`).
+    busy_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Cpu {
+    fn new(costs: CpuCosts) -> Self {
+        Cpu {
+            costs,
+            on: costs.enabled(),
+            busy_until: Mutex::new(None),
+            open: Default::default(),
+            busy_ns: Default::default(),
+        }
+    }
+
+    /// Queues `us` microseconds of work behind everything queued before and
+    /// waits until it is done.
+    async fn work(&self, us: f64) {
+        if !self.on || us <= 0.0 {
+            return;
+        }
+        let d = std::time::Duration::from_nanos((us * 1000.0).round() as u64);
+        let done = {
+            let mut busy = self.busy_until.lock().expect("cpu lock");
+            let now = Instant::now();
+            let start = busy.filter(|&b| b > now).unwrap_or(now);
+            let done = start + d;
+            *busy = Some(done);
+            done
+        };
+        self.busy_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        tokio::time::sleep_until(done).await;
+    }
+
+    /// Owner's cost of serving `body` bytes with `open` requests open there.
+    fn serve_us(&self, body: usize, over_network: bool, open: u64) -> f64 {
+        let c = &self.costs;
+        let poll = c.poll_ns_per_open * open as f64 / 1000.0;
+        let path = if over_network { c.hop_us } else { 2.0 * c.copy_us(body) };
+        c.request_us + poll + path + c.response_us(body)
+    }
+}
+
+/// Counts a request open at its owner while alive.
+struct Open<'a>(&'a Cpu);
+
+impl<'a> Open<'a> {
+    fn enter(cpu: &'a Cpu) -> (Self, u64) {
+        let n = cpu.open.fetch_add(1, Relaxed) + 1;
+        (Open(cpu), n)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
 }
 
 impl NodeConfig {
@@ -88,6 +259,7 @@ impl NodeConfig {
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
+            cpu: CpuCosts::default(),
         }
     }
 }
@@ -103,6 +275,7 @@ struct Node {
     distill: bool,
     limits: Limits,
     metrics: Arc<Metrics>,
+    cpu: Cpu,
 }
 
 /// Runs a node on `listener` until `shutdown` resolves, then drains.
@@ -142,6 +315,7 @@ pub async fn run(
         distill: config.distill,
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
+        cpu: Cpu::new(config.cpu),
     });
     tracing::info!(
         "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, distill {}",
@@ -247,7 +421,18 @@ pub async fn receive_socket(unix: &UnixStream) -> Option<TcpStream> {
 impl Node {
     fn admin_page(&self, path: &str) -> Option<String> {
         match path {
-            "/metrics" => Some(self.metrics.render("node")),
+            "/metrics" => {
+                let mut page = self.metrics.render("node");
+                if self.cpu.on {
+                    let busy = self.cpu.busy_ns.load(Relaxed) as f64 / 1e9;
+                    page.push_str(&format!(
+                        "# HELP dl7_emulated_cpu_seconds_total Modelled CPU time reserved by the emulated CPU.\n\
+                         # TYPE dl7_emulated_cpu_seconds_total counter\n\
+                         dl7_emulated_cpu_seconds_total{{role=\"node\"}} {busy}\n"
+                    ));
+                }
+                Some(page)
+            }
             "/cache" => {
                 let cache = self.cache.lock().expect("cache lock");
                 let mut lines: Vec<String> = cache
@@ -303,6 +488,7 @@ impl Node {
         if head.status != 200 {
             return Err(if head.status == 404 { 404 } else { 502 });
         }
+        self.cpu.work(self.cpu.costs.miss_us + self.cpu.costs.response_us(body.len())).await;
         let mut entry = Entry { body, mime: head.content_type.mime(), object_id: head.object_id, gzip: head.gzip };
         if self.distill && !entry.gzip && crate::content::is_text(head.content_type) {
             let original = entry.body.len() as u64;
@@ -371,6 +557,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         if head.hop {
             Metrics::add(&m.hop_requests, 1);
         } else {
+            node.cpu.work(node.cpu.costs.parse_us).await;
             match node.dispatcher.dispatch(&path).await {
                 Outcome::Local { .. } => {}
                 Outcome::Remote { head: up, body, server, .. } => {
@@ -383,6 +570,9 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     if up.status == 502 {
                         Metrics::add(&m.bad_gateway, 1);
                     }
+                    // Forwarding the request, then receiving and sending the response.
+                    let c = &node.cpu.costs;
+                    node.cpu.work(c.hop_us + 2.0 * c.response_us(body.len())).await;
                     let r = conn.write_response(up.status, &meta, &body, keep, head_only).await;
                     if up.status == 200 && !head_only {
                         Metrics::add(&m.payload_out, body.len() as u64);
@@ -405,8 +595,10 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                 }
             }
         }
+        let (open, open_now) = Open::enter(&node.cpu);
         let r = match node.serve_local(&path).await {
             Ok(entry) => {
+                node.cpu.work(node.cpu.serve_us(entry.body.len(), head.hop, open_now)).await;
                 let meta = ResponseMeta {
                     content_type: entry.mime,
                     object_id: entry.object_id,
@@ -431,6 +623,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                 conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await
             }
         };
+        drop(open);
         m.observe(start.elapsed());
         if r.is_err() || !keep {
             break;

@@ -16,7 +16,7 @@ use dl7_realnet::front::{FrontConfig, FrontMode};
 use dl7_realnet::http::Limits;
 use dl7_realnet::launcher::ready_line;
 use dl7_realnet::load::{LoadConfig, Requests};
-use dl7_realnet::node::NodeConfig;
+use dl7_realnet::node::{CpuCosts, NodeConfig};
 use dl7_realnet::origin::OriginConfig;
 // The binary reaches tokio's listeners through dl7-realnet and needs no tokio dependency.
 use dl7_realnet::service::{init_logging, os_signal, runtime, TcpListener};
@@ -120,7 +120,52 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
     #[command(flatten)]
+    cpu: CpuArgs,
+    #[command(flatten)]
     service: ServiceArgs,
+}
+
+/// The node's emulated CPU (a single FIFO server; 0 everywhere = off). The
+/// costs are the simulator's for a hardware profile; see `dl7_realnet::node`.
+#[derive(Args, Clone)]
+pub struct CpuArgs {
+    /// Receiver: microseconds per client request (accept, parse, pick).
+    #[arg(long, default_value_t = 0.0)]
+    cpu_parse_us: f64,
+    /// Owner: microseconds per request served (Squid and its connection).
+    #[arg(long, default_value_t = 0.0)]
+    cpu_us_per_request: f64,
+    /// Microseconds at each end of a request crossing the network between processes.
+    #[arg(long, default_value_t = 0.0)]
+    cpu_hop_us: f64,
+    /// Microseconds per frame of a response sent or received (MSS 1448, an ACK per 2 frames).
+    #[arg(long, default_value_t = 0.0)]
+    cpu_frame_us: f64,
+    /// Nanoseconds per response byte copied.
+    #[arg(long, default_value_t = 0.0)]
+    cpu_ns_per_byte: f64,
+    /// Owner: microseconds per miss.
+    #[arg(long, default_value_t = 0.0)]
+    cpu_miss_us: f64,
+    /// Owner: nanoseconds per request served per request open at the owner (poll()).
+    #[arg(long, default_value_t = 0.0)]
+    cpu_poll_ns_per_open: f64,
+}
+
+impl CpuArgs {
+    fn costs(&self) -> anyhow::Result<CpuCosts> {
+        let c = CpuCosts {
+            parse_us: self.cpu_parse_us,
+            request_us: self.cpu_us_per_request,
+            hop_us: self.cpu_hop_us,
+            frame_us: self.cpu_frame_us,
+            copy_ns_per_byte: self.cpu_ns_per_byte,
+            miss_us: self.cpu_miss_us,
+            poll_ns_per_open: self.cpu_poll_ns_per_open,
+        };
+        c.validate().map_err(|e| input_error(format!("--cpu-*: {e}")))?;
+        Ok(c)
+    }
 }
 
 #[derive(Args)]
@@ -306,6 +351,7 @@ fn node(a: NodeArgs) -> anyhow::Result<()> {
     }
     let members = Membership::numbered(n).map_err(input_error)?;
     spec.build(&members).map_err(input_error)?;
+    let cpu = a.cpu.costs()?;
     runtime()?.block_on(async {
         let listen = a.listen.unwrap_or(a.nodes[a.id as usize]);
         let listener = bind(listen).await?;
@@ -317,6 +363,7 @@ fn node(a: NodeArgs) -> anyhow::Result<()> {
         cfg.fallbacks = a.fallbacks;
         cfg.limits = a.service.limits();
         cfg.admin = admin;
+        cfg.cpu = cpu;
         if let Some(path) = &a.handoff {
             let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
             cfg.handoff = Some(
@@ -421,6 +468,10 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
     let rt = runtime()?;
     let scratch = cluster::scratch_dir(&file.name)?;
     let mut rows = Vec::new();
+    // Per cell and lab host: NIC bytes over the measured window (only with `lab = ...`).
+    let mut nic =
+        String::from("arch,policy,servers,seed,host,role,tx_bytes,rx_bytes,window_s,link_mbit_per_s,utilisation\n");
+    let mut nic_rows = 0usize;
     let result = rt.block_on(async {
         println!(
             "{:<22} {:<8} {:>3} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>11} {:>9}",
@@ -467,11 +518,41 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
                 // Bytes the front end wrote to clients per payload byte delivered: direct return is ~0.
                 outcome.front_bytes_out as f64 * 100.0 / outcome.load.payload_bytes.max(1) as f64
             );
+            for u in &outcome.nic {
+                nic.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{:.3},{},{:.4}\n",
+                    r.arch,
+                    r.policy,
+                    r.servers,
+                    r.seed,
+                    u.host,
+                    u.role,
+                    u.tx_bytes,
+                    u.rx_bytes,
+                    u.window_s,
+                    u.link_mbit_per_s,
+                    u.utilisation()
+                ));
+                nic_rows += 1;
+            }
+            if let Some(fe) = outcome.nic.iter().find(|u| u.role == "front") {
+                // Direct routing: the front end transmits only forwarded requests, a few % of the payload.
+                println!(
+                    "    front end NIC: tx {} B = {:.1}% of the payload delivered, util {:.2}",
+                    fe.tx_bytes,
+                    fe.tx_bytes as f64 * 100.0 / outcome.load.payload_bytes.max(1) as f64,
+                    fe.utilisation()
+                );
+            }
             rows.push(outcome.row);
         }
         anyhow::Ok(())
     });
     let _ = std::fs::remove_dir_all(&scratch);
+    if nic_rows > 0 {
+        let nic_path = out.join("nic.csv");
+        std::fs::write(&nic_path, &nic).with_context(|| format!("cannot write {}", nic_path.display()))?;
+    }
     let path = out.join("results.csv");
     if result.is_err() && !rows.is_empty() {
         // Keep what was measured before the failure or the interruption.

@@ -1,0 +1,65 @@
+//! The node's emulated CPU bounds its throughput: a single FIFO server with
+//! the modelled cost per request, whatever the real CPU could do.
+
+mod common;
+
+use std::time::Duration;
+
+use dl7_core::{Membership, PolicySpec, ServerId};
+use dl7_realnet::load::{self, LoadConfig};
+use dl7_realnet::node::{CpuCosts, NodeConfig};
+use dl7_realnet::origin::OriginConfig;
+use tokio::net::TcpListener;
+
+/// One node on loopback with `cpu`; a closed loop of 16 connections for 1.5 s
+/// after 0.3 s of warm-up (the caches fill). Returns the measured req/s and the
+/// emulated CPU seconds the node reports.
+async fn measure(cpu: CpuCosts) -> (f64, f64) {
+    let catalog = common::catalog();
+    let origin_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = origin_l.local_addr().unwrap();
+    tokio::spawn(dl7_realnet::origin::run(origin_l, OriginConfig::new(catalog.clone()), std::future::pending()));
+    let node_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = node_l.local_addr().unwrap();
+    let members = Membership::numbered(1).unwrap();
+    let mut nc = NodeConfig::new(ServerId(0), members, vec![node], origin, PolicySpec::parse("md5").unwrap());
+    nc.cpu = cpu;
+    tokio::spawn(dl7_realnet::node::run(node_l, nc, std::future::pending()));
+
+    let mut cfg = LoadConfig::new(node, catalog);
+    cfg.connections = 16;
+    cfg.warmup = Duration::from_millis(300);
+    cfg.duration = Duration::from_millis(1500);
+    let r = load::run(cfg).await.unwrap();
+    assert_eq!(r.errors, 0, "{:?}", r.errors_by_kind);
+    let mut conn = dl7_realnet::http::ClientConn::connect(node, Duration::from_secs(2)).await.unwrap();
+    let mut body = Vec::new();
+    conn.get("/metrics", false, &mut body).await.unwrap();
+    let m = dl7_realnet::metrics::parse(&String::from_utf8_lossy(&body));
+    (r.req_per_s, m.get("dl7_emulated_cpu_seconds_total").copied().unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ms_per_request_caps_one_node_near_500_requests_per_second() {
+    // 1 ms to parse at the receiver + 1 ms to serve at the owner: 2 ms of one CPU per request.
+    let cpu = CpuCosts { parse_us: 1000.0, request_us: 1000.0, ..CpuCosts::default() };
+    let (rate, busy) = measure(cpu).await;
+    assert!(rate <= 520.0, "{rate:.0} req/s exceeds the emulated CPU's 500/s");
+    // A FIFO server with 16 waiting requests stays busy: close to its capacity, not far below.
+    assert!(rate >= 400.0, "{rate:.0} req/s: the emulated CPU idles or overcharges");
+    // It reports the modelled busy time (warm-up included): about 1.8 s of a 1.8 s run.
+    assert!((1.4..=2.0).contains(&busy), "emulated busy {busy:.2} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_byte_costs_scale_with_the_response_size() {
+    // Only a per-byte cost: 20 us per KB copied (three copies on the local path),
+    // so the bound depends on the catalog's sizes (60 B to 70 KB, mean about 35 KB).
+    let cpu = CpuCosts { copy_ns_per_byte: 20.0, ..CpuCosts::default() };
+    let (rate, busy) = measure(cpu).await;
+    assert!(busy > 0.5, "emulated busy {busy:.2} s");
+    // 3 copies x ~35 KB x 20 ns = ~2 ms per request: well under 1000/s, well over 100/s.
+    assert!((100.0..=1000.0).contains(&rate), "{rate:.0} req/s");
+    let off = CpuCosts::default();
+    assert!(!off.enabled() && cpu.enabled());
+}
