@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The lab scaling experiment (issue 6), as root: one 8-node emulated lab,
-# for N = 1, 2, 4, 8 nodes the distributed architecture (kernel direct
-# routing over the first N nodes) and the conventional one (dl7's L7 front
-# end), rr and md5, Surge-100. Per run it also records the kernel's NIC byte
-# counters of the front end and the client (front end TX vs bytes delivered).
-# Output: reports/lab-scaling/<arch>-<policy>-<N>/results.csv and counters.csv.
-#   sudo experiments/lab-scaling.sh            # about 10 minutes
+# The lab scaling experiment (issue 6), as root: one 8-node emulated lab
+# (experiments/lab-8nodes.toml), for N = 1, 2, 4, 8 nodes the distributed
+# architecture (kernel direct routing over the first N nodes) and the
+# conventional one (dl7's L7 front end), rr and md5, Surge-100, node CPU
+# emulated as in experiments/hardware/lab10mbit.toml.
+# Output in $OUT (default reports/lab-scaling):
+#   runs/<arch>-<N>/{results,nic}.csv   one `dl7 cluster` run each
+#   real-lab.csv                        every results row (mode = real-lab)
+#   nic.csv                             every host's NIC bytes per cell
+#   fe-share.csv                        front end TX bytes / bytes the client received
+#   fe-drops.csv                        packets tbf dropped at the front end's switch port
+#   sudo experiments/lab-scaling.sh              # about 10 minutes
 #   SIZES="2" DURATION=5 sudo experiments/lab-scaling.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DL7=${DL7:-target/release/dl7}
 LAB=experiments/lab-8nodes.toml
 SIZES=${SIZES:-"1 2 4 8"}
+POLICIES=${POLICIES:-"rr,md5"}
 OUT=${OUT:-reports/lab-scaling}
 extra=()
 [ -n "${DURATION:-}" ] && extra+=(--duration-s "$DURATION")
@@ -19,14 +25,11 @@ extra=()
 
 "$DL7" lab up --clean "$LAB"
 trap '"$DL7" lab down "$LAB"' EXIT
-mkdir -p "$OUT"
-counters="$OUT/counters.csv"
-echo "arch,policy,servers,fe_tx_bytes,fe_rx_bytes,client_rx_bytes,fe_tx_share" >"$counters"
-ctr() { cat "/sys/class/net/$1/statistics/$2"; }
-POLICIES=${POLICIES:-"rr md5"}
+mkdir -p "$OUT/runs"
+drops() { tc -s qdisc show dev dl7-fe | awk '/dropped/{gsub(",","",$7); print $7; exit}'; }
+echo "arch,servers,fe_port_tbf_drops" >"$OUT/fe-drops.csv"
 for n in $SIZES; do
   for arch in distributed conventional; do
-   for policy in $POLICIES; do
     if [ "$arch" = distributed ]; then
       "$DL7" lab arch "$LAB" distributed --nodes "$n"
       file=experiments/lab-scaling.toml
@@ -34,13 +37,23 @@ for n in $SIZES; do
       "$DL7" lab arch "$LAB" conventional
       file=experiments/lab-scaling-conventional.toml
     fi
-    # A host transmits what its bridge port receives.
-    fe_tx0=$(ctr dl7-fe rx_bytes); fe_rx0=$(ctr dl7-fe tx_bytes); del0=$(ctr dl7-c1 tx_bytes)
-    "$DL7" cluster "$file" --servers "$n" --policies "$policy" --out "$OUT/$arch-$policy-$n" "${extra[@]}"
-    fe_tx=$(( $(ctr dl7-fe rx_bytes) - fe_tx0 )); fe_rx=$(( $(ctr dl7-fe tx_bytes) - fe_rx0 ))
-    del=$(( $(ctr dl7-c1 tx_bytes) - del0 ))
-    share=$(awk "BEGIN{printf \"%.4f\", $fe_tx/($del>0?$del:1)}")
-    echo "$arch,$policy,$n,$fe_tx,$fe_rx,$del,$share" | tee -a "$counters"
-   done
+    d0=$(drops)
+    "$DL7" cluster "$file" --servers "$n" --policies "$POLICIES" --out "$OUT/runs/$arch-$n" "${extra[@]}"
+    echo "$arch,$n,$(( $(drops) - d0 ))" >>"$OUT/fe-drops.csv"
   done
 done
+# One file each, in run order.
+first=1
+for f in "$OUT"/runs/*/results.csv; do
+  if [ $first = 1 ]; then cat "$f"; first=0; else tail -n +2 "$f"; fi
+done >"$OUT/real-lab.csv"
+first=1
+for f in "$OUT"/runs/*/nic.csv; do
+  if [ $first = 1 ]; then cat "$f"; first=0; else tail -n +2 "$f"; fi
+done >"$OUT/nic.csv"
+# Front end TX per byte the client received, per cell (direct routing: a few %).
+awk -F, 'NR>1 && $5=="fe" {fe[$1","$2","$3]=$7} NR>1 && $5=="c1" {c[$1","$2","$3]=$8}
+  END {print "arch,policy,servers,fe_tx_bytes,client_rx_bytes,fe_tx_share";
+       for (k in fe) printf "%s,%d,%d,%.4f\n", k, fe[k], c[k], fe[k]/(c[k]>0?c[k]:1)}' \
+  "$OUT/nic.csv" | sort >"$OUT/fe-share.csv"
+cat "$OUT/fe-share.csv"

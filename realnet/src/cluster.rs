@@ -777,6 +777,34 @@ mod tests {
     }
 
     #[test]
+    fn node_cpu_keys_are_checked_and_namespaces_make_real_lab_rows() {
+        let f =
+            ClusterFile::parse(&format!("{MINIMAL}[node_cpu]\nparse_us = 1500.0\nframe_us = 5.0\n"), "t.toml").unwrap();
+        assert_eq!((f.node_cpu.parse_us, f.node_cpu.frame_us, f.node_cpu.request_us), (1500.0, 5.0, 0.0));
+        assert!(f.node_cpu.enabled() && !f.in_lab());
+        let e = ClusterFile::parse(&format!("{MINIMAL}[node_cpu]\nparse_ms = 1.0\n"), "t.toml").unwrap_err();
+        assert!(e.contains("parse_ms"), "{e}");
+        let e = ClusterFile::parse(&format!("{MINIMAL}[node_cpu]\nhop_us = -1.0\n"), "t.toml").unwrap_err();
+        assert!(e.contains("node_cpu.hop_us"), "{e}");
+        let lab = ClusterFile::parse(&format!("{MINIMAL}[hosts]\nload = {{ netns = \"ns-c\" }}\n"), "t.toml").unwrap();
+        assert!(lab.in_lab());
+    }
+
+    #[test]
+    fn nic_utilisation_is_the_busier_direction_over_the_shaped_rate() {
+        let u = NicUse {
+            host: "fe".into(),
+            role: "front",
+            tx_bytes: 5_000_000,
+            rx_bytes: 12_500_000,
+            window_s: 10.0,
+            link_mbit_per_s: 10.0,
+        };
+        assert!((u.utilisation() - 1.0).abs() < 1e-12);
+        assert_eq!(NicUse { link_mbit_per_s: 0.0, ..u }.utilisation(), 0.0);
+    }
+
+    #[test]
     fn addresses_off_the_local_links_are_refused() {
         let local = ClusterFile::parse(MINIMAL, "t.toml").unwrap();
         assert_eq!(local.check_routes_stay_local(), Ok(()));
