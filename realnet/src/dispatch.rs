@@ -13,16 +13,20 @@
 //! node costs one timeout, not one per request. This is the health filter
 //! over candidates the core leaves to engines. The dispatcher must not cache
 //! or serve; it only routes.
+//!
+//! A remote answer comes back as soon as its head is in ([`Outcome::Remote`]
+//! carries the body still on the upstream connection): the caller streams it
+//! to its client, so no dispatcher user ever holds a whole object. A server
+//! counts as outstanding in the load view until that body is finished or dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
 use tokio::time::Instant;
 
-use crate::http::{Pool, ResponseHead};
+use crate::http::{Pool, ResponseHead, UpstreamBody};
 use crate::metrics::Metrics;
 
 /// How long a failed server is skipped before it is tried again.
@@ -45,6 +49,27 @@ impl LoadView for PeerLoad {
     }
 }
 
+/// One request outstanding at a server in a dispatcher's load view, until dropped.
+pub struct Outstanding {
+    load: Arc<PeerLoad>,
+    server: usize,
+}
+
+impl Outstanding {
+    fn enter(load: &Arc<PeerLoad>, server: usize) -> Self {
+        load.inflight[server].fetch_add(1, Relaxed);
+        load.total.fetch_add(1, Relaxed);
+        Outstanding { load: load.clone(), server }
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.load.inflight[self.server].fetch_sub(1, Relaxed);
+        self.load.total.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Where a request went.
 pub enum Outcome {
     /// This process owns it: serve it locally.
@@ -56,12 +81,14 @@ pub enum Outcome {
     Remote {
         /// The response head the server sent.
         head: ResponseHead,
-        /// Its body.
-        body: Bytes,
+        /// Its body, still to be read from the server's connection.
+        body: UpstreamBody,
         /// Which server answered.
         server: ServerId,
         /// True when that server was a fallback candidate, not the owner.
         fallback: bool,
+        /// Keeps the request outstanding in the load view until dropped.
+        outstanding: Outstanding,
     },
     /// Nobody could be reached in time: answer 502.
     Unavailable,
@@ -72,7 +99,7 @@ pub struct Dispatcher {
     policy: Mutex<Box<dyn Policy>>,
     pools: Vec<Pool>,
     local: Option<ServerId>,
-    load: PeerLoad,
+    load: Arc<PeerLoad>,
     fallbacks: usize,
     timeout: Duration,
     down_until_ms: Vec<AtomicU64>,
@@ -109,7 +136,10 @@ impl Dispatcher {
             policy: Mutex::new(policy),
             pools: addrs.iter().map(|&a| Pool::new(a, 256)).collect(),
             local,
-            load: PeerLoad { inflight: (0..n).map(|_| AtomicU64::new(0)).collect(), total: AtomicU64::new(0) },
+            load: Arc::new(PeerLoad {
+                inflight: (0..n).map(|_| AtomicU64::new(0)).collect(),
+                total: AtomicU64::new(0),
+            }),
             fallbacks,
             timeout,
             down_until_ms: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -136,7 +166,7 @@ impl Dispatcher {
                 }
             }
         }
-        self.policy.lock().expect("policy lock").pick(key, &self.load)
+        self.policy.lock().expect("policy lock").pick(key, &*self.load)
     }
 
     fn now_ms(&self) -> u64 {
@@ -154,7 +184,7 @@ impl Dispatcher {
     /// The owner the policy picks for `path` (advances stateful policies).
     pub fn owner(&self, path: &str) -> ServerId {
         let key = RequestKey::new(path.as_bytes());
-        self.policy.lock().expect("policy lock").pick(&key, &self.load)
+        self.policy.lock().expect("policy lock").pick(&key, &*self.load)
     }
 
     /// Routes one request for `path`.
@@ -173,7 +203,7 @@ impl Dispatcher {
             return Outcome::Unavailable;
         }
         let mut candidates = Vec::with_capacity(self.fallbacks + 1);
-        self.policy.lock().expect("policy lock").candidates(&key, &self.load, self.fallbacks + 1, &mut candidates);
+        self.policy.lock().expect("policy lock").candidates(&key, &*self.load, self.fallbacks + 1, &mut candidates);
         for c in candidates.into_iter().filter(|&c| c != owner).take(self.fallbacks) {
             if Some(c) == self.local {
                 Metrics::add(&self.metrics.fallbacks, 1);
@@ -192,19 +222,17 @@ impl Dispatcher {
 
     async fn try_server(&self, s: ServerId, path: &str, fallback: bool) -> Option<Outcome> {
         let i = s.index();
-        self.load.inflight[i].fetch_add(1, Relaxed);
-        self.load.total.fetch_add(1, Relaxed);
+        let outstanding = Outstanding::enter(&self.load, i);
         Metrics::add(&self.metrics.forwarded, 1);
-        let r = self.pools[i].get(path, true, self.timeout).await;
-        self.load.inflight[i].fetch_sub(1, Relaxed);
-        self.load.total.fetch_sub(1, Relaxed);
+        let r = self.pools[i].get_stream(path, true, self.timeout).await;
         match r {
             // 503: the server is at its connection cap or draining; try another.
+            // Dropping its body closes that connection: it is not worth draining.
             Ok((head, _)) if head.status == 503 => {
                 self.mark_down(s);
                 None
             }
-            Ok((head, body)) => Some(Outcome::Remote { head, body, server: s, fallback }),
+            Ok((head, body)) => Some(Outcome::Remote { head, body, server: s, fallback, outstanding }),
             Err(e) => {
                 tracing::debug!("server {s} ({}) failed: {e}", self.pools[i].addr());
                 self.mark_down(s);

@@ -3,7 +3,9 @@
 //!
 //! * [`FrontMode::Conventional`] (the KTCPVS box): parses every request, picks
 //!   the owner with its policy, fetches the response from that node (hop
-//!   header: the node serves it, no second dispatch) and relays all of it.
+//!   header: the node serves it, no second dispatch) and streams it to the
+//!   client through a [`RELAY_CHUNK`] buffer as it arrives, never holding a
+//!   whole object (as KTCPVS and HAProxy do: TCP flow control paces the node).
 //! * [`FrontMode::Distributed`] (the IPVS-DR box): never reads a byte. Each
 //!   accepted connection goes round-robin to a node, whose process receives
 //!   the socket itself over a Unix socket (`SCM_RIGHTS`); the node's L7
@@ -31,7 +33,9 @@ use tokio::sync::{watch, Mutex as AsyncMutex};
 use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, Outcome};
-use crate::http::{wait_true, HeadError, Limits, Method, ResponseMeta, ServerConn};
+use crate::http::{
+    wait_true, HeadError, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody, RELAY_CHUNK,
+};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
 
@@ -328,6 +332,7 @@ async fn proxy(
 ) {
     let mut conn = ServerConn::new(stream).with_metrics(m.clone());
     let mut path = String::with_capacity(128);
+    let mut buf = Vec::new();
     loop {
         let head = match conn.read_head(&limits, &mut path, &mut stop).await {
             Ok(h) => h,
@@ -348,32 +353,70 @@ async fn proxy(
         }
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
-        let r = match d.dispatch(&path).await {
-            Outcome::Remote { head: up, body, server, .. } => {
-                let meta = ResponseMeta {
-                    content_type: up.content_type.mime(),
-                    object_id: up.object_id,
-                    served_by: up.served_by.or(Some(server.0)),
-                    gzip: up.gzip,
-                };
-                if up.status == 502 {
-                    Metrics::add(&m.bad_gateway, 1);
-                }
-                let r = conn.write_response(up.status, &meta, &body, keep, head_only).await;
-                if up.status == 200 && !head_only {
-                    Metrics::add(&m.payload_out, body.len() as u64);
-                }
-                r
+        let usable = match d.dispatch(&path).await {
+            Outcome::Remote { head: up, mut body, server, .. } => {
+                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &mut buf).await
             }
             Outcome::Local { .. } | Outcome::Unavailable => {
                 Metrics::add(&m.bad_gateway, 1);
-                conn.write_error(502).await
+                conn.write_error(502).await.is_ok()
             }
         };
         m.observe(start.elapsed());
-        if r.is_err() || !keep {
+        if !usable || !keep {
             break;
         }
+    }
+}
+
+/// Streams a remote answer (head from `up`, body from `body`) to the client
+/// through `buf` (sized to [`RELAY_CHUNK`] on first use). Returns false when
+/// the client connection must be closed: the client went away, a 502 with
+/// `Connection: close` was sent, or the upstream died after the head was
+/// sent (counted in `upstream_aborted`: the client sees the connection close
+/// short of `Content-Length`, the only way left to tell it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relay_remote(
+    conn: &mut ServerConn,
+    m: &Metrics,
+    up: &ResponseHead,
+    body: &mut UpstreamBody,
+    server: u32,
+    keep: bool,
+    head_only: bool,
+    buf: &mut Vec<u8>,
+) -> bool {
+    if buf.is_empty() {
+        buf.resize(RELAY_CHUNK, 0);
+    }
+    let meta = ResponseMeta {
+        content_type: up.content_type.mime(),
+        object_id: up.object_id,
+        served_by: up.served_by.or(Some(server)),
+        gzip: up.gzip,
+    };
+    if up.status == 502 {
+        Metrics::add(&m.bad_gateway, 1);
+    }
+    match conn.relay_response(up.status, &meta, body, keep, head_only, buf).await {
+        Ok(sent) => {
+            if up.status == 200 && !head_only {
+                Metrics::add(&m.payload_out, sent);
+            }
+            true
+        }
+        Err(RelayError::UpstreamBeforeHead(e)) => {
+            tracing::debug!("server {server} failed before its body: {e}");
+            Metrics::add(&m.bad_gateway, 1);
+            let _ = conn.write_error(502).await;
+            false
+        }
+        Err(RelayError::UpstreamAborted(e)) => {
+            tracing::debug!("server {server} failed mid-body: {e}");
+            Metrics::add(&m.upstream_aborted, 1);
+            false
+        }
+        Err(RelayError::Client(_)) => false,
     }
 }
 

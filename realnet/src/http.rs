@@ -8,7 +8,7 @@
 //! nothing about caches, policies or catalogs.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Buffer a relay copies a streamed response body through: the most body
+/// bytes of one response a front end or forwarding node holds in memory.
+pub const RELAY_CHUNK: usize = 32 * 1024;
 /// Largest request or response head accepted, request line included.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Header a node or front end sets when it forwards a request to the owner:
@@ -240,6 +243,61 @@ impl ServerConn {
         Ok(written)
     }
 
+    /// Writes the head of a streamed upstream response, then copies its body
+    /// from `body` to the client through `buf`, one chunk at a time: the
+    /// service holds at most `buf.len()` body bytes of this response, and
+    /// TCP flow control slows the upstream when the client reads slowly.
+    /// Exactly `Content-Length` bytes are taken from the upstream. With
+    /// `head_only` no body byte is read (drop `body` to close its connection).
+    /// Returns the body bytes written.
+    pub async fn relay_response(
+        &mut self,
+        status: u16,
+        meta: &ResponseMeta<'_>,
+        body: &mut UpstreamBody,
+        keep_alive: bool,
+        head_only: bool,
+        buf: &mut [u8],
+    ) -> Result<u64, RelayError> {
+        self.head_buf.clear();
+        write_response_head(&mut self.head_buf, status, meta, body.remaining(), keep_alive);
+        if head_only || body.remaining() == 0 {
+            self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
+            self.responses += 1;
+            self.count_out(self.head_buf.len() as u64, 0);
+            return Ok(0);
+        }
+        // The first chunk goes out with the head, so a small response is one write.
+        let n = body.read_chunk(buf).await.map_err(RelayError::UpstreamBeforeHead)?;
+        self.count_relayed_in(n as u64);
+        write_two(&mut self.stream, &self.head_buf, &buf[..n]).await.map_err(RelayError::Client)?;
+        self.responses += 1;
+        self.count_out(self.head_buf.len() as u64, n as u64);
+        let mut sent = n as u64;
+        while body.remaining() > 0 {
+            let n = body.read_chunk(buf).await.map_err(RelayError::UpstreamAborted)?;
+            self.count_relayed_in(n as u64);
+            self.stream.write_all(&buf[..n]).await.map_err(RelayError::Client)?;
+            self.count_out(0, n as u64);
+            sent += n as u64;
+        }
+        Ok(sent)
+    }
+
+    fn count_relayed_in(&self, n: u64) {
+        if let Some(m) = &self.metrics {
+            crate::metrics::Metrics::add(&m.relay_upstream_bytes, n);
+        }
+    }
+
+    fn count_out(&mut self, head: u64, body: u64) {
+        self.bytes_out += head + body;
+        if let Some(m) = &self.metrics {
+            crate::metrics::Metrics::add(&m.bytes_out, head + body);
+            crate::metrics::Metrics::add(&m.relay_client_bytes, body);
+        }
+    }
+
     /// Writes an error response with a short text body and `Connection: close`.
     pub async fn write_error(&mut self, status: u16) -> std::io::Result<u64> {
         let body = format!("{} {}\n", status, reason(status));
@@ -448,6 +506,20 @@ pub enum FetchError {
     BadResponse(&'static str),
 }
 
+/// Why [`ServerConn::relay_response`] stopped before the whole response was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The upstream failed before any byte reached the client: a 502 can still be sent.
+    #[error("upstream failed before the head was sent: {0}")]
+    UpstreamBeforeHead(FetchError),
+    /// The upstream failed after the head was sent: the client connection must be closed.
+    #[error("upstream failed mid-body: {0}")]
+    UpstreamAborted(FetchError),
+    /// Writing to the client failed (it went away).
+    #[error("client write: {0}")]
+    Client(std::io::Error),
+}
+
 /// The MIME type sent by the origin back to the catalog's content type.
 pub fn content_type_from_mime(mime: &[u8]) -> dl7_traces::ContentType {
     use dl7_traces::ContentType as C;
@@ -501,30 +573,7 @@ impl ClientConn {
 
     /// Reads one response; its body (up to `max_body` bytes) replaces `body`'s contents.
     pub async fn read_response(&mut self, body: &mut Vec<u8>, max_body: u64) -> Result<ResponseHead, FetchError> {
-        let head = loop {
-            if !self.buf.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let head = interpret_response(&resp)?;
-                        self.buf.drain(..n);
-                        break head;
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(_) => return Err(FetchError::BadResponse("unparsable head")),
-                }
-                if self.buf.len() > MAX_HEAD {
-                    return Err(FetchError::BadResponse("head over 16 KiB"));
-                }
-            }
-            self.buf.reserve(4096);
-            let n = self.stream.read_buf(&mut self.buf).await?;
-            if n == 0 {
-                return Err(FetchError::Closed);
-            }
-            self.bytes_in += n as u64;
-        };
+        let head = self.read_response_head().await?;
         if head.content_length > max_body {
             return Err(FetchError::BadResponse("body larger than allowed"));
         }
@@ -543,6 +592,34 @@ impl ClientConn {
             self.bytes_in += n as u64;
         }
         Ok(head)
+    }
+
+    /// Reads one response head, leaving the body (or its start) unread.
+    async fn read_response_head(&mut self) -> Result<ResponseHead, FetchError> {
+        loop {
+            if !self.buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let head = interpret_response(&resp)?;
+                        self.buf.drain(..n);
+                        return Ok(head);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Err(FetchError::BadResponse("unparsable head")),
+                }
+                if self.buf.len() > MAX_HEAD {
+                    return Err(FetchError::BadResponse("head over 16 KiB"));
+                }
+            }
+            self.buf.reserve(4096);
+            let n = self.stream.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(FetchError::Closed);
+            }
+            self.bytes_in += n as u64;
+        }
     }
 
     /// One GET round trip.
@@ -603,14 +680,157 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
 /// A pool of idle keep-alive connections to one upstream address.
 pub struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<ClientConn>>,
-    max_idle: usize,
+    idle: Arc<Idle>,
+}
+
+/// The idle connections of a [`Pool`], shared with the [`UpstreamBody`]s that
+/// give their connection back once the body is fully read.
+struct Idle {
+    conns: Mutex<Vec<ClientConn>>,
+    max: usize,
+}
+
+impl Idle {
+    fn put_back(&self, conn: ClientConn, keep_alive: bool) {
+        if !keep_alive || !conn.buf.is_empty() {
+            return;
+        }
+        let mut idle = self.conns.lock().expect("pool lock");
+        if idle.len() < self.max {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The body of a streamed upstream response, still on its connection.
+///
+/// Read it with [`UpstreamBody::read_chunk`] (exactly `Content-Length` bytes
+/// in all). The connection goes back to its pool only when the whole body
+/// has been read; dropping an unfinished body closes the connection, since
+/// the rest of the body would otherwise be read as the next response.
+pub struct UpstreamBody {
+    conn: Option<ClientConn>,
+    idle: Arc<Idle>,
+    remaining: u64,
+    keep_alive: bool,
+    read_timeout: Duration,
+}
+
+impl UpstreamBody {
+    /// Body bytes not read yet.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Reads the next part of the body (at most `buf.len()` bytes, whatever
+    /// has arrived) into `buf`; `Ok(0)` once the body is complete. Each read
+    /// waits at most the pool's timeout. After an error the connection is
+    /// closed and every later call fails.
+    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, FetchError> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let conn = self.conn.as_mut().ok_or(FetchError::Closed)?;
+        let want = (self.remaining.min(buf.len() as u64)) as usize;
+        let n = if !conn.buf.is_empty() {
+            let mut n = conn.buf.len().min(want);
+            buf[..n].copy_from_slice(&conn.buf[..n]);
+            conn.buf.drain(..n);
+            // Top up with what the socket already holds, so a small body that
+            // arrived split over the head read still goes out in one write.
+            if n < want {
+                if let Ok(k) = conn.stream.try_read(&mut buf[n..want]) {
+                    conn.bytes_in += k as u64;
+                    n += k;
+                }
+            }
+            n
+        } else {
+            let r = match tokio::time::timeout(self.read_timeout, conn.stream.read(&mut buf[..want])).await {
+                Err(_) => Err(FetchError::Timeout),
+                Ok(Err(e)) => Err(FetchError::Io(e)),
+                Ok(Ok(0)) => Err(FetchError::Closed),
+                Ok(Ok(n)) => Ok(n),
+            };
+            match r {
+                Ok(n) => {
+                    conn.bytes_in += n as u64;
+                    n
+                }
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+            }
+        };
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            if let Some(conn) = self.conn.take() {
+                self.idle.put_back(conn, self.keep_alive);
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl Pool {
     /// A pool for `addr` keeping at most `max_idle` idle connections.
     pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
-        Self { addr, idle: Mutex::new(Vec::new()), max_idle }
+        Self { addr, idle: Arc::new(Idle { conns: Mutex::new(Vec::new()), max: max_idle }) }
+    }
+
+    /// GETs `path` and returns once the response head is in, the body left on
+    /// the connection for the caller to stream. `timeout` bounds connecting,
+    /// sending and the head; afterwards it bounds each body read. A reused
+    /// connection that turns out to be closed is retried once on a fresh one.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        hop: bool,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, UpstreamBody), FetchError> {
+        let (head, conn) = match tokio::time::timeout(timeout, self.get_head(path, hop, timeout)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(FetchError::Timeout),
+        };
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            idle: self.idle.clone(),
+            remaining: head.content_length,
+            keep_alive: head.keep_alive,
+            read_timeout: timeout,
+        };
+        if body.remaining == 0 {
+            if let Some(conn) = body.conn.take() {
+                self.idle.put_back(conn, head.keep_alive);
+            }
+        }
+        Ok((head, body))
+    }
+
+    async fn get_head(
+        &self,
+        path: &str,
+        hop: bool,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, ClientConn), FetchError> {
+        let reused = self.idle.conns.lock().expect("pool lock").pop();
+        if let Some(mut conn) = reused {
+            let head = match conn.send_get(path, hop).await {
+                Ok(()) => conn.read_response_head().await,
+                Err(e) => Err(e),
+            };
+            match head {
+                Ok(head) => return Ok((head, conn)),
+                // Stale keep-alive connection: the server closed it while idle.
+                Err(FetchError::Closed | FetchError::Io(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut conn = ClientConn::connect(self.addr, timeout).await?;
+        conn.send_get(path, hop).await?;
+        let head = conn.read_response_head().await?;
+        Ok((head, conn))
     }
 
     /// The upstream address.
@@ -628,7 +848,7 @@ impl Pool {
     }
 
     async fn get_inner(&self, path: &str, hop: bool, timeout: Duration) -> Result<(ResponseHead, Bytes), FetchError> {
-        let reused = self.idle.lock().expect("pool lock").pop();
+        let reused = self.idle.conns.lock().expect("pool lock").pop();
         let mut body = Vec::new();
         if let Some(mut conn) = reused {
             match conn.get(path, hop, &mut body).await {
@@ -648,13 +868,7 @@ impl Pool {
     }
 
     fn put_back(&self, conn: ClientConn, keep_alive: bool) {
-        if !keep_alive || !conn.buf.is_empty() {
-            return;
-        }
-        let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < self.max_idle {
-            idle.push(conn);
-        }
+        self.idle.put_back(conn, keep_alive);
     }
 }
 

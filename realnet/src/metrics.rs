@@ -61,6 +61,13 @@ pub struct Metrics {
     pub cache_bytes: AtomicU64,
     /// Bytes saved by the distill stage (origin size minus stored size).
     pub distill_saved_bytes: AtomicU64,
+    /// Response body bytes relays read from upstreams (front end, forwarding node).
+    pub relay_upstream_bytes: AtomicU64,
+    /// Relayed response body bytes written to clients: `relay_upstream_bytes`
+    /// minus this is what the relays hold in memory right now.
+    pub relay_client_bytes: AtomicU64,
+    /// Relayed responses cut short because the upstream failed after the head was sent.
+    pub upstream_aborted: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -91,7 +98,7 @@ impl Metrics {
     /// Prometheus text exposition, every name prefixed `dl7_` and labelled with the role.
     pub fn render(&self, role: &str) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &AtomicU64, &str, &str); 23] = [
+        let counters: [(&str, &AtomicU64, &str, &str); 26] = [
             ("requests_total", &self.requests, "counter", "requests received"),
             ("hop_requests_total", &self.hop_requests, "counter", "requests received with the hop header"),
             ("owner_requests_total", &self.owner_requests, "counter", "requests served as owner"),
@@ -114,6 +121,19 @@ impl Metrics {
             ("cache_objects", &self.cache_objects, "gauge", "objects cached"),
             ("cache_bytes", &self.cache_bytes, "gauge", "bytes cached"),
             ("distill_saved_bytes_total", &self.distill_saved_bytes, "counter", "bytes saved by distill"),
+            (
+                "relay_upstream_bytes_total",
+                &self.relay_upstream_bytes,
+                "counter",
+                "body bytes relays read from upstreams",
+            ),
+            ("relay_client_bytes_total", &self.relay_client_bytes, "counter", "relayed body bytes written to clients"),
+            (
+                "upstream_aborted_total",
+                &self.upstream_aborted,
+                "counter",
+                "relayed responses cut short by the upstream",
+            ),
             ("latency_sum_microseconds", &self.latency_sum_us, "counter", "sum of request latencies"),
         ];
         for (name, v, kind, help) in counters {

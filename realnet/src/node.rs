@@ -6,7 +6,9 @@
 //! (a miss fetches once from the origin however many clients wait:
 //! single-flight, then optionally gzips text objects: the distill stage);
 //! otherwise it fetches the object from the owner node with the hop header
-//! and answers the client itself. Requests carrying the hop header are
+//! and answers the client itself, streaming the owner's response through a
+//! bounded buffer as it arrives (a forwarded object is never held whole, and
+//! never cached here: only its owner caches it). Requests carrying the hop header are
 //! always served locally, so a request crosses at most one extra hop.
 //!
 //! Admin pages on the main port (and the optional admin port):
@@ -517,6 +519,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
     let m = node.metrics.clone();
     let mut conn = ServerConn::new(stream).with_metrics(m.clone());
     let mut path = String::with_capacity(128);
+    let mut buf = Vec::new();
     loop {
         let head = match conn.read_head(&node.limits, &mut path, &mut stop).await {
             Ok(h) => h,
@@ -560,25 +563,15 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             node.cpu.work(node.cpu.costs.parse_us).await;
             match node.dispatcher.dispatch(&path).await {
                 Outcome::Local { .. } => {}
-                Outcome::Remote { head: up, body, server, .. } => {
-                    let meta = ResponseMeta {
-                        content_type: up.content_type.mime(),
-                        object_id: up.object_id,
-                        served_by: up.served_by.or(Some(server.0)),
-                        gzip: up.gzip,
-                    };
-                    if up.status == 502 {
-                        Metrics::add(&m.bad_gateway, 1);
-                    }
+                Outcome::Remote { head: up, mut body, server, .. } => {
                     // Forwarding the request, then receiving and sending the response.
                     let c = &node.cpu.costs;
-                    node.cpu.work(c.hop_us + 2.0 * c.response_us(body.len())).await;
-                    let r = conn.write_response(up.status, &meta, &body, keep, head_only).await;
-                    if up.status == 200 && !head_only {
-                        Metrics::add(&m.payload_out, body.len() as u64);
-                    }
+                    node.cpu.work(c.hop_us + 2.0 * c.response_us(up.content_length as usize)).await;
+                    let usable =
+                        crate::front::relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &mut buf)
+                            .await;
                     m.observe(start.elapsed());
-                    if r.is_err() || !keep {
+                    if !usable || !keep {
                         break;
                     }
                     continue;
