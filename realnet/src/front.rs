@@ -43,7 +43,7 @@ use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrontMode {
-    /// Parse, pick the owner, proxy and relay the whole response (KTCPVS).
+    /// Parse, pick the owner, proxy and stream the response back (KTCPVS).
     Conventional,
     /// Hand each connection to a node over SCM_RIGHTS: direct return (IPVS-DR).
     Distributed,
