@@ -746,12 +746,17 @@ impl UpstreamBody {
             }
             n
         } else {
-            let r = match tokio::time::timeout(self.read_timeout, conn.stream.read(&mut buf[..want])).await {
-                Err(_) => Err(FetchError::Timeout),
-                Ok(Err(e)) => Err(FetchError::Io(e)),
-                Ok(Ok(0)) => Err(FetchError::Closed),
-                Ok(Ok(n)) => Ok(n),
-            };
+            // Bytes already in the socket need no timer: arm one only to wait.
+            let r = match conn.stream.try_read(&mut buf[..want]) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(self.read_timeout, conn.stream.read(&mut buf[..want])).await {
+                        Err(_) => Err(FetchError::Timeout),
+                        Ok(r) => r.map_err(FetchError::Io),
+                    }
+                }
+                r => r.map_err(FetchError::Io),
+            }
+            .and_then(|n| if n == 0 { Err(FetchError::Closed) } else { Ok(n) });
             match r {
                 Ok(n) => {
                     conn.bytes_in += n as u64;
