@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, Outcome};
 use crate::http::{
-    wait_true, HeadError, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody, RELAY_CHUNK,
+    wait_true, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody, RELAY_CHUNK,
 };
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
@@ -334,15 +334,7 @@ async fn proxy(
     let mut path = String::with_capacity(128);
     let mut buf = Vec::new();
     loop {
-        let head = match conn.read_head(&limits, &mut path, &mut stop).await {
-            Ok(h) => h,
-            Err(HeadError::Closed) => break,
-            Err(HeadError::Status(s)) => {
-                Metrics::add(&m.client_errors, 1);
-                let _ = conn.write_error(s).await;
-                break;
-            }
-        };
+        let Some(head) = conn.next_request(&limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);

@@ -135,6 +135,29 @@ impl ServerConn {
         }
     }
 
+    /// The next request head of a served connection, or `None` when the
+    /// connection is done: the client closed it, or its head was bad, in
+    /// which case the error status has been answered and counted as a client
+    /// error. Every service's request loop starts here.
+    pub async fn next_request(
+        &mut self,
+        limits: &Limits,
+        path: &mut String,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<RequestHead> {
+        match self.read_head(limits, path, shutdown).await {
+            Ok(head) => Some(head),
+            Err(HeadError::Closed) => None,
+            Err(HeadError::Status(status)) => {
+                if let Some(m) = &self.metrics {
+                    crate::metrics::Metrics::add(&m.client_errors, 1);
+                }
+                let _ = self.write_error(status).await;
+                None
+            }
+        }
+    }
+
     /// Reads the next request head, leaving any pipelined bytes buffered.
     /// The path (origin-form; absolute-form targets are reduced to their path)
     /// is written to `path`. Stops early when `shutdown` turns true while no

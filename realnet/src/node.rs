@@ -55,7 +55,7 @@ use tokio::time::Instant;
 
 use crate::cache::{ByteLru, Entry};
 use crate::dispatch::{Dispatcher, Outcome};
-use crate::http::{wait_true, HeadError, Limits, Method, Pool, ResponseMeta, ServerConn};
+use crate::http::{wait_true, Limits, Method, Pool, ResponseMeta, ServerConn};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
 
@@ -521,15 +521,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
     let mut path = String::with_capacity(128);
     let mut buf = Vec::new();
     loop {
-        let head = match conn.read_head(&node.limits, &mut path, &mut stop).await {
-            Ok(h) => h,
-            Err(HeadError::Closed) => break,
-            Err(HeadError::Status(s)) => {
-                Metrics::add(&m.client_errors, 1);
-                let _ = conn.write_error(s).await;
-                break;
-            }
-        };
+        let Some(head) = conn.next_request(&node.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::content::Pattern;
-use crate::http::{HeadError, Limits, Method, ResponseMeta, ServerConn};
+use crate::http::{Limits, Method, ResponseMeta, ServerConn};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, Conns, InFlight};
 
@@ -109,15 +109,7 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
     let mut path = String::new();
     let mut scratch;
     loop {
-        let head = match conn.read_head(&origin.limits, &mut path, &mut stop).await {
-            Ok(h) => h,
-            Err(HeadError::Closed) => break,
-            Err(HeadError::Status(s)) => {
-                Metrics::add(&m.client_errors, 1);
-                let _ = conn.write_error(s).await;
-                break;
-            }
-        };
+        let Some(head) = conn.next_request(&origin.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
         let _inflight = InFlight::enter(m);
         Metrics::add(&m.requests, 1);
