@@ -287,15 +287,7 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[Refer
             let _ = writeln!(out, "(needs both architectures)\n");
             continue;
         }
-        let _ = write!(out, "| servers |");
-        for p in &policies {
-            let _ = write!(out, " {} |", label("distributed", p));
-        }
-        let _ = write!(out, "\n|---:|");
-        for _ in &policies {
-            let _ = write!(out, "---:|");
-        }
-        let _ = writeln!(out);
+        grid_header(&mut out, policies.iter().map(|p| label("distributed", p)));
         for n in idx.servers_of(w) {
             let _ = write!(out, "| {n} |");
             for p in &policies {
@@ -340,17 +332,21 @@ fn idx_of(v: &[&str], x: &str) -> usize {
     v.iter().position(|y| *y == x).expect("present")
 }
 
+/// The header and alignment rows of a table with a `servers` column
+/// followed by one right-aligned column per label.
+fn grid_header(out: &mut String, labels: impl Iterator<Item = String>) {
+    let mut rule = String::from("|---:|");
+    let _ = write!(out, "| servers |");
+    for l in labels {
+        let _ = write!(out, " {l} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "\n{rule}");
+}
+
 fn render_grid(out: &mut String, idx: &Index, w: &str, cell: impl Fn(&SummaryRow) -> String) {
     let cols = idx.columns(w);
-    let _ = write!(out, "| servers |");
-    for (a, p) in &cols {
-        let _ = write!(out, " {} |", label(a, p));
-    }
-    let _ = write!(out, "\n|---:|");
-    for _ in &cols {
-        let _ = write!(out, "---:|");
-    }
-    let _ = writeln!(out);
+    grid_header(out, cols.iter().map(|(a, p)| label(a, p)));
     for n in idx.servers_of(w) {
         let _ = write!(out, "| {n} |");
         for (a, p) in &cols {
@@ -472,15 +468,7 @@ fn render_comparison(out: &mut String, idx: &Index, c: &Comparison) {
         let table = table.strip_prefix('T').map_or(table.clone(), |n| format!("Table {n}"));
         let _ = writeln!(out, "### The paper's {table}: {workload}, {what}\n");
         let cols = idx.columns(&workload);
-        let _ = write!(out, "| servers |");
-        for (a, p) in &cols {
-            let _ = write!(out, " {} |", label(a, p));
-        }
-        let _ = write!(out, "\n|---:|");
-        for _ in &cols {
-            let _ = write!(out, "---:|");
-        }
-        let _ = writeln!(out);
+        grid_header(out, cols.iter().map(|(a, p)| label(a, p)));
         for n in idx.servers_of(&workload) {
             let _ = write!(out, "| {n} |");
             for (a, p) in &cols {
