@@ -24,10 +24,10 @@ impl LoadView for NoLoad {
     }
 }
 
-/// A slice of per-server counts, indexed by `ServerId`. The total is summed on
-/// demand, which is O(N): engines with many servers should keep their own
-/// running total and implement the trait themselves.
-impl LoadView for [u64] {
+/// Per-server counts, indexed by `ServerId`. The total is summed on demand,
+/// which is O(N): engines with many servers should keep their own running
+/// total and implement the trait themselves.
+impl LoadView for Vec<u64> {
     fn inflight(&self, server: ServerId) -> u64 {
         self.get(server.index()).copied().unwrap_or(0)
     }

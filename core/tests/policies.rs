@@ -402,24 +402,12 @@ fn shared_by_default_only_for_ht_rr_shared() {
 
 // ------------------------------------------------------- load-aware ones
 
-/// Per-server in-flight counts with a running total.
-struct Loads(Vec<u64>);
-
-impl LoadView for Loads {
-    fn inflight(&self, s: ServerId) -> u64 {
-        self.0[s.index()]
-    }
-    fn total_inflight(&self) -> u64 {
-        self.0.iter().sum()
-    }
-}
-
 #[test]
 fn bounded_never_overfills_while_another_server_has_room() {
     for base in ["maglev", "mod_ch"] {
         let members = Membership::numbered(16).unwrap();
         let mut p = build("bounded", &[&format!("base={base}")], &members);
-        let mut loads = Loads(vec![0; 16]);
+        let mut loads = vec![0; 16];
         // A hot spot: 10 URLs repeated, nothing ever completes.
         let urls: Vec<String> = (0..10).map(|i| format!("http://example.com/hot/{i}")).collect();
         for step in 0..5000 {
@@ -427,9 +415,9 @@ fn bounded_never_overfills_while_another_server_has_room() {
             let total = loads.total_inflight();
             let cap = (1.25 * (total + 1) as f64 / 16.0).ceil() as u64;
             let s = p.pick(&key, &loads);
-            assert!(loads.0[s.index()] < cap, "{base}: step {step} sent to a full server ({loads:?})", loads = loads.0);
-            loads.0[s.index()] += 1;
-            assert!(loads.0.iter().all(|&l| l <= cap));
+            assert!(loads[s.index()] < cap, "{base}: step {step} sent to a full server ({loads:?})", loads = loads);
+            loads[s.index()] += 1;
+            assert!(loads.iter().all(|&l| l <= cap));
         }
     }
 }
@@ -466,11 +454,11 @@ fn p2c_picks_the_less_loaded_of_its_two_hrw_candidates() {
         let k = RequestKey::new(u.as_bytes());
         hrw.candidates(&k, &NoLoad, 2, &mut ranking);
         let (first, second) = (ranking[0], ranking[1]);
-        let mut loads = Loads(vec![5; 16]);
+        let mut loads = vec![5; 16];
         match i % 3 {
-            0 => loads.0[first.index()] = 9,  // second is less loaded
-            1 => loads.0[second.index()] = 9, // first is less loaded
-            _ => {}                           // tie: the HRW winner
+            0 => loads[first.index()] = 9,  // second is less loaded
+            1 => loads[second.index()] = 9, // first is less loaded
+            _ => {}                         // tie: the HRW winner
         }
         let want = if i % 3 == 0 { second } else { first };
         assert_eq!(p2c.pick(&k, &loads), want, "{u}");
@@ -482,15 +470,15 @@ fn lard_moves_a_url_only_when_its_server_is_overloaded() {
     let members = Membership::numbered(4).unwrap();
     let mut lard = build("lard", &[], &members);
     let k = RequestKey::new(b"http://example.com/a");
-    let mut loads = Loads(vec![10, 0, 10, 10]);
+    let mut loads = vec![10, 0, 10, 10];
     assert_eq!(lard.pick(&k, &loads), ServerId(1), "first use goes to the least loaded");
-    loads.0 = vec![0, 60, 0, 0];
+    loads = vec![0, 60, 0, 0];
     assert_eq!(lard.pick(&k, &loads), ServerId(1), "at or below t_high it stays");
-    loads.0 = vec![30, 66, 30, 30];
+    loads = vec![30, 66, 30, 30];
     assert_eq!(lard.pick(&k, &loads), ServerId(1), "over t_high but nobody under t_low: stays");
-    loads.0 = vec![30, 66, 20, 30];
+    loads = vec![30, 66, 20, 30];
     assert_eq!(lard.pick(&k, &loads), ServerId(2), "over t_high and a server under t_low: moves");
-    loads.0 = vec![130, 130, 130, 129];
+    loads = vec![130, 130, 130, 129];
     assert_eq!(lard.pick(&k, &loads), ServerId(3), "at 2 x t_high it moves regardless");
 }
 

@@ -29,24 +29,13 @@ fn arb_urls() -> impl Strategy<Value = Vec<Vec<u8>>> {
     prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 1..12)
 }
 
-struct Loads(Vec<u64>);
-
-impl LoadView for Loads {
-    fn inflight(&self, s: ServerId) -> u64 {
-        self.0[s.index()]
-    }
-    fn total_inflight(&self) -> u64 {
-        self.0.iter().sum()
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn picks_are_in_range_and_candidates_distinct(members in arb_members(), urls in arb_urls(), max in 1usize..40, load_seed in any::<u64>()) {
         let n = members.len();
-        let loads = Loads((0..n as u64).map(|i| (load_seed >> (i % 60)) % 5).collect());
+        let loads: Vec<u64> = (0..n as u64).map(|i| (load_seed >> (i % 60)) % 5).collect();
         let mut out = Vec::new();
         for &kind in PolicyKind::ALL {
             let mut p = PolicySpec::new(kind).build(&members).unwrap();
@@ -137,7 +126,7 @@ proptest! {
     #[test]
     fn bounded_goes_to_a_server_under_capacity(members in arb_members(), urls in arb_urls(), loads in prop::collection::vec(0u64..50, 24)) {
         let n = members.len();
-        let loads = Loads(loads[..n].to_vec());
+        let loads = loads[..n].to_vec();
         let total_weight: f64 = members.servers().iter().map(|s| s.weight).sum();
         let mut p = PolicySpec::new(PolicyKind::Bounded).build(&members).unwrap();
         for url in &urls {
