@@ -245,31 +245,7 @@ mod tests {
     use super::*;
 
     fn row(arch: &str, policy: &str, servers: u32, mode: &str, req: f64) -> SummaryRow {
-        SummaryRow {
-            workload: "w".into(),
-            arch: arch.into(),
-            policy: policy.into(),
-            servers,
-            req_per_s: req,
-            mbit_per_s: req / 10.0,
-            hit_ratio: 1.0,
-            byte_hit_ratio: 1.0,
-            p50_ms: 1.0,
-            p99_ms: 1.0,
-            fe_cpu_util: 0.0,
-            fe_nic_util: 0.0,
-            max_server_cpu_util: 0.0,
-            max_server_nic_util: 0.0,
-            imbalance: 1.0,
-            forwarded_frac: 0.0,
-            cache_bytes: 1e6 * f64::from(servers),
-            requests: 1.0,
-            mode: mode.into(),
-            errors: 0.0,
-            req_per_s_ci95: None,
-            mbit_per_s_ci95: None,
-            runs: 1,
-        }
+        crate::report::summary::tests::summary_row("w", arch, policy, servers, mode, req, req / 10.0)
     }
 
     #[test]

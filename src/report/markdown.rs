@@ -673,31 +673,7 @@ mod tests {
     }
 
     fn synthetic(arch: &str, policy: &str, servers: u32, req: f64, mbit: f64) -> SummaryRow {
-        SummaryRow {
-            workload: "surge100".into(),
-            arch: arch.into(),
-            policy: policy.into(),
-            servers,
-            req_per_s: req,
-            mbit_per_s: mbit,
-            hit_ratio: 0.9,
-            byte_hit_ratio: 0.9,
-            p50_ms: 1.0,
-            p99_ms: 2.0,
-            fe_cpu_util: 0.0,
-            fe_nic_util: 0.0,
-            max_server_cpu_util: 0.0,
-            max_server_nic_util: 0.0,
-            imbalance: 1.0,
-            forwarded_frac: 0.0,
-            cache_bytes: 0.0,
-            requests: 1.0,
-            mode: "sim".into(),
-            errors: 0.0,
-            req_per_s_ci95: None,
-            mbit_per_s_ci95: None,
-            runs: 3,
-        }
+        crate::report::summary::tests::summary_row("surge100", arch, policy, servers, "sim", req, mbit)
     }
 
     #[test]

@@ -171,6 +171,44 @@ pub(crate) mod tests {
         }
     }
 
+    /// A summary row with the given identity and throughput; caches hold
+    /// 1 MB per server, every resource is idle.
+    pub(crate) fn summary_row(
+        workload: &str,
+        arch: &str,
+        policy: &str,
+        servers: u32,
+        mode: &str,
+        req: f64,
+        mbit: f64,
+    ) -> SummaryRow {
+        SummaryRow {
+            workload: workload.into(),
+            arch: arch.into(),
+            policy: policy.into(),
+            servers,
+            req_per_s: req,
+            mbit_per_s: mbit,
+            hit_ratio: 1.0,
+            byte_hit_ratio: 1.0,
+            p50_ms: 1.0,
+            p99_ms: 1.0,
+            fe_cpu_util: 0.0,
+            fe_nic_util: 0.0,
+            max_server_cpu_util: 0.0,
+            max_server_nic_util: 0.0,
+            imbalance: 1.0,
+            forwarded_frac: 0.0,
+            cache_bytes: 1e6 * f64::from(servers),
+            requests: 1.0,
+            mode: mode.into(),
+            errors: 0.0,
+            req_per_s_ci95: None,
+            mbit_per_s_ci95: None,
+            runs: 1,
+        }
+    }
+
     #[test]
     fn ci95_matches_hand_computation() {
         // mean 20, s = 10, n = 3: 4.303 * 10 / sqrt(3)
