@@ -3,9 +3,6 @@
 //! `cli/` and owns its clap types and a `run` function.
 
 mod cli;
-mod experiment;
-mod report;
-mod results;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,6 @@ use anyhow::Context;
 use dl7_core::ResultRow;
 
 /// Writes `rows` as CSV with the header of [`ResultRow::COLUMNS`].
-#[allow(dead_code)]
 pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
     for row in rows {
@@ -20,13 +19,13 @@ pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
 /// Reads a `results.csv` (any mode); errors name the file and the line.
 pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
     let mut r = csv::Reader::from_path(path)
-        .map_err(|e| crate::cli::input_error(format!("{}: cannot read results: {e}", path.display())))?;
+        .map_err(|e| crate::input_error(format!("{}: cannot read results: {e}", path.display())))?;
     let header = r
         .headers()
-        .map_err(|e| crate::cli::input_error(format!("{}: cannot read the header: {e}", path.display())))?
+        .map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?
         .clone();
     if header.iter().ne(ResultRow::COLUMNS.iter().copied()) {
-        return Err(crate::cli::input_error(format!(
+        return Err(crate::input_error(format!(
             "{}:1: expected the results.csv header {}, found {}",
             path.display(),
             ResultRow::COLUMNS.join(","),
@@ -37,7 +36,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
     for (i, row) in r.deserialize::<ResultRow>().enumerate() {
         let row = row.map_err(|e| {
             let line = e.position().map_or(i as u64 + 2, |p| p.line());
-            crate::cli::input_error(format!("{}:{line}: {e}", path.display()))
+            crate::input_error(format!("{}:{line}: {e}", path.display()))
         })?;
         rows.push(row);
     }

@@ -556,11 +556,11 @@ fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
     let path = out.join("results.csv");
     if result.is_err() && !rows.is_empty() {
         // Keep what was measured before the failure or the interruption.
-        crate::results::write_results(&path, &rows)?;
+        dl7::results::write_results(&path, &rows)?;
         eprintln!("wrote {} ({} of {} cells)", path.display(), rows.len(), cells.len());
     }
     result?;
-    crate::results::write_results(&path, &rows)?;
+    dl7::results::write_results(&path, &rows)?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -15,9 +15,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::cli::input_error;
-use crate::experiment::Plan;
-use crate::report::{self, markdown, reference, summary};
-use crate::results;
+use dl7::experiment::Plan;
+use dl7::report::{self, markdown, reference, summary};
+use dl7::results;
 
 #[derive(clap::Subcommand)]
 pub enum SweepCommand {
