@@ -434,6 +434,7 @@ impl Experiment {
                     measure_s: plan.measure_s,
                     seed: derive_seed(plan.seed, &key, index),
                     cache_bytes_per_server: plan.cache_bytes_per_server,
+                    requests: None,
                 });
             }
         }

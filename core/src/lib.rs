@@ -8,6 +8,11 @@
 //! This crate is pure: no tokio, no sockets, no files, no clocks, no unseeded
 //! randomness. Servers are [`ServerId`]s into a [`Membership`].
 //!
+//! It also holds the vocabulary every engine shares: one [`Arch`], one
+//! [`ClientMode`], one seed derivation ([`seed`]), one hardware profile
+//! ([`Hardware`]) and one cost model ([`costs`]) derived from it, and one
+//! TOML error helper ([`config`]).
+//!
 //! One request, in code:
 //! ```
 //! use dl7_core::{Membership, PolicySpec, RequestKey, NoLoad};
@@ -27,12 +32,23 @@
 //! 3. Add its spec test vectors and a disruption test in `tests/`.
 //! 4. Add it to the `pick` benchmark.
 
+pub mod arch;
+pub mod clients;
+pub mod config;
+pub mod costs;
 pub mod error;
+pub mod hardware;
 pub mod key;
 pub mod load;
 pub mod policy;
 pub mod result;
+pub mod seed;
 pub mod server;
+
+pub use arch::Arch;
+pub use clients::ClientMode;
+pub use config::{ConfigError, Source};
+pub use hardware::Hardware;
 
 pub use error::PolicyError;
 pub use key::RequestKey;

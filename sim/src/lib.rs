@@ -21,6 +21,7 @@
 //!     measure_s: 2.0,
 //!     seed: 1,
 //!     cache_bytes_per_server: None,
+//!     requests: None,
 //! };
 //! let row = simulate(&cell, &Hardware::kwon2008()).unwrap();
 //! assert_eq!(row.mode, "sim");
@@ -33,8 +34,9 @@
 //! * [`engine`]: the event loop alone (integer-nanosecond clock, events
 //!   ordered by time then insertion). Knows nothing of clusters.
 //! * `model`: hosts, resources, caches and request paths.
-//! * [`Hardware`]: the profile of costs and rates, read strictly from TOML
-//!   (`experiments/hardware/kwon2008.toml` is the paper's testbed).
+//! * [`Hardware`] (from `dl7-core`): the profile of costs and rates, read
+//!   strictly from TOML (`experiments/hardware/kwon2008.toml` is the paper's
+//!   testbed), and `dl7_core::costs`, the one cost model both engines use.
 //!
 //! ## What is modelled
 //! * **Hosts**: one front end, N cache servers, one origin. Each has one FIFO
@@ -82,8 +84,14 @@
 //!   object at one server wait for that one fetch. Caches start empty; the
 //!   warm-up is excluded from every statistic.
 //! * **Clients**: closed loop (connections per server, zero think time, one
-//!   shared stream of independent draws by weight), open-loop Poisson, and
-//!   SURGE ON/OFF users (`dl7_traces::SurgeUser`, one per slot).
+//!   shared stream of independent draws by weight), open-loop Poisson,
+//!   SURGE ON/OFF users (`dl7_traces::SurgeUser`, one per slot), and the
+//!   replay of a trace: its requests in order, each once, over persistent
+//!   connections that each take the next request when free; connection `c`
+//!   (opened in index order, 1 us apart) is pinned to receiver `c mod N`, as
+//!   the real front ends hand over a keep-alive connection once. A replay runs
+//!   until its last response and measures every request after its first
+//!   `warmup_requests`, whatever the clock says.
 //!
 //! ## What is not modelled
 //! TCP congestion and flow control (slow start, window limits, losses,
@@ -100,7 +108,6 @@
 
 pub mod cell;
 pub mod engine;
-pub mod hardware;
 pub(crate) mod model;
 
 pub use cell::{Arch, CellSpec, ClientMode, Hardware, SimError};
@@ -151,6 +158,9 @@ pub fn simulate(cell: &CellSpec, hw: &Hardware) -> Result<ResultRow, SimError> {
 /// as errors), so an overloaded open-loop run keeps bounded memory.
 const MAX_OPEN_LOOP_REQUESTS: usize = 1 << 20;
 
+/// Gap between the openings of replay connections: they open in index order.
+const REPLAY_OPEN_GAP_NS: u64 = 1_000;
+
 /// Spread of the closed-loop clients' first requests, so that they do not
 /// all start at the same nanosecond.
 const START_SPREAD_NS: u64 = 1_000_000;
@@ -183,7 +193,8 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     // Hashes computed once per object, never per request.
     let keys: Vec<RequestKey<'_>> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
     let sizes: Vec<u64> = catalog.objects.iter().map(|o| o.size).collect();
-    let costs = model::costs::Costs::new(hw, catalog.objects.iter().map(|o| (o.size, o.content_type.is_image())));
+    let costs = dl7_core::costs::Costs::new(hw);
+    let object_costs = catalog.objects.iter().map(|o| costs.object(o.size, o.content_type.is_image())).collect();
 
     let stream_error = |e: dl7_traces::TraceError| SimError::Invalid(format!("workload {}: {e}", cell.workload));
     let mut rng = ChaCha8Rng::seed_from_u64(cell.seed);
@@ -205,12 +216,29 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
             let stream = catalog.stream(cell.seed).map_err(stream_error)?;
             (Clients::Poisson { stream, gap, rng: arrivals, max_slots: MAX_OPEN_LOOP_REQUESTS }, 0)
         }
+        ClientMode::Replay { connections, warmup_requests } => {
+            let Some(requests) = &cell.requests else {
+                return Err(SimError::Invalid("replay clients need the trace's requests".into()));
+            };
+            if connections == 0 {
+                return Err(SimError::Invalid("replay connections: expected an integer >= 1, got 0".into()));
+            }
+            if let Some(bad) = requests.iter().find(|o| o.index() >= catalog.len()) {
+                return Err(SimError::Invalid(format!(
+                    "workload {}: request for object {} of a {}-object catalog",
+                    cell.workload,
+                    bad.0,
+                    catalog.len()
+                )));
+            }
+            (Clients::Replay { requests, next: 0, warmup: warmup_requests }, connections as usize)
+        }
         ClientMode::OnOff { per_server } => {
             if per_server == 0 {
                 return Err(SimError::Invalid("users per server: expected an integer >= 1, got 0".into()));
             }
             let users = (0..per_server as usize * n)
-                .map(|i| SurgeUser::new(catalog, SurgeUserParams::default(), split_seed(cell.seed, i as u64)))
+                .map(|i| SurgeUser::new(catalog, SurgeUserParams::default(), dl7_core::seed::sub_seed(cell.seed, i as u64)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(stream_error)?;
             let count = users.len();
@@ -218,20 +246,40 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         }
     };
 
-    let start = seconds(cell.warmup_s);
-    let window = Window { start, end: start + seconds(cell.measure_s).max(1) };
+    let replay = matches!(cell.clients, ClientMode::Replay { .. });
+    let window = match cell.clients {
+        // Opened when the first measured request is sent; closed at the last response.
+        ClientMode::Replay { warmup_requests, .. } => {
+            Window { start: if warmup_requests == 0 { 0 } else { u64::MAX }, end: u64::MAX }
+        }
+        _ => {
+            let start = seconds(cell.warmup_s);
+            Window { start, end: start + seconds(cell.measure_s).max(1) }
+        }
+    };
     let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
-    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, policies, cache_bytes, clients);
+    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, cache_bytes, clients);
     let mut sim = Simulation::new(cluster);
-    let starts = model::staggered_starts(connections, START_SPREAD_NS, &mut rng);
+    let starts = if replay {
+        (0..connections as u64).map(|c| c * REPLAY_OPEN_GAP_NS).collect()
+    } else {
+        model::staggered_starts(connections, START_SPREAD_NS, &mut rng)
+    };
     sim.init(|cluster, ctx| {
         cluster.start_clients(starts.into_iter(), ctx);
         cluster.start_arrivals(ctx);
     });
     sim.run_until(window.end);
+    if replay {
+        // The measured replay ends with its last response (at least 1 ns long).
+        let c = &mut sim.model;
+        c.window.start = c.window.start.min(c.stats.last_completion);
+        c.window.end = c.stats.last_completion.max(c.window.start + 1);
+    }
 
     let events = sim.events();
     let c = &sim.model;
+    let window = c.window;
     let s = &c.stats;
     let measure_s = window.len() as f64 / 1e9;
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
@@ -272,12 +320,4 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         errors: s.dropped,
     };
     Ok((row, RunStats { events, requests: s.completed_all, origin_fetches: s.fetches }))
-}
-
-/// A well-mixed per-user seed derived from the run seed (SplitMix64 finaliser).
-fn split_seed(seed: u64, index: u64) -> u64 {
-    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

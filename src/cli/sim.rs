@@ -119,6 +119,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         measure_s: args.measure,
         seed: args.seed,
         cache_bytes_per_server: args.cache_bytes,
+        requests: None,
     };
     // Every simulate error is about the cell the user described.
     let row = dl7_sim::simulate(&cell, &hw).map_err(input_error)?;

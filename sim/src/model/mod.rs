@@ -8,11 +8,10 @@
 //! next resource on the request's path (see `crate` docs for the paths).
 
 pub mod cache;
-pub mod costs;
 pub mod station;
 
 use dl7_core::{LoadView, Policy, RequestKey, ServerId};
-use dl7_traces::{RequestStream, SurgeUser};
+use dl7_traces::{ObjectId, RequestStream, SurgeUser};
 use hdrhistogram::Histogram;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -21,7 +20,7 @@ use rand_distr::{Distribution, Exp};
 use crate::engine::{Context, Model, Time};
 use crate::Arch;
 use cache::LruCache;
-use costs::Costs;
+use dl7_core::costs::{Costs, ObjectCosts};
 use station::{Station, Window};
 
 const NONE: u32 = u32::MAX;
@@ -77,6 +76,8 @@ struct Request {
     start: Time,
     /// Next request parked on the same fetch.
     next_waiter: u32,
+    /// A replayed request past the warm-up: counted whatever the clock says.
+    measured: bool,
 }
 
 /// Requests in flight per owner, for load-aware policies.
@@ -104,6 +105,9 @@ pub(crate) enum Clients<'a> {
     Poisson { stream: RequestStream<'a>, gap: Exp<f64>, rng: ChaCha8Rng, max_slots: usize },
     /// SURGE ON/OFF users, one per slot.
     OnOff { users: Vec<SurgeUser<'a>> },
+    /// A trace's requests in order, each once; `next` is the cursor and the
+    /// first `warmup` are not measured.
+    Replay { requests: &'a [ObjectId], next: usize, warmup: u64 },
 }
 
 /// Statistics gathered in the measurement window.
@@ -123,6 +127,8 @@ pub(crate) struct Stats {
     pub fetches: u64,
     pub served_per_owner: Vec<u64>,
     pub latency_us: Histogram<u64>,
+    /// When the last request completed (the end of a replay).
+    pub last_completion: Time,
 }
 
 /// The hosts and their resources.
@@ -142,6 +148,8 @@ pub(crate) struct Cluster<'a> {
     keys: &'a [RequestKey<'a>],
     sizes: Vec<u64>,
     costs: Costs,
+    /// Per object, indexed by object id.
+    object_costs: Vec<ObjectCosts>,
     /// One per dispatcher, or a single shared instance.
     policies: Vec<Box<dyn Policy>>,
     /// What each policy instance knows of the load: the requests that its
@@ -173,6 +181,7 @@ impl<'a> Cluster<'a> {
         keys: &'a [RequestKey<'a>],
         sizes: Vec<u64>,
         costs: Costs,
+        object_costs: Vec<ObjectCosts>,
         policies: Vec<Box<dyn Policy>>,
         cache_bytes: u64,
         clients: Clients<'a>,
@@ -195,6 +204,7 @@ impl<'a> Cluster<'a> {
             keys,
             sizes,
             costs,
+            object_costs,
             policies,
             loads: (0..instances).map(|_| Inflight { per_server: vec![0; servers], total: 0 }).collect(),
             squid_open: vec![0; servers],
@@ -219,15 +229,23 @@ impl<'a> Cluster<'a> {
                 served_per_owner: vec![0; servers],
                 // 1 us to 1 hour at 3 significant figures: a fixed footprint, whatever the run length.
                 latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+                last_completion: 0,
             },
         }
     }
 
-    /// Creates one client slot (a closed-loop connection or an ON/OFF user)
-    /// per start instant; its first request goes out at that instant.
+    /// Creates one client slot (a closed-loop or replay connection, or an
+    /// ON/OFF user) per start instant; its first request goes out at that
+    /// instant. A replay connection is pinned to one receiver, round robin
+    /// in slot order.
     pub fn start_clients(&mut self, starts: impl Iterator<Item = Time>, ctx: &mut Context<u32>) {
+        let n = self.cpu.len() as u32;
         for at in starts {
             let slot = self.new_slot();
+            if let Clients::Replay { .. } = self.clients {
+                self.reqs[slot as usize].receiver = self.fe_next % n;
+                self.fe_next = self.fe_next.wrapping_add(1);
+            }
             let mut at = at;
             if let Clients::OnOff { users } = &mut self.clients {
                 // ON/OFF users draw their first object (and think time) up front.
@@ -252,37 +270,72 @@ impl<'a> Cluster<'a> {
         if let Some(slot) = self.free.pop() {
             return slot;
         }
-        self.reqs.push(Request { obj: 0, receiver: 0, owner: 0, phase: Phase::Think, start: 0, next_waiter: NONE });
+        self.reqs.push(Request {
+            obj: 0,
+            receiver: 0,
+            owner: 0,
+            phase: Phase::Think,
+            start: 0,
+            next_waiter: NONE,
+            measured: false,
+        });
         (self.reqs.len() - 1) as u32
     }
 
-    fn next_object(&mut self, slot: u32) -> u32 {
+    /// The object slot `slot` asks for next, and whether that request is a
+    /// measured replay request; `None` when a replay has nothing left.
+    fn next_object(&mut self, slot: u32, now: Time) -> Option<(u32, bool)> {
         match &mut self.clients {
-            Clients::Closed { stream } | Clients::Poisson { stream, .. } => stream.next_id().0,
+            Clients::Closed { stream } | Clients::Poisson { stream, .. } => Some((stream.next_id().0, false)),
             // The ON/OFF user drew its object when it scheduled its think time.
-            Clients::OnOff { .. } => self.reqs[slot as usize].obj,
+            Clients::OnOff { .. } => Some((self.reqs[slot as usize].obj, false)),
+            Clients::Replay { requests, next, warmup } => {
+                let obj = requests.get(*next)?.0;
+                let measured = *next as u64 >= *warmup;
+                if *next as u64 == *warmup && *warmup > 0 {
+                    self.window.start = now;
+                }
+                *next += 1;
+                Some((obj, measured))
+            }
         }
     }
 
-    /// A client sends request `slot` now.
+    /// A client sends request `slot` now (a replay connection with nothing
+    /// left to send closes instead).
     fn start_request(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
-        let obj = self.next_object(r);
+        let Some((obj, measured)) = self.next_object(r, now) else { return };
         let n = self.cpu.len() as u32;
+        let replay = matches!(self.clients, Clients::Replay { .. });
         let req = &mut self.reqs[r as usize];
         req.obj = obj;
         req.start = now;
         req.next_waiter = NONE;
+        req.measured = measured;
         let done = self.fe_rx.reserve(now, self.costs.req_wire, &self.window);
         match self.arch {
             Arch::Conventional => req.phase = Phase::CFeRxReq,
             Arch::Distributed => {
-                req.receiver = self.fe_next % n;
-                self.fe_next = self.fe_next.wrapping_add(1);
+                // A replay connection keeps the receiver it was given when it opened.
+                if !replay {
+                    req.receiver = self.fe_next % n;
+                    self.fe_next = self.fe_next.wrapping_add(1);
+                }
                 req.phase = Phase::DFeRxReq;
             }
         }
         ctx.schedule_at(done, r);
+    }
+
+    /// True when what happens to request `r` now is measured: inside the
+    /// window, or (a replay) a request past the warm-up.
+    #[inline]
+    fn counts(&self, r: u32, now: Time) -> bool {
+        match self.clients {
+            Clients::Replay { .. } => self.reqs[r as usize].measured,
+            _ => self.window.contains(now),
+        }
     }
 
     /// The policy instance (and load view) the dispatcher on `receiver` uses.
@@ -318,7 +371,7 @@ impl<'a> Cluster<'a> {
         let Request { obj, owner, .. } = self.reqs[r as usize];
         let hit = self.caches[owner as usize].lookup(obj);
         self.squid_open[owner as usize] += 1;
-        if self.window.contains(now) {
+        if self.counts(r, now) {
             let bytes = self.sizes[obj as usize];
             self.stats.lookups += 1;
             self.stats.lookup_bytes += bytes;
@@ -349,7 +402,7 @@ impl<'a> Cluster<'a> {
     /// The owner serves request `r` from its cache.
     fn serve(&mut self, r: u32, ctx: &mut Context<u32>) {
         let Request { obj, owner, receiver, .. } = self.reqs[r as usize];
-        let c = &self.costs.objects[obj as usize];
+        let c = &self.object_costs[obj as usize];
         let (cost, phase) = match self.arch {
             Arch::Conventional => (c.serve_net, Phase::CSrvServe),
             Arch::Distributed if owner == receiver => (c.serve_local, Phase::DOwnServe),
@@ -369,13 +422,14 @@ impl<'a> Cluster<'a> {
         load.per_server[owner as usize] -= 1;
         load.total -= 1;
         self.stats.completed_all += 1;
-        if self.window.contains(now) {
+        self.stats.last_completion = now;
+        if self.counts(r, now) {
             self.stats.completed += 1;
             self.stats.payload_bytes += self.sizes[obj as usize];
             self.stats.latency_us.saturating_record(((now - start) / 1000).max(1));
         }
         match &mut self.clients {
-            Clients::Closed { .. } => self.start_request(r, ctx),
+            Clients::Closed { .. } | Clients::Replay { .. } => self.start_request(r, ctx),
             Clients::Poisson { .. } => self.free.push(r),
             Clients::OnOff { users } => {
                 let step = users[r as usize].next_step();
@@ -413,7 +467,7 @@ impl Model for Cluster<'_> {
         let w = self.window;
         let Request { obj, receiver, owner, phase, .. } = self.reqs[r as usize];
         let (o, rc) = (owner as usize, receiver as usize);
-        let c = self.costs.objects[obj as usize];
+        let c = self.object_costs[obj as usize];
         match phase {
             Phase::Think => self.start_request(r, ctx),
             Phase::Waiting => unreachable!("a parked request has no event"),
@@ -473,7 +527,7 @@ impl Model for Cluster<'_> {
                 let owner = self.pick(r, receiver);
                 self.reqs[r as usize].owner = owner;
                 let local = owner == receiver;
-                if self.window.contains(now) {
+                if self.counts(r, now) {
                     self.stats.picks += 1;
                     self.stats.forwarded += u64::from(!local);
                 }

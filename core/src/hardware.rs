@@ -4,18 +4,25 @@
 //!
 //! Costs are split into per-request, per-frame and per-byte parts so that a
 //! workload with a different size distribution is predicted by the same
-//! physics rather than by a refit.
+//! physics rather than by a refit. It lives in the core because both engines
+//! need it: the simulator for its model, the real nodes for their emulated
+//! CPU ([`crate::costs`] turns it into per-step costs for both).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::cell::SimError;
+use crate::config::{ConfigError, Source};
 
 /// The profile embedded from `experiments/hardware/kwon2008.toml`.
 const KWON2008: &str = include_str!("../../experiments/hardware/kwon2008.toml");
+/// The profile embedded from `experiments/hardware/lab10mbit.toml`.
+const LAB10MBIT: &str = include_str!("../../experiments/hardware/lab10mbit.toml");
+
+/// Names of the built-in profiles, for messages.
+pub const BUILTIN: &[&str] = &["kwon2008", "lab10mbit"];
 
 /// A hardware profile (see `experiments/hardware/kwon2008.toml` for every
 /// field's physical meaning and how its value was chosen).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hardware {
     pub network: Network,
@@ -25,7 +32,7 @@ pub struct Hardware {
 }
 
 /// The switched Ethernet and the TCP/HTTP framing on it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// Link rate of every host's NIC, each direction, 10^6 bit/s.
@@ -49,7 +56,7 @@ pub struct Network {
 }
 
 /// The front-end balancer (KTCPVS in conventional runs, IPVS-DR in distributed ones).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrontEnd {
     /// CPU per frame sent or received at a TCP endpoint (interrupt, driver, TCP/IP), microseconds.
@@ -65,7 +72,7 @@ pub struct FrontEnd {
 }
 
 /// A cache server (Squid, the distiller and, in distributed runs, KTCPVS).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// CPU per frame sent or received at a TCP endpoint, microseconds.
@@ -90,7 +97,7 @@ pub struct Server {
 }
 
 /// The origin web server (Apache).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Origin {
     /// CPU per frame sent or received, microseconds.
@@ -105,31 +112,33 @@ pub struct Origin {
 
 impl Hardware {
     /// Parses a profile; `origin` names the file in errors, which give the
-    /// line and the offending key.
-    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, SimError> {
-        let hw: Hardware = toml::from_str(text).map_err(|e| {
-            let message = e.message().replace('\n', " ");
-            match e.span() {
-                Some(span) => {
-                    let at = span.start.min(text.len());
-                    let line = text[..at].matches('\n').count() + 1;
-                    match key_at(text, line) {
-                        Some(key) => SimError::Invalid(format!("{origin}:{line}: {key}: {message}")),
-                        None => SimError::Invalid(format!("{origin}:{line}: {message}")),
-                    }
-                }
-                None => SimError::Invalid(format!("{origin}: {message}")),
-            }
-        })?;
-        hw.validate().map_err(|(key, expected)| SimError::Invalid(format!("{origin}: {key}: expected {expected}")))?;
+    /// line, column and the offending key.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let src = Source::new(text, origin);
+        let hw: Hardware = src.parse()?;
+        hw.validate().map_err(|(key, expected)| src.whole(format!("{key}: expected {expected}")))?;
         Ok(hw)
     }
 
     /// The paper's testbed (Kwon et al. 2008), from the embedded
     /// `experiments/hardware/kwon2008.toml`.
     pub fn kwon2008() -> Self {
-        Self::from_toml_str(KWON2008, "experiments/hardware/kwon2008.toml")
-            .expect("the embedded kwon2008 profile is valid (checked by a test)")
+        Self::builtin("kwon2008").expect("the embedded kwon2008 profile is valid (checked by a test)")
+    }
+
+    /// A profile shipped with dl7, by name (see [`BUILTIN`]).
+    pub fn builtin(name: &str) -> Result<Self, ConfigError> {
+        let (text, origin) = match name {
+            "kwon2008" => (KWON2008, "experiments/hardware/kwon2008.toml"),
+            "lab10mbit" => (LAB10MBIT, "experiments/hardware/lab10mbit.toml"),
+            other => {
+                return Err(ConfigError(format!(
+                    "unknown built-in hardware profile {other:?}, expected one of {} or a path to a profile file",
+                    BUILTIN.join(", ")
+                )))
+            }
+        };
+        Self::from_toml_str(text, origin)
     }
 
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
@@ -172,32 +181,15 @@ impl Hardware {
     }
 }
 
-/// The dotted key (`server.conn_us`) assigned on 1-based line `line`, if
-/// that line is a `key = value` line, for error messages.
-fn key_at(text: &str, line: usize) -> Option<String> {
-    let mut table = String::new();
-    for (i, l) in text.lines().enumerate() {
-        let l = l.trim();
-        if i + 1 == line {
-            let (key, _) = l.split_once('=')?;
-            let key = key.trim();
-            return Some(if table.is_empty() { key.to_string() } else { format!("{table}.{key}") });
-        }
-        if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_embedded_profile_parses() {
-        let hw = Hardware::kwon2008();
-        assert_eq!(hw.network.link_mbit_per_s, 100.0);
+    fn the_embedded_profiles_parse() {
+        assert_eq!(Hardware::kwon2008().network.link_mbit_per_s, 100.0);
+        assert_eq!(Hardware::builtin("lab10mbit").unwrap().network.link_mbit_per_s, 10.0);
+        assert!(Hardware::builtin("cray").unwrap_err().0.contains("kwon2008, lab10mbit"));
     }
 
     #[test]
@@ -205,7 +197,7 @@ mod tests {
         let text = KWON2008.replace("[server]\n", "[server]\nturbo = 2\n");
         let err = Hardware::from_toml_str(&text, "hw.toml").unwrap_err().to_string();
         assert!(err.starts_with("hw.toml:"), "{err}");
-        assert!(err.contains("turbo"), "{err}");
+        assert!(err.contains("`server.turbo`"), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }
 

@@ -1,5 +1,9 @@
-//! What each step of a request costs, in nanoseconds of CPU or of wire time,
-//! computed once per run from the hardware profile and each object's size.
+//! The one cost model: what each step of a request costs, in nanoseconds of
+//! CPU or of wire time, computed from a hardware profile and the object's
+//! size. The simulator charges these to its modelled hosts; a real node with
+//! an emulated CPU (`[real] emulate_cpu = true`) charges the same steps, from
+//! the same function, to its virtual CPU. Nothing else in dl7 turns a
+//! profile into costs.
 //!
 //! One HTTP/1.0 exchange is one TCP connection between a *requester* and a
 //! *responder*. Its frames: the request (`ceil(q / MSS)` data frames) with
@@ -12,8 +16,10 @@
 //! A loopback connection (receiver = owner) costs the connection set-up and
 //! the copies but no frames and no wire.
 
-use crate::engine::Time;
 use crate::Hardware;
+
+/// Nanoseconds (of CPU or of wire).
+pub type Time = u64;
 
 /// Per-request framing of one TCP exchange.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +57,7 @@ pub struct ObjectCosts {
     pub store: Time,
 }
 
-/// Every cost of a run: the object-independent ones and one [`ObjectCosts`] per object.
+/// The object-independent costs of a profile; [`Costs::object`] gives the rest.
 #[derive(Debug, Clone)]
 pub struct Costs {
     /// Wire time of one full frame: how far a receiver lags its sender when
@@ -71,8 +77,7 @@ pub struct Costs {
     pub miss: Time,
     /// Squid's poll() cost per open connection per request served, ns.
     pub poll_ns_per_conn: f64,
-    /// Per object, indexed by object id.
-    pub objects: Vec<ObjectCosts>,
+    hw: Hardware,
 }
 
 fn ns(us: f64) -> Time {
@@ -80,12 +85,10 @@ fn ns(us: f64) -> Time {
 }
 
 impl Costs {
-    /// Costs for a catalog given as (size in bytes, is an image) per object.
-    pub fn new(hw: &Hardware, objects: impl Iterator<Item = (u64, bool)>) -> Self {
+    /// The costs of profile `hw`.
+    pub fn new(hw: &Hardware) -> Self {
         let net = &hw.network;
-        let mss = net.mss_bytes as f64;
-        let frames = |bytes: f64| (bytes / mss).ceil().max(1.0);
-        // Microseconds of wire per byte at the link rate.
+        let frames = |bytes: f64| (bytes / net.mss_bytes as f64).ceil().max(1.0);
         let us_per_wire_byte = 8.0 / net.link_mbit_per_s;
         let min_frame = net.min_frame_wire_bytes as f64;
         let wire_us = |payload: f64, control: f64| {
@@ -95,76 +98,82 @@ impl Costs {
         };
         let q = net.http_request_bytes as f64;
         let req_half_frames = frames(q) + net.requester_control_frames as f64;
-        let exchange = |body: u64| {
-            let p = body as f64 + net.http_response_header_bytes as f64;
-            let data = frames(p);
-            let acks = (data / net.ack_every_frames as f64).ceil();
-            Exchange {
-                req_half_frames,
-                resp_half_frames: data + acks + net.responder_control_frames as f64,
-                resp_bytes: p,
-            }
-        };
-
-        let (fe, s, o) = (&hw.front_end, &hw.server, &hw.origin);
-        // The four endpoint roles, for a host with (frame, copy, conn) costs.
-        let responder_req = |frame: f64, conn: f64, x: &Exchange| conn + x.req_half_frames * frame;
-        let responder_resp =
-            |frame: f64, copy_ns: f64, x: &Exchange| x.resp_half_frames * frame + x.resp_bytes * copy_ns / 1000.0;
-        let requester_req =
-            |frame: f64, copy_ns: f64, conn: f64, x: &Exchange| conn + x.req_half_frames * frame + q * copy_ns / 1000.0;
-        // Receiving the response includes copying it out of the socket.
-        let requester_resp = responder_resp;
-
-        let x0 = exchange(0);
-        let fe_parse = responder_req(fe.frame_us, fe.conn_us, &x0)
+        let (fe, s) = (&hw.front_end, &hw.server);
+        let requester_req = |frame: f64, copy_ns: f64, conn: f64| conn + req_half_frames * frame + q * copy_ns / 1000.0;
+        let responder_req = |frame: f64, conn: f64| conn + req_half_frames * frame;
+        let fe_parse = responder_req(fe.frame_us, fe.conn_us)
             + fe.l7_parse_us
-            + requester_req(fe.frame_us, fe.copy_ns_per_byte, fe.conn_us, &x0);
-        let fe_l4_req = fe.l4_frame_us * req_half_frames;
-        let parse_common = responder_req(s.frame_us, s.conn_us, &x0) + s.l7_parse_us;
-        let parse_fwd = parse_common + requester_req(s.frame_us, s.copy_ns_per_byte, s.conn_us, &x0);
+            + requester_req(fe.frame_us, fe.copy_ns_per_byte, fe.conn_us);
+        let parse_common = responder_req(s.frame_us, s.conn_us) + s.l7_parse_us;
+        let parse_fwd = parse_common + requester_req(s.frame_us, s.copy_ns_per_byte, s.conn_us);
         // Loopback: a connection and a copy of the request, no frames.
         let parse_local = parse_common + s.conn_us + q * s.copy_ns_per_byte / 1000.0;
-        let miss = s.miss_us + requester_req(s.frame_us, s.copy_ns_per_byte, s.conn_us, &x0);
-
-        let objects = objects
-            .map(|(body, image)| {
-                let x = exchange(body);
-                let data = frames(x.resp_bytes);
-                let acks = (data / net.ack_every_frames as f64).ceil();
-                let copy_p = x.resp_bytes * s.copy_ns_per_byte / 1000.0;
-                ObjectCosts {
-                    resp_wire: ns(wire_us(x.resp_bytes, net.responder_control_frames as f64)),
-                    ack_wire: ns(acks * min_frame * us_per_wire_byte),
-                    fe_relay: ns(requester_resp(fe.frame_us, fe.copy_ns_per_byte, &x)
-                        + responder_resp(fe.frame_us, fe.copy_ns_per_byte, &x)),
-                    fe_l4_acks: ns(fe.l4_frame_us * acks),
-                    serve_net: ns(responder_req(s.frame_us, s.conn_us, &x)
-                        + s.squid_request_us
-                        + responder_resp(s.frame_us, s.copy_ns_per_byte, &x)),
-                    serve_local: ns(s.conn_us + s.squid_request_us + copy_p),
-                    relay_fwd: ns(requester_resp(s.frame_us, s.copy_ns_per_byte, &x)
-                        + responder_resp(s.frame_us, s.copy_ns_per_byte, &x)),
-                    relay_local: ns(copy_p + responder_resp(s.frame_us, s.copy_ns_per_byte, &x)),
-                    origin_serve: ns(responder_req(o.frame_us, o.conn_us, &x)
-                        + o.request_us
-                        + responder_resp(o.frame_us, o.copy_ns_per_byte, &x)),
-                    store: ns(requester_resp(s.frame_us, s.copy_ns_per_byte, &x)
-                        + if image { body as f64 * s.distill_ns_per_byte / 1000.0 } else { 0.0 }),
-                }
-            })
-            .collect();
-
+        let miss = s.miss_us + requester_req(s.frame_us, s.copy_ns_per_byte, s.conn_us);
         Costs {
-            frame_wire: ns((mss + net.frame_overhead_bytes as f64) * us_per_wire_byte),
+            frame_wire: ns((net.mss_bytes as f64 + net.frame_overhead_bytes as f64) * us_per_wire_byte),
             req_wire: ns(wire_us(q, net.requester_control_frames as f64)),
             fe_parse: ns(fe_parse),
-            fe_l4_req: ns(fe_l4_req),
+            fe_l4_req: ns(fe.l4_frame_us * req_half_frames),
             parse_fwd: ns(parse_fwd),
             parse_local: ns(parse_local),
             miss: ns(miss),
             poll_ns_per_conn: s.poll_ns_per_conn,
-            objects,
+            hw: hw.clone(),
+        }
+    }
+
+    /// The costs that depend on the object: its body size in bytes and
+    /// whether it is an image (the distiller's input).
+    pub fn object(&self, body: u64, image: bool) -> ObjectCosts {
+        let hw = &self.hw;
+        let net = &hw.network;
+        let frames = |bytes: f64| (bytes / net.mss_bytes as f64).ceil().max(1.0);
+        // Microseconds of wire per byte at the link rate.
+        let us_per_wire_byte = 8.0 / net.link_mbit_per_s;
+        let min_frame = net.min_frame_wire_bytes as f64;
+        let x = Exchange::new(hw, body);
+        let data = frames(x.resp_bytes);
+        let acks = (data / net.ack_every_frames as f64).ceil();
+        let resp_wire = (x.resp_bytes + data * net.frame_overhead_bytes as f64).max(data * min_frame)
+            + net.responder_control_frames as f64 * min_frame;
+
+        let (fe, s, o) = (&hw.front_end, &hw.server, &hw.origin);
+        // The endpoint roles, for a host with (frame, copy, conn) costs.
+        let responder_req = |frame: f64, conn: f64| conn + x.req_half_frames * frame;
+        let responder_resp = |frame: f64, copy_ns: f64| x.resp_half_frames * frame + x.resp_bytes * copy_ns / 1000.0;
+        // Receiving the response includes copying it out of the socket.
+        let requester_resp = responder_resp;
+        let copy_p = x.resp_bytes * s.copy_ns_per_byte / 1000.0;
+        ObjectCosts {
+            resp_wire: ns(resp_wire * us_per_wire_byte),
+            ack_wire: ns(acks * min_frame * us_per_wire_byte),
+            fe_relay: ns(requester_resp(fe.frame_us, fe.copy_ns_per_byte) + responder_resp(fe.frame_us, fe.copy_ns_per_byte)),
+            fe_l4_acks: ns(fe.l4_frame_us * acks),
+            serve_net: ns(responder_req(s.frame_us, s.conn_us)
+                + s.squid_request_us
+                + responder_resp(s.frame_us, s.copy_ns_per_byte)),
+            serve_local: ns(s.conn_us + s.squid_request_us + copy_p),
+            relay_fwd: ns(requester_resp(s.frame_us, s.copy_ns_per_byte) + responder_resp(s.frame_us, s.copy_ns_per_byte)),
+            relay_local: ns(copy_p + responder_resp(s.frame_us, s.copy_ns_per_byte)),
+            origin_serve: ns(responder_req(o.frame_us, o.conn_us) + o.request_us + responder_resp(o.frame_us, o.copy_ns_per_byte)),
+            // The distiller works on images at miss time; the stored size is the object's.
+            store: ns(requester_resp(s.frame_us, s.copy_ns_per_byte)
+                + if image { body as f64 * s.distill_ns_per_byte / 1000.0 } else { 0.0 }),
+        }
+    }
+}
+
+impl Exchange {
+    fn new(hw: &Hardware, body: u64) -> Self {
+        let net = &hw.network;
+        let frames = |bytes: f64| (bytes / net.mss_bytes as f64).ceil().max(1.0);
+        let p = body as f64 + net.http_response_header_bytes as f64;
+        let data = frames(p);
+        let acks = (data / net.ack_every_frames as f64).ceil();
+        Exchange {
+            req_half_frames: frames(net.http_request_bytes as f64) + net.requester_control_frames as f64,
+            resp_half_frames: data + acks + net.responder_control_frames as f64,
+            resp_bytes: p,
         }
     }
 }
@@ -178,8 +187,8 @@ mod tests {
         let hw = Hardware::kwon2008();
         // Body chosen so that body + headers is exactly 10 full segments.
         let body = 10 * 1448 - hw.network.http_response_header_bytes as u64;
-        let c = Costs::new(&hw, std::iter::once((body, false)));
-        let o = c.objects[0];
+        let c = Costs::new(&hw);
+        let o = c.object(body, false);
         // 10 data frames of 1538 B + 3 control frames of 84 B at 80 ns/B.
         assert_eq!(o.resp_wire, (10 * 1538 + 3 * 84) * 80);
         // 5 delayed ACKs of 84 B.
