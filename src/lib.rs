@@ -7,6 +7,7 @@
 //! figures). The `dl7` binary (`src/main.rs`, `src/cli/`) only parses
 //! arguments and calls this library.
 
+pub mod analysis;
 pub mod experiment;
 pub mod report;
 pub mod results;
