@@ -1,50 +1,66 @@
-//! Experiment files: a TOML description of a sweep, read strictly and turned
-//! into runnable runs (one [`CellSpec`] per cell and seed).
+//! Experiment files: one TOML schema for every engine, read strictly and
+//! turned into runs (one cell and one seed each).
 //!
 //! Two stages, as ripgrep does with its flags: [`Plan::parse`] reads the text
 //! into raw structs (`deny_unknown_fields`) and validates every value without
 //! touching the disk, keeping each value's position; [`Plan::load`] then reads
 //! the workloads and the hardware profile the plan names. Every error is one
-//! line naming the file, the line and column, the key and what was expected.
+//! line naming the file, the line and column, the key and what was expected;
+//! a key of the old sweep or cluster formats names its new place.
 //!
-//! This module does not run anything and does not know how results are
-//! written; the sweep runner (`cli::sweep`) does that.
+//! This module does not run anything; [`crate::sweep`] hands the runs to an
+//! engine.
 //!
 //! ```toml
 //! name = "paper"              # output directory reports/<name>/
+//! engine = "sim"              # sim | local | lab (--engine overrides)
 //! seed = 2008                 # experiment seed; every run derives its own
 //! seeds = 3                   # runs per cell (default 1)
-//! hardware = "kwon2008"       # built-in profile, or a path relative to this file
+//! hardware = "kwon2008"       # built-in profile (kwon2008, lab10mbit) or a path
 //!
 //! [sweep]
 //! servers = [1, 2, 4, 8, 16]
 //! policies = ["rr", "md5", "mod_ch"]
 //! archs = ["conventional", "distributed"]
-//! workloads = ["surge100", "my/workload.toml"]   # built-in names or paths
+//! workloads = ["surge100", "my/workload.toml", "site.trace"]   # built-in, workload or trace file
 //!
 //! [policy.mod_ch]             # optional parameters of one listed policy
 //! vnodes = 100
 //!
 //! [clients]                   # optional; default closed loop, 63 per server
-//! mode = "closed"             # closed | onoff (per_server) or poisson (rate)
+//! mode = "closed"             # closed | onoff (per_server), poisson (rate), replay (connections)
 //! per_server = 63
+//! # rate = 500.0              # poisson: requests/s in total
+//! # connections = 1           # replay: persistent connections
+//! # warmup_requests = 0       # replay: requests not measured
 //!
 //! [run]
-//! warmup_s = 5.0              # simulated seconds excluded from measurement
+//! warmup_s = 10.0             # seconds excluded from measurement (not read by replay)
 //! measure_s = 20.0
-//! shared_state = false        # one cluster-wide policy instance
-//! cache_bytes_per_server = 64000000   # optional override of the profile
+//! cache_mb = 64.0             # per server, MiB; default: the hardware profile's
+//! shared_state = false        # sim: one cluster-wide policy instance
+//!
+//! [real]                      # local and lab engines only; defaults shown
+//! fallbacks = 2               # candidates tried after a failed owner
+//! upstream_timeout_ms = 2000
+//! head_timeout_ms = 5000
+//! request_timeout_ms = 5000   # the load generator's per-request deadline
+//! max_connections = 4096      # per service
+//! origin_delay_ms = 0
+//! emulate_cpu = false         # nodes charge the `hardware` profile's costs to a virtual CPU
+//!
+//! [lab]                       # lab engine only
+//! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dl7_core::{Membership, PolicyKind, PolicySpec};
-use dl7_sim::{Arch, CellSpec, ClientMode, Hardware};
-use dl7_traces::Catalog;
+use dl7_core::seed::{cell_key, derive_seed};
+use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, PolicyKind, PolicySpec, Source};
+use dl7_traces::Trace;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -53,31 +69,55 @@ use toml::Spanned;
 const MAX_SERVERS: u32 = 1024;
 /// Default WebStone connections per cache server, as in the paper.
 const DEFAULT_PER_SERVER: u32 = 63;
+/// Bytes in the `cache_mb` unit.
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// A bad experiment file: one line with file, position, key and expectation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExperimentError(pub String);
+pub type ExperimentError = ConfigError;
 
-impl fmt::Display for ExperimentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ExperimentError {}
+/// Keys of the old sweep and cluster formats, and where each one went.
+const MOVED: &[(&str, &str)] = &[
+    ("workload", "`sweep.workloads` (a list)"),
+    ("servers", "`sweep.servers`"),
+    ("policies", "`sweep.policies`"),
+    ("archs", "`sweep.archs`"),
+    ("connections", "`clients.per_server` (closed) or `clients.connections` (replay)"),
+    ("connections_per_server", "`clients.per_server`"),
+    ("rate", "`clients.rate` with `clients.mode = \"poisson\"`"),
+    ("warmup_s", "`run.warmup_s`"),
+    ("duration_s", "`run.measure_s`"),
+    ("cache_mb", "`run.cache_mb`"),
+    ("distill", "the hardware profile (`server.distill_ns_per_byte`: the image distiller, charged by both engines)"),
+    ("origin_delay_ms", "`real.origin_delay_ms`"),
+    ("fallbacks", "`real.fallbacks`"),
+    ("upstream_timeout_ms", "`real.upstream_timeout_ms`"),
+    ("head_timeout_ms", "`real.head_timeout_ms`"),
+    ("request_timeout_ms", "`real.request_timeout_ms`"),
+    ("max_connections", "`real.max_connections`"),
+    ("params", "`[policy.NAME]` tables (`key = value`)"),
+    ("node_cpu", "`real.emulate_cpu = true`, which charges the `hardware` profile's costs"),
+    ("hosts", "`[lab] topology`: placement follows from the lab file"),
+    ("external_front", "`engine = \"lab\"`: the lab engine switches the front end itself"),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawExperiment {
     name: Spanned<String>,
-    seed: u64,
-    seeds: Option<Spanned<u32>>,
-    hardware: Spanned<String>,
-    sweep: RawSweep,
+    engine: Option<Spanned<String>>,
+    seed: Option<u64>,
+    seeds: Option<Spanned<toml::Value>>,
+    hardware: Option<Spanned<String>>,
+    sweep: Option<RawSweep>,
     #[serde(default)]
     policy: BTreeMap<String, Spanned<toml::Table>>,
     clients: Option<RawClients>,
-    run: RawRun,
+    run: Option<RawRun>,
+    real: Option<RawReal>,
+    lab: Option<Spanned<toml::Value>>,
+    // Old keys, read only to say where they went.
+    #[serde(flatten)]
+    moved: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -95,16 +135,76 @@ struct RawClients {
     mode: Spanned<String>,
     per_server: Option<Spanned<u32>>,
     rate: Option<Spanned<f64>>,
+    connections: Option<Spanned<u32>>,
+    warmup_requests: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRun {
-    warmup_s: Spanned<f64>,
-    measure_s: Spanned<f64>,
+    warmup_s: Option<Spanned<f64>>,
+    measure_s: Option<Spanned<f64>>,
     #[serde(default)]
     shared_state: bool,
-    cache_bytes_per_server: Option<Spanned<u64>>,
+    cache_mb: Option<Spanned<f64>>,
+    cache_bytes_per_server: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReal {
+    fallbacks: Option<usize>,
+    upstream_timeout_ms: Option<u64>,
+    head_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    max_connections: Option<Spanned<usize>>,
+    origin_delay_ms: Option<u64>,
+    #[serde(default)]
+    emulate_cpu: bool,
+    distill: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    topology: String,
+}
+
+/// A way to run a cell. It adds no meaning: the same cell gives the same
+/// routing, hits and cache contents in every engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The discrete-event simulator (`mode = sim`).
+    Sim,
+    /// The real cluster as processes on this machine, on loopback (`mode = real`).
+    Local,
+    /// The real cluster in the emulated lab of network namespaces (root; `mode = real-lab`).
+    Lab,
+}
+
+impl Engine {
+    /// Every engine, in the order of messages.
+    pub const ALL: &'static [Engine] = &[Engine::Sim, Engine::Local, Engine::Lab];
+
+    /// The name used in experiment files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sim => "sim",
+            Engine::Local => "local",
+            Engine::Lab => "lab",
+        }
+    }
+
+    /// The engine called `name`; `ssh` is named but not built yet.
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        match name {
+            "sim" => Ok(Engine::Sim),
+            "local" => Ok(Engine::Local),
+            "lab" => Ok(Engine::Lab),
+            "ssh" => Err("engine \"ssh\" (lab PCs over SSH) is not built yet; use `dl7 deploy` for lab PCs".into()),
+            other => Err(format!("expected one of sim, local, lab, found {other:?}")),
+        }
+    }
 }
 
 /// Where a workload comes from.
@@ -112,18 +212,30 @@ struct RawRun {
 pub enum WorkloadSource {
     /// A workload shipped with dl7 (`surge100`, `unc2001`, ...).
     Builtin(String),
-    /// A workload file, already resolved against the experiment's directory.
+    /// A workload or trace file, already resolved against the experiment's directory.
     File(PathBuf),
+}
+
+impl WorkloadSource {
+    /// How a service reads it: the built-in name or the file path.
+    pub fn argument(&self) -> String {
+        match self {
+            WorkloadSource::Builtin(n) => n.clone(),
+            WorkloadSource::File(p) => p.display().to_string(),
+        }
+    }
 }
 
 /// Where the hardware profile comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HardwareSource {
-    /// A profile shipped with dl7 (`kwon2008`).
+    /// A profile shipped with dl7 (`kwon2008`, `lab10mbit`).
     Builtin(String),
     /// A profile file, already resolved against the experiment's directory.
     File(PathBuf),
 }
+
+pub use dl7_realnet::engine::RealSettings;
 
 /// One point of the sweep: everything but the seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +253,8 @@ pub struct Plan {
     /// The file it came from, as given (used in messages).
     pub origin: String,
     pub name: String,
+    /// The engine the file asks for (`--engine` overrides it).
+    pub engine: Engine,
     pub seed: u64,
     pub seeds: u32,
     pub hardware: HardwareSource,
@@ -152,11 +266,16 @@ pub struct Plan {
     pub warmup_s: f64,
     pub measure_s: f64,
     pub shared_state: bool,
+    /// Cache capacity per server, bytes (`None`: the hardware profile's).
     pub cache_bytes_per_server: Option<u64>,
+    pub real: RealSettings,
+    /// The lab topology file (`[lab] topology`), resolved against the experiment's directory.
+    pub lab_topology: Option<PathBuf>,
     /// Positions of values that can only be checked on load, for messages.
     text: String,
     hardware_span: Range<usize>,
     workload_spans: Vec<Range<usize>>,
+    lab_span: Range<usize>,
 }
 
 /// A plan with its workloads and hardware read: ready to run.
@@ -164,8 +283,20 @@ pub struct Plan {
 pub struct Experiment {
     pub plan: Plan,
     pub hardware: Arc<Hardware>,
-    /// Catalogs in the order of [`Plan::workloads`].
-    pub catalogs: Vec<Arc<Catalog>>,
+    /// Workloads in the order of [`Plan::workloads`]: the catalog and, for a
+    /// trace file, its requests in order.
+    pub traces: Vec<Arc<Trace>>,
+}
+
+/// One run: a cell with one seed.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Index into [`Plan::cells`].
+    pub cell: usize,
+    /// Which of the cell's `seeds` runs this is.
+    pub index: u32,
+    /// Its seed, derived from the experiment seed, the cell and the index.
+    pub seed: u64,
 }
 
 impl Plan {
@@ -173,7 +304,7 @@ impl Plan {
     pub fn from_file(path: &Path) -> Result<Plan, ExperimentError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ExperimentError(format!("{origin}: cannot read experiment file: {e}")))?;
+            .map_err(|e| ConfigError(format!("{origin}: cannot read experiment file: {e}")))?;
         let base = path.parent().unwrap_or(Path::new(""));
         Plan::parse(&text, &origin, base)
     }
@@ -181,8 +312,21 @@ impl Plan {
     /// Parses and validates experiment text; `origin` names it in errors and
     /// relative paths in it are resolved against `base_dir`.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, ExperimentError> {
-        let src = Source { text, origin };
-        let raw: RawExperiment = toml::from_str(text).map_err(|e| src.serde_error(&e))?;
+        let src = Source::new(text, origin);
+        let raw: RawExperiment = src.parse()?;
+
+        if let Some((key, value)) = raw.moved.iter().next() {
+            let hint = MOVED.iter().find(|(old, _)| old == key).map(|(_, new)| *new);
+            return Err(match hint {
+                Some(new) => src.at(value.span(), key, format!("this key of the old formats moved to {new}")),
+                None => src.at(
+                    value.span(),
+                    key,
+                    "unknown key, expected one of name, engine, seed, seeds, hardware, [sweep], [policy.NAME], \
+                     [clients], [run], [real], [lab]",
+                ),
+            });
+        }
 
         let name = raw.name.get_ref().trim().to_string();
         let name_ok = !name.is_empty()
@@ -198,19 +342,52 @@ impl Plan {
                 ),
             ));
         }
-
+        let engine = match &raw.engine {
+            None => Engine::Sim,
+            Some(e) => Engine::from_name(e.get_ref()).map_err(|m| src.at(e.span(), "engine", m))?,
+        };
+        let seed = raw.seed.ok_or_else(|| src.whole("missing key `seed` (the experiment seed every run derives its own from)"))?;
         let seeds = match &raw.seeds {
             None => 1,
-            Some(s) if *s.get_ref() >= 1 => *s.get_ref(),
-            Some(s) => return Err(src.at(s.span(), "seeds", "expected a number of runs per cell >= 1, found 0")),
+            Some(s) => match s.get_ref() {
+                toml::Value::Integer(k) if *k >= 1 && *k <= 1000 => *k as u32,
+                toml::Value::Array(_) => {
+                    return Err(src.at(
+                        s.span(),
+                        "seeds",
+                        "`seeds` is now the number of runs per cell; each run's seed derives from `seed`",
+                    ))
+                }
+                other => return Err(src.at(s.span(), "seeds", format!("expected a number of runs per cell in 1..=1000, found {other}"))),
+            },
         };
+        let hardware = match &raw.hardware {
+            None => return Err(src.whole("missing key `hardware` (a built-in profile name, e.g. \"kwon2008\", or a path)")),
+            Some(h) if h.get_ref().trim().is_empty() => {
+                return Err(src.at(h.span(), "hardware", "expected a built-in profile name or a file path"))
+            }
+            Some(h) => {
+                let given = h.get_ref().trim();
+                if dl7_core::hardware::BUILTIN.contains(&given) {
+                    HardwareSource::Builtin(given.to_string())
+                } else if is_path(given) {
+                    HardwareSource::File(resolve(given, base_dir))
+                } else {
+                    return Err(src.at(
+                        h.span(),
+                        "hardware",
+                        format!(
+                            "unknown built-in profile {given:?}, expected one of {} or a path to a .toml file",
+                            dl7_core::hardware::BUILTIN.join(", ")
+                        ),
+                    ));
+                }
+            }
+        };
+        let hardware_span = raw.hardware.as_ref().map(|h| h.span()).unwrap_or(0..0);
 
-        let hardware = resolve_source(raw.hardware.get_ref(), base_dir, HardwareSource::File, HardwareSource::Builtin);
-        if raw.hardware.get_ref().trim().is_empty() {
-            return Err(src.at(raw.hardware.span(), "hardware", "expected a built-in profile name or a file path"));
-        }
-
-        let servers = nonempty(&src, &raw.sweep.servers, "sweep.servers", "server counts")?;
+        let sweep = raw.sweep.as_ref().ok_or_else(|| src.whole("missing table `[sweep]` (servers, policies, archs, workloads)"))?;
+        let servers = nonempty(&src, &sweep.servers, "sweep.servers", "server counts")?;
         let mut server_counts = Vec::new();
         for s in servers {
             let n = *s.get_ref();
@@ -228,7 +405,7 @@ impl Plan {
         }
 
         let mut archs = Vec::new();
-        for a in nonempty(&src, &raw.sweep.archs, "sweep.archs", "architectures")? {
+        for a in nonempty(&src, &sweep.archs, "sweep.archs", "architectures")? {
             let arch = Arch::from_name(a.get_ref()).ok_or_else(|| {
                 src.at(
                     a.span(),
@@ -242,80 +419,11 @@ impl Plan {
             archs.push(arch);
         }
 
-        let mut policies: Vec<PolicySpec> = Vec::new();
-        for p in nonempty(&src, &raw.sweep.policies, "sweep.policies", "policy names")? {
-            let kind = PolicyKind::from_name(p.get_ref()).map_err(|_| {
-                src.at(
-                    p.span(),
-                    "sweep.policies",
-                    format!("unknown policy {:?}, expected one of {}", p.get_ref(), PolicyKind::valid_names()),
-                )
-            })?;
-            if policies.iter().any(|q| q.kind == kind) {
-                return Err(src.at(p.span(), "sweep.policies", format!("{:?} is listed twice", p.get_ref())));
-            }
-            policies.push(PolicySpec::new(kind));
-        }
-        for (pname, table) in &raw.policy {
-            let key = format!("policy.{pname}");
-            let Some(spec) = policies.iter_mut().find(|s| s.kind.name() == pname) else {
-                return Err(src.at(
-                    table.span(),
-                    &key,
-                    format!("parameters for {pname:?}, which is not in sweep.policies"),
-                ));
-            };
-            for (k, v) in table.get_ref() {
-                let value = match v {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    other => {
-                        return Err(src.at(
-                            table.span(),
-                            &format!("{key}.{k}"),
-                            format!("expected a string, number or boolean, found {}", other.type_str()),
-                        ))
-                    }
-                };
-                spec.params.insert(k.clone(), value);
-            }
-        }
-        // Build every policy once for every cluster size so that a bad
-        // parameter (or a policy this build lacks) is reported here, against
-        // the file, rather than by a worker in the middle of a sweep.
-        for spec in &policies {
-            for &n in &server_counts {
-                let members = Membership::numbered(n as usize)
-                    .map_err(|e| ExperimentError(format!("{origin}: cannot form a {n}-server membership: {e}")))?;
-                if let Err(e) = spec.build(&members) {
-                    let key = if spec.params.is_empty() {
-                        "sweep.policies".to_string()
-                    } else {
-                        format!("policy.{}", spec.kind)
-                    };
-                    let span = raw
-                        .policy
-                        .get(spec.kind.name())
-                        .map(|t| t.span())
-                        .or_else(|| {
-                            raw.sweep
-                                .policies
-                                .get_ref()
-                                .iter()
-                                .find(|p| p.get_ref() == spec.kind.name())
-                                .map(|p| p.span())
-                        })
-                        .unwrap_or(0..0);
-                    return Err(src.at(span, &key, format!("policy {} with {n} servers: {e}", spec.kind)));
-                }
-            }
-        }
+        let policies = parse_policies(&src, &raw, sweep, &server_counts)?;
 
         let mut workloads: Vec<(String, WorkloadSource)> = Vec::new();
         let mut workload_spans = Vec::new();
-        for w in nonempty(&src, &raw.sweep.workloads, "sweep.workloads", "workload names or paths")? {
+        for w in nonempty(&src, &sweep.workloads, "sweep.workloads", "workload names or paths")? {
             let given = w.get_ref().trim();
             if given.is_empty() {
                 return Err(src.at(w.span(), "sweep.workloads", "expected a workload name or path, found \"\""));
@@ -323,7 +431,7 @@ impl Plan {
             let source = if dl7_traces::workload::BUILTIN.contains(&given) {
                 WorkloadSource::Builtin(given.to_string())
             } else {
-                resolve_source(given, base_dir, WorkloadSource::File, WorkloadSource::Builtin)
+                WorkloadSource::File(resolve(given, base_dir))
             };
             let label = match &source {
                 WorkloadSource::Builtin(n) => n.clone(),
@@ -340,28 +448,89 @@ impl Plan {
             None => ClientMode::Closed { per_server: DEFAULT_PER_SERVER },
             Some(c) => parse_clients(&src, c)?,
         };
+        let replay = matches!(clients, ClientMode::Replay { .. });
 
-        let warmup_s = *raw.run.warmup_s.get_ref();
-        if !(warmup_s.is_finite() && warmup_s >= 0.0) {
-            return Err(src.at(
-                raw.run.warmup_s.span(),
-                "run.warmup_s",
-                format!("expected simulated seconds >= 0, found {warmup_s}"),
-            ));
+        let run = raw.run.as_ref();
+        if let Some(c) = run.and_then(|r| r.cache_bytes_per_server.as_ref()) {
+            return Err(src.at(c.span(), "run.cache_bytes_per_server", "renamed to `run.cache_mb` (MiB per server)"));
         }
-        let measure_s = *raw.run.measure_s.get_ref();
-        if !(measure_s.is_finite() && measure_s > 0.0) {
-            return Err(src.at(
-                raw.run.measure_s.span(),
-                "run.measure_s",
-                format!("expected simulated seconds > 0, found {measure_s}"),
-            ));
-        }
-        let cache_bytes_per_server = match &raw.run.cache_bytes_per_server {
-            Some(c) if *c.get_ref() == 0 => {
-                return Err(src.at(c.span(), "run.cache_bytes_per_server", "expected a capacity in bytes > 0, found 0"))
+        let seconds = |v: Option<&Spanned<f64>>, key: &str, zero_ok: bool| -> Result<Option<f64>, ExperimentError> {
+            let Some(v) = v else { return Ok(None) };
+            let x = *v.get_ref();
+            if x.is_finite() && (x > 0.0 || (zero_ok && x == 0.0)) {
+                Ok(Some(x))
+            } else {
+                let bound = if zero_ok { ">= 0" } else { "> 0" };
+                Err(src.at(v.span(), key, format!("expected seconds {bound}, found {x}")))
             }
-            other => other.as_ref().map(|c| *c.get_ref()),
+        };
+        let warmup_s = seconds(run.and_then(|r| r.warmup_s.as_ref()), "run.warmup_s", true)?;
+        let measure_s = seconds(run.and_then(|r| r.measure_s.as_ref()), "run.measure_s", false)?;
+        let (warmup_s, measure_s) = match (warmup_s, measure_s, replay) {
+            // A replay measures the whole trace: the window is its own.
+            (w, m, true) => (w.unwrap_or(0.0), m.unwrap_or(0.0)),
+            (w, Some(m), false) => (w.unwrap_or(0.0), m),
+            (_, None, false) => {
+                return Err(src.whole(format!(
+                    "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)"
+                )))
+            }
+        };
+        let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
+            None => None,
+            Some(c) => {
+                let mb = *c.get_ref();
+                if !(mb.is_finite() && mb > 0.0) {
+                    return Err(src.at(c.span(), "run.cache_mb", format!("expected MiB per server > 0, found {mb}")));
+                }
+                Some((mb * MIB).round() as u64)
+            }
+        };
+
+        let real = match &raw.real {
+            None => RealSettings::default(),
+            Some(r) => {
+                if let Some(d) = &r.distill {
+                    return Err(src.at(
+                        d.span(),
+                        "real.distill",
+                        "distill is part of the hardware profile (`server.distill_ns_per_byte`: the image distiller), the same in every engine",
+                    ));
+                }
+                let d = RealSettings::default();
+                let max_connections = match &r.max_connections {
+                    Some(m) if *m.get_ref() == 0 => {
+                        return Err(src.at(m.span(), "real.max_connections", "expected at least 1 connection, found 0"))
+                    }
+                    Some(m) => *m.get_ref(),
+                    None => d.max_connections,
+                };
+                RealSettings {
+                    fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
+                    upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
+                    head_timeout_ms: r.head_timeout_ms.unwrap_or(d.head_timeout_ms),
+                    request_timeout_ms: r.request_timeout_ms.unwrap_or(d.request_timeout_ms),
+                    max_connections,
+                    origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
+                    emulate_cpu: r.emulate_cpu,
+                }
+            }
+        };
+
+        let (lab_topology, lab_span) = match &raw.lab {
+            None => (None, 0..0),
+            Some(v) => match v.get_ref() {
+                toml::Value::String(_) => {
+                    return Err(src.at(v.span(), "lab", "the lab file moved to `[lab] topology = \"LAB.toml\"`"))
+                }
+                toml::Value::Table(t) => {
+                    let lab: RawLab = toml::Value::Table(t.clone())
+                        .try_into()
+                        .map_err(|e: toml::de::Error| src.at(v.span(), "lab", e.message().trim().replace('\n', " ")))?;
+                    (Some(resolve(&lab.topology, base_dir)), v.span())
+                }
+                other => return Err(src.at(v.span(), "lab", format!("expected a table, found {}", other.type_str()))),
+            },
         };
 
         let mut cells = Vec::new();
@@ -378,7 +547,8 @@ impl Plan {
         Ok(Plan {
             origin: origin.to_string(),
             name,
-            seed: raw.seed,
+            engine,
+            seed,
             seeds,
             hardware,
             workloads,
@@ -386,11 +556,14 @@ impl Plan {
             clients,
             warmup_s,
             measure_s,
-            shared_state: raw.run.shared_state,
+            shared_state: run.is_some_and(|r| r.shared_state),
             cache_bytes_per_server,
+            real,
+            lab_topology,
             text: text.to_string(),
-            hardware_span: raw.hardware.span(),
+            hardware_span,
             workload_spans,
+            lab_span,
         })
     }
 
@@ -399,94 +572,192 @@ impl Plan {
         self.cells.len() * self.seeds as usize
     }
 
+    /// Checks that the plan can run on `engine` (a lab needs `[lab]`).
+    pub fn check_engine(&self, engine: Engine) -> Result<(), ExperimentError> {
+        let src = Source::new(&self.text, &self.origin);
+        if engine == Engine::Lab && self.lab_topology.is_none() {
+            return Err(src.whole("engine \"lab\" needs `[lab] topology = \"LAB.toml\"` (the emulated lab to run in)"));
+        }
+        if engine == Engine::Lab {
+            let max = self.cells.iter().map(|c| c.servers).max().unwrap_or(0);
+            let lab = self.lab_config()?;
+            if max > lab.nodes {
+                return Err(src.at(
+                    self.lab_span.clone(),
+                    "lab.topology",
+                    format!("the lab has {} nodes but the sweep asks for up to {max} servers", lab.nodes),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lab topology named by `[lab] topology`, read and checked.
+    pub fn lab_config(&self) -> Result<dl7_realnet::lab::LabConfig, ExperimentError> {
+        let src = Source::new(&self.text, &self.origin);
+        let Some(path) = &self.lab_topology else {
+            return Err(src.whole("no `[lab] topology`"));
+        };
+        dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))
+    }
+
     /// Reads the hardware profile and the workloads the plan names.
     pub fn load(self) -> Result<Experiment, ExperimentError> {
-        let src = Source { text: &self.text, origin: &self.origin };
-        let mut catalogs = Vec::new();
-        for ((_, source), span) in self.workloads.iter().zip(&self.workload_spans) {
-            let catalog = load_workload(source).map_err(|e| src.at(span.clone(), "sweep.workloads", e))?;
-            catalogs.push(Arc::new(catalog));
+        let src = Source::new(&self.text, &self.origin);
+        let mut traces = Vec::new();
+        for ((label, source), span) in self.workloads.iter().zip(&self.workload_spans) {
+            let trace = load_workload(source).map_err(|e| src.at(span.clone(), "sweep.workloads", e))?;
+            if trace.catalog.is_empty() {
+                return Err(src.at(span.clone(), "sweep.workloads", format!("workload {label:?} has no objects")));
+            }
+            if let ClientMode::Replay { warmup_requests, .. } = self.clients {
+                if trace.requests.is_empty() {
+                    return Err(src.at(
+                        span.clone(),
+                        "sweep.workloads",
+                        format!("clients.mode = \"replay\" needs a trace file with requests; {label:?} has none"),
+                    ));
+                }
+                if warmup_requests >= trace.requests.len() as u64 {
+                    return Err(src.whole(format!(
+                        "`clients.warmup_requests` = {warmup_requests} leaves nothing of the {} requests of {label:?} to measure",
+                        trace.requests.len()
+                    )));
+                }
+            }
+            traces.push(Arc::new(trace));
         }
         let hardware = load_hardware(&self.hardware).map_err(|e| src.at(self.hardware_span.clone(), "hardware", e))?;
-        Ok(Experiment { plan: self, hardware: Arc::new(hardware), catalogs })
+        Ok(Experiment { plan: self, hardware: Arc::new(hardware), traces })
     }
 }
 
 impl Experiment {
     /// Every run in output order (cell order, then seed index), each with its
     /// derived seed.
-    pub fn runs(&self) -> Vec<CellSpec> {
+    pub fn runs(&self) -> Vec<Run> {
         let plan = &self.plan;
         let mut runs = Vec::with_capacity(plan.run_count());
-        for cell in &plan.cells {
-            let workload = &plan.workloads[cell.workload].0;
-            let key = cell_key(workload, cell.arch, &cell.policy, cell.servers);
+        for (i, cell) in plan.cells.iter().enumerate() {
+            let key = cell_key(&plan.workloads[cell.workload].0, cell.arch, &cell.policy, cell.servers);
             for index in 0..plan.seeds {
-                runs.push(CellSpec {
-                    workload: workload.clone(),
-                    catalog: self.catalogs[cell.workload].clone(),
-                    arch: cell.arch,
-                    policy: cell.policy.clone(),
-                    servers: cell.servers,
-                    shared_state: plan.shared_state,
-                    clients: plan.clients,
-                    warmup_s: plan.warmup_s,
-                    measure_s: plan.measure_s,
-                    seed: derive_seed(plan.seed, &key, index),
-                    cache_bytes_per_server: plan.cache_bytes_per_server,
-                    requests: None,
-                });
+                runs.push(Run { cell: i, index, seed: derive_seed(plan.seed, &key, index) });
             }
         }
         runs
     }
-}
 
-/// The identity of a cell as a stable string: what the per-run seed hashes.
-pub fn cell_key(workload: &str, arch: Arch, policy: &PolicySpec, servers: u32) -> String {
-    let mut key = format!("{workload}/{}/{}", arch.name(), policy.kind.name());
-    // Params iterate in key order (a BTreeMap), so the string is canonical.
-    for (k, v) in policy.params.iter() {
-        key.push_str(&format!(",{k}={v}"));
+    /// The simulator's spec of a run.
+    pub fn sim_spec(&self, run: &Run) -> dl7_sim::CellSpec {
+        let plan = &self.plan;
+        let cell = &plan.cells[run.cell];
+        let trace = &self.traces[cell.workload];
+        dl7_sim::CellSpec {
+            workload: plan.workloads[cell.workload].0.clone(),
+            catalog: Arc::new(trace.catalog.clone()),
+            arch: cell.arch,
+            policy: cell.policy.clone(),
+            servers: cell.servers,
+            shared_state: plan.shared_state,
+            clients: plan.clients,
+            warmup_s: plan.warmup_s,
+            measure_s: plan.measure_s,
+            seed: run.seed,
+            cache_bytes_per_server: plan.cache_bytes_per_server,
+            requests: match plan.clients {
+                ClientMode::Replay { .. } => Some(Arc::new(trace.requests.clone())),
+                _ => None,
+            },
+        }
     }
-    key.push_str(&format!("/{servers}"));
-    key
 }
 
-/// The seed of run `index` of a cell: FNV-1a of the cell key mixed with the
-/// experiment seed and the index through splitmix64. A fixed function, never
-/// std's randomised hasher, so seeds (and so results) are the same on every
-/// machine and every release; changing it changes every published number.
-pub fn derive_seed(experiment_seed: u64, cell_key: &str, index: u32) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in cell_key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+fn parse_policies(
+    src: &Source,
+    raw: &RawExperiment,
+    sweep: &RawSweep,
+    server_counts: &[u32],
+) -> Result<Vec<PolicySpec>, ExperimentError> {
+    let mut policies: Vec<PolicySpec> = Vec::new();
+    for p in nonempty(src, &sweep.policies, "sweep.policies", "policy names")? {
+        let kind = PolicyKind::from_name(p.get_ref()).map_err(|_| {
+            src.at(
+                p.span(),
+                "sweep.policies",
+                format!("unknown policy {:?}, expected one of {}", p.get_ref(), PolicyKind::valid_names()),
+            )
+        })?;
+        if policies.iter().any(|q| q.kind == kind) {
+            return Err(src.at(p.span(), "sweep.policies", format!("{:?} is listed twice", p.get_ref())));
+        }
+        policies.push(PolicySpec::new(kind));
     }
-    splitmix64(splitmix64(experiment_seed ^ h).wrapping_add(u64::from(index)))
+    for (pname, table) in &raw.policy {
+        let key = format!("policy.{pname}");
+        let Some(spec) = policies.iter_mut().find(|s| s.kind.name() == pname) else {
+            return Err(src.at(table.span(), &key, format!("parameters for {pname:?}, which is not in sweep.policies")));
+        };
+        for (k, v) in table.get_ref() {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(src.at(
+                        table.span(),
+                        &format!("{key}.{k}"),
+                        format!("expected a string, number or boolean, found {}", other.type_str()),
+                    ))
+                }
+            };
+            spec.params.insert(k.clone(), value);
+        }
+    }
+    // Build every policy once for every cluster size so that a bad
+    // parameter (or a policy this build lacks) is reported here, against
+    // the file, rather than by a worker in the middle of a sweep.
+    for spec in &policies {
+        for &n in server_counts {
+            let members = Membership::numbered(n as usize)
+                .map_err(|e| src.whole(format!("cannot form a {n}-server membership: {e}")))?;
+            if let Err(e) = spec.build(&members) {
+                let key = if spec.params.is_empty() { "sweep.policies".to_string() } else { format!("policy.{}", spec.kind) };
+                let span = raw
+                    .policy
+                    .get(spec.kind.name())
+                    .map(|t| t.span())
+                    .or_else(|| sweep.policies.get_ref().iter().find(|p| p.get_ref() == spec.kind.name()).map(|p| p.span()))
+                    .unwrap_or(0..0);
+                return Err(src.at(span, &key, format!("policy {} with {n} servers: {e}", spec.kind)));
+            }
+        }
+    }
+    Ok(policies)
 }
 
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// A value with a path separator or a file extension names a file.
+fn is_path(given: &str) -> bool {
+    given.contains('/') || given.contains('\\') || given.contains('.')
 }
 
-/// A name without a path separator or `.toml` is a built-in (an unknown one is
-/// reported on load); anything else is a file relative to the experiment
-/// file's directory.
-fn resolve_source<T>(given: &str, base_dir: &Path, file: impl Fn(PathBuf) -> T, builtin: impl Fn(String) -> T) -> T {
-    let given = given.trim();
-    if given.contains('/') || given.contains('\\') || given.ends_with(".toml") {
-        let p = Path::new(given);
-        file(if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) })
+/// `given` relative to the experiment file's directory (absolute paths kept).
+fn resolve(given: &str, base_dir: &Path) -> PathBuf {
+    let p = Path::new(given.trim());
+    if p.is_absolute() {
+        p.to_path_buf()
     } else {
-        builtin(given.to_string())
+        base_dir.join(p)
     }
 }
 
 fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentError> {
+    let mode = c.mode.get_ref().as_str();
+    // Each key is read by some modes only; any other is an error, not ignored.
+    let only = |key: &str, span: Option<Range<usize>>, modes: &str| match span {
+        Some(s) => Err(src.at(s, &format!("clients.{key}"), format!("`{key}` is read only in mode {modes}, not {mode:?}"))),
+        None => Ok(()),
+    };
     let per_server = |default: u32| -> Result<u32, ExperimentError> {
         match &c.per_server {
             None => Ok(default),
@@ -494,52 +765,53 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
             Some(p) => Err(src.at(p.span(), "clients.per_server", "expected connections per server >= 1, found 0")),
         }
     };
-    match c.mode.get_ref().as_str() {
-        "closed" | "onoff" => {
-            if let Some(r) = &c.rate {
-                return Err(src.at(
-                    r.span(),
-                    "clients.rate",
-                    format!("a rate is only read in mode \"poisson\", not {:?}", c.mode.get_ref()),
-                ));
-            }
-            let n = per_server(DEFAULT_PER_SERVER)?;
-            Ok(if c.mode.get_ref() == "closed" {
-                ClientMode::Closed { per_server: n }
-            } else {
-                ClientMode::OnOff { per_server: n }
-            })
+    fn span<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
+        v.as_ref().map(|v| v.span())
+    }
+    match mode {
+        "closed" | "onoff" | "poisson" | "replay" => {}
+        other => {
+            return Err(src.at(
+                c.mode.span(),
+                "clients.mode",
+                format!("expected one of closed, onoff, poisson, replay, found {other:?}"),
+            ))
         }
+    }
+    if mode != "poisson" {
+        only("rate", span(&c.rate), "\"poisson\"")?;
+    }
+    if mode != "replay" {
+        only("connections", span(&c.connections), "\"replay\"")?;
+        only("warmup_requests", span(&c.warmup_requests), "\"replay\"")?;
+    }
+    if mode == "poisson" || mode == "replay" {
+        only("per_server", span(&c.per_server), "\"closed\" or \"onoff\"")?;
+    }
+    match mode {
+        "closed" => Ok(ClientMode::Closed { per_server: per_server(DEFAULT_PER_SERVER)? }),
+        "onoff" => Ok(ClientMode::OnOff { per_server: per_server(DEFAULT_PER_SERVER)? }),
         "poisson" => {
-            if let Some(p) = &c.per_server {
-                return Err(src.at(
-                    p.span(),
-                    "clients.per_server",
-                    "per_server is not read in mode \"poisson\" (use rate)",
-                ));
-            }
             let Some(rate) = &c.rate else {
-                return Err(src.at(
-                    c.mode.span(),
-                    "clients.rate",
-                    "mode \"poisson\" needs rate = <requests per second>",
-                ));
+                return Err(src.at(c.mode.span(), "clients.rate", "mode \"poisson\" needs rate = <requests per second>"));
             };
             let r = *rate.get_ref();
             if !(r.is_finite() && r > 0.0) {
-                return Err(src.at(
-                    rate.span(),
-                    "clients.rate",
-                    format!("expected requests per second > 0, found {r}"),
-                ));
+                return Err(src.at(rate.span(), "clients.rate", format!("expected requests per second > 0, found {r}")));
             }
             Ok(ClientMode::Poisson { rate: r })
         }
-        other => Err(src.at(
-            c.mode.span(),
-            "clients.mode",
-            format!("expected one of closed, onoff, poisson, found {other:?}"),
-        )),
+        _ => {
+            let connections = match &c.connections {
+                None => 1,
+                Some(k) if *k.get_ref() >= 1 => *k.get_ref(),
+                Some(k) => return Err(src.at(k.span(), "clients.connections", "expected connections >= 1, found 0")),
+            };
+            Ok(ClientMode::Replay {
+                connections,
+                warmup_requests: c.warmup_requests.as_ref().map_or(0, |w| *w.get_ref()),
+            })
+        }
     }
 }
 
@@ -555,241 +827,24 @@ fn nonempty<'a, T>(
     Ok(list.get_ref())
 }
 
-/// Reads a workload by name or path. The one place that knows the traces
-/// crate's loading API.
-fn load_workload(source: &WorkloadSource) -> Result<Catalog, String> {
+/// Reads a workload by name or path: a built-in model, a workload file, or a
+/// trace file (catalog and requests).
+fn load_workload(source: &WorkloadSource) -> Result<Trace, String> {
     match source {
-        WorkloadSource::Builtin(name) => dl7_traces::workload::builtin(name).map_err(|e| e.to_string()),
-        WorkloadSource::File(path) => dl7_traces::workload::load(path).map_err(|e| e.to_string()),
+        WorkloadSource::Builtin(name) => dl7_traces::workload::builtin(name).map(Trace::from_catalog).map_err(|e| e.to_string()),
+        WorkloadSource::File(path) => Trace::resolve(&path.display().to_string()).map_err(|e| e.to_string()),
     }
 }
 
 /// Reads the hardware profile by name or path.
 fn load_hardware(source: &HardwareSource) -> Result<Hardware, String> {
     match source {
-        HardwareSource::Builtin(name) if name == "kwon2008" => Ok(Hardware::kwon2008()),
-        HardwareSource::Builtin(name) => Err(format!(
-            "unknown built-in hardware profile {name:?}, expected \"kwon2008\" or a path to a profile file"
-        )),
+        HardwareSource::Builtin(name) => Hardware::builtin(name).map_err(|e| e.to_string()),
         HardwareSource::File(path) => {
             let origin = path.display().to_string();
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read hardware profile {origin}: {e}"))?;
             Hardware::from_toml_str(&text, &origin).map_err(|e| e.to_string())
         }
-    }
-}
-
-/// The experiment text and its name, to turn byte spans into `file:line:col`.
-struct Source<'a> {
-    text: &'a str,
-    origin: &'a str,
-}
-
-impl Source<'_> {
-    /// An error at `span` about `key`.
-    fn at(&self, span: Range<usize>, key: &str, what: impl fmt::Display) -> ExperimentError {
-        let (line, col) = line_col(self.text, span.start);
-        ExperimentError(format!("{}:{line}:{col}: `{key}`: {what}", self.origin))
-    }
-
-    /// A syntax or type error from the TOML reader, in the same one-line form;
-    /// the key is recovered from the text around the error's position.
-    fn serde_error(&self, e: &toml::de::Error) -> ExperimentError {
-        let message = e.message().trim().replace('\n', " ");
-        match e.span() {
-            Some(span) => {
-                let (line, col) = line_col(self.text, span.start);
-                match key_at(self.text, span.start) {
-                    Some(key) => ExperimentError(format!("{}:{line}:{col}: `{key}`: {message}", self.origin)),
-                    None => ExperimentError(format!("{}:{line}:{col}: {message}", self.origin)),
-                }
-            }
-            None => ExperimentError(format!("{}: {message}", self.origin)),
-        }
-    }
-}
-
-/// 1-based line and column (in characters) of byte offset `at`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, text[line_start..at].chars().count() + 1)
-}
-
-/// The dotted key whose assignment contains byte offset `at`: the nearest
-/// `key = ...` line at or above it, prefixed by the table header above that.
-/// Best effort; a header line itself yields the table name.
-fn key_at(text: &str, at: usize) -> Option<String> {
-    let at = at.min(text.len());
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let mut key: Option<String> = None;
-    let mut table: Option<String> = None;
-    let mut lines: Vec<&str> = text[..line_start].lines().collect();
-    let current_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
-    lines.push(&text[line_start..current_end]);
-    for line in lines.iter().rev() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            let name = t.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string();
-            table = Some(name);
-            break;
-        }
-        if key.is_none() {
-            if let Some((k, _)) = t.split_once('=') {
-                let k = k.trim();
-                let is_key = !k.is_empty()
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\''));
-                if is_key {
-                    key = Some(k.trim_matches(['"', '\'']).to_string());
-                }
-            }
-        }
-    }
-    match (table, key) {
-        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
-        (None, Some(k)) => Some(k),
-        (Some(t), None) => Some(t),
-        (None, None) => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-name = "t"
-seed = 7
-seeds = 2
-hardware = "kwon2008"
-
-[sweep]
-servers = [1, 4]
-policies = ["rr", "md5"]
-archs = ["conventional", "distributed"]
-workloads = ["surge100"]
-
-[run]
-warmup_s = 1.0
-measure_s = 2.0
-"#;
-
-    fn parse(text: &str) -> Result<Plan, ExperimentError> {
-        Plan::parse(text, "exp.toml", Path::new("experiments"))
-    }
-
-    fn err(text: &str) -> String {
-        parse(text).expect_err("should be rejected").0
-    }
-
-    #[test]
-    fn good_file_gives_cells_in_order() {
-        let plan = parse(GOOD).unwrap();
-        assert_eq!(plan.cells.len(), 8);
-        assert_eq!(plan.run_count(), 16);
-        let c = &plan.cells[1];
-        assert_eq!((c.arch, c.policy.kind, c.servers), (Arch::Conventional, PolicyKind::Rr, 4));
-        let c = &plan.cells[2];
-        assert_eq!((c.arch, c.policy.kind, c.servers), (Arch::Conventional, PolicyKind::Md5, 1));
-        assert_eq!(plan.clients, ClientMode::Closed { per_server: 63 });
-        assert_eq!(plan.hardware, HardwareSource::Builtin("kwon2008".into()));
-        assert_eq!(plan.workloads[0], ("surge100".into(), WorkloadSource::Builtin("surge100".into())));
-    }
-
-    #[test]
-    fn shipped_experiments_are_valid() {
-        let paper =
-            Plan::parse(include_str!("../experiments/paper.toml"), "paper.toml", Path::new("experiments")).unwrap();
-        assert_eq!((paper.cells.len(), paper.seeds), (5 * 6 * 2 * 3, 3));
-        assert!(paper.warmup_s > 0.0, "warm-up is excluded from the measurement");
-        assert_eq!(paper.clients, ClientMode::Closed { per_server: 63 });
-        let quick =
-            Plan::parse(include_str!("../experiments/quick.toml"), "quick.toml", Path::new("experiments")).unwrap();
-        assert_eq!(quick.run_count(), 8);
-        assert!(quick.load().is_ok(), "quick.toml names only built-in workloads and hardware");
-    }
-
-    #[test]
-    fn paths_resolve_against_the_experiment_directory() {
-        let text = GOOD.replace("\"surge100\"", "\"w/mine.toml\"").replace("\"kwon2008\"", "\"hw.toml\"");
-        let plan = parse(&text).unwrap();
-        assert_eq!(plan.hardware, HardwareSource::File(Path::new("experiments").join("hw.toml")));
-        assert_eq!(plan.workloads[0].0, "mine");
-        assert_eq!(plan.workloads[0].1, WorkloadSource::File(Path::new("experiments").join("w/mine.toml")));
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let e = err(&GOOD.replace("servers = [1, 4]", "servers = [1, 4]\nserverz = [2]"));
-        assert!(e.starts_with("exp.toml:9:"), "{e}");
-        assert!(e.contains("serverz"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_names_the_key() {
-        let e = err(&GOOD.replace("measure_s = 2.0", "measure_s = \"long\""));
-        assert!(e.starts_with("exp.toml:15:13:"), "{e}");
-        assert!(e.contains("`run.measure_s`"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn unknown_policy_lists_valid_ones() {
-        let e = err(&GOOD.replace("\"md5\"]", "\"md6\"]"));
-        assert!(e.contains("exp.toml:9:") && e.contains("`sweep.policies`") && e.contains("md6"), "{e}");
-        assert!(e.contains("mod_ch"), "{e}");
-    }
-
-    #[test]
-    fn empty_lists_and_bad_values_are_rejected() {
-        assert!(err(&GOOD.replace("[1, 4]", "[]")).contains("`sweep.servers`: expected a non-empty list"));
-        assert!(err(&GOOD.replace("[1, 4]", "[0]")).contains("`sweep.servers`"));
-        assert!(err(&GOOD.replace("[1, 4]", "[4, 4]")).contains("listed twice"));
-        assert!(err(&GOOD.replace("\"distributed\"]", "\"dist\"]")).contains("`sweep.archs`"));
-        assert!(err(&GOOD.replace("seeds = 2", "seeds = 0")).contains("`seeds`"));
-        assert!(err(&GOOD.replace("warmup_s = 1.0", "warmup_s = -1.0")).contains("`run.warmup_s`"));
-        assert!(err(&GOOD.replace("name = \"t\"", "name = \"../x\"")).contains("`name`"));
-        assert!(err(&GOOD.replace("\n[run]", "\n[clients]\nmode = \"poisson\"\n[run]")).contains("`clients.rate`"));
-        assert!(err(&GOOD.replace("\n[run]", "\n[clients]\nmode = \"open\"\n[run]")).contains("`clients.mode`"));
-    }
-
-    #[test]
-    fn policy_parameters_must_belong_to_a_listed_policy_and_be_known() {
-        let e = err(&GOOD.replace("\n[run]", "\n[policy.carp]\nx = 1\n[run]"));
-        assert!(e.contains("`policy.carp`") && e.contains("not in sweep.policies"), "{e}");
-        let e = err(&GOOD.replace("\n[run]", "\n[policy.md5]\nbogus = 1\n[run]"));
-        assert!(e.contains("`policy.md5`") && e.contains("bogus"), "{e}");
-    }
-
-    #[test]
-    fn missing_table_is_reported() {
-        let cut = GOOD.split("[run]").next().unwrap();
-        let e = err(cut);
-        assert!(e.contains("exp.toml") && e.contains("run"), "{e}");
-    }
-
-    #[test]
-    fn seeds_are_stable_and_distinct() {
-        // Pinned: a change to the derivation changes every published number.
-        assert_eq!(
-            derive_seed(2008, "surge100/conventional/rr/1", 0),
-            derive_seed(2008, "surge100/conventional/rr/1", 0)
-        );
-        let a = derive_seed(2008, "surge100/conventional/rr/1", 0);
-        assert_ne!(a, derive_seed(2008, "surge100/conventional/rr/1", 1));
-        assert_ne!(a, derive_seed(2008, "surge100/conventional/rr/2", 0));
-        assert_ne!(a, derive_seed(2009, "surge100/conventional/rr/1", 0));
-        assert_eq!(derive_seed(0, "", 0), splitmix64(splitmix64(0xcbf2_9ce4_8422_2325)));
-    }
-
-    #[test]
-    fn cell_key_includes_parameters_in_order() {
-        let mut spec = PolicySpec::new(PolicyKind::ModCh);
-        spec.params.insert("vnodes", "100");
-        spec.params.insert("a", "1");
-        assert_eq!(cell_key("w", Arch::Distributed, &spec, 8), "w/distributed/mod_ch,a=1,vnodes=100/8");
     }
 }

@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod experiment;
 pub mod report;
 pub mod results;
+pub mod sweep;
 
 /// An error caused by the user's input (bad name, value, file contents):
 /// the binary reports it on one line and exits with code 2, like clap's own

@@ -1,10 +1,11 @@
-//! The one `results.csv` writer, shared by the simulator sweep and the real
-//! cluster runner.
+//! The one `results.csv` writer and reader, shared by every engine, and the
+//! real engines' per-host `nic.csv`.
 
 use std::path::Path;
 
 use anyhow::Context;
 use dl7_core::ResultRow;
+use dl7_realnet::engine::CellOutcome;
 
 /// Writes `rows` as CSV with the header of [`ResultRow::COLUMNS`].
 pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
@@ -41,4 +42,45 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// One `nic.csv` row: a lab host's NIC bytes over one run's measured window.
+#[derive(serde::Serialize)]
+struct NicRow<'a> {
+    arch: &'a str,
+    policy: &'a str,
+    servers: u32,
+    seed: u64,
+    host: &'a str,
+    role: &'a str,
+    tx_bytes: u64,
+    rx_bytes: u64,
+    window_s: f64,
+    link_mbit_per_s: f64,
+    utilisation: f64,
+}
+
+/// Writes every lab host's NIC bytes per run (from the kernel's counters).
+pub fn write_nic(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+    for o in outcomes {
+        for u in &o.nic {
+            w.serialize(NicRow {
+                arch: &o.row.arch,
+                policy: &o.row.policy,
+                servers: o.row.servers,
+                seed: o.row.seed,
+                host: &u.host,
+                role: u.role,
+                tx_bytes: u.tx_bytes,
+                rx_bytes: u.rx_bytes,
+                window_s: u.window_s,
+                link_mbit_per_s: u.link_mbit_per_s,
+                utilisation: u.utilisation(),
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

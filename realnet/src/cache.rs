@@ -39,14 +39,17 @@ impl ByteLru {
         self.entries.get(path).cloned()
     }
 
-    /// Stores `entry`, evicting as needed. Returns false when it is larger than the budget.
+    /// Stores `entry`, evicting least recently used entries until it fits.
+    /// An entry larger than the budget is not stored (false); storing a path
+    /// already present only makes it the most recently used, as the
+    /// simulator's cache does: the same order in both engines.
     pub fn insert(&mut self, path: &str, entry: Entry) -> bool {
         let size = entry.body.len() as u64;
+        if self.entries.get(path).is_some() {
+            return true;
+        }
         if size > self.capacity {
             return false;
-        }
-        if let Some(old) = self.entries.pop(path) {
-            self.bytes -= old.body.len() as u64;
         }
         while self.bytes + size > self.capacity {
             match self.entries.pop_lru() {
@@ -101,11 +104,34 @@ mod tests {
     }
 
     #[test]
-    fn oversized_entries_are_not_stored_and_replacing_keeps_the_count_exact() {
+    fn oversized_entries_are_not_stored_and_a_second_insert_only_touches() {
         let mut c = ByteLru::new(100);
         assert!(!c.insert("/big", entry(101)));
         assert!(c.insert("/a", entry(10)));
-        assert!(c.insert("/a", entry(30)));
-        assert_eq!((c.len(), c.bytes()), (1, 30));
+        assert!(c.insert("/b", entry(50)));
+        assert!(c.insert("/a", entry(30))); // present: touched, not replaced
+        assert_eq!((c.len(), c.bytes()), (2, 60));
+        assert!(c.insert("/c", entry(50))); // evicts /b, the least recently used
+        assert!(c.get("/b").is_none() && c.get("/a").is_some());
+    }
+
+    /// The simulator's cache test (`sim/src/model/cache.rs`), step for step:
+    /// the same sequence leaves the same contents in both engines.
+    #[test]
+    fn the_simulators_sequence_gives_the_simulators_contents() {
+        let mut c = ByteLru::new(100);
+        c.insert("/0", entry(40));
+        c.insert("/1", entry(40));
+        assert!(c.get("/0").is_some());
+        c.insert("/2", entry(40));
+        assert!(c.get("/1").is_none());
+        assert!(c.get("/0").is_some() && c.get("/2").is_some());
+        assert_eq!(c.bytes(), 80);
+        c.insert("/3", entry(101));
+        assert!(c.get("/3").is_none());
+        assert_eq!(c.bytes(), 80);
+        c.insert("/3", entry(100));
+        assert!(c.get("/3").is_some() && c.get("/0").is_none() && c.get("/2").is_none());
+        assert_eq!(c.bytes(), 100);
     }
 }

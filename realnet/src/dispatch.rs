@@ -32,9 +32,10 @@ use crate::metrics::Metrics;
 /// How long a failed server is skipped before it is tried again.
 pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
-/// Requests this dispatcher has outstanding per server: the load view it gives
-/// load-aware policies (each dispatcher sees only its own traffic, as in the
-/// simulator's independent-dispatcher mode).
+/// Requests this dispatcher has picked and not completed, per owner, served
+/// locally or forwarded: the load view it gives load-aware policies. Each
+/// dispatcher sees only its own picks, as the simulator's independent
+/// dispatchers do; the definition is the simulator's, one for one.
 pub struct PeerLoad {
     inflight: Vec<AtomicU64>,
     total: AtomicU64,
@@ -76,6 +77,8 @@ pub enum Outcome {
     Local {
         /// The owner failed and this process is the next candidate.
         fallback: bool,
+        /// Keeps the request outstanding in the load view until dropped.
+        outstanding: Outstanding,
     },
     /// Another server answered.
     Remote {
@@ -192,7 +195,7 @@ impl Dispatcher {
         let key = RequestKey::new(path.as_bytes());
         let owner = self.pick(&key, path).await;
         if Some(owner) == self.local {
-            return Outcome::Local { fallback: false };
+            return Outcome::Local { fallback: false, outstanding: Outstanding::enter(&self.load, owner.index()) };
         }
         if !self.is_down(owner) {
             if let Some(o) = self.try_server(owner, path, false).await {
@@ -207,7 +210,7 @@ impl Dispatcher {
         for c in candidates.into_iter().filter(|&c| c != owner).take(self.fallbacks) {
             if Some(c) == self.local {
                 Metrics::add(&self.metrics.fallbacks, 1);
-                return Outcome::Local { fallback: true };
+                return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
             }
             if self.is_down(c) {
                 continue;

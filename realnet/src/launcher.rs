@@ -11,9 +11,9 @@
 //!   address (default 127.0.0.1). With `netns`, the command becomes
 //!   `ip netns exec NS dl7 ...` (needs root; `ip` execs, so the pid, the
 //!   death signal and the /proc CPU figures stay those of the dl7 process).
-//!   The lab helper sets these from the cluster TOML's `[hosts]` table.
+//!   The lab engine sets these from the lab's plan.
 //!
-//! This module must not know what the roles do; [`crate::cluster`] does.
+//! This module must not know what the roles do; [`crate::engine`] does.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

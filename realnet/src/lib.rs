@@ -5,20 +5,22 @@
 //!
 //! * [`origin`]: the origin web server; serves a catalog with deterministic bodies ([`content`]).
 //! * [`node`]: a cache server: byte-bounded LRU ([`cache`]), single-flight misses,
-//!   optional gzip distill, and the L7 dispatcher that sends each request to its owner.
+//!   an emulated CPU charging the shared cost model, and the L7 dispatcher that sends each
+//!   request to its owner.
 //! * [`front`]: the front-end balancer: `conventional` (parse, pick, proxy),
 //!   `distributed` (hand the client socket to a node over `SCM_RIGHTS`: direct return),
 //!   `relay` (plain L4 byte splice, IPVS-NAT-like).
 //! * [`load`]: closed- and open-loop load generator that verifies every body.
-//! * [`launcher`] and [`cluster`]: start the roles as processes and run an experiment.
+//! * [`spec`]: the typed, versioned config every service starts from.
+//! * [`launcher`] and [`engine`]: start the roles as processes and run one cell of an experiment.
 //!
 //! Every service is `run(listener, config, shutdown)`, so tests bind port 0.
 //! HTTP heads are parsed with `httparse` only ([`http`]).
 
 pub mod cache;
-pub mod cluster;
 pub mod content;
 pub mod dispatch;
+pub mod engine;
 pub mod front;
 
 pub mod http;
@@ -30,3 +32,4 @@ pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod service;
+pub mod spec;

@@ -64,6 +64,8 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     /// Deadline of one request (connect included).
     pub timeout: Duration,
+    /// A list run: the first this many requests of the list are not recorded.
+    pub warmup_requests: u64,
 }
 
 impl LoadConfig {
@@ -78,6 +80,7 @@ impl LoadConfig {
             duration: Duration::from_secs(1),
             rate: None,
             timeout: Duration::from_secs(5),
+            warmup_requests: 0,
         }
     }
 }
@@ -251,12 +254,13 @@ async fn connection(
     let mut decoded = Vec::new();
     let mut k: u32 = 0;
     loop {
-        let id = match (&mut stream, &cfg.requests) {
-            (Some(s), _) => s.next_id(),
+        // A listed request is measured by its place in the list, a drawn one by the clock.
+        let (id, listed_measured) = match (&mut stream, &cfg.requests) {
+            (Some(s), _) => (s.next_id(), None),
             (None, Requests::List(list)) => {
                 let i = cursor.fetch_add(1, Relaxed) as usize;
                 match list.get(i) {
-                    Some(&id) => id,
+                    Some(&id) => (id, Some(i as u64 >= cfg.warmup_requests)),
                     None => break,
                 }
             }
@@ -286,7 +290,7 @@ async fn connection(
         )
         .await;
         let done = Instant::now();
-        let in_window = done >= window_start && done <= window_end;
+        let in_window = listed_measured.unwrap_or(done >= window_start && done <= window_end);
         let result = match outcome {
             Err(_) => {
                 if done > window_end {
@@ -318,7 +322,7 @@ async fn connection(
             }
             Err(kind) => {
                 // A list replay counts every failure; a timed run only those in its window.
-                if in_window || matches!(cfg.requests, Requests::List(_)) {
+                if in_window || listed_measured.is_some() {
                     *stats.errors.entry(kind).or_default() += 1;
                 }
                 conn = None;

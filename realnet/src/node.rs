@@ -20,26 +20,24 @@
 //!
 //! ## Emulated CPU
 //! A scaled lab (10 Mbit/s links standing for the paper's 100) also needs
-//! the nodes' CPU scaled, which this machine's cores are not. With
-//! [`CpuCosts`] set (all zero by default: off), the node behaves as if it
-//! had one CPU that is a single-server FIFO queue: every step of a request
-//! reserves the modelled time on a virtual timeline (`busy_until`) and the
-//! request waits until its step is done. The timeline, not the sleep,
-//! carries the capacity, so tokio's millisecond timer granularity delays a
-//! response by at most a tick but never lowers the node's throughput. The
-//! steps and their costs are the simulator's (`dl7-sim` `model::costs`),
-//! for HTTP/1.0 exchanges as the modelled hardware ran them:
-//! * receiver, per client request: `parse_us` (accept, request frames, L7
-//!   parse and pick, the loopback connection to itself);
-//! * owner, per request served from its cache: `request_us` (Squid and its
-//!   connection) + `poll_ns_per_open` per request open at the owner +
-//!   the response sent ([`CpuCosts::response_us`]); when the request came
-//!   over the network (a peer or the conventional front end) also `hop_us`;
-//!   when it was the receiver's own, two more copies of the response
-//!   (Squid to KTCPVS over loopback);
-//! * receiver whose owner is a peer: `hop_us` to forward the request and the
-//!   response twice (received from the owner, sent to the client);
-//! * owner on a miss: `miss_us`, and the origin's response received.
+//! the nodes' CPU scaled, which this machine's cores are not. With a cost
+//! model set (`[real] emulate_cpu = true`: the experiment's hardware profile
+//! through `dl7_core::costs`, the function that gives the simulator its
+//! costs), the node behaves as if it had one CPU that is a single-server FIFO
+//! queue: every step of a request reserves the modelled time on a virtual
+//! timeline (`busy_until`) and the request waits until its step is done. The
+//! timeline, not the sleep, carries the capacity, so tokio's millisecond
+//! timer granularity delays a response by at most a tick but never lowers
+//! the node's throughput. The steps are the simulator's, one for one:
+//! * receiver, per client request: `parse_local` when it owns the object,
+//!   else `parse_fwd`, and `relay_fwd` for the owner's response;
+//! * owner: `serve_local` for its own receiver's request, else `serve_net`
+//!   (a peer's or the conventional front end's), plus Squid's poll() per
+//!   request open there; `relay_local` when it is also the receiver;
+//! * owner on a miss: `miss`, then `store` when the origin's response is in
+//!   (the image distiller's work included; the stored size is the object's).
+//!
+//! The distill stage is only this cost: one meaning in both engines.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,6 +50,8 @@ use dl7_core::{Membership, PolicySpec, ServerId};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
+
+use dl7_core::costs::Costs;
 
 use crate::cache::{ByteLru, Entry};
 use crate::dispatch::{Dispatcher, Outcome};
@@ -73,8 +73,6 @@ pub struct NodeConfig {
     pub policy: PolicySpec,
     /// Cache budget in body bytes.
     pub cache_bytes: u64,
-    /// Gzip text objects at miss time and store the distilled body.
-    pub distill: bool,
     /// Candidates tried after a failed owner (0: answer 502 at once).
     pub fallbacks: usize,
     /// Unix listener on which the distributed front end hands over client sockets.
@@ -88,94 +86,13 @@ pub struct NodeConfig {
     pub metrics: Arc<Metrics>,
     /// Optional separate listener for `/metrics` and `/cache`.
     pub admin: Option<TcpListener>,
-    /// Emulated CPU costs (all zero: no emulation).
-    pub cpu: CpuCosts,
-}
-
-/// Modelled CPU time of each step of a request at a node (see the module
-/// docs for where each is charged). Zero everywhere: no emulation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CpuCosts {
-    /// Receiver, per client request: accept, parse, pick (microseconds).
-    #[serde(default)]
-    pub parse_us: f64,
-    /// Owner, per request served (microseconds).
-    #[serde(default)]
-    pub request_us: f64,
-    /// Each end of a request that crosses the network between processes (microseconds).
-    #[serde(default)]
-    pub hop_us: f64,
-    /// Per frame of a response sent or received (microseconds).
-    #[serde(default)]
-    pub frame_us: f64,
-    /// Per response byte moved between buffers (nanoseconds).
-    #[serde(default)]
-    pub copy_ns_per_byte: f64,
-    /// Owner, per miss: the origin connection and Squid's extra work (microseconds).
-    #[serde(default)]
-    pub miss_us: f64,
-    /// Owner, per request served, per request open at the owner (nanoseconds).
-    #[serde(default)]
-    pub poll_ns_per_open: f64,
-}
-
-/// Protocol facts of the modelled exchange (HTTP/1.0 over Ethernet, as in
-/// `experiments/hardware/*.toml` `[network]`): they turn a body size into frames.
-const MODEL_MSS: f64 = 1448.0;
-const MODEL_ACK_EVERY_FRAMES: f64 = 2.0;
-const MODEL_RESPONDER_CONTROL_FRAMES: f64 = 3.0;
-const MODEL_RESPONSE_HEADER_BYTES: f64 = 300.0;
-
-impl CpuCosts {
-    /// True when some cost is set.
-    pub fn enabled(&self) -> bool {
-        self.values().iter().any(|&(_, v)| v > 0.0)
-    }
-
-    /// Each cost with its TOML key, in declaration order.
-    pub fn values(&self) -> [(&'static str, f64); 7] {
-        [
-            ("parse_us", self.parse_us),
-            ("request_us", self.request_us),
-            ("hop_us", self.hop_us),
-            ("frame_us", self.frame_us),
-            ("copy_ns_per_byte", self.copy_ns_per_byte),
-            ("miss_us", self.miss_us),
-            ("poll_ns_per_open", self.poll_ns_per_open),
-        ]
-    }
-
-    /// Checks every cost is a finite non-negative number; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        for (k, v) in self.values() {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{k}: expected a non-negative number, got {v}"));
-            }
-        }
-        Ok(())
-    }
-
-    /// One endpoint's CPU for a response of `body` bytes sent or received over
-    /// the network: its data frames, the delayed ACKs, the responder's control
-    /// frames, and copying it (microseconds).
-    pub fn response_us(&self, body: usize) -> f64 {
-        let p = body as f64 + MODEL_RESPONSE_HEADER_BYTES;
-        let data = (p / MODEL_MSS).ceil().max(1.0);
-        let acks = (data / MODEL_ACK_EVERY_FRAMES).ceil();
-        (data + acks + MODEL_RESPONDER_CONTROL_FRAMES) * self.frame_us + self.copy_us(body)
-    }
-
-    /// Copying a response of `body` bytes once (microseconds).
-    pub fn copy_us(&self, body: usize) -> f64 {
-        (body as f64 + MODEL_RESPONSE_HEADER_BYTES) * self.copy_ns_per_byte / 1000.0
-    }
+    /// The emulated CPU's cost model (`None`: no emulation).
+    pub cpu: Option<Costs>,
 }
 
 /// The emulated CPU: one FIFO server on a virtual timeline.
 struct Cpu {
-    costs: CpuCosts,
-    on: bool,
+    costs: Option<Costs>,
     busy_until: Mutex<Option<Instant>>,
     /// Requests at this node as owner, from lookup to response written (Squid's open connections).
     open: std::sync::atomic::AtomicU64,
@@ -184,23 +101,24 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn new(costs: CpuCosts) -> Self {
+    fn new(costs: Option<Costs>) -> Self {
         Cpu {
             costs,
-            on: costs.enabled(),
             busy_until: Mutex::new(None),
             open: Default::default(),
             busy_ns: Default::default(),
         }
     }
 
-    /// Queues `us` microseconds of work behind everything queued before and
-    /// waits until it is done.
-    async fn work(&self, us: f64) {
-        if !self.on || us <= 0.0 {
+    /// Queues the work `step` prices (nanoseconds, from the cost model)
+    /// behind everything queued before and waits until it is done.
+    async fn work(&self, step: impl FnOnce(&Costs) -> u64) {
+        let Some(costs) = &self.costs else { return };
+        let ns = step(costs);
+        if ns == 0 {
             return;
         }
-        let d = std::time::Duration::from_nanos((us * 1000.0).round() as u64);
+        let d = std::time::Duration::from_nanos(ns);
         let done = {
             let mut busy = self.busy_until.lock().expect("cpu lock");
             let now = Instant::now();
@@ -211,14 +129,6 @@ impl Cpu {
         };
         self.busy_ns.fetch_add(d.as_nanos() as u64, Relaxed);
         tokio::time::sleep_until(done).await;
-    }
-
-    /// Owner's cost of serving `body` bytes with `open` requests open there.
-    fn serve_us(&self, body: usize, over_network: bool, open: u64) -> f64 {
-        let c = &self.costs;
-        let poll = c.poll_ns_per_open * open as f64 / 1000.0;
-        let path = if over_network { c.hop_us } else { 2.0 * c.copy_us(body) };
-        c.request_us + poll + path + c.response_us(body)
     }
 }
 
@@ -254,14 +164,13 @@ impl NodeConfig {
             origin,
             policy,
             cache_bytes: 64 << 20,
-            distill: false,
             fallbacks: 2,
             handoff: None,
             directory: None,
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
-            cpu: CpuCosts::default(),
+            cpu: None,
         }
     }
 }
@@ -274,7 +183,6 @@ struct Node {
     origin: Pool,
     cache: Mutex<ByteLru>,
     inflight: Mutex<HashMap<String, Flight>>,
-    distill: bool,
     limits: Limits,
     metrics: Arc<Metrics>,
     cpu: Cpu,
@@ -314,20 +222,19 @@ pub async fn run(
         origin: Pool::new(config.origin, 256),
         cache: Mutex::new(ByteLru::new(config.cache_bytes)),
         inflight: Mutex::new(HashMap::new()),
-        distill: config.distill,
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
-        cpu: Cpu::new(config.cpu),
+        cpu: Cpu::new(config.cpu.clone()),
     });
     tracing::info!(
-        "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, distill {}",
+        "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, emulated cpu {}",
         config.id,
         config.members.len(),
         listener.local_addr(),
         config.policy.kind,
         config.origin,
         config.cache_bytes,
-        config.distill
+        config.cpu.is_some()
     );
     let mut stop = shutdown_signal(shutdown);
     let conns = Arc::new(Conns::new(config.limits.max_connections, config.metrics.clone()));
@@ -425,7 +332,7 @@ impl Node {
         match path {
             "/metrics" => {
                 let mut page = self.metrics.render("node");
-                if self.cpu.on {
+                if self.cpu.costs.is_some() {
                     let busy = self.cpu.busy_ns.load(Relaxed) as f64 / 1e9;
                     page.push_str(&format!(
                         "# HELP dl7_emulated_cpu_seconds_total Modelled CPU time reserved by the emulated CPU.\n\
@@ -490,29 +397,15 @@ impl Node {
         if head.status != 200 {
             return Err(if head.status == 404 { 404 } else { 502 });
         }
-        self.cpu.work(self.cpu.costs.miss_us + self.cpu.costs.response_us(body.len())).await;
-        let mut entry = Entry { body, mime: head.content_type.mime(), object_id: head.object_id, gzip: head.gzip };
-        if self.distill && !entry.gzip && crate::content::is_text(head.content_type) {
-            let original = entry.body.len() as u64;
-            if let Ok(z) = gzip(&entry.body) {
-                Metrics::add(&m.distill_saved_bytes, original.saturating_sub(z.len() as u64));
-                entry.body = z.into();
-                entry.gzip = true;
-            }
-        }
+        let image = head.content_type.is_image();
+        self.cpu.work(|c| c.miss + c.object(body.len() as u64, image).store).await;
+        let entry = Entry { body, mime: head.content_type.mime(), object_id: head.object_id, gzip: head.gzip };
         let mut cache = self.cache.lock().expect("cache lock");
         cache.insert(path, entry.clone());
         m.cache_bytes.store(cache.bytes(), Relaxed);
         m.cache_objects.store(cache.len() as u64, Relaxed);
         Ok(entry)
     }
-}
-
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), flate2::Compression::fast());
-    enc.write_all(body)?;
-    enc.finish()
 }
 
 async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
@@ -549,16 +442,20 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             }
             continue;
         }
+        // The receiver's own pick stays in its load view until the response is written.
+        let mut _outstanding = None;
         if head.hop {
             Metrics::add(&m.hop_requests, 1);
         } else {
-            node.cpu.work(node.cpu.costs.parse_us).await;
             match node.dispatcher.dispatch(&path).await {
-                Outcome::Local { .. } => {}
+                Outcome::Local { outstanding, .. } => {
+                    node.cpu.work(|c| c.parse_local).await;
+                    _outstanding = Some(outstanding);
+                }
                 Outcome::Remote { head: up, mut body, server, .. } => {
                     // Forwarding the request, then receiving and sending the response.
-                    let c = &node.cpu.costs;
-                    node.cpu.work(c.hop_us + 2.0 * c.response_us(up.content_length as usize)).await;
+                    let image = up.content_type.is_image();
+                    node.cpu.work(|c| c.parse_fwd + c.object(up.content_length, image).relay_fwd).await;
                     let usable =
                         crate::front::relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &mut buf)
                             .await;
@@ -583,7 +480,17 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         let (open, open_now) = Open::enter(&node.cpu);
         let r = match node.serve_local(&path).await {
             Ok(entry) => {
-                node.cpu.work(node.cpu.serve_us(entry.body.len(), head.hop, open_now)).await;
+                let (body, image) = (entry.body.len() as u64, entry.mime.starts_with("image/"));
+                node.cpu
+                    .work(|c| {
+                        let o = c.object(body, image);
+                        // Squid's poll() walks every request open here.
+                        let poll = (c.poll_ns_per_conn * open_now as f64) as u64;
+                        // A request from elsewhere came over the network; the receiver's own
+                        // came over loopback and is relayed to its client here.
+                        poll + if head.hop { o.serve_net } else { o.serve_local + o.relay_local }
+                    })
+                    .await;
                 let meta = ResponseMeta {
                     content_type: entry.mime,
                     object_id: entry.object_id,

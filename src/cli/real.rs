@@ -1,25 +1,16 @@
-//! `dl7 origin|node|front|load|cluster|bench real`: the real cluster's
-//! processes and the runner that starts them. Each service subcommand binds,
-//! prints one `dl7-ready listen=ADDR admin=ADDR|-` line on stdout, serves until
-//! SIGINT/SIGTERM, then drains. The work itself lives in `dl7-realnet`.
+//! `dl7 origin|node|front|load|bench real`: the real cluster's processes.
+//! Each service reads a typed config (`--config FILE`, what the engines
+//! write) or the same fields as flags, binds, prints one
+//! `dl7-ready listen=ADDR admin=ADDR|-` line on stdout, serves until
+//! SIGINT/SIGTERM, then drains. The work itself lives in `dl7-realnet`
+//! (`spec::serve`); `bench real` is a local-engine sweep.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use dl7_core::{Membership, Params, PolicyKind, PolicySpec, ServerId};
-use dl7_realnet::cluster::{self, ClusterFile};
-use dl7_realnet::front::{FrontConfig, FrontMode};
-use dl7_realnet::http::Limits;
-use dl7_realnet::launcher::ready_line;
-use dl7_realnet::load::{LoadConfig, Requests};
-use dl7_realnet::node::{CpuCosts, NodeConfig};
-use dl7_realnet::origin::OriginConfig;
-// The binary reaches tokio's listeners through dl7-realnet and needs no tokio dependency.
-use dl7_realnet::service::{init_logging, os_signal, runtime, TcpListener};
+use dl7_realnet::service::init_logging;
+use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServiceSpec};
 
 use super::input_error;
 
@@ -33,13 +24,19 @@ pub enum RealCommand {
     Front(FrontArgs),
     /// Drive a target with verified requests and report req/s, Mbit/s, latency.
     Load(LoadArgs),
-    /// Run a real-cluster experiment file: processes on this host, results.csv.
-    Cluster(ClusterArgs),
     /// Benchmarks of the real cluster.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
 
+/// A typed config file instead of the flags (written by the engines).
+#[derive(Args, Clone)]
+pub struct ConfigArg {
+    /// Read the service's whole configuration from this JSON file (see dl7_realnet::spec);
+    /// the other flags are then not read.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
 /// Options every service shares.
 #[derive(Args, Clone)]
 pub struct ServiceArgs {
@@ -58,12 +55,11 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    fn limits(&self) -> Limits {
-        Limits {
-            head_timeout: Duration::from_millis(self.head_timeout_ms),
-            max_connections: self.max_connections.max(1),
-            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
-            ..Limits::default()
+    fn limits(&self) -> LimitsSpec {
+        LimitsSpec {
+            head_timeout_ms: self.head_timeout_ms,
+            max_connections: self.max_connections,
+            upstream_timeout_ms: self.upstream_timeout_ms,
         }
     }
 }
@@ -71,8 +67,8 @@ impl ServiceArgs {
 #[derive(Args)]
 pub struct OriginArgs {
     /// Built-in workload name or workload/trace file.
-    #[arg(long)]
-    workload: String,
+    #[arg(long, required_unless_present = "config")]
+    workload: Option<String>,
     /// Address to bind (port 0: any free port, printed in the ready line).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -81,19 +77,21 @@ pub struct OriginArgs {
     delay_ms: u64,
     #[command(flatten)]
     service: ServiceArgs,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Args)]
 pub struct NodeArgs {
     /// This node's 0-based index in --nodes.
-    #[arg(long)]
-    id: u32,
+    #[arg(long, required_unless_present = "config")]
+    id: Option<u32>,
     /// Every node's address, comma-separated, in membership order (this one's included).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "config")]
     nodes: Vec<SocketAddr>,
     /// The origin's address.
-    #[arg(long)]
-    origin: SocketAddr,
+    #[arg(long, required_unless_present = "config")]
+    origin: Option<SocketAddr>,
     /// Policy name (the policies are built over logical names 10.0.0.i:3128, as in the simulator).
     #[arg(long, default_value = "md5")]
     policy: String,
@@ -109,9 +107,6 @@ pub struct NodeArgs {
     /// Cache budget in MiB (body bytes).
     #[arg(long, default_value_t = 64.0)]
     cache_mb: f64,
-    /// Gzip text objects at miss time (the distill stage).
-    #[arg(long)]
-    distill: bool,
     /// Ask this node (the directory, e.g. node 0) for every owner: one shared
     /// policy instance for the cluster (ht_rr_shared).
     #[arg(long)]
@@ -120,61 +115,18 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
     #[command(flatten)]
-    cpu: CpuArgs,
-    #[command(flatten)]
     service: ServiceArgs,
-}
-
-/// The node's emulated CPU (a single FIFO server; 0 everywhere = off). The
-/// costs are the simulator's for a hardware profile; see `dl7_realnet::node`.
-#[derive(Args, Clone)]
-pub struct CpuArgs {
-    /// Receiver: microseconds per client request (accept, parse, pick).
-    #[arg(long, default_value_t = 0.0)]
-    cpu_parse_us: f64,
-    /// Owner: microseconds per request served (Squid and its connection).
-    #[arg(long, default_value_t = 0.0)]
-    cpu_us_per_request: f64,
-    /// Microseconds at each end of a request crossing the network between processes.
-    #[arg(long, default_value_t = 0.0)]
-    cpu_hop_us: f64,
-    /// Microseconds per frame of a response sent or received (MSS 1448, an ACK per 2 frames).
-    #[arg(long, default_value_t = 0.0)]
-    cpu_frame_us: f64,
-    /// Nanoseconds per response byte copied.
-    #[arg(long, default_value_t = 0.0)]
-    cpu_ns_per_byte: f64,
-    /// Owner: microseconds per miss.
-    #[arg(long, default_value_t = 0.0)]
-    cpu_miss_us: f64,
-    /// Owner: nanoseconds per request served per request open at the owner (poll()).
-    #[arg(long, default_value_t = 0.0)]
-    cpu_poll_ns_per_open: f64,
-}
-
-impl CpuArgs {
-    fn costs(&self) -> anyhow::Result<CpuCosts> {
-        let c = CpuCosts {
-            parse_us: self.cpu_parse_us,
-            request_us: self.cpu_us_per_request,
-            hop_us: self.cpu_hop_us,
-            frame_us: self.cpu_frame_us,
-            copy_ns_per_byte: self.cpu_ns_per_byte,
-            miss_us: self.cpu_miss_us,
-            poll_ns_per_open: self.cpu_poll_ns_per_open,
-        };
-        c.validate().map_err(|e| input_error(format!("--cpu-*: {e}")))?;
-        Ok(c)
-    }
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Args)]
 pub struct FrontArgs {
     /// conventional, distributed or relay.
-    #[arg(long)]
-    mode: String,
+    #[arg(long, required_unless_present = "config")]
+    mode: Option<String>,
     /// Node addresses, comma-separated, in membership order.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "config")]
     nodes: Vec<SocketAddr>,
     /// Node handoff Unix sockets, comma-separated (distributed mode).
     #[arg(long, value_delimiter = ',')]
@@ -193,15 +145,17 @@ pub struct FrontArgs {
     fallbacks: usize,
     #[command(flatten)]
     service: ServiceArgs,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Args)]
 pub struct LoadArgs {
     /// Address of the front end (or any node).
-    #[arg(long)]
-    target: SocketAddr,
+    #[arg(long, required_unless_present = "config")]
+    target: Option<SocketAddr>,
     /// Built-in workload name or workload file (the catalog to request and verify).
-    #[arg(long, required_unless_present = "trace")]
+    #[arg(long, required_unless_present_any = ["trace", "config"])]
     workload: Option<String>,
     /// A dl7 trace file: replay its requests once, in order, instead of a seeded stream.
     #[arg(long, conflicts_with = "workload")]
@@ -224,45 +178,23 @@ pub struct LoadArgs {
     /// Per-request deadline, milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
-    /// Also print one `dl7-result {json}` line (for the cluster runner).
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-pub struct ClusterArgs {
-    /// The experiment file, e.g. experiments/real-local.toml.
-    file: PathBuf,
-    /// Output directory (default reports/<name>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Override the file's `servers` (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    servers: Vec<usize>,
-    /// Override the file's `policies`.
-    #[arg(long, value_delimiter = ',')]
-    policies: Vec<String>,
-    /// Override the file's `archs`.
-    #[arg(long, value_delimiter = ',')]
-    archs: Vec<String>,
-    /// Override the file's `duration_s`.
-    #[arg(long)]
-    duration_s: Option<f64>,
-    /// Override the file's `warmup_s`.
-    #[arg(long)]
-    warmup_s: Option<f64>,
+    /// Requests of the trace not recorded (with --trace).
+    #[arg(long, default_value_t = 0)]
+    warmup_requests: u64,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Conventional vs distributed on loopback at 1, 2 and 4 nodes (surge100).
+    /// Conventional vs distributed on loopback (a local-engine sweep of surge100).
     Real(BenchRealArgs),
 }
 
 #[derive(Args)]
 pub struct BenchRealArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-    servers: Vec<usize>,
+    servers: Vec<u32>,
     #[arg(long, value_delimiter = ',', default_value = "conventional,distributed")]
     archs: Vec<String>,
     #[arg(long, default_value = "md5")]
@@ -270,7 +202,7 @@ pub struct BenchRealArgs {
     #[arg(long, default_value = "surge100")]
     workload: String,
     #[arg(long, default_value_t = 63)]
-    connections_per_server: usize,
+    connections_per_server: u32,
     #[arg(long, default_value_t = 1.0)]
     warmup_s: f64,
     #[arg(long, default_value_t = 3.0)]
@@ -282,301 +214,130 @@ pub struct BenchRealArgs {
 
 pub fn run(cmd: RealCommand) -> anyhow::Result<()> {
     init_logging();
-    match cmd {
-        RealCommand::Origin(a) => origin(a),
-        RealCommand::Node(a) => node(a),
-        RealCommand::Front(a) => front(a),
-        RealCommand::Load(a) => load(a),
-        RealCommand::Cluster(a) => cluster_cmd(a),
-        RealCommand::Bench(BenchCommand::Real(a)) => bench_real(a),
-    }
+    let spec = match cmd {
+        RealCommand::Origin(a) => origin(a)?,
+        RealCommand::Node(a) => node(a)?,
+        RealCommand::Front(a) => front(a)?,
+        RealCommand::Load(a) => load(a)?,
+        RealCommand::Bench(BenchCommand::Real(a)) => return bench_real(a),
+    };
+    // A bad config is the user's input; a failure while serving is not.
+    dl7_realnet::spec::validate(&spec).map_err(input_error)?;
+    dl7_realnet::spec::serve(spec).map_err(anyhow::Error::msg)
 }
 
-fn policy_spec(name: &str, params: &[String]) -> anyhow::Result<PolicySpec> {
-    let kind = PolicyKind::from_name(name).map_err(input_error)?;
-    let params = Params::parse(params.iter().map(String::as_str)).map_err(input_error)?;
-    Ok(PolicySpec { kind, params })
-}
-
-fn catalog(name: &str) -> anyhow::Result<Arc<dl7_traces::Catalog>> {
-    let c = dl7_traces::workload::resolve(name).map_err(input_error)?;
-    if c.is_empty() {
-        return Err(input_error(format!("{name}: the workload has no objects")));
-    }
-    Ok(Arc::new(c))
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))
-}
-
-async fn bind_admin(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
-    match addr {
-        Some(a) => Ok(Some(bind(a).await?)),
+fn read(config: &ConfigArg, role: &str) -> anyhow::Result<Option<ServiceSpec>> {
+    match &config.config {
+        Some(path) => Ok(Some(ServiceSpec::read(path, role).map_err(input_error)?)),
         None => Ok(None),
     }
 }
 
-fn announce(listen: &TcpListener, admin: &Option<TcpListener>) -> anyhow::Result<()> {
-    let l = listen.local_addr()?;
-    let a = admin.as_ref().map(|a| a.local_addr()).transpose()?;
-    println!("{}", ready_line(l, a));
-    use std::io::Write;
-    std::io::stdout().flush()?;
-    Ok(())
+fn policy(name: &str, params: &[String]) -> anyhow::Result<PolicyRef> {
+    let mut map = std::collections::BTreeMap::new();
+    for p in params {
+        let (k, v) = p.split_once('=').ok_or_else(|| input_error(format!("--param {p:?}: expected key=value")))?;
+        map.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let r = PolicyRef { name: name.to_string(), params: map };
+    r.spec().map_err(input_error)?;
+    Ok(r)
 }
 
-fn origin(a: OriginArgs) -> anyhow::Result<()> {
-    let catalog = catalog(&a.workload)?;
-    runtime()?.block_on(async {
-        let listener = bind(a.listen).await?;
-        let admin = bind_admin(a.service.admin).await?;
-        announce(&listener, &admin)?;
-        let mut cfg = OriginConfig::new(catalog);
-        cfg.delay = Duration::from_millis(a.delay_ms);
-        cfg.limits = a.service.limits();
-        cfg.admin = admin;
-        dl7_realnet::origin::run(listener, cfg, os_signal()).await.context("origin")
-    })
+fn origin(a: OriginArgs) -> anyhow::Result<ServiceSpec> {
+    if let Some(s) = read(&a.config, "origin")? {
+        return Ok(s);
+    }
+    Ok(ServiceSpec::Origin(OriginSpec {
+        workload: a.workload.expect("required by clap"),
+        listen: a.listen,
+        delay_ms: a.delay_ms,
+        admin: a.service.admin,
+        limits: a.service.limits(),
+    }))
 }
 
-fn node(a: NodeArgs) -> anyhow::Result<()> {
-    let spec = policy_spec(&a.policy, &a.params)?;
-    let n = a.nodes.len();
-    if a.id as usize >= n {
-        return Err(input_error(format!("--id {}: expected an index below the {n} addresses of --nodes", a.id)));
+fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
+    if let Some(s) = read(&a.config, "node")? {
+        return Ok(s);
     }
     if !(a.cache_mb.is_finite() && a.cache_mb >= 0.0) {
         return Err(input_error(format!("--cache-mb {}: expected a non-negative number", a.cache_mb)));
     }
-    let members = Membership::numbered(n).map_err(input_error)?;
-    spec.build(&members).map_err(input_error)?;
-    let cpu = a.cpu.costs()?;
-    runtime()?.block_on(async {
-        let listen = a.listen.unwrap_or(a.nodes[a.id as usize]);
-        let listener = bind(listen).await?;
-        let admin = bind_admin(a.service.admin).await?;
-        let mut cfg = NodeConfig::new(ServerId(a.id), members, a.nodes.clone(), a.origin, spec);
-        cfg.cache_bytes = (a.cache_mb * 1024.0 * 1024.0) as u64;
-        cfg.distill = a.distill;
-        cfg.directory = a.directory;
-        cfg.fallbacks = a.fallbacks;
-        cfg.limits = a.service.limits();
-        cfg.admin = admin;
-        cfg.cpu = cpu;
-        if let Some(path) = &a.handoff {
-            let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
-            cfg.handoff = Some(
-                dl7_realnet::service::UnixListener::bind(path)
-                    .with_context(|| format!("cannot bind unix socket {}", path.display()))?,
-            );
-        }
-        announce(&listener, &cfg.admin)?;
-        let r = dl7_realnet::node::run(listener, cfg, os_signal()).await.context("node");
-        if let Some(path) = &a.handoff {
-            let _ = std::fs::remove_file(path);
-        }
-        r
-    })
+    Ok(ServiceSpec::Node(NodeSpec {
+        id: a.id.expect("required by clap"),
+        nodes: a.nodes,
+        listen: a.listen,
+        origin: a.origin.expect("required by clap"),
+        policy: policy(&a.policy, &a.params)?,
+        cache_bytes: (a.cache_mb * 1024.0 * 1024.0) as u64,
+        fallbacks: a.fallbacks,
+        handoff: a.handoff,
+        directory: a.directory,
+        emulate_cpu: None,
+        admin: a.service.admin,
+        limits: a.service.limits(),
+    }))
 }
 
-fn front(a: FrontArgs) -> anyhow::Result<()> {
-    let mode: FrontMode = a.mode.parse().map_err(input_error)?;
-    let spec = policy_spec(&a.policy, &a.params)?;
-    let members = Membership::numbered(a.nodes.len()).map_err(input_error)?;
-    spec.build(&members).map_err(input_error)?;
-    if mode == FrontMode::Distributed && a.handoff.len() != a.nodes.len() {
-        return Err(input_error(format!(
-            "--handoff: distributed mode needs one unix socket per node ({} nodes, {} sockets)",
-            a.nodes.len(),
-            a.handoff.len()
-        )));
+fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
+    if let Some(s) = read(&a.config, "front")? {
+        return Ok(s);
     }
-    runtime()?.block_on(async {
-        let listener = bind(a.listen).await?;
-        let admin = bind_admin(a.service.admin).await?;
-        announce(&listener, &admin)?;
-        let mut cfg = FrontConfig::new(mode, a.nodes.clone(), a.handoff.clone());
-        cfg.policy = spec;
-        cfg.members = members;
-        cfg.fallbacks = a.fallbacks;
-        cfg.limits = a.service.limits();
-        cfg.admin = admin;
-        dl7_realnet::front::run(listener, cfg, os_signal()).await.context("front")
-    })
+    Ok(ServiceSpec::Front(FrontSpec {
+        mode: a.mode.expect("required by clap"),
+        nodes: a.nodes,
+        handoff: a.handoff,
+        policy: policy(&a.policy, &a.params)?,
+        listen: a.listen,
+        fallbacks: a.fallbacks,
+        admin: a.service.admin,
+        limits: a.service.limits(),
+    }))
 }
 
-fn load(a: LoadArgs) -> anyhow::Result<()> {
-    let (catalog, requests) = match (&a.trace, &a.workload) {
-        (Some(path), _) => {
-            let t = dl7_traces::Trace::load(path).map_err(input_error)?;
-            if t.requests.is_empty() {
-                return Err(input_error(format!("{}: the trace has no requests to replay", path.display())));
-            }
-            (Arc::new(t.catalog), Requests::List(Arc::new(t.requests)))
-        }
-        (None, Some(w)) => (catalog(w)?, Requests::Stream { seed: a.seed }),
+fn load(a: LoadArgs) -> anyhow::Result<ServiceSpec> {
+    if let Some(s) = read(&a.config, "load")? {
+        return Ok(s);
+    }
+    let (workload, replay) = match (&a.trace, &a.workload) {
+        (Some(path), _) => (path.display().to_string(), true),
+        (None, Some(w)) => (w.clone(), false),
         (None, None) => return Err(input_error("--workload or --trace is required")),
     };
-    for (name, v) in [("--warmup-s", a.warmup_s), ("--duration-s", a.duration_s)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(input_error(format!("{name} {v}: expected a non-negative number of seconds")));
-        }
-    }
-    let mut cfg = LoadConfig::new(a.target, catalog);
-    cfg.requests = requests;
-    cfg.connections = a.connections;
-    cfg.warmup = Duration::from_secs_f64(a.warmup_s);
-    cfg.duration = Duration::from_secs_f64(a.duration_s);
-    cfg.rate = a.rate;
-    cfg.timeout = Duration::from_millis(a.timeout_ms);
-    let report = runtime()?.block_on(dl7_realnet::load::run(cfg)).map_err(input_error)?;
-    eprintln!("{}", report.summary());
-    if a.json {
-        println!("dl7-result {}", serde_json::to_string(&report)?);
-    }
-    Ok(())
-}
-
-fn cluster_cmd(a: ClusterArgs) -> anyhow::Result<()> {
-    let mut file = ClusterFile::load(&a.file).map_err(input_error)?;
-    if !a.servers.is_empty() {
-        file.servers = a.servers;
-    }
-    if !a.policies.is_empty() {
-        file.policies = a.policies;
-    }
-    if !a.archs.is_empty() {
-        file.archs = a.archs;
-    }
-    if let Some(d) = a.duration_s {
-        file.duration_s = d;
-    }
-    if let Some(w) = a.warmup_s {
-        file.warmup_s = w;
-    }
-    file.validate().map_err(|e| input_error(format!("{}: {e}", a.file.display())))?;
-    catalog(&file.workload)?;
-    let out = a.out.unwrap_or_else(|| Path::new("reports").join(&file.name));
-    run_sweep(&file, &out)
-}
-
-fn run_sweep(file: &ClusterFile, out: &Path) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let cells = file.cells();
-    let rt = runtime()?;
-    let scratch = cluster::scratch_dir(&file.name)?;
-    let mut rows = Vec::new();
-    // Per cell and lab host: NIC bytes over the measured window (only with `lab = ...`).
-    let mut nic =
-        String::from("arch,policy,servers,seed,host,role,tx_bytes,rx_bytes,window_s,link_mbit_per_s,utilisation\n");
-    let mut nic_rows = 0usize;
-    let result = rt.block_on(async {
-        println!(
-            "{:<22} {:<8} {:>3} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>11} {:>9}",
-            "arch",
-            "policy",
-            "n",
-            "seed",
-            "req/s",
-            "Mbit/s",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "fe us/req",
-            "node us/req",
-            "fe out %"
-        );
-        for (i, cell) in cells.iter().enumerate() {
-            let cell_dir = scratch.join(i.to_string());
-            std::fs::create_dir_all(&cell_dir)?;
-            let outcome = tokio_select_signal(cluster::run_cell(&exe, file, cell, &cell_dir)).await?;
-            let outcome = outcome.map_err(|e| {
-                anyhow::anyhow!(
-                    "cell {} ({} {} {} nodes): {e}",
-                    i + 1,
-                    cell.mode.name(),
-                    cell.policy.kind,
-                    cell.servers
-                )
-            })?;
-            let r = &outcome.row;
-            println!(
-                "{:<22} {:<8} {:>3} {:>5} {:>10.1} {:>9.2} {:>9.3} {:>9.3} {:>7} {:>10.1} {:>11.1} {:>9.2}",
-                r.arch,
-                r.policy,
-                r.servers,
-                r.seed,
-                r.req_per_s,
-                r.mbit_per_s,
-                r.p50_ms,
-                r.p99_ms,
-                r.errors,
-                outcome.front_cpu_per_request_us,
-                outcome.nodes_cpu_per_request_us,
-                // Bytes the front end wrote to clients per payload byte delivered: direct return is ~0.
-                outcome.front_bytes_out as f64 * 100.0 / outcome.load.payload_bytes.max(1) as f64
-            );
-            for u in &outcome.nic {
-                nic.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{:.3},{},{:.4}\n",
-                    r.arch,
-                    r.policy,
-                    r.servers,
-                    r.seed,
-                    u.host,
-                    u.role,
-                    u.tx_bytes,
-                    u.rx_bytes,
-                    u.window_s,
-                    u.link_mbit_per_s,
-                    u.utilisation()
-                ));
-                nic_rows += 1;
-            }
-            if let Some(fe) = outcome.nic.iter().find(|u| u.role == "front") {
-                // Direct routing: the front end transmits only forwarded requests, a few % of the payload.
-                println!(
-                    "    front end NIC: tx {} B = {:.1}% of the payload delivered, util {:.2}",
-                    fe.tx_bytes,
-                    fe.tx_bytes as f64 * 100.0 / outcome.load.payload_bytes.max(1) as f64,
-                    fe.utilisation()
-                );
-            }
-            rows.push(outcome.row);
-        }
-        anyhow::Ok(())
-    });
-    let _ = std::fs::remove_dir_all(&scratch);
-    if nic_rows > 0 {
-        let nic_path = out.join("nic.csv");
-        std::fs::write(&nic_path, &nic).with_context(|| format!("cannot write {}", nic_path.display()))?;
-    }
-    let path = out.join("results.csv");
-    if result.is_err() && !rows.is_empty() {
-        // Keep what was measured before the failure or the interruption.
-        dl7::results::write_results(&path, &rows)?;
-        eprintln!("wrote {} ({} of {} cells)", path.display(), rows.len(), cells.len());
-    }
-    result?;
-    dl7::results::write_results(&path, &rows)?;
-    println!("wrote {}", path.display());
-    Ok(())
-}
-
-/// Runs `fut` unless SIGINT/SIGTERM comes first; on a signal the future is
-/// dropped, which stops every child process it started.
-async fn tokio_select_signal<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
-    dl7_realnet::service::until_signal(fut).await.ok_or_else(|| anyhow::anyhow!("interrupted: all processes stopped"))
+    Ok(ServiceSpec::Load(LoadSpec {
+        target: a.target.expect("required by clap"),
+        workload,
+        replay,
+        warmup_requests: a.warmup_requests,
+        seed: a.seed,
+        connections: a.connections,
+        warmup_s: a.warmup_s,
+        duration_s: a.duration_s,
+        rate: a.rate,
+        timeout_ms: a.timeout_ms,
+    }))
 }
 
 fn bench_real(a: BenchRealArgs) -> anyhow::Result<()> {
     let text = format!(
-        "name = \"bench-real\"\nworkload = {:?}\nservers = {:?}\npolicies = [{:?}]\narchs = {:?}\nconnections_per_server = {}\nwarmup_s = {}\nduration_s = {}\n",
-        a.workload, a.servers, a.policy, a.archs, a.connections_per_server, a.warmup_s, a.duration_s
+        "name = \"bench-real\"\nengine = \"local\"\nseed = 1\nhardware = \"kwon2008\"\n\
+         [sweep]\nservers = {:?}\npolicies = [{:?}]\narchs = {:?}\nworkloads = [{:?}]\n\
+         [clients]\nmode = \"closed\"\nper_server = {}\n[run]\nwarmup_s = {}\nmeasure_s = {}\ncache_mb = 64.0\n",
+        a.servers, a.policy, a.archs, a.workload, a.connections_per_server, a.warmup_s, a.duration_s
     );
-    let file = ClusterFile::parse(&text, "dl7 bench real").map_err(input_error)?;
-    catalog(&file.workload)?;
-    run_sweep(&file, &a.out)
+    let plan = dl7::experiment::Plan::parse(&text, "dl7 bench real", Path::new(".")).map_err(input_error)?;
+    let experiment = plan.load().map_err(input_error)?;
+    let opts = dl7::sweep::SweepOptions {
+        engine: None,
+        threads: None,
+        out: Some(a.out),
+        command: "dl7 bench real".into(),
+    };
+    let output = dl7::sweep::run(&experiment, &opts)?;
+    println!("{}", output.summary);
+    for f in &output.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
 }

@@ -1,0 +1,445 @@
+//! Typed, versioned service configurations: what `dl7 origin|node|front|load
+//! --config FILE` reads (JSON) and what the engine writes for every process it
+//! starts. The runner never assembles argv; a human's flags are turned into
+//! the same structs by the CLI. [`serve`] binds, prints the ready line, runs
+//! the service until SIGINT/SIGTERM and drains.
+//!
+//! A config names its [`VERSION`]; a file of another version, a missing or an
+//! unknown field is an error naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dl7_core::{Hardware, Membership, Params, PolicyKind, PolicySpec, ServerId};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::front::{FrontConfig, FrontMode};
+use crate::http::Limits;
+use crate::launcher::ready_line;
+use crate::load::{LoadConfig, Requests};
+use crate::node::NodeConfig;
+use crate::origin::OriginConfig;
+use crate::service::{os_signal, runtime};
+
+/// The config format's version; bump it on any incompatible change.
+pub const VERSION: u32 = 1;
+
+/// Limits every service shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Milliseconds allowed for a complete request head (408 after).
+    pub head_timeout_ms: u64,
+    /// Most client connections at once (more get 503).
+    pub max_connections: usize,
+    /// Deadline of one upstream fetch (origin, owner, node), milliseconds.
+    pub upstream_timeout_ms: u64,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        LimitsSpec { head_timeout_ms: 5000, max_connections: 4096, upstream_timeout_ms: 2000 }
+    }
+}
+
+impl LimitsSpec {
+    fn limits(&self) -> Limits {
+        Limits {
+            head_timeout: Duration::from_millis(self.head_timeout_ms),
+            max_connections: self.max_connections.max(1),
+            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            ..Limits::default()
+        }
+    }
+}
+
+/// A policy by name and parameters, as experiment files give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// Policy name (`md5`, `maglev`, ...).
+    pub name: String,
+    /// Parameters, `key -> value`.
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+impl PolicyRef {
+    /// The reference to `spec`.
+    pub fn of(spec: &PolicySpec) -> Self {
+        PolicyRef {
+            name: spec.kind.name().to_string(),
+            params: spec.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// The spec it names; an error for an unknown name or parameter syntax.
+    pub fn spec(&self) -> Result<PolicySpec, String> {
+        let kind = PolicyKind::from_name(&self.name).map_err(|e| e.to_string())?;
+        let items: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params = Params::parse(items.iter().map(String::as_str)).map_err(|e| e.to_string())?;
+        Ok(PolicySpec { kind, params })
+    }
+}
+
+/// The origin web server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSpec {
+    /// Built-in workload name, workload file or trace file.
+    pub workload: String,
+    /// Address to bind (port 0: any free port, printed in the ready line).
+    pub listen: SocketAddr,
+    /// Delay added to every response, milliseconds.
+    pub delay_ms: u64,
+    /// Separate listener for the admin pages.
+    pub admin: Option<SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: LimitsSpec,
+}
+
+/// One cache node (cache + L7 dispatcher).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// This node's 0-based index in `nodes`.
+    pub id: u32,
+    /// Every node's address, in membership order (this one's included).
+    pub nodes: Vec<SocketAddr>,
+    /// Address to bind; default: this node's entry in `nodes`.
+    pub listen: Option<SocketAddr>,
+    /// The origin's address.
+    pub origin: SocketAddr,
+    /// The policy (built over logical names, as in the simulator).
+    pub policy: PolicyRef,
+    /// Cache budget, body bytes.
+    pub cache_bytes: u64,
+    /// Candidates tried after a failed owner (0: 502 at once).
+    pub fallbacks: usize,
+    /// Unix socket on which the distributed front end hands over client sockets.
+    pub handoff: Option<PathBuf>,
+    /// Ask this node (the directory) for every owner (`ht_rr_shared`).
+    pub directory: Option<SocketAddr>,
+    /// Emulate the CPU of this hardware profile's cache server.
+    pub emulate_cpu: Option<Hardware>,
+    /// Separate listener for the admin pages.
+    pub admin: Option<SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: LimitsSpec,
+}
+
+/// The front-end balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontSpec {
+    /// `conventional`, `distributed` or `relay`.
+    pub mode: String,
+    /// Node addresses, in membership order.
+    pub nodes: Vec<SocketAddr>,
+    /// Node handoff Unix sockets (distributed mode).
+    pub handoff: Vec<PathBuf>,
+    /// The policy (conventional mode).
+    pub policy: PolicyRef,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Candidates tried after a failed owner (conventional).
+    pub fallbacks: usize,
+    /// Separate listener for the admin pages.
+    pub admin: Option<SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: LimitsSpec,
+}
+
+/// One load run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Address of the front end (or any node).
+    pub target: SocketAddr,
+    /// Built-in workload name, workload file or trace file: the catalog to request and verify.
+    pub workload: String,
+    /// Replay the trace file's requests once, in order, instead of a seeded stream.
+    pub replay: bool,
+    /// Replay: requests not measured.
+    pub warmup_requests: u64,
+    /// Seed of the request streams.
+    pub seed: u64,
+    /// Concurrent keep-alive connections.
+    pub connections: usize,
+    /// Seconds of warm-up not recorded.
+    pub warmup_s: f64,
+    /// Seconds of measurement (a replay also ends when the trace is done).
+    pub duration_s: f64,
+    /// Open loop at this total rate (requests/s); `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Per-request deadline, milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// Any service's config, tagged by role, with its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    /// Must be [`VERSION`].
+    pub version: u32,
+    /// The service.
+    pub service: ServiceSpec,
+}
+
+/// One service to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceSpec {
+    /// `dl7 origin`.
+    Origin(OriginSpec),
+    /// `dl7 node`.
+    Node(NodeSpec),
+    /// `dl7 front`.
+    Front(FrontSpec),
+    /// `dl7 load`.
+    Load(LoadSpec),
+}
+
+impl ServiceSpec {
+    /// The role's name (the subcommand).
+    pub fn role(&self) -> &'static str {
+        match self {
+            ServiceSpec::Origin(_) => "origin",
+            ServiceSpec::Node(_) => "node",
+            ServiceSpec::Front(_) => "front",
+            ServiceSpec::Load(_) => "load",
+        }
+    }
+
+    /// Writes it as a versioned JSON file.
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        let file = ServiceFile { version: VERSION, service: self.clone() };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Reads a versioned JSON file; `role` is the subcommand that reads it.
+    pub fn read(path: &Path, role: &str) -> Result<ServiceSpec, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file: ServiceFile = serde_json::from_str(&text).map_err(|e| {
+            format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())
+        })?;
+        if file.version != VERSION {
+            return Err(format!("{}: config version {}, this dl7 reads version {VERSION}", path.display(), file.version));
+        }
+        if file.service.role() != role {
+            return Err(format!(
+                "{}: a {} config, not a {role} one (run `dl7 {} --config {}`)",
+                path.display(),
+                file.service.role(),
+                file.service.role(),
+                path.display()
+            ));
+        }
+        Ok(file.service)
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot bind {addr}: {e}"))
+}
+
+async fn bind_admin(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
+    match addr {
+        Some(a) => Ok(Some(bind(a).await?)),
+        None => Ok(None),
+    }
+}
+
+fn announce(listen: &TcpListener, admin: &Option<TcpListener>) -> Result<(), String> {
+    let l = listen.local_addr().map_err(|e| e.to_string())?;
+    let a = admin.as_ref().map(|a| a.local_addr()).transpose().map_err(|e| e.to_string())?;
+    println!("{}", ready_line(l, a));
+    use std::io::Write;
+    std::io::stdout().flush().map_err(|e| e.to_string())
+}
+
+fn catalog(name: &str) -> Result<Arc<dl7_traces::Catalog>, String> {
+    let c = dl7_traces::workload::resolve(name).map_err(|e| e.to_string())?;
+    if c.is_empty() {
+        return Err(format!("{name}: the workload has no objects"));
+    }
+    Ok(Arc::new(c))
+}
+
+/// Checks a spec's values; the error names the field.
+pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
+    match spec {
+        ServiceSpec::Origin(o) => catalog(&o.workload).map(|_| ()),
+        ServiceSpec::Node(n) => {
+            let count = n.nodes.len();
+            if n.id as usize >= count {
+                return Err(format!("id {}: expected an index below the {count} addresses of nodes", n.id));
+            }
+            let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
+            n.policy.spec()?.build(&members).map_err(|e| format!("policy: {e}"))?;
+            Ok(())
+        }
+        ServiceSpec::Front(f) => {
+            let mode: FrontMode = f.mode.parse().map_err(|e| format!("mode: {e}"))?;
+            let members = Membership::numbered(f.nodes.len()).map_err(|e| format!("nodes: {e}"))?;
+            f.policy.spec()?.build(&members).map_err(|e| format!("policy: {e}"))?;
+            if mode == FrontMode::Distributed && f.handoff.len() != f.nodes.len() {
+                return Err(format!(
+                    "handoff: distributed mode needs one unix socket per node ({} nodes, {} sockets)",
+                    f.nodes.len(),
+                    f.handoff.len()
+                ));
+            }
+            Ok(())
+        }
+        ServiceSpec::Load(l) => {
+            for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("{name} {v}: expected a non-negative number of seconds"));
+                }
+            }
+            catalog(&l.workload).map(|_| ())
+        }
+    }
+}
+
+/// Runs `spec` to the end: a service until SIGINT/SIGTERM (then drains), a
+/// load run until done (printing its summary on stderr and one
+/// `dl7-result {json}` line on stdout).
+pub fn serve(spec: ServiceSpec) -> Result<(), String> {
+    validate(&spec)?;
+    match spec {
+        ServiceSpec::Origin(o) => {
+            let catalog = catalog(&o.workload)?;
+            runtime().map_err(|e| e.to_string())?.block_on(async {
+                let listener = bind(o.listen).await?;
+                let admin = bind_admin(o.admin).await?;
+                announce(&listener, &admin)?;
+                let mut cfg = OriginConfig::new(catalog);
+                cfg.delay = Duration::from_millis(o.delay_ms);
+                cfg.limits = o.limits.limits();
+                cfg.admin = admin;
+                crate::origin::run(listener, cfg, os_signal()).await.map_err(|e| format!("origin: {e}"))
+            })
+        }
+        ServiceSpec::Node(n) => {
+            let members = Membership::numbered(n.nodes.len()).map_err(|e| e.to_string())?;
+            let spec = n.policy.spec()?;
+            runtime().map_err(|e| e.to_string())?.block_on(async {
+                let listener = bind(n.listen.unwrap_or(n.nodes[n.id as usize])).await?;
+                let admin = bind_admin(n.admin).await?;
+                let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
+                cfg.cache_bytes = n.cache_bytes;
+                cfg.directory = n.directory;
+                cfg.fallbacks = n.fallbacks;
+                cfg.limits = n.limits.limits();
+                cfg.admin = admin;
+                cfg.cpu = n.emulate_cpu.as_ref().map(dl7_core::costs::Costs::new);
+                if let Some(path) = &n.handoff {
+                    let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
+                    cfg.handoff = Some(
+                        tokio::net::UnixListener::bind(path)
+                            .map_err(|e| format!("cannot bind unix socket {}: {e}", path.display()))?,
+                    );
+                }
+                announce(&listener, &cfg.admin)?;
+                let r = crate::node::run(listener, cfg, os_signal()).await.map_err(|e| format!("node: {e}"));
+                if let Some(path) = &n.handoff {
+                    let _ = std::fs::remove_file(path);
+                }
+                r
+            })
+        }
+        ServiceSpec::Front(f) => {
+            let mode: FrontMode = f.mode.parse().map_err(|e| format!("mode: {e}"))?;
+            let members = Membership::numbered(f.nodes.len()).map_err(|e| e.to_string())?;
+            let spec = f.policy.spec()?;
+            runtime().map_err(|e| e.to_string())?.block_on(async {
+                let listener = bind(f.listen).await?;
+                let admin = bind_admin(f.admin).await?;
+                announce(&listener, &admin)?;
+                let mut cfg = FrontConfig::new(mode, f.nodes.clone(), f.handoff.clone());
+                cfg.policy = spec;
+                cfg.members = members;
+                cfg.fallbacks = f.fallbacks;
+                cfg.limits = f.limits.limits();
+                cfg.admin = admin;
+                crate::front::run(listener, cfg, os_signal()).await.map_err(|e| format!("front: {e}"))
+            })
+        }
+        ServiceSpec::Load(l) => {
+            let (catalog, requests) = if l.replay {
+                let t = dl7_traces::Trace::resolve(&l.workload).map_err(|e| e.to_string())?;
+                if t.requests.is_empty() {
+                    return Err(format!("{}: the trace has no requests to replay", l.workload));
+                }
+                (Arc::new(t.catalog), Requests::List(Arc::new(t.requests)))
+            } else {
+                (catalog(&l.workload)?, Requests::Stream { seed: l.seed })
+            };
+            let mut cfg = LoadConfig::new(l.target, catalog);
+            cfg.requests = requests;
+            cfg.warmup_requests = l.warmup_requests;
+            cfg.connections = l.connections;
+            cfg.warmup = Duration::from_secs_f64(l.warmup_s);
+            cfg.duration = Duration::from_secs_f64(l.duration_s);
+            cfg.rate = l.rate;
+            cfg.timeout = Duration::from_millis(l.timeout_ms);
+            let report = runtime().map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            eprintln!("{}", report.summary());
+            println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> ServiceSpec {
+        ServiceSpec::Node(NodeSpec {
+            id: 0,
+            nodes: vec!["127.0.0.1:1".parse().unwrap()],
+            listen: None,
+            origin: "127.0.0.1:2".parse().unwrap(),
+            policy: PolicyRef::of(&PolicySpec::parse("md5").unwrap()),
+            cache_bytes: 1 << 20,
+            fallbacks: 2,
+            handoff: None,
+            directory: None,
+            emulate_cpu: Some(Hardware::kwon2008()),
+            admin: None,
+            limits: LimitsSpec::default(),
+        })
+    }
+
+    #[test]
+    fn a_config_round_trips_through_its_file() {
+        let dir = std::env::temp_dir().join(format!("dl7-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.json");
+        node().write(&path).unwrap();
+        assert_eq!(ServiceSpec::read(&path, "node").unwrap(), node());
+        let e = ServiceSpec::read(&path, "front").unwrap_err();
+        assert!(e.contains("a node config, not a front one"), "{e}");
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"fallbacks\"", "\"fallback\"");
+        std::fs::write(&path, text).unwrap();
+        let e = ServiceSpec::read(&path, "node").unwrap_err();
+        assert!(e.contains("fallback"), "{e}");
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"version\": 1", "\"version\": 9");
+        std::fs::write(&path, text).unwrap();
+        assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let ServiceSpec::Node(mut n) = node() else { unreachable!() };
+        n.id = 3;
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("id 3"));
+    }
+}

@@ -1,0 +1,297 @@
+//! A sweep: every run of an experiment handed to one engine, and the outputs
+//! written (`results.csv`, `summary.csv`, `REPORT.md`, figures, and for the
+//! lab `nic.csv`).
+//!
+//! Runs are collected in cell order whatever the number of threads, so the
+//! simulator's outputs are byte-identical for 1 or N threads. The real
+//! engines run one cell at a time (they measure this machine) and keep the
+//! rows measured before a failure or a Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use dl7_core::{Arch, ResultRow};
+use dl7_realnet::engine::{self, CellOutcome, Placement, RealCell};
+use dl7_realnet::lab::{self, LabPlan};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::experiment::{Engine, Experiment};
+use crate::report::{self, markdown, reference, summary};
+use crate::{input_error, results};
+
+/// How to run a sweep, beyond what the experiment file says.
+#[derive(Debug, Clone, Default)]
+pub struct SweepOptions {
+    /// Overrides the file's `engine`.
+    pub engine: Option<Engine>,
+    /// Simulator worker threads (default: one per core).
+    pub threads: Option<usize>,
+    /// Output directory (default: `reports/<name>`).
+    pub out: Option<PathBuf>,
+    /// The command line, for REPORT.md.
+    pub command: String,
+}
+
+/// What a sweep wrote.
+#[derive(Debug, Clone)]
+pub struct SweepOutput {
+    /// The rows, in run order.
+    pub rows: Vec<ResultRow>,
+    /// Every file written.
+    pub files: Vec<PathBuf>,
+    /// One line for the terminal: runs, engine, time.
+    pub summary: String,
+}
+
+/// Runs every run of `experiment` on its engine and writes the outputs.
+pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<SweepOutput> {
+    let started = Instant::now();
+    let plan = &experiment.plan;
+    let engine = opts.engine.unwrap_or(plan.engine);
+    plan.check_engine(engine).map_err(input_error)?;
+    let out = opts.out.clone().unwrap_or_else(|| Path::new("reports").join(&plan.name));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut files = Vec::new();
+
+    let (rows, failure) = match engine {
+        Engine::Sim => (simulate(experiment, opts.threads)?, None),
+        Engine::Local | Engine::Lab => {
+            let (rows, outcomes, failure) = run_real(experiment, engine)?;
+            if outcomes.iter().any(|o| !o.nic.is_empty()) {
+                let path = out.join("nic.csv");
+                results::write_nic(&path, &outcomes)?;
+                files.push(path);
+            }
+            (rows, failure)
+        }
+    };
+
+    let results_path = out.join("results.csv");
+    results::write_results(&results_path, &rows)?;
+    files.push(results_path);
+    if let Some(e) = failure {
+        // Keep what was measured before the failure or the interruption.
+        return Err(e.context(format!(
+            "wrote {} ({} of {} runs)",
+            files.last().expect("results").display(),
+            rows.len(),
+            plan.run_count()
+        )));
+    }
+    let summary_rows = report::summarize(&rows);
+    let summary_path = out.join("summary.csv");
+    summary::write_summary(&summary_path, &summary_rows)?;
+    files.push(summary_path);
+    let reference = reference::kwon2008_surge100();
+    let text = markdown::render(&plan.name, &opts.command, &summary_rows, &reference);
+    let report_path = out.join("REPORT.md");
+    std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
+    files.push(report_path);
+    files.extend(report::figures::draw_all(&summary_rows, &out)?);
+    let mut line = format!(
+        "{} runs ({} cells x {} seeds) on engine {}: {:.1} s wall",
+        rows.len(),
+        plan.cells.len(),
+        plan.seeds,
+        engine.name(),
+        started.elapsed().as_secs_f64()
+    );
+    if engine == Engine::Sim {
+        line.push('\n');
+        line.push_str(&markdown::fidelity_summary(&summary_rows, &reference));
+    }
+    Ok(SweepOutput { rows, files, summary: line })
+}
+
+fn progress_bar(len: usize, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}, eta {{eta}}"))
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn simulate(experiment: &Experiment, threads: Option<usize>) -> anyhow::Result<Vec<ResultRow>> {
+    let runs = experiment.runs();
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(t) = threads {
+        pool = pool.num_threads(t);
+    }
+    let pool = pool.build().context("cannot start the worker threads")?;
+    let progress = progress_bar(runs.len(), "runs");
+    let hardware = experiment.hardware.clone();
+    let outcomes: Vec<_> = pool.install(|| {
+        runs.par_iter()
+            .map(|run| {
+                let outcome = dl7_sim::simulate(&experiment.sim_spec(run), &hardware);
+                progress.inc(1);
+                outcome
+            })
+            .collect()
+    });
+    progress.finish_and_clear();
+    let mut rows = Vec::with_capacity(outcomes.len());
+    for (run, outcome) in runs.iter().zip(outcomes) {
+        rows.push(outcome.with_context(|| format!("run {} failed", describe(experiment, run)))?);
+    }
+    Ok(rows)
+}
+
+/// `surge100/distributed/md5/4 servers (seed N)`, for messages.
+fn describe(experiment: &Experiment, run: &crate::experiment::Run) -> String {
+    let plan = &experiment.plan;
+    let cell = &plan.cells[run.cell];
+    format!(
+        "{}/{}/{}/{} servers (seed {})",
+        plan.workloads[cell.workload].0,
+        cell.arch.name(),
+        cell.policy.kind,
+        cell.servers,
+        run.seed
+    )
+}
+
+/// The real engine's description of a run.
+pub fn real_cell(experiment: &Experiment, run: &crate::experiment::Run) -> RealCell {
+    let plan = &experiment.plan;
+    let cell = &plan.cells[run.cell];
+    RealCell {
+        workload: plan.workloads[cell.workload].0.clone(),
+        workload_source: plan.workloads[cell.workload].1.argument(),
+        arch: cell.arch,
+        policy: cell.policy.clone(),
+        servers: cell.servers,
+        seed: run.seed,
+        clients: plan.clients,
+        warmup_s: plan.warmup_s,
+        measure_s: plan.measure_s,
+        cache_bytes: plan.cache_bytes_per_server.unwrap_or(experiment.hardware.server.cache_bytes),
+        settings: plan.real.clone(),
+        emulate_cpu: plan.real.emulate_cpu.then(|| (*experiment.hardware).clone()),
+    }
+}
+
+/// Runs every run on the local or lab engine, one at a time. A failure or a
+/// Ctrl-C stops the sweep; the rows measured so far are returned with it.
+#[allow(clippy::type_complexity)]
+fn run_real(
+    experiment: &Experiment,
+    engine: Engine,
+) -> anyhow::Result<(Vec<ResultRow>, Vec<CellOutcome>, Option<anyhow::Error>)> {
+    let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
+    let plan = &experiment.plan;
+    let lab_plan = match engine {
+        Engine::Lab => Some(LabPlan::new(&plan.lab_config().map_err(input_error)?)),
+        _ => None,
+    };
+    let brought_up = match &lab_plan {
+        Some(p) => ensure_lab_up(p)?,
+        None => false,
+    };
+    let placement = match &lab_plan {
+        Some(p) => Placement::Lab(p.clone()),
+        None => Placement::Local,
+    };
+    let scratch = engine::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
+    let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
+    let runs = experiment.runs();
+    let progress = progress_bar(runs.len(), "runs");
+    let (mut rows, mut outcomes) = (Vec::new(), Vec::new());
+    let mut failure = None;
+    for (i, run) in runs.iter().enumerate() {
+        let cell = real_cell(experiment, run);
+        if let Some(p) = &lab_plan {
+            if let Err(e) = set_lab_front(p, cell.arch, cell.servers as usize) {
+                failure = Some(e);
+                break;
+            }
+        }
+        let dir = scratch.join(i.to_string());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            failure = Some(anyhow::Error::new(e).context(format!("cannot create {}", dir.display())));
+            break;
+        }
+        let outcome = rt.block_on(dl7_realnet::service::until_signal(engine::run_cell(&exe, &cell, &placement, &dir)));
+        match outcome {
+            None => {
+                failure = Some(anyhow::anyhow!("interrupted: all processes stopped"));
+                break;
+            }
+            Some(Err(e)) => {
+                failure = Some(anyhow::anyhow!("run {} failed: {e}", describe(experiment, run)));
+                break;
+            }
+            Some(Ok(o)) => {
+                progress.println(progress_line(&o));
+                rows.push(o.row.clone());
+                outcomes.push(o);
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let (Some(p), true) = (&lab_plan, brought_up) {
+        eprintln!("taking down the lab {} this sweep brought up", p.prefix);
+        if let Err(e) = lab::down(p, &mut |_| {}) {
+            eprintln!("warning: lab down: {e}");
+        }
+    }
+    Ok((rows, outcomes, failure))
+}
+
+/// One line per measured run, as the rows come in.
+fn progress_line(o: &CellOutcome) -> String {
+    let r = &o.row;
+    let mut line = format!(
+        "{:<12} {:<8} {:>3} servers: {:>9.1} req/s {:>8.2} Mbit/s p99 {:>8.3} ms, hit {:.3}, fwd {:.3}, errors {}",
+        r.arch, r.policy, r.servers, r.req_per_s, r.mbit_per_s, r.p99_ms, r.hit_ratio, r.forwarded_frac, r.errors
+    );
+    if let Some(fe) = o.nic.iter().find(|u| u.role == "front") {
+        // Direct routing: the front end transmits only forwarded requests, a few % of the payload.
+        line.push_str(&format!(
+            "; front end tx {:.1}% of the payload",
+            fe.tx_bytes as f64 * 100.0 / o.load.payload_bytes.max(1) as f64
+        ));
+    }
+    line
+}
+
+/// Brings the lab up when nothing of it exists (saying so); true when it did.
+/// A half-made lab is refused: `dl7 lab down` clears it.
+fn ensure_lab_up(plan: &LabPlan) -> anyhow::Result<bool> {
+    lab::exec::require_root("sweep --engine lab").map_err(input_error)?;
+    let status = lab::status(plan).map_err(|e| anyhow::anyhow!("lab status: {e}"))?;
+    match status.state() {
+        "up" => Ok(false),
+        "absent" => {
+            eprintln!("lab {} is not up: bringing it up", plan.prefix);
+            lab::up(plan, false, &mut |l| {
+                if l.starts_with('#') {
+                    eprintln!("{l}")
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("lab up: {e}"))?;
+            Ok(true)
+        }
+        other => Err(input_error(format!(
+            "lab {} is {other}: run `dl7 lab down` on its file, then sweep again",
+            plan.prefix
+        ))),
+    }
+}
+
+/// Points the lab's front end at the cell's architecture: kernel direct
+/// routing over the first `servers` nodes, or nothing (dl7's L7 front end
+/// then takes the VIP's traffic).
+fn set_lab_front(plan: &LabPlan, arch: Arch, servers: usize) -> anyhow::Result<()> {
+    let (a, active) = match arch {
+        Arch::Distributed => (lab::Architecture::Distributed, Some(servers)),
+        Arch::Conventional => (lab::Architecture::Conventional, None),
+    };
+    lab::set_architecture(plan, a, active, &mut |_| {}).map_err(|e| anyhow::anyhow!("lab front end: {e}"))
+}
