@@ -18,7 +18,7 @@ use anyhow::anyhow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::markdown::label;
+use super::cells::label;
 use super::summary::SummaryRow;
 
 const WIDTH: u32 = 960;
