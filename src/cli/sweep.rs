@@ -116,7 +116,7 @@ fn sweep(file: &Path, threads: Option<u32>, out: Option<PathBuf>, seeds: Option<
     let text = markdown::render(&name, &command, &summary_rows, &reference);
     let report_path = out.join("REPORT.md");
     std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
-    let figures = report::figures::draw_all(&summary_rows, &out)?;
+    let figures = report::figures::draw_all(&summary_rows, &reference, &out)?;
 
     println!(
         "{} runs ({} cells x {} seeds) on {threads_used} threads: simulated in {sim_seconds:.1} s, {:.1} s wall in all",
@@ -140,7 +140,7 @@ fn plot(results_file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let out = out.unwrap_or_else(|| results_file.parent().map(Path::to_path_buf).unwrap_or_default());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let figures = report::figures::draw_all(&report::summarize(&rows), &out)?;
+    let figures = report::figures::draw_all(&report::summarize(&rows), &[], &out)?;
     for f in &figures {
         println!("wrote {}", f.display());
     }
