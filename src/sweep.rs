@@ -89,7 +89,7 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     let report_path = out.join("REPORT.md");
     std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
     files.push(report_path);
-    files.extend(report::figures::draw_all(&summary_rows, &out)?);
+    files.extend(report::figures::draw_all(&summary_rows, &reference, &out)?);
     let mut line = format!(
         "{} runs ({} cells x {} seeds) on engine {}: {:.1} s wall",
         rows.len(),

@@ -84,7 +84,7 @@ fn plot(results_file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let out = out.unwrap_or_else(|| results_file.parent().map(Path::to_path_buf).unwrap_or_default());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let figures = report::figures::draw_all(&report::summarize(&rows), &out)?;
+    let figures = report::figures::draw_all(&report::summarize(&rows), &[], &out)?;
     for f in &figures {
         println!("wrote {}", f.display());
     }

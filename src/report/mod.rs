@@ -6,6 +6,9 @@
 //! Everything here is a function of the rows: no simulation, no clock, no
 //! randomness, so the same rows always give the same files.
 
+pub mod cells;
+pub mod conclusions;
+pub mod fidelity;
 pub mod figures;
 pub mod markdown;
 pub mod reference;

@@ -57,8 +57,29 @@ pub fn kwon2008_surge100() -> Vec<ReferenceCell> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::report::summary::SummaryRow;
+
+    /// Summary rows built from the paper's own Surge-100 numbers (no
+    /// utilisations): the report's modules check themselves against them.
+    pub(crate) fn paper_rows() -> Vec<SummaryRow> {
+        let reference = kwon2008_surge100();
+        let mut rows: Vec<SummaryRow> = Vec::new();
+        for r in reference.iter().filter(|r| r.metric == "req_per_s") {
+            let mbit = reference
+                .iter()
+                .find(|m| {
+                    m.metric == "mbit_per_s" && m.arch == r.arch && m.policy == r.policy && m.servers == r.servers
+                })
+                .unwrap()
+                .value;
+            rows.push(crate::report::summary::tests::summary_row(
+                "surge100", &r.arch, &r.policy, r.servers, "sim", r.value, mbit,
+            ));
+        }
+        rows
+    }
 
     #[test]
     fn embedded_tables_have_120_cells() {
