@@ -445,7 +445,7 @@ fn measure(
     let hits = sum("dl7_hits_total")?;
     let misses = sum("dl7_misses_total")?;
     let owner = deltas.iter().map(|d| d.get("dl7_owner_requests_total")).collect::<Result<Vec<f64>, _>>()?;
-    let mean_owner = owner.iter().sum::<f64>() / owner.len() as f64;
+    let total_owner = owner.iter().sum::<f64>();
     let max_owner = owner.iter().cloned().fold(0.0, f64::max);
     let received = sum("dl7_requests_total")? - sum("dl7_hop_requests_total")?;
     let owner_bytes = sum("dl7_owner_bytes_total")?;
@@ -484,7 +484,9 @@ fn measure(
         max_server_cpu_util: node_busy.iter().cloned().fold(0.0, f64::max) / window,
         // Plan nodes are in index order; cell nodes are the first `n` of them.
         max_server_nic_util: util_of(Role::Node, n),
-        imbalance: if mean_owner > 0.0 { max_owner / mean_owner } else { 0.0 },
+        // Max over mean, computed as the simulator does (max x N / total) so that
+        // equal counts give equal figures, bit for bit.
+        imbalance: if total_owner > 0.0 { max_owner * n as f64 / total_owner } else { 0.0 },
         forwarded_frac: if received > 0.0 { sum("dl7_forwarded_total")? / received } else { 0.0 },
         cache_bytes,
         requests: load.requests,

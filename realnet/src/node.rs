@@ -417,7 +417,6 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         let Some(head) = conn.next_request(&node.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
-        Metrics::add(&m.requests, 1);
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
         if head.method == Method::Other {
@@ -442,6 +441,8 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             }
             continue;
         }
+        // Admin pages (a runner's scrape) are not requests of the workload.
+        Metrics::add(&m.requests, 1);
         // The receiver's own pick stays in its load view until the response is written.
         let mut _outstanding = None;
         if head.hop {

@@ -131,7 +131,7 @@ pub const DEFAULT_WARMUP_S: f64 = 10.0;
 pub const DEFAULT_MEASURE_S: f64 = 20.0;
 
 /// Figures about a run that are not part of the result row.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunStats {
     /// Events the engine handled, warm-up included.
     pub events: u64,
@@ -139,6 +139,8 @@ pub struct RunStats {
     pub requests: u64,
     /// Objects fetched from the origin, warm-up included.
     pub origin_fetches: u64,
+    /// Per server, the objects in its cache at the end (catalog indices, ascending).
+    pub cached: Vec<Vec<u32>>,
 }
 
 impl RunStats {
@@ -177,7 +179,8 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     if !(cell.warmup_s.is_finite() && cell.warmup_s >= 0.0) {
         return Err(SimError::Invalid(format!("warmup_s: expected a finite number >= 0, got {}", cell.warmup_s)));
     }
-    if !(cell.measure_s.is_finite() && cell.measure_s > 0.0) {
+    let replay = matches!(cell.clients, ClientMode::Replay { .. });
+    if !replay && !(cell.measure_s.is_finite() && cell.measure_s > 0.0) {
         return Err(SimError::Invalid(format!("measure_s: expected a finite number > 0, got {}", cell.measure_s)));
     }
     let n = cell.servers as usize;
@@ -246,7 +249,6 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         }
     };
 
-    let replay = matches!(cell.clients, ClientMode::Replay { .. });
     let window = match cell.clients {
         // Opened when the first measured request is sent; closed at the last response.
         ClientMode::Replay { warmup_requests, .. } => {
@@ -319,5 +321,6 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         mode: "sim".to_string(),
         errors: s.dropped,
     };
-    Ok((row, RunStats { events, requests: s.completed_all, origin_fetches: s.fetches }))
+    let cached = c.caches.iter().map(|cache| cache.objects()).collect();
+    Ok((row, RunStats { events, requests: s.completed_all, origin_fetches: s.fetches, cached }))
 }

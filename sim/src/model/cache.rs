@@ -39,6 +39,11 @@ impl LruCache {
         self.used
     }
 
+    /// The objects stored, in index order.
+    pub fn objects(&self) -> Vec<u32> {
+        (0..self.present.len() as u32).filter(|&o| self.present[o as usize]).collect()
+    }
+
     /// True when `obj` is cached; a hit makes it the most recently used.
     #[inline]
     pub fn lookup(&mut self, obj: u32) -> bool {
