@@ -848,3 +848,124 @@ fn load_hardware(source: &HardwareSource) -> Result<Hardware, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+seed = 7
+seeds = 2
+hardware = "kwon2008"
+
+[sweep]
+servers = [1, 4]
+policies = ["rr", "md5"]
+archs = ["conventional", "distributed"]
+workloads = ["surge100"]
+
+[run]
+warmup_s = 1.0
+measure_s = 2.0
+"#;
+
+    fn parse(text: &str) -> Result<Plan, ExperimentError> {
+        Plan::parse(text, "exp.toml", Path::new("experiments"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).expect_err("should be rejected").0
+    }
+
+    #[test]
+    fn good_file_gives_cells_in_order() {
+        let plan = parse(GOOD).unwrap();
+        assert_eq!((plan.cells.len(), plan.run_count(), plan.engine), (8, 16, Engine::Sim));
+        let c = &plan.cells[1];
+        assert_eq!((c.arch, c.policy.kind, c.servers), (Arch::Conventional, PolicyKind::Rr, 4));
+        assert_eq!(plan.clients, ClientMode::Closed { per_server: 63 });
+        assert_eq!(plan.real, RealSettings::default());
+    }
+
+    #[test]
+    fn shipped_experiments_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local"] {
+            let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(plan.name, name);
+        }
+        let paper = Plan::from_file(&dir.join("paper.toml")).unwrap();
+        assert_eq!((paper.cells.len(), paper.seeds, paper.engine), (5 * 6 * 2 * 3, 3, Engine::Sim));
+        let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
+        assert_eq!(lab.engine, Engine::Lab);
+        assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).is_ok());
+        let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
+        assert_eq!(replay.traces[0].requests.len(), 9126);
+    }
+
+    #[test]
+    fn every_old_key_names_its_new_place() {
+        for (old, new) in MOVED {
+            let e = err(&GOOD.replace("seeds = 2", &format!("seeds = 2\n{old} = 1")));
+            assert!(e.starts_with("exp.toml:4:") && e.contains(&format!("`{old}`")), "{e}");
+            assert!(e.contains(new), "{old}: {e}");
+        }
+        assert!(err(&GOOD.replace("seeds = 2", "seeds = [1, 2]")).contains("number of runs per cell"));
+        assert!(err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\ncache_bytes_per_server = 5")).contains("run.cache_mb"));
+        assert!(err(&format!("{GOOD}[real]\ndistill = true\n")).contains("distill_ns_per_byte"));
+        assert!(err(&format!("lab = \"x.toml\"\n{GOOD}")).contains("[lab] topology"));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_file_line_and_key() {
+        let e = err(&GOOD.replace("servers = [1, 4]", "servers = [1, 4]\nserverz = [2]"));
+        assert!(e.starts_with("exp.toml:9:") && e.contains("serverz"), "{e}");
+        let e = err(&GOOD.replace("measure_s = 2.0", "measure_s = \"long\""));
+        assert!(e.starts_with("exp.toml:15:13:") && e.contains("`run.measure_s`"), "{e}");
+        let e = err(&GOOD.replace("seeds = 2", "seeds = 2\ncolour = 1"));
+        assert!(e.contains("`colour`") && e.contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(err(&GOOD.replace("[1, 4]", "[]")).contains("`sweep.servers`: expected a non-empty list"));
+        assert!(err(&GOOD.replace("[1, 4]", "[4, 4]")).contains("listed twice"));
+        assert!(err(&GOOD.replace("\"distributed\"]", "\"dist\"]")).contains("`sweep.archs`"));
+        assert!(err(&GOOD.replace("\"md5\"]", "\"md6\"]")).contains("mod_ch"));
+        assert!(err(&GOOD.replace("warmup_s = 1.0", "warmup_s = -1.0")).contains("`run.warmup_s`"));
+        assert!(err(&GOOD.replace("name = \"t\"", "name = \"../x\"")).contains("`name`"));
+        assert!(err(&GOOD.replace("seed = 7", "seed = 7\nengine = \"gpu\"")).contains("`engine`"));
+        assert!(err(&GOOD.replace("seed = 7", "seed = 7\nengine = \"ssh\"")).contains("not built yet"));
+        let clients = |c: &str| err(&GOOD.replace("\n[run]", &format!("\n[clients]\n{c}\n[run]")));
+        assert!(clients("mode = \"poisson\"").contains("`clients.rate`"));
+        assert!(clients("mode = \"open\"").contains("`clients.mode`"));
+        assert!(clients("mode = \"closed\"\nconnections = 2").contains("only in mode \"replay\""));
+        assert!(clients("mode = \"replay\"\nper_server = 2").contains("`clients.per_server`"));
+    }
+
+    #[test]
+    fn replay_needs_a_trace_with_requests_and_no_window() {
+        let text = GOOD.replace("\n[run]", "\n[clients]\nmode = \"replay\"\n[run]");
+        let plan = parse(&text).unwrap();
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0 });
+        let e = plan.load().unwrap_err().0;
+        assert!(e.contains("needs a trace file with requests"), "{e}");
+    }
+
+    #[test]
+    fn the_lab_engine_needs_a_lab() {
+        let plan = parse(GOOD).unwrap();
+        assert!(plan.check_engine(Engine::Lab).unwrap_err().0.contains("[lab] topology"));
+        assert!(plan.check_engine(Engine::Local).is_ok());
+    }
+
+    #[test]
+    fn runs_derive_their_seeds_from_the_one_derivation() {
+        let plan = parse(GOOD).unwrap();
+        let e = plan.load().unwrap();
+        let runs = e.runs();
+        let key = cell_key("surge100", Arch::Conventional, &PolicySpec::parse("rr").unwrap(), 1);
+        assert_eq!(runs[1].seed, derive_seed(7, &key, 1));
+    }
+}

@@ -1,5 +1,6 @@
-//! The real cluster as processes: `dl7 cluster` end to end, a node killed
-//! mid-run, Ctrl-C leaving no orphans, and bad cluster files exiting with 2.
+//! The real cluster as processes: `dl7 sweep --engine local` end to end, a
+//! node killed mid-run, Ctrl-C leaving no orphans, and bad experiment files
+//! (old formats included) exiting with 2.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,9 @@ fn scratch(name: &str) -> PathBuf {
 
 fn cluster_file(dir: &Path, name: &str, archs: &str, duration_s: f64) -> PathBuf {
     let text = format!(
-        "name = \"{name}\"\nworkload = \"surge100\"\nservers = [2]\npolicies = [\"md5\"]\narchs = [{archs}]\n\
-         connections = 8\nwarmup_s = 0.2\nduration_s = {duration_s}\ncache_mb = 16.0\n"
+        "name = \"{name}\"\nengine = \"local\"\nseed = 1\nhardware = \"kwon2008\"\n\
+         [sweep]\nservers = [2]\npolicies = [\"md5\"]\narchs = [{archs}]\nworkloads = [\"surge100\"]\n\
+         [clients]\nmode = \"closed\"\nper_server = 4\n[run]\nwarmup_s = 0.2\nmeasure_s = {duration_s}\ncache_mb = 16.0\n"
     );
     let path = dir.join("cluster.toml");
     std::fs::write(&path, text).unwrap();
@@ -49,12 +51,12 @@ fn alive(pid: u32) -> bool {
 }
 
 #[test]
-fn cluster_command_measures_both_architectures_and_writes_real_rows() {
+fn the_local_engine_measures_both_architectures_and_writes_real_rows() {
     let dir = scratch("run");
     let file = cluster_file(&dir, "t-run", "\"conventional\", \"distributed\"", 0.5);
     let out = dir.join("out");
     let o =
-        Command::new(EXE).args(["cluster", file.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap();
+        Command::new(EXE).args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let mut lines = csv.lines();
@@ -81,7 +83,7 @@ fn ctrl_c_stops_every_child_process() {
     let dir = scratch("interrupt");
     let file = cluster_file(&dir, "t-int", "\"distributed\"", 60.0);
     let mut cluster = Command::new(EXE)
-        .args(["cluster", file.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
+        .args(["sweep", file.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -103,18 +105,22 @@ fn ctrl_c_stops_every_child_process() {
 }
 
 #[test]
-fn bad_cluster_files_exit_with_2_and_name_the_field() {
+fn bad_experiment_files_exit_with_2_and_name_the_field() {
     let dir = scratch("bad");
-    let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
-        "name = \"b\"\nworkload = \"surge100\"\nservers = [0]\npolicies = [\"md5\"]\narchs = [\"distributed\"]\n",
-    )
-    .unwrap();
-    let o = Command::new(EXE).args(["cluster", path.to_str().unwrap()]).output().unwrap();
+    let path = cluster_file(&dir, "b", "\"distributed\"", 0.5);
+    let text = std::fs::read_to_string(&path).unwrap().replace("servers = [2]", "servers = [0]");
+    std::fs::write(&path, text).unwrap();
+    let o = Command::new(EXE).args(["sweep", path.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.toml") && err.contains("servers"), "{err}");
+    assert!(err.contains("cluster.toml:") && err.contains("`sweep.servers`"), "{err}");
+    // A file of the old cluster format: the key names where it went.
+    let old = dir.join("old.toml");
+    std::fs::write(&old, "name = \"b\"\nworkload = \"surge100\"\nservers = [2]\n").unwrap();
+    let o = Command::new(EXE).args(["sweep", old.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("old.toml:2:") && err.contains("`sweep.workloads`"), "{err}");
     let o = Command::new(EXE)
         .args(["node", "--id", "3", "--nodes", "127.0.0.1:1", "--origin", "127.0.0.1:2"])
         .output()
@@ -196,46 +202,6 @@ async fn metrics_text(addr: &str) -> String {
     let mut body = Vec::new();
     c.get("/metrics", false, &mut body).await.unwrap();
     String::from_utf8(body).unwrap()
-}
-
-#[test]
-fn an_external_balancer_and_fixed_node_ports_from_the_hosts_table() {
-    let dir = scratch("external");
-    let ports: Vec<u16> = (0..2).map(|_| dl7_realnet::launcher::reserve_port([127, 0, 0, 1].into()).unwrap()).collect();
-    let nodes = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    // Our own relay plays the external L4 balancer (as nftables or IPVS would in a lab).
-    let mut relay = Command::new(EXE)
-        .args(["front", "--mode", "relay", "--nodes", &nodes])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(relay.stdout.as_mut().unwrap()), &mut line).unwrap();
-    let relay_addr = dl7_realnet::launcher::parse_ready(line.trim()).unwrap().listen;
-    let file = dir.join("ext.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "name = \"t-ext\"\nworkload = \"surge100\"\nservers = [2]\npolicies = [\"md5\"]\narchs = [\"distributed\"]\n\
-             connections = 4\nwarmup_s = 0.2\nduration_s = 0.4\nexternal_front = \"{relay_addr}\"\n\
-             [hosts]\nnodes = [{{ port = {} }}, {{ port = {}, bind = \"0.0.0.0\" }}]\n",
-            ports[0], ports[1]
-        ),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    let o =
-        Command::new(EXE).args(["cluster", file.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap();
-    let _ = relay.kill();
-    let _ = relay.wait();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
-    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
-    assert_eq!(col("errors"), "0", "{csv}");
-    assert!(col("requests").parse::<u64>().unwrap() > 20, "{csv}");
 }
 
 #[test]

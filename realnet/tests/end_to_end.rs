@@ -143,16 +143,6 @@ async fn per_node_owner_counts_equal_the_core_owner_counts_of_a_fixed_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distill_gzips_text_objects_and_the_load_generator_still_verifies_them() {
-    let c = TestCluster::start(Options { distill: true, ..Default::default() }).await;
-    let r = replay(&c, 2, 3).await;
-    assert_eq!(r.errors, 0, "{:?}", r.errors_by_kind);
-    let saved: u64 = c.node_metrics.iter().map(|m| m.distill_saved_bytes.load(Relaxed)).sum();
-    assert!(saved > 0);
-    assert!(r.payload_bytes < r.object_bytes, "{} vs {}", r.payload_bytes, r.object_bytes);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_for_one_object_fetch_it_once() {
     let c = TestCluster::start(Options { origin_delay_ms: 150, nodes: 1, ..Default::default() }).await;
     let path = c.catalog.objects[5].path.clone();

@@ -65,7 +65,6 @@ pub struct Options {
     pub policy: &'static str,
     pub mode: FrontMode,
     pub fallbacks: usize,
-    pub distill: bool,
     pub origin_delay_ms: u64,
     pub upstream_timeout_ms: u64,
     /// Node 0 is the owner directory for every node (shared policy instance).
@@ -79,7 +78,6 @@ impl Default for Options {
             policy: "md5",
             mode: FrontMode::Distributed,
             fallbacks: 2,
-            distill: false,
             origin_delay_ms: 0,
             upstream_timeout_ms: 2000,
             directory: false,
@@ -125,7 +123,6 @@ impl TestCluster {
         let mut handoff = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let mut nc = NodeConfig::new(ServerId(i as u32), members.clone(), nodes.clone(), origin, policy.clone());
-            nc.distill = opts.distill;
             nc.directory = opts.directory.then_some(nodes[0]);
             nc.fallbacks = opts.fallbacks;
             nc.limits.upstream_timeout = std::time::Duration::from_millis(opts.upstream_timeout_ms);
