@@ -100,8 +100,9 @@ const MOVED: &[(&str, &str)] = &[
     ("external_front", "`engine = \"lab\"`: the lab engine switches the front end itself"),
 ];
 
+/// The top level; every key it does not name lands in `moved` and is an
+/// error (serde cannot deny unknown fields beside a flattened map).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawExperiment {
     name: Spanned<String>,
     engine: Option<Spanned<String>>,
@@ -116,8 +117,9 @@ struct RawExperiment {
     real: Option<RawReal>,
     lab: Option<Spanned<toml::Value>>,
     // Old keys, read only to say where they went.
+    // (Flattened values lose their spans: the key is found in the text.)
     #[serde(flatten)]
-    moved: BTreeMap<String, Spanned<toml::Value>>,
+    moved: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -315,12 +317,13 @@ impl Plan {
         let src = Source::new(text, origin);
         let raw: RawExperiment = src.parse()?;
 
-        if let Some((key, value)) = raw.moved.iter().next() {
+        // The first such key in the file, as a reader meets it.
+        if let Some((span, key)) = raw.moved.keys().map(|k| (top_level_key(text, k), k)).min_by_key(|(s, _)| s.start) {
             let hint = MOVED.iter().find(|(old, _)| old == key).map(|(_, new)| *new);
             return Err(match hint {
-                Some(new) => src.at(value.span(), key, format!("this key of the old formats moved to {new}")),
+                Some(new) => src.at(span, key, format!("this key of the old formats moved to {new}")),
                 None => src.at(
-                    value.span(),
+                    span,
                     key,
                     "unknown key, expected one of name, engine, seed, seeds, hardware, [sweep], [policy.NAME], \
                      [clients], [run], [real], [lab]",
@@ -736,6 +739,26 @@ fn parse_policies(
     Ok(policies)
 }
 
+/// Where top-level `key` is assigned in `text` (before the first table
+/// header), for messages; the file's start when it is not found.
+fn top_level_key(text: &str, key: &str) -> Range<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                let start = at + (line.len() - t.len());
+                return start..start + key.len();
+            }
+        }
+        at += line.len();
+    }
+    0..0
+}
+
 /// A value with a path separator or a file extension names a file.
 fn is_path(given: &str) -> bool {
     given.contains('/') || given.contains('\\') || given.contains('.')
@@ -908,7 +931,7 @@ measure_s = 2.0
     fn every_old_key_names_its_new_place() {
         for (old, new) in MOVED {
             let e = err(&GOOD.replace("seeds = 2", &format!("seeds = 2\n{old} = 1")));
-            assert!(e.starts_with("exp.toml:4:") && e.contains(&format!("`{old}`")), "{e}");
+            assert!(e.starts_with("exp.toml:5:1:") && e.contains(&format!("`{old}`")), "{e}");
             assert!(e.contains(new), "{old}: {e}");
         }
         assert!(err(&GOOD.replace("seeds = 2", "seeds = [1, 2]")).contains("number of runs per cell"));
