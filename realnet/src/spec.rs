@@ -430,6 +430,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let e = ServiceSpec::read(&path, "node").unwrap_err();
         assert!(e.contains("fallback"), "{e}");
+        node().write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap().replace("\"version\": 1", "\"version\": 9");
         std::fs::write(&path, text).unwrap();
         assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use dl7_realnet::lab::deploy;
-use dl7_realnet::lab::{Architecture, LabConfig, LabPlan, Role};
+use dl7_realnet::lab::{Architecture, LabConfig, LabPlan};
 
 const LAB2: &str = r#"
 prefix = "dl7"
@@ -115,37 +115,6 @@ fn shipped_lab_files_are_valid() {
         }
     }
     assert!(seen >= 1, "no experiments/lab-*nodes.toml found");
-}
-
-/// The lab scaling cluster files place every role where lab-8nodes.toml puts it.
-#[test]
-fn scaling_cluster_files_match_the_lab() {
-    let experiments: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "experiments"].iter().collect();
-    let plan = LabPlan::new(&LabConfig::load(&experiments.join("lab-8nodes.toml")).unwrap());
-    let port = plan.port as i64;
-    for (file, conventional) in [("lab-scaling.toml", false), ("lab-scaling-conventional.toml", true)] {
-        let text = std::fs::read_to_string(experiments.join(file)).unwrap();
-        let doc: toml::Table = text.parse().unwrap();
-        let hosts = doc["hosts"].as_table().unwrap();
-        let nodes = hosts["nodes"].as_array().unwrap();
-        let plan_nodes: Vec<_> = plan.hosts_of(Role::Node).collect();
-        assert_eq!(nodes.len(), plan_nodes.len(), "{file}");
-        for (entry, host) in nodes.iter().zip(plan_nodes) {
-            assert_eq!(entry["netns"].as_str(), Some(host.netns.as_str()), "{file}");
-            assert_eq!(entry["addr"].as_str(), Some(host.addr.to_string().as_str()), "{file}");
-            assert_eq!(entry["port"].as_integer(), Some(port), "{file}");
-        }
-        assert_eq!(hosts["origin"]["netns"].as_str(), Some(plan.origin().netns.as_str()));
-        assert_eq!(hosts["origin"]["addr"].as_str(), Some(plan.origin().addr.to_string().as_str()));
-        let vip = format!("{}:{port}", plan.vip);
-        if conventional {
-            assert_eq!(hosts["front"]["netns"].as_str(), Some(plan.front().netns.as_str()));
-            assert_eq!(hosts["front"]["addr"].as_str(), Some(plan.vip.to_string().as_str()));
-            assert!(doc.get("external_front").is_none());
-        } else {
-            assert_eq!(doc["external_front"].as_str(), Some(vip.as_str()));
-        }
-    }
 }
 
 #[test]
