@@ -349,7 +349,9 @@ impl Plan {
             None => Engine::Sim,
             Some(e) => Engine::from_name(e.get_ref()).map_err(|m| src.at(e.span(), "engine", m))?,
         };
-        let seed = raw.seed.ok_or_else(|| src.whole("missing key `seed` (the experiment seed every run derives its own from)"))?;
+        let seed = raw
+            .seed
+            .ok_or_else(|| src.whole("missing key `seed` (the experiment seed every run derives its own from)"))?;
         let seeds = match &raw.seeds {
             None => 1,
             Some(s) => match s.get_ref() {
@@ -361,11 +363,19 @@ impl Plan {
                         "`seeds` is now the number of runs per cell; each run's seed derives from `seed`",
                     ))
                 }
-                other => return Err(src.at(s.span(), "seeds", format!("expected a number of runs per cell in 1..=1000, found {other}"))),
+                other => {
+                    return Err(src.at(
+                        s.span(),
+                        "seeds",
+                        format!("expected a number of runs per cell in 1..=1000, found {other}"),
+                    ))
+                }
             },
         };
         let hardware = match &raw.hardware {
-            None => return Err(src.whole("missing key `hardware` (a built-in profile name, e.g. \"kwon2008\", or a path)")),
+            None => {
+                return Err(src.whole("missing key `hardware` (a built-in profile name, e.g. \"kwon2008\", or a path)"))
+            }
             Some(h) if h.get_ref().trim().is_empty() => {
                 return Err(src.at(h.span(), "hardware", "expected a built-in profile name or a file path"))
             }
@@ -389,7 +399,10 @@ impl Plan {
         };
         let hardware_span = raw.hardware.as_ref().map(|h| h.span()).unwrap_or(0..0);
 
-        let sweep = raw.sweep.as_ref().ok_or_else(|| src.whole("missing table `[sweep]` (servers, policies, archs, workloads)"))?;
+        let sweep = raw
+            .sweep
+            .as_ref()
+            .ok_or_else(|| src.whole("missing table `[sweep]` (servers, policies, archs, workloads)"))?;
         let servers = nonempty(&src, &sweep.servers, "sweep.servers", "server counts")?;
         let mut server_counts = Vec::new();
         for s in servers {
@@ -698,7 +711,11 @@ fn parse_policies(
     for (pname, table) in &raw.policy {
         let key = format!("policy.{pname}");
         let Some(spec) = policies.iter_mut().find(|s| s.kind.name() == pname) else {
-            return Err(src.at(table.span(), &key, format!("parameters for {pname:?}, which is not in sweep.policies")));
+            return Err(src.at(
+                table.span(),
+                &key,
+                format!("parameters for {pname:?}, which is not in sweep.policies"),
+            ));
         };
         for (k, v) in table.get_ref() {
             let value = match v {
@@ -725,12 +742,15 @@ fn parse_policies(
             let members = Membership::numbered(n as usize)
                 .map_err(|e| src.whole(format!("cannot form a {n}-server membership: {e}")))?;
             if let Err(e) = spec.build(&members) {
-                let key = if spec.params.is_empty() { "sweep.policies".to_string() } else { format!("policy.{}", spec.kind) };
+                let key =
+                    if spec.params.is_empty() { "sweep.policies".to_string() } else { format!("policy.{}", spec.kind) };
                 let span = raw
                     .policy
                     .get(spec.kind.name())
                     .map(|t| t.span())
-                    .or_else(|| sweep.policies.get_ref().iter().find(|p| p.get_ref() == spec.kind.name()).map(|p| p.span()))
+                    .or_else(|| {
+                        sweep.policies.get_ref().iter().find(|p| p.get_ref() == spec.kind.name()).map(|p| p.span())
+                    })
                     .unwrap_or(0..0);
                 return Err(src.at(span, &key, format!("policy {} with {n} servers: {e}", spec.kind)));
             }
@@ -778,7 +798,9 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
     let mode = c.mode.get_ref().as_str();
     // Each key is read by some modes only; any other is an error, not ignored.
     let only = |key: &str, span: Option<Range<usize>>, modes: &str| match span {
-        Some(s) => Err(src.at(s, &format!("clients.{key}"), format!("`{key}` is read only in mode {modes}, not {mode:?}"))),
+        Some(s) => {
+            Err(src.at(s, &format!("clients.{key}"), format!("`{key}` is read only in mode {modes}, not {mode:?}")))
+        }
         None => Ok(()),
     };
     let per_server = |default: u32| -> Result<u32, ExperimentError> {
@@ -816,11 +838,19 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
         "onoff" => Ok(ClientMode::OnOff { per_server: per_server(DEFAULT_PER_SERVER)? }),
         "poisson" => {
             let Some(rate) = &c.rate else {
-                return Err(src.at(c.mode.span(), "clients.rate", "mode \"poisson\" needs rate = <requests per second>"));
+                return Err(src.at(
+                    c.mode.span(),
+                    "clients.rate",
+                    "mode \"poisson\" needs rate = <requests per second>",
+                ));
             };
             let r = *rate.get_ref();
             if !(r.is_finite() && r > 0.0) {
-                return Err(src.at(rate.span(), "clients.rate", format!("expected requests per second > 0, found {r}")));
+                return Err(src.at(
+                    rate.span(),
+                    "clients.rate",
+                    format!("expected requests per second > 0, found {r}"),
+                ));
             }
             Ok(ClientMode::Poisson { rate: r })
         }
@@ -854,7 +884,9 @@ fn nonempty<'a, T>(
 /// trace file (catalog and requests).
 fn load_workload(source: &WorkloadSource) -> Result<Trace, String> {
     match source {
-        WorkloadSource::Builtin(name) => dl7_traces::workload::builtin(name).map(Trace::from_catalog).map_err(|e| e.to_string()),
+        WorkloadSource::Builtin(name) => {
+            dl7_traces::workload::builtin(name).map(Trace::from_catalog).map_err(|e| e.to_string())
+        }
         WorkloadSource::File(path) => Trace::resolve(&path.display().to_string()).map_err(|e| e.to_string()),
     }
 }
@@ -935,7 +967,8 @@ measure_s = 2.0
             assert!(e.contains(new), "{old}: {e}");
         }
         assert!(err(&GOOD.replace("seeds = 2", "seeds = [1, 2]")).contains("number of runs per cell"));
-        assert!(err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\ncache_bytes_per_server = 5")).contains("run.cache_mb"));
+        assert!(err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\ncache_bytes_per_server = 5"))
+            .contains("run.cache_mb"));
         assert!(err(&format!("{GOOD}[real]\ndistill = true\n")).contains("distill_ns_per_byte"));
         assert!(err(&format!("lab = \"x.toml\"\n{GOOD}")).contains("[lab] topology"));
     }

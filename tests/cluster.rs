@@ -55,8 +55,7 @@ fn the_local_engine_measures_both_architectures_and_writes_real_rows() {
     let dir = scratch("run");
     let file = cluster_file(&dir, "t-run", "\"conventional\", \"distributed\"", 0.5);
     let out = dir.join("out");
-    let o =
-        Command::new(EXE).args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(EXE).args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let mut lines = csv.lines();

@@ -147,15 +147,21 @@ impl Costs {
         ObjectCosts {
             resp_wire: ns(resp_wire * us_per_wire_byte),
             ack_wire: ns(acks * min_frame * us_per_wire_byte),
-            fe_relay: ns(requester_resp(fe.frame_us, fe.copy_ns_per_byte) + responder_resp(fe.frame_us, fe.copy_ns_per_byte)),
+            fe_relay: ns(
+                requester_resp(fe.frame_us, fe.copy_ns_per_byte) + responder_resp(fe.frame_us, fe.copy_ns_per_byte)
+            ),
             fe_l4_acks: ns(fe.l4_frame_us * acks),
             serve_net: ns(responder_req(s.frame_us, s.conn_us)
                 + s.squid_request_us
                 + responder_resp(s.frame_us, s.copy_ns_per_byte)),
             serve_local: ns(s.conn_us + s.squid_request_us + copy_p),
-            relay_fwd: ns(requester_resp(s.frame_us, s.copy_ns_per_byte) + responder_resp(s.frame_us, s.copy_ns_per_byte)),
+            relay_fwd: ns(
+                requester_resp(s.frame_us, s.copy_ns_per_byte) + responder_resp(s.frame_us, s.copy_ns_per_byte)
+            ),
             relay_local: ns(copy_p + responder_resp(s.frame_us, s.copy_ns_per_byte)),
-            origin_serve: ns(responder_req(o.frame_us, o.conn_us) + o.request_us + responder_resp(o.frame_us, o.copy_ns_per_byte)),
+            origin_serve: ns(responder_req(o.frame_us, o.conn_us)
+                + o.request_us
+                + responder_resp(o.frame_us, o.copy_ns_per_byte)),
             // The distiller works on images at miss time; the stored size is the object's.
             store: ns(requester_resp(s.frame_us, s.copy_ns_per_byte)
                 + if image { body as f64 * s.distill_ns_per_byte / 1000.0 } else { 0.0 }),

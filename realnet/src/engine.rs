@@ -239,7 +239,12 @@ fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) ->
 
 /// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary;
 /// `scratch` a directory for its config files and Unix sockets.
-pub async fn run_cell(exe: &Path, cell: &RealCell, placement: &Placement, scratch: &Path) -> Result<CellOutcome, String> {
+pub async fn run_cell(
+    exe: &Path,
+    cell: &RealCell,
+    placement: &Placement,
+    scratch: &Path,
+) -> Result<CellOutcome, String> {
     let layout = Layout::new(placement, cell)?;
     let s = &cell.settings;
     let limits = LimitsSpec {
@@ -325,9 +330,7 @@ pub async fn run_cell(exe: &Path, cell: &RealCell, placement: &Placement, scratc
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64| {
         let (connections, rate, warmup_requests) = match cell.clients {
-            ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => {
-                (per_server as usize * n, None, 0)
-            }
+            ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => (per_server as usize * n, None, 0),
             // Open loop: as many connections as a closed run would have, each at its share of the rate.
             ClientMode::Poisson { rate } => (63 * n, Some(rate), 0),
             ClientMode::Replay { connections, warmup_requests } => (connections as usize, None, warmup_requests),
@@ -382,8 +385,9 @@ pub async fn run_cell(exe: &Path, cell: &RealCell, placement: &Placement, scratc
     };
     let (load, before, after) = if replay {
         let before = snapshot().await?;
-        let load = run_load(load_spec(cell.seed, 0.0, MAX_REPLAY_S), "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0))
-            .await?;
+        let load =
+            run_load(load_spec(cell.seed, 0.0, MAX_REPLAY_S), "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0))
+                .await?;
         // The load process has exited: every response it verified is fully written.
         let after = snapshot().await?;
         (load, before, after)
@@ -552,7 +556,12 @@ async fn fetch_page(addr: SocketAddr, path: &str) -> Result<String, String> {
 }
 
 /// Counter deltas per host of `plan`, with each host's role and link rate.
-fn nic_use(plan: &LabPlan, before: &[(String, NicCounters)], after: &[(String, NicCounters)], window_s: f64) -> Vec<NicUse> {
+fn nic_use(
+    plan: &LabPlan,
+    before: &[(String, NicCounters)],
+    after: &[(String, NicCounters)],
+    window_s: f64,
+) -> Vec<NicUse> {
     plan.hosts
         .iter()
         .filter_map(|h| {

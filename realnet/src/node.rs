@@ -102,12 +102,7 @@ struct Cpu {
 
 impl Cpu {
     fn new(costs: Option<Costs>) -> Self {
-        Cpu {
-            costs,
-            busy_until: Mutex::new(None),
-            open: Default::default(),
-            busy_ns: Default::default(),
-        }
+        Cpu { costs, busy_until: Mutex::new(None), open: Default::default(), busy_ns: Default::default() }
     }
 
     /// Queues the work `step` prices (nanoseconds, from the cost model)

@@ -223,11 +223,14 @@ impl ServiceSpec {
     /// Reads a versioned JSON file; `role` is the subcommand that reads it.
     pub fn read(path: &Path, role: &str) -> Result<ServiceSpec, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file: ServiceFile = serde_json::from_str(&text).map_err(|e| {
-            format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())
-        })?;
+        let file: ServiceFile =
+            serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
         if file.version != VERSION {
-            return Err(format!("{}: config version {}, this dl7 reads version {VERSION}", path.display(), file.version));
+            return Err(format!(
+                "{}: config version {}, this dl7 reads version {VERSION}",
+                path.display(),
+                file.version
+            ));
         }
         if file.service.role() != role {
             return Err(format!(

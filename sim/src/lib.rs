@@ -241,7 +241,9 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
                 return Err(SimError::Invalid("users per server: expected an integer >= 1, got 0".into()));
             }
             let users = (0..per_server as usize * n)
-                .map(|i| SurgeUser::new(catalog, SurgeUserParams::default(), dl7_core::seed::sub_seed(cell.seed, i as u64)))
+                .map(|i| {
+                    SurgeUser::new(catalog, SurgeUserParams::default(), dl7_core::seed::sub_seed(cell.seed, i as u64))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(stream_error)?;
             let count = users.len();

@@ -59,7 +59,8 @@ fn sweep(
     if let Some(k) = seeds {
         plan.seeds = k;
     }
-    let engine = engine.map(|e| Engine::from_name(&e).map_err(|m| input_error(format!("--engine: {m}")))).transpose()?;
+    let engine =
+        engine.map(|e| Engine::from_name(&e).map_err(|m| input_error(format!("--engine: {m}")))).transpose()?;
     let experiment = plan.load().map_err(input_error)?;
     let mut command = format!("dl7 sweep {}", file.display());
     if let Some(e) = engine {
