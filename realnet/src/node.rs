@@ -179,19 +179,13 @@ struct Cpu {
     busy_until: Mutex<Option<Instant>>,
     /// Requests at this node as owner, from lookup to response written (Squid's open connections).
     open: std::sync::atomic::AtomicU64,
-    /// Modelled busy time so far, nanoseconds (`dl7_emulated_cpu_seconds_total`).
-    busy_ns: std::sync::atomic::AtomicU64,
+    /// Where the modelled busy time is counted (`Metrics::emulated_cpu_ns`).
+    metrics: Arc<Metrics>,
 }
 
 impl Cpu {
-    fn new(costs: CpuCosts) -> Self {
-        Cpu {
-            costs,
-            on: costs.enabled(),
-            busy_until: Mutex::new(None),
-            open: Default::default(),
-            busy_ns: Default::default(),
-        }
+    fn new(costs: CpuCosts, metrics: Arc<Metrics>) -> Self {
+        Cpu { costs, on: costs.enabled(), busy_until: Mutex::new(None), open: Default::default(), metrics }
     }
 
     /// Queues `us` microseconds of work behind everything queued before and
@@ -209,7 +203,7 @@ impl Cpu {
             *busy = Some(done);
             done
         };
-        self.busy_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        Metrics::add(&self.metrics.emulated_cpu_ns, d.as_nanos() as u64);
         tokio::time::sleep_until(done).await;
     }
 
@@ -317,7 +311,7 @@ pub async fn run(
         distill: config.distill,
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
-        cpu: Cpu::new(config.cpu),
+        cpu: Cpu::new(config.cpu, config.metrics.clone()),
     });
     tracing::info!(
         "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, distill {}",
@@ -423,18 +417,7 @@ pub async fn receive_socket(unix: &UnixStream) -> Option<TcpStream> {
 impl Node {
     fn admin_page(&self, path: &str) -> Option<String> {
         match path {
-            "/metrics" => {
-                let mut page = self.metrics.render("node");
-                if self.cpu.on {
-                    let busy = self.cpu.busy_ns.load(Relaxed) as f64 / 1e9;
-                    page.push_str(&format!(
-                        "# HELP dl7_emulated_cpu_seconds_total Modelled CPU time reserved by the emulated CPU.\n\
-                         # TYPE dl7_emulated_cpu_seconds_total counter\n\
-                         dl7_emulated_cpu_seconds_total{{role=\"node\"}} {busy}\n"
-                    ));
-                }
-                Some(page)
-            }
+            "/metrics" => Some(self.metrics.render("node")),
             "/cache" => {
                 let cache = self.cache.lock().expect("cache lock");
                 let mut lines: Vec<String> = cache
