@@ -4,7 +4,7 @@
 //! a fresh origin, N nodes and a front end (each a `dl7` child process, see
 //! [`crate::launcher`]), warms the caches with a first load run, runs the
 //! measured load (which ramps up for up to 2 s of its own before its window
-//! opens), reads every service's `/metrics`, CPU time and the lab's NIC
+//! opens), reads every service's `/stats`, CPU time and the lab's NIC
 //! counters when the window opens and when it closes, stops everything and
 //! turns the deltas into a [`ResultRow`].
 //!
@@ -74,6 +74,7 @@ use crate::front::FrontMode;
 use crate::lab::{LabPlan, NicCounters, Role};
 use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
 use crate::load::LoadReport;
+use crate::metrics::Stats;
 use crate::node::CpuCosts;
 
 /// The cluster file as written; every field is described in the module
@@ -273,7 +274,7 @@ impl ClusterFile {
 
     /// Refuses addresses that this host would send through a gateway.
     ///
-    /// The runner scrapes `/metrics` from the root namespace; a lab address
+    /// The runner reads `/stats` from the root namespace; a lab address
     /// (198.18.0.0/15) with no lab up, or any address off the local links,
     /// would otherwise leave the machine by the default route. Loopback is
     /// always fine; anything else must be on a directly connected link
@@ -346,8 +347,9 @@ const MAX_RAMP_S: f64 = 2.0;
 
 /// What [`run_cell`] reads at the start and the end of the measured window.
 struct Snapshot {
-    nodes: Vec<BTreeMap<String, f64>>,
-    front: BTreeMap<String, f64>,
+    nodes: Vec<Stats>,
+    /// `None` when the front end has no admin listener.
+    front: Option<Stats>,
     cpu_front: f64,
     cpu_nodes: Vec<f64>,
     nic: Vec<(String, NicCounters)>,
@@ -444,23 +446,13 @@ fn join<T: ToString>(items: &[T]) -> String {
     items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
-async fn scrape(addr: SocketAddr) -> Result<BTreeMap<String, f64>, String> {
-    let mut c = crate::http::ClientConn::connect(addr, Duration::from_secs(2))
-        .await
-        .map_err(|e| format!("metrics {addr}: {e}"))?;
-    let mut body = Vec::new();
-    let head = tokio::time::timeout(Duration::from_secs(5), c.get("/metrics", false, &mut body))
-        .await
-        .map_err(|_| format!("metrics {addr}: timed out"))?
-        .map_err(|e| format!("metrics {addr}: {e}"))?;
-    if head.status != 200 {
-        return Err(format!("metrics {addr}: status {}", head.status));
-    }
-    Ok(crate::metrics::parse(&String::from_utf8_lossy(&body)))
+async fn scrape(addr: SocketAddr) -> Result<Stats, String> {
+    crate::admin::fetch_stats(addr, Duration::from_secs(5)).await
 }
 
-fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>, name: &str) -> f64 {
-    after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+/// How much the counter `field` grew from `before` to `after`.
+fn delta(after: &Stats, before: &Stats, field: fn(&Stats) -> u64) -> f64 {
+    field(after).saturating_sub(field(before)) as f64
 }
 
 /// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary.
@@ -632,8 +624,8 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     }
     let scrape_front = || async {
         match front_admin {
-            Some(a) => scrape(a).await,
-            None => Ok(BTreeMap::new()),
+            Some(a) => scrape(a).await.map(Some),
+            None => Ok(None),
         }
     };
     let cpu = |p: &Proc| p.pid().and_then(cpu_seconds).unwrap_or(0.0);
@@ -680,14 +672,16 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     drop(origin);
 
     let window = load.window_s.max(1e-9);
-    let sum = |name: &str| -> f64 { after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, name)).sum() };
-    let hits = sum("dl7_hits_total");
-    let misses = sum("dl7_misses_total");
+    let sum = |field: fn(&Stats) -> u64| -> f64 {
+        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, field)).sum()
+    };
+    let hits = sum(|s| s.hits);
+    let misses = sum(|s| s.misses);
     let owner: Vec<f64> =
-        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, "dl7_owner_requests_total")).collect();
+        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, |s| s.owner_requests)).collect();
     let mean_owner = owner.iter().sum::<f64>() / owner.len() as f64;
     let max_owner = owner.iter().cloned().fold(0.0, f64::max);
-    let received = sum("dl7_requests_total") - sum("dl7_hop_requests_total");
+    let received = sum(|s| s.requests) - sum(|s| s.hop_requests);
     let nic = plan.as_ref().map(|p| nic_use(p, &nic0, &nic1, nic_window)).unwrap_or_default();
     let util_of = |role: Role, take: usize| {
         let name = role.name();
@@ -695,7 +689,7 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     };
     // The emulated CPU's busy time when a node reports it, else the process's real CPU time.
     let emulated: Vec<f64> =
-        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, "dl7_emulated_cpu_seconds_total")).collect();
+        after_nodes.iter().zip(&before_nodes).map(|(a, b)| delta(a, b, |s| s.emulated_cpu_ns) / 1e9).collect();
     let node_busy = if file.node_cpu.enabled() { &emulated } else { &cpu_nodes };
     let row = ResultRow {
         workload: file.workload.clone(),
@@ -707,9 +701,9 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         mbit_per_s: load.mbit_per_s,
         hit_ratio: if hits + misses > 0.0 { hits / (hits + misses) } else { 0.0 },
         byte_hit_ratio: {
-            let ob = sum("dl7_owner_bytes_total");
+            let ob = sum(|s| s.owner_bytes);
             if ob > 0.0 {
-                sum("dl7_hit_bytes_total") / ob
+                sum(|s| s.hit_bytes) / ob
             } else {
                 0.0
             }
@@ -722,8 +716,8 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
         // Plan nodes are in index order; cell nodes are the first `n` of them.
         max_server_nic_util: util_of(Role::Node, n),
         imbalance: if mean_owner > 0.0 { max_owner / mean_owner } else { 0.0 },
-        forwarded_frac: if received > 0.0 { sum("dl7_forwarded_total") / received } else { 0.0 },
-        cache_bytes: after_nodes.iter().map(|m| m.get("dl7_cache_bytes").copied().unwrap_or(0.0) as u64).sum(),
+        forwarded_frac: if received > 0.0 { sum(|s| s.forwarded) / received } else { 0.0 },
+        cache_bytes: after_nodes.iter().map(|s| s.cache_bytes).sum(),
         requests: load.requests,
         mode: if file.in_lab() { "real-lab" } else { "real" }.into(),
         errors: load.errors,
@@ -731,7 +725,10 @@ pub async fn run_cell(exe: &Path, file: &ClusterFile, cell: &Cell, scratch: &Pat
     let reqs = (load.requests.max(1)) as f64;
     Ok(CellOutcome {
         row,
-        front_bytes_out: delta(&after_front, &before_front, "dl7_bytes_out_total") as u64,
+        front_bytes_out: match (&after_front, &before_front) {
+            (Some(a), Some(b)) => delta(a, b, |s| s.bytes_out) as u64,
+            _ => 0,
+        },
         front_cpu_per_request_us: cpu_front / reqs * 1e6,
         nodes_cpu_per_request_us: cpu_nodes.iter().sum::<f64>() / reqs * 1e6,
         load,

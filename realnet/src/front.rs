@@ -195,7 +195,7 @@ pub async fn run(
     if let Some(admin) = config.admin {
         let mm = m.clone();
         let role = config.mode.name();
-        let pages: AdminPages = Arc::new(move |p| (p == "/metrics").then(|| mm.render(role)));
+        let pages: AdminPages = Arc::new(move |p| crate::admin::counter_page(&mm, role, p));
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     let next = AtomicUsize::new(0);

@@ -11,10 +11,12 @@
 //!   `relay` (plain L4 byte splice, IPVS-NAT-like).
 //! * [`load`]: closed- and open-loop load generator that verifies every body.
 //! * [`launcher`] and [`cluster`]: start the roles as processes and run an experiment.
+//! * [`metrics`] and [`admin`]: every service's counters, on `GET /metrics` (Prometheus) and `GET /stats` (JSON).
 //!
 //! Every service is `run(listener, config, shutdown)`, so tests bind port 0.
 //! HTTP heads are parsed with `httparse` only ([`http`]).
 
+pub mod admin;
 pub mod cache;
 pub mod cluster;
 pub mod content;

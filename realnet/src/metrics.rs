@@ -325,23 +325,6 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
-/// Parses Prometheus text into `name -> value`, labels dropped (the first
-/// sample of each name wins; histogram buckets are skipped).
-pub fn parse(text: &str) -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.is_empty() || line.contains("_bucket") {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let name = series.split('{').next().unwrap_or(series);
-        if let Ok(v) = value.parse::<f64>() {
-            out.entry(name.to_string()).or_insert(v);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! always served locally, so a request crosses at most one extra hop.
 //!
 //! Admin pages on the main port (and the optional admin port):
-//! `GET /metrics` (Prometheus text) and `GET /cache` (one line per cached
+//! `GET /metrics` (Prometheus text), `GET /stats` (JSON counters) and `GET /cache` (one line per cached
 //! object: `object_id path stored_bytes`).
 //!
 //! The node must not decide membership: it is given the logical names (for
@@ -53,6 +53,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
 
+use crate::admin::{counter_page, Page};
 use crate::cache::{ByteLru, Entry};
 use crate::dispatch::{Dispatcher, Outcome};
 use crate::http::{wait_true, Limits, Method, Pool, ResponseMeta, ServerConn};
@@ -415,9 +416,8 @@ pub async fn receive_socket(unix: &UnixStream) -> Option<TcpStream> {
 }
 
 impl Node {
-    fn admin_page(&self, path: &str) -> Option<String> {
+    fn admin_page(&self, path: &str) -> Option<Page> {
         match path {
-            "/metrics" => Some(self.metrics.render("node")),
             "/cache" => {
                 let cache = self.cache.lock().expect("cache lock");
                 let mut lines: Vec<String> = cache
@@ -427,9 +427,9 @@ impl Node {
                     })
                     .collect();
                 lines.sort();
-                Some(lines.iter().map(|l| format!("{l}\n")).collect())
+                Some(Page::text(lines.iter().map(|l| format!("{l}\n")).collect()))
             }
-            _ => None,
+            _ => counter_page(&self.metrics, "node", path),
         }
     }
 
@@ -526,8 +526,8 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             continue;
         }
         if let Some(page) = node.admin_page(&path) {
-            let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };
-            if conn.write_response(200, &meta, page.as_bytes(), keep, head_only).await.is_err() || !keep {
+            let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
+            if conn.write_response(200, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
                 break;
             }
             continue;
