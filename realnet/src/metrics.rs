@@ -3,7 +3,10 @@
 //! /metrics`), written by the `prometheus-client` crate.
 //!
 //! One struct serves every role; a role leaves the counters it has no use for
-//! at zero. Counters are relaxed atomics: exact totals, no ordering promises.
+//! at zero. Counters are relaxed atomics: exact totals, no ordering promises
+//! between counters. Services add every counter of a response before the
+//! write that ends it (the latency histogram alone times the write, so it
+//! comes after), so totals read once a client has its responses are final.
 //! This module must not do I/O (the pages are served and fetched by [`crate::admin`]).
 
 use std::borrow::Cow;
@@ -50,7 +53,8 @@ pub struct Metrics {
     pub client_errors: AtomicU64,
     /// Bytes read from client sockets.
     pub bytes_in: AtomicU64,
-    /// Bytes written to client sockets (heads and bodies).
+    /// Bytes written to client sockets (heads and bodies); a write that ends a
+    /// response counts as it is issued, so a failed last write still counts.
     pub bytes_out: AtomicU64,
     /// Body bytes of 200 responses written to clients.
     pub payload_out: AtomicU64,

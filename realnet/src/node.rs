@@ -573,11 +573,11 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     served_by: Some(node.id.0),
                     gzip: entry.gzip,
                 };
-                let r = conn.write_response(200, &meta, &entry.body, keep, head_only).await;
+                // Counted before the write, so it is final once the client has the response.
                 if !head_only {
                     Metrics::add(&m.payload_out, entry.body.len() as u64);
                 }
-                r
+                conn.write_response(200, &meta, &entry.body, keep, head_only).await
             }
             Err(status) => {
                 if status == 502 {

@@ -152,11 +152,11 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
                     object_id: Some(id),
                     ..Default::default()
                 };
-                let r = conn.write_response(200, &meta, body, keep, head.method == Method::Head).await;
-                if r.is_ok() && head.method == Method::Get {
+                // Counted before the write, so it is final once the client has the response.
+                if head.method == Method::Get {
                     Metrics::add(&m.payload_out, object.size);
                 }
-                r.map(|_| keep)
+                conn.write_response(200, &meta, body, keep, head.method == Method::Head).await.map(|_| keep)
             }
         };
         m.observe(start.elapsed());

@@ -171,17 +171,15 @@ impl ServerConn {
     ) -> std::io::Result<u64> {
         self.head_buf.clear();
         write_response_head(&mut self.head_buf, status, meta, body.len() as u64, keep_alive);
-        let mut written = self.head_buf.len() as u64;
-        if !head_only && !body.is_empty() {
+        let send_body = !head_only && !body.is_empty();
+        let written = self.head_buf.len() as u64 + if send_body { body.len() as u64 } else { 0 };
+        // This write ends the response: count it first (see `count_out`).
+        self.responses += 1;
+        self.count_out(written, 0);
+        if send_body {
             write_two(&mut self.stream, &self.head_buf, body).await?;
-            written += body.len() as u64;
         } else {
             self.stream.write_all(&self.head_buf).await?;
-        }
-        self.responses += 1;
-        self.bytes_out += written;
-        if let Some(m) = &self.metrics {
-            crate::metrics::Metrics::add(&m.bytes_out, written);
         }
         Ok(written)
     }
@@ -192,7 +190,8 @@ impl ServerConn {
     /// TCP flow control slows the upstream when the client reads slowly.
     /// Exactly `Content-Length` bytes are taken from the upstream. With
     /// `head_only` no body byte is read (drop `body` to close its connection).
-    /// Returns the body bytes written.
+    /// The body of a 200 counts in `payload_out` once its last chunk is being
+    /// written (a response cut short is no payload). Returns the body bytes written.
     pub async fn relay_response(
         &mut self,
         status: u16,
@@ -204,27 +203,44 @@ impl ServerConn {
     ) -> Result<u64, RelayError> {
         self.head_buf.clear();
         write_response_head(&mut self.head_buf, status, meta, body.remaining(), keep_alive);
+        self.responses += 1;
         if head_only || body.remaining() == 0 {
-            self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
-            self.responses += 1;
             self.count_out(self.head_buf.len() as u64, 0);
+            self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
             return Ok(0);
         }
         // The first chunk goes out with the head, so a small response is one write.
-        let n = body.read_chunk(buf).await.map_err(RelayError::UpstreamBeforeHead)?;
-        self.count_relayed_in(n as u64);
-        write_two(&mut self.stream, &self.head_buf, &buf[..n]).await.map_err(RelayError::Client)?;
-        self.responses += 1;
-        self.count_out(self.head_buf.len() as u64, n as u64);
-        let mut sent = n as u64;
-        while body.remaining() > 0 {
-            let n = body.read_chunk(buf).await.map_err(RelayError::UpstreamAborted)?;
+        let mut head = self.head_buf.len() as u64;
+        let mut sent = 0;
+        loop {
+            let n = body.read_chunk(buf).await.map_err(if head > 0 {
+                RelayError::UpstreamBeforeHead
+            } else {
+                RelayError::UpstreamAborted
+            })?;
             self.count_relayed_in(n as u64);
-            self.stream.write_all(&buf[..n]).await.map_err(RelayError::Client)?;
-            self.count_out(0, n as u64);
             sent += n as u64;
+            let last = body.remaining() == 0;
+            // The write that ends the response is counted before it, every
+            // other one after it (see `count_out`).
+            if last {
+                self.count_out(head, n as u64);
+                if status == 200 {
+                    self.count_payload(sent);
+                }
+            }
+            let written = if head > 0 {
+                write_two(&mut self.stream, &self.head_buf, &buf[..n]).await
+            } else {
+                self.stream.write_all(&buf[..n]).await
+            };
+            written.map_err(RelayError::Client)?;
+            if last {
+                return Ok(sent);
+            }
+            self.count_out(head, n as u64);
+            head = 0;
         }
-        Ok(sent)
     }
 
     fn count_relayed_in(&self, n: u64) {
@@ -233,11 +249,26 @@ impl ServerConn {
         }
     }
 
+    /// Counts `head` and relayed `body` bytes written to the client.
+    ///
+    /// A write that ends a response is counted *before* it is issued: once
+    /// the client holds the whole response, its bytes are in the counters,
+    /// so whoever reads them after the client finished (a test, a run's last
+    /// snapshot) sees final totals; a write that then fails still counts (the
+    /// client is gone). A write followed by more of the same response is
+    /// counted after it, so `relay_upstream_bytes - relay_client_bytes` is
+    /// the body a relay holds while a slow client blocks it.
     fn count_out(&mut self, head: u64, body: u64) {
         self.bytes_out += head + body;
         if let Some(m) = &self.metrics {
             crate::metrics::Metrics::add(&m.bytes_out, head + body);
             crate::metrics::Metrics::add(&m.relay_client_bytes, body);
+        }
+    }
+
+    fn count_payload(&self, n: u64) {
+        if let Some(m) = &self.metrics {
+            crate::metrics::Metrics::add(&m.payload_out, n);
         }
     }
 
