@@ -168,11 +168,10 @@ fn killing_a_node_process_mid_run_reroutes_its_requests() {
             cfg.timeout = Duration::from_secs(3);
             let during = dl7_realnet::service::spawn(load::run(cfg.clone()));
             // Kill node 1 once it has served traffic (poll its metrics; no fixed sleeps).
-            let served =
-                |text: &str| dl7_realnet::metrics::parse(text).get("dl7_requests_total").copied().unwrap_or(0.0);
+            let node1 = nodes[1].parse().unwrap();
             loop {
-                let text = metrics_text(&nodes[1]).await;
-                if served(&text) > 20.0 {
+                let stats = dl7_realnet::admin::fetch_stats(node1, Duration::from_secs(2)).await.unwrap();
+                if stats.requests > 20 {
                     break;
                 }
                 assert!(!during.is_finished(), "{mode}: the run ended before node 1 served 20 requests");
@@ -193,14 +192,6 @@ fn killing_a_node_process_mid_run_reroutes_its_requests() {
             drop(procs);
         });
     }
-}
-
-async fn metrics_text(addr: &str) -> String {
-    let addr = addr.parse().unwrap();
-    let mut c = dl7_realnet::http::ClientConn::connect(addr, Duration::from_secs(2)).await.unwrap();
-    let mut body = Vec::new();
-    c.get("/metrics", false, &mut body).await.unwrap();
-    String::from_utf8(body).unwrap()
 }
 
 #[test]

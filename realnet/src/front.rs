@@ -195,7 +195,7 @@ pub async fn run(
     if let Some(admin) = config.admin {
         let mm = m.clone();
         let role = config.mode.name();
-        let pages: AdminPages = Arc::new(move |p| (p == "/metrics").then(|| mm.render(role)));
+        let pages: AdminPages = Arc::new(move |p| crate::admin::counter_page(&mm, role, p));
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     let next = AtomicUsize::new(0);
@@ -390,13 +390,9 @@ pub(crate) async fn relay_remote(
     if up.status == 502 {
         Metrics::add(&m.bad_gateway, 1);
     }
+    // relay_response counts `payload_out` itself, before the write that ends the response.
     match conn.relay_response(up.status, &meta, body, keep, head_only, buf).await {
-        Ok(sent) => {
-            if up.status == 200 && !head_only {
-                Metrics::add(&m.payload_out, sent);
-            }
-            true
-        }
+        Ok(_) => true,
         Err(RelayError::UpstreamBeforeHead(e)) => {
             tracing::debug!("server {server} failed before its body: {e}");
             Metrics::add(&m.bad_gateway, 1);
@@ -435,20 +431,29 @@ async fn relay(nodes: Arc<Vec<SocketAddr>>, first: usize, m: Arc<Metrics>, limit
     let up = async move {
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n) = cr.read(&mut buf).await {
-            if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+            if n == 0 {
                 break;
             }
             Metrics::add(&m2.bytes_in, n as u64);
+            if uw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
         }
         let _ = uw.shutdown().await;
     };
     let down = async move {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n) = ur.read(&mut buf).await {
-            if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+            if n == 0 {
                 break;
             }
+            // Counted before the write: any write may end a response (this
+            // splice cannot tell), and a client holding a whole response must
+            // find its bytes counted.
             Metrics::add(&m.bytes_out, n as u64);
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
         }
         let _ = cw.shutdown().await;
     };

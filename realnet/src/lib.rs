@@ -13,10 +13,12 @@
 //! * [`load`]: closed- and open-loop load generator that verifies every body.
 //! * [`spec`]: the typed, versioned config every service starts from.
 //! * [`launcher`] and [`engine`]: start the roles as processes and run one cell of an experiment.
+//! * [`metrics`] and [`admin`]: every service's counters, on `GET /metrics` (Prometheus) and `GET /stats` (JSON).
 //!
 //! Every service is `run(listener, config, shutdown)`, so tests bind port 0.
 //! HTTP heads are parsed with `httparse` only ([`http`]).
 
+pub mod admin;
 pub mod cache;
 pub mod content;
 pub mod dispatch;

@@ -1,14 +1,24 @@
-//! Counters every service keeps, rendered as Prometheus text on `GET /metrics`,
-//! and a parser for that text (the cluster runner and tests read it back).
+//! Counters every service keeps, a typed snapshot of them ([`Stats`], served
+//! as JSON on `GET /stats`), and their Prometheus text exposition (`GET
+//! /metrics`), written by the `prometheus-client` crate.
 //!
 //! One struct serves every role; a role leaves the counters it has no use for
-//! at zero. Counters are relaxed atomics: exact totals, no ordering promises.
-//! This module must not do I/O.
+//! at zero. Counters are relaxed atomics: exact totals, no ordering promises
+//! between counters. Services add every counter of a response before the
+//! write that ends it (the latency histogram alone times the write, so it
+//! comes after), so totals read once a client has its responses are final.
+//! This module must not do I/O (the pages are served and fetched by [`crate::admin`]).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] =
@@ -43,7 +53,8 @@ pub struct Metrics {
     pub client_errors: AtomicU64,
     /// Bytes read from client sockets.
     pub bytes_in: AtomicU64,
-    /// Bytes written to client sockets (heads and bodies).
+    /// Bytes written to client sockets (heads and bodies); a write that ends a
+    /// response counts as it is issued, so a failed last write still counts.
     pub bytes_out: AtomicU64,
     /// Body bytes of 200 responses written to clients.
     pub payload_out: AtomicU64,
@@ -59,8 +70,6 @@ pub struct Metrics {
     pub cache_objects: AtomicU64,
     /// Body bytes in the cache (gauge).
     pub cache_bytes: AtomicU64,
-    /// Bytes saved by the distill stage (origin size minus stored size).
-    pub distill_saved_bytes: AtomicU64,
     /// Response body bytes relays read from upstreams (front end, forwarding node).
     pub relay_upstream_bytes: AtomicU64,
     /// Relayed response body bytes written to clients: `relay_upstream_bytes`
@@ -68,6 +77,8 @@ pub struct Metrics {
     pub relay_client_bytes: AtomicU64,
     /// Relayed responses cut short because the upstream failed after the head was sent.
     pub upstream_aborted: AtomicU64,
+    /// Modelled busy time of the node's emulated CPU, nanoseconds (0 when it is off).
+    pub emulated_cpu_ns: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -95,97 +106,287 @@ impl Metrics {
         self.latency_sum_us.fetch_add(latency.as_micros() as u64, Relaxed);
     }
 
+    /// Every counter now (each read on its own: no cross-counter atomicity).
+    pub fn stats(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        Stats {
+            version: Stats::VERSION,
+            requests: get(&self.requests),
+            hop_requests: get(&self.hop_requests),
+            owner_requests: get(&self.owner_requests),
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            owner_bytes: get(&self.owner_bytes),
+            hit_bytes: get(&self.hit_bytes),
+            forwarded: get(&self.forwarded),
+            fallbacks: get(&self.fallbacks),
+            origin_fetches: get(&self.origin_fetches),
+            bad_gateway: get(&self.bad_gateway),
+            client_errors: get(&self.client_errors),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            payload_out: get(&self.payload_out),
+            inflight: get(&self.inflight),
+            connections: get(&self.connections),
+            rejected: get(&self.rejected),
+            handoffs: get(&self.handoffs),
+            cache_objects: get(&self.cache_objects),
+            cache_bytes: get(&self.cache_bytes),
+            relay_upstream_bytes: get(&self.relay_upstream_bytes),
+            relay_client_bytes: get(&self.relay_client_bytes),
+            upstream_aborted: get(&self.upstream_aborted),
+            emulated_cpu_ns: get(&self.emulated_cpu_ns),
+            latency_buckets: std::array::from_fn(|i| get(&self.latency_buckets[i])),
+            latency_count: get(&self.latency_count),
+            latency_sum_us: get(&self.latency_sum_us),
+        }
+    }
+
     /// Prometheus text exposition, every name prefixed `dl7_` and labelled with the role.
     pub fn render(&self, role: &str) -> String {
-        let mut out = String::with_capacity(4096);
-        let counters: [(&str, &AtomicU64, &str, &str); 26] = [
-            ("requests_total", &self.requests, "counter", "requests received"),
-            ("hop_requests_total", &self.hop_requests, "counter", "requests received with the hop header"),
-            ("owner_requests_total", &self.owner_requests, "counter", "requests served as owner"),
-            ("hits_total", &self.hits, "counter", "cache hits"),
-            ("misses_total", &self.misses, "counter", "cache misses"),
-            ("owner_bytes_total", &self.owner_bytes, "counter", "bytes of objects served as owner"),
-            ("hit_bytes_total", &self.hit_bytes, "counter", "bytes of objects served from cache"),
-            ("forwarded_total", &self.forwarded, "counter", "requests forwarded to another node"),
-            ("fallbacks_total", &self.fallbacks, "counter", "requests served by a fallback candidate"),
-            ("origin_fetches_total", &self.origin_fetches, "counter", "fetches from the origin"),
-            ("bad_gateway_total", &self.bad_gateway, "counter", "502 responses"),
-            ("client_errors_total", &self.client_errors, "counter", "4xx responses"),
-            ("bytes_in_total", &self.bytes_in, "counter", "bytes read from clients"),
-            ("bytes_out_total", &self.bytes_out, "counter", "bytes written to clients"),
-            ("payload_out_total", &self.payload_out, "counter", "200 body bytes written to clients"),
-            ("inflight", &self.inflight, "gauge", "requests in flight"),
-            ("connections_total", &self.connections, "counter", "client connections accepted"),
-            ("rejected_total", &self.rejected, "counter", "connections refused at the cap"),
-            ("handoffs_total", &self.handoffs, "counter", "connections handed over by SCM_RIGHTS"),
-            ("cache_objects", &self.cache_objects, "gauge", "objects cached"),
-            ("cache_bytes", &self.cache_bytes, "gauge", "bytes cached"),
-            ("distill_saved_bytes_total", &self.distill_saved_bytes, "counter", "bytes saved by distill"),
-            (
-                "relay_upstream_bytes_total",
-                &self.relay_upstream_bytes,
-                "counter",
-                "body bytes relays read from upstreams",
-            ),
-            ("relay_client_bytes_total", &self.relay_client_bytes, "counter", "relayed body bytes written to clients"),
-            (
-                "upstream_aborted_total",
-                &self.upstream_aborted,
-                "counter",
-                "relayed responses cut short by the upstream",
-            ),
-            ("latency_sum_microseconds", &self.latency_sum_us, "counter", "sum of request latencies"),
+        self.stats().render(role)
+    }
+}
+
+/// A snapshot of one service's [`Metrics`]: what `GET /stats` answers as JSON.
+///
+/// Every field is required and no other is allowed, so a reader built
+/// against another version fails naming the field instead of reading a
+/// silent zero. Counters are totals since the service started; `inflight`,
+/// `cache_objects` and `cache_bytes` are gauges (values now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Layout version of this struct ([`Stats::VERSION`]); bump it when a field changes meaning.
+    pub version: u32,
+    /// See [`Metrics::requests`].
+    pub requests: u64,
+    /// See [`Metrics::hop_requests`].
+    pub hop_requests: u64,
+    /// See [`Metrics::owner_requests`].
+    pub owner_requests: u64,
+    /// See [`Metrics::hits`].
+    pub hits: u64,
+    /// See [`Metrics::misses`].
+    pub misses: u64,
+    /// See [`Metrics::owner_bytes`].
+    pub owner_bytes: u64,
+    /// See [`Metrics::hit_bytes`].
+    pub hit_bytes: u64,
+    /// See [`Metrics::forwarded`].
+    pub forwarded: u64,
+    /// See [`Metrics::fallbacks`].
+    pub fallbacks: u64,
+    /// See [`Metrics::origin_fetches`].
+    pub origin_fetches: u64,
+    /// See [`Metrics::bad_gateway`].
+    pub bad_gateway: u64,
+    /// See [`Metrics::client_errors`].
+    pub client_errors: u64,
+    /// See [`Metrics::bytes_in`].
+    pub bytes_in: u64,
+    /// See [`Metrics::bytes_out`].
+    pub bytes_out: u64,
+    /// See [`Metrics::payload_out`].
+    pub payload_out: u64,
+    /// See [`Metrics::inflight`] (gauge).
+    pub inflight: u64,
+    /// See [`Metrics::connections`].
+    pub connections: u64,
+    /// See [`Metrics::rejected`].
+    pub rejected: u64,
+    /// See [`Metrics::handoffs`].
+    pub handoffs: u64,
+    /// See [`Metrics::cache_objects`] (gauge).
+    pub cache_objects: u64,
+    /// See [`Metrics::cache_bytes`] (gauge).
+    pub cache_bytes: u64,
+    /// See [`Metrics::relay_upstream_bytes`].
+    pub relay_upstream_bytes: u64,
+    /// See [`Metrics::relay_client_bytes`].
+    pub relay_client_bytes: u64,
+    /// See [`Metrics::upstream_aborted`].
+    pub upstream_aborted: u64,
+    /// See [`Metrics::emulated_cpu_ns`].
+    pub emulated_cpu_ns: u64,
+    /// Requests per latency bucket of [`LATENCY_BUCKETS`] (not cumulative;
+    /// requests slower than the last bound are only in `latency_count`).
+    pub latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    /// Requests whose latency was recorded.
+    pub latency_count: u64,
+    /// Sum of the recorded latencies, microseconds.
+    pub latency_sum_us: u64,
+}
+
+impl Stats {
+    /// The layout [`Metrics::stats`] writes and readers expect.
+    pub const VERSION: u32 = 1;
+
+    /// Modelled busy time of the emulated CPU, seconds.
+    pub fn emulated_cpu_seconds(&self) -> f64 {
+        self.emulated_cpu_ns as f64 / 1e9
+    }
+
+    /// Prometheus text exposition (format 0.0.4) of this snapshot, every name
+    /// prefixed `dl7_` and labelled with the role.
+    pub fn render(&self, role: &str) -> String {
+        let labels = [(Cow::Borrowed("role"), Cow::Owned(role.to_string()))];
+        let mut r = Registry::with_prefix_and_labels("dl7", labels.into_iter());
+        let counters: [(&str, u64, &str); 21] = [
+            ("requests", self.requests, "requests received"),
+            ("hop_requests", self.hop_requests, "requests received with the hop header"),
+            ("owner_requests", self.owner_requests, "requests served as owner"),
+            ("hits", self.hits, "cache hits"),
+            ("misses", self.misses, "cache misses"),
+            ("owner_bytes", self.owner_bytes, "bytes of objects served as owner"),
+            ("hit_bytes", self.hit_bytes, "bytes of objects served from cache"),
+            ("forwarded", self.forwarded, "requests forwarded to another node"),
+            ("fallbacks", self.fallbacks, "requests served by a fallback candidate"),
+            ("origin_fetches", self.origin_fetches, "fetches from the origin"),
+            ("bad_gateway", self.bad_gateway, "502 responses"),
+            ("client_errors", self.client_errors, "4xx responses"),
+            ("bytes_in", self.bytes_in, "bytes read from clients"),
+            ("bytes_out", self.bytes_out, "bytes written to clients"),
+            ("payload_out", self.payload_out, "200 body bytes written to clients"),
+            ("connections", self.connections, "client connections accepted"),
+            ("rejected", self.rejected, "connections refused at the cap"),
+            ("handoffs", self.handoffs, "connections handed over by SCM_RIGHTS"),
+            ("relay_upstream_bytes", self.relay_upstream_bytes, "body bytes relays read from upstreams"),
+            ("relay_client_bytes", self.relay_client_bytes, "relayed body bytes written to clients"),
+            ("upstream_aborted", self.upstream_aborted, "relayed responses cut short by the upstream"),
         ];
-        for (name, v, kind, help) in counters {
-            let _ = writeln!(out, "# HELP dl7_{name} {help}\n# TYPE dl7_{name} {kind}");
-            let _ = writeln!(out, "dl7_{name}{{role=\"{role}\"}} {}", v.load(Relaxed));
+        // The crate appends `_total` to counter names: `requests` is `dl7_requests_total`.
+        for (name, v, help) in counters {
+            r.register(name, help, ConstCounter::new(v));
         }
-        let _ = writeln!(out, "# HELP dl7_latency_seconds request latency\n# TYPE dl7_latency_seconds histogram");
-        let mut cumulative = 0;
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Relaxed);
-            let _ = writeln!(out, "dl7_latency_seconds_bucket{{role=\"{role}\",le=\"{b}\"}} {cumulative}");
+        for (name, v, help) in [
+            ("inflight", self.inflight, "requests in flight"),
+            ("cache_objects", self.cache_objects, "objects cached"),
+            ("cache_bytes", self.cache_bytes, "bytes cached"),
+        ] {
+            r.register(name, help, ConstGauge::new(v));
         }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(out, "dl7_latency_seconds_bucket{{role=\"{role}\",le=\"+Inf\"}} {count}");
-        let sum = self.latency_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "dl7_latency_seconds_sum{{role=\"{role}\"}} {sum}");
-        let _ = writeln!(out, "dl7_latency_seconds_count{{role=\"{role}\"}} {count}");
+        r.register(
+            "emulated_cpu_seconds",
+            "Modelled CPU time reserved by the emulated CPU",
+            ConstCounter::new(self.emulated_cpu_seconds()),
+        );
+        // An older name without `_total`, which a counter cannot have: kept as untyped.
+        r.register("latency_sum_microseconds", "sum of request latencies", Untyped(self.latency_sum_us));
+        r.register(
+            "latency_seconds",
+            "request latency",
+            LatencyHistogram {
+                buckets: LATENCY_BUCKETS.iter().copied().zip(self.latency_buckets).collect(),
+                sum: self.latency_sum_us as f64 / 1e6,
+                count: self.latency_count,
+            },
+        );
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r)
+            .expect("formatting into a String cannot fail");
         out
     }
 }
 
-/// Parses Prometheus text into `name -> value`, labels dropped (the first
-/// sample of each name wins; histogram buckets are skipped).
-pub fn parse(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.is_empty() || line.contains("_bucket") {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let name = series.split('{').next().unwrap_or(series);
-        if let Ok(v) = value.parse::<f64>() {
-            out.entry(name.to_string()).or_insert(v);
-        }
+/// A value exposed with type `untyped`: the name is written as given.
+#[derive(Debug)]
+struct Untyped(u64);
+
+impl EncodeMetric for Untyped {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&self.0)
     }
-    out
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Unknown
+    }
+}
+
+/// The latency histogram from a snapshot's bucket counts: the crate's own
+/// `Histogram` observes values itself, but ours are already counted.
+#[derive(Debug)]
+struct LatencyHistogram {
+    /// `(upper bound, requests in this bucket)`, not cumulative.
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn rendered_text_parses_back() {
+    fn sample() -> Metrics {
         let m = Metrics::new();
+        Metrics::add(&m.requests, 9);
         Metrics::add(&m.hits, 7);
         Metrics::add(&m.bytes_out, 1234);
+        Metrics::add(&m.cache_bytes, 55);
+        Metrics::add(&m.emulated_cpu_ns, 1_500_000_000);
         m.observe(Duration::from_millis(3));
-        let parsed = parse(&m.render("node"));
-        assert_eq!(parsed["dl7_hits_total"], 7.0);
-        assert_eq!(parsed["dl7_bytes_out_total"], 1234.0);
-        assert_eq!(parsed["dl7_latency_seconds_count"], 1.0);
-        assert!(m.render("node").contains("dl7_latency_seconds_bucket{role=\"node\",le=\"0.005\"} 1"));
+        m.observe(Duration::from_secs(9));
+        m
+    }
+
+    #[test]
+    fn metrics_text_is_prometheus_with_the_old_names() {
+        let text = sample().render("node");
+        for line in [
+            "# TYPE dl7_requests_total counter",
+            "dl7_requests_total{role=\"node\"} 9",
+            "dl7_hits_total{role=\"node\"} 7",
+            "dl7_bytes_out_total{role=\"node\"} 1234",
+            "# TYPE dl7_cache_bytes gauge",
+            "dl7_cache_bytes{role=\"node\"} 55",
+            "dl7_emulated_cpu_seconds_total{role=\"node\"} 1.5",
+            "dl7_latency_sum_microseconds{role=\"node\"} 9003000",
+            "# TYPE dl7_latency_seconds histogram",
+            "dl7_latency_seconds_bucket{role=\"node\",le=\"0.005\"} 1",
+            "dl7_latency_seconds_bucket{role=\"node\",le=\"+Inf\"} 2",
+            "dl7_latency_seconds_count{role=\"node\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        // Every sample line is `name{labels} value`, every other line a HELP or TYPE comment.
+        for l in text.lines() {
+            let ok = l.starts_with("# HELP dl7_")
+                || l.starts_with("# TYPE dl7_")
+                || (l.starts_with("dl7_") && l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok()));
+            assert!(ok, "not Prometheus text: {l:?}");
+        }
+    }
+
+    #[test]
+    fn stats_round_trip_through_json() {
+        let stats = sample().stats();
+        assert_eq!(stats.version, Stats::VERSION);
+        assert_eq!((stats.hits, stats.latency_count, stats.latency_buckets[5]), (7, 2, 1));
+        let json = serde_json::to_string(&stats).unwrap();
+        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), stats);
+    }
+
+    #[test]
+    fn a_missing_or_unknown_field_is_an_error_naming_it() {
+        let mut v = serde_json::to_value(sample().stats()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("owner_requests");
+        let e = serde_json::from_value::<Stats>(v.clone()).unwrap_err().to_string();
+        assert!(e.contains("missing field `owner_requests`"), "{e}");
+        let o = v.as_object_mut().unwrap();
+        o.insert("owner_requests".into(), 1.into());
+        o.insert("owner_request".into(), 1.into());
+        let e = serde_json::from_value::<Stats>(v).unwrap_err().to_string();
+        assert!(e.contains("unknown field `owner_request`"), "{e}");
     }
 }

@@ -12,7 +12,7 @@
 //! always served locally, so a request crosses at most one extra hop.
 //!
 //! Admin pages on the main port (and the optional admin port):
-//! `GET /metrics` (Prometheus text) and `GET /cache` (one line per cached
+//! `GET /metrics` (Prometheus text), `GET /stats` (JSON counters) and `GET /cache` (one line per cached
 //! object: `object_id path stored_bytes`).
 //!
 //! The node must not decide membership: it is given the logical names (for
@@ -53,6 +53,7 @@ use tokio::time::Instant;
 
 use dl7_core::costs::Costs;
 
+use crate::admin::{counter_page, Page};
 use crate::cache::{ByteLru, Entry};
 use crate::dispatch::{Dispatcher, Outcome};
 use crate::http::{wait_true, Limits, Method, Pool, ResponseMeta, ServerConn};
@@ -96,13 +97,13 @@ struct Cpu {
     busy_until: Mutex<Option<Instant>>,
     /// Requests at this node as owner, from lookup to response written (Squid's open connections).
     open: std::sync::atomic::AtomicU64,
-    /// Modelled busy time so far, nanoseconds (`dl7_emulated_cpu_seconds_total`).
-    busy_ns: std::sync::atomic::AtomicU64,
+    /// Where the modelled busy time is counted (`Metrics::emulated_cpu_ns`).
+    metrics: Arc<Metrics>,
 }
 
 impl Cpu {
-    fn new(costs: Option<Costs>) -> Self {
-        Cpu { costs, busy_until: Mutex::new(None), open: Default::default(), busy_ns: Default::default() }
+    fn new(costs: Option<Costs>, metrics: Arc<Metrics>) -> Self {
+        Cpu { costs, busy_until: Mutex::new(None), open: Default::default(), metrics }
     }
 
     /// Queues the work `step` prices (nanoseconds, from the cost model)
@@ -122,7 +123,7 @@ impl Cpu {
             *busy = Some(done);
             done
         };
-        self.busy_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        Metrics::add(&self.metrics.emulated_cpu_ns, d.as_nanos() as u64);
         tokio::time::sleep_until(done).await;
     }
 }
@@ -219,7 +220,7 @@ pub async fn run(
         inflight: Mutex::new(HashMap::new()),
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
-        cpu: Cpu::new(config.cpu.clone()),
+        cpu: Cpu::new(config.cpu.clone(), config.metrics.clone()),
     });
     tracing::info!(
         "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, emulated cpu {}",
@@ -323,20 +324,8 @@ pub async fn receive_socket(unix: &UnixStream) -> Option<TcpStream> {
 }
 
 impl Node {
-    fn admin_page(&self, path: &str) -> Option<String> {
+    fn admin_page(&self, path: &str) -> Option<Page> {
         match path {
-            "/metrics" => {
-                let mut page = self.metrics.render("node");
-                if self.cpu.costs.is_some() {
-                    let busy = self.cpu.busy_ns.load(Relaxed) as f64 / 1e9;
-                    page.push_str(&format!(
-                        "# HELP dl7_emulated_cpu_seconds_total Modelled CPU time reserved by the emulated CPU.\n\
-                         # TYPE dl7_emulated_cpu_seconds_total counter\n\
-                         dl7_emulated_cpu_seconds_total{{role=\"node\"}} {busy}\n"
-                    ));
-                }
-                Some(page)
-            }
             "/cache" => {
                 let cache = self.cache.lock().expect("cache lock");
                 let mut lines: Vec<String> = cache
@@ -346,9 +335,9 @@ impl Node {
                     })
                     .collect();
                 lines.sort();
-                Some(lines.iter().map(|l| format!("{l}\n")).collect())
+                Some(Page::text(lines.iter().map(|l| format!("{l}\n")).collect()))
             }
-            _ => None,
+            _ => counter_page(&self.metrics, "node", path),
         }
     }
 
@@ -430,8 +419,8 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             continue;
         }
         if let Some(page) = node.admin_page(&path) {
-            let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };
-            if conn.write_response(200, &meta, page.as_bytes(), keep, head_only).await.is_err() || !keep {
+            let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
+            if conn.write_response(200, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
                 break;
             }
             continue;
@@ -493,11 +482,11 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     served_by: Some(node.id.0),
                     gzip: entry.gzip,
                 };
-                let r = conn.write_response(200, &meta, &entry.body, keep, head_only).await;
+                // Counted before the write, so it is final once the client has the response.
                 if !head_only {
                     Metrics::add(&m.payload_out, entry.body.len() as u64);
                 }
-                r
+                conn.write_response(200, &meta, &entry.body, keep, head_only).await
             }
             Err(status) => {
                 if status == 502 {

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::admin::counter_page;
 use crate::content::Pattern;
 use crate::http::{Limits, Method, ResponseMeta, ServerConn};
 use crate::metrics::Metrics;
@@ -83,7 +84,7 @@ pub async fn run(
     let conns = Conns::new(config.limits.max_connections, config.metrics.clone());
     if let Some(admin) = config.admin {
         let m = config.metrics.clone();
-        let pages: crate::service::AdminPages = Arc::new(move |p| (p == "/metrics").then(|| m.render("origin")));
+        let pages: crate::service::AdminPages = Arc::new(move |p| counter_page(&m, "origin", p));
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     loop {
@@ -122,15 +123,18 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
                 Metrics::add(&m.client_errors, 1);
                 conn.write_error(405).await.map(|_| false)
             }
-            (_, None) if path == "/metrics" => {
-                let text = m.render("origin");
-                let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };
-                conn.write_response(200, &meta, text.as_bytes(), keep, head.method == Method::Head).await.map(|_| keep)
-            }
             (_, None) => {
-                Metrics::add(&m.client_errors, 1);
-                let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
-                conn.write_response(404, &meta, b"404 Not Found\n", keep, head.method == Method::Head)
+                let (status, meta, body) = match counter_page(m, "origin", &path) {
+                    Some(page) => {
+                        (200, ResponseMeta { content_type: page.content_type, ..Default::default() }, page.body)
+                    }
+                    None => {
+                        Metrics::add(&m.client_errors, 1);
+                        let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+                        (404, meta, "404 Not Found\n".to_string())
+                    }
+                };
+                conn.write_response(status, &meta, body.as_bytes(), keep, head.method == Method::Head)
                     .await
                     .map(|_| keep)
             }
@@ -148,11 +152,11 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
                     object_id: Some(id),
                     ..Default::default()
                 };
-                let r = conn.write_response(200, &meta, body, keep, head.method == Method::Head).await;
-                if r.is_ok() && head.method == Method::Get {
+                // Counted before the write, so it is final once the client has the response.
+                if head.method == Method::Get {
                     Metrics::add(&m.payload_out, object.size);
                 }
-                r.map(|_| keep)
+                conn.write_response(200, &meta, body, keep, head.method == Method::Head).await.map(|_| keep)
             }
         };
         m.observe(start.elapsed());

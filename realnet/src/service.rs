@@ -1,6 +1,6 @@
 //! What every service shares: admission of client connections under a cap,
 //! the stop signal handed to each connection, draining on shutdown, and the
-//! admin listener that serves `GET /metrics` (and role-specific pages).
+//! admin listener that serves the counter pages of [`crate::admin`] (and role-specific pages).
 //!
 //! This module knows no roles; it must not parse anything but admin requests.
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use crate::admin::Page;
 use crate::http::{wait_true, HeadError, Limits, Method, ResponseMeta, ServerConn};
 use crate::metrics::Metrics;
 
@@ -82,7 +83,7 @@ pub fn shutdown_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> w
 }
 
 /// Renders an admin page for a path, or `None` for 404.
-pub type AdminPages = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub type AdminPages = Arc<dyn Fn(&str) -> Option<Page> + Send + Sync>;
 
 /// Serves admin pages on `listener` until `stop` turns true.
 pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watch::Receiver<bool>) {
@@ -103,13 +104,13 @@ pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watc
                 match conn.read_head(&limits, &mut path, &mut stop).await {
                     Ok(head) => {
                         let page = if head.method == Method::Other { None } else { pages(&path) };
-                        let meta = ResponseMeta { content_type: "text/plain; version=0.0.4", ..Default::default() };
                         let r = match page {
-                            Some(text) => {
+                            Some(page) => {
+                                let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
                                 conn.write_response(
                                     200,
                                     &meta,
-                                    text.as_bytes(),
+                                    page.body.as_bytes(),
                                     head.keep_alive,
                                     head.method == Method::Head,
                                 )

@@ -34,11 +34,8 @@ async fn measure(cpu: Hardware) -> (f64, f64) {
     cfg.duration = Duration::from_millis(1500);
     let r = load::run(cfg).await.unwrap();
     assert_eq!(r.errors, 0, "{:?}", r.errors_by_kind);
-    let mut conn = dl7_realnet::http::ClientConn::connect(node, Duration::from_secs(2)).await.unwrap();
-    let mut body = Vec::new();
-    conn.get("/metrics", false, &mut body).await.unwrap();
-    let m = dl7_realnet::metrics::parse(&String::from_utf8_lossy(&body));
-    (r.req_per_s, m.get("dl7_emulated_cpu_seconds_total").copied().unwrap_or(0.0))
+    let stats = dl7_realnet::admin::fetch_stats(node, Duration::from_secs(2)).await.unwrap();
+    (r.req_per_s, stats.emulated_cpu_seconds())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Fits the scale and seed of a SURGE workload to a per-request mean, the way
 //! the built-in workloads were fitted (see `dl7_traces::surge::calibrate`):
-//! `cargo run -p dl7-traces --release --example calibrate -- surge100 22000`.
+//! `cargo run -p dl7-traces --release --example fit_workload -- surge100 22000`.
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,0 +1,286 @@
+//! HTTP/1.1 for the services: the types and head-parsing helpers shared by
+//! the server side ([`server`]), the client side of one upstream connection
+//! ([`client`]) and the keep-alive pool of upstream connections ([`pool`]).
+//!
+//! Heads are parsed with `httparse` only; this module never hand-parses HTTP
+//! syntax. Bodies are `Content-Length` only: every dl7 service sends one, and
+//! a request with `Transfer-Encoding` is refused with 501. This module knows
+//! nothing about caches, policies or catalogs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+mod client;
+mod pool;
+mod server;
+
+pub use client::{ClientConn, UpstreamBody};
+pub use pool::Pool;
+pub use server::{RelayError, ServerConn};
+
+/// Buffer a relay copies a streamed response body through: the most body
+/// bytes of one response a front end or forwarding node holds in memory.
+pub const RELAY_CHUNK: usize = 32 * 1024;
+/// Largest request or response head accepted, request line included.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Header a node or front end sets when it forwards a request to the owner:
+/// the receiver must serve it locally, never dispatch it again.
+pub const HOP_HEADER: &str = "x-dl7-hop";
+/// Response header carrying the catalog object id (set by the origin).
+pub const OBJECT_ID_HEADER: &str = "x-dl7-object-id";
+/// Response header carrying the index of the node that served the object.
+pub const SERVED_BY_HEADER: &str = "x-dl7-served-by";
+/// Most headers a head may carry; more is answered with 431.
+const MAX_HEADERS: usize = 64;
+/// Largest request body a service reads (and discards); more gets 413.
+const MAX_REQUEST_BODY: u64 = 64 * 1024;
+
+/// Per-connection limits shared by every service.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head in bytes (431, or 414 when the request line alone is longer).
+    pub max_head: usize,
+    /// Time allowed to receive a complete request head (408 after it).
+    pub head_timeout: Duration,
+    /// Deadline for one fetch from an origin, owner or node (502 after it).
+    pub upstream_timeout: Duration,
+    /// Most client connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time a shutting-down service waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head: MAX_HEAD,
+            head_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(2),
+            max_connections: 4096,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Request method, as far as the services care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`: the head of the GET response, no body.
+    Head,
+    /// Anything else (answered 405).
+    Other,
+}
+
+/// A parsed request head; the target path is written to the caller's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead {
+    /// The request method.
+    pub method: Method,
+    /// The client wants the connection kept open after this response.
+    pub keep_alive: bool,
+    /// The request carries [`HOP_HEADER`]: serve locally, do not dispatch.
+    pub hop: bool,
+}
+
+/// Why no request head could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// The peer closed (or the service is shutting down) between requests: close quietly.
+    Closed,
+    /// Answer with this status and close.
+    Status(u16),
+}
+
+/// Resolves when the watched flag is true (immediately if it already is).
+pub async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        // Sender gone: nobody will ever ask us to stop through this channel.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<RequestHead, HeadError> {
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        _ => Method::Other,
+    };
+    let target = req.path.ok_or(HeadError::Status(400))?;
+    let target = origin_form(target).ok_or(HeadError::Status(400))?;
+    path.clear();
+    path.push_str(target);
+    let http11 = req.version == Some(1);
+    let mut keep_alive = http11;
+    let mut hop = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let v = h.value;
+            if contains_token(v, b"close") {
+                keep_alive = false;
+            } else if contains_token(v, b"keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case(HOP_HEADER) {
+            hop = true;
+        }
+    }
+    Ok(RequestHead { method, keep_alive, hop })
+}
+
+fn request_body_len(req: &httparse::Request) -> Result<u64, HeadError> {
+    let mut len = 0u64;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HeadError::Status(501));
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            len = parse_decimal(h.value).ok_or(HeadError::Status(400))?;
+        }
+    }
+    if len > MAX_REQUEST_BODY {
+        return Err(HeadError::Status(413));
+    }
+    Ok(len)
+}
+
+/// `/path` stays; `http://host/path` becomes `/path`; anything else is malformed.
+fn origin_form(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let rest = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://"))?;
+    Some(rest.find('/').map_or("/", |i| &rest[i..]))
+}
+
+fn contains_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// What a response says about its body besides the bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseMeta<'a> {
+    /// `Content-Type`.
+    pub content_type: &'a str,
+    /// Sent as [`OBJECT_ID_HEADER`].
+    pub object_id: Option<u32>,
+    /// Sent as [`SERVED_BY_HEADER`].
+    pub served_by: Option<u32>,
+    /// The body is gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip: bool,
+}
+
+impl Default for ResponseMeta<'_> {
+    fn default() -> Self {
+        Self { content_type: "application/octet-stream", object_id: None, served_by: None, gzip: false }
+    }
+}
+
+/// The reason phrase of the status codes dl7 sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// A parsed response head, with the dl7 headers the services use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Body length.
+    pub content_length: u64,
+    /// The server keeps the connection open.
+    pub keep_alive: bool,
+    /// `Content-Type` mapped back to the catalog's type (`Other` if unknown).
+    pub content_type: dl7_traces::ContentType,
+    /// [`OBJECT_ID_HEADER`], if sent.
+    pub object_id: Option<u32>,
+    /// [`SERVED_BY_HEADER`], if sent.
+    pub served_by: Option<u32>,
+    /// `Content-Encoding: gzip`.
+    pub gzip: bool,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The TCP connect failed (refused, unreachable).
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// Where we tried to connect.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The deadline passed.
+    #[error("timed out")]
+    Timeout,
+    /// A read or write failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed before the response was complete.
+    #[error("connection closed before a complete response")]
+    Closed,
+    /// The response head or length is unusable.
+    #[error("malformed response: {0}")]
+    BadResponse(&'static str),
+}
+
+/// The MIME type sent by the origin back to the catalog's content type.
+pub fn content_type_from_mime(mime: &[u8]) -> dl7_traces::ContentType {
+    use dl7_traces::ContentType as C;
+    [C::Html, C::Gif, C::Jpeg, C::Png, C::Css, C::Js]
+        .into_iter()
+        .find(|c| c.mime().as_bytes().eq_ignore_ascii_case(mime.trim_ascii()))
+        .unwrap_or(C::Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_form_targets_reduce_to_their_path() {
+        assert_eq!(origin_form("/a/b.jpg"), Some("/a/b.jpg"));
+        assert_eq!(origin_form("http://host:80/a/b.jpg"), Some("/a/b.jpg"));
+        assert_eq!(origin_form("http://host"), Some("/"));
+        assert_eq!(origin_form("*"), None);
+    }
+
+    #[test]
+    fn decimal_parsing_rejects_signs_and_overflow() {
+        assert_eq!(parse_decimal(b" 42 "), Some(42));
+        assert_eq!(parse_decimal(b"-1"), None);
+        assert_eq!(parse_decimal(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn connection_tokens_are_case_insensitive() {
+        assert!(contains_token(b"Keep-Alive, Upgrade", b"keep-alive"));
+        assert!(!contains_token(b"closed", b"close"));
+    }
+}

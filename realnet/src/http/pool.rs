@@ -1,0 +1,134 @@
+//! A pool of keep-alive connections to one upstream (node -> origin and
+//! node -> owner fetches): whole-body GETs and streamed ones.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{ClientConn, FetchError, ResponseHead, UpstreamBody};
+
+/// A pool of idle keep-alive connections to one upstream address.
+pub struct Pool {
+    addr: SocketAddr,
+    idle: Arc<Idle>,
+}
+
+/// The idle connections of a [`Pool`], shared with the [`UpstreamBody`]s that
+/// give their connection back once the body is fully read.
+pub(super) struct Idle {
+    conns: Mutex<Vec<ClientConn>>,
+    max: usize,
+}
+
+impl Idle {
+    pub(super) fn put_back(&self, conn: ClientConn, keep_alive: bool) {
+        if !keep_alive || !conn.buf.is_empty() {
+            return;
+        }
+        let mut idle = self.conns.lock().expect("pool lock");
+        if idle.len() < self.max {
+            idle.push(conn);
+        }
+    }
+}
+
+impl Pool {
+    /// A pool for `addr` keeping at most `max_idle` idle connections.
+    pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
+        Self { addr, idle: Arc::new(Idle { conns: Mutex::new(Vec::new()), max: max_idle }) }
+    }
+
+    /// GETs `path` and returns once the response head is in, the body left on
+    /// the connection for the caller to stream. `timeout` bounds connecting,
+    /// sending and the head; afterwards it bounds each body read. A reused
+    /// connection that turns out to be closed is retried once on a fresh one.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        hop: bool,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, UpstreamBody), FetchError> {
+        let (head, conn) = match tokio::time::timeout(timeout, self.get_head(path, hop, timeout)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(FetchError::Timeout),
+        };
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            idle: self.idle.clone(),
+            remaining: head.content_length,
+            keep_alive: head.keep_alive,
+            read_timeout: timeout,
+        };
+        if body.remaining == 0 {
+            if let Some(conn) = body.conn.take() {
+                self.idle.put_back(conn, head.keep_alive);
+            }
+        }
+        Ok((head, body))
+    }
+
+    async fn get_head(
+        &self,
+        path: &str,
+        hop: bool,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, ClientConn), FetchError> {
+        let reused = self.idle.conns.lock().expect("pool lock").pop();
+        if let Some(mut conn) = reused {
+            let head = match conn.send_get(path, hop).await {
+                Ok(()) => conn.read_response_head().await,
+                Err(e) => Err(e),
+            };
+            match head {
+                Ok(head) => return Ok((head, conn)),
+                // Stale keep-alive connection: the server closed it while idle.
+                Err(FetchError::Closed | FetchError::Io(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut conn = ClientConn::connect(self.addr, timeout).await?;
+        conn.send_get(path, hop).await?;
+        let head = conn.read_response_head().await?;
+        Ok((head, conn))
+    }
+
+    /// The upstream address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// GETs `path` within `timeout` (connect included). A reused connection
+    /// that turns out to be closed is retried once on a fresh one.
+    pub async fn get(&self, path: &str, hop: bool, timeout: Duration) -> Result<(ResponseHead, Bytes), FetchError> {
+        match tokio::time::timeout(timeout, self.get_inner(path, hop, timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout),
+        }
+    }
+
+    async fn get_inner(&self, path: &str, hop: bool, timeout: Duration) -> Result<(ResponseHead, Bytes), FetchError> {
+        let reused = self.idle.conns.lock().expect("pool lock").pop();
+        let mut body = Vec::new();
+        if let Some(mut conn) = reused {
+            match conn.get(path, hop, &mut body).await {
+                Ok(head) => {
+                    self.put_back(conn, head.keep_alive);
+                    return Ok((head, Bytes::from(body)));
+                }
+                // Stale keep-alive connection: the server closed it while idle.
+                Err(FetchError::Closed | FetchError::Io(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut conn = ClientConn::connect(self.addr, timeout).await?;
+        let head = conn.get(path, hop, &mut body).await?;
+        self.put_back(conn, head.keep_alive);
+        Ok((head, Bytes::from(body)))
+    }
+
+    fn put_back(&self, conn: ClientConn, keep_alive: bool) {
+        self.idle.put_back(conn, keep_alive);
+    }
+}
