@@ -289,9 +289,6 @@ fn ensure_lab_up(plan: &LabPlan) -> anyhow::Result<bool> {
 /// routing over the first `servers` nodes, or nothing (dl7's L7 front end
 /// then takes the VIP's traffic).
 fn set_lab_front(plan: &LabPlan, arch: Arch, servers: usize) -> anyhow::Result<()> {
-    let (a, active) = match arch {
-        Arch::Distributed => (lab::Architecture::Distributed, Some(servers)),
-        Arch::Conventional => (lab::Architecture::Conventional, None),
-    };
-    lab::set_architecture(plan, a, active, &mut |_| {}).map_err(|e| anyhow::anyhow!("lab front end: {e}"))
+    let active = (arch == Arch::Distributed).then_some(servers);
+    lab::set_architecture(plan, arch, active, &mut |_| {}).map_err(|e| anyhow::anyhow!("lab front end: {e}"))
 }

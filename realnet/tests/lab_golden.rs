@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use dl7_realnet::lab::deploy;
-use dl7_realnet::lab::{Architecture, LabConfig, LabPlan};
+use dl7_core::Arch;
+use dl7_realnet::lab::{LabConfig, LabPlan};
 
 const LAB2: &str = r#"
 prefix = "dl7"
@@ -48,7 +49,7 @@ fn golden(name: &str, actual: &str) {
     }
 }
 
-fn plan_and_deploy(arch: Architecture) -> (LabPlan, dl7_realnet::lab::config::DeployConfig) {
+fn plan_and_deploy(arch: Arch) -> (LabPlan, dl7_realnet::lab::config::DeployConfig) {
     let config = LabConfig::parse(LAB2, "lab2.toml").unwrap();
     let mut deploy = config.deploy.clone();
     deploy.architecture = arch;
@@ -61,31 +62,31 @@ fn lines(steps: &[dl7_realnet::lab::Step]) -> String {
 
 #[test]
 fn lab_up_commands_match_golden() {
-    let (plan, _) = plan_and_deploy(Architecture::Distributed);
+    let (plan, _) = plan_and_deploy(Arch::Distributed);
     golden("lab2-up.txt", &lines(&plan.up));
 }
 
 #[test]
 fn lab_down_commands_match_golden() {
-    let (plan, _) = plan_and_deploy(Architecture::Distributed);
+    let (plan, _) = plan_and_deploy(Arch::Distributed);
     golden("lab2-down.txt", &lines(&plan.down));
 }
 
 #[test]
 fn deploy_distributed_matches_golden() {
-    let (plan, deploy) = plan_and_deploy(Architecture::Distributed);
+    let (plan, deploy) = plan_and_deploy(Arch::Distributed);
     golden("deploy2-distributed.txt", &deploy::render_all(&plan, &deploy));
 }
 
 #[test]
 fn deploy_conventional_matches_golden() {
-    let (plan, deploy) = plan_and_deploy(Architecture::Conventional);
+    let (plan, deploy) = plan_and_deploy(Arch::Conventional);
     golden("deploy2-conventional.txt", &deploy::render_all(&plan, &deploy));
 }
 
 #[test]
 fn deploy_folder_holds_the_same_scripts_as_the_printed_text() {
-    let (plan, deploy) = plan_and_deploy(Architecture::Distributed);
+    let (plan, deploy) = plan_and_deploy(Arch::Distributed);
     let dir = std::env::temp_dir().join(format!("dl7-deploy-test-{}", std::process::id()));
     let written = deploy::write_dir(&plan, &deploy, &dir).unwrap();
     assert_eq!(written.len(), 2 * plan.hosts.len());
@@ -119,7 +120,7 @@ fn shipped_lab_files_are_valid() {
 
 #[test]
 fn services_start_inside_their_namespace() {
-    let (plan, _) = plan_and_deploy(Architecture::Distributed);
+    let (plan, _) = plan_and_deploy(Arch::Distributed);
     let n2 = plan.hosts.iter().find(|h| h.short == "n2").unwrap();
     let mut cmd = dl7_realnet::lab::command_in(n2, "dl7");
     cmd.args(["node", "--id", "2"]);

@@ -4,7 +4,8 @@
 //! failing, so the suite stays green on a laptop. `.ci/lab-smoke` drives
 //! traffic through a lab; these tests check the bookkeeping.
 
-use dl7_realnet::lab::{self, exec, Architecture, LabConfig, LabPlan};
+use dl7_core::Arch;
+use dl7_realnet::lab::{self, exec, LabConfig, LabPlan};
 
 fn skip_reason() -> Option<String> {
     if !exec::is_root() {
@@ -100,19 +101,19 @@ fn architecture_switch_removes_and_restores_the_rule() {
     lab::down(&plan, &mut quiet).unwrap();
     lab::up(&plan, false, &mut quiet).unwrap();
     let tables = |plan: &LabPlan| lab::status(plan).unwrap().front_tables;
-    lab::set_architecture(&plan, Architecture::Conventional, None, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Arch::Conventional, None, &mut quiet).unwrap();
     assert!(tables(&plan).is_empty());
-    lab::set_architecture(&plan, Architecture::Conventional, None, &mut quiet).unwrap();
-    lab::set_architecture(&plan, Architecture::Distributed, None, &mut quiet).unwrap();
-    lab::set_architecture(&plan, Architecture::Distributed, None, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Arch::Conventional, None, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Arch::Distributed, None, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Arch::Distributed, None, &mut quiet).unwrap();
     assert_eq!(tables(&plan), vec!["netdev dl7itd_dr".to_string()]);
     let fe = plan.front().netns.clone();
     let rules =
         exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap();
     assert_eq!(rules.matches(" fwd ").count(), 1, "{rules}");
-    let err = lab::set_architecture(&plan, Architecture::Distributed, Some(2), &mut quiet).unwrap_err().to_string();
+    let err = lab::set_architecture(&plan, Arch::Distributed, Some(2), &mut quiet).unwrap_err().to_string();
     assert!(err.contains("expected 1 to 1"), "{err}");
     lab::down(&plan, &mut quiet).unwrap();
-    let err = lab::set_architecture(&plan, Architecture::Conventional, None, &mut quiet).unwrap_err().to_string();
+    let err = lab::set_architecture(&plan, Arch::Conventional, None, &mut quiet).unwrap_err().to_string();
     assert!(err.contains("is not up"), "{err}");
 }

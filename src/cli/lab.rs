@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use dl7_realnet::lab::{self, deploy, Architecture, LabConfig, LabError, LabPlan};
+use dl7_core::Arch;
+use dl7_realnet::lab::{self, deploy, LabConfig, LabError, LabPlan};
 
 use super::input_error;
 
@@ -138,12 +139,12 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
             }
             LabAction::Arch { lab: file, architecture, nodes } => {
                 let plan = LabPlan::new(&load(&file)?);
-                let arch = Architecture::parse(&architecture).ok_or_else(|| {
+                let arch = Arch::from_name(&architecture).ok_or_else(|| {
                     input_error(format!("architecture {architecture:?}: expected conventional or distributed"))
                 })?;
                 lab::set_architecture(&plan, arch, nodes, &mut |_| {}).map_err(lab_error)?;
                 match (arch, nodes) {
-                    (Architecture::Distributed, Some(n)) => println!(
+                    (Arch::Distributed, Some(n)) => println!(
                         "lab {}: front end set for the distributed architecture over the first {n} nodes",
                         plan.prefix
                     ),
@@ -161,7 +162,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
             let config = load(&file)?;
             let mut deploy_config = config.deploy.clone();
             if let Some(name) = architecture {
-                deploy_config.architecture = Architecture::parse(&name).ok_or_else(|| {
+                deploy_config.architecture = Arch::from_name(&name).ok_or_else(|| {
                     input_error(format!("--architecture {name:?}: expected conventional or distributed"))
                 })?;
             }

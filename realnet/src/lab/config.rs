@@ -29,6 +29,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use dl7_core::Arch;
+
 use super::LabError;
 
 /// The benchmarking range every lab address must lie in (RFC 2544, never routed).
@@ -183,39 +185,11 @@ pub struct Shaping {
     pub latency: Micros,
 }
 
-/// The two architectures a lab can be deployed for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Architecture {
-    /// The front end is the L7 balancer and relays requests and responses.
-    Conventional,
-    /// The front end forwards at L4 by direct routing; every node dispatches at L7.
-    Distributed,
-}
-
-impl Architecture {
-    /// Parses `conventional` or `distributed`.
-    pub fn parse(name: &str) -> Option<Architecture> {
-        match name {
-            "conventional" => Some(Architecture::Conventional),
-            "distributed" => Some(Architecture::Distributed),
-            _ => None,
-        }
-    }
-
-    /// The name used in files and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Architecture::Conventional => "conventional",
-            Architecture::Distributed => "distributed",
-        }
-    }
-}
-
 /// Settings only `dl7 deploy` uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployConfig {
     /// Which architecture the lab PCs run.
-    pub architecture: Architecture,
+    pub architecture: Arch,
     /// Request distribution policy name, passed through to the dl7 services.
     pub policy: String,
     /// Workload name, passed through to the origin and the load generator.
@@ -345,8 +319,8 @@ impl LabConfig {
         };
 
         let architecture = match raw.deploy.architecture.as_deref() {
-            None => Architecture::Distributed,
-            Some(name) => Architecture::parse(name).ok_or_else(|| {
+            None => Arch::Distributed,
+            Some(name) => Arch::from_name(name).ok_or_else(|| {
                 bad("deploy.architecture", format!("{name:?}: expected \"conventional\" or \"distributed\""))
             })?,
         };
@@ -464,7 +438,7 @@ mod tests {
         assert_eq!(lab.port, 8080);
         assert_eq!(lab.clients, 1);
         assert_eq!(lab.front, None);
-        assert_eq!(lab.deploy.architecture, Architecture::Distributed);
+        assert_eq!(lab.deploy.architecture, Arch::Distributed);
     }
 
     #[test]

@@ -23,7 +23,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::config::{Architecture, DeployConfig};
+use dl7_core::Arch;
+
+use super::config::DeployConfig;
 use super::plan::{Host, LabPlan, Role};
 use super::LabError;
 
@@ -55,19 +57,19 @@ pub fn service_command(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> Op
     let (policy, workload) = (&deploy.policy, &deploy.workload);
     match (host.role, deploy.architecture) {
         (Role::Origin, _) => Some(format!("dl7 origin --workload {workload} --listen {origin}")),
-        (Role::Node, Architecture::Distributed) => Some(format!(
+        (Role::Node, Arch::Distributed) => Some(format!(
             // Every address: clients reach the VIP (direct routing), peers the node's own address.
             "dl7 node --id {} --nodes {nodes} --origin {origin} --policy {policy} --listen 0.0.0.0:{port}",
             host.index - 1
         )),
-        (Role::Node, Architecture::Conventional) => {
+        (Role::Node, Arch::Conventional) => {
             Some(format!("dl7 node --id {} --nodes {nodes} --origin {origin} --policy {policy}", host.index - 1))
         }
-        (Role::Front, Architecture::Conventional) => Some(format!(
+        (Role::Front, Arch::Conventional) => Some(format!(
             "dl7 front --mode conventional --nodes {nodes} --policy {policy} --listen {}:{port}",
             plan.vip
         )),
-        (Role::Front, Architecture::Distributed) => None,
+        (Role::Front, Arch::Distributed) => None,
         (Role::Client, _) => {
             // The paper's 63 connections per server, shared among the client machines.
             let clients = plan.hosts_of(Role::Client).count();
@@ -112,7 +114,7 @@ fn scripts_for(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> MachineScr
             arch.name()
         )
     };
-    let direct_routing_node = host.role == Role::Node && arch == Architecture::Distributed;
+    let direct_routing_node = host.role == Role::Node && arch == Arch::Distributed;
 
     let mut up = header("setup");
     up.push_str("set -eu\nDEV=\"${DEV:-eth0}\"\n");
@@ -121,7 +123,7 @@ fn scripts_for(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> MachineScr
     if host.role == Role::Front {
         up.push_str("# The front end owns the VIP: it alone answers ARP for it.\n");
         let _ = writeln!(up, "ip addr replace {vip}/32 dev \"$DEV\"");
-        if arch == Architecture::Distributed {
+        if arch == Arch::Distributed {
             up.push_str(
                 "# IPVS direct routing, round robin: requests in, responses go from the nodes to the clients.\n",
             );
@@ -157,7 +159,7 @@ fn scripts_for(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> MachineScr
     let mut down = header("teardown");
     down.push_str("set -u\nDEV=\"${DEV:-eth0}\"\n");
     if host.role == Role::Front {
-        if arch == Architecture::Distributed {
+        if arch == Arch::Distributed {
             let _ = writeln!(down, "ipvsadm -D -t {service} || true");
         }
         let _ = writeln!(down, "ip addr del {vip}/32 dev \"$DEV\" || true");

@@ -252,7 +252,7 @@ pub fn up(plan: &LabPlan, clean_first: bool, log: &mut dyn FnMut(&str)) -> Resul
 /// then receives the VIP's traffic). Idempotent.
 pub fn set_architecture(
     plan: &LabPlan,
-    arch: super::Architecture,
+    arch: dl7_core::Arch,
     active: Option<usize>,
     log: &mut dyn FnMut(&str),
 ) -> Result<(), LabError> {
@@ -268,7 +268,7 @@ pub fn set_architecture(
     }
     // Off first in both cases, so that `distributed` twice does not add a second rule.
     let mut steps = vec![plan.direct_routing_off()];
-    if arch == super::Architecture::Distributed {
+    if arch == dl7_core::Arch::Distributed {
         steps.push(plan.direct_routing_on_for(active.unwrap_or(all)));
     }
     run_steps(&steps, log)

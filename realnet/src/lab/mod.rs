@@ -45,7 +45,7 @@ pub mod plan;
 
 use std::path::PathBuf;
 
-pub use config::{Architecture, LabConfig};
+pub use config::LabConfig;
 pub use exec::{command_in, down, existing, read_counters, set_architecture, status, up, LabStatus, NicCounters};
 pub use plan::{Host, LabPlan, Role, Step};
 
