@@ -272,10 +272,29 @@ fn catalog(name: &str) -> Result<Arc<dl7_traces::Catalog>, String> {
     Ok(Arc::new(c))
 }
 
-/// Checks a spec's values; the error names the field.
+/// Why [`serve`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeError {
+    /// The config is wrong (a field, a workload that cannot be read): nothing started.
+    Config(String),
+    /// The service failed while starting or serving.
+    Service(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Config(m) | ServeError::Service(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Checks a spec's values that need no file; the error names the field.
 pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
     match spec {
-        ServiceSpec::Origin(o) => catalog(&o.workload).map(|_| ()),
+        ServiceSpec::Origin(_) => Ok(()),
         ServiceSpec::Node(n) => {
             let count = n.nodes.len();
             if n.id as usize >= count {
@@ -304,19 +323,40 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                     return Err(format!("{name} {v}: expected a non-negative number of seconds"));
                 }
             }
-            catalog(&l.workload).map(|_| ())
+            Ok(())
         }
     }
 }
 
 /// Runs `spec` to the end: a service until SIGINT/SIGTERM (then drains), a
 /// load run until done (printing its summary on stderr and one
-/// `dl7-result {json}` line on stdout).
-pub fn serve(spec: ServiceSpec) -> Result<(), String> {
-    validate(&spec)?;
+/// `dl7-result {json}` line on stdout). The config is checked (and its
+/// workload read) once, here.
+pub fn serve(spec: ServiceSpec) -> Result<(), ServeError> {
+    validate(&spec).map_err(ServeError::Config)?;
+    // The workload is part of the config: reading it is checking it.
+    let workload = match &spec {
+        ServiceSpec::Origin(o) => Some(catalog(&o.workload).map(|c| (c, Requests::Stream { seed: 0 }))),
+        ServiceSpec::Load(l) if l.replay => Some(
+            dl7_traces::Trace::resolve(&l.workload).map_err(|e| e.to_string()).and_then(|t| {
+                if t.requests.is_empty() {
+                    return Err(format!("{}: the trace has no requests to replay", l.workload));
+                }
+                Ok((Arc::new(t.catalog), Requests::List(Arc::new(t.requests))))
+            }),
+        ),
+        ServiceSpec::Load(l) => Some(catalog(&l.workload).map(|c| (c, Requests::Stream { seed: l.seed }))),
+        _ => None,
+    };
+    let workload = workload.transpose().map_err(ServeError::Config)?;
+    run(spec, workload).map_err(ServeError::Service)
+}
+
+/// Runs a checked spec; `workload` is the catalog (and requests) it reads.
+fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>) -> Result<(), String> {
     match spec {
         ServiceSpec::Origin(o) => {
-            let catalog = catalog(&o.workload)?;
+            let (catalog, _) = workload.expect("read by serve");
             runtime().map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(o.listen).await?;
                 let admin = bind_admin(o.admin).await?;
@@ -374,15 +414,7 @@ pub fn serve(spec: ServiceSpec) -> Result<(), String> {
             })
         }
         ServiceSpec::Load(l) => {
-            let (catalog, requests) = if l.replay {
-                let t = dl7_traces::Trace::resolve(&l.workload).map_err(|e| e.to_string())?;
-                if t.requests.is_empty() {
-                    return Err(format!("{}: the trace has no requests to replay", l.workload));
-                }
-                (Arc::new(t.catalog), Requests::List(Arc::new(t.requests)))
-            } else {
-                (catalog(&l.workload)?, Requests::Stream { seed: l.seed })
-            };
+            let (catalog, requests) = workload.expect("read by serve");
             let mut cfg = LoadConfig::new(l.target, catalog);
             cfg.requests = requests;
             cfg.warmup_requests = l.warmup_requests;

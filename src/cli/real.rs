@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_realnet::service::init_logging;
-use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServiceSpec};
+use dl7_realnet::spec::{FrontSpec, ServeError, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServiceSpec};
 
 use super::input_error;
 
@@ -222,8 +222,10 @@ pub fn run(cmd: RealCommand) -> anyhow::Result<()> {
         RealCommand::Bench(BenchCommand::Real(a)) => return bench_real(a),
     };
     // A bad config is the user's input; a failure while serving is not.
-    dl7_realnet::spec::validate(&spec).map_err(input_error)?;
-    dl7_realnet::spec::serve(spec).map_err(anyhow::Error::msg)
+    dl7_realnet::spec::serve(spec).map_err(|e| match e {
+        ServeError::Config(m) => input_error(m),
+        ServeError::Service(m) => anyhow::Error::msg(m),
+    })
 }
 
 fn read(config: &ConfigArg, role: &str) -> anyhow::Result<Option<ServiceSpec>> {
