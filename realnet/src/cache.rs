@@ -13,8 +13,8 @@ use lru::LruCache;
 pub struct Entry {
     /// The stored body (gzip-compressed when `gzip`).
     pub body: Bytes,
-    /// `Content-Type` to answer with.
-    pub mime: &'static str,
+    /// Its type: the `Content-Type` to answer with, and whether the distiller works on it.
+    pub content_type: dl7_traces::ContentType,
     /// Catalog object id, as the origin reported it.
     pub object_id: Option<u32>,
     /// The body is gzip-compressed (the distill stage ran).
@@ -88,7 +88,7 @@ mod tests {
     use super::*;
 
     fn entry(n: usize) -> Entry {
-        Entry { body: Bytes::from(vec![0u8; n]), mime: "image/gif", object_id: None, gzip: false }
+        Entry { body: Bytes::from(vec![0u8; n]), content_type: dl7_traces::ContentType::Gif, object_id: None, gzip: false }
     }
 
     #[test]

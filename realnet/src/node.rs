@@ -383,7 +383,7 @@ impl Node {
         }
         let image = head.content_type.is_image();
         self.cpu.work(|c| c.miss + c.object(body.len() as u64, image).store).await;
-        let entry = Entry { body, mime: head.content_type.mime(), object_id: head.object_id, gzip: head.gzip };
+        let entry = Entry { body, content_type: head.content_type, object_id: head.object_id, gzip: head.gzip };
         let mut cache = self.cache.lock().expect("cache lock");
         cache.insert(path, entry.clone());
         m.cache_bytes.store(cache.bytes(), Relaxed);
@@ -465,7 +465,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         let (open, open_now) = Open::enter(&node.cpu);
         let r = match node.serve_local(&path).await {
             Ok(entry) => {
-                let (body, image) = (entry.body.len() as u64, entry.mime.starts_with("image/"));
+                let (body, image) = (entry.body.len() as u64, entry.content_type.is_image());
                 node.cpu
                     .work(|c| {
                         let o = c.object(body, image);
@@ -477,7 +477,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     })
                     .await;
                 let meta = ResponseMeta {
-                    content_type: entry.mime,
+                    content_type: entry.content_type.mime(),
                     object_id: entry.object_id,
                     served_by: Some(node.id.0),
                     gzip: entry.gzip,
