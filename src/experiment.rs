@@ -60,7 +60,7 @@ use std::sync::Arc;
 
 use dl7_core::seed::{cell_key, derive_seed};
 use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, PolicyKind, PolicySpec, Source};
-use dl7_traces::Trace;
+use dl7_traces::{Catalog, ObjectId, Trace};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -286,8 +286,16 @@ pub struct Experiment {
     pub plan: Plan,
     pub hardware: Arc<Hardware>,
     /// Workloads in the order of [`Plan::workloads`]: the catalog and, for a
-    /// trace file, its requests in order.
-    pub traces: Vec<Arc<Trace>>,
+    /// trace file, its requests in order (shared by every run, never copied).
+    pub workloads: Vec<Workload>,
+}
+
+/// A workload read: its catalog and, for a trace file, its requests.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub catalog: Arc<Catalog>,
+    /// Empty for a model workload.
+    pub requests: Arc<Vec<ObjectId>>,
 }
 
 /// One run: a cell with one seed.
@@ -620,7 +628,7 @@ impl Plan {
     /// Reads the hardware profile and the workloads the plan names.
     pub fn load(self) -> Result<Experiment, ExperimentError> {
         let src = Source::new(&self.text, &self.origin);
-        let mut traces = Vec::new();
+        let mut workloads = Vec::new();
         for ((label, source), span) in self.workloads.iter().zip(&self.workload_spans) {
             let trace = load_workload(source).map_err(|e| src.at(span.clone(), "sweep.workloads", e))?;
             if trace.catalog.is_empty() {
@@ -641,10 +649,10 @@ impl Plan {
                     )));
                 }
             }
-            traces.push(Arc::new(trace));
+            workloads.push(Workload { catalog: Arc::new(trace.catalog), requests: Arc::new(trace.requests) });
         }
         let hardware = load_hardware(&self.hardware).map_err(|e| src.at(self.hardware_span.clone(), "hardware", e))?;
-        Ok(Experiment { plan: self, hardware: Arc::new(hardware), traces })
+        Ok(Experiment { plan: self, hardware: Arc::new(hardware), workloads })
     }
 }
 
@@ -663,14 +671,19 @@ impl Experiment {
         runs
     }
 
+    /// Cache capacity per server, bytes: `run.cache_mb`, else the hardware profile's.
+    pub fn cache_bytes_per_server(&self) -> u64 {
+        self.plan.cache_bytes_per_server.unwrap_or(self.hardware.server.cache_bytes)
+    }
+
     /// The simulator's spec of a run.
     pub fn sim_spec(&self, run: &Run) -> dl7_sim::CellSpec {
         let plan = &self.plan;
         let cell = &plan.cells[run.cell];
-        let trace = &self.traces[cell.workload];
+        let workload = &self.workloads[cell.workload];
         dl7_sim::CellSpec {
             workload: plan.workloads[cell.workload].0.clone(),
-            catalog: Arc::new(trace.catalog.clone()),
+            catalog: workload.catalog.clone(),
             arch: cell.arch,
             policy: cell.policy.clone(),
             servers: cell.servers,
@@ -679,9 +692,9 @@ impl Experiment {
             warmup_s: plan.warmup_s,
             measure_s: plan.measure_s,
             seed: run.seed,
-            cache_bytes_per_server: plan.cache_bytes_per_server,
+            cache_bytes_per_server: Some(self.cache_bytes_per_server()),
             requests: match plan.clients {
-                ClientMode::Replay { .. } => Some(Arc::new(trace.requests.clone())),
+                ClientMode::Replay { .. } => Some(workload.requests.clone()),
                 _ => None,
             },
         }
@@ -956,7 +969,7 @@ measure_s = 2.0
         assert_eq!(lab.engine, Engine::Lab);
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).is_ok());
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
-        assert_eq!(replay.traces[0].requests.len(), 9126);
+        assert_eq!(replay.workloads[0].requests.len(), 9126);
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn real_cell(experiment: &Experiment, run: &crate::experiment::Run) -> RealC
         clients: plan.clients,
         warmup_s: plan.warmup_s,
         measure_s: plan.measure_s,
-        cache_bytes: plan.cache_bytes_per_server.unwrap_or(experiment.hardware.server.cache_bytes),
+        cache_bytes: experiment.cache_bytes_per_server(),
         settings: plan.real.clone(),
         emulate_cpu: plan.real.emulate_cpu.then(|| (*experiment.hardware).clone()),
     }
