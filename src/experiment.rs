@@ -596,33 +596,26 @@ impl Plan {
         self.cells.len() * self.seeds as usize
     }
 
-    /// Checks that the plan can run on `engine` (a lab needs `[lab]`).
-    pub fn check_engine(&self, engine: Engine) -> Result<(), ExperimentError> {
-        let src = Source::new(&self.text, &self.origin);
-        if engine == Engine::Lab && self.lab_topology.is_none() {
-            return Err(src.whole("engine \"lab\" needs `[lab] topology = \"LAB.toml\"` (the emulated lab to run in)"));
+    /// Checks that the plan can run on `engine`; for the lab engine, reads
+    /// the lab topology (`[lab] topology`) and returns it.
+    pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
+        if engine != Engine::Lab {
+            return Ok(None);
         }
-        if engine == Engine::Lab {
-            let max = self.cells.iter().map(|c| c.servers).max().unwrap_or(0);
-            let lab = self.lab_config()?;
-            if max > lab.nodes {
-                return Err(src.at(
-                    self.lab_span.clone(),
-                    "lab.topology",
-                    format!("the lab has {} nodes but the sweep asks for up to {max} servers", lab.nodes),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The lab topology named by `[lab] topology`, read and checked.
-    pub fn lab_config(&self) -> Result<dl7_realnet::lab::LabConfig, ExperimentError> {
         let src = Source::new(&self.text, &self.origin);
         let Some(path) = &self.lab_topology else {
-            return Err(src.whole("no `[lab] topology`"));
+            return Err(src.whole("engine \"lab\" needs `[lab] topology = \"LAB.toml\"` (the emulated lab to run in)"));
         };
-        dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))
+        let lab = dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
+        let max = self.cells.iter().map(|c| c.servers).max().unwrap_or(0);
+        if max > lab.nodes {
+            return Err(src.at(
+                self.lab_span.clone(),
+                "lab.topology",
+                format!("the lab has {} nodes but the sweep asks for up to {max} servers", lab.nodes),
+            ));
+        }
+        Ok(Some(lab))
     }
 
     /// Reads the hardware profile and the workloads the plan names.
@@ -967,7 +960,7 @@ measure_s = 2.0
         assert_eq!((paper.cells.len(), paper.seeds, paper.engine), (5 * 6 * 2 * 3, 3, Engine::Sim));
         let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
         assert_eq!(lab.engine, Engine::Lab);
-        assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).is_ok());
+        assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
     }
@@ -1026,7 +1019,7 @@ measure_s = 2.0
     fn the_lab_engine_needs_a_lab() {
         let plan = parse(GOOD).unwrap();
         assert!(plan.check_engine(Engine::Lab).unwrap_err().0.contains("[lab] topology"));
-        assert!(plan.check_engine(Engine::Local).is_ok());
+        assert!(plan.check_engine(Engine::Local).unwrap().is_none());
     }
 
     #[test]

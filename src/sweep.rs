@@ -50,7 +50,7 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     let started = Instant::now();
     let plan = &experiment.plan;
     let engine = opts.engine.unwrap_or(plan.engine);
-    plan.check_engine(engine).map_err(input_error)?;
+    let lab = plan.check_engine(engine).map_err(input_error)?;
     let out = opts.out.clone().unwrap_or_else(|| Path::new("reports").join(&plan.name));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut files = Vec::new();
@@ -58,7 +58,7 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     let (rows, failure) = match engine {
         Engine::Sim => (simulate(experiment, opts.threads)?, None),
         Engine::Local | Engine::Lab => {
-            let (rows, outcomes, failure) = run_real(experiment, engine)?;
+            let (rows, outcomes, failure) = run_real(experiment, lab.as_ref().map(LabPlan::new))?;
             if outcomes.iter().any(|o| !o.nic.is_empty()) {
                 let path = out.join("nic.csv");
                 results::write_nic(&path, &outcomes)?;
@@ -175,19 +175,16 @@ pub fn real_cell(experiment: &Experiment, run: &crate::experiment::Run) -> RealC
     }
 }
 
-/// Runs every run on the local or lab engine, one at a time. A failure or a
-/// Ctrl-C stops the sweep; the rows measured so far are returned with it.
+/// Runs every run on the real cluster, in the lab of `lab_plan` or else on
+/// loopback, one at a time. A failure or a Ctrl-C stops the sweep; the rows
+/// measured so far are returned with it.
 #[allow(clippy::type_complexity)]
 fn run_real(
     experiment: &Experiment,
-    engine: Engine,
+    lab_plan: Option<LabPlan>,
 ) -> anyhow::Result<(Vec<ResultRow>, Vec<CellOutcome>, Option<anyhow::Error>)> {
     let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
     let plan = &experiment.plan;
-    let lab_plan = match engine {
-        Engine::Lab => Some(LabPlan::new(&plan.lab_config().map_err(input_error)?)),
-        _ => None,
-    };
     let brought_up = match &lab_plan {
         Some(p) => ensure_lab_up(p)?,
         None => false,
