@@ -153,6 +153,10 @@ impl NicUse {
 const MAX_RAMP_S: f64 = 2.0;
 /// How long a service may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Open-loop (Poisson) connections per server. The simulator's open loop has
+/// unbounded slots; a real client needs connections, and the paper's 63 per
+/// server is what the closed loop already shows a cluster sustains.
+const OPEN_LOOP_CONNECTIONS_PER_SERVER: usize = 63;
 /// Deadline of one `/stats` read (a shaped lab link can hold it for seconds).
 const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest replay: its load run stops after this many seconds.
@@ -334,8 +338,8 @@ pub async fn run_cell(
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64| {
         let (connections, rate, warmup_requests) = match cell.clients {
             ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => (per_server as usize * n, None, 0),
-            // Open loop: as many connections as a closed run would have, each at its share of the rate.
-            ClientMode::Poisson { rate } => (63 * n, Some(rate), 0),
+            // Open loop: connections enough to keep the rate when responses are slow; each sends its share.
+            ClientMode::Poisson { rate } => (OPEN_LOOP_CONNECTIONS_PER_SERVER * n, Some(rate), 0),
             ClientMode::Replay { connections, warmup_requests } => (connections as usize, None, warmup_requests),
         };
         ServiceSpec::Load(LoadSpec {

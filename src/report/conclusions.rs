@@ -80,18 +80,19 @@ pub(super) fn check(c: Conclusion, idx: &Index, w: &str) -> Verdict {
                 .any(|&n| idx.get(w, "conventional", p, n).is_some() && idx.get(w, "distributed", p, n).is_some())
         })
         .collect();
+    // The conventional cells with two servers or more: where the front end is the limit.
+    fn conventional_from_two<'a>(idx: &'a Index, w: &str, servers: &[u32]) -> Vec<&'a SummaryRow> {
+        idx.policies
+            .iter()
+            .flat_map(|p| servers.iter().filter(|&&n| n >= 2).filter_map(move |&n| idx.get(w, "conventional", p, n)))
+            .collect()
+    }
     let pair = |p: &str, n: u32| -> Option<(f64, f64)> {
         Some((idx.get(w, "conventional", p, n)?.req_per_s, idx.get(w, "distributed", p, n)?.req_per_s))
     };
     match c {
         Conclusion::ConventionalUnder90 => {
-            let conv: Vec<&SummaryRow> = idx
-                .policies
-                .iter()
-                .flat_map(|p| {
-                    servers.iter().filter(|&&n| n >= 2).filter_map(move |&n| idx.get(w, "conventional", p, n))
-                })
-                .collect();
+            let conv = conventional_from_two(idx, w, &servers);
             let Some(max) = conv.iter().max_by(|a, b| a.mbit_per_s.total_cmp(&b.mbit_per_s)) else {
                 return Verdict::NotApplicable("no conventional cell with >= 2 servers".into());
             };
@@ -182,13 +183,7 @@ pub(super) fn check(c: Conclusion, idx: &Index, w: &str) -> Verdict {
             }
         }
         Conclusion::ConventionalFeNicBound => {
-            let conv: Vec<&SummaryRow> = idx
-                .policies
-                .iter()
-                .flat_map(|p| {
-                    servers.iter().filter(|&&n| n >= 2).filter_map(move |&n| idx.get(w, "conventional", p, n))
-                })
-                .collect();
+            let conv = conventional_from_two(idx, w, &servers);
             if conv.is_empty() {
                 return Verdict::NotApplicable("no conventional cell with >= 2 servers".into());
             }
