@@ -606,7 +606,8 @@ impl Plan {
         let Some(path) = &self.lab_topology else {
             return Err(src.whole("engine \"lab\" needs `[lab] topology = \"LAB.toml\"` (the emulated lab to run in)"));
         };
-        let lab = dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
+        let lab =
+            dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
         let max = self.cells.iter().map(|c| c.servers).max().unwrap_or(0);
         if max > lab.nodes {
             return Err(src.at(

@@ -88,7 +88,12 @@ mod tests {
     use super::*;
 
     fn entry(n: usize) -> Entry {
-        Entry { body: Bytes::from(vec![0u8; n]), content_type: dl7_traces::ContentType::Gif, object_id: None, gzip: false }
+        Entry {
+            body: Bytes::from(vec![0u8; n]),
+            content_type: dl7_traces::ContentType::Gif,
+            object_id: None,
+            gzip: false,
+        }
     }
 
     #[test]

@@ -244,3 +244,56 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// A path whose md5 owner among `n` numbered servers is `owner`.
+    fn path_owned_by(owner: u32, n: usize) -> String {
+        let members = Membership::numbered(n).unwrap();
+        let mut policy = PolicySpec::parse("md5").unwrap().build(&members).unwrap();
+        (0..)
+            .map(|i| format!("/load-view/{i}"))
+            .find(|p| policy.pick(&RequestKey::new(p.as_bytes()), &dl7_core::NoLoad) == ServerId(owner))
+            .unwrap()
+    }
+
+    fn view(d: &Dispatcher) -> (u64, u64, u64) {
+        (d.load.inflight(ServerId(0)), d.load.inflight(ServerId(1)), d.load.total_inflight())
+    }
+
+    /// The load view's one definition, the simulator's: every request this
+    /// dispatcher picked and has not completed, served locally or forwarded
+    /// (`sim/src/model/mod.rs` tests the same script).
+    #[tokio::test]
+    async fn the_load_view_counts_every_pick_until_its_request_completes() {
+        // Server 1 is a real origin on loopback: it answers (404) whatever is asked.
+        let catalog = std::sync::Arc::new(dl7_traces::workload::builtin("surge100").unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = listener.local_addr().unwrap();
+        tokio::spawn(crate::origin::run(listener, crate::origin::OriginConfig::new(catalog), std::future::pending()));
+        let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let d = Dispatcher::new(
+            &PolicySpec::parse("md5").unwrap(),
+            &Membership::numbered(2).unwrap(),
+            &[me, peer],
+            Some(ServerId(0)),
+            0,
+            Duration::from_secs(2),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let local = d.dispatch(&path_owned_by(0, 2)).await;
+        assert!(matches!(local, Outcome::Local { .. }));
+        assert_eq!(view(&d), (1, 0, 1), "a request served here counts");
+        let remote = d.dispatch(&path_owned_by(1, 2)).await;
+        assert!(matches!(remote, Outcome::Remote { .. }));
+        assert_eq!(view(&d), (1, 1, 2), "a forwarded request counts");
+        drop(local);
+        assert_eq!(view(&d), (0, 1, 1), "a completed request no longer counts");
+        drop(remote);
+        assert_eq!(view(&d), (0, 0, 0));
+    }
+}

@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use dl7_core::{Arch, ClientMode, Hardware, PolicySpec, ResultRow};
 
+use crate::admin::fetch_stats;
 use crate::front::FrontMode;
 use crate::lab::{LabPlan, NicCounters, Role};
-use crate::admin::fetch_stats;
 use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
-use crate::metrics::Stats;
 use crate::load::LoadReport;
+use crate::metrics::Stats;
 use crate::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServiceSpec};
 
 /// The real engines' settings (an experiment's `[real]` table).

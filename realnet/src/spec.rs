@@ -337,14 +337,14 @@ pub fn serve(spec: ServiceSpec) -> Result<(), ServeError> {
     // The workload is part of the config: reading it is checking it.
     let workload = match &spec {
         ServiceSpec::Origin(o) => Some(catalog(&o.workload).map(|c| (c, Requests::Stream { seed: 0 }))),
-        ServiceSpec::Load(l) if l.replay => Some(
-            dl7_traces::Trace::resolve(&l.workload).map_err(|e| e.to_string()).and_then(|t| {
+        ServiceSpec::Load(l) if l.replay => {
+            Some(dl7_traces::Trace::resolve(&l.workload).map_err(|e| e.to_string()).and_then(|t| {
                 if t.requests.is_empty() {
                     return Err(format!("{}: the trace has no requests to replay", l.workload));
                 }
                 Ok((Arc::new(t.catalog), Requests::List(Arc::new(t.requests))))
-            }),
-        ),
+            }))
+        }
         ServiceSpec::Load(l) => Some(catalog(&l.workload).map(|c| (c, Requests::Stream { seed: l.seed }))),
         _ => None,
     };

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use dl7_realnet::lab::deploy;
 use dl7_core::Arch;
+use dl7_realnet::lab::deploy;
 use dl7_realnet::lab::{LabConfig, LabPlan};
 
 const LAB2: &str = r#"

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_realnet::service::init_logging;
-use dl7_realnet::spec::{FrontSpec, ServeError, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServiceSpec};
+use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServeError, ServiceSpec};
 
 use super::input_error;
 

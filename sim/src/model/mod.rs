@@ -628,3 +628,74 @@ impl Model for Cluster<'_> {
 pub(crate) fn staggered_starts(count: usize, spread: Time, rng: &mut ChaCha8Rng) -> Vec<Time> {
     (0..count).map(|_| rng.gen_range(0..spread.max(1))).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use dl7_core::policy::State;
+    use dl7_core::{Hardware, PolicyKind};
+
+    use super::*;
+    use crate::engine::Simulation;
+
+    /// Returns the scripted owners in turn and records the load view it was shown.
+    struct Scripted {
+        owners: Vec<u32>,
+        seen: Arc<Mutex<Vec<(u64, u64, u64)>>>,
+    }
+
+    impl Policy for Scripted {
+        fn kind(&self) -> PolicyKind {
+            PolicyKind::Bounded
+        }
+        fn state(&self) -> State {
+            State::Stateful
+        }
+        fn pick(&mut self, _key: &RequestKey, load: &dyn LoadView) -> ServerId {
+            self.seen.lock().unwrap().push((
+                load.inflight(ServerId(0)),
+                load.inflight(ServerId(1)),
+                load.total_inflight(),
+            ));
+            ServerId(self.owners.remove(0))
+        }
+        fn servers(&self) -> usize {
+            2
+        }
+    }
+
+    /// The load view's one definition, the real dispatcher's too: every
+    /// request this dispatcher picked and has not completed, served locally
+    /// or forwarded (`realnet/src/dispatch.rs` tests the same script).
+    #[test]
+    fn the_load_view_counts_every_pick_until_its_request_completes() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let scripted = |owners: Vec<u32>| -> Box<dyn Policy> { Box::new(Scripted { owners, seen: seen.clone() }) };
+        let keys = [RequestKey::new(b"/a")];
+        let hw = Hardware::kwon2008();
+        let costs = Costs::new(&hw);
+        let objects = vec![costs.object(1000, false)];
+        let window = Window { start: 0, end: u64::MAX };
+        let clients = Clients::Replay { requests: &[], next: 0, warmup: 0 };
+        let policies = vec![scripted(vec![0, 1, 0, 0]), scripted(vec![])];
+        let cluster =
+            Cluster::new(Arch::Distributed, 2, window, &keys, vec![1000], costs, objects, policies, 1 << 20, clients);
+        let mut sim = Simulation::new(cluster);
+        sim.init(|c, ctx| {
+            let mut pick = |c: &mut Cluster, r: u32| {
+                let owner = c.pick(r, 0);
+                c.reqs[r as usize].owner = owner;
+            };
+            let (local, remote) = (c.new_slot(), c.new_slot());
+            pick(c, local); // owner 0: served by the receiver itself
+            pick(c, remote); // owner 1: forwarded
+            let third = c.new_slot();
+            pick(c, third);
+            c.complete(local, ctx);
+            let fourth = c.new_slot();
+            pick(c, fourth);
+        });
+        assert_eq!(*seen.lock().unwrap(), [(0, 0, 0), (1, 0, 1), (1, 1, 2), (1, 1, 2)]);
+    }
+}
