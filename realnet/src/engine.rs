@@ -153,6 +153,8 @@ impl NicUse {
 const MAX_RAMP_S: f64 = 2.0;
 /// How long a service may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The sub-seed index of the warm-up run's streams (far from any connection index).
+const WARMUP_STREAM: u64 = u64::MAX;
 /// Open-loop (Poisson) connections per server. The simulator's open loop has
 /// unbounded slots; a real client needs connections, and the paper's 63 per
 /// server is what the closed loop already shows a cluster sustains.
@@ -367,7 +369,9 @@ pub async fn run_cell(
     // Warm-up: a separate load run, so the measured window starts with warm caches.
     if !replay && cell.warmup_s > 0.0 {
         let limit = Duration::from_secs_f64(cell.warmup_s) + Duration::from_secs(60);
-        run_load(load_spec(cell.seed ^ 0x5eed_0000, 0.0, cell.warmup_s), "warmup", limit).await?;
+        // Its own request streams: the measured run's connections use sub-seeds 0, 1, ...
+        let seed = dl7_core::seed::sub_seed(cell.seed, WARMUP_STREAM);
+        run_load(load_spec(seed, 0.0, cell.warmup_s), "warmup", limit).await?;
     }
     let cpu = |p: &Proc| p.pid().and_then(cpu_seconds).unwrap_or(0.0);
     // Everything the row is made of, read at one instant.

@@ -10,7 +10,7 @@
 //!   delayed (no coordinated omission).
 //!
 //! Requests come from the workload's seeded stream (connection c draws from
-//! `catalog.stream(mix(seed, c))`) or from a fixed list replayed exactly once
+//! `catalog.stream(sub_seed(seed, c))`, the one seed derivation of `dl7_core::seed`) or from a fixed list replayed exactly once
 //! in total (connections take the next entry from a shared cursor).
 //! Every response is verified: status 200, the object's exact length (after
 //! gunzip when the node distilled it) and every byte against
@@ -146,13 +146,6 @@ struct ConnStats {
     unfinished: u64,
 }
 
-fn mix(seed: u64, c: u64) -> u64 {
-    let mut x = seed ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// Runs the load and returns what it measured. Errors only for a config that
 /// cannot run (empty catalog, zero connections, bad rate).
 pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
@@ -244,7 +237,7 @@ async fn connection(
         unfinished: 0,
     };
     let mut stream = match &cfg.requests {
-        Requests::Stream { seed } => Some(cfg.catalog.stream(mix(*seed, c as u64)).expect("checked in run")),
+        Requests::Stream { seed } => Some(cfg.catalog.stream(dl7_core::seed::sub_seed(*seed, c as u64)).expect("checked in run")),
         Requests::List(_) => None,
     };
     let interval = cfg.rate.map(|r| Duration::from_secs_f64(cfg.connections as f64 / r));
