@@ -5,12 +5,14 @@
 #
 #   cargo build --release && experiments/bench-real.sh
 #   N=2 DURATION=5 CONNECTIONS=126 experiments/bench-real.sh
+#   for n in 1 2 4; do N=$n DURATION=5 experiments/bench-real.sh; done   # reports/bench-real/peers.csv
 #
 # Installs the Debian package `haproxy` if it is missing (apt-get; needs root).
 # HAProxy adds the `x-dl7-hop` header, so each node serves what HAProxy's own
 # consistent hash sends it, exactly as behind dl7's conventional front end.
 # Prints requests/s, payload Mbit/s, p99 and front-end CPU microseconds per
-# request (from /proc/<pid>/stat) for each balancer. Never used by tests.
+# request (from /proc/<pid>/stat) for each balancer, and appends the same
+# rows to $OUT/peers.csv (default reports/bench-real). Never used by tests.
 set -euo pipefail
 
 N=${N:-4}
@@ -19,6 +21,7 @@ WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-$((63 * N))}
 WORKLOAD=${WORKLOAD:-surge100}
 DL7=${DL7:-target/release/dl7}
+OUT=${OUT:-reports/bench-real}
 WORK=$(mktemp -d /tmp/dl7-bench-XXXXXX)
 PIDS=()
 
@@ -67,13 +70,20 @@ measure() {
     local t0; t0=$(cpu_ticks "$pid")
     local line
     line=$("$DL7" load --target "$target" --workload "$WORKLOAD" --seed 1 --connections "$CONNECTIONS" \
-        --duration-s "$DURATION" --json 2>/dev/null | sed -n 's/^dl7-result //p')
+        --duration-s "$DURATION" 2>/dev/null | sed -n 's/^dl7-result //p')
     local t1; t1=$(cpu_ticks "$pid")
-    python3 - "$label" "$line" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'EOF'
-import json, sys
-label, line, ticks, hz = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    python3 - "$label" "$line" "$((t1 - t0))" "$(getconf CLK_TCK)" "$N" "$OUT/peers.csv" <<'EOF'
+import csv, json, os, sys
+label, line, ticks, hz, n, path = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 us = ticks / hz / max(line["requests"], 1) * 1e6
 print(f'{label:<26} {line["req_per_s"]:>10.1f} {line["mbit_per_s"]:>9.2f} {line["p99_ms"]:>9.3f} {us:>11.1f} {line["errors"]:>7}')
+new = not os.path.exists(path)
+with open(path, "a", newline="") as f:
+    w = csv.writer(f)
+    if new:
+        w.writerow(["balancer", "nodes", "req_per_s", "mbit_per_s", "p50_ms", "p99_ms", "fe_cpu_us_per_request", "errors"])
+    w.writerow([label, n, f'{line["req_per_s"]:.1f}', f'{line["mbit_per_s"]:.2f}', f'{line["p50_ms"]:.3f}',
+                f'{line["p99_ms"]:.3f}', f"{us:.1f}", line["errors"]])
 EOF
 }
 
@@ -117,6 +127,7 @@ for _ in $(seq 1 500); do
     sleep 0.02
 done
 
+mkdir -p "$OUT"
 echo "$N nodes, $CONNECTIONS connections, $WORKLOAD, ${DURATION}s (after ${WARMUP}s warm-up)"
 printf '%-26s %10s %9s %9s %11s %7s\n' "balancer" "req/s" "Mbit/s" "p99 ms" "fe us/req" "errors"
 measure "dl7 conventional (mit_ch)" "$FRONT" "$FRONT_PID"

@@ -490,16 +490,15 @@ impl Plan {
         };
         let warmup_s = seconds(run.and_then(|r| r.warmup_s.as_ref()), "run.warmup_s", true)?;
         let measure_s = seconds(run.and_then(|r| r.measure_s.as_ref()), "run.measure_s", false)?;
-        let (warmup_s, measure_s) = match (warmup_s, measure_s, replay) {
-            // A replay measures the whole trace: the window is its own.
-            (w, m, true) => (w.unwrap_or(0.0), m.unwrap_or(0.0)),
-            (w, Some(m), false) => (w.unwrap_or(0.0), m),
-            (_, None, false) => {
-                return Err(src.whole(format!(
-                    "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)"
-                )))
-            }
-        };
+        let (warmup_s, measure_s) =
+            match (warmup_s, measure_s, replay) {
+                // A replay measures the whole trace: the window is its own.
+                (w, m, true) => (w.unwrap_or(0.0), m.unwrap_or(0.0)),
+                (w, Some(m), false) => (w.unwrap_or(0.0), m),
+                (_, None, false) => return Err(src.whole(
+                    "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)",
+                )),
+            };
         let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
             None => None,
             Some(c) => {

@@ -174,14 +174,19 @@ struct Snapshot {
     at: tokio::time::Instant,
 }
 
+/// A cell's front end.
+enum FrontEnd {
+    /// dl7's front end process on this host.
+    Dl7(Host),
+    /// The lab's kernel direct routing, reached at the VIP.
+    Kernel(SocketAddr),
+}
+
 /// Where each role of a cell runs and how it is reached.
 struct Layout {
     origin: Host,
     nodes: Vec<Host>,
-    /// `None`: the lab's kernel direct routing is the front end.
-    front: Option<Host>,
-    /// Where the load goes when there is no dl7 front end.
-    kernel_front: Option<SocketAddr>,
+    front: FrontEnd,
     load: Host,
     lab: Option<LabPlan>,
 }
@@ -193,8 +198,7 @@ impl Layout {
             Placement::Local => Ok(Layout {
                 origin: Host::default(),
                 nodes: vec![Host::default(); n],
-                front: Some(Host::default()),
-                kernel_front: None,
+                front: FrontEnd::Dl7(Host::default()),
                 load: Host::default(),
                 lab: None,
             }),
@@ -212,24 +216,20 @@ impl Layout {
                 }
                 let client = plan.hosts_of(Role::Client).next().ok_or("the lab has no client host")?;
                 let vip = SocketAddr::new(IpAddr::V4(plan.vip), plan.port);
-                let (front, kernel_front) = match cell.arch {
+                let front = match cell.arch {
                     // dl7's L7 box on the VIP in the front end's namespace.
-                    Arch::Conventional => (
-                        Some(Host {
-                            netns: Some(plan.front().netns.clone()),
-                            addr: IpAddr::V4(plan.vip),
-                            bind: None,
-                            port: Some(plan.port),
-                        }),
-                        None,
-                    ),
-                    Arch::Distributed => (None, Some(vip)),
+                    Arch::Conventional => FrontEnd::Dl7(Host {
+                        netns: Some(plan.front().netns.clone()),
+                        addr: IpAddr::V4(plan.vip),
+                        bind: None,
+                        port: Some(plan.port),
+                    }),
+                    Arch::Distributed => FrontEnd::Kernel(vip),
                 };
                 Ok(Layout {
                     origin: at(plan.origin(), None),
                     nodes,
                     front,
-                    kernel_front,
                     load: Host { netns: Some(client.netns.clone()), ..Host::default() },
                     lab: Some(plan.clone()),
                 })
@@ -285,7 +285,8 @@ pub async fn run_cell(
         };
         node_addrs.push(SocketAddr::new(h.addr, port));
     }
-    let local_handoff = layout.front.is_some() && layout.lab.is_none() && cell.arch == Arch::Distributed;
+    // On one host the distributed front end hands sockets over Unix sockets.
+    let local_handoff = matches!(placement, Placement::Local) && cell.arch == Arch::Distributed;
     let handoff: Vec<PathBuf> = (0..n).map(|i| scratch.join(format!("node{i}.sock"))).collect();
     let policy = PolicyRef::of(&cell.policy);
     let mut nodes = Vec::new();
@@ -311,14 +312,14 @@ pub async fn run_cell(
         p.ready(READY_TIMEOUT).await?;
     }
 
-    let (front, target, front_admin) = match (&layout.front, layout.kernel_front) {
-        (Some(fh), _) => {
+    let (front, target, front_admin) = match &layout.front {
+        FrontEnd::Dl7(fh) => {
             let mode = match cell.arch {
                 Arch::Conventional => FrontMode::Conventional,
                 Arch::Distributed => FrontMode::Distributed,
             };
             let spec = ServiceSpec::Front(FrontSpec {
-                mode: mode.name().to_string(),
+                mode,
                 nodes: node_addrs.clone(),
                 handoff: if mode == FrontMode::Distributed { handoff.clone() } else { Vec::new() },
                 policy: policy.clone(),
@@ -332,8 +333,7 @@ pub async fn run_cell(
             let admin = ready.admin.ok_or("front: no admin address in its ready line")?;
             (Some(front), reach(fh, ready.listen), Some(reach(fh, admin)))
         }
-        (None, Some(vip)) => (None, vip, None),
-        (None, None) => return Err("no front end and no kernel front end".into()),
+        FrontEnd::Kernel(vip) => (None, *vip, None),
     };
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });

@@ -6,7 +6,7 @@
 //!   waits up to [`STOP_GRACE`], then SIGKILLs and reaps.
 //! * A service child prints one line `dl7-ready listen=ADDR admin=ADDR|-`
 //!   on stdout once bound ([`ready_line`]); the launcher waits for it instead
-//!   of sleeping. `dl7 load --json` prints `dl7-result {json}`.
+//!   of sleeping. `dl7 load` prints `dl7-result {json}` when done.
 //! * Where a role runs is a [`Host`]: an optional network namespace and a bind
 //!   address (default 127.0.0.1). With `netns`, the command becomes
 //!   `ip netns exec NS dl7 ...` (needs root; `ip` execs, so the pid, the

@@ -237,7 +237,9 @@ async fn connection(
         unfinished: 0,
     };
     let mut stream = match &cfg.requests {
-        Requests::Stream { seed } => Some(cfg.catalog.stream(dl7_core::seed::sub_seed(*seed, c as u64)).expect("checked in run")),
+        Requests::Stream { seed } => {
+            Some(cfg.catalog.stream(dl7_core::seed::sub_seed(*seed, c as u64)).expect("checked in run"))
+        }
         Requests::List(_) => None,
     };
     let interval = cfg.rate.map(|r| Duration::from_secs_f64(cfg.connections as f64 / r));

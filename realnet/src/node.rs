@@ -428,14 +428,14 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         // Admin pages (a runner's scrape) are not requests of the workload.
         Metrics::add(&m.requests, 1);
         // The receiver's own pick stays in its load view until the response is written.
-        let mut _outstanding = None;
-        if head.hop {
+        let _outstanding = if head.hop {
             Metrics::add(&m.hop_requests, 1);
+            None
         } else {
             match node.dispatcher.dispatch(&path).await {
                 Outcome::Local { outstanding, .. } => {
                     node.cpu.work(|c| c.parse_local).await;
-                    _outstanding = Some(outstanding);
+                    Some(outstanding)
                 }
                 Outcome::Remote { head: up, mut body, server, .. } => {
                     // Forwarding the request, then receiving and sending the response.
@@ -461,7 +461,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     continue;
                 }
             }
-        }
+        };
         let (open, open_now) = Open::enter(&node.cpu);
         let r = match node.serve_local(&path).await {
             Ok(entry) => {

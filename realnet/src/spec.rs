@@ -135,7 +135,7 @@ pub struct NodeSpec {
 #[serde(deny_unknown_fields)]
 pub struct FrontSpec {
     /// `conventional`, `distributed` or `relay`.
-    pub mode: String,
+    pub mode: FrontMode,
     /// Node addresses, in membership order.
     pub nodes: Vec<SocketAddr>,
     /// Node handoff Unix sockets (distributed mode).
@@ -188,7 +188,8 @@ pub struct ServiceFile {
     pub service: ServiceSpec,
 }
 
-/// One service to run.
+/// One service to run. Read once per process, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceSpec {
@@ -305,7 +306,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             Ok(())
         }
         ServiceSpec::Front(f) => {
-            let mode: FrontMode = f.mode.parse().map_err(|e| format!("mode: {e}"))?;
+            let mode = f.mode;
             let members = Membership::numbered(f.nodes.len()).map_err(|e| format!("nodes: {e}"))?;
             f.policy.spec()?.build(&members).map_err(|e| format!("policy: {e}"))?;
             if mode == FrontMode::Distributed && f.handoff.len() != f.nodes.len() {
@@ -397,7 +398,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             })
         }
         ServiceSpec::Front(f) => {
-            let mode: FrontMode = f.mode.parse().map_err(|e| format!("mode: {e}"))?;
+            let mode = f.mode;
             let members = Membership::numbered(f.nodes.len()).map_err(|e| e.to_string())?;
             let spec = f.policy.spec()?;
             runtime().map_err(|e| e.to_string())?.block_on(async {

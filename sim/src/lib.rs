@@ -180,7 +180,9 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         return Err(SimError::Invalid(format!("warmup_s: expected a finite number >= 0, got {}", cell.warmup_s)));
     }
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
-    if !replay && !(cell.measure_s.is_finite() && cell.measure_s > 0.0) {
+    // A replay's window is the replay itself.
+    let window_ok = cell.measure_s.is_finite() && cell.measure_s > 0.0;
+    if !replay && !window_ok {
         return Err(SimError::Invalid(format!("measure_s: expected a finite number > 0, got {}", cell.measure_s)));
     }
     let n = cell.servers as usize;

@@ -287,7 +287,7 @@ fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
         return Ok(s);
     }
     Ok(ServiceSpec::Front(FrontSpec {
-        mode: a.mode.expect("required by clap"),
+        mode: a.mode.expect("required by clap").parse().map_err(|e| input_error(format!("--mode: {e}")))?,
         nodes: a.nodes,
         handoff: a.handoff,
         policy: policy(&a.policy, &a.params)?,

@@ -683,7 +683,7 @@ mod tests {
             Cluster::new(Arch::Distributed, 2, window, &keys, vec![1000], costs, objects, policies, 1 << 20, clients);
         let mut sim = Simulation::new(cluster);
         sim.init(|c, ctx| {
-            let mut pick = |c: &mut Cluster, r: u32| {
+            let pick = |c: &mut Cluster, r: u32| {
                 let owner = c.pick(r, 0);
                 c.reqs[r as usize].owner = owner;
             };
