@@ -28,7 +28,7 @@ use crate::lab::{LabPlan, NicCounters, Role};
 use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
 use crate::load::LoadReport;
 use crate::metrics::Stats;
-use crate::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServiceSpec};
+use crate::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
 
 /// The real engines' settings (an experiment's `[real]` table).
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +288,6 @@ pub async fn run_cell(
     // On one host the distributed front end hands sockets over Unix sockets.
     let local_handoff = matches!(placement, Placement::Local) && cell.arch == Arch::Distributed;
     let handoff: Vec<PathBuf> = (0..n).map(|i| scratch.join(format!("node{i}.sock"))).collect();
-    let policy = PolicyRef::of(&cell.policy);
     let mut nodes = Vec::new();
     for (i, h) in layout.nodes.iter().enumerate() {
         let spec = ServiceSpec::Node(NodeSpec {
@@ -296,7 +295,7 @@ pub async fn run_cell(
             nodes: node_addrs.clone(),
             listen: h.bind.filter(|&b| b != node_addrs[i].ip()).map(|b| SocketAddr::new(b, node_addrs[i].port())),
             origin: origin_addr,
-            policy: policy.clone(),
+            policy: cell.policy.clone(),
             cache_bytes: cell.cache_bytes,
             fallbacks: s.fallbacks,
             handoff: local_handoff.then(|| handoff[i].clone()),
@@ -322,7 +321,7 @@ pub async fn run_cell(
                 mode,
                 nodes: node_addrs.clone(),
                 handoff: if mode == FrontMode::Distributed { handoff.clone() } else { Vec::new() },
-                policy: policy.clone(),
+                policy: cell.policy.clone(),
                 listen: bind(fh),
                 fallbacks: s.fallbacks,
                 admin: Some(SocketAddr::new(fh.bind.unwrap_or(fh.addr), 0)),

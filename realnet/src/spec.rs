@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dl7_core::{Hardware, Membership, Params, PolicyKind, PolicySpec, ServerId};
+use dl7_core::{Hardware, Membership, PolicySpec, ServerId};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -56,34 +56,6 @@ impl LimitsSpec {
     }
 }
 
-/// A policy by name and parameters, as experiment files give it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRef {
-    /// Policy name (`md5`, `maglev`, ...).
-    pub name: String,
-    /// Parameters, `key -> value`.
-    pub params: std::collections::BTreeMap<String, String>,
-}
-
-impl PolicyRef {
-    /// The reference to `spec`.
-    pub fn of(spec: &PolicySpec) -> Self {
-        PolicyRef {
-            name: spec.kind.name().to_string(),
-            params: spec.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
-    }
-
-    /// The spec it names; an error for an unknown name or parameter syntax.
-    pub fn spec(&self) -> Result<PolicySpec, String> {
-        let kind = PolicyKind::from_name(&self.name).map_err(|e| e.to_string())?;
-        let items: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let params = Params::parse(items.iter().map(String::as_str)).map_err(|e| e.to_string())?;
-        Ok(PolicySpec { kind, params })
-    }
-}
-
 /// The origin web server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +85,7 @@ pub struct NodeSpec {
     /// The origin's address.
     pub origin: SocketAddr,
     /// The policy (built over logical names, as in the simulator).
-    pub policy: PolicyRef,
+    pub policy: PolicySpec,
     /// Cache budget, body bytes.
     pub cache_bytes: u64,
     /// Candidates tried after a failed owner (0: 502 at once).
@@ -141,7 +113,7 @@ pub struct FrontSpec {
     /// Node handoff Unix sockets (distributed mode).
     pub handoff: Vec<PathBuf>,
     /// The policy (conventional mode).
-    pub policy: PolicyRef,
+    pub policy: PolicySpec,
     /// Address to bind.
     pub listen: SocketAddr,
     /// Candidates tried after a failed owner (conventional).
@@ -302,13 +274,13 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                 return Err(format!("id {}: expected an index below the {count} addresses of nodes", n.id));
             }
             let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
-            n.policy.spec()?.build(&members).map_err(|e| format!("policy: {e}"))?;
+            n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
             Ok(())
         }
         ServiceSpec::Front(f) => {
             let mode = f.mode;
             let members = Membership::numbered(f.nodes.len()).map_err(|e| format!("nodes: {e}"))?;
-            f.policy.spec()?.build(&members).map_err(|e| format!("policy: {e}"))?;
+            f.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
             if mode == FrontMode::Distributed && f.handoff.len() != f.nodes.len() {
                 return Err(format!(
                     "handoff: distributed mode needs one unix socket per node ({} nodes, {} sockets)",
@@ -371,7 +343,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
         }
         ServiceSpec::Node(n) => {
             let members = Membership::numbered(n.nodes.len()).map_err(|e| e.to_string())?;
-            let spec = n.policy.spec()?;
+            let spec = n.policy.clone();
             runtime().map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(n.listen.unwrap_or(n.nodes[n.id as usize])).await?;
                 let admin = bind_admin(n.admin).await?;
@@ -400,7 +372,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
         ServiceSpec::Front(f) => {
             let mode = f.mode;
             let members = Membership::numbered(f.nodes.len()).map_err(|e| e.to_string())?;
-            let spec = f.policy.spec()?;
+            let spec = f.policy.clone();
             runtime().map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(f.listen).await?;
                 let admin = bind_admin(f.admin).await?;
@@ -442,7 +414,7 @@ mod tests {
             nodes: vec!["127.0.0.1:1".parse().unwrap()],
             listen: None,
             origin: "127.0.0.1:2".parse().unwrap(),
-            policy: PolicyRef::of(&PolicySpec::parse("md5").unwrap()),
+            policy: PolicySpec::parse("md5").unwrap(),
             cache_bytes: 1 << 20,
             fallbacks: 2,
             handoff: None,

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use dl7_core::{Params, PolicyKind, PolicySpec};
 use dl7_realnet::service::init_logging;
-use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, PolicyRef, ServeError, ServiceSpec};
+use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServeError, ServiceSpec};
 
 use super::input_error;
 
@@ -235,15 +236,10 @@ fn read(config: &ConfigArg, role: &str) -> anyhow::Result<Option<ServiceSpec>> {
     }
 }
 
-fn policy(name: &str, params: &[String]) -> anyhow::Result<PolicyRef> {
-    let mut map = std::collections::BTreeMap::new();
-    for p in params {
-        let (k, v) = p.split_once('=').ok_or_else(|| input_error(format!("--param {p:?}: expected key=value")))?;
-        map.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    let r = PolicyRef { name: name.to_string(), params: map };
-    r.spec().map_err(input_error)?;
-    Ok(r)
+fn policy(name: &str, params: &[String]) -> anyhow::Result<PolicySpec> {
+    let kind = PolicyKind::from_name(name).map_err(input_error)?;
+    let params = Params::parse(params.iter().map(String::as_str)).map_err(input_error)?;
+    Ok(PolicySpec { kind, params })
 }
 
 fn origin(a: OriginArgs) -> anyhow::Result<ServiceSpec> {

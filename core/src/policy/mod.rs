@@ -158,6 +158,20 @@ impl fmt::Display for PolicyKind {
     }
 }
 
+/// A policy kind is written by its registry name (`"md5"`).
+impl serde::Serialize for PolicyKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PolicyKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for PolicyKind {
     type Err = PolicyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -167,7 +181,8 @@ impl std::str::FromStr for PolicyKind {
 
 /// Policy parameters as `key=value` strings; each policy takes the ones it
 /// knows and [`PolicySpec::build`] rejects the rest.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Params {
     values: BTreeMap<String, String>,
 }
@@ -197,8 +212,10 @@ impl Params {
 }
 
 /// A policy name with its parameters: everything needed to build it for any
-/// membership, and to rebuild it when the membership changes.
-#[derive(Debug, Clone, PartialEq)]
+/// membership, and to rebuild it when the membership changes. Serialized as
+/// `{"kind": "mod_ch", "params": {"points": "40"}}` (the services' configs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     pub kind: PolicyKind,
     pub params: Params,
