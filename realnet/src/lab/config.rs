@@ -230,7 +230,7 @@ pub(crate) const ORIGIN_OFFSET: u32 = 2;
 pub(crate) const NODE_OFFSET: u32 = 10;
 pub(crate) const CLIENT_OFFSET: u32 = 100;
 /// The root namespace's own address on the lab bridge: a runner there
-/// (`dl7 cluster`) reaches every host over the bridge, never a default route.
+/// (`dl7 sweep --engine lab`) reaches every host over the bridge, never a default route.
 pub(crate) const ROOT_OFFSET: u32 = 254;
 const DEFAULT_VIP_OFFSET: u32 = 250;
 
