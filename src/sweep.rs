@@ -223,7 +223,8 @@ fn run_real(
                 break;
             }
             Some(Ok(o)) => {
-                progress.println(progress_line(&o));
+                // On stdout whether or not stderr is a terminal (a hidden bar drops its println).
+                progress.suspend(|| println!("{}", progress_line(&o)));
                 rows.push(o.row.clone());
                 outcomes.push(o);
             }
