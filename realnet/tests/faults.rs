@@ -73,11 +73,11 @@ async fn oversized_heads_get_431_and_long_request_lines_414() {
 async fn malformed_requests_get_400_and_other_methods_405() {
     let addr = lone_node(Limits::default()).await;
     assert_eq!(status_of(addr, b"GARBAGE\r\n\r\n").await, 400);
-    assert_eq!(status_of(addr, b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n").await, 400);
+    assert_eq!(status_of(addr, b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"\x00\x01\x02\r\n\r\n").await, 400);
-    assert_eq!(status_of(addr, b"GET * HTTP/1.1\r\n\r\n").await, 400);
-    assert_eq!(status_of(addr, b"DELETE /x HTTP/1.1\r\n\r\n").await, 405);
-    assert_eq!(status_of(addr, b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").await, 501);
+    assert_eq!(status_of(addr, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n").await, 400);
+    assert_eq!(status_of(addr, b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n").await, 405);
+    assert_eq!(status_of(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").await, 501);
 }
 
 #[tokio::test]
@@ -85,7 +85,7 @@ async fn unreachable_origin_gives_a_fast_502_and_is_counted() {
     let limits = Limits { upstream_timeout: Duration::from_millis(500), ..Limits::default() };
     let addr = lone_node(limits).await;
     let started = std::time::Instant::now();
-    assert_eq!(status_of(addr, b"GET /a.gif HTTP/1.1\r\n\r\n").await, 502);
+    assert_eq!(status_of(addr, b"GET /a.gif HTTP/1.1\r\nHost: a\r\n\r\n").await, 502);
     assert!(started.elapsed() < Duration::from_secs(1));
     let stats = dl7_realnet::admin::fetch_stats(addr, Duration::from_secs(2)).await.unwrap();
     assert_eq!(stats.bad_gateway, 1);
@@ -166,7 +166,7 @@ async fn connections_over_the_cap_get_503() {
     let mut first = ClientConn::connect(addr, Duration::from_secs(2)).await.unwrap();
     let mut body = Vec::new();
     assert_eq!(first.get("/metrics", false, &mut body).await.unwrap().status, 200);
-    assert_eq!(status_of(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await, 503);
+    assert_eq!(status_of(addr, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await, 503);
 }
 
 #[tokio::test]

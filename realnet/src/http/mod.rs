@@ -3,8 +3,11 @@
 //! ([`client`]) and the keep-alive pool of upstream connections ([`pool`]).
 //!
 //! Heads are parsed with `httparse` only; this module never hand-parses HTTP
-//! syntax. Bodies are `Content-Length` only: every dl7 service sends one, and
-//! a request with `Transfer-Encoding` is refused with 501. This module knows
+//! syntax, and adds around it the checks RFC 9112 requires of a server:
+//! message framing (section 6.3: conflicting or invalid `Content-Length`, or
+//! `Content-Length` with `Transfer-Encoding`, is 400 and the connection
+//! closed) and `Host` (section 3.2). Bodies are `Content-Length` only: every
+//! dl7 service sends one, and a transfer coding alone is refused with 501. This module knows
 //! nothing about caches, policies or catalogs.
 
 use std::net::SocketAddr;
@@ -131,20 +134,53 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
     Ok(RequestHead { method, keep_alive, hop })
 }
 
+/// The request body's length under RFC 9112's framing rules (section 6.3):
+/// `Transfer-Encoding` with `Content-Length` is a smuggling attempt (400),
+/// `Transfer-Encoding` alone is a coding this server does not implement
+/// (501), and every `Content-Length` value, across repeated fields and
+/// comma-separated lists, must be the same valid decimal (else 400). Every
+/// error closes the connection: the message boundary is unknown.
 fn request_body_len(req: &httparse::Request) -> Result<u64, HeadError> {
-    let mut len = 0u64;
+    let mut len: Option<u64> = None;
+    let mut chunked = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(HeadError::Status(501));
-        }
-        if h.name.eq_ignore_ascii_case("content-length") {
-            len = parse_decimal(h.value).ok_or(HeadError::Status(400))?;
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for v in h.value.split(|&b| b == b',') {
+                let v = parse_decimal(v).ok_or(HeadError::Status(400))?;
+                if len.is_some_and(|l| l != v) {
+                    return Err(HeadError::Status(400));
+                }
+                len = Some(v);
+            }
         }
     }
-    if len > MAX_REQUEST_BODY {
-        return Err(HeadError::Status(413));
+    match (chunked, len) {
+        (true, Some(_)) => Err(HeadError::Status(400)),
+        (true, None) => Err(HeadError::Status(501)),
+        (false, Some(l)) if l > MAX_REQUEST_BODY => Err(HeadError::Status(413)),
+        (false, l) => Ok(l.unwrap_or(0)),
     }
-    Ok(len)
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request needs exactly one `Host`
+/// field, any request at most one, and its value must be a valid
+/// `uri-host[:port]` (empty only when the target has no authority).
+fn check_host(req: &httparse::Request) -> Result<(), HeadError> {
+    let mut hosts = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host"));
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => Err(HeadError::Status(400)),
+        (None, None) if req.version == Some(1) => Err(HeadError::Status(400)),
+        (Some(h), None) if !valid_host(h.value.trim_ascii()) => Err(HeadError::Status(400)),
+        _ => Ok(()),
+    }
+}
+
+/// A host and optional port: visible ASCII with no delimiter a URI
+/// authority cannot hold in that place (userinfo, path, query, fragment).
+fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\' | b'"'))
 }
 
 /// `/path` stays; `http://host/path` becomes `/path`; anything else is malformed.
@@ -269,6 +305,47 @@ mod tests {
         assert_eq!(origin_form("http://host:80/a/b.jpg"), Some("/a/b.jpg"));
         assert_eq!(origin_form("http://host"), Some("/"));
         assert_eq!(origin_form("*"), None);
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let len = |headers: &[(&str, &str)]| {
+            let hs: Vec<httparse::Header> =
+                headers.iter().map(|(n, v)| httparse::Header { name: n, value: v.as_bytes() }).collect();
+            let mut storage = hs.clone();
+            let req =
+                httparse::Request { method: Some("POST"), path: Some("/"), version: Some(1), headers: &mut storage };
+            request_body_len(&req)
+        };
+        assert_eq!(len(&[]), Ok(0));
+        assert_eq!(len(&[("Content-Length", "5")]), Ok(5));
+        assert_eq!(len(&[("Content-Length", "5"), ("content-length", "5")]), Ok(5));
+        assert_eq!(len(&[("Content-Length", "5, 5")]), Ok(5));
+        assert_eq!(len(&[("Content-Length", "5"), ("Content-Length", "6")]), Err(HeadError::Status(400)));
+        assert_eq!(len(&[("Content-Length", "5, 6")]), Err(HeadError::Status(400)));
+        assert_eq!(len(&[("Content-Length", "-5")]), Err(HeadError::Status(400)));
+        assert_eq!(len(&[("Content-Length", "")]), Err(HeadError::Status(400)));
+        assert_eq!(len(&[("Transfer-Encoding", "chunked")]), Err(HeadError::Status(501)));
+        assert_eq!(len(&[("Transfer-Encoding", "chunked"), ("Content-Length", "5")]), Err(HeadError::Status(400)));
+    }
+
+    #[test]
+    fn host_follows_rfc_9112() {
+        let check = |version: u8, hosts: &[&str]| {
+            let mut hs: Vec<httparse::Header> =
+                hosts.iter().map(|v| httparse::Header { name: "Host", value: v.as_bytes() }).collect();
+            let req =
+                httparse::Request { method: Some("GET"), path: Some("/"), version: Some(version), headers: &mut hs };
+            check_host(&req)
+        };
+        assert_eq!(check(1, &["a.example:8080"]), Ok(()));
+        assert_eq!(check(1, &[]), Err(HeadError::Status(400)));
+        assert_eq!(check(0, &[]), Ok(()));
+        assert_eq!(check(1, &["a", "a"]), Err(HeadError::Status(400)));
+        assert_eq!(check(0, &["a", "b"]), Err(HeadError::Status(400)));
+        assert_eq!(check(1, &["a b"]), Err(HeadError::Status(400)));
+        assert_eq!(check(1, &["user@a"]), Err(HeadError::Status(400)));
+        assert_eq!(check(1, &["[::1]:80"]), Ok(()));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    interpret_request, reason, request_body_len, wait_true, FetchError, HeadError, Limits, RequestHead, ResponseMeta,
-    UpstreamBody, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    check_host, interpret_request, reason, request_body_len, wait_true, FetchError, HeadError, Limits, RequestHead,
+    ResponseMeta, UpstreamBody, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
 /// The server side of one client connection: a socket and its read buffer.
@@ -95,8 +95,10 @@ impl ServerConn {
                 let mut req = httparse::Request::new(&mut headers);
                 match req.parse(&self.buf) {
                     Ok(httparse::Status::Complete(n)) => {
-                        let head = interpret_request(&req, path)?;
+                        // Framing first: without a known body length the next message's start is unknown.
                         let body_len = request_body_len(&req)?;
+                        check_host(&req)?;
+                        let head = interpret_request(&req, path)?;
                         self.buf.drain(..n);
                         if body_len > 0 {
                             self.discard_body(body_len, deadline).await?;
