@@ -590,6 +590,17 @@ impl Plan {
         })
     }
 
+    /// A fixed hash (FNV-1a) of the experiment's text and its overrides: two
+    /// shards of one sweep have the same, shards of another sweep do not.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.text.bytes().chain(self.seeds.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
     /// Number of runs: cells times seeds.
     pub fn run_count(&self) -> usize {
         self.cells.len() * self.seeds as usize

@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod experiment;
 pub mod report;
 pub mod results;
+pub mod shard;
 pub mod sweep;
 
 /// An error caused by the user's input (bad name, value, file contents):

@@ -17,8 +17,9 @@ use dl7_realnet::lab::{self, LabPlan};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
-use crate::experiment::{Engine, Experiment};
+use crate::experiment::{Engine, Experiment, Run};
 use crate::report::{self, markdown, reference, summary};
+use crate::shard::{Manifest, Shard};
 use crate::{input_error, results};
 
 /// How to run a sweep, beyond what the experiment file says.
@@ -30,8 +31,11 @@ pub struct SweepOptions {
     pub threads: Option<usize>,
     /// Output directory (default: `reports/<name>`).
     pub out: Option<PathBuf>,
-    /// The command line, for REPORT.md.
+    /// The command line, for REPORT.md (without `--shard`: a merge of the
+    /// shards writes the unsharded run's report).
     pub command: String,
+    /// Run only this shard's cells ([`Shard`]); `None`: every cell.
+    pub shard: Option<Shard>,
 }
 
 /// What a sweep wrote.
@@ -45,7 +49,8 @@ pub struct SweepOutput {
     pub summary: String,
 }
 
-/// Runs every run of `experiment` on its engine and writes the outputs.
+/// Runs every run of `experiment` (or of one shard) on its engine and writes
+/// the outputs; a shard writes its rows and a manifest for `dl7 merge`.
 pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<SweepOutput> {
     let started = Instant::now();
     let plan = &experiment.plan;
@@ -54,11 +59,16 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     let out = opts.out.clone().unwrap_or_else(|| Path::new("reports").join(&plan.name));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut files = Vec::new();
+    let in_shard = |r: &Run| match opts.shard {
+        Some(s) => s.holds(r.cell),
+        None => true,
+    };
+    let runs: Vec<Run> = experiment.runs().into_iter().filter(in_shard).collect();
 
     let (rows, failure) = match engine {
-        Engine::Sim => (simulate(experiment, opts.threads)?, None),
+        Engine::Sim => (simulate(experiment, &runs, opts.threads)?, None),
         Engine::Local | Engine::Lab => {
-            let (rows, outcomes, failure) = run_real(experiment, lab.as_ref().map(LabPlan::new))?;
+            let (rows, outcomes, failure) = run_real(experiment, &runs, lab.as_ref().map(LabPlan::new))?;
             if outcomes.iter().any(|o| !o.nic.is_empty()) {
                 let path = out.join("nic.csv");
                 results::write_nic(&path, &outcomes)?;
@@ -77,32 +87,55 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
             "wrote {} ({} of {} runs)",
             files.last().expect("results").display(),
             rows.len(),
-            plan.run_count()
+            runs.len()
         )));
     }
-    let summary_rows = report::summarize(&rows);
+    let took = started.elapsed().as_secs_f64();
+    if let Some(shard) = opts.shard {
+        files.push(Manifest::new(experiment, engine, shard, &opts.command).write(&out)?);
+        let line = format!(
+            "shard {shard}: {} runs of {} on engine {}: {took:.1} s wall; `dl7 merge` combines the shards",
+            rows.len(),
+            plan.run_count(),
+            engine.name()
+        );
+        return Ok(SweepOutput { rows, files, summary: line });
+    }
+    let fidelity = write_reports(&plan.name, &opts.command, &rows, &out, &mut files)?;
+    let mut line = format!(
+        "{} runs ({} cells x {} seeds) on engine {}: {took:.1} s wall",
+        rows.len(),
+        plan.cells.len(),
+        plan.seeds,
+        engine.name()
+    );
+    if engine == Engine::Sim {
+        line.push('\n');
+        line.push_str(&fidelity);
+    }
+    Ok(SweepOutput { rows, files, summary: line })
+}
+
+/// Writes `summary.csv`, `REPORT.md` and the figures of a whole run's rows;
+/// returns the fidelity line (the paper's Surge-100 tables against the rows).
+pub(crate) fn write_reports(
+    name: &str,
+    command: &str,
+    rows: &[ResultRow],
+    out: &Path,
+    files: &mut Vec<PathBuf>,
+) -> anyhow::Result<String> {
+    let summary_rows = report::summarize(rows);
     let summary_path = out.join("summary.csv");
     summary::write_summary(&summary_path, &summary_rows)?;
     files.push(summary_path);
     let reference = reference::kwon2008_surge100();
-    let text = markdown::render(&plan.name, &opts.command, &summary_rows, &reference);
+    let text = markdown::render(name, command, &summary_rows, &reference);
     let report_path = out.join("REPORT.md");
     std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
     files.push(report_path);
-    files.extend(report::figures::draw_all(&summary_rows, &reference, &out)?);
-    let mut line = format!(
-        "{} runs ({} cells x {} seeds) on engine {}: {:.1} s wall",
-        rows.len(),
-        plan.cells.len(),
-        plan.seeds,
-        engine.name(),
-        started.elapsed().as_secs_f64()
-    );
-    if engine == Engine::Sim {
-        line.push('\n');
-        line.push_str(&markdown::fidelity_summary(&summary_rows, &reference));
-    }
-    Ok(SweepOutput { rows, files, summary: line })
+    files.extend(report::figures::draw_all(&summary_rows, &reference, out)?);
+    Ok(markdown::fidelity_summary(&summary_rows, &reference))
 }
 
 fn progress_bar(len: usize, unit: &str) -> ProgressBar {
@@ -115,8 +148,7 @@ fn progress_bar(len: usize, unit: &str) -> ProgressBar {
     bar
 }
 
-fn simulate(experiment: &Experiment, threads: Option<usize>) -> anyhow::Result<Vec<ResultRow>> {
-    let runs = experiment.runs();
+fn simulate(experiment: &Experiment, runs: &[Run], threads: Option<usize>) -> anyhow::Result<Vec<ResultRow>> {
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = threads {
         pool = pool.num_threads(t);
@@ -142,7 +174,7 @@ fn simulate(experiment: &Experiment, threads: Option<usize>) -> anyhow::Result<V
 }
 
 /// `surge100/distributed/md5/4 servers (seed N)`, for messages.
-fn describe(experiment: &Experiment, run: &crate::experiment::Run) -> String {
+fn describe(experiment: &Experiment, run: &Run) -> String {
     let plan = &experiment.plan;
     let cell = &plan.cells[run.cell];
     format!(
@@ -156,7 +188,7 @@ fn describe(experiment: &Experiment, run: &crate::experiment::Run) -> String {
 }
 
 /// The real engine's description of a run.
-pub fn real_cell(experiment: &Experiment, run: &crate::experiment::Run) -> RealCell {
+pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
     let plan = &experiment.plan;
     let cell = &plan.cells[run.cell];
     RealCell {
@@ -181,6 +213,7 @@ pub fn real_cell(experiment: &Experiment, run: &crate::experiment::Run) -> RealC
 #[allow(clippy::type_complexity)]
 fn run_real(
     experiment: &Experiment,
+    runs: &[Run],
     lab_plan: Option<LabPlan>,
 ) -> anyhow::Result<(Vec<ResultRow>, Vec<CellOutcome>, Option<anyhow::Error>)> {
     let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
@@ -195,7 +228,6 @@ fn run_real(
     };
     let scratch = engine::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
     let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
-    let runs = experiment.runs();
     let progress = progress_bar(runs.len(), "runs");
     let (mut rows, mut outcomes) = (Vec::new(), Vec::new());
     let mut failure = None;

@@ -154,3 +154,31 @@ fn quick_sweep_is_byte_identical_for_one_and_two_threads() {
 fn unknown_hardware_profile_exits_2_naming_the_key() {
     assert_input_error("unknown-hardware", &GOOD.replace("\"kwon2008\"", "\"kwon2009\""), "`hardware`", 3);
 }
+
+/// `dl7 sweep --shard K/N` then `dl7 merge`: the unsharded outputs, byte for byte.
+#[test]
+fn three_shards_merge_into_the_unsharded_run_and_foreign_or_missing_shards_are_refused() {
+    let dir = scratch("shards");
+    let quick = repo_file("experiments/quick.toml");
+    let out = |name: &str| dir.join(name).display().to_string();
+    for k in 1..=3 {
+        let o = dl7(&["sweep", &quick, "--shard", &format!("{k}/3"), "--out", &out(&format!("s{k}"))]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(dl7(&["sweep", &quick, "--out", &out("all")]).status.success());
+    let o = dl7(&["merge", &out("s1"), &out("s2"), &out("s3"), "--out", &out("merged")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for file in ["results.csv", "summary.csv", "REPORT.md", "surge100_req_per_s.svg"] {
+        let a = std::fs::read(dir.join("all").join(file)).unwrap();
+        let m = std::fs::read(dir.join("merged").join(file)).unwrap();
+        assert!(a == m, "{file} differs after the merge");
+    }
+    let o = dl7(&["merge", &out("s1"), &out("s3"), "--out", &out("x")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing shard 2/3"));
+    // A shard of the same file with another run count is another sweep.
+    assert!(dl7(&["sweep", &quick, "--seeds", "2", "--shard", "2/3", "--out", &out("other")]).status.success());
+    let o = dl7(&["merge", &out("s1"), &out("other"), &out("s3"), "--out", &out("x")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another sweep"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -326,8 +326,13 @@ fn bench_real(a: BenchRealArgs) -> anyhow::Result<()> {
     );
     let plan = dl7::experiment::Plan::parse(&text, "dl7 bench real", Path::new(".")).map_err(input_error)?;
     let experiment = plan.load().map_err(input_error)?;
-    let opts =
-        dl7::sweep::SweepOptions { engine: None, threads: None, out: Some(a.out), command: "dl7 bench real".into() };
+    let opts = dl7::sweep::SweepOptions {
+        engine: None,
+        threads: None,
+        out: Some(a.out),
+        command: "dl7 bench real".into(),
+        shard: None,
+    };
     let output = dl7::sweep::run(&experiment, &opts)?;
     println!("{}", output.summary);
     for f in &output.files {

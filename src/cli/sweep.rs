@@ -1,4 +1,5 @@
-//! `dl7 sweep FILE` runs an experiment file on an engine (`dl7::sweep`);
+//! `dl7 sweep FILE` runs an experiment file on an engine (`dl7::sweep`),
+//! all of it or one shard; `dl7 merge` combines shards (`dl7::shard`);
 //! `dl7 plot RESULTS.csv` redraws the figures from any results file.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use crate::cli::input_error;
 use dl7::experiment::{Engine, Plan};
 use dl7::report;
 use dl7::results;
+use dl7::shard::Shard;
 use dl7::sweep::SweepOptions;
 
 #[derive(clap::Subcommand)]
@@ -30,6 +32,18 @@ pub enum SweepCommand {
         /// overrides the file's `engine`.
         #[arg(long)]
         engine: Option<String>,
+        /// Run only shard K of N (cells whose index is K-1 modulo N); `dl7 merge` combines the shards.
+        #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
+    },
+    /// Merge the output directories of `dl7 sweep --shard K/N` into the unsharded outputs.
+    Merge {
+        /// One directory per shard.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Redraw the figures from a results.csv (simulated, real, or both overlaid).
     Plot {
@@ -43,7 +57,10 @@ pub enum SweepCommand {
 
 pub fn run(cmd: SweepCommand) -> anyhow::Result<()> {
     match cmd {
-        SweepCommand::Sweep { file, threads, out, seeds, engine } => sweep(&file, threads, out, seeds, engine),
+        SweepCommand::Sweep { file, threads, out, seeds, engine, shard } => {
+            sweep(&file, threads, out, seeds, engine, shard)
+        }
+        SweepCommand::Merge { dirs, out } => merge(&dirs, &out),
         SweepCommand::Plot { results, out } => plot(&results, out),
     }
 }
@@ -54,6 +71,7 @@ fn sweep(
     out: Option<PathBuf>,
     seeds: Option<u32>,
     engine: Option<String>,
+    shard: Option<Shard>,
 ) -> anyhow::Result<()> {
     let mut plan = Plan::from_file(file).map_err(input_error)?;
     if let Some(k) = seeds {
@@ -69,10 +87,23 @@ fn sweep(
     if let Some(k) = seeds {
         command.push_str(&format!(" --seeds {k}"));
     }
-    let opts = SweepOptions { engine, threads: threads.map(|t| t as usize), out, command };
+    let opts = SweepOptions { engine, threads: threads.map(|t| t as usize), out, command, shard };
     let output = dl7::sweep::run(&experiment, &opts)?;
     println!("{}", output.summary);
     for f in &output.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text)
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    let merged = dl7::shard::merge(dirs, out)?;
+    println!("{} runs from {} shards", merged.rows.len(), dirs.len());
+    for f in &merged.files {
         println!("wrote {}", f.display());
     }
     Ok(())
