@@ -1041,4 +1041,24 @@ measure_s = 2.0
         let key = cell_key("surge100", Arch::Conventional, &PolicySpec::parse("rr").unwrap(), 1);
         assert_eq!(runs[1].seed, derive_seed(7, &key, 1));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+        /// The reader never panics (the short version of the `fuzz/` target):
+        /// arbitrary text, and the paper's file with bytes changed.
+        #[test]
+        fn the_reader_never_panics(
+            noise in "\\PC{0,200}",
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 0x20u8..0x7f), 0..6),
+        ) {
+            let _ = parse(&noise);
+            let mut text = include_str!("../experiments/paper.toml").as_bytes().to_vec();
+            for (at, byte) in edits {
+                let i = at.index(text.len());
+                text[i] = byte;
+            }
+            let _ = parse(&String::from_utf8_lossy(&text));
+        }
+    }
 }

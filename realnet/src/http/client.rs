@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 
 use super::pool::Idle;
 use super::{
-    contains_token, content_type_from_mime, parse_decimal, FetchError, ResponseHead, HOP_HEADER, MAX_HEAD, MAX_HEADERS,
-    OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    contains_token, content_length, content_type_from_mime, parse_decimal, FetchError, ResponseHead, HOP_HEADER,
+    MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
 /// The client side of one keep-alive connection.
@@ -85,16 +85,9 @@ impl ClientConn {
     pub(super) async fn read_response_head(&mut self) -> Result<ResponseHead, FetchError> {
         loop {
             if !self.buf.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let head = interpret_response(&resp)?;
-                        self.buf.drain(..n);
-                        return Ok(head);
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(_) => return Err(FetchError::BadResponse("unparsable head")),
+                if let Some((head, n)) = parse_response_head(&self.buf)? {
+                    self.buf.drain(..n);
+                    return Ok(head);
                 }
                 if self.buf.len() > MAX_HEAD {
                     return Err(FetchError::BadResponse("head over 16 KiB"));
@@ -123,6 +116,19 @@ impl ClientConn {
     }
 }
 
+/// Parses a response head at the start of `buf`: `None` while it is
+/// incomplete, else the head and its length in bytes. Pure, so that it can
+/// be fuzzed: every upstream fetch (pool, load generator) goes through it.
+pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, FetchError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some((interpret_response(&resp)?, n))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(FetchError::BadResponse("unparsable head")),
+    }
+}
+
 fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchError> {
     let status = resp.code.ok_or(FetchError::BadResponse("no status"))?;
     let mut head = ResponseHead {
@@ -134,13 +140,10 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
         served_by: None,
         gzip: false,
     };
-    let mut has_length = false;
+    let length = content_length(resp.headers).map_err(|()| FetchError::BadResponse("bad Content-Length"))?;
     for h in resp.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            head.content_length = parse_decimal(h.value).ok_or(FetchError::BadResponse("bad Content-Length"))?;
-            has_length = true;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(FetchError::BadResponse("Transfer-Encoding is not supported"));
         } else if name.eq_ignore_ascii_case("connection") {
             if contains_token(h.value, b"close") {
@@ -158,9 +161,7 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
             head.gzip = contains_token(h.value, b"gzip");
         }
     }
-    if !has_length {
-        return Err(FetchError::BadResponse("no Content-Length"));
-    }
+    head.content_length = length.ok_or(FetchError::BadResponse("no Content-Length"))?;
     Ok(head)
 }
 

@@ -19,7 +19,7 @@ mod client;
 mod pool;
 mod server;
 
-pub use client::{ClientConn, UpstreamBody};
+pub use client::{parse_response_head, ClientConn, UpstreamBody};
 pub use pool::Pool;
 pub use server::{RelayError, ServerConn};
 
@@ -141,26 +141,52 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
 /// comma-separated lists, must be the same valid decimal (else 400). Every
 /// error closes the connection: the message boundary is unknown.
 fn request_body_len(req: &httparse::Request) -> Result<u64, HeadError> {
-    let mut len: Option<u64> = None;
-    let mut chunked = false;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            for v in h.value.split(|&b| b == b',') {
-                let v = parse_decimal(v).ok_or(HeadError::Status(400))?;
-                if len.is_some_and(|l| l != v) {
-                    return Err(HeadError::Status(400));
-                }
-                len = Some(v);
-            }
-        }
-    }
+    let len = content_length(req.headers).map_err(|()| HeadError::Status(400))?;
+    let chunked = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     match (chunked, len) {
         (true, Some(_)) => Err(HeadError::Status(400)),
         (true, None) => Err(HeadError::Status(501)),
         (false, Some(l)) if l > MAX_REQUEST_BODY => Err(HeadError::Status(413)),
         (false, l) => Ok(l.unwrap_or(0)),
+    }
+}
+
+/// The message's `Content-Length`, if any: every value, across repeated
+/// fields and comma-separated lists, must be the same valid decimal
+/// (RFC 9110 section 8.6); requests and responses alike.
+pub(crate) fn content_length(headers: &[httparse::Header]) -> Result<Option<u64>, ()> {
+    let mut len: Option<u64> = None;
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        for v in h.value.split(|&b| b == b',') {
+            let v = parse_decimal(v).ok_or(())?;
+            if len.is_some_and(|l| l != v) {
+                return Err(());
+            }
+            len = Some(v);
+        }
+    }
+    Ok(len)
+}
+
+/// Parses a request head at the start of `buf`: `None` while it is
+/// incomplete, else the head, its length in bytes and the body's length
+/// (RFC 9112 framing and `Host` checked; the target path written to
+/// `path`). Pure, so that it can be fuzzed: every service's request loop
+/// goes through it.
+pub fn parse_request_head(buf: &[u8], path: &mut String) -> Result<Option<(RequestHead, usize, u64)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            // Framing first: without a known body length the next message's start is unknown.
+            let body_len = request_body_len(&req)?;
+            check_host(&req)?;
+            let head = interpret_request(&req, path)?;
+            Ok(Some((head, n, body_len)))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::Status(431)),
+        Err(_) => Err(HeadError::Status(400)),
     }
 }
 

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    check_host, interpret_request, reason, request_body_len, wait_true, FetchError, HeadError, Limits, RequestHead,
-    ResponseMeta, UpstreamBody, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    parse_request_head, reason, wait_true, FetchError, HeadError, Limits, RequestHead, ResponseMeta, UpstreamBody,
+    OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
 /// The server side of one client connection: a socket and its read buffer.
@@ -91,23 +91,12 @@ impl ServerConn {
         let deadline = Instant::now() + limits.head_timeout;
         loop {
             if !self.buf.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut req = httparse::Request::new(&mut headers);
-                match req.parse(&self.buf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        // Framing first: without a known body length the next message's start is unknown.
-                        let body_len = request_body_len(&req)?;
-                        check_host(&req)?;
-                        let head = interpret_request(&req, path)?;
-                        self.buf.drain(..n);
-                        if body_len > 0 {
-                            self.discard_body(body_len, deadline).await?;
-                        }
-                        return Ok(head);
+                if let Some((head, n, body_len)) = parse_request_head(&self.buf, path)? {
+                    self.buf.drain(..n);
+                    if body_len > 0 {
+                        self.discard_body(body_len, deadline).await?;
                     }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Status(431)),
-                    Err(_) => return Err(HeadError::Status(400)),
+                    return Ok(head);
                 }
                 if self.buf.len() >= limits.max_head {
                     let line_done = self.buf.contains(&b'\n');
