@@ -675,6 +675,13 @@ impl Experiment {
         runs
     }
 
+    /// True when `engine` runs this experiment on the paper's testbed (the
+    /// simulator with the `kwon2008` profile): only then are its numbers
+    /// comparable with the paper's tables and conclusions.
+    pub fn paper_testbed(&self, engine: Engine) -> bool {
+        engine == Engine::Sim && self.plan.hardware == HardwareSource::Builtin("kwon2008".into())
+    }
+
     /// Cache capacity per server, bytes: `run.cache_mb`, else the hardware profile's.
     pub fn cache_bytes_per_server(&self) -> u64 {
         self.plan.cache_bytes_per_server.unwrap_or(self.hardware.server.cache_bytes)

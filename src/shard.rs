@@ -72,6 +72,8 @@ pub struct Manifest {
     pub seeds: u32,
     /// The unsharded command, for the merged REPORT.md.
     pub command: String,
+    /// The runs are of the paper's testbed (compared with its tables).
+    pub paper_testbed: bool,
 }
 
 const MANIFEST: &str = "shard.json";
@@ -89,6 +91,7 @@ impl Manifest {
             cells: plan.cells.len(),
             seeds: plan.seeds,
             command: command.to_string(),
+            paper_testbed: experiment.paper_testbed(engine),
         }
     }
 
@@ -195,7 +198,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Merged> {
     let results_path = out.join("results.csv");
     results::write_results(&results_path, &rows)?;
     let mut files = vec![results_path];
-    crate::sweep::write_reports(&first.experiment, &first.command, &rows, out, &mut files)?;
+    crate::sweep::write_reports(&first.experiment, &first.command, &rows, first.paper_testbed, out, &mut files)?;
     Ok(Merged { rows, files })
 }
 

@@ -101,7 +101,7 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
         );
         return Ok(SweepOutput { rows, files, summary: line });
     }
-    let fidelity = write_reports(&plan.name, &opts.command, &rows, &out, &mut files)?;
+    let fidelity = write_reports(&plan.name, &opts.command, &rows, experiment.paper_testbed(engine), &out, &mut files)?;
     let mut line = format!(
         "{} runs ({} cells x {} seeds) on engine {}: {took:.1} s wall",
         rows.len(),
@@ -109,7 +109,7 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
         plan.seeds,
         engine.name()
     );
-    if engine == Engine::Sim {
+    if experiment.paper_testbed(engine) {
         line.push('\n');
         line.push_str(&fidelity);
     }
@@ -118,10 +118,13 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
 
 /// Writes `summary.csv`, `REPORT.md` and the figures of a whole run's rows;
 /// returns the fidelity line (the paper's Surge-100 tables against the rows).
+/// The paper's values are drawn and compared only for runs of its testbed
+/// (`paper_testbed`: the simulator on the `kwon2008` profile).
 pub(crate) fn write_reports(
     name: &str,
     command: &str,
     rows: &[ResultRow],
+    paper_testbed: bool,
     out: &Path,
     files: &mut Vec<PathBuf>,
 ) -> anyhow::Result<String> {
@@ -129,8 +132,8 @@ pub(crate) fn write_reports(
     let summary_path = out.join("summary.csv");
     summary::write_summary(&summary_path, &summary_rows)?;
     files.push(summary_path);
-    let reference = reference::kwon2008_surge100();
-    let text = markdown::render(name, command, &summary_rows, &reference);
+    let reference = if paper_testbed { reference::kwon2008_surge100() } else { Vec::new() };
+    let text = markdown::render(name, command, &summary_rows, paper_testbed.then_some(&reference[..]));
     let report_path = out.join("REPORT.md");
     std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
     files.push(report_path);

@@ -39,7 +39,10 @@ fn verdict_cell(v: &Verdict) -> String {
 
 /// Renders `REPORT.md`. `command` is how the rows were produced (shown in the
 /// header); `reference` holds the published cells to compare with.
-pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[ReferenceCell]) -> String {
+/// `reference` is `None` when the runs are not of the paper's testbed (another
+/// hardware profile, or a real engine): their numbers are then not compared
+/// with the paper's tables and conclusions, which describe that testbed.
+pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: Option<&[ReferenceCell]>) -> String {
     let idx = Index::new(rows);
     let mut out = String::new();
     let runs: usize = rows.iter().map(|r| r.runs).sum();
@@ -62,50 +65,15 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[Refer
         modes.join(", ")
     );
 
-    // Fidelity first: it is what a reader looks for.
-    let comparison = compare_with_reference(&idx, reference);
-    let verdicts: Vec<(Conclusion, Vec<Verdict>)> =
-        Conclusion::ALL.iter().map(|&c| (c, idx.workloads.iter().map(|w| check(c, &idx, w)).collect())).collect();
-    let _ = writeln!(out, "## Fidelity\n");
-    let _ = writeln!(out, "- {}", fidelity_line(&comparison));
-    let held_out: Vec<&str> =
-        idx.workloads.iter().copied().filter(|w| *w != "surge100" && paper_tables(w).is_some()).collect();
-    if !held_out.is_empty() {
-        let _ = writeln!(
-            out,
-            "- {}: the paper's tables for these are held out of calibration; our numbers for them are predictions.",
-            held_out.join(", ")
-        );
-    }
-    for &w in &idx.workloads {
-        let held = verdicts.iter().filter(|(_, v)| matches!(v[idx_of(&idx.workloads, w)], Verdict::Held(_))).count();
-        let decided =
-            verdicts.iter().filter(|(_, v)| !matches!(v[idx_of(&idx.workloads, w)], Verdict::NotApplicable(_))).count();
-        let _ = writeln!(out, "- {w}: {held} of {decided} decidable qualitative conclusions held.");
-    }
-    let _ = writeln!(out);
-
-    let _ = writeln!(out, "## The paper's conclusions, checked against our data\n");
-    let _ = write!(out, "| conclusion |");
-    for w in &idx.workloads {
-        let _ = write!(out, " {w} |");
-    }
-    let _ = write!(out, "\n|---|");
-    for _ in &idx.workloads {
-        let _ = write!(out, "---|");
-    }
-    let _ = writeln!(out);
-    for (c, vs) in &verdicts {
-        let _ = write!(out, "| {} |", c.statement());
-        for v in vs {
-            let _ = write!(out, " {} |", verdict_cell(v));
+    match reference {
+        Some(reference) => render_against_the_paper(&mut out, &idx, reference),
+        None => {
+            let _ = writeln!(
+                out,
+                "These runs are not of the paper's testbed (another hardware profile, or a real engine), so \
+                 their numbers are not compared with the paper's tables or its conclusions.\n"
+            );
         }
-        let _ = writeln!(out);
-    }
-    let _ = writeln!(out);
-
-    if !comparison.cells.is_empty() {
-        render_comparison(&mut out, &idx, &comparison);
     }
 
     let _ = writeln!(out, "## Throughput (our Tables 4-9)\n");
@@ -157,7 +125,7 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: &[Refer
             let _ = write!(out, "| {n} |");
             for p in &policies {
                 match improvement(&idx, w, p, n) {
-                    Some(x) => match paper_improvement(reference, w, p, n) {
+                    Some(x) => match reference.and_then(|r| paper_improvement(r, w, p, n)) {
                         Some(y) => {
                             let _ = write!(out, " {} ({}) |", pct(x), pct(y));
                         }
@@ -207,6 +175,56 @@ fn grid_header(out: &mut String, labels: impl Iterator<Item = String>) {
         rule.push_str("---:|");
     }
     let _ = writeln!(out, "\n{rule}");
+}
+
+/// The fidelity figures, the paper's conclusions checked, and our cells
+/// beside the paper's published ones.
+fn render_against_the_paper(out: &mut String, idx: &Index, reference: &[ReferenceCell]) {
+    // Fidelity first: it is what a reader looks for.
+    let comparison = compare_with_reference(&idx, reference);
+    let verdicts: Vec<(Conclusion, Vec<Verdict>)> =
+        Conclusion::ALL.iter().map(|&c| (c, idx.workloads.iter().map(|w| check(c, &idx, w)).collect())).collect();
+    let _ = writeln!(out, "## Fidelity\n");
+    let _ = writeln!(out, "- {}", fidelity_line(&comparison));
+    let held_out: Vec<&str> =
+        idx.workloads.iter().copied().filter(|w| *w != "surge100" && paper_tables(w).is_some()).collect();
+    if !held_out.is_empty() {
+        let _ = writeln!(
+            out,
+            "- {}: the paper's tables for these are held out of calibration; our numbers for them are predictions.",
+            held_out.join(", ")
+        );
+    }
+    for &w in &idx.workloads {
+        let held = verdicts.iter().filter(|(_, v)| matches!(v[idx_of(&idx.workloads, w)], Verdict::Held(_))).count();
+        let decided =
+            verdicts.iter().filter(|(_, v)| !matches!(v[idx_of(&idx.workloads, w)], Verdict::NotApplicable(_))).count();
+        let _ = writeln!(out, "- {w}: {held} of {decided} decidable qualitative conclusions held.");
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "## The paper's conclusions, checked against our data\n");
+    let _ = write!(out, "| conclusion |");
+    for w in &idx.workloads {
+        let _ = write!(out, " {w} |");
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in &idx.workloads {
+        let _ = write!(out, "---|");
+    }
+    let _ = writeln!(out);
+    for (c, vs) in &verdicts {
+        let _ = write!(out, "| {} |", c.statement());
+        for v in vs {
+            let _ = write!(out, " {} |", verdict_cell(v));
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out);
+
+    if !comparison.cells.is_empty() {
+        render_comparison(out, idx, &comparison);
+    }
 }
 
 fn render_grid(out: &mut String, idx: &Index, w: &str, cell: impl Fn(&SummaryRow) -> String) {
@@ -277,7 +295,7 @@ mod tests {
 
     #[test]
     fn the_papers_own_numbers_have_zero_error() {
-        let text = render("paper", "test", &paper_rows(), &kwon2008_surge100());
+        let text = render("paper", "test", &paper_rows(), Some(&kwon2008_surge100()));
         assert!(text.contains("median absolute relative error 0.0% over 120 cells"), "{text}");
         assert!(text.contains("**met**"));
         assert!(text.contains("| 16 |") && text.contains("2147 / 2147 (+0%)"));
