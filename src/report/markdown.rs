@@ -294,6 +294,14 @@ mod tests {
     use crate::report::reference::tests::paper_rows;
 
     #[test]
+    fn runs_off_the_papers_testbed_are_not_compared_with_it() {
+        let text = render("lab", "test", &paper_rows(), None);
+        assert!(text.contains("not of the paper's testbed"), "{text}");
+        assert!(!text.contains("## Fidelity") && !text.contains("conclusions, checked"), "{text}");
+        assert!(text.contains("## Throughput"), "our own tables stay");
+    }
+
+    #[test]
     fn the_papers_own_numbers_have_zero_error() {
         let text = render("paper", "test", &paper_rows(), Some(&kwon2008_surge100()));
         assert!(text.contains("median absolute relative error 0.0% over 120 cells"), "{text}");
