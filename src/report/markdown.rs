@@ -181,9 +181,9 @@ fn grid_header(out: &mut String, labels: impl Iterator<Item = String>) {
 /// beside the paper's published ones.
 fn render_against_the_paper(out: &mut String, idx: &Index, reference: &[ReferenceCell]) {
     // Fidelity first: it is what a reader looks for.
-    let comparison = compare_with_reference(&idx, reference);
+    let comparison = compare_with_reference(idx, reference);
     let verdicts: Vec<(Conclusion, Vec<Verdict>)> =
-        Conclusion::ALL.iter().map(|&c| (c, idx.workloads.iter().map(|w| check(c, &idx, w)).collect())).collect();
+        Conclusion::ALL.iter().map(|&c| (c, idx.workloads.iter().map(|w| check(c, idx, w)).collect())).collect();
     let _ = writeln!(out, "## Fidelity\n");
     let _ = writeln!(out, "- {}", fidelity_line(&comparison));
     let held_out: Vec<&str> =
