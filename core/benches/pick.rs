@@ -33,7 +33,7 @@ fn pick(c: &mut Criterion) {
     for n in [16usize, 1024] {
         let members = Membership::numbered(n).unwrap();
         for &kind in PolicyKind::ALL {
-            let mut policy = PolicySpec::new(kind).build(&members).unwrap();
+            let policy = PolicySpec::new(kind).build(&members).unwrap();
             let mut i = 0usize;
             group.bench_with_input(BenchmarkId::new(kind.name(), n), &n, |b, _| {
                 b.iter(|| {

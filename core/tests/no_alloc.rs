@@ -53,7 +53,7 @@ fn pick_and_candidates_do_not_allocate() {
     for n in [1usize, 16, 70] {
         let members = Membership::numbered(n).unwrap();
         for &kind in PolicyKind::ALL {
-            let mut policy = PolicySpec::new(kind).build(&members).unwrap();
+            let policy = PolicySpec::new(kind).build(&members).unwrap();
             let mut out = Vec::with_capacity(n);
             let before = ALLOCATIONS.load(Ordering::Relaxed);
             for key in &keys {

@@ -19,7 +19,7 @@ fn build(name: &str, params: &[&str], members: &Membership) -> Box<dyn Policy> {
     spec.build(members).unwrap()
 }
 
-fn picks(policy: &mut dyn Policy, urls: &[&str]) -> Vec<u32> {
+fn picks(policy: &dyn Policy, urls: &[&str]) -> Vec<u32> {
     urls.iter().map(|u| policy.pick(&RequestKey::new(u.as_bytes()), &NoLoad).0).collect()
 }
 
@@ -37,32 +37,32 @@ fn spec_urls_have_the_stated_md5() {
 
 #[test]
 fn sixteen_server_table_md5() {
-    assert_eq!(picks(&mut *build("md5", &[], &Membership::numbered(16).unwrap()), &SPEC_URLS), [7, 1, 0]);
+    assert_eq!(picks(&*build("md5", &[], &Membership::numbered(16).unwrap()), &SPEC_URLS), [7, 1, 0]);
 }
 
 #[test]
 fn sixteen_server_table_ring_one_point() {
     let members = Membership::numbered(16).unwrap();
-    assert_eq!(picks(&mut *build("mit_ch", &["points=1"], &members), &SPEC_URLS), [13, 11, 6]);
-    assert_eq!(picks(&mut *build("mod_ch", &["points=1"], &members), &SPEC_URLS), [13, 11, 6]);
+    assert_eq!(picks(&*build("mit_ch", &["points=1"], &members), &SPEC_URLS), [13, 11, 6]);
+    assert_eq!(picks(&*build("mod_ch", &["points=1"], &members), &SPEC_URLS), [13, 11, 6]);
 }
 
 #[test]
 fn sixteen_server_table_ring_160_points() {
     let members = Membership::numbered(16).unwrap();
-    assert_eq!(picks(&mut *build("mod_ch", &[], &members), &SPEC_URLS), [7, 6, 1]);
-    assert_eq!(picks(&mut *build("mit_ch", &["points=160"], &members), &SPEC_URLS), [7, 6, 1]);
+    assert_eq!(picks(&*build("mod_ch", &[], &members), &SPEC_URLS), [7, 6, 1]);
+    assert_eq!(picks(&*build("mit_ch", &["points=160"], &members), &SPEC_URLS), [7, 6, 1]);
 }
 
 #[test]
 fn sixteen_server_table_hrw() {
-    assert_eq!(picks(&mut *build("hrw", &[], &Membership::numbered(16).unwrap()), &SPEC_URLS), [13, 8, 2]);
+    assert_eq!(picks(&*build("hrw", &[], &Membership::numbered(16).unwrap()), &SPEC_URLS), [13, 8, 2]);
 }
 
 #[test]
 fn sixteen_server_table_maglev() {
     let members = Membership::numbered(16).unwrap();
-    assert_eq!(picks(&mut *build("maglev", &[], &members), &SPEC_URLS), [1, 4, 1]);
+    assert_eq!(picks(&*build("maglev", &[], &members), &SPEC_URLS), [1, 4, 1]);
     let table = Maglev::new(&members, 65537).unwrap();
     assert_eq!(&table.table()[..8], &[4, 15, 0, 10, 11, 5, 1, 11]);
 }
@@ -106,14 +106,14 @@ fn carp_url_hash_and_routing() {
         Server { name: "test4.packet-pushers.com".into(), weight: 3.0 },
     ])
     .unwrap();
-    let mut carp = build("carp", &[], &members);
-    assert_eq!(picks(&mut *carp, &["http://www.squid-cache.org/"]), [3]);
+    let carp = build("carp", &[], &members);
+    assert_eq!(picks(&*carp, &["http://www.squid-cache.org/"]), [3]);
 }
 
 #[test]
 fn ketama_matches_nginx() {
     let members = Membership::from_names(["127.0.0.1:7777", "127.0.0.1:7778"]).unwrap();
-    let mut k = build("ketama", &[], &members);
+    let k = build("ketama", &[], &members);
     let urls = [
         "/some/path",
         "/some/longer/path",
@@ -123,7 +123,7 @@ fn ketama_matches_nginx() {
         "/i/am/not/confident/in/this/code",
     ];
     // 7777 is index 0, 7778 index 1.
-    assert_eq!(picks(&mut *k, &urls), [1, 0, 1, 0, 1, 0]);
+    assert_eq!(picks(&*k, &urls), [1, 0, 1, 0, 1, 0]);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn urls() -> Vec<String> {
 
 /// The owner's name of every key.
 fn owners<'a>(name: &str, params: &[&str], members: &'a Membership, keys: &[RequestKey]) -> Vec<&'a str> {
-    let mut p = build(name, params, members);
+    let p = build(name, params, members);
     keys.iter().map(|k| members.server(p.pick(k, &NoLoad)).name.as_str()).collect()
 }
 
@@ -302,8 +302,8 @@ fn every_policy_agrees_across_instances() {
     let members = Membership::numbered(16).unwrap();
     let urls = urls();
     for &kind in PolicyKind::ALL {
-        let mut a = PolicySpec::new(kind).build(&members).unwrap();
-        let mut b = PolicySpec::new(kind).build(&members).unwrap();
+        let a = PolicySpec::new(kind).build(&members).unwrap();
+        let b = PolicySpec::new(kind).build(&members).unwrap();
         for u in urls.iter().take(2000) {
             let k = RequestKey::new(u.as_bytes());
             assert_eq!(a.pick(&k, &NoLoad), b.pick(&k, &NoLoad), "{kind} disagrees on {u}");
@@ -322,7 +322,7 @@ fn one_server_takes_every_key() {
     let members = Membership::numbered(1).unwrap();
     let urls = urls();
     for &kind in PolicyKind::ALL {
-        let mut p = PolicySpec::new(kind).build(&members).unwrap();
+        let p = PolicySpec::new(kind).build(&members).unwrap();
         let mut out = Vec::new();
         for u in urls.iter().take(500) {
             let k = RequestKey::new(u.as_bytes());
@@ -367,7 +367,7 @@ fn bad_parameters_are_errors_naming_them() {
 #[test]
 fn maglev_grows_its_default_table_for_large_memberships() {
     let members = Membership::numbered(700).unwrap();
-    let mut p = build("maglev", &[], &members);
+    let p = build("maglev", &[], &members);
     assert!(p.pick(&RequestKey::new(b"http://example.com/"), &NoLoad).index() < 700);
     assert!(PolicySpec { kind: PolicyKind::Maglev, params: Params::parse(["table_size=65537"]).unwrap() }
         .build(&members)
@@ -383,7 +383,7 @@ fn unknown_policy_lists_valid_names() {
 #[test]
 fn ht_rr_assigns_buckets_round_robin_and_keeps_them() {
     let members = Membership::numbered(4).unwrap();
-    let mut p = build("ht_rr", &[], &members);
+    let p = build("ht_rr", &[], &members);
     let urls = urls();
     let keys: Vec<RequestKey> = urls.iter().take(8).map(|u| RequestKey::new(u.as_bytes())).collect();
     let first: Vec<u32> = keys.iter().map(|k| p.pick(k, &NoLoad).0).collect();
@@ -406,7 +406,7 @@ fn shared_by_default_only_for_ht_rr_shared() {
 fn bounded_never_overfills_while_another_server_has_room() {
     for base in ["maglev", "mod_ch"] {
         let members = Membership::numbered(16).unwrap();
-        let mut p = build("bounded", &[&format!("base={base}")], &members);
+        let p = build("bounded", &[&format!("base={base}")], &members);
         let mut loads = vec![0; 16];
         // A hot spot: 10 URLs repeated, nothing ever completes.
         let urls: Vec<String> = (0..10).map(|i| format!("http://example.com/hot/{i}")).collect();
@@ -425,8 +425,8 @@ fn bounded_never_overfills_while_another_server_has_room() {
 #[test]
 fn bounded_without_load_is_its_base() {
     let members = Membership::numbered(16).unwrap();
-    let mut b = build("bounded", &[], &members);
-    let mut m = build("maglev", &[], &members);
+    let b = build("bounded", &[], &members);
+    let m = build("maglev", &[], &members);
     for u in urls().iter().take(1000) {
         let k = RequestKey::new(u.as_bytes());
         assert_eq!(b.pick(&k, &NoLoad), m.pick(&k, &NoLoad));
@@ -436,8 +436,8 @@ fn bounded_without_load_is_its_base() {
 #[test]
 fn p2c_without_load_is_hrw() {
     let members = Membership::numbered(16).unwrap();
-    let mut p = build("p2c", &[], &members);
-    let mut h = build("hrw", &[], &members);
+    let p = build("p2c", &[], &members);
+    let h = build("hrw", &[], &members);
     for u in urls().iter().take(1000) {
         let k = RequestKey::new(u.as_bytes());
         assert_eq!(p.pick(&k, &NoLoad), h.pick(&k, &NoLoad));
@@ -447,8 +447,8 @@ fn p2c_without_load_is_hrw() {
 #[test]
 fn p2c_picks_the_less_loaded_of_its_two_hrw_candidates() {
     let members = Membership::numbered(16).unwrap();
-    let mut p2c = build("p2c", &[], &members);
-    let mut hrw = build("hrw", &[], &members);
+    let p2c = build("p2c", &[], &members);
+    let hrw = build("hrw", &[], &members);
     let mut ranking = Vec::new();
     for (i, u) in urls().iter().take(300).enumerate() {
         let k = RequestKey::new(u.as_bytes());
@@ -468,7 +468,7 @@ fn p2c_picks_the_less_loaded_of_its_two_hrw_candidates() {
 #[test]
 fn lard_moves_a_url_only_when_its_server_is_overloaded() {
     let members = Membership::numbered(4).unwrap();
-    let mut lard = build("lard", &[], &members);
+    let lard = build("lard", &[], &members);
     let k = RequestKey::new(b"http://example.com/a");
     let mut loads = vec![10, 0, 10, 10];
     assert_eq!(lard.pick(&k, &loads), ServerId(1), "first use goes to the least loaded");

@@ -38,7 +38,7 @@ proptest! {
         let loads: Vec<u64> = (0..n as u64).map(|i| (load_seed >> (i % 60)) % 5).collect();
         let mut out = Vec::new();
         for &kind in PolicyKind::ALL {
-            let mut p = PolicySpec::new(kind).build(&members).unwrap();
+            let p = PolicySpec::new(kind).build(&members).unwrap();
             for url in &urls {
                 let key = RequestKey::new(url);
                 let pick = p.pick(&key, &loads);
@@ -60,11 +60,11 @@ proptest! {
     #[test]
     fn pure_policies_are_functions_of_key_and_membership(members in arb_members(), urls in arb_urls()) {
         for &kind in PolicyKind::ALL {
-            let mut a = PolicySpec::new(kind).build(&members).unwrap();
+            let a = PolicySpec::new(kind).build(&members).unwrap();
             if a.state() != State::Pure {
                 continue;
             }
-            let mut b = PolicySpec::new(kind).build(&members).unwrap();
+            let b = PolicySpec::new(kind).build(&members).unwrap();
             // b sees the keys in reverse order: no hidden state may matter.
             let from_a: Vec<_> = urls.iter().map(|u| a.pick(&RequestKey::new(u), &NoLoad)).collect();
             let mut from_b: Vec<_> = urls.iter().rev().map(|u| b.pick(&RequestKey::new(u), &NoLoad)).collect();
@@ -96,7 +96,7 @@ proptest! {
                 spec.params.insert("points", v.clone());
                 before = spec.build(&members).unwrap();
             }
-            let mut after = spec.build(&left).unwrap();
+            let after = spec.build(&left).unwrap();
             for url in &urls {
                 let key = RequestKey::new(url);
                 let old = members.server(before.pick(&key, &NoLoad)).name.clone();
@@ -112,8 +112,8 @@ proptest! {
     fn jump_losing_its_last_server_moves_only_that_servers_keys(n in 2usize..200, urls in arb_urls()) {
         let members = Membership::numbered(n).unwrap();
         let left = members.without(ServerId(n as u32 - 1)).unwrap();
-        let mut before = PolicySpec::new(PolicyKind::Jump).build(&members).unwrap();
-        let mut after = PolicySpec::new(PolicyKind::Jump).build(&left).unwrap();
+        let before = PolicySpec::new(PolicyKind::Jump).build(&members).unwrap();
+        let after = PolicySpec::new(PolicyKind::Jump).build(&left).unwrap();
         for url in &urls {
             let key = RequestKey::new(url);
             let old = before.pick(&key, &NoLoad);
@@ -128,7 +128,7 @@ proptest! {
         let n = members.len();
         let loads = loads[..n].to_vec();
         let total_weight: f64 = members.servers().iter().map(|s| s.weight).sum();
-        let mut p = PolicySpec::new(PolicyKind::Bounded).build(&members).unwrap();
+        let p = PolicySpec::new(PolicyKind::Bounded).build(&members).unwrap();
         for url in &urls {
             let s = p.pick(&RequestKey::new(url), &loads);
             let share = members.server(s).weight / total_weight;

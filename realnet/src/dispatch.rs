@@ -253,7 +253,7 @@ mod tests {
     /// A path whose md5 owner among `n` numbered servers is `owner`.
     fn path_owned_by(owner: u32, n: usize) -> String {
         let members = Membership::numbered(n).unwrap();
-        let mut policy = PolicySpec::parse("md5").unwrap().build(&members).unwrap();
+        let policy = PolicySpec::parse("md5").unwrap().build(&members).unwrap();
         (0..)
             .map(|i| format!("/load-view/{i}"))
             .find(|p| policy.pick(&RequestKey::new(p.as_bytes()), &dl7_core::NoLoad) == ServerId(owner))

@@ -121,12 +121,12 @@ pub fn spread(config: &SpreadConfig) -> Result<SpreadReport, SpreadError> {
     for &kind in &config.policies {
         let spec = PolicySpec { kind, params: config.params.clone() };
         let build = |m: &Membership| spec.build(m).map_err(error);
-        let mut policy = build(&base)?;
+        let policy = build(&base)?;
         let described = policy.describe();
         if !described.is_empty() {
             parameters.push(format!("{kind} {described}"));
         }
-        let before = owners(&mut *policy, &keys);
+        let before = owners(&*policy, &keys);
         // Timed on a second pass, so the figure is the pick and not the
         // first touch of the keys and tables.
         let start = Instant::now();
@@ -142,12 +142,12 @@ pub fn spread(config: &SpreadConfig) -> Result<SpreadReport, SpreadError> {
         // The last server leaves (ids of the others stay), and server N+1
         // joins at the end, so owners compare by index.
         let moved_leave = match &left {
-            Some(left) => Some(disruption(&before, &owners(&mut *build(left)?, &keys))),
+            Some(left) => Some(disruption(&before, &owners(&*build(left)?, &keys))),
             None => None,
         };
-        let moved_join = disruption(&before, &owners(&mut *build(&joined)?, &keys));
+        let moved_join = disruption(&before, &owners(&*build(&joined)?, &keys));
         // A fresh instance, so stateful policies start the stream cold.
-        let load = request_load(&mut *build(&base)?, &requests, &keys, n);
+        let load = request_load(&*build(&base)?, &requests, &keys, n);
         let load_mean = requests.len() as f64 / n as f64;
         rows.push(SpreadRow {
             kind,
@@ -173,7 +173,7 @@ fn keys_of(urls: &[String]) -> Vec<RequestKey<'_>> {
 }
 
 /// The owner index of every key, picked in order by one instance.
-pub fn owners(policy: &mut dyn Policy, keys: &[RequestKey]) -> Vec<u32> {
+pub fn owners(policy: &dyn Policy, keys: &[RequestKey]) -> Vec<u32> {
     keys.iter().map(|k| policy.pick(k, &NoLoad).0).collect()
 }
 
@@ -219,7 +219,7 @@ impl LoadView for Window {
 /// Requests served per server (of `n`) for the stream `requests` of object
 /// indices; object `i` is `keys[i]`, and objects past the end of `keys` are
 /// hashed here.
-pub fn request_load(policy: &mut dyn Policy, requests: &[usize], keys: &[RequestKey], n: usize) -> Vec<u64> {
+pub fn request_load(policy: &dyn Policy, requests: &[usize], keys: &[RequestKey], n: usize) -> Vec<u64> {
     let mut served = vec![0u64; n];
     let depth = 4 * n;
     let mut w = Window { inflight: vec![0; n], total: 0, recent: VecDeque::with_capacity(depth + 1), depth };
@@ -326,9 +326,9 @@ mod tests {
         let keys = keys_of(&urls);
         let requests = zipf_requests(1000, 20, 1.0, 1).unwrap();
         let members = Membership::numbered(4).unwrap();
-        let mut rr = PolicySpec::new(PolicyKind::Rr).build(&members).unwrap();
+        let rr = PolicySpec::new(PolicyKind::Rr).build(&members).unwrap();
         // Objects beyond the key list are hashed on the fly.
-        let served = request_load(&mut *rr, &requests, &keys, 4);
+        let served = request_load(&*rr, &requests, &keys, 4);
         assert_eq!(served, [250, 250, 250, 250]);
     }
 

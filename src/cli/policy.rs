@@ -75,7 +75,7 @@ fn pick(args: PickArgs) -> anyhow::Result<()> {
     let params = Params::parse(args.params.iter().map(String::as_str)).map_err(input_error)?;
     let members =
         Membership::from_names(args.servers.iter().filter(|s| !s.is_empty()).cloned()).map_err(input_error)?;
-    let mut policy = PolicySpec { kind, params }.build(&members).map_err(input_error)?;
+    let policy = PolicySpec { kind, params }.build(&members).map_err(input_error)?;
     let mut out = String::new();
     for url in &args.urls {
         let key = RequestKey::new(url.as_bytes());

@@ -17,6 +17,7 @@
 
 use super::maglev::{default_table_size, Maglev};
 use super::ring::{Ring, MOD_CH_DEFAULT_POINTS};
+use super::seen::Seen;
 use super::{ParamReader, Policy, PolicyKind, State};
 use crate::{LoadView, Membership, PolicyError, RequestKey, ServerId};
 
@@ -29,7 +30,6 @@ pub struct Bounded {
     c: f64,
     /// `w_i / W` per server.
     shares: Vec<f64>,
-    scratch: Vec<ServerId>,
 }
 
 impl Bounded {
@@ -52,7 +52,7 @@ impl Bounded {
     pub fn new(base: Box<dyn Policy>, members: &Membership, c: f64) -> Self {
         let total: f64 = members.servers().iter().map(|s| s.weight).sum();
         let shares = members.servers().iter().map(|s| s.weight / total).collect();
-        Self { base, c: c.max(1.0), shares, scratch: Vec::with_capacity(members.len()) }
+        Self { base, c: c.max(1.0), shares }
     }
 
     /// Capacity of `server` when `total` requests are in flight.
@@ -81,27 +81,37 @@ impl Policy for Bounded {
         let base = self.base.describe();
         format!("c={} base={}{}{}", self.c, self.base.kind(), if base.is_empty() { "" } else { " " }, base)
     }
-    fn pick(&mut self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
         let total = load.total_inflight();
         let first = self.base.pick(key, load);
         if load.inflight(first) < self.capacity(first, total) {
             return first;
         }
-        let mut walk = std::mem::take(&mut self.scratch);
-        self.base.candidates(key, load, self.shares.len(), &mut walk);
-        let chosen = walk.iter().copied().find(|&s| load.inflight(s) < self.capacity(s, total)).unwrap_or(first);
-        self.scratch = walk;
+        let mut chosen = first;
+        self.base.walk(key, load, &mut |s| {
+            if load.inflight(s) < self.capacity(s, total) {
+                chosen = s;
+                return false;
+            }
+            true
+        });
         chosen
     }
-    fn candidates(&mut self, key: &RequestKey, load: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
+    fn walk(&self, key: &RequestKey, load: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
         let total = load.total_inflight();
-        let mut walk = std::mem::take(&mut self.scratch);
-        self.base.candidates(key, load, self.shares.len(), &mut walk);
-        out.clear();
-        let under = |s: &ServerId| load.inflight(*s) < self.capacity(*s, total);
-        out.extend(walk.iter().filter(|s| under(s)));
-        out.extend(walk.iter().filter(|s| !under(s)));
-        out.truncate(max);
-        self.scratch = walk;
+        // Marked in the first pass, so a load that changes between the
+        // passes (other threads) cannot list a server twice or never.
+        let mut listed = Seen::new(self.shares.len());
+        let mut going = true;
+        self.base.walk(key, load, &mut |s| {
+            if load.inflight(s) < self.capacity(s, total) {
+                listed.insert(s.0);
+                going = visit(s);
+            }
+            going
+        });
+        if going {
+            self.base.walk(key, load, &mut |s| listed.contains(s.0) || visit(s));
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! equal `X` and equal combined hashes, go to the member earlier in that
 //! sorted order. `candidates` lists members by descending score.
 
+use super::seen::ranked_walk;
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
@@ -74,8 +75,6 @@ struct Member {
 pub struct Carp {
     /// Sorted by `p` ascending (stable), the draft's order and the tie order.
     members: Vec<Member>,
-    /// (score, tie-break position, id), reused by `candidates`.
-    scratch: Vec<(f64, u32, u32)>,
 }
 
 impl Carp {
@@ -90,7 +89,7 @@ impl Carp {
             .map(|(i, s)| Member { id: i as u32, hash: member_hash(s.name.as_bytes()), multiplier: x[i] })
             .collect();
         list.sort_by(|a, b| weights[a.id as usize].total_cmp(&weights[b.id as usize]));
-        Self { scratch: Vec::with_capacity(list.len()), members: list }
+        Self { members: list }
     }
 
     /// The multiplier of each server, by `ServerId`.
@@ -122,7 +121,7 @@ impl Policy for Carp {
     fn servers(&self) -> usize {
         self.members.len()
     }
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         let url = key.carp_url_hash();
         let mut best = (f64::NEG_INFINITY, 0u32);
         for m in &self.members {
@@ -133,19 +132,19 @@ impl Policy for Carp {
         }
         ServerId(best.1)
     }
-    fn candidates(&mut self, key: &RequestKey, _: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
+    fn walk(&self, key: &RequestKey, _: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
         let url = key.carp_url_hash();
-        self.scratch.clear();
-        self.scratch.extend(
-            self.members
-                .iter()
-                .enumerate()
-                .map(|(pos, m)| (combined_hash(url, m.hash) as f64 * m.multiplier, pos as u32, m.id)),
+        // (score, tie-break position, id): score descending, then position
+        // ascending, the pick's tie rule.
+        ranked_walk(
+            self.members.len(),
+            |pos| {
+                let m = &self.members[pos];
+                (combined_hash(url, m.hash) as f64 * m.multiplier, pos as u32, m.id)
+            },
+            |a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)),
+            |k| k.2,
+            visit,
         );
-        // Unstable sort on (score desc, position asc) allocates nothing and
-        // keeps the pick's tie rule.
-        self.scratch.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        out.clear();
-        out.extend(self.scratch.iter().take(max).map(|&(_, _, id)| ServerId(id)));
     }
 }

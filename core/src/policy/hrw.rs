@@ -12,10 +12,11 @@
 //!
 //! Speed: each server's MD5 state after absorbing `name ++ "|"` is computed
 //! at build and cloned per pick, so a pick absorbs only the URL per server.
-//! `candidates` is the full ranking by descending score.
+//! `walk` is the full ranking by descending score.
 
 use md5::{Digest, Md5};
 
+use super::seen::ranked_walk;
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
@@ -31,7 +32,6 @@ struct Member {
 pub struct Hrw {
     members: Vec<Member>,
     weighted: bool,
-    scratch: Vec<(f64, u64, u32)>,
 }
 
 impl std::fmt::Debug for Hrw {
@@ -54,7 +54,7 @@ impl Hrw {
             })
             .collect();
         let weighted = list.iter().any(|m| m.weight != list[0].weight);
-        Self { scratch: Vec::with_capacity(list.len()), members: list, weighted }
+        Self { members: list, weighted }
     }
 
     /// `md5_64(name_i ++ "|" ++ url)` for server `i`.
@@ -106,18 +106,19 @@ impl Hrw {
         self.members.is_empty()
     }
 
-    /// The full ranking into `out`, best first, at most `max`.
-    pub fn ranking(&mut self, url: &[u8], max: usize, out: &mut Vec<ServerId>) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        for i in 0..self.members.len() {
-            let raw = self.raw_score(i, url);
-            scratch.push((self.score(i, raw), raw, i as u32));
-        }
-        scratch.sort_unstable_by(|a, b| order(*b, *a));
-        out.clear();
-        out.extend(scratch.iter().take(max).map(|c| ServerId(c.2)));
-        self.scratch = scratch;
+    /// Visits the servers by descending score for `url` until `visit`
+    /// returns false.
+    pub fn ranked(&self, url: &[u8], visit: &mut dyn FnMut(ServerId) -> bool) {
+        ranked_walk(
+            self.members.len(),
+            |i| {
+                let raw = self.raw_score(i, url);
+                (self.score(i, raw), raw, i as u32)
+            },
+            |a, b| order(*a, *b),
+            |k| k.2,
+            visit,
+        );
     }
 }
 
@@ -143,7 +144,7 @@ impl Policy for Hrw {
     fn servers(&self) -> usize {
         self.members.len()
     }
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         let url = key.url();
         let mut best = (0.0, 0u64, 0u32);
         for i in 0..self.members.len() {
@@ -155,7 +156,7 @@ impl Policy for Hrw {
         }
         ServerId(best.2)
     }
-    fn candidates(&mut self, key: &RequestKey, _: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        self.ranking(key.url(), max, out);
+    fn walk(&self, key: &RequestKey, _: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
+        self.ranked(key.url(), visit);
     }
 }

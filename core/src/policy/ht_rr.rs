@@ -18,6 +18,8 @@
 //! server indices (asking for candidates assigns an empty bucket, as a pick
 //! would).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
@@ -30,24 +32,25 @@ pub const MAX_BUCKETS: usize = 1 << 26;
 const EMPTY: u32 = u32::MAX;
 
 /// The round-robin-filled hash table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HashTableRr {
     kind: PolicyKind,
-    table: Vec<u32>,
+    table: Vec<AtomicU32>,
     n: u32,
-    counter: u32,
+    counter: AtomicU32,
 }
 
 impl HashTableRr {
     /// `kind` is `HtRr` or `HtRrShared` (only the name and the engine's
     /// sharing decision differ). `buckets` must be at least 1.
     pub fn new(kind: PolicyKind, members: &Membership, buckets: usize) -> Self {
-        Self { kind, table: vec![EMPTY; buckets.max(1)], n: members.len() as u32, counter: 0 }
+        let table = (0..buckets.max(1)).map(|_| AtomicU32::new(EMPTY)).collect();
+        Self { kind, table, n: members.len() as u32, counter: AtomicU32::new(0) }
     }
 
     /// Buckets assigned so far.
     pub fn assigned(&self) -> usize {
-        self.table.iter().filter(|&&s| s != EMPTY).count()
+        self.table.iter().filter(|s| s.load(Ordering::Relaxed) != EMPTY).count()
     }
 }
 
@@ -65,13 +68,19 @@ impl Policy for HashTableRr {
         format!("buckets={}", self.table.len())
     }
     #[inline]
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         let b = (key.md5_64() % self.table.len() as u64) as usize;
-        let slot = &mut self.table[b];
-        if *slot == EMPTY {
-            *slot = self.counter % self.n;
-            self.counter = self.counter.wrapping_add(1);
+        let slot = &self.table[b];
+        let owner = slot.load(Ordering::Relaxed);
+        if owner != EMPTY {
+            return ServerId(owner);
         }
-        ServerId(*slot)
+        // Two threads filling one bucket at once: the first to store wins and
+        // both answer its server (the loser's counter step is skipped).
+        let fresh = self.counter.fetch_add(1, Ordering::Relaxed) % self.n;
+        match slot.compare_exchange(EMPTY, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => ServerId(fresh),
+            Err(winner) => ServerId(winner),
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! so the keys of a failed server spread evenly over the others instead of
 //! all landing on one neighbour.
 
+use super::seen::Seen;
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
@@ -39,13 +40,12 @@ fn mix(key: u64, round: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct Jump {
     n: u32,
-    remaining: Vec<u32>,
 }
 
 impl Jump {
-    /// Jump needs only N; the scratch list for `candidates` is sized here.
+    /// Jump needs only N.
     pub fn new(members: &Membership) -> Self {
-        Self { n: members.len() as u32, remaining: Vec::with_capacity(members.len()) }
+        Self { n: members.len() as u32 }
     }
 }
 
@@ -60,19 +60,29 @@ impl Policy for Jump {
         self.n as usize
     }
     #[inline]
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId(jump(key.md5_64(), self.n))
     }
-    fn candidates(&mut self, key: &RequestKey, _: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        out.clear();
-        self.remaining.clear();
-        self.remaining.extend(0..self.n);
+    fn walk(&self, key: &RequestKey, _: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
+        let mut seen = Seen::new(self.n as usize);
         let k = key.md5_64();
-        for round in 0..max.min(self.n as usize) {
-            let left = self.remaining.len() as u32;
+        for round in 0..self.n {
+            let left = self.n - round;
             let key_i = if round == 0 { k } else { mix(k, round as u64) };
-            let at = jump(key_i, left) as usize;
-            out.push(ServerId(self.remaining.remove(at)));
+            // The `at`-th server not listed yet, in index order.
+            let mut at = jump(key_i, left);
+            let next = (0..self.n)
+                .filter(|&s| !seen.contains(s))
+                .find(|_| {
+                    let hit = at == 0;
+                    at = at.wrapping_sub(1);
+                    hit
+                })
+                .expect("fewer servers listed than exist");
+            seen.insert(next);
+            if !visit(ServerId(next)) {
+                return;
+            }
         }
     }
 }

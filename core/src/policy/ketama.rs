@@ -15,7 +15,6 @@
 //! `candidates` is the clockwise walk over distinct servers.
 
 use super::ring::{SortedRing, MAX_RING_POINTS};
-use super::seen::Seen;
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, PolicyError, RequestKey, ServerId};
 
@@ -28,7 +27,6 @@ pub const POINTS_PER_WEIGHT: f64 = 160.0;
 pub struct Ketama {
     ring: SortedRing,
     servers: usize,
-    seen: Seen,
 }
 
 /// Splits `host:port` as nginx does; the default port is `80`.
@@ -72,7 +70,7 @@ impl Ketama {
             }
             pairs.extend(server_points(&s.name, points as usize).map(|p| ((p as u64) << 32, i as u32)));
         }
-        Ok(Self { ring: SortedRing::new(pairs, true), servers: members.len(), seen: Seen::new(members.len()) })
+        Ok(Self { ring: SortedRing::new(pairs, true), servers: members.len() })
     }
 }
 
@@ -87,11 +85,11 @@ impl Policy for Ketama {
         self.servers
     }
     #[inline]
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId(self.ring.owner((key.crc32() as u64) << 32))
     }
-    fn candidates(&mut self, key: &RequestKey, _: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        self.ring.walk((key.crc32() as u64) << 32, max, self.servers, &mut self.seen, out);
+    fn walk(&self, key: &RequestKey, _: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
+        self.ring.walk((key.crc32() as u64) << 32, self.servers, visit);
     }
 }
 

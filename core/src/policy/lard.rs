@@ -24,7 +24,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard};
 
+use super::seen::Seen;
 use super::{Policy, PolicyKind, State};
 use crate::{LoadView, Membership, RequestKey, ServerId};
 
@@ -54,39 +56,49 @@ impl Hasher for IdentityHasher {
 }
 
 /// The LARD dispatcher's table and thresholds.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Lard {
-    table: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+    /// The table and the rotation: one lock per pick, as LARD's single
+    /// front-end dispatcher has (a shared table is the policy).
+    state: Mutex<Table>,
     n: u32,
     t_low: u64,
     t_high: u64,
+}
+
+#[derive(Debug)]
+struct Table {
+    owners: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
     rotation: u32,
 }
 
 impl Lard {
     /// An empty table with room for [`INITIAL_CAPACITY`] URLs.
     pub fn new(members: &Membership, t_low: u64, t_high: u64) -> Self {
-        Self {
-            table: HashMap::with_capacity_and_hasher(INITIAL_CAPACITY, Default::default()),
-            n: members.len() as u32,
-            t_low,
-            t_high,
-            rotation: 0,
-        }
+        let owners = HashMap::with_capacity_and_hasher(INITIAL_CAPACITY, Default::default());
+        Self { state: Mutex::new(Table { owners, rotation: 0 }), n: members.len() as u32, t_low, t_high }
     }
 
     /// URLs in the table.
     pub fn urls(&self) -> usize {
-        self.table.len()
+        self.table().owners.len()
     }
 
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic elsewhere cannot leave the table half-written: every update
+        // is one insert.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Table {
     /// Least-loaded server (ties from the rotating start) and the minimum load.
-    fn least_loaded(&mut self, load: &dyn LoadView) -> (u32, u64) {
-        let start = self.rotation % self.n;
+    fn least_loaded(&mut self, n: u32, load: &dyn LoadView) -> (u32, u64) {
+        let start = self.rotation % n;
         self.rotation = self.rotation.wrapping_add(1);
         let mut best = (start, load.inflight(ServerId(start)));
-        for i in 1..self.n {
-            let s = (start + i) % self.n;
+        for i in 1..n {
+            let s = (start + i) % n;
             let l = load.inflight(ServerId(s));
             if l < best.1 {
                 best = (s, l);
@@ -109,16 +121,17 @@ impl Policy for Lard {
     fn describe(&self) -> String {
         format!("t_low={} t_high={}", self.t_low, self.t_high)
     }
-    fn pick(&mut self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
         let url = key.md5_64();
-        let chosen = match self.table.get(&url).copied() {
-            None => self.least_loaded(load).0,
+        let mut table = self.table();
+        let chosen = match table.owners.get(&url).copied() {
+            None => table.least_loaded(self.n, load).0,
             Some(owner) => {
                 let l = load.inflight(ServerId(owner));
                 if l >= 2 * self.t_high {
-                    self.least_loaded(load).0
+                    table.least_loaded(self.n, load).0
                 } else if l > self.t_high {
-                    let (least, min_load) = self.least_loaded(load);
+                    let (least, min_load) = table.least_loaded(self.n, load);
                     if min_load < self.t_low {
                         least
                     } else {
@@ -129,15 +142,26 @@ impl Policy for Lard {
                 }
             }
         };
-        self.table.insert(url, chosen);
+        table.owners.insert(url, chosen);
         ServerId(chosen)
     }
-    fn candidates(&mut self, key: &RequestKey, load: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
+    fn walk(&self, key: &RequestKey, load: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
         let first = self.pick(key, load);
-        out.clear();
-        out.extend((0..self.n).map(ServerId).filter(|&s| s != first));
-        out.sort_unstable_by_key(|&s| (load.inflight(s), s.0));
-        out.insert(0, first);
-        out.truncate(max);
+        if !visit(first) {
+            return;
+        }
+        // The others by ascending (load, index): each step selects the least
+        // not listed yet, so the walk needs no buffer (and a load that moves
+        // meanwhile cannot list a server twice).
+        let mut listed = Seen::new(self.n as usize);
+        listed.insert(first.0);
+        for _ in 1..self.n {
+            let next = (0..self.n).filter(|&s| !listed.contains(s)).min_by_key(|&s| (load.inflight(ServerId(s)), s));
+            let Some(next) = next else { return };
+            listed.insert(next);
+            if !visit(ServerId(next)) {
+                return;
+            }
+        }
     }
 }

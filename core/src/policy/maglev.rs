@@ -26,7 +26,7 @@
 //! table from the key's slot, `table[(slot + i) mod M]`: a ring-like
 //! successor order over the table.
 
-use super::seen::{push_distinct, Seen};
+use super::seen::{visit_distinct, Seen};
 use super::{ParamReader, Policy, PolicyKind, State};
 use crate::key::md5_64;
 use crate::{LoadView, Membership, PolicyError, RequestKey, ServerId};
@@ -97,7 +97,6 @@ pub struct Maglev {
     table: Vec<u32>,
     m: u64,
     servers: usize,
-    seen: Seen,
 }
 
 impl Maglev {
@@ -180,7 +179,7 @@ impl Maglev {
                 }
             }
         }
-        Ok(Self { table, m, servers: n, seen: Seen::new(n) })
+        Ok(Self { table, m, servers: n })
     }
 
     /// The lookup table: slot -> server index.
@@ -208,25 +207,24 @@ impl Policy for Maglev {
         format!("table_size={}", self.m)
     }
     #[inline]
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId(self.table[(key.md5_64() % self.m) as usize])
     }
-    fn candidates(&mut self, key: &RequestKey, _: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        out.clear();
-        let max = max.min(self.servers);
-        if max == 0 {
+    fn walk(&self, key: &RequestKey, _: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
+        if self.servers == 0 {
             return;
         }
+        let mut seen = Seen::new(self.servers);
+        let mut listed = 0;
         let start = (key.md5_64() % self.m) as usize;
         // Every server owns at least one slot (M >= N and the fill is round
         // robin), so one lap of the table lists them all.
         for i in 0..self.table.len() {
             let slot = (start + i) % self.table.len();
-            if push_distinct(&mut self.seen, out, self.table[slot], max) {
-                break;
+            if !visit_distinct(&mut seen, &mut listed, self.servers, self.table[slot], visit) {
+                return;
             }
         }
-        self.seen.clear(out);
     }
 }
 

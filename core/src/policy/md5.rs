@@ -28,7 +28,7 @@ impl Policy for Md5Mod {
         self.n as usize
     }
     #[inline]
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId((key.md5_128() % self.n) as u32)
     }
 }

@@ -28,7 +28,11 @@
 //! | `p2c` | [`p2c::PowerOfTwo`] | none | reads load |
 //! | `lard` | [`lard::Lard`] | `t_low` (25), `t_high` (65) | table, reads load |
 //!
-//! Every `pick` is allocation-free (tests/no_alloc.rs counts), and
+//! Every method takes `&self`, so one built policy serves every dispatcher
+//! that may share it (the simulator's and the real nodes', across threads)
+//! without a lock; `rr` and `ht_rr` keep their counter and table in atomics,
+//! `lard` its table behind its own lock. Every `pick` and `walk` is
+//! allocation-free for up to 1,024 servers (tests/no_alloc.rs counts), and
 //! `candidates` writes only into the caller's `Vec`.
 
 pub mod bounded;
@@ -60,7 +64,12 @@ pub enum State {
 }
 
 /// A built request-distribution policy.
-pub trait Policy: Send {
+///
+/// Every method takes `&self`: a built policy is shared (`Arc<dyn Policy>`)
+/// by every dispatcher that may share it, across threads, without a lock.
+/// Stateful policies keep their counter or table in atomics or behind their
+/// own lock.
+pub trait Policy: Send + Sync {
     /// The registry name (`md5`, `mod_ch`, ...).
     fn kind(&self) -> PolicyKind;
 
@@ -68,17 +77,35 @@ pub trait Policy: Send {
     fn state(&self) -> State;
 
     /// The server that should serve `key`. Never allocates.
-    fn pick(&mut self, key: &RequestKey, load: &dyn LoadView) -> ServerId;
+    fn pick(&self, key: &RequestKey, load: &dyn LoadView) -> ServerId;
 
-    /// Up to `max` distinct servers in order of preference, written to `out`
-    /// (cleared first). The default is the pick followed by the other servers
-    /// in index order after it; consistent policies override it with their
-    /// own successor order (the ring walk, the HRW ranking, ...).
-    fn candidates(&mut self, key: &RequestKey, load: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        out.clear();
+    /// Visits distinct servers in order of preference, the pick's answer
+    /// first, until `visit` returns false or every server was visited. The
+    /// default is the pick followed by the other servers in index order
+    /// after it; consistent policies override it with their own successor
+    /// order (the ring walk, the HRW ranking, ...). Never allocates (for up to
+    /// 1,024 servers).
+    fn walk(&self, key: &RequestKey, load: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
         let n = self.servers() as u32;
         let first = self.pick(key, load).0;
-        out.extend((0..n).map(|i| ServerId((first + i) % n)).take(max));
+        for i in 0..n {
+            if !visit(ServerId((first + i) % n)) {
+                return;
+            }
+        }
+    }
+
+    /// Up to `max` distinct servers in order of preference (the first `max`
+    /// of [`Policy::walk`]), written to `out` (cleared first).
+    fn candidates(&self, key: &RequestKey, load: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
+        out.clear();
+        if max == 0 {
+            return;
+        }
+        self.walk(key, load, &mut |s| {
+            out.push(s);
+            out.len() < max
+        });
     }
 
     /// Number of servers the policy was built for.

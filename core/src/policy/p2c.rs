@@ -34,17 +34,24 @@ impl Policy for PowerOfTwo {
     fn servers(&self) -> usize {
         self.hrw.len()
     }
-    fn pick(&mut self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, load: &dyn LoadView) -> ServerId {
         match self.hrw.top_two(key.url()) {
             (first, Some(second)) if load.inflight(second) < load.inflight(first) => second,
             (first, _) => first,
         }
     }
-    fn candidates(&mut self, key: &RequestKey, load: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        self.hrw.ranking(key.url(), max.max(2), out);
-        if out.len() >= 2 && load.inflight(out[1]) < load.inflight(out[0]) {
-            out.swap(0, 1);
+    fn walk(&self, key: &RequestKey, load: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
+        let (first, second) = match self.hrw.top_two(key.url()) {
+            (first, Some(second)) if load.inflight(second) < load.inflight(first) => (second, first),
+            (first, Some(second)) => (first, second),
+            (only, None) => {
+                visit(only);
+                return;
+            }
+        };
+        if !visit(first) || !visit(second) {
+            return;
         }
-        out.truncate(max);
+        self.hrw.ranked(key.url(), &mut |s| s == first || s == second || visit(s));
     }
 }

@@ -20,7 +20,7 @@
 //! `candidates` walks the ring clockwise from the owner and lists distinct
 //! servers: the servers a key falls to when its owners leave, in order.
 
-use super::seen::{push_distinct, Seen};
+use super::seen::{visit_distinct, Seen};
 use super::{Policy, PolicyKind, State};
 use crate::key::md5_64;
 use crate::{LoadView, Membership, PolicyError, RequestKey, ServerId};
@@ -109,21 +109,21 @@ impl SortedRing {
         self.points.is_empty()
     }
 
-    /// Distinct owners clockwise from the owner of `h`, at most `max`.
-    pub(crate) fn walk(&self, h: u64, max: usize, servers: usize, seen: &mut Seen, out: &mut Vec<ServerId>) {
-        out.clear();
-        let max = max.min(servers);
-        if max == 0 {
+    /// Visits distinct owners clockwise from the owner of `h` until `visit`
+    /// returns false or all `servers` were visited.
+    pub(crate) fn walk(&self, h: u64, servers: usize, visit: &mut dyn FnMut(ServerId) -> bool) {
+        if servers == 0 || self.points.is_empty() {
             return;
         }
+        let mut seen = Seen::new(servers);
+        let mut listed = 0;
         let start = self.position(h);
         for i in 0..self.points.len() {
             let p = (start + i) % self.points.len();
-            if push_distinct(seen, out, self.owners[p], max) {
-                break;
+            if !visit_distinct(&mut seen, &mut listed, servers, self.owners[p], visit) {
+                return;
             }
         }
-        seen.clear(out);
     }
 }
 
@@ -134,7 +134,6 @@ pub struct Ring {
     ring: SortedRing,
     servers: usize,
     points_per_server: usize,
-    seen: Seen,
 }
 
 impl Ring {
@@ -161,13 +160,7 @@ impl Ring {
                 pairs.push((md5_64(label.as_bytes()), i as u32));
             }
         }
-        Ok(Self {
-            kind,
-            ring: SortedRing::new(pairs, false),
-            servers: members.len(),
-            points_per_server,
-            seen: Seen::new(members.len()),
-        })
+        Ok(Self { kind, ring: SortedRing::new(pairs, false), servers: members.len(), points_per_server })
     }
 
     /// `V`, the points per server this ring was built with.
@@ -190,11 +183,11 @@ impl Policy for Ring {
         format!("points={}", self.points_per_server)
     }
     #[inline]
-    fn pick(&mut self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
+    fn pick(&self, key: &RequestKey, _: &dyn LoadView) -> ServerId {
         ServerId(self.ring.owner(key.md5_64()))
     }
-    fn candidates(&mut self, key: &RequestKey, _: &dyn LoadView, max: usize, out: &mut Vec<ServerId>) {
-        self.ring.walk(key.md5_64(), max, self.servers, &mut self.seen, out);
+    fn walk(&self, key: &RequestKey, _: &dyn LoadView, visit: &mut dyn FnMut(ServerId) -> bool) {
+        self.ring.walk(key.md5_64(), self.servers, visit);
     }
 }
 

@@ -184,6 +184,6 @@ pub async fn get_text(addr: SocketAddr, path: &str) -> String {
 
 /// The owner the core computes for `path` over `Membership::numbered(n)`.
 pub fn core_owner(policy: &str, n: usize, path: &str) -> u32 {
-    let mut p = PolicySpec::parse(policy).unwrap().build(&Membership::numbered(n).unwrap()).unwrap();
+    let p = PolicySpec::parse(policy).unwrap().build(&Membership::numbered(n).unwrap()).unwrap();
     p.pick(&dl7_core::RequestKey::new(path.as_bytes()), &dl7_core::NoLoad).0
 }

@@ -641,7 +641,7 @@ mod tests {
 
     /// Returns the scripted owners in turn and records the load view it was shown.
     struct Scripted {
-        owners: Vec<u32>,
+        owners: Mutex<Vec<u32>>,
         seen: Arc<Mutex<Vec<(u64, u64, u64)>>>,
     }
 
@@ -652,13 +652,13 @@ mod tests {
         fn state(&self) -> State {
             State::Stateful
         }
-        fn pick(&mut self, _key: &RequestKey, load: &dyn LoadView) -> ServerId {
+        fn pick(&self, _key: &RequestKey, load: &dyn LoadView) -> ServerId {
             self.seen.lock().unwrap().push((
                 load.inflight(ServerId(0)),
                 load.inflight(ServerId(1)),
                 load.total_inflight(),
             ));
-            ServerId(self.owners.remove(0))
+            ServerId(self.owners.lock().unwrap().remove(0))
         }
         fn servers(&self) -> usize {
             2
@@ -671,7 +671,9 @@ mod tests {
     #[test]
     fn the_load_view_counts_every_pick_until_its_request_completes() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let scripted = |owners: Vec<u32>| -> Box<dyn Policy> { Box::new(Scripted { owners, seen: seen.clone() }) };
+        let scripted = |owners: Vec<u32>| -> Box<dyn Policy> {
+            Box::new(Scripted { owners: Mutex::new(owners), seen: seen.clone() })
+        };
         let keys = [RequestKey::new(b"/a")];
         let hw = Hardware::kwon2008();
         let costs = Costs::new(&hw);
