@@ -41,6 +41,7 @@
 pub mod config;
 pub mod deploy;
 pub mod exec;
+pub mod hostplan;
 pub mod plan;
 
 use std::path::PathBuf;

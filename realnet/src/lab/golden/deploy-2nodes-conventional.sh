@@ -1,0 +1,117 @@
+##### fe.up.sh (front end)
+#!/bin/sh
+# dl7 lab PC `fe` (front end), 198.18.0.1: setup.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -eu
+DEV="${DEV:-eth0}"
+ip addr replace 198.18.0.1/24 dev $DEV
+ip link set $DEV up
+# The front end owns the VIP: it alone answers ARP for it.
+ip addr replace 198.18.0.250/32 dev $DEV
+# The service, in the foreground: stop it with Ctrl-C, then run fe.down.sh.
+exec dl7 front --mode conventional --nodes 198.18.0.11:8080,198.18.0.12:8080 --policy md5 --listen 198.18.0.250:8080
+##### fe.down.sh (front end)
+#!/bin/sh
+# dl7 lab PC `fe` (front end), 198.18.0.1: teardown.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -u
+DEV="${DEV:-eth0}"
+ip addr del 198.18.0.250/32 dev $DEV 2>/dev/null || true
+ip addr del 198.18.0.1/24 dev $DEV 2>/dev/null || true
+##### origin.up.sh (origin web server)
+#!/bin/sh
+# dl7 lab PC `origin` (origin web server), 198.18.0.2: setup.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -eu
+DEV="${DEV:-eth0}"
+ip addr replace 198.18.0.2/24 dev $DEV
+ip link set $DEV up
+# The service, in the foreground: stop it with Ctrl-C, then run origin.down.sh.
+exec dl7 origin --workload surge100 --listen 198.18.0.2:8080
+##### origin.down.sh (origin web server)
+#!/bin/sh
+# dl7 lab PC `origin` (origin web server), 198.18.0.2: teardown.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -u
+DEV="${DEV:-eth0}"
+ip addr del 198.18.0.2/24 dev $DEV 2>/dev/null || true
+##### n1.up.sh (cache node 1 of 2)
+#!/bin/sh
+# dl7 lab PC `n1` (cache node 1 of 2), 198.18.0.11: setup.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -eu
+DEV="${DEV:-eth0}"
+ip addr replace 198.18.0.11/24 dev $DEV
+ip link set $DEV up
+# The service, in the foreground: stop it with Ctrl-C, then run n1.down.sh.
+exec dl7 node --id 0 --nodes 198.18.0.11:8080,198.18.0.12:8080 --origin 198.18.0.2:8080 --policy md5
+##### n1.down.sh (cache node 1 of 2)
+#!/bin/sh
+# dl7 lab PC `n1` (cache node 1 of 2), 198.18.0.11: teardown.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -u
+DEV="${DEV:-eth0}"
+ip addr del 198.18.0.11/24 dev $DEV 2>/dev/null || true
+##### n2.up.sh (cache node 2 of 2)
+#!/bin/sh
+# dl7 lab PC `n2` (cache node 2 of 2), 198.18.0.12: setup.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -eu
+DEV="${DEV:-eth0}"
+ip addr replace 198.18.0.12/24 dev $DEV
+ip link set $DEV up
+# The service, in the foreground: stop it with Ctrl-C, then run n2.down.sh.
+exec dl7 node --id 1 --nodes 198.18.0.11:8080,198.18.0.12:8080 --origin 198.18.0.2:8080 --policy md5
+##### n2.down.sh (cache node 2 of 2)
+#!/bin/sh
+# dl7 lab PC `n2` (cache node 2 of 2), 198.18.0.12: teardown.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -u
+DEV="${DEV:-eth0}"
+ip addr del 198.18.0.12/24 dev $DEV 2>/dev/null || true
+##### c1.up.sh (client 1 of 2)
+#!/bin/sh
+# dl7 lab PC `c1` (client 1 of 2), 198.18.0.101: setup.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -eu
+DEV="${DEV:-eth0}"
+ip addr replace 198.18.0.101/24 dev $DEV
+ip link set $DEV up
+# The service, in the foreground: stop it with Ctrl-C, then run c1.down.sh.
+exec dl7 load --target 198.18.0.250:8080 --workload surge100 --seed 1 --connections 63 --duration-s 60
+##### c1.down.sh (client 1 of 2)
+#!/bin/sh
+# dl7 lab PC `c1` (client 1 of 2), 198.18.0.101: teardown.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -u
+DEV="${DEV:-eth0}"
+ip addr del 198.18.0.101/24 dev $DEV 2>/dev/null || true
+##### c2.up.sh (client 2 of 2)
+#!/bin/sh
+# dl7 lab PC `c2` (client 2 of 2), 198.18.0.102: setup.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -eu
+DEV="${DEV:-eth0}"
+ip addr replace 198.18.0.102/24 dev $DEV
+ip link set $DEV up
+# The service, in the foreground: stop it with Ctrl-C, then run c2.down.sh.
+exec dl7 load --target 198.18.0.250:8080 --workload surge100 --seed 2 --connections 63 --duration-s 60
+##### c2.down.sh (client 2 of 2)
+#!/bin/sh
+# dl7 lab PC `c2` (client 2 of 2), 198.18.0.102: teardown.
+# Lab `dl7`: subnet 198.18.0.0/24, VIP 198.18.0.250:8080, conventional architecture.
+# Run as root on that machine; DEV names its lab NIC (default eth0).
+set -u
+DEV="${DEV:-eth0}"
+ip addr del 198.18.0.102/24 dev $DEV 2>/dev/null || true
