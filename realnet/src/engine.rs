@@ -489,7 +489,10 @@ pub async fn run_cell(
         // full shaped link for a second or more.
         let nic = match placement {
             Placement::Lab(p) => crate::lab::read_counters(p).map_err(|e| format!("lab counters: {e}"))?,
-            Placement::Ssh(hosts) => hosts.read_counters().await?,
+            Placement::Ssh(hosts) => {
+                let hosts = std::sync::Arc::clone(hosts);
+                tokio::task::spawn_blocking(move || hosts.read_counters()).await.map_err(|e| e.to_string())??
+            }
             Placement::Local => Vec::new(),
         };
         let at = tokio::time::Instant::now();

@@ -203,7 +203,12 @@ impl Proc {
                 }
             }
         });
-        Ok(Proc { name: name.to_string(), child, lines, run: host.run.clone(), stdin, remote_pid })
+        // Messages name the machine when it is another one.
+        let name = match &host.run {
+            Runner::Ssh(remote) => format!("{name} on host {}", remote.access.short),
+            _ => name.to_string(),
+        };
+        Ok(Proc { name, child, lines, run: host.run.clone(), stdin, remote_pid })
     }
 
     /// CPU seconds the service has used so far, read where it runs.
@@ -215,10 +220,9 @@ impl Proc {
                 if pid == 0 {
                     return None;
                 }
-                // Clock ticks of the remote kernel (USER_HZ, 100 on Linux), read with the stat.
-                let text = remote.run_async("read CPU time", &format!("getconf CLK_TCK; cat /proc/{pid}/stat")).await.ok()?;
-                let (ticks, stat) = text.split_once('\n')?;
-                crate::ssh::parse_cpu_stat(stat, ticks.trim().parse().ok()?)
+                // A round trip over the host's open counter session.
+                let remote = Arc::clone(remote);
+                tokio::task::spawn_blocking(move || remote.sample(&[pid])).await.ok()?.ok()?.cpu.first().copied()?
             }
         }
     }

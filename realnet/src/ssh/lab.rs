@@ -38,32 +38,24 @@ impl SshHosts {
         self.hosts.iter().find(|(s, _, _)| s == short).map(|(_, r, _)| r)
     }
 
-    /// Every host's NIC counters, read at (nearly) one instant: one command
-    /// per host, all at once.
-    pub async fn read_counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
-        let mut tasks = Vec::new();
-        for (short, remote, dev) in &self.hosts {
-            let remote = Arc::clone(remote);
-            let dev = dev.clone();
-            let short = short.clone();
-            tasks.push(tokio::spawn(async move {
-                let base = format!("/sys/class/net/{dev}/statistics");
-                let script = format!("cat {base}/tx_bytes {base}/rx_bytes {base}/tx_packets {base}/rx_packets");
-                let text = remote.run_async("read NIC counters", &script).await?;
-                let v: Vec<u64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-                match v[..] {
-                    [tx_bytes, rx_bytes, tx_packets, rx_packets] => {
-                        Ok((short, NicCounters { tx_bytes, rx_bytes, tx_packets, rx_packets }))
-                    }
-                    _ => Err(fail(&short, "read NIC counters", format!("unexpected output {text:?} of `{script}`"))),
-                }
-            }));
-        }
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.map_err(|e| format!("counter read: {e}"))??);
-        }
-        Ok(out)
+    /// Every host's NIC counters, read at (nearly) one instant: all hosts
+    /// at once, each over its open counter session.
+    pub fn read_counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
+        std::thread::scope(|scope| {
+            let reads: Vec<_> = self
+                .hosts
+                .iter()
+                .map(|(short, remote, _)| (short, scope.spawn(move || remote.sample(&[]))))
+                .collect();
+            reads
+                .into_iter()
+                .map(|(short, r)| {
+                    let [tx_bytes, rx_bytes, tx_packets, rx_packets] =
+                        r.join().unwrap_or_else(|_| Err("a counter read panicked".into()))?.nic;
+                    Ok((short.clone(), NicCounters { tx_bytes, rx_bytes, tx_packets, rx_packets }))
+                })
+                .collect()
+        })
     }
 }
 
@@ -93,6 +85,7 @@ fn access(lab: &LabConfig, plan: &LabPlan, config: &Option<PathBuf>, short: &str
         port: h.port,
         identity: h.identity,
         config: config.clone(),
+        dev: h.dev.unwrap_or_else(|| "eth0".into()),
     }
 }
 
@@ -190,45 +183,65 @@ impl SshLab {
     /// first, the front end last). If a step fails, what was applied is undone.
     pub fn setup_cell(&mut self, arch: Arch, servers: usize, log: &mut dyn FnMut(&str)) -> Result<(), String> {
         self.teardown_cell(log)?;
-        for (_, remote, _) in &self.hosts.hosts {
-            remote.run("check it answers", "true", None)?;
-        }
         let hosts = Arc::clone(&self.hosts);
+        // Every host at once: a round trip each.
+        let answers: Vec<Result<String, String>> = std::thread::scope(|scope| {
+            let checks: Vec<_> =
+                hosts.hosts.iter().map(|(_, r, _)| scope.spawn(move || r.run("check it answers", "true", None))).collect();
+            checks.into_iter().map(|c| c.join().unwrap_or_else(|_| Err("a check panicked".into()))).collect()
+        });
+        let failed: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
+        if !failed.is_empty() {
+            return Err(failed.join("; "));
+        }
         let dev = |h: &crate::lab::Host| {
             hosts.hosts.iter().find(|(s, _, _)| *s == h.short).map(|(_, _, d)| d.clone()).unwrap_or_else(|| "eth0".into())
         };
         let plan = hostplan::cell(&hosts.plan, &dev, arch, servers, self.forwarding);
-        for (short, setup) in plan {
-            let remote = hosts.remote(&short).expect("planned hosts are connected");
-            // Recorded before it runs: a half-applied host is undone too.
-            self.applied.push((short.clone(), setup.clone()));
-            for line in &setup.setup {
-                log(&format!("{short}: {}", hostplan::script_line(line)));
-                if let Err(e) = remote.run("setup", &line.sh, line.stdin.as_deref()) {
-                    let undo = self.teardown_cell(log);
-                    return Err(match undo {
-                        Ok(()) => format!("{e} (setup undone)"),
-                        Err(u) => format!("{e}; undoing it: {u}"),
-                    });
-                }
-            }
+        for (short, _) in &plan {
+            log(&format!("ssh: {short}: setup for a {} cell of {servers} nodes", arch.name()));
         }
-        Ok(())
+        // Recorded before it runs: a half-applied host is undone too.
+        self.applied = plan.clone();
+        // The nodes at once, then the front end (it forwards to them).
+        let fe = hosts.plan.front().short.clone();
+        let (front, nodes): (Vec<_>, Vec<_>) = plan.iter().partition(|(s, _)| *s == fe);
+        let apply = |(short, setup): &(String, HostSetup)| -> Result<(), String> {
+            let remote = hosts.remote(short).expect("planned hosts are connected");
+            for line in &setup.setup {
+                remote.run("setup", &line.sh, line.stdin.as_deref())?;
+            }
+            Ok(())
+        };
+        let mut errors: Vec<String> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = nodes.iter().map(|h| scope.spawn(move || apply(h))).collect();
+            jobs.into_iter().filter_map(|j| j.join().unwrap_or_else(|_| Err("a setup panicked".into())).err()).collect()
+        });
+        if errors.is_empty() {
+            errors.extend(front.iter().filter_map(|h| apply(h).err()));
+        }
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let e = errors.join("; ");
+        Err(match self.teardown_cell(log) {
+            Ok(()) => format!("{e} (setup undone)"),
+            Err(u) => format!("{e}; undoing it: {u}"),
+        })
     }
 
     /// Undoes the current cell's setup in reverse order and ends any service
     /// left on a host. Runs every step it can; the error lists what failed.
     pub fn teardown_cell(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), String> {
-        let mut errors = Vec::new();
-        for (_, remote, _) in &self.hosts.hosts {
-            if let Err(e) = remote.reap_started() {
-                errors.push(e);
-            }
+        let hosts = Arc::clone(&self.hosts);
+        let applied = std::mem::take(&mut self.applied);
+        for (short, _) in applied.iter().rev() {
+            log(&format!("ssh: {short}: teardown"));
         }
-        while let Some((short, setup)) = self.applied.pop() {
-            let remote = self.hosts.remote(&short).expect("planned hosts are connected");
+        let undo = |(short, setup): &(String, HostSetup)| -> Vec<String> {
+            let remote = hosts.remote(short).expect("planned hosts are connected");
+            let mut errors = Vec::new();
             for line in &setup.teardown {
-                log(&format!("{short}: {}", hostplan::script_line(line)));
                 if let Err(e) = remote.run("teardown", &line.sh, line.stdin.as_deref()) {
                     errors.push(e);
                     if remote.alive().is_err() {
@@ -236,7 +249,21 @@ impl SshLab {
                     }
                 }
             }
-        }
+            errors
+        };
+        let fe = hosts.plan.front().short.clone();
+        let (front, nodes): (Vec<_>, Vec<_>) = applied.iter().partition(|(s, _)| *s == fe);
+        // Services first (normally already gone), then the front end stops
+        // forwarding, then the nodes give the VIP back: each group at once.
+        let mut errors: Vec<String> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = hosts.hosts.iter().map(|(_, r, _)| scope.spawn(move || r.reap_started())).collect();
+            jobs.into_iter().filter_map(|j| j.join().unwrap_or_else(|_| Err("a stop panicked".into())).err()).collect()
+        });
+        errors.extend(front.iter().flat_map(|h| undo(h)));
+        errors.extend(std::thread::scope(|scope| {
+            let jobs: Vec<_> = nodes.iter().map(|h| scope.spawn(move || undo(h))).collect();
+            jobs.into_iter().flat_map(|j| j.join().unwrap_or_else(|_| vec!["a teardown panicked".into()])).collect::<Vec<_>>()
+        }));
         if errors.is_empty() {
             Ok(())
         } else {

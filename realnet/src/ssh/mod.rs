@@ -63,6 +63,37 @@ pub struct Access {
     pub identity: Option<String>,
     /// An `ssh -F` file; `None`: the user's own configuration.
     pub config: Option<PathBuf>,
+    /// The host's lab NIC.
+    pub dev: String,
+}
+
+/// A session that answers counter reads at once (no new session, no shell
+/// start-up per read), so that every host's counters are read at nearly
+/// the same instant. A request is a line of pids; the answer: the NIC's
+/// four counters, then `/proc/PID/stat` per pid (`-` if gone), then `end`.
+const PROBE: &str = r#"getconf CLK_TCK
+while read pids; do
+  s=/sys/class/net/$0/statistics
+  read a < $s/tx_bytes; read b < $s/rx_bytes; read c < $s/tx_packets; read d < $s/rx_packets
+  echo "$a $b $c $d"
+  for p in $pids; do if read st < /proc/$p/stat; then echo "$st"; else echo -; fi; done 2>/dev/null
+  echo end
+done"#;
+
+struct Probe {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    ticks: f64,
+}
+
+/// One read of a host: its NIC counters and the CPU seconds of some processes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// tx_bytes, rx_bytes, tx_packets, rx_packets.
+    pub nic: [u64; 4],
+    /// Per pid asked for, its CPU seconds, if it still runs.
+    pub cpu: Vec<Option<f64>>,
 }
 
 /// One host reached through its own master connection.
@@ -82,6 +113,8 @@ pub struct Remote {
     /// Pids of the services started on the host, for the final check that
     /// none is left.
     started: Mutex<Vec<u32>>,
+    /// The counter-reading session, started on first use.
+    probe: Mutex<Option<Probe>>,
 }
 
 /// An error of one step on one host.
@@ -125,6 +158,7 @@ impl Remote {
             log,
             dir: Mutex::new(None),
             started: Mutex::new(Vec::new()),
+            probe: Mutex::new(None),
         };
         remote.spawn_master()?;
         Ok(remote)
@@ -284,24 +318,6 @@ impl Remote {
         Err(fail(short, step, format!("`{command}` failed ({status}): {stderr}")))
     }
 
-    /// As [`Remote::run`], from async code (one short command).
-    pub async fn run_async(&self, step: &str, command: &str) -> Result<String, String> {
-        let short = &self.access.short;
-        self.alive().map_err(|e| fail(short, step, e))?;
-        let out = tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            self.command(command).stdin(Stdio::null()).kill_on_drop(true).output(),
-        )
-        .await
-        .map_err(|_| fail(short, step, format!("`{command}` did not finish within {COMMAND_TIMEOUT:?}")))?
-        .map_err(|e| fail(short, step, format!("cannot run ssh: {e}")))?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr).split_whitespace().collect::<Vec<_>>().join(" ");
-        Err(fail(short, step, format!("`{command}` failed ({}): {stderr}", out.status)))
-    }
-
     /// Makes this sweep's directory on the host.
     pub fn make_dir(&self) -> Result<String, String> {
         let dir = self.run("make a work directory", "mktemp -d /tmp/dl7-ssh.XXXXXX", None)?.trim().to_string();
@@ -349,6 +365,63 @@ impl Remote {
         shell_words(&argv)
     }
 
+    /// Reads the host's NIC counters and the CPU time of `pids`, over a
+    /// session kept open for it (blocking: a round trip).
+    pub fn sample(&self, pids: &[u32]) -> Result<Sample, String> {
+        use std::io::BufRead as _;
+        let short = &self.access.short;
+        let step = "read counters";
+        self.alive().map_err(|e| fail(short, step, e))?;
+        let mut slot = self.probe.lock().expect("not poisoned");
+        if slot.is_none() {
+            let command = shell_words(&["exec".into(), "sh".into(), "-c".into(), PROBE.into(), self.access.dev.clone()]);
+            let mut child = self
+                .std_command(&command)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| fail(short, step, format!("cannot run ssh: {e}")))?;
+            let stdin = child.stdin.take().expect("piped");
+            let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+            let mut first = String::new();
+            out.read_line(&mut first).map_err(|e| fail(short, step, e))?;
+            let ticks: f64 = first.trim().parse().map_err(|_| fail(short, step, format!("getconf CLK_TCK said {first:?}")))?;
+            *slot = Some(Probe { child, stdin, out, ticks });
+        }
+        let probe = slot.as_mut().expect("just set");
+        let ask = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let mut lines = Vec::new();
+        let answer = (|| -> std::io::Result<()> {
+            writeln!(probe.stdin, "{ask}")?;
+            probe.stdin.flush()?;
+            loop {
+                let mut line = String::new();
+                if probe.out.read_line(&mut line)? == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the session ended"));
+                }
+                if line.trim_end() == "end" {
+                    return Ok(());
+                }
+                lines.push(line.trim_end().to_string());
+            }
+        })();
+        if let Err(e) = answer {
+            let _ = probe.child.kill();
+            let _ = probe.child.wait();
+            *slot = None;
+            let why = self.alive().err().unwrap_or_else(|| e.to_string());
+            return Err(fail(short, step, why));
+        }
+        let nic: Vec<u64> = lines.first().map(|l| l.split_whitespace().filter_map(|w| w.parse().ok()).collect()).unwrap_or_default();
+        let nic: [u64; 4] = nic
+            .try_into()
+            .map_err(|_| fail(short, step, format!("no counters of {} in {lines:?}", self.access.dev)))?;
+        let ticks = probe.ticks;
+        let cpu = lines.iter().skip(1).map(|l| parse_cpu_stat(l, ticks)).collect();
+        Ok(Sample { nic, cpu })
+    }
+
     /// Notes a service's pid on the host (from the wrapper's `dl7-pid` line).
     pub fn note_started(&self, pid: u32) {
         self.started.lock().expect("not poisoned").push(pid);
@@ -386,6 +459,11 @@ impl Remote {
 
     /// Ends the master connection: `ssh -O exit`, then our child by its pid.
     pub fn close_master(&self) {
+        if let Some(mut probe) = self.probe.lock().expect("not poisoned").take() {
+            drop(probe.stdin);
+            let _ = probe.child.kill();
+            let _ = probe.child.wait();
+        }
         let mut master = self.master.lock().expect("not poisoned");
         if let Some(mut child) = master.take() {
             let _ = Command::new("ssh")
