@@ -283,6 +283,8 @@ impl SshLab {
                 if let Err(e) = remote.remove_dir() {
                     errors.push(e);
                 }
+            } else if let Some(dir) = remote.work_dir() {
+                errors.push(fail(&remote.access.short, "clean up", format!("unreachable: its work directory {dir} is left")));
             }
             remote.close_master();
         }

@@ -448,6 +448,11 @@ impl Remote {
         }
     }
 
+    /// This sweep's directory on the host, if made and not removed.
+    pub fn work_dir(&self) -> Option<String> {
+        self.dir.lock().expect("not poisoned").clone()
+    }
+
     /// Removes this sweep's directory on the host (if the host still answers).
     pub fn remove_dir(&self) -> Result<(), String> {
         let dir = self.dir.lock().expect("not poisoned").take();
