@@ -259,14 +259,7 @@ impl Layout {
                     }),
                     Arch::Distributed => FrontEnd::Kernel(vip),
                 };
-                Ok(Layout {
-                    origin: at(plan.origin(), None),
-                    nodes,
-                    front,
-                    loads,
-                    lab: Some(plan.clone()),
-                    mode,
-                })
+                Ok(Layout { origin: at(plan.origin(), None), nodes, front, loads, lab: Some(plan.clone()), mode })
             }
         }
     }
@@ -516,9 +509,7 @@ pub async fn run_cell(
     };
     let (load, before, after) = if replay {
         let before = snapshot().await?;
-        let load =
-            run_load(cell.seed, 0.0, MAX_REPLAY_S, "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0))
-                .await?;
+        let load = run_load(cell.seed, 0.0, MAX_REPLAY_S, "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0)).await?;
         // The load process has exited: every response it verified is fully written.
         let after = snapshot().await?;
         (load, before, after)
@@ -537,8 +528,7 @@ pub async fn run_cell(
             let after = snapshot().await?;
             Ok::<_, String>((before, after))
         };
-        let (load, snaps) =
-            tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots);
+        let (load, snaps) = tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots);
         let (before, after) = snaps?;
         (load?, before, after)
     };
@@ -693,6 +683,50 @@ pub fn scratch_dir(tag: &str) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_reports_merge_into_one() {
+        let a = LoadReport {
+            requests: 300,
+            payload_bytes: 3000,
+            window_s: 10.0,
+            req_per_s: 30.0,
+            p50_ms: 10.0,
+            p99_ms: 100.0,
+            max_ms: 150.0,
+            errors: 1,
+            errors_by_kind: [("timeout".to_string(), 1)].into(),
+            served_by: [(0, 200), (1, 100)].into(),
+            ..LoadReport::default()
+        };
+        let b = LoadReport {
+            requests: 100,
+            payload_bytes: 1000,
+            window_s: 10.5,
+            req_per_s: 9.5,
+            p50_ms: 30.0,
+            p99_ms: 300.0,
+            max_ms: 400.0,
+            errors: 2,
+            errors_by_kind: [("timeout".to_string(), 2)].into(),
+            served_by: [(1, 100)].into(),
+            ..LoadReport::default()
+        };
+        let m = merge_reports(vec![a.clone(), b]);
+        assert_eq!((m.requests, m.payload_bytes, m.errors), (400, 4000, 3));
+        assert_eq!((m.window_s, m.req_per_s, m.max_ms), (10.5, 39.5, 400.0));
+        assert_eq!((m.p50_ms, m.p99_ms), (15.0, 150.0));
+        assert_eq!(m.errors_by_kind["timeout"], 3);
+        assert_eq!(m.served_by, [(0, 200), (1, 200)].into());
+        assert_eq!(merge_reports(vec![a.clone()]), a, "one client's report is kept as it is");
+    }
+
+    #[test]
+    fn client_hosts_get_distinct_seeds_and_the_first_keeps_the_runs() {
+        assert_eq!(client_seed(7, 0), 7);
+        assert_ne!(client_seed(7, 1), client_seed(7, 2));
+        assert_ne!(client_seed(7, 1), 7);
+    }
 
     #[test]
     fn nic_utilisation_is_the_busier_direction_over_the_shaped_rate() {

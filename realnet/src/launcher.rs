@@ -193,7 +193,9 @@ impl Proc {
         tokio::spawn(async move {
             let mut r = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = r.next_line().await {
-                if let (Some(pid), Runner::Ssh(remote)) = (line.strip_prefix("dl7-pid ").and_then(|p| p.trim().parse().ok()), &run) {
+                if let (Some(pid), Runner::Ssh(remote)) =
+                    (line.strip_prefix("dl7-pid ").and_then(|p| p.trim().parse().ok()), &run)
+                {
                     pid_slot.store(pid, Ordering::Relaxed);
                     remote.note_started(pid);
                     continue;

@@ -450,7 +450,10 @@ fn parse_ssh(
     let mut access = std::collections::BTreeMap::new();
     for (short, h) in hosts {
         if !names.contains(&short) {
-            return Err(bad(&format!("hosts.{short}"), format!("no such host; the lab's hosts are {}", names.join(", "))));
+            return Err(bad(
+                &format!("hosts.{short}"),
+                format!("no such host; the lab's hosts are {}", names.join(", ")),
+            ));
         }
         let key = |k: &str| format!("hosts.{short}.{k}");
         if let Some(dest) = &h.ssh {
@@ -630,7 +633,10 @@ mod tests {
         );
         let lab = LabConfig::parse(&text, "l").unwrap();
         let n2 = &lab.ssh.hosts["n2"];
-        assert_eq!((n2.ssh.as_deref(), n2.port, n2.dev.as_deref()), (Some("root@10.1.1.12"), Some(2222), Some("enp3s0")));
+        assert_eq!(
+            (n2.ssh.as_deref(), n2.port, n2.dev.as_deref()),
+            (Some("root@10.1.1.12"), Some(2222), Some("enp3s0"))
+        );
         let err = LabConfig::parse(&format!("{MINIMAL}[hosts.n3]\nssh = \"x\"\n"), "l").unwrap_err();
         assert_eq!(err.to_string(), "l: hosts.n3: no such host; the lab's hosts are fe, origin, n1, n2, c1");
         let err = LabConfig::parse(&format!("{MINIMAL}[hosts.fe]\nssh = \"root@x; rm -rf /\"\n"), "l").unwrap_err();

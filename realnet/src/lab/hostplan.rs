@@ -104,7 +104,10 @@ pub fn node(plan: &LabPlan, dev: &str, arch: Arch) -> HostSetup {
     let sysctls = |ignore: u8, announce: u8| {
         let mut sh = String::from("sysctl -q -w");
         for scope in ["all", dev] {
-            let _ = write!(sh, " \"net.ipv4.conf.{scope}.arp_ignore={ignore}\" \"net.ipv4.conf.{scope}.arp_announce={announce}\"");
+            let _ = write!(
+                sh,
+                " \"net.ipv4.conf.{scope}.arp_ignore={ignore}\" \"net.ipv4.conf.{scope}.arp_announce={announce}\""
+            );
         }
         sh
     };
@@ -129,7 +132,10 @@ pub fn front(plan: &LabPlan, dev: &str, arch: Arch, active: usize, forwarding: F
     let vip = plan.vip;
     let service = format!("{vip}:{}", plan.port);
     let mut s = HostSetup::default();
-    s.setup.push(Line::because("The front end owns the VIP: it alone answers ARP for it.", format!("ip addr replace {vip}/32 dev {dev}")));
+    s.setup.push(Line::because(
+        "The front end owns the VIP: it alone answers ARP for it.",
+        format!("ip addr replace {vip}/32 dev {dev}"),
+    ));
     if arch == Arch::Distributed {
         match forwarding {
             Forwarding::Ipvs => {
@@ -210,7 +216,8 @@ pub(crate) fn golden(name: &str, got: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, got).unwrap();
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (DL7_BLESS=1 writes it)", path.display()));
+    let want =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (DL7_BLESS=1 writes it)", path.display()));
     assert!(want == got, "{} differs from the plan (DL7_BLESS=1 rewrites it):\n{got}", path.display());
 }
 

@@ -103,7 +103,11 @@ pub fn start(plan: &LabPlan, dl7_dir: &Path, log: &mut dyn FnMut(&str)) -> Resul
         let mut known = String::new();
         for h in &plan.hosts {
             let host_key = keygen(&state.join(format!("host-{}", h.short)))?;
-            known.push_str(&format!("{} {}\n", h.addr, host_key.rsplit_once(' ').map_or(host_key.as_str(), |(k, _)| k)));
+            known.push_str(&format!(
+                "{} {}\n",
+                h.addr,
+                host_key.rsplit_once(' ').map_or(host_key.as_str(), |(k, _)| k)
+            ));
             let conf = state.join(format!("sshd-{}.conf", h.short));
             std::fs::write(&conf, sshd_config(&state, &h.short, h.addr, &path_dirs)).map_err(io(&conf))?;
             let log_file = state.join(format!("sshd-{}.log", h.short));

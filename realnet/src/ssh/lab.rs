@@ -42,11 +42,8 @@ impl SshHosts {
     /// at once, each over its open counter session.
     pub fn read_counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
         std::thread::scope(|scope| {
-            let reads: Vec<_> = self
-                .hosts
-                .iter()
-                .map(|(short, remote, _)| (short, scope.spawn(move || remote.sample(&[]))))
-                .collect();
+            let reads: Vec<_> =
+                self.hosts.iter().map(|(short, remote, _)| (short, scope.spawn(move || remote.sample(&[])))).collect();
             reads
                 .into_iter()
                 .map(|(short, r)| {
@@ -129,7 +126,11 @@ impl SshLab {
                 let got = remote.run("check the dl7 version", &format!("{dl7} --version"), None)?;
                 let got = got.trim();
                 if got != version {
-                    return Err(fail(&short, "check the dl7 version", format!("runs `{got}`, this controller `{version}`: install the same dl7 on every host")));
+                    return Err(fail(
+                        &short,
+                        "check the dl7 version",
+                        format!("runs `{got}`, this controller `{version}`: install the same dl7 on every host"),
+                    ));
                 }
                 remote.make_dir()?;
                 Ok((short, remote, dev))
@@ -152,7 +153,9 @@ impl SshLab {
         log(&format!("ssh: {} hosts connected, each runs {version}", me.hosts.hosts.len()));
         let fe = me.hosts.plan.front().short.clone();
         let remote = Arc::clone(me.hosts.remote(&fe).expect("every host is connected"));
-        let probe = format!("if {IPVS_PROBE}; then echo ipvs; elif command -v nft >/dev/null; then echo nft; else echo none; fi");
+        let probe = format!(
+            "if {IPVS_PROBE}; then echo ipvs; elif command -v nft >/dev/null; then echo nft; else echo none; fi"
+        );
         let chosen = match remote.run("probe the kernel's forwarding", &probe, None) {
             Ok(text) => text,
             Err(e) => {
@@ -165,7 +168,11 @@ impl SshLab {
             "nft" => Forwarding::Nft,
             other => {
                 me.close(&mut |_| {});
-                return Err(fail(&fe, "probe the kernel's forwarding", format!("neither IPVS with ipvsadm nor nft ({other:?}): install ipvsadm or nftables")));
+                return Err(fail(
+                    &fe,
+                    "probe the kernel's forwarding",
+                    format!("neither IPVS with ipvsadm nor nft ({other:?}): install ipvsadm or nftables"),
+                ));
             }
         };
         log(&format!(
@@ -186,8 +193,11 @@ impl SshLab {
         let hosts = Arc::clone(&self.hosts);
         // Every host at once: a round trip each.
         let answers: Vec<Result<String, String>> = std::thread::scope(|scope| {
-            let checks: Vec<_> =
-                hosts.hosts.iter().map(|(_, r, _)| scope.spawn(move || r.run("check it answers", "true", None))).collect();
+            let checks: Vec<_> = hosts
+                .hosts
+                .iter()
+                .map(|(_, r, _)| scope.spawn(move || r.run("check it answers", "true", None)))
+                .collect();
             checks.into_iter().map(|c| c.join().unwrap_or_else(|_| Err("a check panicked".into()))).collect()
         });
         let failed: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
@@ -195,11 +205,16 @@ impl SshLab {
             return Err(failed.join("; "));
         }
         let dev = |h: &crate::lab::Host| {
-            hosts.hosts.iter().find(|(s, _, _)| *s == h.short).map(|(_, _, d)| d.clone()).unwrap_or_else(|| "eth0".into())
+            hosts
+                .hosts
+                .iter()
+                .find(|(s, _, _)| *s == h.short)
+                .map(|(_, _, d)| d.clone())
+                .unwrap_or_else(|| "eth0".into())
         };
         let plan = hostplan::cell(&hosts.plan, &dev, arch, servers, self.forwarding);
         for (short, _) in &plan {
-            log(&format!("ssh: {short}: setup for a {} cell of {servers} nodes", arch.name()));
+            log(&format!("{short}: setup for a {} cell of {servers} nodes", arch.name()));
         }
         // Recorded before it runs: a half-applied host is undone too.
         self.applied = plan.clone();
@@ -236,7 +251,7 @@ impl SshLab {
         let hosts = Arc::clone(&self.hosts);
         let applied = std::mem::take(&mut self.applied);
         for (short, _) in applied.iter().rev() {
-            log(&format!("ssh: {short}: teardown"));
+            log(&format!("{short}: teardown"));
         }
         let undo = |(short, setup): &(String, HostSetup)| -> Vec<String> {
             let remote = hosts.remote(short).expect("planned hosts are connected");
@@ -262,7 +277,9 @@ impl SshLab {
         errors.extend(front.iter().flat_map(|h| undo(h)));
         errors.extend(std::thread::scope(|scope| {
             let jobs: Vec<_> = nodes.iter().map(|h| scope.spawn(move || undo(h))).collect();
-            jobs.into_iter().flat_map(|j| j.join().unwrap_or_else(|_| vec!["a teardown panicked".into()])).collect::<Vec<_>>()
+            jobs.into_iter()
+                .flat_map(|j| j.join().unwrap_or_else(|_| vec!["a teardown panicked".into()]))
+                .collect::<Vec<_>>()
         }));
         if errors.is_empty() {
             Ok(())
@@ -284,7 +301,11 @@ impl SshLab {
                     errors.push(e);
                 }
             } else if let Some(dir) = remote.work_dir() {
-                errors.push(fail(&remote.access.short, "clean up", format!("unreachable: its work directory {dir} is left")));
+                errors.push(fail(
+                    &remote.access.short,
+                    "clean up",
+                    format!("unreachable: its work directory {dir} is left"),
+                ));
             }
             remote.close_master();
         }

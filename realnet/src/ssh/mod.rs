@@ -166,7 +166,8 @@ impl Remote {
 
     fn spawn_master(&self) -> Result<(), String> {
         let short = &self.access.short;
-        let log = std::fs::File::create(&self.log).map_err(|e| fail(short, "connect", format!("{}: {e}", self.log.display())))?;
+        let log = std::fs::File::create(&self.log)
+            .map_err(|e| fail(short, "connect", format!("{}: {e}", self.log.display())))?;
         let mut cmd = Command::new("ssh");
         use std::os::unix::process::CommandExt as _;
         // Its own process group: a Ctrl-C at the terminal is the sweep's to
@@ -186,7 +187,9 @@ impl Remote {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| fail(short, "connect", format!("cannot run ssh: {e} (apt-get install openssh-client)")))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail(short, "connect", format!("cannot run ssh: {e} (apt-get install openssh-client)")))?;
         *self.master.lock().expect("not poisoned") = Some(child);
         Ok(())
     }
@@ -197,7 +200,11 @@ impl Remote {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
             if let Some(status) = self.master_exited() {
-                return Err(fail(short, "connect", format!("ssh {} exited ({status}): {}", self.access.dest, self.master_log())));
+                return Err(fail(
+                    short,
+                    "connect",
+                    format!("ssh {} exited ({status}): {}", self.access.dest, self.master_log()),
+                ));
             }
             let check = Command::new("ssh")
                 .args(&self.options)
@@ -211,7 +218,11 @@ impl Remote {
             }
             if Instant::now() > deadline {
                 self.close_master();
-                return Err(fail(short, "connect", format!("ssh {} did not connect within {CONNECT_TIMEOUT:?}", self.access.dest)));
+                return Err(fail(
+                    short,
+                    "connect",
+                    format!("ssh {} did not connect within {CONNECT_TIMEOUT:?}", self.access.dest),
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -242,7 +253,9 @@ impl Remote {
     pub fn alive(&self) -> Result<(), String> {
         match self.master_exited() {
             None => Ok(()),
-            Some(status) => Err(format!("the SSH connection to {} is gone ({status}): {}", self.access.dest, self.master_log())),
+            Some(status) => {
+                Err(format!("the SSH connection to {} is gone ({status}): {}", self.access.dest, self.master_log()))
+            }
         }
     }
 
@@ -332,7 +345,8 @@ impl Remote {
     pub async fn put(&self, name: &str, text: &str) -> Result<String, String> {
         let short = &self.access.short;
         let step = format!("upload {name}");
-        let dir = self.dir.lock().expect("not poisoned").clone().ok_or_else(|| fail(short, &step, "no work directory"))?;
+        let dir =
+            self.dir.lock().expect("not poisoned").clone().ok_or_else(|| fail(short, &step, "no work directory"))?;
         let path = format!("{dir}/{name}");
         let command = format!("cat > {}", shell_words(std::slice::from_ref(&path)));
         let mut child = self
@@ -360,7 +374,8 @@ impl Remote {
 
     /// The command line that runs `program args` on the host under [`WRAPPER`].
     pub fn service_command(program: &str, args: &[String]) -> String {
-        let mut argv = vec!["exec".to_string(), "sh".into(), "-c".into(), WRAPPER.into(), "dl7-run".into(), program.into()];
+        let mut argv =
+            vec!["exec".to_string(), "sh".into(), "-c".into(), WRAPPER.into(), "dl7-run".into(), program.into()];
         argv.extend(args.iter().cloned());
         shell_words(&argv)
     }
@@ -374,7 +389,8 @@ impl Remote {
         self.alive().map_err(|e| fail(short, step, e))?;
         let mut slot = self.probe.lock().expect("not poisoned");
         if slot.is_none() {
-            let command = shell_words(&["exec".into(), "sh".into(), "-c".into(), PROBE.into(), self.access.dev.clone()]);
+            let command =
+                shell_words(&["exec".into(), "sh".into(), "-c".into(), PROBE.into(), self.access.dev.clone()]);
             let mut child = self
                 .std_command(&command)
                 .stdin(Stdio::piped())
@@ -386,7 +402,8 @@ impl Remote {
             let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
             let mut first = String::new();
             out.read_line(&mut first).map_err(|e| fail(short, step, e))?;
-            let ticks: f64 = first.trim().parse().map_err(|_| fail(short, step, format!("getconf CLK_TCK said {first:?}")))?;
+            let ticks: f64 =
+                first.trim().parse().map_err(|_| fail(short, step, format!("getconf CLK_TCK said {first:?}")))?;
             *slot = Some(Probe { child, stdin, out, ticks });
         }
         let probe = slot.as_mut().expect("just set");
@@ -413,7 +430,8 @@ impl Remote {
             let why = self.alive().err().unwrap_or_else(|| e.to_string());
             return Err(fail(short, step, why));
         }
-        let nic: Vec<u64> = lines.first().map(|l| l.split_whitespace().filter_map(|w| w.parse().ok()).collect()).unwrap_or_default();
+        let nic: Vec<u64> =
+            lines.first().map(|l| l.split_whitespace().filter_map(|w| w.parse().ok()).collect()).unwrap_or_default();
         let nic: [u64; 4] = nic
             .try_into()
             .map_err(|_| fail(short, step, format!("no counters of {} in {lines:?}", self.access.dev)))?;
@@ -457,7 +475,9 @@ impl Remote {
     pub fn remove_dir(&self) -> Result<(), String> {
         let dir = self.dir.lock().expect("not poisoned").take();
         match dir {
-            Some(d) => self.run("remove the work directory", &format!("rm -rf {}", shell_words(&[d])), None).map(|_| ()),
+            Some(d) => {
+                self.run("remove the work directory", &format!("rm -rf {}", shell_words(&[d])), None).map(|_| ())
+            }
             None => Ok(()),
         }
     }
@@ -531,7 +551,10 @@ mod tests {
         let status = child.wait().unwrap();
         assert!(started.elapsed() < Duration::from_secs(5), "stopped at once, not after the sleep");
         assert!(!status.success(), "the service was terminated: {status}");
-        assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap().is_empty());
+        assert!(
+            !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+                || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap().is_empty()
+        );
     }
 
     #[test]
@@ -547,7 +570,8 @@ mod tests {
 
     #[test]
     fn service_commands_quote_every_argument() {
-        let line = Remote::service_command("/opt/dl7 bin/dl7", &["node".into(), "--config".into(), "/tmp/a b.json".into()]);
+        let line =
+            Remote::service_command("/opt/dl7 bin/dl7", &["node".into(), "--config".into(), "/tmp/a b.json".into()]);
         assert!(line.starts_with("exec sh -c '"), "{line}");
         assert!(line.ends_with(" dl7-run '/opt/dl7 bin/dl7' node --config '/tmp/a b.json'"), "{line}");
     }
