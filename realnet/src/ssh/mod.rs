@@ -559,11 +559,16 @@ mod tests {
 
     #[test]
     fn the_wrapper_reports_a_service_that_exits_by_itself() {
-        let out = Command::new("sh")
+        let mut child = Command::new("sh")
             .args(["-c", WRAPPER, "dl7-run", "sh", "-c", "echo up; exit 3"])
             .stdin(Stdio::piped())
-            .output()
+            .stdout(Stdio::piped())
+            .spawn()
             .unwrap();
+        // Stdin stays open: the service ends by itself, and its status comes back.
+        let stdin = child.stdin.take();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
         assert_eq!(out.status.code(), Some(3));
         assert!(String::from_utf8_lossy(&out.stdout).contains("up"));
     }
