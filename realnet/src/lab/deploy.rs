@@ -1,7 +1,10 @@
 //! Per-machine shell scripts for real lab PCs, computed purely from a lab
-//! file: addresses, IPVS direct routing with round robin on the front end
-//! (distributed architecture), the VIP on `lo` and the ARP sysctls on every
-//! node, the dl7 service command lines, and a teardown per machine.
+//! file: addresses, direct routing on the front end (distributed
+//! architecture: IPVS round robin where the kernel has it, else the nftables
+//! `fwd` rule, chosen when the script runs), the VIP on `lo` and the ARP
+//! sysctls on every node, the dl7 service command lines, and a teardown per
+//! machine. The setup and teardown lines are the per-host plan of
+//! [`super::hostplan`], the same the SSH engine runs.
 //!
 //! ## Procedure on lab PCs
 //! 1. Write a lab file for the real addresses (`subnet`, `vip`, `port`,
