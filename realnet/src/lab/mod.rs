@@ -12,7 +12,11 @@
 //! * [`config`]: the strict `LAB.toml` reader;
 //! * [`plan`]: names, addresses, the ordered `up`/`down` commands;
 //! * [`exec`]: runs a plan (root), lists what exists, reads NIC counters;
-//! * [`deploy`]: per-machine shell text for lab PCs.
+//! * [`hostplan`]: the per-host setup and teardown of lab PCs, one plan for
+//!   `dl7 deploy` and the SSH engine;
+//! * [`deploy`]: per-machine shell text for lab PCs;
+//! * [`sshd`]: an OpenSSH server per host namespace (`lab up --sshd`), so
+//!   the SSH engine can run against the emulated lab.
 //!
 //! ## Running the dl7 services in the lab
 //! Start each role inside its host's namespace with [`exec::command_in`]
@@ -41,7 +45,9 @@
 pub mod config;
 pub mod deploy;
 pub mod exec;
+pub mod hostplan;
 pub mod plan;
+pub mod sshd;
 
 use std::path::PathBuf;
 

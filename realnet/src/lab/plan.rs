@@ -233,16 +233,21 @@ impl LabPlan {
     /// The ruleset forwarding to the first `active` nodes only (clamped to
     /// 1..=nodes): one lab serves every cluster size of a sweep.
     pub fn nft_ruleset_for(&self, active: usize) -> String {
+        self.nft_ruleset_on(active, HOST_DEV)
+    }
+
+    /// The ruleset on the front end's NIC `dev` (a name, or `$DEV` in a script).
+    pub fn nft_ruleset_on(&self, active: usize, dev: &str) -> String {
         let all = self.hosts_of(Role::Node).count();
         let nodes: Vec<&Host> = self.hosts_of(Role::Node).take(active.clamp(1, all)).collect();
         let map = nodes.iter().enumerate().map(|(i, h)| format!("{i} : {}", h.addr)).collect::<Vec<_>>().join(", ");
         let mut text = String::new();
         let _ = writeln!(text, "table netdev {} {{", self.nft_table);
         let _ = writeln!(text, "  chain in {{");
-        let _ = writeln!(text, "    type filter hook ingress device {HOST_DEV} priority 0;");
+        let _ = writeln!(text, "    type filter hook ingress device {dev} priority 0;");
         let _ = writeln!(
             text,
-            "    ip daddr {} tcp dport {} fwd ip to jhash ip saddr . tcp sport mod {} seed {JHASH_SEED} map {{ {map} }} device {HOST_DEV}",
+            "    ip daddr {} tcp dport {} fwd ip to jhash ip saddr . tcp sport mod {} seed {JHASH_SEED} map {{ {map} }} device {dev}",
             self.vip,
             self.port,
             nodes.len()
@@ -326,6 +331,21 @@ impl LabPlan {
                 steps.push(Step::run(&rx));
             }
         }
+        steps.extend(self.direct_routing_steps());
+        steps
+    }
+
+    /// The `up` steps without direct routing: bare hosts, as lab PCs are
+    /// before the SSH engine sets them up (`dl7 lab up --sshd`).
+    pub fn bare_up(&self) -> Vec<Step> {
+        let dr = self.direct_routing_steps();
+        self.up.iter().filter(|s| !dr.contains(s)).cloned().collect()
+    }
+
+    /// Direct routing: the VIP on the front end with its forwarding rule, and
+    /// on every node's `lo` behind the ARP sysctls.
+    fn direct_routing_steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
         let vip32 = format!("{}/32", self.vip);
         let fe = self.front();
         steps.push(Step::run(&["ip", "-n", &fe.netns, "addr", "add", &vip32, "dev", HOST_DEV]));
