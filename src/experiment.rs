@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dl7_core::seed::{cell_key, derive_seed};
-use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, PolicyKind, PolicySpec, Source};
+use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, Pace, PolicyKind, PolicySpec, Source};
 use dl7_traces::{Catalog, ObjectId, Trace};
 use serde::Deserialize;
 use toml::Spanned;
@@ -69,6 +69,10 @@ use toml::Spanned;
 const MAX_SERVERS: u32 = 1024;
 /// Default WebStone connections per cache server, as in the paper.
 const DEFAULT_PER_SERVER: u32 = 63;
+/// Default length of the intervals of `timeseries.csv`, seconds.
+const DEFAULT_INTERVAL_S: f64 = 1.0;
+/// Shortest interval: a bound on the intervals a run writes (and holds).
+const MIN_INTERVAL_S: f64 = 0.001;
 /// Bytes in the `cache_mb` unit.
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -139,6 +143,8 @@ struct RawClients {
     rate: Option<Spanned<f64>>,
     connections: Option<Spanned<u32>>,
     warmup_requests: Option<Spanned<u64>>,
+    speed: Option<Spanned<f64>>,
+    max_outstanding: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +156,7 @@ struct RawRun {
     shared_state: bool,
     cache_mb: Option<Spanned<f64>>,
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
+    interval_s: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +277,8 @@ pub struct Plan {
     pub shared_state: bool,
     /// Cache capacity per server, bytes (`None`: the hardware profile's).
     pub cache_bytes_per_server: Option<u64>,
+    /// Length of the intervals of `timeseries.csv`, seconds.
+    pub interval_s: f64,
     pub real: RealSettings,
     /// The lab topology file (`[lab] topology`), resolved against the experiment's directory.
     pub lab_topology: Option<PathBuf>,
@@ -278,6 +287,7 @@ pub struct Plan {
     hardware_span: Range<usize>,
     workload_spans: Vec<Range<usize>>,
     lab_span: Range<usize>,
+    speed_span: Range<usize>,
 }
 
 /// A plan with its workloads and hardware read: ready to run.
@@ -296,6 +306,8 @@ pub struct Workload {
     pub catalog: Arc<Catalog>,
     /// Empty for a model workload.
     pub requests: Arc<Vec<ObjectId>>,
+    /// The requests' logged times, seconds; empty when the trace has none.
+    pub times: Arc<Vec<u64>>,
 }
 
 /// One run: a cell with one seed.
@@ -499,6 +511,20 @@ impl Plan {
                     "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)",
                 )),
             };
+        let interval_s = match run.and_then(|r| r.interval_s.as_ref()) {
+            None => DEFAULT_INTERVAL_S,
+            Some(v) => {
+                let x = *v.get_ref();
+                if !(x.is_finite() && x >= MIN_INTERVAL_S) {
+                    return Err(src.at(
+                        v.span(),
+                        "run.interval_s",
+                        format!("expected seconds per interval >= {MIN_INTERVAL_S}, found {x}"),
+                    ));
+                }
+                x
+            }
+        };
         let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
             None => None,
             Some(c) => {
@@ -581,12 +607,14 @@ impl Plan {
             measure_s,
             shared_state: run.is_some_and(|r| r.shared_state),
             cache_bytes_per_server,
+            interval_s,
             real,
             lab_topology,
             text: text.to_string(),
             hardware_span,
             workload_spans,
             lab_span,
+            speed_span: raw.clients.as_ref().and_then(|c| c.speed.as_ref()).map_or(0..0, |s| s.span()),
         })
     }
 
@@ -638,13 +666,27 @@ impl Plan {
             if trace.catalog.is_empty() {
                 return Err(src.at(span.clone(), "sweep.workloads", format!("workload {label:?} has no objects")));
             }
-            if let ClientMode::Replay { warmup_requests, .. } = self.clients {
+            if let ClientMode::Replay { warmup_requests, pace, .. } = self.clients {
                 if trace.requests.is_empty() {
                     return Err(src.at(
                         span.clone(),
                         "sweep.workloads",
                         format!("clients.mode = \"replay\" needs a trace file with requests; {label:?} has none"),
                     ));
+                }
+                if let Some(pace) = pace {
+                    if trace.times.is_empty() {
+                        return Err(src.at(
+                            self.speed_span.clone(),
+                            "clients.speed",
+                            format!(
+                                "a timed replay needs request times, but the trace {label:?} has none \
+                                 (`requests N` without `timed`); drop `speed` to replay it closed loop"
+                            ),
+                        ));
+                    }
+                    dl7_traces::Schedule::new(&trace.times, pace.speed)
+                        .map_err(|e| src.at(self.speed_span.clone(), "clients.speed", format!("{label:?}: {e}")))?;
                 }
                 if warmup_requests >= trace.requests.len() as u64 {
                     return Err(src.whole(format!(
@@ -653,7 +695,11 @@ impl Plan {
                     )));
                 }
             }
-            workloads.push(Workload { catalog: Arc::new(trace.catalog), requests: Arc::new(trace.requests) });
+            workloads.push(Workload {
+                catalog: Arc::new(trace.catalog),
+                requests: Arc::new(trace.requests),
+                times: Arc::new(trace.times),
+            });
         }
         let hardware = load_hardware(&self.hardware).map_err(|e| src.at(self.hardware_span.clone(), "hardware", e))?;
         Ok(Experiment { plan: self, hardware: Arc::new(hardware), workloads })
@@ -708,6 +754,11 @@ impl Experiment {
                 ClientMode::Replay { .. } => Some(workload.requests.clone()),
                 _ => None,
             },
+            times: match plan.clients {
+                ClientMode::Replay { pace: Some(_), .. } => Some(workload.times.clone()),
+                _ => None,
+            },
+            interval_s: plan.interval_s,
         }
     }
 }
@@ -853,6 +904,8 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
     if mode != "replay" {
         only("connections", span(&c.connections), "\"replay\"")?;
         only("warmup_requests", span(&c.warmup_requests), "\"replay\"")?;
+        only("speed", span(&c.speed), "\"replay\"")?;
+        only("max_outstanding", span(&c.max_outstanding), "\"replay\" with `speed`")?;
     }
     if mode == "poisson" || mode == "replay" {
         only("per_server", span(&c.per_server), "\"closed\" or \"onoff\"")?;
@@ -884,9 +937,42 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
                 Some(k) if *k.get_ref() >= 1 => *k.get_ref(),
                 Some(k) => return Err(src.at(k.span(), "clients.connections", "expected connections >= 1, found 0")),
             };
+            let pace = match (&c.speed, &c.max_outstanding) {
+                (None, None) => None,
+                (None, Some(m)) => {
+                    return Err(src.at(
+                        m.span(),
+                        "clients.max_outstanding",
+                        "`max_outstanding` bounds a timed replay: it is read only with `speed`",
+                    ))
+                }
+                (Some(v), m) => {
+                    let speed = *v.get_ref();
+                    if !(speed.is_finite() && speed > 0.0) {
+                        return Err(src.at(
+                            v.span(),
+                            "clients.speed",
+                            format!("expected a speed factor > 0 (logged seconds per replayed second), found {speed}"),
+                        ));
+                    }
+                    let max_outstanding = match m {
+                        None => Pace::DEFAULT_MAX_OUTSTANDING,
+                        Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
+                        Some(m) => {
+                            return Err(src.at(
+                                m.span(),
+                                "clients.max_outstanding",
+                                "expected outstanding requests >= 1, found 0",
+                            ))
+                        }
+                    };
+                    Some(Pace { speed, max_outstanding })
+                }
+            };
             Ok(ClientMode::Replay {
                 connections,
                 warmup_requests: c.warmup_requests.as_ref().map_or(0, |w| *w.get_ref()),
+                pace,
             })
         }
     }
@@ -1028,7 +1114,7 @@ measure_s = 2.0
     fn replay_needs_a_trace_with_requests_and_no_window() {
         let text = GOOD.replace("\n[run]", "\n[clients]\nmode = \"replay\"\n[run]");
         let plan = parse(&text).unwrap();
-        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0 });
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0, pace: None });
         let e = plan.load().unwrap_err().0;
         assert!(e.contains("needs a trace file with requests"), "{e}");
     }

@@ -11,7 +11,9 @@
 //! when the window opens and when it closes; stops everything and turns the
 //! deltas into the row. A replay (`clients.mode = "replay"`) has no warm-up
 //! run: its window is the whole replay, and the nodes' cache contents are
-//! read at the end ([`CellOutcome::caches`]).
+//! read at the end ([`CellOutcome::caches`]). The per-interval figures
+//! (`timeseries.csv`) are the load generator's ([`LoadReport::intervals`]):
+//! what the clients saw, on their clock.
 //!
 //! This module knows how to run a cell, not what an experiment file says:
 //! the application turns a plan into [`RealCell`]s.
@@ -80,6 +82,8 @@ pub struct RealCell {
     pub warmup_s: f64,
     /// Seconds measured (timed clients).
     pub measure_s: f64,
+    /// Length of the load report's intervals (`timeseries.csv`), seconds.
+    pub interval_s: f64,
     /// Cache capacity per node, bytes.
     pub cache_bytes: u64,
     pub settings: RealSettings,
@@ -337,11 +341,15 @@ pub async fn run_cell(
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64| {
-        let (connections, rate, warmup_requests) = match cell.clients {
-            ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => (per_server as usize * n, None, 0),
+        let (connections, rate, warmup_requests, pace) = match cell.clients {
+            ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => {
+                (per_server as usize * n, None, 0, None)
+            }
             // Open loop: connections enough to keep the rate when responses are slow; each sends its share.
-            ClientMode::Poisson { rate } => (OPEN_LOOP_CONNECTIONS_PER_SERVER * n, Some(rate), 0),
-            ClientMode::Replay { connections, warmup_requests } => (connections as usize, None, warmup_requests),
+            ClientMode::Poisson { rate } => (OPEN_LOOP_CONNECTIONS_PER_SERVER * n, Some(rate), 0, None),
+            ClientMode::Replay { connections, warmup_requests, pace } => {
+                (connections as usize, None, warmup_requests, pace)
+            }
         };
         ServiceSpec::Load(LoadSpec {
             target,
@@ -354,6 +362,9 @@ pub async fn run_cell(
             duration_s,
             rate,
             timeout_ms: s.request_timeout_ms,
+            speed: pace.map(|p| p.speed),
+            max_outstanding: pace.map_or(dl7_core::Pace::DEFAULT_MAX_OUTSTANDING, |p| p.max_outstanding) as usize,
+            interval_s: cell.interval_s,
         })
     };
     let run_load = |spec: ServiceSpec, name: &'static str, limit: Duration| {
@@ -395,9 +406,13 @@ pub async fn run_cell(
     };
     let (load, before, after) = if replay {
         let before = snapshot().await?;
-        let load =
-            run_load(load_spec(cell.seed, 0.0, MAX_REPLAY_S), "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0))
-                .await?;
+        // A timed replay lasts its schedule, then its slowest responses.
+        let schedule_s = match cell.clients {
+            ClientMode::Replay { pace: Some(p), .. } => timed_replay_s(&cell.workload_source, p.speed)?,
+            _ => 0.0,
+        };
+        let limit = Duration::from_secs_f64(schedule_s + MAX_REPLAY_S + 60.0);
+        let load = run_load(load_spec(cell.seed, 0.0, MAX_REPLAY_S), "load", limit).await?;
         // The load process has exited: every response it verified is fully written.
         let after = snapshot().await?;
         (load, before, after)
@@ -505,6 +520,8 @@ fn measure(
         requests: load.requests,
         mode: if layout.lab.is_some() { "real-lab" } else { "real" }.into(),
         errors: load.errors,
+        replayed: load.replayed,
+        dropped: load.dropped,
     };
     let reqs = load.requests.max(1) as f64;
     CellOutcome {
@@ -516,6 +533,12 @@ fn measure(
         nic,
         caches,
     }
+}
+
+/// Seconds from a timed replay's first request to its last one's send instant.
+fn timed_replay_s(trace: &str, speed: f64) -> Result<f64, String> {
+    let t = dl7_traces::Trace::resolve(trace).map_err(|e| e.to_string())?;
+    Ok(dl7_traces::Schedule::new(&t.times, speed).map_err(|e| format!("{trace}: {e}"))?.duration_s())
 }
 
 /// A counter's growth from `before` to `after`.
