@@ -8,6 +8,17 @@
 //! line naming the file, the line and column, the key and what was expected;
 //! a key of the old sweep or cluster formats names its new place.
 //!
+//! A replay without `speed` is closed loop: each connection takes the
+//! trace's next request when its last one is answered. With `speed` it is
+//! open loop: request `i`, logged in second `T`, is sent `(T - T0 + k/m) /
+//! speed` seconds after the start (`T0` the first logged second, `k` its
+//! rank among the `m` requests of second `T`; `dl7_traces::Schedule`), on
+//! the longest-free connection of the pool, on a new one when none is free,
+//! or not at all when `max_outstanding` are out: it then counts in
+//! `results.csv`'s `dropped` (every measured request is in `replayed`: it
+//! completed, failed or was dropped). Every sweep also writes
+//! `timeseries.csv` (`dl7_core::timeseries`), one row per run and interval.
+//!
 //! This module does not run anything; [`crate::sweep`] hands the runs to an
 //! engine.
 //!
@@ -31,14 +42,17 @@
 //! mode = "closed"             # closed | onoff (per_server), poisson (rate), replay (connections)
 //! per_server = 63
 //! # rate = 500.0              # poisson: requests/s in total
-//! # connections = 1           # replay: persistent connections
-//! # warmup_requests = 0       # replay: requests not measured
+//! # connections = 1           # replay: persistent connections (with speed: the pool opened first)
+//! # warmup_requests = 0       # replay: requests not measured (the first sent)
+//! # speed = 100.0             # replay: open loop at the logged times, 100x faster (needs a timed trace)
+//! # max_outstanding = 4096    # replay with speed: more requests out at once are dropped (counted)
 //!
 //! [run]
 //! warmup_s = 10.0             # seconds excluded from measurement (not read by replay)
 //! measure_s = 20.0
 //! cache_mb = 64.0             # per server, MiB; default: the hardware profile's
 //! shared_state = false        # sim: one cluster-wide policy instance
+//! interval_s = 1.0            # timeseries.csv: seconds per interval (>= 0.001)
 //!
 //! [real]                      # local and lab engines only; defaults shown
 //! fallbacks = 2               # candidates tried after a failed owner
@@ -1056,7 +1070,7 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local"] {
+        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed"] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -1067,6 +1081,55 @@ measure_s = 2.0
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
+        let timed = Plan::from_file(&dir.join("replay-timed.toml")).unwrap().load().unwrap();
+        let pace = Some(Pace { speed: 15000.0, max_outstanding: 4096 });
+        assert_eq!(timed.plan.clients, ClientMode::Replay { connections: 4, warmup_requests: 0, pace });
+        assert_eq!((timed.plan.interval_s, timed.workloads[0].times.len()), (0.5, 9126));
+        // Well under a minute per run: the log's span over the speed.
+        let s = dl7_traces::Schedule::new(&timed.workloads[0].times, 15000.0).unwrap().duration_s();
+        assert!(s > 15.0 && s < 25.0, "{s}");
+    }
+
+    #[test]
+    fn a_timed_replay_needs_a_speed_above_zero_and_a_trace_with_times() {
+        let clients = |c: &str| GOOD.replace("\n[run]", &format!("\n[clients]\nmode = \"replay\"\n{c}\n[run]"));
+        let plan = parse(&clients("speed = 2.5")).unwrap();
+        let pace = Some(Pace { speed: 2.5, max_outstanding: Pace::DEFAULT_MAX_OUTSTANDING });
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0, pace });
+        for bad in ["speed = 0.0", "speed = -1.0", "speed = nan"] {
+            let e = err(&clients(bad));
+            assert!(e.starts_with("exp.toml:15:9:") && e.contains("`clients.speed`") && e.contains("> 0"), "{e}");
+        }
+        let e = err(&clients("max_outstanding = 5"));
+        assert!(e.contains("`clients.max_outstanding`") && e.contains("only with `speed`"), "{e}");
+        let e = err(&clients("speed = 1.0\nmax_outstanding = 0"));
+        assert!(e.contains("`clients.max_outstanding`") && e.contains(">= 1"), "{e}");
+        let e = err(&GOOD.replace("\n[run]", "\n[clients]\nmode = \"closed\"\nspeed = 2.0\n[run]"));
+        assert!(e.contains("`clients.speed`") && e.contains("only in mode \"replay\""), "{e}");
+
+        // A trace without times: the error points at `speed` and says what to do.
+        let dir = std::env::temp_dir().join(format!("dl7-exp-untimed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let catalog = dl7_traces::workload::builtin("webstone").unwrap();
+        let untimed = Trace { catalog, requests: vec![ObjectId(0), ObjectId(1)], times: Vec::new() };
+        untimed.save(&dir.join("untimed.trace")).unwrap();
+        let text = clients("speed = 2.0").replace("\"surge100\"", "\"untimed.trace\"");
+        let e = Plan::parse(&text, "exp.toml", &dir).unwrap().load().unwrap_err().0;
+        assert!(e.starts_with("exp.toml:15:9:") && e.contains("needs request times") && e.contains("drop `speed`"), "{e}");
+        let closed = clients("").replace("\"surge100\"", "\"untimed.trace\"");
+        assert!(Plan::parse(&closed, "exp.toml", &dir).unwrap().load().is_ok(), "closed loop needs no times");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_interval_defaults_to_a_second_and_must_be_a_millisecond_or_more() {
+        assert_eq!(parse(GOOD).unwrap().interval_s, 1.0);
+        let with = |v: &str| GOOD.replace("measure_s = 2.0", &format!("measure_s = 2.0\ninterval_s = {v}"));
+        assert_eq!(parse(&with("0.25")).unwrap().interval_s, 0.25);
+        for bad in ["0.0", "0.0001", "-1.0"] {
+            let e = err(&with(bad));
+            assert!(e.starts_with("exp.toml:16:14:") && e.contains("`run.interval_s`"), "{e}");
+        }
     }
 
     #[test]
