@@ -1115,7 +1115,10 @@ measure_s = 2.0
         untimed.save(&dir.join("untimed.trace")).unwrap();
         let text = clients("speed = 2.0").replace("\"surge100\"", "\"untimed.trace\"");
         let e = Plan::parse(&text, "exp.toml", &dir).unwrap().load().unwrap_err().0;
-        assert!(e.starts_with("exp.toml:15:9:") && e.contains("needs request times") && e.contains("drop `speed`"), "{e}");
+        assert!(
+            e.starts_with("exp.toml:15:9:") && e.contains("needs request times") && e.contains("drop `speed`"),
+            "{e}"
+        );
         let closed = clients("").replace("\"surge100\"", "\"untimed.trace\"");
         assert!(Plan::parse(&closed, "exp.toml", &dir).unwrap().load().is_ok(), "closed loop needs no times");
         std::fs::remove_dir_all(&dir).unwrap();

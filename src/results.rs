@@ -34,7 +34,8 @@ pub fn read_timeseries(path: &Path) -> anyhow::Result<Vec<IntervalRow>> {
 pub fn header(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut r = csv::Reader::from_path(path)
         .map_err(|e| crate::input_error(format!("{}: cannot read: {e}", path.display())))?;
-    let header = r.headers().map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?;
+    let header =
+        r.headers().map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?;
     Ok(header.iter().map(str::to_string).collect())
 }
 

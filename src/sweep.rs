@@ -306,7 +306,10 @@ fn progress_line(o: &CellOutcome) -> String {
         line.push_str(&format!(", replayed {} dropped {}", r.replayed, r.dropped));
     }
     if o.load.send_lag_max_ms > 0.0 {
-        line.push_str(&format!(", sent late by p99 {:.3} ms max {:.3} ms", o.load.send_lag_p99_ms, o.load.send_lag_max_ms));
+        line.push_str(&format!(
+            ", sent late by p99 {:.3} ms max {:.3} ms",
+            o.load.send_lag_p99_ms, o.load.send_lag_max_ms
+        ));
     }
     if let Some(fe) = o.nic.iter().find(|u| u.role == "front") {
         // Direct routing: the front end transmits only forwarded requests, a few % of the payload.

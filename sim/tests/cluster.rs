@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use dl7_core::PolicySpec;
 use dl7_core::Pace;
+use dl7_core::PolicySpec;
 use dl7_sim::{simulate, simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 use dl7_traces::{Catalog, ContentType, Object, ObjectId};
 
@@ -259,7 +259,11 @@ fn intervals_cover_the_warm_up_and_the_window_and_add_up_to_the_row() {
     let expected: Vec<f64> = (-3..8).map(|k| f64::from(k) * 0.5).collect();
     assert_eq!(t, expected);
     let measured: f64 = stats.intervals.iter().filter(|i| i.t_s >= 0.0).map(|i| i.req_per_s * 0.5).sum();
-    assert!((measured - row.requests as f64).abs() < 1e-6, "the window's intervals hold its completions: {measured} vs {}", row.requests);
+    assert!(
+        (measured - row.requests as f64).abs() < 1e-6,
+        "the window's intervals hold its completions: {measured} vs {}",
+        row.requests
+    );
     // Caches start cold: the first warm-up interval has the lowest hit ratio.
     let first = stats.intervals[0].hit_ratio;
     assert!(stats.intervals.iter().skip(1).all(|i| i.hit_ratio >= first), "{:?}", stats.intervals);

@@ -301,7 +301,8 @@ mod tests {
         let files = draw_all(&rows, &marks, &dir).unwrap();
         assert_eq!(files.len(), 4, "{files:?}");
         let svg = std::fs::read_to_string(dir.join(format!("{}.svg", file_stem("w", 4)))).unwrap();
-        for text in ["AS-MD5", "hit ratio", "requests/s", "kill node 1", "warm-up", "seconds since the measured window"] {
+        for text in ["AS-MD5", "hit ratio", "requests/s", "kill node 1", "warm-up", "seconds since the measured window"]
+        {
             assert!(svg.contains(text), "{text}");
         }
         assert!(draw_all(&[], &marks, &dir).unwrap().is_empty());

@@ -140,15 +140,8 @@ mod tests {
         let s = Schedule::new(&times, 10.0).unwrap();
         let got: Vec<(usize, u64)> = s.iter().collect();
         let ms = 1_000_000;
-        let expected = [
-            (0, 0),
-            (1, 50 * ms),
-            (2, 100 * ms),
-            (3, 300 * ms),
-            (4, 333_333_333),
-            (5, 366_666_667),
-            (6, 1000 * ms),
-        ];
+        let expected =
+            [(0, 0), (1, 50 * ms), (2, 100 * ms), (3, 300 * ms), (4, 333_333_333), (5, 366_666_667), (6, 1000 * ms)];
         assert_eq!(got, expected);
         assert_eq!(s.duration_s(), 1.0);
     }

@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 
 use super::pool::Idle;
 use super::{
-    contains_token, content_length, content_type_from_mime, parse_decimal, FetchError, ResponseHead, HOP_HEADER,
-    CACHE_HEADER, MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    contains_token, content_length, content_type_from_mime, parse_decimal, FetchError, ResponseHead, CACHE_HEADER,
+    HOP_HEADER, MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
 /// The client side of one keep-alive connection.
