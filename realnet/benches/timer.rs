@@ -43,9 +43,12 @@ fn main() {
         (addr, tx)
     });
     let load_rt = dl7_realnet::service::runtime().expect("runtime");
-    let load1 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg = || {
+        let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    };
     println!("# timed replay send lag, {SECONDS} s per rate, 2 kB objects from an origin on 127.0.0.1");
-    println!("# load average before: {}", load1.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!("# load average before: {}", loadavg());
     println!("{:>9} {:>8} {:>8} {:>10} {:>10} {:>10}", "req/s", "sent", "dropped", "p50 ms", "p99 ms", "max ms");
     for rate in [100u64, 1_000, 5_000] {
         let n = (rate * SECONDS) as usize;
@@ -67,4 +70,5 @@ fn main() {
             r.send_lag_max_ms
         );
     }
+    println!("# load average after: {}", loadavg());
 }

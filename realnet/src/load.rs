@@ -480,8 +480,8 @@ struct TimedShared {
     lag: Histogram<u64>,
 }
 
-/// A timed replay: a dispatcher sends each request at its instant of the
-/// schedule on the connection free the longest (the pool of `connections`
+/// A timed replay: a dispatcher thread hands each request, at its instant
+/// of the schedule, to the connection free the longest (the pool of `connections`
 /// opened first, in order, so that the front end pins them to receivers in
 /// order), on a new connection when none is free, and drops it when
 /// `max_outstanding` connections are busy. Latency runs from the scheduled
@@ -491,56 +491,68 @@ async fn timed(config: LoadConfig, patterns: Arc<Vec<Pattern>>) -> LoadReport {
     let Requests::Timed { list, times, speed, max_outstanding } = config.requests.clone() else {
         unreachable!("a timed run")
     };
-    let schedule = dl7_traces::Schedule::new(&times, speed).expect("checked in run");
     let warmup = config.warmup_requests;
-    let origin_offset = schedule.iter().nth(warmup as usize).map_or(0, |(_, at)| at);
     let series = Arc::new(Mutex::new(Recorder::new(config.interval.as_nanos() as u64, 0)));
     let shared = Arc::new(Mutex::new(TimedShared { stats: ConnStats::new(), lag: latency_histogram() }));
     let idle = Arc::new(Mutex::new(VecDeque::new()));
-    let mut senders: Vec<mpsc::Sender<Job>> = Vec::new();
-    let mut tasks = Vec::new();
-    let mut open = |conn: Option<ClientConn>, origin: Instant, senders: &mut Vec<mpsc::Sender<Job>>| {
-        let c = senders.len();
-        let (tx, rx) = mpsc::channel(1);
-        senders.push(tx);
-        let (cfg, patterns, list) = (config.clone(), patterns.clone(), list.clone());
-        let (series, shared, idle) = (series.clone(), shared.clone(), idle.clone());
-        tasks.push(tokio::spawn(async move {
-            timed_connection(c, conn, rx, cfg, patterns, list, series, shared, idle, origin).await
-        }));
-        c
-    };
     // The pool, opened in order before the clock starts; a failed connect is retried by its first request.
     let mut pool = Vec::with_capacity(config.connections);
     for _ in 0..config.connections.min(max_outstanding) {
         pool.push(ClientConn::connect(config.target, config.timeout).await.ok());
     }
-    let start = Instant::now();
-    let origin = start + Duration::from_nanos(origin_offset);
-    for conn in pool {
-        let c = open(conn, origin, &mut senders);
-        idle.lock().expect("idle lock").push_back(c);
-    }
-    let (mut replayed, mut dropped) = (0, 0);
-    for (taken, (position, at)) in schedule.iter().enumerate() {
-        let intended = start + Duration::from_nanos(at);
-        tokio::time::sleep_until(intended).await;
-        let measured = taken as u64 >= warmup;
-        replayed += u64::from(measured);
-        let free = idle.lock().expect("idle lock").pop_front();
-        let c = match free {
-            Some(c) => c,
-            None if senders.len() < max_outstanding => open(None, origin, &mut senders),
-            None => {
-                dropped += u64::from(measured);
-                continue;
-            }
+    let runtime = tokio::runtime::Handle::current();
+    let (series_d, shared_d, idle_d) = (series.clone(), shared.clone(), idle.clone());
+    // The dispatcher runs on a thread of its own and sleeps with the OS's
+    // timer: the connections' work (verifying every byte, gunzip) must not
+    // make the schedule late, and tokio's timer ticks only every millisecond.
+    let dispatcher = tokio::task::spawn_blocking(move || {
+        let schedule = dl7_traces::Schedule::new(&times, speed).expect("checked in run");
+        let origin_offset = schedule.iter().nth(warmup as usize).map_or(0, |(_, at)| at);
+        let mut senders: Vec<mpsc::Sender<Job>> = Vec::new();
+        let mut tasks = Vec::new();
+        let start = Instant::now();
+        let origin = start + Duration::from_nanos(origin_offset);
+        let mut open = |conn: Option<ClientConn>, senders: &mut Vec<mpsc::Sender<Job>>| {
+            let c = senders.len();
+            let (tx, rx) = mpsc::channel(1);
+            senders.push(tx);
+            let (cfg, patterns, list) = (config.clone(), patterns.clone(), list.clone());
+            let (series, shared, idle) = (series_d.clone(), shared_d.clone(), idle_d.clone());
+            tasks.push(runtime.spawn(async move {
+                timed_connection(c, conn, rx, cfg, patterns, list, series, shared, idle, origin).await
+            }));
+            c
         };
-        // A free connection waits on its channel: the send does not block.
-        if senders[c].send(Job { position, intended, measured }).await.is_err() {
-            unreachable!("a connection task ends only when its channel closes");
+        for conn in pool {
+            let c = open(conn, &mut senders);
+            idle_d.lock().expect("idle lock").push_back(c);
         }
-    }
+        let (mut replayed, mut dropped) = (0, 0);
+        for (taken, (position, at)) in schedule.iter().enumerate() {
+            let intended = start + Duration::from_nanos(at);
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let measured = taken as u64 >= warmup;
+            replayed += u64::from(measured);
+            let free = idle_d.lock().expect("idle lock").pop_front();
+            let c = match free {
+                Some(c) => c,
+                None if senders.len() < max_outstanding => open(None, &mut senders),
+                None => {
+                    dropped += u64::from(measured);
+                    continue;
+                }
+            };
+            // A free connection waits on its channel of one: there is room.
+            if senders[c].try_send(Job { position, intended, measured }).is_err() {
+                unreachable!("a free connection's channel is empty and open");
+            }
+        }
+        (senders, tasks, replayed, dropped, origin)
+    });
+    let (senders, tasks, replayed, dropped, origin) = dispatcher.await.expect("the dispatcher does not panic");
     drop(senders);
     for t in tasks {
         // A panicked connection task is a bug; its figures are lost with it, so say so.
@@ -578,6 +590,7 @@ async fn timed_connection(
 ) {
     let mut body = Vec::new();
     let mut decoded = Vec::new();
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
     while let Some(job) = jobs.recv().await {
         let lag = Instant::now().saturating_duration_since(job.intended);
         let id = list[job.position];
@@ -587,8 +600,13 @@ async fn timed_connection(
         let result = match outcome {
             Err(_) => Err("timeout".to_string()),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(head)) => verify(&head, object.size, &patterns[id.index()], &body, &mut decoded)
-                .map(|decoded_len| (head, decoded_len)),
+            Ok(Ok(head)) => {
+                let mut check = || verify(&head, object.size, &patterns[id.index()], &body, &mut decoded);
+                // Checking a large body takes milliseconds: off the worker that
+                // the other connections' due requests are waiting for.
+                let checked = if multi_thread { tokio::task::block_in_place(check) } else { check() };
+                checked.map(|decoded_len| (head, decoded_len))
+            }
         };
         if !matches!(&result, Ok((head, _)) if head.keep_alive) {
             conn = None;

@@ -2,7 +2,8 @@
 //! size, requests per second above and hit ratio below against time since
 //! the measured window began, one line per architecture, policy and source
 //! (the mean over seeds), so that a replayed day, a flash crowd or a
-//! failure can be seen. The warm-up (negative time) is shaded, and
+//! failure can be seen. An interval in which nothing completed breaks the
+//! hit-ratio line (it has no hit ratio). The warm-up (negative time) is shaded, and
 //! [`Mark`]s (faults, membership changes) are drawn as labelled vertical
 //! lines across both panels.
 //!
@@ -134,6 +135,16 @@ fn lines(rows: &[&IntervalRow]) -> Vec<Line> {
         .collect()
 }
 
+/// One of the two panels of a timeline.
+struct Panel {
+    y_label: &'static str,
+    y_hi: f64,
+    /// Its value of a point (t_s, req/s, hit ratio).
+    value: fn(&(f64, f64, f64)) -> f64,
+    /// An interval with no response breaks the line (it has no such value).
+    gaps: bool,
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -154,11 +165,16 @@ fn draw<DB: DrawingBackend>(
     let step = starts.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
     let x_hi = x_hi + if step.is_finite() { step } else { 1.0 };
     let req_max = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).fold(0.0, f64::max);
-    let panels: [(&DrawingArea<DB, Shift>, &str, f64, fn(&(f64, f64, f64)) -> f64); 2] = [
-        (&top, "requests/s", if req_max > 0.0 { req_max * 1.12 } else { 1.0 }, |p| p.1),
-        (&bottom, "hit ratio", 1.05, |p| p.2),
+    let panels = [
+        Panel {
+            y_label: "requests/s",
+            y_hi: if req_max > 0.0 { req_max * 1.12 } else { 1.0 },
+            value: |p| p.1,
+            gaps: false,
+        },
+        Panel { y_label: "hit ratio", y_hi: 1.05, value: |p| p.2, gaps: true },
     ];
-    for (area, y_label, y_hi, value) in panels {
+    for (area, Panel { y_label, y_hi, value, gaps }) in [&top, &bottom].into_iter().zip(panels) {
         let mut chart = ChartBuilder::on(area)
             .margin(12)
             .x_label_area_size(40)
@@ -186,17 +202,21 @@ fn draw<DB: DrawingBackend>(
         for l in lines {
             let colour = COLOURS[l.policy % COLOURS.len()];
             let style = ShapeStyle { color: colour.to_rgba(), filled: false, stroke_width: 2 };
-            let points: Vec<(f64, f64)> = l.points.iter().map(|p| (p.0, value(p))).collect();
-            if l.conventional {
-                chart.draw_series(LineSeries::new(points.clone(), style))?;
-            } else {
-                chart.draw_series(DashedLineSeries::new(points.clone(), 10, 6, style))?;
-            }
-            if l.mode != "sim" {
-                let [(a, a_style), (b, b_style)] = glyph(shape_of(&l.mode), l.conventional, colour, 3);
-                chart.draw_series(points.iter().map(|&p| {
-                    EmptyElement::at(p) + Polygon::new(a.clone(), a_style) + Polygon::new(b.clone(), b_style)
-                }))?;
+            // An interval with no response has no hit ratio: a gap, not a zero.
+            let segments = l.points.split(|p| gaps && p.1 == 0.0).filter(|s| !s.is_empty());
+            for segment in segments {
+                let points: Vec<(f64, f64)> = segment.iter().map(|p| (p.0, value(p))).collect();
+                if l.conventional {
+                    chart.draw_series(LineSeries::new(points.clone(), style))?;
+                } else {
+                    chart.draw_series(DashedLineSeries::new(points.clone(), 10, 6, style))?;
+                }
+                if l.mode != "sim" {
+                    let [(a, a_style), (b, b_style)] = glyph(shape_of(&l.mode), l.conventional, colour, 3);
+                    chart.draw_series(points.iter().map(|&p| {
+                        EmptyElement::at(p) + Polygon::new(a.clone(), a_style) + Polygon::new(b.clone(), b_style)
+                    }))?;
+                }
             }
         }
     }
@@ -240,8 +260,10 @@ fn draw_legend<DB: DrawingBackend>(
         area.draw(&text("markers: measured", x0, y, 14))?;
         y += 20;
     }
-    area.draw(&Rectangle::new([(x0, y - 6), (x0 + 36, y + 6)], WARMUP.filled()))?;
-    area.draw(&text("warm-up", x_text, y, 14))?;
+    if lines.iter().any(|l| l.points.first().is_some_and(|p| p.0 < 0.0)) {
+        area.draw(&Rectangle::new([(x0, y - 6), (x0 + 36, y + 6)], WARMUP.filled()))?;
+        area.draw(&text("warm-up", x_text, y, 14))?;
+    }
     if !marks.is_empty() {
         y += 22;
         let style = ShapeStyle { color: MARK.to_rgba(), filled: false, stroke_width: 1 };

@@ -50,7 +50,7 @@ impl<'a> Schedule<'a> {
         let last = *times.iter().max().expect("not empty");
         let ns_per_logged_s = 1e9 / speed;
         let span_ns = (last - first + 1) as f64 * ns_per_logged_s;
-        if !(span_ns < MAX_NS) {
+        if span_ns >= MAX_NS {
             return Err(format!(
                 "at speed {speed} the replay of {} logged seconds would last {:.3e} s, too long",
                 last - first + 1,
