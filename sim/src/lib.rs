@@ -324,6 +324,11 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, cache_bytes, clients, series);
     let mut sim = Simulation::new(cluster);
     let paced = schedule.is_some();
+    // A timed replay's pool: at most `max_outstanding` connections, as in the load generator.
+    let pool = match cell.clients {
+        ClientMode::Replay { pace: Some(p), .. } => connections.min(p.max_outstanding as usize),
+        _ => 0,
+    };
     let starts = if paced {
         // The pool opens with the replay; requests go out at their instants.
         Vec::new()
@@ -334,7 +339,7 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     };
     sim.init(|cluster, ctx| {
         cluster.start_clients(starts.into_iter(), ctx);
-        cluster.start_arrivals(if paced { connections } else { 0 }, ctx);
+        cluster.start_arrivals(pool, ctx);
     });
     sim.run_until(window.end);
     if replay {
