@@ -217,6 +217,10 @@ impl Recorder {
     /// The histogram of interval `k`, opened if it is among the latest [`OPEN`];
     /// `None` when it has been closed.
     fn histogram(&mut self, k: i64) -> Option<&mut Histogram<u64>> {
+        // Nearly every completion falls in the newest interval.
+        if self.open.last().is_some_and(|(i, _)| *i == k) {
+            return self.open.last_mut().map(|(_, h)| h);
+        }
         let newest = self.open.last().map_or(i64::MIN, |(i, _)| *i);
         if k <= newest.saturating_sub(OPEN as i64) {
             return None;
