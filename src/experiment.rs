@@ -8,6 +8,17 @@
 //! line naming the file, the line and column, the key and what was expected;
 //! a key of the old sweep or cluster formats names its new place.
 //!
+//! A replay without `speed` is closed loop: each connection takes the
+//! trace's next request when its last one is answered. With `speed` it is
+//! open loop: request `i`, logged in second `T`, is sent `(T - T0 + k/m) /
+//! speed` seconds after the start (`T0` the first logged second, `k` its
+//! rank among the `m` requests of second `T`; `dl7_traces::Schedule`), on
+//! the longest-free connection of the pool, on a new one when none is free,
+//! or not at all when `max_outstanding` are out: it then counts in
+//! `results.csv`'s `dropped` (every measured request is in `replayed`: it
+//! completed, failed or was dropped). Every sweep also writes
+//! `timeseries.csv` (`dl7_core::timeseries`), one row per run and interval.
+//!
 //! This module does not run anything; [`crate::sweep`] hands the runs to an
 //! engine.
 //!
@@ -31,14 +42,17 @@
 //! mode = "closed"             # closed | onoff (per_server), poisson (rate), replay (connections)
 //! per_server = 63
 //! # rate = 500.0              # poisson: requests/s in total
-//! # connections = 1           # replay: persistent connections
-//! # warmup_requests = 0       # replay: requests not measured
+//! # connections = 1           # replay: persistent connections (with speed: the pool opened first)
+//! # warmup_requests = 0       # replay: requests not measured (the first sent)
+//! # speed = 100.0             # replay: open loop at the logged times, 100x faster (needs a timed trace)
+//! # max_outstanding = 4096    # replay with speed: more requests out at once are dropped (counted)
 //!
 //! [run]
 //! warmup_s = 10.0             # seconds excluded from measurement (not read by replay)
 //! measure_s = 20.0
 //! cache_mb = 64.0             # per server, MiB; default: the hardware profile's
 //! shared_state = false        # sim: one cluster-wide policy instance
+//! interval_s = 1.0            # timeseries.csv: seconds per interval (>= 0.001)
 //!
 //! [real]                      # local, lab and ssh engines only; defaults shown
 //! fallbacks = 2               # candidates tried after a failed owner
@@ -60,7 +74,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dl7_core::seed::{cell_key, derive_seed};
-use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, PolicyKind, PolicySpec, Source};
+use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, Pace, PolicyKind, PolicySpec, Source};
 use dl7_traces::{Catalog, ObjectId, Trace};
 use serde::Deserialize;
 use toml::Spanned;
@@ -70,6 +84,10 @@ use toml::Spanned;
 const MAX_SERVERS: u32 = 1024;
 /// Default WebStone connections per cache server, as in the paper.
 const DEFAULT_PER_SERVER: u32 = 63;
+/// Default length of the intervals of `timeseries.csv`, seconds.
+const DEFAULT_INTERVAL_S: f64 = 1.0;
+/// Shortest interval: a bound on the intervals a run writes (and holds).
+const MIN_INTERVAL_S: f64 = 0.001;
 /// Bytes in the `cache_mb` unit.
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -140,6 +158,8 @@ struct RawClients {
     rate: Option<Spanned<f64>>,
     connections: Option<Spanned<u32>>,
     warmup_requests: Option<Spanned<u64>>,
+    speed: Option<Spanned<f64>>,
+    max_outstanding: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +171,7 @@ struct RawRun {
     shared_state: bool,
     cache_mb: Option<Spanned<f64>>,
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
+    interval_s: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +296,8 @@ pub struct Plan {
     pub shared_state: bool,
     /// Cache capacity per server, bytes (`None`: the hardware profile's).
     pub cache_bytes_per_server: Option<u64>,
+    /// Length of the intervals of `timeseries.csv`, seconds.
+    pub interval_s: f64,
     pub real: RealSettings,
     /// The lab topology file (`[lab] topology`), resolved against the experiment's directory.
     pub lab_topology: Option<PathBuf>,
@@ -283,6 +306,7 @@ pub struct Plan {
     hardware_span: Range<usize>,
     workload_spans: Vec<Range<usize>>,
     lab_span: Range<usize>,
+    speed_span: Range<usize>,
 }
 
 /// A plan with its workloads and hardware read: ready to run.
@@ -301,6 +325,8 @@ pub struct Workload {
     pub catalog: Arc<Catalog>,
     /// Empty for a model workload.
     pub requests: Arc<Vec<ObjectId>>,
+    /// The requests' logged times, seconds; empty when the trace has none.
+    pub times: Arc<Vec<u64>>,
 }
 
 /// One run: a cell with one seed.
@@ -504,6 +530,20 @@ impl Plan {
                     "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)",
                 )),
             };
+        let interval_s = match run.and_then(|r| r.interval_s.as_ref()) {
+            None => DEFAULT_INTERVAL_S,
+            Some(v) => {
+                let x = *v.get_ref();
+                if !(x.is_finite() && x >= MIN_INTERVAL_S) {
+                    return Err(src.at(
+                        v.span(),
+                        "run.interval_s",
+                        format!("expected seconds per interval >= {MIN_INTERVAL_S}, found {x}"),
+                    ));
+                }
+                x
+            }
+        };
         let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
             None => None,
             Some(c) => {
@@ -586,12 +626,14 @@ impl Plan {
             measure_s,
             shared_state: run.is_some_and(|r| r.shared_state),
             cache_bytes_per_server,
+            interval_s,
             real,
             lab_topology,
             text: text.to_string(),
             hardware_span,
             workload_spans,
             lab_span,
+            speed_span: raw.clients.as_ref().and_then(|c| c.speed.as_ref()).map_or(0..0, |s| s.span()),
         })
     }
 
@@ -646,13 +688,27 @@ impl Plan {
             if trace.catalog.is_empty() {
                 return Err(src.at(span.clone(), "sweep.workloads", format!("workload {label:?} has no objects")));
             }
-            if let ClientMode::Replay { warmup_requests, .. } = self.clients {
+            if let ClientMode::Replay { warmup_requests, pace, .. } = self.clients {
                 if trace.requests.is_empty() {
                     return Err(src.at(
                         span.clone(),
                         "sweep.workloads",
                         format!("clients.mode = \"replay\" needs a trace file with requests; {label:?} has none"),
                     ));
+                }
+                if let Some(pace) = pace {
+                    if trace.times.is_empty() {
+                        return Err(src.at(
+                            self.speed_span.clone(),
+                            "clients.speed",
+                            format!(
+                                "a timed replay needs request times, but the trace {label:?} has none \
+                                 (`requests N` without `timed`); drop `speed` to replay it closed loop"
+                            ),
+                        ));
+                    }
+                    dl7_traces::Schedule::new(&trace.times, pace.speed)
+                        .map_err(|e| src.at(self.speed_span.clone(), "clients.speed", format!("{label:?}: {e}")))?;
                 }
                 if warmup_requests >= trace.requests.len() as u64 {
                     return Err(src.whole(format!(
@@ -661,7 +717,11 @@ impl Plan {
                     )));
                 }
             }
-            workloads.push(Workload { catalog: Arc::new(trace.catalog), requests: Arc::new(trace.requests) });
+            workloads.push(Workload {
+                catalog: Arc::new(trace.catalog),
+                requests: Arc::new(trace.requests),
+                times: Arc::new(trace.times),
+            });
         }
         let hardware = load_hardware(&self.hardware).map_err(|e| src.at(self.hardware_span.clone(), "hardware", e))?;
         Ok(Experiment { plan: self, hardware: Arc::new(hardware), workloads })
@@ -716,6 +776,11 @@ impl Experiment {
                 ClientMode::Replay { .. } => Some(workload.requests.clone()),
                 _ => None,
             },
+            times: match plan.clients {
+                ClientMode::Replay { pace: Some(_), .. } => Some(workload.times.clone()),
+                _ => None,
+            },
+            interval_s: plan.interval_s,
         }
     }
 }
@@ -861,6 +926,8 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
     if mode != "replay" {
         only("connections", span(&c.connections), "\"replay\"")?;
         only("warmup_requests", span(&c.warmup_requests), "\"replay\"")?;
+        only("speed", span(&c.speed), "\"replay\"")?;
+        only("max_outstanding", span(&c.max_outstanding), "\"replay\" with `speed`")?;
     }
     if mode == "poisson" || mode == "replay" {
         only("per_server", span(&c.per_server), "\"closed\" or \"onoff\"")?;
@@ -892,9 +959,42 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
                 Some(k) if *k.get_ref() >= 1 => *k.get_ref(),
                 Some(k) => return Err(src.at(k.span(), "clients.connections", "expected connections >= 1, found 0")),
             };
+            let pace = match (&c.speed, &c.max_outstanding) {
+                (None, None) => None,
+                (None, Some(m)) => {
+                    return Err(src.at(
+                        m.span(),
+                        "clients.max_outstanding",
+                        "`max_outstanding` bounds a timed replay: it is read only with `speed`",
+                    ))
+                }
+                (Some(v), m) => {
+                    let speed = *v.get_ref();
+                    if !(speed.is_finite() && speed > 0.0) {
+                        return Err(src.at(
+                            v.span(),
+                            "clients.speed",
+                            format!("expected a speed factor > 0 (logged seconds per replayed second), found {speed}"),
+                        ));
+                    }
+                    let max_outstanding = match m {
+                        None => Pace::DEFAULT_MAX_OUTSTANDING,
+                        Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
+                        Some(m) => {
+                            return Err(src.at(
+                                m.span(),
+                                "clients.max_outstanding",
+                                "expected outstanding requests >= 1, found 0",
+                            ))
+                        }
+                    };
+                    Some(Pace { speed, max_outstanding })
+                }
+            };
             Ok(ClientMode::Replay {
                 connections,
                 warmup_requests: c.warmup_requests.as_ref().map_or(0, |w| *w.get_ref()),
+                pace,
             })
         }
     }
@@ -978,7 +1078,7 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "lab-ssh"] {
+        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh"] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -993,6 +1093,58 @@ measure_s = 2.0
         assert_eq!((topology.nodes, topology.clients, topology.ssh.dl7.as_str()), (2, 2, "dl7"));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
+        let timed = Plan::from_file(&dir.join("replay-timed.toml")).unwrap().load().unwrap();
+        let pace = Some(Pace { speed: 15000.0, max_outstanding: 4096 });
+        assert_eq!(timed.plan.clients, ClientMode::Replay { connections: 4, warmup_requests: 0, pace });
+        assert_eq!((timed.plan.interval_s, timed.workloads[0].times.len()), (0.5, 9126));
+        // Well under a minute per run: the log's span over the speed.
+        let s = dl7_traces::Schedule::new(&timed.workloads[0].times, 15000.0).unwrap().duration_s();
+        assert!(s > 15.0 && s < 25.0, "{s}");
+    }
+
+    #[test]
+    fn a_timed_replay_needs_a_speed_above_zero_and_a_trace_with_times() {
+        let clients = |c: &str| GOOD.replace("\n[run]", &format!("\n[clients]\nmode = \"replay\"\n{c}\n[run]"));
+        let plan = parse(&clients("speed = 2.5")).unwrap();
+        let pace = Some(Pace { speed: 2.5, max_outstanding: Pace::DEFAULT_MAX_OUTSTANDING });
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0, pace });
+        for bad in ["speed = 0.0", "speed = -1.0", "speed = nan"] {
+            let e = err(&clients(bad));
+            assert!(e.starts_with("exp.toml:15:9:") && e.contains("`clients.speed`") && e.contains("> 0"), "{e}");
+        }
+        let e = err(&clients("max_outstanding = 5"));
+        assert!(e.contains("`clients.max_outstanding`") && e.contains("only with `speed`"), "{e}");
+        let e = err(&clients("speed = 1.0\nmax_outstanding = 0"));
+        assert!(e.contains("`clients.max_outstanding`") && e.contains(">= 1"), "{e}");
+        let e = err(&GOOD.replace("\n[run]", "\n[clients]\nmode = \"closed\"\nspeed = 2.0\n[run]"));
+        assert!(e.contains("`clients.speed`") && e.contains("only in mode \"replay\""), "{e}");
+
+        // A trace without times: the error points at `speed` and says what to do.
+        let dir = std::env::temp_dir().join(format!("dl7-exp-untimed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let catalog = dl7_traces::workload::builtin("webstone").unwrap();
+        let untimed = Trace { catalog, requests: vec![ObjectId(0), ObjectId(1)], times: Vec::new() };
+        untimed.save(&dir.join("untimed.trace")).unwrap();
+        let text = clients("speed = 2.0").replace("\"surge100\"", "\"untimed.trace\"");
+        let e = Plan::parse(&text, "exp.toml", &dir).unwrap().load().unwrap_err().0;
+        assert!(
+            e.starts_with("exp.toml:15:9:") && e.contains("needs request times") && e.contains("drop `speed`"),
+            "{e}"
+        );
+        let closed = clients("").replace("\"surge100\"", "\"untimed.trace\"");
+        assert!(Plan::parse(&closed, "exp.toml", &dir).unwrap().load().is_ok(), "closed loop needs no times");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_interval_defaults_to_a_second_and_must_be_a_millisecond_or_more() {
+        assert_eq!(parse(GOOD).unwrap().interval_s, 1.0);
+        let with = |v: &str| GOOD.replace("measure_s = 2.0", &format!("measure_s = 2.0\ninterval_s = {v}"));
+        assert_eq!(parse(&with("0.25")).unwrap().interval_s, 0.25);
+        for bad in ["0.0", "0.0001", "-1.0"] {
+            let e = err(&with(bad));
+            assert!(e.starts_with("exp.toml:16:14:") && e.contains("`run.interval_s`"), "{e}");
+        }
     }
 
     #[test]
@@ -1040,7 +1192,7 @@ measure_s = 2.0
     fn replay_needs_a_trace_with_requests_and_no_window() {
         let text = GOOD.replace("\n[run]", "\n[clients]\nmode = \"replay\"\n[run]");
         let plan = parse(&text).unwrap();
-        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0 });
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0, pace: None });
         let e = plan.load().unwrap_err().0;
         assert!(e.contains("needs a trace file with requests"), "{e}");
     }

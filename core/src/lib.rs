@@ -44,9 +44,10 @@ pub mod policy;
 pub mod result;
 pub mod seed;
 pub mod server;
+pub mod timeseries;
 
 pub use arch::Arch;
-pub use clients::ClientMode;
+pub use clients::{ClientMode, Pace};
 pub use config::{ConfigError, Source};
 pub use hardware::Hardware;
 

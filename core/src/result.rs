@@ -37,6 +37,11 @@ pub struct ResultRow {
     pub mode: String,
     /// Failed or unverified responses.
     pub errors: u64,
+    /// A replay: the trace's measured requests (each sent or dropped, once); 0 otherwise.
+    pub replayed: u64,
+    /// Requests the clients did not send because too many were outstanding
+    /// (`clients.max_outstanding` of a timed replay; the simulator's open-loop bound).
+    pub dropped: u64,
 }
 
 impl ResultRow {
@@ -63,5 +68,7 @@ impl ResultRow {
         "requests",
         "mode",
         "errors",
+        "replayed",
+        "dropped",
     ];
 }

@@ -385,6 +385,7 @@ pub(crate) async fn relay_remote(
         content_type: up.content_type.mime(),
         object_id: up.object_id,
         served_by: up.served_by.or(Some(server)),
+        cache_hit: up.cache_hit,
         gzip: up.gzip,
     };
     if up.status == 502 {

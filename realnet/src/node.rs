@@ -342,14 +342,15 @@ impl Node {
     }
 
     /// Serves `path` as its owner: cache, else one origin fetch for all waiters.
-    async fn serve_local(&self, path: &str) -> Result<Entry, u16> {
+    /// The object at `path` from the cache or the origin, and whether it was a hit.
+    async fn serve_local(&self, path: &str) -> Result<(Entry, bool), u16> {
         let m = &*self.metrics;
         Metrics::add(&m.owner_requests, 1);
         if let Some(e) = self.cache.lock().expect("cache lock").get(path) {
             Metrics::add(&m.hits, 1);
             Metrics::add(&m.hit_bytes, e.body.len() as u64);
             Metrics::add(&m.owner_bytes, e.body.len() as u64);
-            return Ok(e);
+            return Ok((e, true));
         }
         Metrics::add(&m.misses, 1);
         let flight = {
@@ -365,7 +366,7 @@ impl Node {
         if map.get(path).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
             map.remove(path);
         }
-        result
+        result.map(|e| (e, false))
     }
 
     async fn fetch_origin(&self, path: &str) -> Result<Entry, u16> {
@@ -464,7 +465,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         };
         let (open, open_now) = Open::enter(&node.cpu);
         let r = match node.serve_local(&path).await {
-            Ok(entry) => {
+            Ok((entry, hit)) => {
                 let (body, image) = (entry.body.len() as u64, entry.content_type.is_image());
                 node.cpu
                     .work(|c| {
@@ -480,6 +481,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     content_type: entry.content_type.mime(),
                     object_id: entry.object_id,
                     served_by: Some(node.id.0),
+                    cache_hit: Some(hit),
                     gzip: entry.gzip,
                 };
                 // Counted before the write, so it is final once the client has the response.

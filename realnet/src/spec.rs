@@ -148,6 +148,12 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Per-request deadline, milliseconds.
     pub timeout_ms: u64,
+    /// A replay at the trace's logged times, this many times faster; `None`: closed loop.
+    pub speed: Option<f64>,
+    /// A timed replay: most requests out at once; later ones are dropped.
+    pub max_outstanding: usize,
+    /// Length of the report's intervals, seconds.
+    pub interval_s: f64,
 }
 
 /// Any service's config, tagged by role, with its version.
@@ -300,6 +306,20 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                     return Err(format!("{name} {v}: expected a non-negative number of seconds"));
                 }
             }
+            if !(l.interval_s.is_finite() && l.interval_s >= 0.001) {
+                return Err(format!("interval_s {}: expected seconds >= 0.001", l.interval_s));
+            }
+            if let Some(speed) = l.speed {
+                if !l.replay {
+                    return Err("speed: a timed replay needs a trace (replay)".into());
+                }
+                if !(speed.is_finite() && speed > 0.0) {
+                    return Err(format!("speed {speed}: expected a speed factor > 0"));
+                }
+                if l.max_outstanding == 0 {
+                    return Err("max_outstanding 0: expected at least 1".into());
+                }
+            }
             Ok(())
         }
     }
@@ -319,7 +339,22 @@ pub fn serve(spec: ServiceSpec) -> Result<(), ServeError> {
                 if t.requests.is_empty() {
                     return Err(format!("{}: the trace has no requests to replay", l.workload));
                 }
-                Ok((Arc::new(t.catalog), Requests::List(Arc::new(t.requests))))
+                let requests = match l.speed {
+                    None => Requests::List(Arc::new(t.requests)),
+                    Some(_) if t.times.is_empty() => {
+                        return Err(format!(
+                            "{}: speed: a timed replay needs request times, and the trace has none",
+                            l.workload
+                        ))
+                    }
+                    Some(speed) => Requests::Timed {
+                        list: Arc::new(t.requests),
+                        times: Arc::new(t.times),
+                        speed,
+                        max_outstanding: l.max_outstanding,
+                    },
+                };
+                Ok((Arc::new(t.catalog), requests))
             }))
         }
         ServiceSpec::Load(l) => Some(catalog(&l.workload).map(|c| (c, Requests::Stream { seed: l.seed }))),
@@ -400,6 +435,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             cfg.duration = Duration::from_secs_f64(l.duration_s);
             cfg.rate = l.rate;
             cfg.timeout = Duration::from_millis(l.timeout_ms);
+            cfg.interval = Duration::from_secs_f64(l.interval_s);
             let report = runtime().map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
             eprintln!("{}", report.summary());
             println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);

@@ -24,6 +24,8 @@ fn cell(arch: Arch, policy: &str) -> CellSpec {
         seed: 1,
         cache_bytes_per_server: None,
         requests: None,
+        times: None,
+        interval_s: 1.0,
     }
 }
 

@@ -182,6 +182,15 @@ pub struct LoadArgs {
     /// Requests of the trace not recorded (with --trace).
     #[arg(long, default_value_t = 0)]
     warmup_requests: u64,
+    /// Replay the trace at its logged times, this many times faster (with --trace; open loop).
+    #[arg(long, requires = "trace")]
+    speed: Option<f64>,
+    /// A timed replay's most requests out at once; later ones are dropped (with --speed).
+    #[arg(long, default_value_t = dl7_core::Pace::DEFAULT_MAX_OUTSTANDING as usize)]
+    max_outstanding: usize,
+    /// Length of the result's intervals, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    interval_s: f64,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -314,6 +323,9 @@ fn load(a: LoadArgs) -> anyhow::Result<ServiceSpec> {
         duration_s: a.duration_s,
         rate: a.rate,
         timeout_ms: a.timeout_ms,
+        speed: a.speed,
+        max_outstanding: a.max_outstanding,
+        interval_s: a.interval_s,
     }))
 }
 

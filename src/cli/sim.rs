@@ -120,6 +120,8 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         seed: args.seed,
         cache_bytes_per_server: args.cache_bytes,
         requests: None,
+        times: None,
+        interval_s: 1.0,
     };
     // Every simulate error is about the cell the user described.
     let row = dl7_sim::simulate(&cell, &hw).map_err(input_error)?;

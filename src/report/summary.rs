@@ -33,6 +33,8 @@ pub struct SummaryRow {
     pub requests: f64,
     pub mode: String,
     pub errors: f64,
+    pub replayed: f64,
+    pub dropped: f64,
     pub req_per_s_ci95: Option<f64>,
     pub mbit_per_s_ci95: Option<f64>,
     /// Number of runs (seeds) averaged; not written to the CSV.
@@ -81,6 +83,8 @@ fn summarize_group(group: &[&ResultRow]) -> SummaryRow {
         requests: mean(|r| r.requests as f64),
         mode: first.mode.clone(),
         errors: mean(|r| r.errors as f64),
+        replayed: mean(|r| r.replayed as f64),
+        dropped: mean(|r| r.dropped as f64),
         req_per_s_ci95: ci95_half_width(&req),
         mbit_per_s_ci95: ci95_half_width(&mbit),
         runs: group.len(),
@@ -168,6 +172,8 @@ pub(crate) mod tests {
             requests: 10 * seed,
             mode: "sim".into(),
             errors: 0,
+            replayed: 0,
+            dropped: 0,
         }
     }
 
@@ -203,6 +209,8 @@ pub(crate) mod tests {
             requests: 1.0,
             mode: mode.into(),
             errors: 0.0,
+            replayed: 0.0,
+            dropped: 0.0,
             req_per_s_ci95: None,
             mbit_per_s_ci95: None,
             runs: 1,

@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 
 use super::pool::Idle;
 use super::{
-    contains_token, content_length, content_type_from_mime, parse_decimal, FetchError, ResponseHead, HOP_HEADER,
-    MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    contains_token, content_length, content_type_from_mime, parse_decimal, FetchError, ResponseHead, CACHE_HEADER,
+    HOP_HEADER, MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
 /// The client side of one keep-alive connection.
@@ -138,6 +138,7 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
         content_type: dl7_traces::ContentType::Other,
         object_id: None,
         served_by: None,
+        cache_hit: None,
         gzip: false,
     };
     let length = content_length(resp.headers).map_err(|()| FetchError::BadResponse("bad Content-Length"))?;
@@ -157,6 +158,8 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
             head.object_id = parse_decimal(h.value).and_then(|v| u32::try_from(v).ok());
         } else if name.eq_ignore_ascii_case(SERVED_BY_HEADER) {
             head.served_by = parse_decimal(h.value).and_then(|v| u32::try_from(v).ok());
+        } else if name.eq_ignore_ascii_case(CACHE_HEADER) {
+            head.cache_hit = Some(h.value.trim_ascii().get(..3).is_some_and(|v| v.eq_ignore_ascii_case(b"HIT")));
         } else if name.eq_ignore_ascii_case("content-encoding") {
             head.gzip = contains_token(h.value, b"gzip");
         }

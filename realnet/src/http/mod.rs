@@ -35,6 +35,9 @@ pub const HOP_HEADER: &str = "x-dl7-hop";
 pub const OBJECT_ID_HEADER: &str = "x-dl7-object-id";
 /// Response header carrying the index of the node that served the object.
 pub const SERVED_BY_HEADER: &str = "x-dl7-served-by";
+/// Response header saying whether the owner served the object from its
+/// cache (`HIT`) or fetched it (`MISS`), as Squid and CDNs say it.
+pub const CACHE_HEADER: &str = "x-cache";
 /// Most headers a head may carry; more is answered with 431.
 const MAX_HEADERS: usize = 64;
 /// Largest request body a service reads (and discards); more gets 413.
@@ -239,13 +242,21 @@ pub struct ResponseMeta<'a> {
     pub object_id: Option<u32>,
     /// Sent as [`SERVED_BY_HEADER`].
     pub served_by: Option<u32>,
+    /// Sent as [`CACHE_HEADER`]: `Some(true)` a cache hit.
+    pub cache_hit: Option<bool>,
     /// The body is gzip-compressed (`Content-Encoding: gzip`).
     pub gzip: bool,
 }
 
 impl Default for ResponseMeta<'_> {
     fn default() -> Self {
-        Self { content_type: "application/octet-stream", object_id: None, served_by: None, gzip: false }
+        Self {
+            content_type: "application/octet-stream",
+            object_id: None,
+            served_by: None,
+            cache_hit: None,
+            gzip: false,
+        }
     }
 }
 
@@ -283,6 +294,8 @@ pub struct ResponseHead {
     pub object_id: Option<u32>,
     /// [`SERVED_BY_HEADER`], if sent.
     pub served_by: Option<u32>,
+    /// [`CACHE_HEADER`], if sent: `Some(true)` for `HIT`.
+    pub cache_hit: Option<bool>,
     /// `Content-Encoding: gzip`.
     pub gzip: bool,
 }

@@ -310,6 +310,9 @@ fn write_response_head(out: &mut Vec<u8>, status: u16, meta: &ResponseMeta, len:
     if let Some(by) = meta.served_by {
         let _ = write!(out, "{SERVED_BY_HEADER}: {by}\r\n");
     }
+    if let Some(hit) = meta.cache_hit {
+        out.extend_from_slice(if hit { b"X-Cache: HIT\r\n" } else { b"X-Cache: MISS\r\n" });
+    }
     if meta.gzip {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }

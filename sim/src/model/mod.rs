@@ -10,7 +10,11 @@
 pub mod cache;
 pub mod station;
 
+use std::collections::VecDeque;
+
+use dl7_core::timeseries::Recorder;
 use dl7_core::{LoadView, Policy, RequestKey, ServerId};
+use dl7_traces::schedule::ScheduleIter;
 use dl7_traces::{ObjectId, RequestStream, SurgeUser};
 use hdrhistogram::Histogram;
 use rand::Rng;
@@ -24,7 +28,8 @@ use dl7_core::costs::{Costs, ObjectCosts};
 use station::{Station, Window};
 
 const NONE: u32 = u32::MAX;
-/// The event that means "the next Poisson arrival", not a request slot.
+/// The event that means "the next Poisson arrival" (or the next request of a
+/// timed replay), not a request slot.
 pub(crate) const ARRIVAL: u32 = u32::MAX;
 
 /// Where a request is on its path; the event for a slot means "this phase is done".
@@ -78,6 +83,8 @@ struct Request {
     next_waiter: u32,
     /// A replayed request past the warm-up: counted whatever the clock says.
     measured: bool,
+    /// Its owner served it from its cache.
+    hit: bool,
 }
 
 /// Requests in flight per owner, for load-aware policies.
@@ -105,9 +112,23 @@ pub(crate) enum Clients<'a> {
     Poisson { stream: RequestStream<'a>, gap: Exp<f64>, rng: ChaCha8Rng, max_slots: usize },
     /// SURGE ON/OFF users, one per slot.
     OnOff { users: Vec<SurgeUser<'a>> },
-    /// A trace's requests in order, each once; `next` is the cursor and the
-    /// first `warmup` are not measured.
-    Replay { requests: &'a [ObjectId], next: usize, warmup: u64 },
+    /// A trace's requests, each once; `next` counts those taken (sent or
+    /// dropped) and the first `warmup` are not measured. Closed loop over
+    /// the connection slots, or at the schedule's instants (`paced`).
+    Replay { requests: &'a [ObjectId], next: usize, warmup: u64, paced: Option<Paced<'a>> },
+}
+
+/// A timed replay's client: every slot is a connection (pinned to a
+/// receiver when it opens), holding at most one outstanding request.
+pub(crate) struct Paced<'a> {
+    /// Trace positions with their send instants, in send order.
+    pub schedule: ScheduleIter<'a>,
+    /// The trace position due at the next [`ARRIVAL`].
+    pub due: Option<usize>,
+    /// Free connections, the longest free first (the load generator's pool).
+    pub idle: VecDeque<u32>,
+    /// Most connections (outstanding requests); beyond, requests are dropped.
+    pub max_outstanding: usize,
 }
 
 /// Statistics gathered in the measurement window.
@@ -129,6 +150,13 @@ pub(crate) struct Stats {
     pub latency_us: Histogram<u64>,
     /// When the last request completed (the end of a replay).
     pub last_completion: Time,
+    /// A replay: the trace's measured requests (sent or dropped).
+    pub replayed: u64,
+    /// A replay: when each of the trace's requests was sent, by trace
+    /// position (`Time::MAX`: dropped, or never sent).
+    pub sent_at: Vec<Time>,
+    /// Completions by interval, on the clock of the measured window.
+    pub series: Recorder,
 }
 
 /// The hosts and their resources.
@@ -185,9 +213,14 @@ impl<'a> Cluster<'a> {
         policies: Vec<Box<dyn Policy>>,
         cache_bytes: u64,
         clients: Clients<'a>,
+        series: Recorder,
     ) -> Self {
         let objects = sizes.len();
         let instances = policies.len();
+        let sent_at = match &clients {
+            Clients::Replay { requests, .. } => vec![Time::MAX; requests.len()],
+            _ => Vec::new(),
+        };
         Cluster {
             arch,
             window,
@@ -230,6 +263,9 @@ impl<'a> Cluster<'a> {
                 // 1 us to 1 hour at 3 significant figures: a fixed footprint, whatever the run length.
                 latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
                 last_completion: 0,
+                replayed: 0,
+                sent_at,
+                series,
             },
         }
     }
@@ -258,12 +294,79 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Schedules the first Poisson arrival.
-    pub fn start_arrivals(&mut self, ctx: &mut Context<u32>) {
-        if let Clients::Poisson { gap, rng, .. } = &mut self.clients {
-            let d = gap.sample(rng);
-            ctx.schedule_in(crate::engine::seconds(d), ARRIVAL);
+    /// Schedules the first Poisson arrival, or opens a timed replay's pool
+    /// of `pool` connections (pinned to receivers in order) and schedules its
+    /// first request.
+    pub fn start_arrivals(&mut self, pool: usize, ctx: &mut Context<u32>) {
+        match &mut self.clients {
+            Clients::Poisson { gap, rng, .. } => {
+                let d = gap.sample(rng);
+                ctx.schedule_in(crate::engine::seconds(d), ARRIVAL);
+            }
+            Clients::Replay { paced: Some(_), .. } => {
+                for _ in 0..pool {
+                    let slot = self.open_connection();
+                    self.paced().idle.push_back(slot);
+                }
+                self.schedule_next_due(ctx);
+            }
+            _ => {}
         }
+    }
+
+    fn paced(&mut self) -> &mut Paced<'a> {
+        match &mut self.clients {
+            Clients::Replay { paced: Some(p), .. } => p,
+            _ => unreachable!("a timed replay"),
+        }
+    }
+
+    /// A new replay connection slot, given the front end's next receiver.
+    fn open_connection(&mut self) -> u32 {
+        let slot = self.new_slot();
+        self.reqs[slot as usize].receiver = self.fe_next % self.cpu.len() as u32;
+        self.fe_next = self.fe_next.wrapping_add(1);
+        slot
+    }
+
+    /// Schedules the timed replay's next request, if any is left.
+    fn schedule_next_due(&mut self, ctx: &mut Context<u32>) {
+        let p = self.paced();
+        p.due = p.schedule.next().map(|(position, at)| {
+            ctx.schedule_at(at, ARRIVAL);
+            position
+        });
+    }
+
+    /// A timed replay's request is due now: sent on the longest-free
+    /// connection, on a new one when none is free, or dropped when
+    /// `max_outstanding` are out.
+    fn replay_due(&mut self, ctx: &mut Context<u32>) {
+        let now = ctx.now();
+        let Clients::Replay { requests, next, warmup, paced: Some(p) } = &mut self.clients else { return };
+        let position = p.due.take().expect("an arrival is scheduled with its request");
+        let obj = requests[position].0;
+        let measured = *next as u64 >= *warmup;
+        if *next as u64 == *warmup && *warmup > 0 {
+            self.window.start = now;
+        }
+        *next += 1;
+        let open = self.reqs.len();
+        let slot = match p.idle.pop_front() {
+            Some(slot) => Some(slot),
+            None if open < p.max_outstanding => None,
+            None => {
+                self.stats.replayed += u64::from(measured);
+                self.stats.dropped += u64::from(measured);
+                self.schedule_next_due(ctx);
+                return;
+            }
+        };
+        let slot = slot.unwrap_or_else(|| self.open_connection());
+        self.stats.replayed += u64::from(measured);
+        self.stats.sent_at[position] = now;
+        self.send(slot, obj, measured, now, ctx);
+        self.schedule_next_due(ctx);
     }
 
     fn new_slot(&mut self) -> u32 {
@@ -278,6 +381,7 @@ impl<'a> Cluster<'a> {
             start: 0,
             next_waiter: NONE,
             measured: false,
+            hit: false,
         });
         (self.reqs.len() - 1) as u32
     }
@@ -289,12 +393,14 @@ impl<'a> Cluster<'a> {
             Clients::Closed { stream } | Clients::Poisson { stream, .. } => Some((stream.next_id().0, false)),
             // The ON/OFF user drew its object when it scheduled its think time.
             Clients::OnOff { .. } => Some((self.reqs[slot as usize].obj, false)),
-            Clients::Replay { requests, next, warmup } => {
+            Clients::Replay { requests, next, warmup, .. } => {
                 let obj = requests.get(*next)?.0;
                 let measured = *next as u64 >= *warmup;
                 if *next as u64 == *warmup && *warmup > 0 {
                     self.window.start = now;
                 }
+                self.stats.replayed += u64::from(measured);
+                self.stats.sent_at[*next] = now;
                 *next += 1;
                 Some((obj, measured))
             }
@@ -306,6 +412,11 @@ impl<'a> Cluster<'a> {
     fn start_request(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
         let Some((obj, measured)) = self.next_object(r, now) else { return };
+        self.send(r, obj, measured, now, ctx);
+    }
+
+    /// Request `r` for object `obj` leaves its client now.
+    fn send(&mut self, r: u32, obj: u32, measured: bool, now: Time, ctx: &mut Context<u32>) {
         let n = self.cpu.len() as u32;
         let replay = matches!(self.clients, Clients::Replay { .. });
         let req = &mut self.reqs[r as usize];
@@ -370,6 +481,7 @@ impl<'a> Cluster<'a> {
         let now = ctx.now();
         let Request { obj, owner, .. } = self.reqs[r as usize];
         let hit = self.caches[owner as usize].lookup(obj);
+        self.reqs[r as usize].hit = hit;
         self.squid_open[owner as usize] += 1;
         if self.counts(r, now) {
             let bytes = self.sizes[obj as usize];
@@ -416,19 +528,30 @@ impl<'a> Cluster<'a> {
 
     fn complete(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
-        let Request { obj, owner, receiver, start, .. } = self.reqs[r as usize];
+        let Request { obj, owner, receiver, start, hit, .. } = self.reqs[r as usize];
         let d = self.dispatcher(receiver);
         let load = &mut self.loads[d];
         load.per_server[owner as usize] -= 1;
         load.total -= 1;
         self.stats.completed_all += 1;
         self.stats.last_completion = now;
+        let latency_us = ((now - start) / 1000).max(1);
         if self.counts(r, now) {
             self.stats.completed += 1;
             self.stats.payload_bytes += self.sizes[obj as usize];
-            self.stats.latency_us.saturating_record(((now - start) / 1000).max(1));
+            self.stats.latency_us.saturating_record(latency_us);
+        }
+        let charted = match self.clients {
+            Clients::Replay { .. } => self.reqs[r as usize].measured,
+            // The warm-up too: its intervals are negative.
+            _ => now < self.window.end,
+        };
+        if charted {
+            let at = now as i64 - self.window.start as i64;
+            self.stats.series.completed(at, self.sizes[obj as usize], latency_us, hit);
         }
         match &mut self.clients {
+            Clients::Replay { paced: Some(p), .. } => p.idle.push_back(r),
             Clients::Closed { .. } | Clients::Replay { .. } => self.start_request(r, ctx),
             Clients::Poisson { .. } => self.free.push(r),
             Clients::OnOff { users } => {
@@ -440,6 +563,10 @@ impl<'a> Cluster<'a> {
     }
 
     fn arrival(&mut self, ctx: &mut Context<u32>) {
+        if let Clients::Replay { paced: Some(_), .. } = self.clients {
+            self.replay_due(ctx);
+            return;
+        }
         let Clients::Poisson { gap, rng, max_slots, .. } = &mut self.clients else { return };
         let next = crate::engine::seconds(gap.sample(rng));
         let full = self.free.is_empty() && self.reqs.len() >= *max_slots;
@@ -679,10 +806,22 @@ mod tests {
         let costs = Costs::new(&hw);
         let objects = vec![costs.object(1000, false)];
         let window = Window { start: 0, end: u64::MAX };
-        let clients = Clients::Replay { requests: &[], next: 0, warmup: 0 };
+        let clients = Clients::Replay { requests: &[], next: 0, warmup: 0, paced: None };
         let policies = vec![scripted(vec![0, 1, 0, 0]), scripted(vec![])];
-        let cluster =
-            Cluster::new(Arch::Distributed, 2, window, &keys, vec![1000], costs, objects, policies, 1 << 20, clients);
+        let series = Recorder::new(1_000_000_000, 0);
+        let cluster = Cluster::new(
+            Arch::Distributed,
+            2,
+            window,
+            &keys,
+            vec![1000],
+            costs,
+            objects,
+            policies,
+            1 << 20,
+            clients,
+            series,
+        );
         let mut sim = Simulation::new(cluster);
         sim.init(|c, ctx| {
             let pick = |c: &mut Cluster, r: u32| {
