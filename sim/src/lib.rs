@@ -188,12 +188,11 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     let n = cell.servers as usize;
     let members = Membership::numbered(n)?;
     let shared = cell.shared_state || cell.policy.kind.shared_by_default();
-    let instances = match cell.arch {
+    let dispatchers = match cell.arch {
         Arch::Conventional => 1,
-        Arch::Distributed if shared => 1,
         Arch::Distributed => n,
     };
-    let policies = (0..instances).map(|_| cell.policy.build(&members)).collect::<Result<Vec<_>, _>>()?;
+    let (policies, load_views) = model::build_policies(&cell.policy, &members, dispatchers, shared)?;
 
     // Hashes computed once per object, never per request.
     let keys: Vec<RequestKey<'_>> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
@@ -264,7 +263,8 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         }
     };
     let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
-    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, cache_bytes, clients);
+    let cluster =
+        Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, load_views, cache_bytes, clients);
     let mut sim = Simulation::new(cluster);
     let starts = if replay {
         (0..connections as u64).map(|c| c * REPLAY_OPEN_GAP_NS).collect()
