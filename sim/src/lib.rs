@@ -263,8 +263,19 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         }
     };
     let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
-    let cluster =
-        Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, load_views, cache_bytes, clients);
+    let cluster = Cluster::new(
+        cell.arch,
+        n,
+        window,
+        &keys,
+        sizes,
+        costs,
+        object_costs,
+        policies,
+        load_views,
+        cache_bytes,
+        clients,
+    );
     let mut sim = Simulation::new(cluster);
     let starts = if replay {
         (0..connections as u64).map(|c| c * REPLAY_OPEN_GAP_NS).collect()

@@ -56,11 +56,6 @@ impl LruCache {
         self.used
     }
 
-    /// Objects stored.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     /// The objects stored, in index order.
     pub fn objects(&self) -> Vec<u32> {
         let mut objects: Vec<u32> = self.slots.keys().copied().collect();
@@ -207,7 +202,6 @@ mod tests {
         let mut expected: Vec<u32> = reference.iter().map(|e| e.0).collect();
         expected.sort_unstable();
         assert_eq!(c.objects(), expected);
-        assert_eq!(c.len(), expected.len());
         assert!(c.nodes.len() <= most, "{} slots for at most {most} objects", c.nodes.len());
     }
 }

@@ -718,8 +718,19 @@ mod tests {
         let window = Window { start: 0, end: u64::MAX };
         let clients = Clients::Replay { requests: &[], next: 0, warmup: 0 };
         let policies = vec![scripted(vec![0, 1, 0, 0]), scripted(vec![])];
-        let cluster =
-            Cluster::new(Arch::Distributed, 2, window, &keys, vec![1000], costs, objects, policies, 2, 1 << 20, clients);
+        let cluster = Cluster::new(
+            Arch::Distributed,
+            2,
+            window,
+            &keys,
+            vec![1000],
+            costs,
+            objects,
+            policies,
+            2,
+            1 << 20,
+            clients,
+        );
         let mut sim = Simulation::new(cluster);
         sim.init(|c, ctx| {
             let pick = |c: &mut Cluster, r: u32| {
