@@ -473,7 +473,7 @@ impl Model for Cluster<'_> {
         let w = self.window;
         let Request { obj, receiver, owner, phase, .. } = self.reqs[r as usize];
         let (o, rc) = (owner as usize, receiver as usize);
-        let c = self.object_costs[obj as usize];
+        let c = &self.object_costs[obj as usize];
         match phase {
             Phase::Think => self.start_request(r, ctx),
             Phase::Waiting => unreachable!("a parked request has no event"),
