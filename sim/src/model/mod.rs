@@ -676,6 +676,25 @@ mod tests {
     use super::*;
     use crate::engine::Simulation;
 
+    #[test]
+    fn pure_and_load_aware_policies_are_built_once_stateful_ones_per_dispatcher() {
+        let members = Membership::numbered(8).unwrap();
+        let count = |name: &str, shared: bool| {
+            let (policies, views) = build_policies(&PolicySpec::parse(name).unwrap(), &members, 8, shared).unwrap();
+            (policies.len(), views)
+        };
+        assert_eq!(count("maglev", false), (1, 1));
+        assert_eq!(count("md5", false), (1, 1));
+        // One instance, but each dispatcher keeps its own view of the load.
+        assert_eq!(count("bounded", false), (1, 8));
+        assert_eq!(count("p2c", false), (1, 8));
+        assert_eq!(count("rr", false), (8, 8));
+        assert_eq!(count("lard", false), (8, 8));
+        for name in ["maglev", "bounded", "rr"] {
+            assert_eq!(count(name, true), (1, 1), "{name}");
+        }
+    }
+
     /// Returns the scripted owners in turn and records the load view it was shown.
     struct Scripted {
         owners: Mutex<Vec<u32>>,
