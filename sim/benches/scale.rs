@@ -13,6 +13,9 @@
 //! so a figure per core survives a machine busy with other work; wall time
 //! does not, and is printed beside it.
 //!
+//! * **hold**: the engine alone (`benches/hold.rs`'s model: a fixed
+//!   population of events, each rescheduling itself 0-65 us later), events
+//!   per CPU second, for 100, 1,000 and 10,000 pending events.
 //! * **paper**: the paper's model (`surge100`, `kwon2008`, 63 closed-loop
 //!   connections per server, 10 s warm-up + 20 s measured) at 16 servers:
 //!   simulated requests (warm-up included) per CPU second.
@@ -33,6 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dl7_core::PolicySpec;
+use dl7_sim::engine::{Context, Model, Simulation};
 use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 use dl7_traces::Catalog;
 
@@ -98,6 +102,37 @@ fn status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+struct Hold {
+    state: u64,
+}
+
+impl Model for Hold {
+    type Event = u32;
+    #[inline]
+    fn handle(&mut self, ev: u32, ctx: &mut Context<u32>) {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        ctx.schedule_in(self.state & 0xffff, ev);
+    }
+}
+
+/// The hold model in the child: `POPULATION EVENTS`.
+fn hold(args: &[String]) {
+    let [population, events] = args else { panic!("bad hold arguments {args:?}") };
+    let (population, events): (u32, u64) = (population.parse().unwrap(), events.parse().unwrap());
+    let mut sim = Simulation::new(Hold { state: 0x9E37_79B9_7F4A_7C15 });
+    sim.init(|_, ctx| (0..population).for_each(|i| ctx.schedule_in(i as u64, i)));
+    let (cpu0, t0) = (cpu_ns(), Instant::now());
+    let mut end = 0;
+    while sim.events() < events {
+        end += 1_000_000;
+        sim.run_until(end);
+    }
+    let (cpu, wall) = (cpu_ns() - cpu0, t0.elapsed().as_nanos() as u64);
+    println!("requests=0 events={} wall_ns={wall} cpu_ns={cpu} heap=0 rss_before_kib=0 hwm_kib=0", sim.events());
+}
+
 /// One measured run, in the child: `KIND WORKLOAD HARDWARE ARCH POLICY N WARMUP MEASURE`.
 fn child(args: &[String]) {
     let [workload, hw, arch, policy, n, warmup, measure] = args else { panic!("bad child arguments {args:?}") };
@@ -144,8 +179,12 @@ struct Run {
 }
 
 fn run_child(args: &[&str]) -> Run {
+    let (mode, args) = match args {
+        ["--hold", rest @ ..] => ("--hold", rest),
+        _ => ("--child", args),
+    };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--child")
+        .arg(mode)
         .args(args)
         .output()
         .expect("run the benchmark's child");
@@ -199,6 +238,9 @@ fn main() {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("--hold") {
+        return hold(&args[1..]);
+    }
     let repeat = args
         .iter()
         .position(|a| a == "--repeat")
@@ -208,6 +250,13 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("# dl7-sim scale benchmark: medians of {repeat} runs, each in its own process");
     println!("# load average at start: {}", load.trim());
+
+    println!("\n## hold model: 10,000,000 events");
+    println!("pending   events/s per cpu-s   events/s wall");
+    for population in ["100", "1000", "10000"] {
+        let (r, _, _) = measure(repeat, &["--hold", population, "10000000"]);
+        println!("{population:<9} {:>20.0} {:>15.0}", r.events / r.cpu_s, r.events / r.wall_s);
+    }
 
     println!("\n## paper model: surge100, kwon2008, 63 connections per server, 10 s + 20 s, N = 16");
     println!(
