@@ -27,7 +27,7 @@
 //! engine = "sim"              # sim | local | lab | ssh (--engine overrides)
 //! seed = 2008                 # experiment seed; every run derives its own
 //! seeds = 3                   # runs per cell (default 1)
-//! hardware = "kwon2008"       # built-in profile (kwon2008, lab10mbit) or a path
+//! hardware = "kwon2008"       # built-in profile (kwon2008, lab10mbit, modern) or a path
 //!
 //! [sweep]
 //! servers = [1, 2, 4, 8, 16]

@@ -76,9 +76,12 @@
 //!   the inbound direction only).
 //! * **Policies** are the `dl7-core` objects the real cluster uses. Each
 //!   dispatcher (the FE in conventional runs, every server in distributed
-//!   runs) owns its own instance, unless the cell asks for shared state;
-//!   load-aware policies see the in-flight requests their own dispatcher
-//!   sent (a shared instance sees the whole cluster's).
+//!   runs) has its own instance of a stateful policy (`rr`, `ht_rr`,
+//!   `lard`), unless the cell asks for shared state; a pure or load-aware
+//!   one holds nothing mutable and is built once and shared, which answers
+//!   as separate copies would. Load-aware policies see the in-flight
+//!   requests their own dispatcher sent (with shared state, the whole
+//!   cluster's).
 //!   The FE's IPVS assigns connections to receivers round robin.
 //! * **Caches**: a byte-bounded LRU per server; a miss fetches from the
 //!   origin (owner CPU, owner TX, origin RX, origin CPU, origin TX, owner RX,
@@ -102,6 +105,25 @@
 //! * **Intervals** ([`RunStats::intervals`], `timeseries.csv`): the
 //!   completions of the warm-up and the window by interval of simulated
 //!   time (a replay: of its measured requests), `dl7_core::timeseries`.
+//!
+//! ## Data structures
+//! Memory and start-up are O(servers + objects), and the work per simulated
+//! request grows with neither:
+//! * per object, in catalog order: its `RequestKey` (every hash computed
+//!   once), its size and its `ObjectCosts`, read by index;
+//! * per server: its stations, counters, and a byte-bounded LRU sized by
+//!   what it holds (a hash map from object to a slot of a slab, with an
+//!   intrusive recency list through the slab: `model::cache`);
+//! * the fetches from the origin under way: one hash map keyed by (server,
+//!   object), each entry the first request parked on that fetch (single
+//!   flight); nothing for the rest of the catalog;
+//! * policies: one shared `Arc<dyn Policy>` unless stateful (above), so a
+//!   cell at N = 1024 builds one Maglev table, not 1024; one load view per
+//!   dispatcher, or one for the cluster when nothing reads it (pure);
+//! * the engine's queue: a 4-ary heap of 16-byte entries (`engine`).
+//!
+//! The hash maps use a fixed hasher (foldhash's `FixedState`) and none is
+//! iterated into a result, so a run stays a pure function of its inputs.
 //!
 //! ## What is not modelled
 //! TCP congestion and flow control (slow start, window limits, losses,
@@ -208,12 +230,11 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     let n = cell.servers as usize;
     let members = Membership::numbered(n)?;
     let shared = cell.shared_state || cell.policy.kind.shared_by_default();
-    let instances = match cell.arch {
+    let dispatchers = match cell.arch {
         Arch::Conventional => 1,
-        Arch::Distributed if shared => 1,
         Arch::Distributed => n,
     };
-    let policies = (0..instances).map(|_| cell.policy.build(&members)).collect::<Result<Vec<_>, _>>()?;
+    let (policies, load_views) = model::build_policies(&cell.policy, &members, dispatchers, shared)?;
 
     // Hashes computed once per object, never per request.
     let keys: Vec<RequestKey<'_>> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
@@ -320,8 +341,20 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     // The warm-up's intervals are negative; a replay charts its measured requests only.
     let begin = if replay { 0 } else { -(window.start as i64) };
     let series = Recorder::new(seconds(cell.interval_s).max(1), begin);
-    let cluster =
-        Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, cache_bytes, clients, series);
+    let cluster = Cluster::new(
+        cell.arch,
+        n,
+        window,
+        &keys,
+        sizes,
+        costs,
+        object_costs,
+        policies,
+        load_views,
+        cache_bytes,
+        clients,
+        series,
+    );
     let mut sim = Simulation::new(cluster);
     let paced = schedule.is_some();
     // A timed replay's pool: at most `max_outstanding` connections, as in the load generator.

@@ -11,9 +11,11 @@ pub mod cache;
 pub mod station;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
+use dl7_core::policy::State;
 use dl7_core::timeseries::Recorder;
-use dl7_core::{LoadView, Policy, RequestKey, ServerId};
+use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
 use dl7_traces::schedule::ScheduleIter;
 use dl7_traces::{ObjectId, RequestStream, SurgeUser};
 use hdrhistogram::Histogram;
@@ -23,7 +25,7 @@ use rand_distr::{Distribution, Exp};
 
 use crate::engine::{Context, Model, Time};
 use crate::Arch;
-use cache::LruCache;
+use cache::{FixedMap, LruCache};
 use dl7_core::costs::{Costs, ObjectCosts};
 use station::{Station, Window};
 
@@ -178,21 +180,22 @@ pub(crate) struct Cluster<'a> {
     costs: Costs,
     /// Per object, indexed by object id.
     object_costs: Vec<ObjectCosts>,
-    /// One per dispatcher, or a single shared instance.
-    policies: Vec<Box<dyn Policy>>,
-    /// What each policy instance knows of the load: the requests that its
-    /// own dispatcher sent and that have not completed (one view per instance,
-    /// as independent KTCPVS dispatchers would have).
+    /// One per dispatcher (stateful policies), or one instance every
+    /// dispatcher shares (pure and load-aware ones, or shared state).
+    policies: Vec<Arc<dyn Policy>>,
+    /// What each dispatcher knows of the load: the requests that it sent and
+    /// that have not completed (one view per dispatcher, as independent
+    /// KTCPVS dispatchers would have), or a single cluster-wide view.
     loads: Vec<Inflight>,
     /// Connections Squid holds open per server: requests from their arrival
     /// at the owner until the owner has sent the response.
     squid_open: Vec<u32>,
     /// IPVS round robin over connections (distributed).
     fe_next: u32,
-    /// Per (server, object): a fetch from the origin is under way.
-    fetching: Vec<bool>,
-    /// Per (server, object): first request parked on that fetch.
-    waiters: Vec<u32>,
+    /// The fetches from the origin under way, by `flight_key(server, object)`,
+    /// each with the first request parked on it (`NONE` if none): only
+    /// fetches in flight take room, whatever the catalog's size.
+    fetching: FixedMap<u64, u32>,
     reqs: Vec<Request>,
     free: Vec<u32>,
     clients: Clients<'a>,
@@ -210,13 +213,12 @@ impl<'a> Cluster<'a> {
         sizes: Vec<u64>,
         costs: Costs,
         object_costs: Vec<ObjectCosts>,
-        policies: Vec<Box<dyn Policy>>,
+        policies: Vec<Arc<dyn Policy>>,
+        load_views: usize,
         cache_bytes: u64,
         clients: Clients<'a>,
         series: Recorder,
     ) -> Self {
-        let objects = sizes.len();
-        let instances = policies.len();
         let sent_at = match &clients {
             Clients::Replay { requests, .. } => vec![Time::MAX; requests.len()],
             _ => Vec::new(),
@@ -233,17 +235,16 @@ impl<'a> Cluster<'a> {
             origin_cpu: Station::default(),
             origin_tx: Station::default(),
             origin_rx: Station::default(),
-            caches: (0..servers).map(|_| LruCache::new(cache_bytes, objects)).collect(),
+            caches: (0..servers).map(|_| LruCache::new(cache_bytes)).collect(),
             keys,
             sizes,
             costs,
             object_costs,
             policies,
-            loads: (0..instances).map(|_| Inflight { per_server: vec![0; servers], total: 0 }).collect(),
+            loads: (0..load_views).map(|_| Inflight { per_server: vec![0; servers], total: 0 }).collect(),
             squid_open: vec![0; servers],
             fe_next: 0,
-            fetching: vec![false; servers * objects],
-            waiters: vec![NONE; servers * objects],
+            fetching: FixedMap::default(),
             reqs: Vec::new(),
             free: Vec::new(),
             clients,
@@ -449,10 +450,10 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// The policy instance (and load view) the dispatcher on `receiver` uses.
+    /// The load view the dispatcher on `receiver` keeps.
     #[inline]
-    fn dispatcher(&self, receiver: u32) -> usize {
-        if self.policies.len() == 1 {
+    fn load_view(&self, receiver: u32) -> usize {
+        if self.loads.len() == 1 {
             0
         } else {
             receiver as usize
@@ -463,10 +464,11 @@ impl<'a> Cluster<'a> {
     /// picks the owner of request `r`.
     fn pick(&mut self, r: u32, receiver: u32) -> u32 {
         let obj = self.reqs[r as usize].obj as usize;
-        let i = self.dispatcher(receiver);
-        let owner = self.policies[i].pick(&self.keys[obj], &self.loads[i]).0;
-        self.loads[i].per_server[owner as usize] += 1;
-        self.loads[i].total += 1;
+        let p = if self.policies.len() == 1 { 0 } else { receiver as usize };
+        let v = self.load_view(receiver);
+        let owner = self.policies[p].pick(&self.keys[obj], &self.loads[v]).0;
+        self.loads[v].per_server[owner as usize] += 1;
+        self.loads[v].total += 1;
         owner
     }
 
@@ -497,15 +499,18 @@ impl<'a> Cluster<'a> {
             self.serve(r, ctx);
             return;
         }
-        let at = owner as usize * self.sizes.len() + obj as usize;
-        if self.fetching[at] {
-            // Single flight: wait for the fetch already under way.
-            self.reqs[r as usize].next_waiter = self.waiters[at];
-            self.waiters[at] = r;
-            self.reqs[r as usize].phase = Phase::Waiting;
-            return;
+        match self.fetching.entry(flight_key(owner, obj)) {
+            std::collections::hash_map::Entry::Occupied(mut first) => {
+                // Single flight: wait for the fetch already under way.
+                let req = &mut self.reqs[r as usize];
+                req.next_waiter = std::mem::replace(first.get_mut(), r);
+                req.phase = Phase::Waiting;
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(fetch) => {
+                fetch.insert(NONE);
+            }
         }
-        self.fetching[at] = true;
         self.stats.fetches += 1;
         let done = self.cpu[owner as usize].reserve(now, self.costs.miss, &self.window);
         self.go(r, Phase::MMiss, done, ctx);
@@ -529,8 +534,8 @@ impl<'a> Cluster<'a> {
     fn complete(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
         let Request { obj, owner, receiver, start, hit, .. } = self.reqs[r as usize];
-        let d = self.dispatcher(receiver);
-        let load = &mut self.loads[d];
+        let v = self.load_view(receiver);
+        let load = &mut self.loads[v];
         load.per_server[owner as usize] -= 1;
         load.total -= 1;
         self.stats.completed_all += 1;
@@ -594,7 +599,7 @@ impl Model for Cluster<'_> {
         let w = self.window;
         let Request { obj, receiver, owner, phase, .. } = self.reqs[r as usize];
         let (o, rc) = (owner as usize, receiver as usize);
-        let c = self.object_costs[obj as usize];
+        let c = &self.object_costs[obj as usize];
         match phase {
             Phase::Think => self.start_request(r, ctx),
             Phase::Waiting => unreachable!("a parked request has no event"),
@@ -736,9 +741,7 @@ impl Model for Cluster<'_> {
             }
             Phase::MOwnStore => {
                 self.caches[o].insert(obj, self.sizes[obj as usize]);
-                let at = o * self.sizes.len() + obj as usize;
-                self.fetching[at] = false;
-                let mut waiter = std::mem::replace(&mut self.waiters[at], NONE);
+                let mut waiter = self.fetching.remove(&flight_key(owner, obj)).expect("a fetch under way");
                 self.serve(r, ctx);
                 while waiter != NONE {
                     let next = self.reqs[waiter as usize].next_waiter;
@@ -748,6 +751,40 @@ impl Model for Cluster<'_> {
             }
         }
     }
+}
+
+/// The policy instances and the number of load views for `dispatchers`
+/// dispatchers. A pure or load-aware policy is built once and shared (it
+/// holds nothing mutable, so every copy would answer alike: a cell at N =
+/// 1024 builds one Maglev table, not 1024); a stateful one gets an instance
+/// per dispatcher. Each dispatcher keeps its own load view unless the
+/// policy never reads one (pure) or `shared` asks for one cluster-wide
+/// instance and view.
+pub(crate) fn build_policies(
+    spec: &PolicySpec,
+    members: &Membership,
+    dispatchers: usize,
+    shared: bool,
+) -> Result<(Vec<Arc<dyn Policy>>, usize), PolicyError> {
+    let first: Arc<dyn Policy> = Arc::from(spec.build(members)?);
+    Ok(match first.state() {
+        _ if shared => (vec![first], 1),
+        State::Pure => (vec![first], 1),
+        State::LoadAware => (vec![first], dispatchers),
+        State::Stateful => {
+            let mut policies = vec![first];
+            for _ in 1..dispatchers {
+                policies.push(Arc::from(spec.build(members)?));
+            }
+            (policies, dispatchers)
+        }
+    })
+}
+
+/// The single-flight map's key for `object` at `server`.
+#[inline]
+fn flight_key(server: u32, object: u32) -> u64 {
+    u64::from(server) << 32 | u64::from(object)
 }
 
 /// Uniform start instants in `[0, spread)` for `count` clients, so that the
@@ -760,11 +797,29 @@ pub(crate) fn staggered_starts(count: usize, spread: Time, rng: &mut ChaCha8Rng)
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use dl7_core::policy::State;
     use dl7_core::{Hardware, PolicyKind};
 
     use super::*;
     use crate::engine::Simulation;
+
+    #[test]
+    fn pure_and_load_aware_policies_are_built_once_stateful_ones_per_dispatcher() {
+        let members = Membership::numbered(8).unwrap();
+        let count = |name: &str, shared: bool| {
+            let (policies, views) = build_policies(&PolicySpec::parse(name).unwrap(), &members, 8, shared).unwrap();
+            (policies.len(), views)
+        };
+        assert_eq!(count("maglev", false), (1, 1));
+        assert_eq!(count("md5", false), (1, 1));
+        // One instance, but each dispatcher keeps its own view of the load.
+        assert_eq!(count("bounded", false), (1, 8));
+        assert_eq!(count("p2c", false), (1, 8));
+        assert_eq!(count("rr", false), (8, 8));
+        assert_eq!(count("lard", false), (8, 8));
+        for name in ["maglev", "bounded", "rr"] {
+            assert_eq!(count(name, true), (1, 1), "{name}");
+        }
+    }
 
     /// Returns the scripted owners in turn and records the load view it was shown.
     struct Scripted {
@@ -798,8 +853,8 @@ mod tests {
     #[test]
     fn the_load_view_counts_every_pick_until_its_request_completes() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let scripted = |owners: Vec<u32>| -> Box<dyn Policy> {
-            Box::new(Scripted { owners: Mutex::new(owners), seen: seen.clone() })
+        let scripted = |owners: Vec<u32>| -> Arc<dyn Policy> {
+            Arc::new(Scripted { owners: Mutex::new(owners), seen: seen.clone() })
         };
         let keys = [RequestKey::new(b"/a")];
         let hw = Hardware::kwon2008();
@@ -818,6 +873,7 @@ mod tests {
             costs,
             objects,
             policies,
+            2,
             1 << 20,
             clients,
             series,
