@@ -970,7 +970,7 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local"] {
+        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "cdn-scale"] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -979,6 +979,8 @@ measure_s = 2.0
         let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
         assert_eq!(lab.engine, Engine::Lab);
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));
+        let cdn = Plan::from_file(&dir.join("cdn-scale.toml")).unwrap();
+        assert_eq!((cdn.cells.len(), cdn.seeds), (7 * 4 * 2, 2));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
     }
