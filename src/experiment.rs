@@ -1078,7 +1078,7 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh"] {
+        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh", "cdn-scale"] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -1091,6 +1091,8 @@ measure_s = 2.0
         assert_eq!(ssh.engine, Engine::Ssh);
         let topology = ssh.check_engine(Engine::Ssh).unwrap().unwrap();
         assert_eq!((topology.nodes, topology.clients, topology.ssh.dl7.as_str()), (2, 2, "dl7"));
+        let cdn = Plan::from_file(&dir.join("cdn-scale.toml")).unwrap();
+        assert_eq!((cdn.cells.len(), cdn.seeds), (7 * 4 * 2, 2));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
         let timed = Plan::from_file(&dir.join("replay-timed.toml")).unwrap().load().unwrap();

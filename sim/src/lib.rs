@@ -119,7 +119,9 @@
 //!   flight); nothing for the rest of the catalog;
 //! * policies: one shared `Arc<dyn Policy>` unless stateful (above), so a
 //!   cell at N = 1024 builds one Maglev table, not 1024; one load view per
-//!   dispatcher, or one for the cluster when nothing reads it (pure);
+//!   dispatcher, or one for the cluster when nothing reads it (pure). The
+//!   exceptions to O(servers): a load-aware policy's N views of N counters
+//!   each (8 MB at N = 1024) and a stateful one's N instances;
 //! * the engine's queue: a 4-ary heap of 16-byte entries (`engine`).
 //!
 //! The hash maps use a fixed hasher (foldhash's `FixedState`) and none is
