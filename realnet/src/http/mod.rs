@@ -157,15 +157,22 @@ fn request_body_len(req: &httparse::Request) -> Result<u64, HeadError> {
 pub(crate) fn content_length(headers: &[httparse::Header]) -> Result<Option<u64>, ()> {
     let mut len: Option<u64> = None;
     for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
-        for v in h.value.split(|&b| b == b',') {
-            let v = parse_decimal(v).ok_or(())?;
-            if len.is_some_and(|l| l != v) {
-                return Err(());
-            }
-            len = Some(v);
-        }
+        add_content_length(&mut len, h.value)?;
     }
     Ok(len)
+}
+
+/// Folds one `Content-Length` field value (a comma-separated list) into
+/// `len`: every value must be the same valid decimal.
+pub(crate) fn add_content_length(len: &mut Option<u64>, value: &[u8]) -> Result<(), ()> {
+    for v in value.split(|&b| b == b',') {
+        let v = parse_decimal(v).ok_or(())?;
+        if len.is_some_and(|l| l != v) {
+            return Err(());
+        }
+        *len = Some(v);
+    }
+    Ok(())
 }
 
 /// Parses a request head at the start of `buf`: `None` while it is
@@ -224,10 +231,11 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 
 fn parse_decimal(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
+    // At most 19 digits: always fits a u64, so the fold cannot overflow.
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 /// What a response says about its body besides the bytes.
@@ -315,9 +323,10 @@ pub enum FetchError {
 /// The MIME type sent by the origin back to the catalog's content type.
 pub fn content_type_from_mime(mime: &[u8]) -> dl7_traces::ContentType {
     use dl7_traces::ContentType as C;
+    let mime = mime.trim_ascii();
     [C::Html, C::Gif, C::Jpeg, C::Png, C::Css, C::Js]
         .into_iter()
-        .find(|c| c.mime().as_bytes().eq_ignore_ascii_case(mime.trim_ascii()))
+        .find(|c| c.mime().len() == mime.len() && c.mime().as_bytes().eq_ignore_ascii_case(mime))
         .unwrap_or(C::Other)
 }
 
