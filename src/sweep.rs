@@ -230,7 +230,7 @@ fn run_real(
         None => Placement::Local,
     };
     let scratch = engine::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
-    let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
+    let rt = dl7_realnet::service::runtime(None).context("cannot start the runtime")?;
     let progress = progress_bar(runs.len(), "runs");
     let (mut rows, mut outcomes) = (Vec::new(), Vec::new());
     let mut failure = None;

@@ -47,6 +47,8 @@ pub struct RealSettings {
     pub origin_delay_ms: u64,
     /// Nodes charge the hardware profile's costs to an emulated CPU.
     pub emulate_cpu: bool,
+    /// Threads serving each service process (`None`: one per core).
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for RealSettings {
@@ -59,6 +61,7 @@ impl Default for RealSettings {
             max_connections: 4096,
             origin_delay_ms: 0,
             emulate_cpu: false,
+            worker_threads: None,
         }
     }
 }
@@ -260,6 +263,7 @@ pub async fn run_cell(
         head_timeout_ms: s.head_timeout_ms,
         max_connections: s.max_connections,
         upstream_timeout_ms: s.upstream_timeout_ms,
+        worker_threads: s.worker_threads,
     };
     let bind = |h: &Host| SocketAddr::new(h.bind.unwrap_or(h.addr), h.port.unwrap_or(0));
     // Where a role is reached: its address with the port it reported.
@@ -354,6 +358,7 @@ pub async fn run_cell(
             duration_s,
             rate,
             timeout_ms: s.request_timeout_ms,
+            worker_threads: None,
         })
     };
     let run_load = |spec: ServiceSpec, name: &'static str, limit: Duration| {
