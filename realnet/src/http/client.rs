@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 
 use super::pool::Idle;
 use super::{
-    add_content_length, contains_token, content_type_from_mime, parse_decimal, FetchError, ResponseHead, HOP_HEADER,
-    MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, RELAY_CHUNK, SERVED_BY_HEADER,
+    add_content_length, connection_option, contains_token, content_type_from_mime, is_name, parse_decimal, FetchError,
+    ResponseHead, HOP_HEADER, MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, RELAY_CHUNK, SERVED_BY_HEADER,
 };
 
 /// The client side of one keep-alive connection.
@@ -176,26 +176,23 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
         gzip: false,
     };
     let mut length = None;
-    let is = |name: &str, known: &str| name.len() == known.len() && name.eq_ignore_ascii_case(known);
     for h in resp.headers.iter() {
         let (name, value) = (h.name, h.value);
-        if is(name, "content-length") {
+        if is_name(name, b"content-length") {
             add_content_length(&mut length, value).map_err(|()| FetchError::BadResponse("bad Content-Length"))?;
-        } else if is(name, "content-type") {
+        } else if is_name(name, b"content-type") {
             head.content_type = content_type_from_mime(value);
-        } else if is(name, OBJECT_ID_HEADER) {
+        } else if is_name(name, OBJECT_ID_HEADER.as_bytes()) {
             head.object_id = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
-        } else if is(name, SERVED_BY_HEADER) {
+        } else if is_name(name, SERVED_BY_HEADER.as_bytes()) {
             head.served_by = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
-        } else if is(name, "connection") {
-            if contains_token(value, b"close") {
-                head.keep_alive = false;
-            } else if contains_token(value, b"keep-alive") {
-                head.keep_alive = true;
+        } else if is_name(name, b"connection") {
+            if let Some(k) = connection_option(value) {
+                head.keep_alive = k;
             }
-        } else if is(name, "content-encoding") {
+        } else if is_name(name, b"content-encoding") {
             head.gzip = contains_token(value, b"gzip");
-        } else if is(name, "transfer-encoding") {
+        } else if is_name(name, b"transfer-encoding") {
             return Err(FetchError::BadResponse("Transfer-Encoding is not supported"));
         }
     }

@@ -23,9 +23,11 @@ pub use client::{parse_response_head, ClientConn, UpstreamBody};
 pub use pool::Pool;
 pub use server::{RelayError, ServerConn};
 
-/// Buffer a relay copies a streamed response body through: the most body
-/// bytes of one response a front end or forwarding node holds in memory.
-pub const RELAY_CHUNK: usize = 32 * 1024;
+/// Buffer a relay streams a response body through (one per upstream
+/// connection): the most body bytes of one response a front end or
+/// forwarding node holds in memory. 64 KiB takes nine in ten surge100
+/// responses, head included, in one read and one write.
+pub const RELAY_CHUNK: usize = 64 * 1024;
 /// Largest request or response head accepted, request line included.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Header a node or front end sets when it forwards a request to the owner:
@@ -120,14 +122,11 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
     let mut keep_alive = http11;
     let mut hop = false;
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
-            let v = h.value;
-            if contains_token(v, b"close") {
-                keep_alive = false;
-            } else if contains_token(v, b"keep-alive") {
-                keep_alive = true;
+        if is_name(h.name, b"connection") {
+            if let Some(k) = connection_option(h.value) {
+                keep_alive = k;
             }
-        } else if h.name.eq_ignore_ascii_case(HOP_HEADER) {
+        } else if is_name(h.name, HOP_HEADER.as_bytes()) {
             hop = true;
         }
     }
@@ -227,6 +226,29 @@ fn origin_form(target: &str) -> Option<&str> {
 
 fn contains_token(value: &[u8], token: &[u8]) -> bool {
     value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// What a `Connection` field says: `Some(false)` for `close` (which wins),
+/// `Some(true)` for `keep-alive`, `None` for neither; one pass.
+fn connection_option(value: &[u8]) -> Option<bool> {
+    let mut keep = None;
+    for t in value.split(|&b| b == b',') {
+        let t = t.trim_ascii();
+        if t.eq_ignore_ascii_case(b"close") {
+            return Some(false);
+        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            keep = Some(true);
+        }
+    }
+    keep
+}
+
+/// `name` equals the lowercase token `lower`, ignoring ASCII case. Exact for
+/// header names (tokens: letters, digits and `!#$%&'*+-.^_`|~`), where
+/// setting bit 0x20 lowercases a letter and leaves `-` and digits alone.
+#[inline]
+fn is_name(name: &str, lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.bytes().zip(lower).all(|(a, &b)| a | 0x20 == b)
 }
 
 fn parse_decimal(v: &[u8]) -> Option<u64> {
@@ -394,5 +416,21 @@ mod tests {
     fn connection_tokens_are_case_insensitive() {
         assert!(contains_token(b"Keep-Alive, Upgrade", b"keep-alive"));
         assert!(!contains_token(b"closed", b"close"));
+    }
+
+    #[test]
+    fn connection_close_wins_over_keep_alive() {
+        assert_eq!(connection_option(b"Keep-Alive, Upgrade"), Some(true));
+        assert_eq!(connection_option(b"keep-alive, CLOSE"), Some(false));
+        assert_eq!(connection_option(b"closed, upgrade"), None);
+    }
+
+    #[test]
+    fn header_names_match_ignoring_case_only() {
+        assert!(is_name("Content-Length", b"content-length"));
+        assert!(is_name("X-DL7-HOP", b"x-dl7-hop"));
+        assert!(!is_name("content_length", b"content-length"));
+        assert!(!is_name("content-lengths", b"content-length"));
+        assert!(!is_name("x-dl7-hoq", b"x-dl7-hop"));
     }
 }
