@@ -10,10 +10,12 @@
 # The peers:
 # * dl7:     `dl7 front --mode conventional --policy mit_ch --worker-threads $THREADS`
 # * haproxy: HAProxy (Debian's 2.6), `balance uri`, `hash-type consistent`,
-#            `nbthread $THREADS`, otherwise its defaults (16 KiB buffers)
+#            `nbthread $THREADS`, `tune.bufsize $BUFSIZE`, otherwise defaults
 # * nginx:   nginx (Debian's nginx-light), one process, `hash $request_uri
 #            consistent`, upstream keep-alive, `proxy_buffering off` with a
-#            32 KiB buffer (a streaming relay like dl7's, no temp files)
+#            $BUFSIZE-byte buffer (a streaming relay like dl7's, no temp files)
+# BUFSIZE defaults to 65536, dl7's relay buffer (RELAY_CHUNK), so that every
+# peer moves a response through the same buffer size.
 # Every balancer sets the hop header (`x-dl7-hop`), so each node serves what
 # the balancer's own hash sends it. The balancer runs alone on CPU $BAL_CPU
 # (default 0); the origin, the nodes and the load generator share $REST_CPUS
@@ -44,6 +46,7 @@ REST_CPUS=${REST_CPUS:-1}
 PER_BACKEND=${PER_BACKEND:-63}
 WORKLOAD=${WORKLOAD:-surge100}
 PEERS=${PEERS:-dl7 haproxy nginx}
+BUFSIZE=${BUFSIZE:-65536}
 BASELINE=${BASELINE:-}
 DL7=${DL7:-target/release/dl7}
 OUT=${OUT:-reports/bench-real}
@@ -104,8 +107,8 @@ $(for a in "${NODES[@]}"; do echo "        server $a;"; done)
             proxy_set_header Connection "";
             proxy_set_header x-dl7-hop 1;
             proxy_buffering off;
-            proxy_buffer_size 32k;
-            proxy_buffers 4 32k;
+            proxy_buffer_size $BUFSIZE;
+            proxy_buffers 4 $BUFSIZE;
         }
     }
 }
@@ -125,7 +128,7 @@ start_peer() {
         ;;
     haproxy)
         port=$(free_port)
-        haproxy_config "$port" "$THREADS" >"$WORK/haproxy.cfg"
+        haproxy_config "$port" "$THREADS" "$BUFSIZE" >"$WORK/haproxy.cfg"
         taskset -c "$BAL_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
         PEER_PID=$!
         PIDS+=("$PEER_PID")
@@ -178,7 +181,7 @@ EOF
 }
 
 echo "dl7 $("$DL7" --version 2>/dev/null || true); balancer on CPU $BAL_CPU ($THREADS thread(s)), the rest on CPU $REST_CPUS"
-echo "backends: $BACKENDS; $ROUNDS rounds of: $PEERS; ${WARMUP}s warm-up + ${DURATION}s each"
+echo "backends: $BACKENDS; $ROUNDS rounds of: $PEERS; ${WARMUP}s warm-up + ${DURATION}s each; peers' buffers $BUFSIZE bytes"
 for N in $BACKENDS; do
     CONNECTIONS=$((PER_BACKEND * N))
     PIDS=()

@@ -68,14 +68,16 @@ start_cluster() {
     done
 }
 
-# haproxy_config PORT THREADS: HAProxy as the conventional L7 balancer over
-# NODES: `balance uri` + `hash-type consistent`, THREADS threads, the hop
-# header set so that each node serves what HAProxy's hash sends it.
+# haproxy_config PORT THREADS [BUFSIZE]: HAProxy as the conventional L7
+# balancer over NODES: `balance uri` + `hash-type consistent`, THREADS
+# threads, buffers of BUFSIZE bytes (default HAProxy's 16384), the hop header
+# set so that each node serves what HAProxy's hash sends it.
 haproxy_config() {
     local i
     echo "global"
     echo "    maxconn 4000"
     echo "    nbthread $2"
+    [ -z "${3:-}" ] || echo "    tune.bufsize $3"
     echo "defaults"
     echo "    mode http"
     echo "    option http-keep-alive"
