@@ -9,6 +9,7 @@
 #
 # The peers:
 # * dl7:     `dl7 front --mode conventional --policy mit_ch --worker-threads $THREADS`
+# * dl7-current: the same with `--worker-threads 1`: tokio's current-thread runtime
 # * haproxy: HAProxy (Debian's 2.6), `balance uri`, `hash-type consistent`,
 #            `nbthread $THREADS`, `tune.bufsize $BUFSIZE`, otherwise defaults
 # * nginx:   nginx (Debian's nginx-light), one process, `hash $request_uri
@@ -22,7 +23,7 @@
 # (default 1).
 #
 # The machine is shared and noisy, so the peers are interleaved: for each
-# backend count, ROUNDS rounds of (dl7, haproxy, nginx), each a WARMUP-second
+# backend count, ROUNDS rounds of (dl7, dl7-current, haproxy, nginx), each a WARMUP-second
 # warm-up then a DURATION-second closed-loop run on 63 connections per
 # backend; the median of the rounds is reported. CPU microseconds per request
 # are the balancer's user + system time (/proc/PID/stat, every thread) over
@@ -40,12 +41,12 @@ BACKENDS=${BACKENDS:-1 2 4}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-2}
 BAL_CPU=${BAL_CPU:-0}
 REST_CPUS=${REST_CPUS:-1}
 PER_BACKEND=${PER_BACKEND:-63}
 WORKLOAD=${WORKLOAD:-surge100}
-PEERS=${PEERS:-dl7 haproxy nginx}
+PEERS=${PEERS:-dl7 dl7-current haproxy nginx}
 BUFSIZE=${BUFSIZE:-65536}
 BASELINE=${BASELINE:-}
 DL7=${DL7:-target/release/dl7}
@@ -73,6 +74,7 @@ echo "round,balancer,backends,req_per_s,mbit_per_s,p50_ms,p99_ms,p999_ms,cpu_us_
 label() {
     case $1 in
     dl7) echo "dl7 conventional (mit_ch)" ;;
+    dl7-current) echo "dl7 conventional, current-thread" ;;
     haproxy) echo "haproxy uri consistent" ;;
     nginx) echo "nginx hash uri consistent" ;;
     baseline) echo "dl7 conventional (mit_ch) baseline" ;;
@@ -119,8 +121,9 @@ EOF
 start_peer() {
     local port
     case $1 in
-    dl7 | baseline)
+    dl7 | dl7-current | baseline)
         local exe=$DL7 extra=(--worker-threads "$THREADS")
+        if [ "$1" = dl7-current ]; then extra=(--worker-threads 1); fi
         if [ "$1" = baseline ]; then exe=$BASELINE extra=(); fi
         DL7=$exe start "front-$1" "$BAL_CPU" front --mode conventional --nodes "$NODE_LIST" --policy mit_ch "${extra[@]}"
         TARGET=$ADDR
@@ -129,7 +132,7 @@ start_peer() {
     haproxy)
         port=$(free_port)
         haproxy_config "$port" "$THREADS" "$BUFSIZE" >"$WORK/haproxy.cfg"
-        taskset -c "$BAL_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
+        pinned "$BAL_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
         PEER_PID=$!
         PIDS+=("$PEER_PID")
         wait_port "$port"
@@ -139,7 +142,7 @@ start_peer() {
         [ "$THREADS" -eq 1 ] || echo "note: nginx runs one process whatever THREADS says" >&2
         port=$(free_port)
         nginx_config "$port" >"$WORK/nginx.conf"
-        taskset -c "$BAL_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.out" 2>&1 &
+        pinned "$BAL_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.out" 2>&1 &
         PEER_PID=$!
         PIDS+=("$PEER_PID")
         wait_port "$port"
@@ -154,7 +157,7 @@ stop_peer() {
 }
 
 load() { # load SECONDS SEED: one closed-loop run into TARGET; prints its result JSON
-    taskset -c "$REST_CPUS" "$DL7" load --target "$TARGET" --workload "$WORKLOAD" --seed "$2" \
+    pinned "$REST_CPUS" "$DL7" load --target "$TARGET" --workload "$WORKLOAD" --seed "$2" \
         --connections "$CONNECTIONS" --duration-s "$1" --worker-threads 1 2>/dev/null | sed -n 's/^dl7-result //p'
 }
 
@@ -180,7 +183,7 @@ with open(path, "a", newline="") as f:
 EOF
 }
 
-echo "dl7 $("$DL7" --version 2>/dev/null || true); balancer on CPU $BAL_CPU ($THREADS thread(s)), the rest on CPU $REST_CPUS"
+echo "$("$DL7" --version); balancer on CPU $BAL_CPU ($THREADS thread(s)), the rest on CPU $REST_CPUS, niceness $NICE"
 echo "backends: $BACKENDS; $ROUNDS rounds of: $PEERS; ${WARMUP}s warm-up + ${DURATION}s each; peers' buffers $BUFSIZE bytes"
 for N in $BACKENDS; do
     CONNECTIONS=$((PER_BACKEND * N))

@@ -64,7 +64,7 @@ haproxy)
     start_cluster "$N" "$REST_CPUS" md5
     HAPORT=$(free_port)
     haproxy_config "$HAPORT" 1 >"$WORK/haproxy.cfg"
-    taskset -c "$SUBJECT_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
+    pinned "$SUBJECT_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
     PID=$!
     PIDS+=("$PID")
     wait_port "$HAPORT"
@@ -74,7 +74,7 @@ haproxy)
 esac
 
 load() { # load SECONDS: one closed-loop run into $TARGET; prints its result JSON
-    taskset -c "$REST_CPUS" "$DL7" load --target "$TARGET" --workload "$WORKLOAD" --seed 1 \
+    pinned "$REST_CPUS" "$DL7" load --target "$TARGET" --workload "$WORKLOAD" --seed 1 \
         --connections "$CONNECTIONS" --duration-s "$1" 2>/dev/null | sed -n 's/^dl7-result //p'
 }
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
