@@ -6,6 +6,9 @@
 #   cargo build --release && experiments/bench-real.sh          # reports/bench-real/peers.csv
 #   BACKENDS="1 4" ROUNDS=3 DURATION=3 experiments/bench-real.sh
 #   BASELINE=/path/to/older/dl7 experiments/bench-real.sh     # adds that build's front end as a peer
+#   BASELINE=... BASELINE_ARGS="--worker-threads 2" ...       # with these flags (builds that have them)
+# A front end without --worker-threads runs tokio's default, one worker per
+# CPU it may use: one, pinned.
 #
 # The peers:
 # * dl7:     `dl7 front --mode conventional --policy mit_ch --worker-threads $THREADS`
@@ -49,6 +52,7 @@ WORKLOAD=${WORKLOAD:-surge100}
 PEERS=${PEERS:-dl7 dl7-current haproxy nginx}
 BUFSIZE=${BUFSIZE:-65536}
 BASELINE=${BASELINE:-}
+BASELINE_ARGS=${BASELINE_ARGS:-}
 DL7=${DL7:-target/release/dl7}
 OUT=${OUT:-reports/bench-real}
 WORK=$(mktemp -d /tmp/dl7-bench-XXXXXX)
@@ -124,7 +128,8 @@ start_peer() {
     dl7 | dl7-current | baseline)
         local exe=$DL7 extra=(--worker-threads "$THREADS")
         if [ "$1" = dl7-current ]; then extra=(--worker-threads 1); fi
-        if [ "$1" = baseline ]; then exe=$BASELINE extra=(); fi
+        # shellcheck disable=SC2206 # BASELINE_ARGS is a list of flags
+        if [ "$1" = baseline ]; then exe=$BASELINE extra=($BASELINE_ARGS); fi
         DL7=$exe start "front-$1" "$BAL_CPU" front --mode conventional --nodes "$NODE_LIST" --policy mit_ch "${extra[@]}"
         TARGET=$ADDR
         PEER_PID=$LAST_PID

@@ -248,6 +248,34 @@ impl UpstreamBody {
         }
     }
 
+    /// The upstream socket, once nothing is buffered: a zero-copy relay
+    /// takes the rest of the body straight from it.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pub(super) fn socket(&self) -> Option<&TcpStream> {
+        self.conn.as_ref().filter(|c| c.unread().is_empty()).map(|c| &c.stream)
+    }
+
+    /// `n` body bytes were moved off the socket without the buffer.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pub(super) fn advance_spliced(&mut self, n: u64) {
+        let n = n.min(self.remaining);
+        self.remaining -= n;
+        if let Some(conn) = self.conn.as_mut() {
+            conn.bytes_in += n;
+        }
+        if self.remaining == 0 {
+            if let Some(conn) = self.conn.take() {
+                self.idle.put_back(conn, self.keep_alive);
+            }
+        }
+    }
+
+    /// The connection is unusable (a relay failed mid-body): close it.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pub(super) fn fail(&mut self) {
+        self.conn = None;
+    }
+
     /// Reads more of the body into the buffer once everything buffered was
     /// consumed (a no-op while bytes are buffered or none remain). Each call
     /// waits at most the pool's timeout. After an error the connection is

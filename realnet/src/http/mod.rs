@@ -18,6 +18,8 @@ use tokio::sync::watch;
 mod client;
 mod pool;
 mod server;
+#[cfg(all(feature = "splice", target_os = "linux"))]
+mod splice;
 
 pub use client::{parse_response_head, ClientConn, UpstreamBody};
 pub use pool::Pool;

@@ -25,6 +25,9 @@ pub struct ServerConn {
     pub bytes_out: u64,
     head_buf: Vec<u8>,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// The pipe of zero-copy relays, made on first use, dropped after a failure.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pipe: Option<super::splice::Pipe>,
 }
 
 impl ServerConn {
@@ -39,6 +42,8 @@ impl ServerConn {
             bytes_out: 0,
             head_buf: Vec::with_capacity(512),
             metrics: None,
+            #[cfg(all(feature = "splice", target_os = "linux"))]
+            pipe: None,
         }
     }
 
@@ -204,6 +209,13 @@ impl ServerConn {
         let mut head = self.head_buf.len() as u64;
         let mut sent = 0;
         loop {
+            // What the first buffer did not hold goes through the pipe, if the kernel lets it.
+            #[cfg(all(feature = "splice", target_os = "linux"))]
+            if head == 0 && body.buffered().is_empty() {
+                if let Some(total) = self.splice_rest(status, body, sent).await? {
+                    return Ok(total);
+                }
+            }
             body.fill().await.map_err(if head > 0 {
                 RelayError::UpstreamBeforeHead
             } else {
@@ -235,6 +247,66 @@ impl ServerConn {
             self.count_out(head, n);
             head = 0;
         }
+    }
+
+    /// Relays the rest of `body` with splice(2) through this connection's
+    /// pipe, counting as the buffered loop does; `Ok(None)` when the kernel
+    /// refuses before a byte moved (the caller copies instead).
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    async fn splice_rest(
+        &mut self,
+        status: u16,
+        body: &mut UpstreamBody,
+        mut sent: u64,
+    ) -> Result<Option<u64>, RelayError> {
+        use super::splice;
+        let pipe = match self.pipe.take() {
+            Some(p) => p,
+            None => match splice::Pipe::new() {
+                Ok(p) => p,
+                Err(_) => return Ok(None),
+            },
+        };
+        let mut first = true;
+        while body.remaining() > 0 {
+            let want = body.remaining().min(super::RELAY_CHUNK as u64) as usize;
+            let timeout = body.read_timeout;
+            let Some(up) = body.socket() else { return Err(RelayError::UpstreamAborted(FetchError::Closed)) };
+            let n = match tokio::time::timeout(timeout, splice::fill(up, &pipe, want)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                Ok(Err(e)) if first && splice::unsupported(&e) => return Ok(None),
+                r => {
+                    body.fail();
+                    return Err(RelayError::UpstreamAborted(match r {
+                        Err(_) => FetchError::Timeout,
+                        Ok(Err(e)) => FetchError::Io(e),
+                        Ok(Ok(_)) => FetchError::Closed,
+                    }));
+                }
+            };
+            first = false;
+            let n64 = n as u64;
+            self.count_relayed_in(n64);
+            sent += n64;
+            let last = body.remaining() == n64;
+            // As in the buffered loop: the write that ends the response is counted before it.
+            if last {
+                self.count_out(0, n64);
+                if status == 200 {
+                    self.count_payload(sent);
+                }
+            }
+            if let Err(e) = splice::drain(&self.stream, &pipe, n).await {
+                body.fail();
+                return Err(RelayError::Client(e));
+            }
+            body.advance_spliced(n64);
+            if !last {
+                self.count_out(0, n64);
+            }
+        }
+        self.pipe = Some(pipe);
+        Ok(Some(sent))
     }
 
     fn count_relayed_in(&self, n: u64) {
