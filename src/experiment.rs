@@ -60,6 +60,7 @@
 //! head_timeout_ms = 5000
 //! request_timeout_ms = 5000   # the load generator's per-request deadline
 //! max_connections = 4096      # per service
+//! worker_threads = 2          # threads per service process (default one per core; 1: tokio's current-thread runtime)
 //! origin_delay_ms = 0
 //! emulate_cpu = false         # nodes charge the `hardware` profile's costs to a virtual CPU
 //!
@@ -182,6 +183,7 @@ struct RawReal {
     head_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     max_connections: Option<Spanned<usize>>,
+    worker_threads: Option<Spanned<usize>>,
     origin_delay_ms: Option<u64>,
     #[serde(default)]
     emulate_cpu: bool,
@@ -573,6 +575,12 @@ impl Plan {
                     Some(m) => *m.get_ref(),
                     None => d.max_connections,
                 };
+                let worker_threads = match &r.worker_threads {
+                    Some(w) if *w.get_ref() == 0 => {
+                        return Err(src.at(w.span(), "real.worker_threads", "expected at least 1 thread, found 0"))
+                    }
+                    w => w.as_ref().map(|w| *w.get_ref()),
+                };
                 RealSettings {
                     fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
                     upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
@@ -581,6 +589,7 @@ impl Plan {
                     max_connections,
                     origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
                     emulate_cpu: r.emulate_cpu,
+                    worker_threads,
                 }
             }
         };
@@ -1078,7 +1087,9 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh", "cdn-scale"] {
+        for name in
+            ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh", "cdn-scale"]
+        {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -1160,6 +1171,9 @@ measure_s = 2.0
         assert!(err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\ncache_bytes_per_server = 5"))
             .contains("run.cache_mb"));
         assert!(err(&format!("{GOOD}[real]\ndistill = true\n")).contains("distill_ns_per_byte"));
+        let e = err(&format!("{GOOD}[real]\nworker_threads = 0\n"));
+        assert!(e.contains("`real.worker_threads`") && e.contains("at least 1 thread"), "{e}");
+        assert_eq!(parse(&format!("{GOOD}[real]\nworker_threads = 1\n")).unwrap().real.worker_threads, Some(1));
         assert!(err(&format!("lab = \"x.toml\"\n{GOOD}")).contains("[lab] topology"));
     }
 

@@ -244,7 +244,7 @@ fn run_real(
 ) -> anyhow::Result<(Vec<CellOutcome>, Option<anyhow::Error>)> {
     let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
     let plan = &experiment.plan;
-    let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
+    let rt = dl7_realnet::service::runtime(None).context("cannot start the runtime")?;
     // From here a Ctrl-C is ours: seen between cells and during one.
     let interrupt = dl7_realnet::service::Interrupt::install(&rt).context("cannot catch signals")?;
     let lab_plan = lab.filter(|_| engine == Engine::Lab).map(LabPlan::new);

@@ -156,7 +156,7 @@ async fn processes(mode: &str, dir: &Path) -> (Vec<Proc>, std::net::SocketAddr, 
 
 #[test]
 fn killing_a_node_process_mid_run_reroutes_its_requests() {
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     for mode in ["distributed", "conventional"] {
         let dir = scratch(&format!("kill-{mode}"));
         rt.block_on(async {
@@ -196,7 +196,7 @@ fn killing_a_node_process_mid_run_reroutes_its_requests() {
 
 #[test]
 fn a_stopped_node_process_costs_a_bounded_number_of_requests() {
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     let dir = scratch("sigstop");
     rt.block_on(async {
         let (procs, front, _) = processes("distributed", &dir).await;

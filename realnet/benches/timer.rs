@@ -28,7 +28,7 @@ fn main() {
             })
             .collect(),
     });
-    let origin_rt = dl7_realnet::service::runtime().expect("runtime");
+    let origin_rt = dl7_realnet::service::runtime(None).expect("runtime");
     let (addr, _stop) = origin_rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -42,7 +42,7 @@ fn main() {
         });
         (addr, tx)
     });
-    let load_rt = dl7_realnet::service::runtime().expect("runtime");
+    let load_rt = dl7_realnet::service::runtime(None).expect("runtime");
     let loadavg = || {
         let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")

@@ -20,7 +20,7 @@
 //! counts as outstanding in the load view until that body is finished or dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
@@ -99,7 +99,10 @@ pub enum Outcome {
 
 /// A policy instance with a pool per server.
 pub struct Dispatcher {
-    policy: Mutex<Box<dyn Policy>>,
+    /// Read without a lock: `pick` takes `&self` (stateful policies keep
+    /// their state in atomics). An `Arc`, so a membership change can swap in
+    /// a rebuilt instance while requests in flight finish on the old one.
+    policy: Arc<dyn Policy>,
     pools: Vec<Pool>,
     local: Option<ServerId>,
     load: Arc<PeerLoad>,
@@ -133,10 +136,10 @@ impl Dispatcher {
                 reason: format!("expected one address per member ({})", members.len()),
             });
         }
-        let policy = spec.build(members)?;
+        let policy = Arc::from(spec.build(members)?);
         let n = members.len();
         Ok(Self {
-            policy: Mutex::new(policy),
+            policy,
             pools: addrs.iter().map(|&a| Pool::new(a, 256)).collect(),
             local,
             load: Arc::new(PeerLoad {
@@ -169,7 +172,7 @@ impl Dispatcher {
                 }
             }
         }
-        self.policy.lock().expect("policy lock").pick(key, &*self.load)
+        self.policy.pick(key, &*self.load)
     }
 
     fn now_ms(&self) -> u64 {
@@ -187,7 +190,7 @@ impl Dispatcher {
     /// The owner the policy picks for `path` (advances stateful policies).
     pub fn owner(&self, path: &str) -> ServerId {
         let key = RequestKey::new(path.as_bytes());
-        self.policy.lock().expect("policy lock").pick(&key, &*self.load)
+        self.policy.pick(&key, &*self.load)
     }
 
     /// Routes one request for `path`.
@@ -205,8 +208,9 @@ impl Dispatcher {
         if self.fallbacks == 0 {
             return Outcome::Unavailable;
         }
+        // The failure path: a small buffer of candidates is fine here.
         let mut candidates = Vec::with_capacity(self.fallbacks + 1);
-        self.policy.lock().expect("policy lock").candidates(&key, &*self.load, self.fallbacks + 1, &mut candidates);
+        self.policy.candidates(&key, &*self.load, self.fallbacks + 1, &mut candidates);
         for c in candidates.into_iter().filter(|&c| c != owner).take(self.fallbacks) {
             if Some(c) == self.local {
                 Metrics::add(&self.metrics.fallbacks, 1);

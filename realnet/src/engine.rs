@@ -53,6 +53,8 @@ pub struct RealSettings {
     pub origin_delay_ms: u64,
     /// Nodes charge the hardware profile's costs to an emulated CPU.
     pub emulate_cpu: bool,
+    /// Threads serving each service process (`None`: one per core).
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for RealSettings {
@@ -65,6 +67,7 @@ impl Default for RealSettings {
             max_connections: 4096,
             origin_delay_ms: 0,
             emulate_cpu: false,
+            worker_threads: None,
         }
     }
 }
@@ -386,6 +389,7 @@ pub async fn run_cell(
         head_timeout_ms: s.head_timeout_ms,
         max_connections: s.max_connections,
         upstream_timeout_ms: s.upstream_timeout_ms,
+        worker_threads: s.worker_threads,
     };
     let bind = |h: &Host| SocketAddr::new(h.bind.unwrap_or(h.addr), h.port.unwrap_or(0));
     // Where a role is reached: its address with the port it reported.
@@ -491,6 +495,7 @@ pub async fn run_cell(
             speed: pace.map(|p| p.speed),
             max_outstanding: pace.map_or(dl7_core::Pace::DEFAULT_MAX_OUTSTANDING, |p| p.max_outstanding) as usize,
             interval_s: cell.interval_s,
+            worker_threads: None,
         })
     };
     // Every client host at once, each its share; one merged report.

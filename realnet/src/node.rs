@@ -397,7 +397,6 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
     let m = node.metrics.clone();
     let mut conn = ServerConn::new(stream).with_metrics(m.clone());
     let mut path = String::with_capacity(128);
-    let mut buf = Vec::new();
     loop {
         let Some(head) = conn.next_request(&node.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
@@ -443,8 +442,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     let image = up.content_type.is_image();
                     node.cpu.work(|c| c.parse_fwd + c.object(up.content_length, image).relay_fwd).await;
                     let usable =
-                        crate::front::relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &mut buf)
-                            .await;
+                        crate::front::relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await;
                     m.observe(start.elapsed());
                     if !usable || !keep {
                         break;

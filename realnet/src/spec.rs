@@ -37,11 +37,14 @@ pub struct LimitsSpec {
     pub max_connections: usize,
     /// Deadline of one upstream fetch (origin, owner, node), milliseconds.
     pub upstream_timeout_ms: u64,
+    /// Threads serving the service (see [`runtime`]); absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for LimitsSpec {
     fn default() -> Self {
-        LimitsSpec { head_timeout_ms: 5000, max_connections: 4096, upstream_timeout_ms: 2000 }
+        LimitsSpec { head_timeout_ms: 5000, max_connections: 4096, upstream_timeout_ms: 2000, worker_threads: None }
     }
 }
 
@@ -154,6 +157,9 @@ pub struct LoadSpec {
     pub max_outstanding: usize,
     /// Length of the report's intervals, seconds.
     pub interval_s: f64,
+    /// Threads driving the load (see [`runtime`]); absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 /// Any service's config, tagged by role, with its version.
@@ -276,6 +282,15 @@ impl std::error::Error for ServeError {}
 
 /// Checks a spec's values that need no file; the error names the field.
 pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
+    let threads = match spec {
+        ServiceSpec::Origin(o) => o.limits.worker_threads,
+        ServiceSpec::Node(n) => n.limits.worker_threads,
+        ServiceSpec::Front(f) => f.limits.worker_threads,
+        ServiceSpec::Load(l) => l.worker_threads,
+    };
+    if threads == Some(0) {
+        return Err("worker_threads 0: expected at least 1 thread".into());
+    }
     match spec {
         ServiceSpec::Origin(_) => Ok(()),
         ServiceSpec::Node(n) => {
@@ -369,7 +384,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
     match spec {
         ServiceSpec::Origin(o) => {
             let (catalog, _) = workload.expect("read by serve");
-            runtime().map_err(|e| e.to_string())?.block_on(async {
+            runtime(o.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(o.listen).await?;
                 let admin = bind_admin(o.admin).await?;
                 announce(&listener, &admin)?;
@@ -383,7 +398,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
         ServiceSpec::Node(n) => {
             let members = Membership::numbered(n.nodes.len()).map_err(|e| e.to_string())?;
             let spec = n.policy.clone();
-            runtime().map_err(|e| e.to_string())?.block_on(async {
+            runtime(n.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(n.listen.unwrap_or(n.nodes[n.id as usize])).await?;
                 let admin = bind_admin(n.admin).await?;
                 let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
@@ -412,7 +427,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             let mode = f.mode;
             let members = Membership::numbered(f.nodes.len()).map_err(|e| e.to_string())?;
             let spec = f.policy.clone();
-            runtime().map_err(|e| e.to_string())?.block_on(async {
+            runtime(f.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(f.listen).await?;
                 let admin = bind_admin(f.admin).await?;
                 announce(&listener, &admin)?;
@@ -436,7 +451,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             cfg.rate = l.rate;
             cfg.timeout = Duration::from_millis(l.timeout_ms);
             cfg.interval = Duration::from_secs_f64(l.interval_s);
-            let report = runtime().map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            let report = runtime(l.worker_threads).map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
             eprintln!("{}", report.summary());
             println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
             Ok(())
@@ -490,5 +505,8 @@ mod tests {
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.id = 3;
         assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("id 3"));
+        let ServiceSpec::Node(mut n) = node() else { unreachable!() };
+        n.limits.worker_threads = Some(0);
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("worker_threads 0"));
     }
 }
