@@ -152,14 +152,26 @@ pub struct LoadSpec {
     /// Per-request deadline, milliseconds.
     pub timeout_ms: u64,
     /// A replay at the trace's logged times, this many times faster; `None`: closed loop.
+    /// (This and the next two fields may be left out: version 1 files before them still read.)
+    #[serde(default)]
     pub speed: Option<f64>,
     /// A timed replay: most requests out at once; later ones are dropped.
+    #[serde(default = "default_max_outstanding")]
     pub max_outstanding: usize,
     /// Length of the report's intervals, seconds.
+    #[serde(default = "default_interval_s")]
     pub interval_s: f64,
     /// Threads driving the load (see [`runtime`]); absent: one per core.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+}
+
+fn default_max_outstanding() -> usize {
+    dl7_core::Pace::DEFAULT_MAX_OUTSTANDING as usize
+}
+
+fn default_interval_s() -> f64 {
+    1.0
 }
 
 /// Any service's config, tagged by role, with its version.
@@ -498,6 +510,23 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_load_config_reads_without_the_timed_replay_fields_and_checks_them() {
+        let text = r#"{"version": 1, "service": {"load": {"target": "127.0.0.1:1", "workload": "surge100",
+            "replay": false, "warmup_requests": 0, "seed": 1, "connections": 2, "warmup_s": 0.0,
+            "duration_s": 1.0, "rate": null, "timeout_ms": 100}}}"#;
+        let file: ServiceFile = serde_json::from_str(text).unwrap();
+        let ServiceSpec::Load(l) = file.service else { panic!("a load config") };
+        assert_eq!((l.speed, l.max_outstanding, l.interval_s), (None, 4096, 1.0));
+        let check = |l: &LoadSpec| validate(&ServiceSpec::Load(l.clone()));
+        assert!(check(&LoadSpec { speed: Some(2.0), ..l.clone() }).unwrap_err().contains("needs a trace"));
+        let replay = LoadSpec { replay: true, ..l.clone() };
+        assert!(check(&LoadSpec { speed: Some(0.0), ..replay.clone() }).unwrap_err().starts_with("speed 0"));
+        assert!(check(&LoadSpec { speed: Some(1.0), max_outstanding: 0, ..replay.clone() }).is_err());
+        assert!(check(&LoadSpec { interval_s: 0.0, ..l.clone() }).unwrap_err().starts_with("interval_s"));
+        assert!(check(&LoadSpec { speed: Some(1.0), ..replay }).is_ok());
     }
 
     #[test]
