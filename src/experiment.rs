@@ -48,6 +48,9 @@
 //! max_connections = 4096      # per service
 //! origin_delay_ms = 0
 //! emulate_cpu = false         # nodes charge the `hardware` profile's costs to a virtual CPU
+//! health_interval_ms = 2000   # active health checks, as HAProxy's `check inter 2s rise 2 fall 3`:
+//! rise = 2                    #   a peer out comes back after `rise` good probes in a row,
+//! fall = 3                    #   one in goes out after `fall` failed ones
 //!
 //! [lab]                       # lab engine only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
@@ -164,6 +167,9 @@ struct RawReal {
     #[serde(default)]
     emulate_cpu: bool,
     distill: Option<Spanned<toml::Value>>,
+    health_interval_ms: Option<Spanned<u64>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -528,6 +534,28 @@ impl Plan {
                     Some(m) => *m.get_ref(),
                     None => d.max_connections,
                 };
+                let at_least_one = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+                    Some(v) if *v.get_ref() == 0 => {
+                        Err(src.at(v.span(), key, "expected at least 1 probe in a row, found 0"))
+                    }
+                    Some(v) => Ok(*v.get_ref()),
+                    None => Ok(default),
+                };
+                let health = dl7_realnet::health::HealthSpec {
+                    interval_ms: match &r.health_interval_ms {
+                        Some(v) if *v.get_ref() == 0 => {
+                            return Err(src.at(
+                                v.span(),
+                                "real.health_interval_ms",
+                                "expected at least 1 millisecond between probes, found 0",
+                            ))
+                        }
+                        Some(v) => *v.get_ref(),
+                        None => d.health.interval_ms,
+                    },
+                    rise: at_least_one(&r.rise, "real.rise", d.health.rise)?,
+                    fall: at_least_one(&r.fall, "real.fall", d.health.fall)?,
+                };
                 RealSettings {
                     fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
                     upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
@@ -536,6 +564,7 @@ impl Plan {
                     max_connections,
                     origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
                     emulate_cpu: r.emulate_cpu,
+                    health,
                 }
             }
         };

@@ -9,10 +9,12 @@
 //! picking locally, at the cost of one more round trip. If the directory is
 //! unreachable the dispatcher falls back to its local instance.
 //!
-//! A server that failed is skipped for [`DOWN_FOR`] so that a dead or stopped
-//! node costs one timeout, not one per request. This is the health filter
-//! over candidates the core leaves to engines. The dispatcher must not cache
-//! or serve; it only routes.
+//! Health is the filter over candidates the core leaves to engines: a server
+//! the active checks ([`crate::health`]) have taken out is skipped without a
+//! connect; between its failure and the checks' verdict, a server whose
+//! request failed is skipped for [`DOWN_FOR`] (passive, as HAProxy's
+//! `observe layer4`), so that it costs one failed connect, not one per
+//! request. The dispatcher must not cache or serve; it only routes.
 //!
 //! A remote answer comes back as soon as its head is in ([`Outcome::Remote`]
 //! carries the body still on the upstream connection): the caller streams it
@@ -26,6 +28,7 @@ use std::time::Duration;
 use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
 use tokio::time::Instant;
 
+use crate::health::Health;
 use crate::http::{Pool, ResponseHead, UpstreamBody};
 use crate::metrics::Metrics;
 
@@ -109,6 +112,7 @@ pub struct Dispatcher {
     epoch: Instant,
     metrics: Arc<Metrics>,
     directory: Option<Pool>,
+    health: Option<Arc<Health>>,
 }
 
 /// Path prefix of the directory's owner lookups.
@@ -149,12 +153,19 @@ impl Dispatcher {
             epoch: Instant::now(),
             metrics,
             directory: None,
+            health: None,
         })
     }
 
     /// Asks the directory at `addr` for every owner instead of the local instance.
     pub fn with_directory(mut self, addr: std::net::SocketAddr) -> Self {
         self.directory = Some(Pool::new(addr, 256));
+        self
+    }
+
+    /// Skips the servers `health` has taken out.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
         self
     }
 
@@ -177,7 +188,8 @@ impl Dispatcher {
     }
 
     fn is_down(&self, s: ServerId) -> bool {
-        self.down_until_ms[s.index()].load(Relaxed) > self.now_ms()
+        self.health.as_ref().is_some_and(|h| !h.is_up(s.index()))
+            || self.down_until_ms[s.index()].load(Relaxed) > self.now_ms()
     }
 
     fn mark_down(&self, s: ServerId) {

@@ -24,6 +24,7 @@ use dl7_core::{Arch, ClientMode, Hardware, PolicySpec, ResultRow};
 
 use crate::admin::fetch_stats;
 use crate::front::FrontMode;
+use crate::health::HealthSpec;
 use crate::lab::{LabPlan, NicCounters, Role};
 use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
 use crate::load::LoadReport;
@@ -47,6 +48,8 @@ pub struct RealSettings {
     pub origin_delay_ms: u64,
     /// Nodes charge the hardware profile's costs to an emulated CPU.
     pub emulate_cpu: bool,
+    /// Active health checks of every dispatcher and front end.
+    pub health: HealthSpec,
 }
 
 impl Default for RealSettings {
@@ -59,6 +62,7 @@ impl Default for RealSettings {
             max_connections: 4096,
             origin_delay_ms: 0,
             emulate_cpu: false,
+            health: HealthSpec::default(),
         }
     }
 }
@@ -304,6 +308,7 @@ pub async fn run_cell(
             emulate_cpu: cell.emulate_cpu.clone(),
             admin: None,
             limits: limits.clone(),
+            health: s.health,
         });
         nodes.push(start(exe, h, &format!("node{i}"), &spec, scratch)?);
     }
@@ -326,6 +331,7 @@ pub async fn run_cell(
                 fallbacks: s.fallbacks,
                 admin: Some(SocketAddr::new(fh.bind.unwrap_or(fh.addr), 0)),
                 limits: limits.clone(),
+                health: s.health,
             });
             let mut front = start(exe, fh, "front", &spec, scratch)?;
             let ready = front.ready(READY_TIMEOUT).await?;

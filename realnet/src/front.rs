@@ -33,6 +33,7 @@ use tokio::sync::{watch, Mutex as AsyncMutex};
 use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, Outcome};
+use crate::health::{Health, HealthSpec};
 use crate::http::{
     wait_true, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody, RELAY_CHUNK,
 };
@@ -105,6 +106,8 @@ pub struct FrontConfig {
     pub metrics: Arc<Metrics>,
     /// Listener for `GET /metrics`.
     pub admin: Option<TcpListener>,
+    /// Active health checks of the nodes (`GET /health` on their TCP addresses).
+    pub health: HealthSpec,
 }
 
 impl FrontConfig {
@@ -122,6 +125,7 @@ impl FrontConfig {
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
+            health: HealthSpec::default(),
         }
     }
 }
@@ -139,6 +143,7 @@ struct Handoff {
     links: Vec<AsyncMutex<Option<Link>>>,
     timeout: std::time::Duration,
     stall: std::time::Duration,
+    health: Arc<Health>,
 }
 
 /// The unix connection to one node and the send times of the handoffs it has
@@ -199,6 +204,10 @@ pub async fn run(
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     let next = AtomicUsize::new(0);
+    // Every mode checks the nodes it sends to; handoff and relay pick among those up.
+    let health = Health::new(config.health, config.nodes.iter().map(|_| true));
+    m.watch_peers(health.clone());
+    health.spawn_probes(&config.nodes, conns.stop_signal());
     match config.mode {
         FrontMode::Conventional => {
             let d = Dispatcher::new(
@@ -210,7 +219,8 @@ pub async fn run(
                 config.limits.upstream_timeout,
                 m.clone(),
             )
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| invalid(e.to_string()))?
+            .with_health(health.clone());
             let d = Arc::new(d);
             loop {
                 tokio::select! {
@@ -231,8 +241,8 @@ pub async fn run(
                 tokio::select! {
                     a = listener.accept() => if let Ok((s, _)) = a {
                         let i = next.fetch_add(1, Relaxed) % nodes.len();
-                        let (nodes, m, limits) = (nodes.clone(), m.clone(), config.limits.clone());
-                        conns.admit(s, move |s, _| relay(nodes, i, m, limits, s));
+                        let (nodes, m, limits, health) = (nodes.clone(), m.clone(), config.limits.clone(), health.clone());
+                        conns.admit(s, move |s, _| relay(nodes, health, i, m, limits, s));
                     },
                     _ = wait_true(&mut stop) => break,
                 }
@@ -247,6 +257,7 @@ pub async fn run(
                 paths: config.handoff,
                 timeout: config.limits.upstream_timeout,
                 stall: config.handoff_stall,
+                health: health.clone(),
             };
             loop {
                 tokio::select! {
@@ -274,12 +285,17 @@ pub async fn run(
 }
 
 /// Sends the client socket to node `first`, or the next reachable one that
-/// is not stalled; if every node is stalled, to the first reachable one anyway.
+/// is up and not stalled; if every node is out or stalled, to the first
+/// reachable one anyway.
 async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
     let n = h.paths.len();
-    for respect_stall in [true, false] {
+    for choosy in [true, false] {
         for k in 0..n {
-            if try_node(h, (first + k) % n, client, respect_stall).await {
+            let i = (first + k) % n;
+            if choosy && !h.health.is_up(i) {
+                continue;
+            }
+            if try_node(h, i, client, choosy).await {
                 return true;
             }
         }
@@ -408,12 +424,21 @@ pub(crate) async fn relay_remote(
     }
 }
 
-async fn relay(nodes: Arc<Vec<SocketAddr>>, first: usize, m: Arc<Metrics>, limits: Limits, client: TcpStream) {
+async fn relay(
+    nodes: Arc<Vec<SocketAddr>>,
+    health: Arc<Health>,
+    first: usize,
+    m: Arc<Metrics>,
+    limits: Limits,
+    client: TcpStream,
+) {
     let _ = client.set_nodelay(true);
     let mut upstream = None;
-    for k in 0..nodes.len() {
-        let addr = nodes[(first + k) % nodes.len()];
-        if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(addr)).await {
+    // Nodes that are up first, then (if none answered) the others.
+    let order = (0..nodes.len()).map(|k| (first + k) % nodes.len());
+    let (up, out): (Vec<usize>, Vec<usize>) = order.partition(|&i| health.is_up(i));
+    for i in up.into_iter().chain(out) {
+        if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(nodes[i])).await {
             upstream = Some(s);
             break;
         }

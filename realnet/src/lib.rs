@@ -24,6 +24,7 @@ pub mod content;
 pub mod dispatch;
 pub mod engine;
 pub mod front;
+pub mod health;
 
 pub mod http;
 pub mod lab;

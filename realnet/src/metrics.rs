@@ -11,14 +11,18 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+
+use crate::health::{Health, PeerStats};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] =
@@ -82,6 +86,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// The active health checks of this service's peers, once it runs them.
+    health: OnceLock<Arc<Health>>,
 }
 
 impl Metrics {
@@ -104,6 +110,11 @@ impl Metrics {
         }
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(latency.as_micros() as u64, Relaxed);
+    }
+
+    /// Reports the state of `health`'s peers from now on (set once per service).
+    pub fn watch_peers(&self, health: Arc<Health>) {
+        let _ = self.health.set(health);
     }
 
     /// Every counter now (each read on its own: no cross-counter atomicity).
@@ -139,6 +150,7 @@ impl Metrics {
             latency_buckets: std::array::from_fn(|i| get(&self.latency_buckets[i])),
             latency_count: get(&self.latency_count),
             latency_sum_us: get(&self.latency_sum_us),
+            peers: self.health.get().map(|h| h.stats()).unwrap_or_default(),
         }
     }
 
@@ -216,11 +228,13 @@ pub struct Stats {
     pub latency_count: u64,
     /// Sum of the recorded latencies, microseconds.
     pub latency_sum_us: u64,
+    /// Every actively checked peer's state (empty for a service that checks none).
+    pub peers: Vec<PeerStats>,
 }
 
 impl Stats {
     /// The layout [`Metrics::stats`] writes and readers expect.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     /// Modelled busy time of the emulated CPU, seconds.
     pub fn emulated_cpu_seconds(&self) -> f64 {
@@ -273,6 +287,24 @@ impl Stats {
         );
         // An older name without `_total`, which a counter cannot have: kept as untyped.
         r.register("latency_sum_microseconds", "sum of request latencies", Untyped(self.latency_sum_us));
+        // Peer state, as HAProxy's per-server status and check counters.
+        type Labels = Vec<(&'static str, String)>;
+        let up = Family::<Labels, Gauge>::default();
+        let transitions = Family::<Labels, Counter>::default();
+        let failed = Family::<Labels, Counter>::default();
+        for p in &self.peers {
+            let peer = p.peer.to_string();
+            up.get_or_create(&vec![("peer", peer.clone())]).set(i64::from(p.up));
+            for (to, n) in [("down", p.downs), ("up", p.ups)] {
+                transitions.get_or_create(&vec![("peer", peer.clone()), ("to", to.into())]).inc_by(n);
+            }
+            failed.get_or_create(&vec![("peer", peer.clone())]).inc_by(p.failed_probes);
+        }
+        if !self.peers.is_empty() {
+            r.register("peer_up", "1 while the peer passes its health checks, 0 while it is out", up);
+            r.register("peer_transitions", "times the peer was taken out (to=down) or brought back (to=up)", transitions);
+            r.register("peer_failed_probes", "health probes of the peer that failed", failed);
+        }
         r.register(
             "latency_seconds",
             "request latency",

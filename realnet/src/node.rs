@@ -13,7 +13,8 @@
 //!
 //! Admin pages on the main port (and the optional admin port):
 //! `GET /metrics` (Prometheus text), `GET /stats` (JSON counters) and `GET /cache` (one line per cached
-//! object: `object_id path stored_bytes`).
+//! object: `object_id path stored_bytes`); on the main port, `GET /health`, the
+//! peers' and front end's probe ([`crate::health`]): 200, or 503 while draining.
 //!
 //! The node must not decide membership: it is given the logical names (for
 //! hashing, as in the simulator) and the real address of every node.
@@ -56,6 +57,7 @@ use dl7_core::costs::Costs;
 use crate::admin::{counter_page, Page};
 use crate::cache::{ByteLru, Entry};
 use crate::dispatch::{Dispatcher, Outcome};
+use crate::health::{Health, HealthSpec, HEALTH_PATH};
 use crate::http::{wait_true, Limits, Method, Pool, ResponseMeta, ServerConn};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
@@ -89,6 +91,8 @@ pub struct NodeConfig {
     pub admin: Option<TcpListener>,
     /// The emulated CPU's cost model (`None`: no emulation).
     pub cpu: Option<Costs>,
+    /// Active health checks of the other nodes.
+    pub health: HealthSpec,
 }
 
 /// The emulated CPU: one FIFO server on a virtual timeline.
@@ -167,6 +171,7 @@ impl NodeConfig {
             metrics: Arc::new(Metrics::new()),
             admin: None,
             cpu: None,
+            health: HealthSpec::default(),
         }
     }
 }
@@ -207,6 +212,9 @@ pub async fn run(
         config.metrics.clone(),
     )
     .map_err(invalid)?;
+    let health = Health::new(config.health, (0..config.peers.len()).map(|i| i != config.id.index()));
+    config.metrics.watch_peers(health.clone());
+    let dispatcher = dispatcher.with_health(health.clone());
     // The directory itself keeps the shared instance: it picks locally.
     let dispatcher = match config.directory {
         Some(d) if d != config.peers[config.id.index()] => dispatcher.with_directory(d),
@@ -234,6 +242,7 @@ pub async fn run(
     );
     let mut stop = shutdown_signal(shutdown);
     let conns = Arc::new(Conns::new(config.limits.max_connections, config.metrics.clone()));
+    health.spawn_probes(&config.peers, conns.stop_signal());
     if let Some(admin) = config.admin {
         let n = node.clone();
         let pages: AdminPages = Arc::new(move |p| n.admin_page(p));
@@ -414,6 +423,16 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
             let body = format!("{}\n", owner.0);
             if conn.write_response(200, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                break;
+            }
+            continue;
+        }
+        if path == HEALTH_PATH {
+            // Draining: peers and front ends stop sending here before the node is gone.
+            let status = if *stop.borrow() { 503 } else { 200 };
+            let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+            let body = format!("{status} {}\n", crate::http::reason(status));
+            if conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
                 break;
             }
             continue;

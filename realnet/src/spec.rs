@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::front::{FrontConfig, FrontMode};
+use crate::health::HealthSpec;
 use crate::http::Limits;
 use crate::launcher::ready_line;
 use crate::load::{LoadConfig, Requests};
@@ -25,7 +26,7 @@ use crate::origin::OriginConfig;
 use crate::service::{os_signal, runtime};
 
 /// The config format's version; bump it on any incompatible change.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Limits every service shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +101,8 @@ pub struct NodeSpec {
     pub admin: Option<SocketAddr>,
     /// Limits and timeouts.
     pub limits: LimitsSpec,
+    /// Active health checks of the other nodes.
+    pub health: HealthSpec,
 }
 
 /// The front-end balancer.
@@ -122,6 +125,8 @@ pub struct FrontSpec {
     pub admin: Option<SocketAddr>,
     /// Limits and timeouts.
     pub limits: LimitsSpec,
+    /// Active health checks of the nodes.
+    pub health: HealthSpec,
 }
 
 /// One load run.
@@ -275,7 +280,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             }
             let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
             n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
-            Ok(())
+            n.health.validate()
         }
         ServiceSpec::Front(f) => {
             let mode = f.mode;
@@ -288,7 +293,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                     f.handoff.len()
                 ));
             }
-            Ok(())
+            f.health.validate()
         }
         ServiceSpec::Load(l) => {
             for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
@@ -354,6 +359,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.limits = n.limits.limits();
                 cfg.admin = admin;
                 cfg.cpu = n.emulate_cpu.as_ref().map(dl7_core::costs::Costs::new);
+                cfg.health = n.health;
                 if let Some(path) = &n.handoff {
                     let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
                     cfg.handoff = Some(
@@ -383,6 +389,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.fallbacks = f.fallbacks;
                 cfg.limits = f.limits.limits();
                 cfg.admin = admin;
+                cfg.health = f.health;
                 crate::front::run(listener, cfg, os_signal()).await.map_err(|e| format!("front: {e}"))
             })
         }
@@ -422,6 +429,7 @@ mod tests {
             emulate_cpu: Some(Hardware::kwon2008()),
             admin: None,
             limits: LimitsSpec::default(),
+            health: HealthSpec::default(),
         })
     }
 
@@ -439,7 +447,7 @@ mod tests {
         let e = ServiceSpec::read(&path, "node").unwrap_err();
         assert!(e.contains("fallback"), "{e}");
         node().write(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"version\": 1", "\"version\": 9");
+        let text = std::fs::read_to_string(&path).unwrap().replace(&format!("\"version\": {VERSION}"), "\"version\": 9");
         std::fs::write(&path, text).unwrap();
         assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
         std::fs::remove_dir_all(&dir).unwrap();

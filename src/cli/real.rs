@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
+use dl7_realnet::health::HealthSpec;
 use dl7_realnet::service::init_logging;
 use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServeError, ServiceSpec};
 
@@ -65,6 +66,26 @@ impl ServiceArgs {
     }
 }
 
+/// Active health checks of the peers (HAProxy's `check inter rise fall`).
+#[derive(Args, Clone)]
+pub struct HealthArgs {
+    /// Milliseconds between two probes (`GET /health`) of one peer; also a probe's deadline.
+    #[arg(long, default_value_t = 2000)]
+    health_interval_ms: u64,
+    /// Good probes in a row that bring a peer that is out back.
+    #[arg(long, default_value_t = 2)]
+    rise: u32,
+    /// Failed probes in a row that take a peer out.
+    #[arg(long, default_value_t = 3)]
+    fall: u32,
+}
+
+impl HealthArgs {
+    fn spec(&self) -> HealthSpec {
+        HealthSpec { interval_ms: self.health_interval_ms, rise: self.rise, fall: self.fall }
+    }
+}
+
 #[derive(Args)]
 pub struct OriginArgs {
     /// Built-in workload name or workload/trace file.
@@ -116,6 +137,8 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
     #[command(flatten)]
+    health: HealthArgs,
+    #[command(flatten)]
     service: ServiceArgs,
     #[command(flatten)]
     config: ConfigArg,
@@ -144,6 +167,8 @@ pub struct FrontArgs {
     /// Candidates tried after a failed owner (conventional mode).
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
+    #[command(flatten)]
+    health: HealthArgs,
     #[command(flatten)]
     service: ServiceArgs,
     #[command(flatten)]
@@ -275,6 +300,7 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
         emulate_cpu: None,
         admin: a.service.admin,
         limits: a.service.limits(),
+        health: a.health.spec(),
     }))
 }
 
@@ -291,6 +317,7 @@ fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
         fallbacks: a.fallbacks,
         admin: a.service.admin,
         limits: a.service.limits(),
+        health: a.health.spec(),
     }))
 }
 
