@@ -9,12 +9,10 @@
 //! picking locally, at the cost of one more round trip. If the directory is
 //! unreachable the dispatcher falls back to its local instance.
 //!
-//! Health is the filter over candidates the core leaves to engines: a server
-//! the active checks ([`crate::health`]) have taken out is skipped without a
-//! connect; between its failure and the checks' verdict, a server whose
-//! request failed is skipped for [`DOWN_FOR`] (passive, as HAProxy's
-//! `observe layer4`), so that it costs one failed connect, not one per
-//! request. The dispatcher must not cache or serve; it only routes.
+//! Health ([`crate::health`]) is the filter over candidates the core leaves
+//! to engines: a server the active checks have taken out, or whose last
+//! request just failed, is skipped without a connect. The dispatcher must
+//! not cache or serve; it only routes.
 //!
 //! A remote answer comes back as soon as its head is in ([`Outcome::Remote`]
 //! carries the body still on the upstream connection): the caller streams it
@@ -26,14 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
-use tokio::time::Instant;
 
 use crate::health::Health;
 use crate::http::{Pool, ResponseHead, UpstreamBody};
 use crate::metrics::Metrics;
-
-/// How long a failed server is skipped before it is tried again.
-pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Requests this dispatcher has picked and not completed, per owner, served
 /// locally or forwarded: the load view it gives load-aware policies. Each
@@ -108,11 +102,9 @@ pub struct Dispatcher {
     load: Arc<PeerLoad>,
     fallbacks: usize,
     timeout: Duration,
-    down_until_ms: Vec<AtomicU64>,
-    epoch: Instant,
     metrics: Arc<Metrics>,
     directory: Option<Pool>,
-    health: Option<Arc<Health>>,
+    health: Arc<Health>,
 }
 
 /// Path prefix of the directory's owner lookups.
@@ -149,11 +141,9 @@ impl Dispatcher {
             }),
             fallbacks,
             timeout,
-            down_until_ms: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            epoch: Instant::now(),
             metrics,
             directory: None,
-            health: None,
+            health: Health::passive(n),
         })
     }
 
@@ -163,9 +153,10 @@ impl Dispatcher {
         self
     }
 
-    /// Skips the servers `health` has taken out.
+    /// Takes health from `health` (active checks of the same servers)
+    /// instead of the passive checks alone.
     pub fn with_health(mut self, health: Arc<Health>) -> Self {
-        self.health = Some(health);
+        self.health = health;
         self
     }
 
@@ -183,17 +174,12 @@ impl Dispatcher {
         self.policy.lock().expect("policy lock").pick(key, &*self.load)
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
     fn is_down(&self, s: ServerId) -> bool {
-        self.health.as_ref().is_some_and(|h| !h.is_up(s.index()))
-            || self.down_until_ms[s.index()].load(Relaxed) > self.now_ms()
+        !self.health.is_up(s.index())
     }
 
     fn mark_down(&self, s: ServerId) {
-        self.down_until_ms[s.index()].store(self.now_ms() + DOWN_FOR.as_millis() as u64, Relaxed);
+        self.health.mark_failed(s.index());
     }
 
     /// The owner the policy picks for `path` (advances stateful policies).

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use dl7_core::{Membership, PolicySpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tokio::sync::{watch, Mutex as AsyncMutex};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, Outcome};
@@ -144,38 +144,48 @@ struct Handoff {
     timeout: std::time::Duration,
     stall: std::time::Duration,
     health: Arc<Health>,
+    /// Client sockets a node took but never acknowledged before its link
+    /// died: nothing has read them, so they go to another node.
+    orphans: mpsc::UnboundedSender<std::net::TcpStream>,
 }
 
-/// The unix connection to one node and the send times of the handoffs it has
-/// not acknowledged yet (the node acknowledges in order, one byte each).
+/// Handed-over client sockets a node has not acknowledged yet, with their
+/// send times. The front end keeps its copy of each until the node's
+/// acknowledgement (one byte, in order), so that a node that dies with
+/// sockets in its queue loses no client.
+type Unacked = Arc<std::sync::Mutex<std::collections::VecDeque<(Instant, std::net::TcpStream)>>>;
+
+/// The unix connection to one node and its unacknowledged handoffs.
 struct Link {
     unix: Arc<UnixStream>,
-    unacked: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>>,
+    unacked: Unacked,
 }
 
 impl Link {
-    async fn connect(path: &std::path::Path) -> Option<Link> {
+    async fn connect(path: &std::path::Path, orphans: mpsc::UnboundedSender<std::net::TcpStream>) -> Option<Link> {
         let unix = Arc::new(UnixStream::connect(path).await.ok()?);
-        let unacked = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let unacked: Unacked = Default::default();
         let (u, a) = (unix.clone(), unacked.clone());
         tokio::spawn(async move {
             let mut buf = [0u8; 256];
             loop {
-                if u.readable().await.is_err() {
+                let n = match u.readable().await {
+                    Err(_) => 0,
+                    Ok(()) => match u.try_read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        r => r.unwrap_or(0),
+                    },
+                };
+                let mut q = a.lock().expect("ack lock");
+                if n == 0 {
+                    // The node is gone: whatever it did not acknowledge, it never served.
+                    for (_, client) in q.drain(..) {
+                        let _ = orphans.send(client);
+                    }
                     return;
                 }
-                match u.try_read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        let mut q: std::sync::MutexGuard<'_, std::collections::VecDeque<Instant>> =
-                            a.lock().expect("ack lock");
-                        for _ in 0..n {
-                            q.pop_front();
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
+                let acked = n.min(q.len());
+                q.drain(..acked);
             }
         });
         Some(Link { unix, unacked })
@@ -183,7 +193,7 @@ impl Link {
 
     /// True when the oldest unacknowledged handoff is older than `stall`.
     fn stalled(&self, stall: std::time::Duration) -> bool {
-        self.unacked.lock().expect("ack lock").front().is_some_and(|t| t.elapsed() > stall)
+        self.unacked.lock().expect("ack lock").front().is_some_and(|(t, _)| t.elapsed() > stall)
     }
 }
 
@@ -252,29 +262,42 @@ pub async fn run(
             if config.handoff.is_empty() {
                 return Err(invalid("distributed front end needs at least one node handoff socket".into()));
             }
+            let (orphans, mut orphaned) = mpsc::unbounded_channel();
             let h = Handoff {
                 links: config.handoff.iter().map(|_| AsyncMutex::new(None)).collect(),
                 paths: config.handoff,
                 timeout: config.limits.upstream_timeout,
                 stall: config.handoff_stall,
                 health: health.clone(),
+                orphans,
             };
             loop {
-                tokio::select! {
-                    a = listener.accept() => if let Ok((s, _)) = a {
-                        Metrics::add(&m.connections, 1);
-                        let i = next.fetch_add(1, Relaxed);
-                        if hand_over(&h, i, &s).await {
-                            Metrics::add(&m.handoffs, 1);
-                        } else {
-                            // No node took it: tell the client instead of dropping it silently.
-                            Metrics::add(&m.bad_gateway, 1);
-                            let mut conn = ServerConn::new(s).with_metrics(m.clone());
-                            tokio::spawn(async move { let _ = conn.write_error(502).await; });
+                let client = tokio::select! {
+                    a = listener.accept() => match a.and_then(|(s, _)| s.into_std()) {
+                        Ok(s) => {
+                            Metrics::add(&m.connections, 1);
+                            s
                         }
-                        // Dropping `s` here closes only the front end's copy of the descriptor.
+                        Err(_) => continue,
                     },
+                    Some(s) = orphaned.recv() => {
+                        tracing::debug!("handing over again a client its node never took");
+                        s
+                    }
                     _ = wait_true(&mut stop) => break,
+                };
+                match hand_over(&h, next.fetch_add(1, Relaxed), client).await {
+                    Ok(()) => Metrics::add(&m.handoffs, 1),
+                    Err(s) => {
+                        // No node took it: tell the client instead of dropping it silently.
+                        Metrics::add(&m.bad_gateway, 1);
+                        if let Ok(s) = TcpStream::from_std(s) {
+                            let mut conn = ServerConn::new(s).with_metrics(m.clone());
+                            tokio::spawn(async move {
+                                let _ = conn.write_error(502).await;
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -286,8 +309,8 @@ pub async fn run(
 
 /// Sends the client socket to node `first`, or the next reachable one that
 /// is up and not stalled; if every node is out or stalled, to the first
-/// reachable one anyway.
-async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
+/// reachable one anyway. Gives the socket back if no node took it.
+async fn hand_over(h: &Handoff, first: usize, mut client: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
     let n = h.paths.len();
     for choosy in [true, false] {
         for k in 0..n {
@@ -295,29 +318,38 @@ async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
             if choosy && !h.health.is_up(i) {
                 continue;
             }
-            if try_node(h, i, client, choosy).await {
-                return true;
-            }
+            client = match try_node(h, i, client, choosy).await {
+                Ok(()) => return Ok(()),
+                Err(c) => c,
+            };
         }
     }
-    false
+    Err(client)
 }
 
-async fn try_node(h: &Handoff, i: usize, client: &TcpStream, respect_stall: bool) -> bool {
+async fn try_node(
+    h: &Handoff,
+    i: usize,
+    mut client: std::net::TcpStream,
+    respect_stall: bool,
+) -> Result<(), std::net::TcpStream> {
     use sendfd::SendWithFd;
     let mut link = h.links[i].lock().await;
     for _attempt in 0..2 {
         if link.is_none() {
-            *link = Link::connect(&h.paths[i]).await;
+            *link = Link::connect(&h.paths[i], h.orphans.clone()).await;
         }
-        let Some(l) = link.as_ref() else { return false };
+        let Some(l) = link.as_ref() else { return Err(client) };
         if respect_stall && l.stalled(h.stall) {
-            return false; // not reading its handoffs (hung, stopped): skip it for now
+            return Err(client); // not reading its handoffs (hung, stopped): skip it for now
         }
+        let fd = client.as_raw_fd();
+        // Queued first: the acknowledgement may come back before the send returns.
+        l.unacked.lock().expect("ack lock").push_back((Instant::now(), client));
         let send = async {
             loop {
                 l.unix.writable().await?;
-                match l.unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
+                match l.unix.send_with_fd(&[0u8], &[fd]) {
                     Ok(1) => return Ok(()),
                     Ok(_) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -325,18 +357,22 @@ async fn try_node(h: &Handoff, i: usize, client: &TcpStream, respect_stall: bool
                 }
             }
         };
-        // Record the send time first: the acknowledgement may come back before the send returns.
-        l.unacked.lock().expect("ack lock").push_back(Instant::now());
-        match tokio::time::timeout(h.timeout, send).await {
-            Ok(Ok(())) => return true,
+        let sent = tokio::time::timeout(h.timeout, send).await;
+        if let Ok(Ok(())) = sent {
+            return Ok(());
+        }
+        // Not sent: take it back (the last entry: this link is ours while locked),
+        // unless the link died meanwhile and its reader passed it on as an orphan.
+        match l.unacked.lock().expect("ack lock").pop_back() {
+            Some((_, c)) => client = c,
+            None => return Ok(()),
+        }
+        match sent {
             Ok(Err(_)) => *link = None, // broken link: reconnect once
-            Err(_) => {
-                l.unacked.lock().expect("ack lock").pop_back();
-                return false; // full socket buffer: the node is stuck
-            }
+            _ => return Err(client),    // full socket buffer: the node is stuck
         }
     }
-    false
+    Err(client)
 }
 
 async fn proxy(

@@ -12,6 +12,11 @@
 //! a cluster serves from its first request. A node answers its probe 503
 //! while it drains, so that peers stop sending to it before it is gone.
 //!
+//! The passive side (HAProxy's `observe layer4`) bridges the time until the
+//! probes' verdict: a peer whose request just failed is skipped for
+//! [`DOWN_FOR`], so that it costs one failed connect, not one per request.
+//! A peer the probes bring back is tried at once, whatever it failed before.
+//!
 //! This module only probes and keeps the state; it never routes.
 
 use std::net::SocketAddr;
@@ -23,6 +28,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::http::{wait_true, ClientConn};
+
+/// How long a peer whose request failed is skipped (the passive check).
+pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Path of the probe every node answers: 200 while it serves, 503 while it drains.
 pub const HEALTH_PATH: &str = "/health";
@@ -94,6 +102,8 @@ struct Peer {
     ups: AtomicU64,
     probes: AtomicU64,
     failed: AtomicU64,
+    /// Skipped until this many milliseconds after `epoch` (the passive check).
+    passive_until_ms: AtomicU64,
 }
 
 /// The health of every peer of one service, and the probes that keep it.
@@ -102,6 +112,7 @@ pub struct Health {
     peers: Vec<Peer>,
     /// Bumped on every transition, for whoever acts on changes (the lab's director).
     changes: watch::Sender<u64>,
+    epoch: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Health {
@@ -124,9 +135,26 @@ impl Health {
                 ups: AtomicU64::new(0),
                 probes: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                passive_until_ms: AtomicU64::new(0),
             })
             .collect();
-        Arc::new(Health { spec, peers, changes: watch::channel(0).0 })
+        Arc::new(Health { spec, peers, changes: watch::channel(0).0, epoch: tokio::time::Instant::now() })
+    }
+
+    /// Passive checks only: `n` peers never probed.
+    pub fn passive(n: usize) -> Arc<Self> {
+        Self::new(HealthSpec::default(), (0..n).map(|_| false))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// A request to peer `i` failed: skip it for [`DOWN_FOR`] (or until the probes bring it back).
+    pub fn mark_failed(&self, i: usize) {
+        if let Some(p) = self.peers.get(i) {
+            p.passive_until_ms.store(self.now_ms() + DOWN_FOR.as_millis() as u64, Relaxed);
+        }
     }
 
     /// The settings.
@@ -134,10 +162,10 @@ impl Health {
         self.spec
     }
 
-    /// True unless peer `i` has been taken out (an index beyond the peers is up:
-    /// it is not this checker's to judge).
+    /// True unless peer `i` has been taken out by the probes or has just
+    /// failed a request (an index beyond the peers is up: not this checker's to judge).
     pub fn is_up(&self, i: usize) -> bool {
-        self.peers.get(i).map_or(true, |p| p.up.load(Relaxed))
+        self.peers.get(i).is_none_or(|p| p.up.load(Relaxed) && p.passive_until_ms.load(Relaxed) <= self.now_ms())
     }
 
     /// Number of peers.
@@ -174,6 +202,7 @@ impl Health {
             p.downs.fetch_add(1, Relaxed);
         } else {
             p.ups.fetch_add(1, Relaxed);
+            p.passive_until_ms.store(0, Relaxed);
         }
         self.changes.send_modify(|g| *g += 1);
         Some(!up)
@@ -254,6 +283,17 @@ mod tests {
         assert!(h.is_up(0));
         let s = h.stats()[0];
         assert_eq!((s.downs, s.ups, s.probes, s.failed_probes), (1, 1, 10, 6));
+    }
+
+    #[test]
+    fn a_failed_request_skips_the_peer_until_the_probes_bring_it_back() {
+        let h = Health::new(HealthSpec { interval_ms: 10, rise: 1, fall: 1 }, [true, false]);
+        h.mark_failed(1);
+        assert!(!h.is_up(1), "passive: skipped after a failure");
+        h.mark_failed(0);
+        assert_eq!(h.record(0, false), Some(false));
+        assert_eq!(h.record(0, true), Some(true));
+        assert!(h.is_up(0), "back from the probes: the earlier failure no longer counts");
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! Every response is verified: status 200, the object's exact length (after
 //! gunzip when the node distilled it) and every byte against
 //! [`crate::content::Pattern`]. Failures are counted by kind and the
-//! connection is reopened.
+//! connection is reopened. A request whose kept-alive connection closed
+//! before any byte of its response is resent once on a new connection, as
+//! RFC 9110 section 9.2.2 lets a client do for idempotent requests; those are
+//! counted in `retried` (a response cut short is an error, never resent).
 //!
 //! This module must not start services; it only drives a target address.
 
@@ -117,6 +120,9 @@ pub struct LoadReport {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Requests sent but not finished when the window closed.
     pub unfinished: u64,
+    /// Requests resent on a new connection because their kept-alive one
+    /// closed before any byte of the response (in the window).
+    pub retried: u64,
     /// Responses per `x-dl7-served-by` node index (verified responses in the window).
     pub served_by: BTreeMap<u32, u64>,
 }
@@ -132,6 +138,9 @@ impl LoadReport {
             let kinds: Vec<String> = self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s.push_str(&format!(" ({})", kinds.join(", ")));
         }
+        if self.retried > 0 {
+            s.push_str(&format!("  retried {}", self.retried));
+        }
         s
     }
 }
@@ -144,6 +153,7 @@ struct ConnStats {
     errors: BTreeMap<String, u64>,
     served_by: BTreeMap<u32, u64>,
     unfinished: u64,
+    retried: u64,
 }
 
 /// Runs the load and returns what it measured. Errors only for a config that
@@ -195,6 +205,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
         report.payload_bytes += s.payload;
         report.object_bytes += s.object_bytes;
         report.unfinished += s.unfinished;
+        report.retried += s.retried;
         for (k, v) in s.errors {
             *report.errors_by_kind.entry(k).or_default() += v;
         }
@@ -235,6 +246,7 @@ async fn connection(
         errors: BTreeMap::new(),
         served_by: BTreeMap::new(),
         unfinished: 0,
+        retried: 0,
     };
     let mut stream = match &cfg.requests {
         Requests::Stream { seed } => {
@@ -279,13 +291,17 @@ async fn connection(
             }
         };
         let object = cfg.catalog.get(id);
+        let mut resent = false;
         let outcome = tokio::time::timeout_at(
             Instant::now() + cfg.timeout,
-            one_request(&mut conn, &cfg, &object.path, &mut body),
+            one_request(&mut conn, &cfg, &object.path, &mut body, &mut resent),
         )
         .await;
         let done = Instant::now();
         let in_window = listed_measured.unwrap_or(done >= window_start && done <= window_end);
+        if resent && (in_window || listed_measured.is_some()) {
+            stats.retried += 1;
+        }
         let result = match outcome {
             Err(_) => {
                 if done > window_end {
@@ -332,16 +348,19 @@ async fn one_request(
     cfg: &LoadConfig,
     path: &str,
     body: &mut Vec<u8>,
+    resent: &mut bool,
 ) -> Result<crate::http::ResponseHead, String> {
     let fresh = conn.is_none();
     if fresh {
         *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
     }
     let c = conn.as_mut().expect("connected above");
+    let read_before = c.bytes_in;
     match c.get(path, false, body).await {
         Ok(h) => Ok(h),
-        // A kept-alive connection the server closed while idle: retry once on a new one.
-        Err(FetchError::Closed | FetchError::Io(_)) if !fresh => {
+        // A kept-alive connection the server closed before answering: resend once on a new one.
+        Err(FetchError::Closed | FetchError::Io(_)) if !fresh && c.bytes_in == read_before => {
+            *resent = true;
             *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
             conn.as_mut().expect("connected above").get(path, false, body).await.map_err(kind)
         }

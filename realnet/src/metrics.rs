@@ -302,7 +302,11 @@ impl Stats {
         }
         if !self.peers.is_empty() {
             r.register("peer_up", "1 while the peer passes its health checks, 0 while it is out", up);
-            r.register("peer_transitions", "times the peer was taken out (to=down) or brought back (to=up)", transitions);
+            r.register(
+                "peer_transitions",
+                "times the peer was taken out (to=down) or brought back (to=up)",
+                transitions,
+            );
             r.register("peer_failed_probes", "health probes of the peer that failed", failed);
         }
         r.register(

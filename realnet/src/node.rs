@@ -290,13 +290,30 @@ async fn handoff_loop(listener: UnixListener, node: Arc<Node>, conns: Arc<Conns>
                     _ = wait_true(&mut stop) => None,
                 };
                 let Some(stream) = stream else { break };
-                // Acknowledge, so the front end can tell a stuck node from a busy one.
-                let _ = unix.try_write(&[1u8]);
+                // Acknowledge, so the front end can tell a stuck node from a busy one, and
+                // drops its copy: until then it would give the client to another node if this one died.
+                if !acknowledge(&unix).await {
+                    break; // unacknowledged: the front end gives it to another node, not ours to serve
+                }
                 Metrics::add(&node.metrics.handoffs, 1);
                 let n = node.clone();
                 conns.admit(stream, move |s, stop| serve(n, s, stop));
             }
         });
+    }
+}
+
+/// Writes one acknowledgement byte; false when the front end is gone.
+async fn acknowledge(unix: &UnixStream) -> bool {
+    loop {
+        if unix.writable().await.is_err() {
+            return false;
+        }
+        match unix.try_write(&[1u8]) {
+            Ok(1) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => return false,
+        }
     }
 }
 

@@ -447,7 +447,8 @@ mod tests {
         let e = ServiceSpec::read(&path, "node").unwrap_err();
         assert!(e.contains("fallback"), "{e}");
         node().write(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace(&format!("\"version\": {VERSION}"), "\"version\": 9");
+        let text =
+            std::fs::read_to_string(&path).unwrap().replace(&format!("\"version\": {VERSION}"), "\"version\": 9");
         std::fs::write(&path, text).unwrap();
         assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
         std::fs::remove_dir_all(&dir).unwrap();
