@@ -243,3 +243,89 @@ fn a_killed_node_costs_only_its_in_flight_requests_and_serves_again_after_rise_p
         });
     }
 }
+
+/// The lab's kernel front end: a killed node leaves the nftables map (its
+/// slot goes to the next node up, the others keep theirs) and comes back
+/// after its restart. Root only; elsewhere it says SKIPPED.
+#[test]
+fn the_lab_director_takes_a_killed_node_out_of_the_kernel_map_and_back() {
+    use dl7_realnet::lab::{self, exec, LabConfig, LabPlan};
+    if let Some(why) =
+        (!exec::is_root()).then(|| "not root".to_string()).or(exec::require_tools().err().map(|e| e.to_string()))
+    {
+        eprintln!("SKIPPED: {why} (this test needs root and ip/tc/nft/sysctl)");
+        return;
+    }
+    let text = "prefix = \"dl7ith\"\nsubnet = \"198.19.206.0/24\"\nnodes = 2\nclients = 1\nport = 8080\n";
+    let plan = LabPlan::new(&LabConfig::parse(text, "health-test.toml").unwrap());
+    let quiet = &mut |_: &str| {};
+    lab::down(&plan, quiet).unwrap();
+    lab::up(&plan, false, quiet).unwrap();
+    lab::set_architecture(&plan, dl7_core::Arch::Distributed, None, quiet).unwrap();
+    let rt = dl7_realnet::service::runtime().unwrap();
+    rt.block_on(async {
+        let exe = Path::new(EXE);
+        let at = |h: &lab::Host, bind: bool| Host {
+            netns: Some(h.netns.clone()),
+            addr: std::net::IpAddr::V4(h.addr),
+            bind: bind.then_some(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            port: Some(plan.port),
+        };
+        let o = at(plan.origin(), false);
+        let mut origin = Proc::spawn(
+            exe,
+            &o,
+            "origin",
+            &args(&["origin", "--workload", "surge100", "--listen", &format!("{}:{}", o.addr, plan.port)]),
+        )
+        .unwrap();
+        origin.ready(Duration::from_secs(10)).await.unwrap();
+        let hosts: Vec<Host> = plan.hosts_of(lab::Role::Node).map(|h| at(h, true)).collect();
+        let addrs: Vec<SocketAddr> = hosts.iter().map(|h| SocketAddr::new(h.addr, plan.port)).collect();
+        let list = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        let node_args = |i: usize| {
+            let mut a = args(&["node", "--id", &i.to_string(), "--nodes", &list]);
+            a.extend(args(&[
+                "--origin",
+                &format!("{}:{}", o.addr, plan.port),
+                "--listen",
+                &format!("0.0.0.0:{}", plan.port),
+            ]));
+            a
+        };
+        let mut nodes = Vec::new();
+        for (i, h) in hosts.iter().enumerate() {
+            let mut p = Proc::spawn(exe, h, &format!("node{i}"), &node_args(i)).unwrap();
+            p.ready(Duration::from_secs(10)).await.unwrap();
+            nodes.push(p);
+        }
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let spec = dl7_realnet::health::HealthSpec { interval_ms: INTERVAL_MS, rise: RISE as u32, fall: FALL as u32 };
+        let health = lab::director::spawn(plan.clone(), addrs.clone(), spec, stop);
+        let fe = plan.front().netns.clone();
+        let ruleset = || {
+            exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap()
+        };
+        let n = |i: usize| addrs[i].ip().to_string();
+        let both = format!("map {{ 0 : {}, 1 : {} }}", n(0), n(1));
+        let only_first = format!("map {{ 0 : {}, 1 : {} }}", n(0), n(0));
+        assert!(ruleset().contains(&both), "{}", ruleset());
+
+        nodes[1].signal(SIGKILL);
+        wait_until(Duration::from_secs(10), "the map sends node 1's share to node 0", || async {
+            !health.is_up(1) && ruleset().contains(&only_first)
+        })
+        .await;
+        assert_eq!(ruleset().matches(" fwd ").count(), 1);
+        nodes[1] = Proc::spawn(exe, &hosts[1], "node1-again", &node_args(1)).unwrap();
+        nodes[1].ready(Duration::from_secs(10)).await.unwrap();
+        wait_until(Duration::from_millis(RISE * INTERVAL_MS) + SLACK, "node 1 is back in the map", || async {
+            ruleset().contains(&both)
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        drop(nodes);
+        drop(origin);
+    });
+    lab::down(&plan, quiet).unwrap();
+}

@@ -340,6 +340,12 @@ pub async fn run_cell(
         }
         FrontEnd::Kernel(vip) => (None, *vip, None),
     };
+    // The kernel front end's health checks: a dead node leaves its map (ldirectord's job).
+    let (director_stop, stop) = tokio::sync::watch::channel(false);
+    let director_stop = StopOnDrop(director_stop);
+    if let (FrontEnd::Kernel(_), Some(plan)) = (&layout.front, &layout.lab) {
+        crate::lab::director::spawn(plan.clone(), node_addrs.clone(), s.health, stop);
+    }
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64| {
@@ -438,6 +444,7 @@ pub async fn run_cell(
     };
 
     // Stop in front-to-back order: clients' entry point first.
+    drop(director_stop);
     drop(front);
     drop(nodes);
     drop(origin);
@@ -445,6 +452,15 @@ pub async fn run_cell(
     let nic_window = after.at.duration_since(before.at).as_secs_f64();
     let nic = layout.lab.as_ref().map(|p| nic_use(p, &before.nic, &after.nic, nic_window)).unwrap_or_default();
     Ok(measure(cell, &layout, &before, &after, load, nic, caches))
+}
+
+/// Tells whatever watches it to stop when dropped (an early return included).
+struct StopOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
 }
 
 /// Turns the two snapshots and the load report into the row.
