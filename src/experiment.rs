@@ -38,6 +38,8 @@
 //! warmup_s = 10.0             # seconds excluded from measurement (not read by replay)
 //! measure_s = 20.0
 //! cache_mb = 64.0             # per server, MiB; default: the hardware profile's
+//! max_object_mb = 8.0         # largest object cached (Squid's maximum_object_size);
+//!                             #   larger ones stream through uncached; default cache_mb / 8
 //! shared_state = false        # sim: one cluster-wide policy instance
 //!
 //! [real]                      # local and lab engines only; defaults shown
@@ -152,6 +154,7 @@ struct RawRun {
     #[serde(default)]
     shared_state: bool,
     cache_mb: Option<Spanned<f64>>,
+    max_object_mb: Option<Spanned<f64>>,
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
 }
 
@@ -276,6 +279,8 @@ pub struct Plan {
     pub shared_state: bool,
     /// Cache capacity per server, bytes (`None`: the hardware profile's).
     pub cache_bytes_per_server: Option<u64>,
+    /// Largest object cached, bytes (`None`: an eighth of the cache).
+    pub max_object_bytes: Option<u64>,
     pub real: RealSettings,
     /// The lab topology file (`[lab] topology`), resolved against the experiment's directory.
     pub lab_topology: Option<PathBuf>,
@@ -515,6 +520,16 @@ impl Plan {
                 Some((mb * MIB).round() as u64)
             }
         };
+        let max_object_bytes = match run.and_then(|r| r.max_object_mb.as_ref()) {
+            None => None,
+            Some(c) => {
+                let mb = *c.get_ref();
+                if !(mb.is_finite() && mb >= 0.0) {
+                    return Err(src.at(c.span(), "run.max_object_mb", format!("expected MiB >= 0, found {mb}")));
+                }
+                Some((mb * MIB).round() as u64)
+            }
+        };
 
         let real = match &raw.real {
             None => RealSettings::default(),
@@ -610,6 +625,7 @@ impl Plan {
             measure_s,
             shared_state: run.is_some_and(|r| r.shared_state),
             cache_bytes_per_server,
+            max_object_bytes,
             real,
             lab_topology,
             text: text.to_string(),
@@ -716,6 +732,12 @@ impl Experiment {
         self.plan.cache_bytes_per_server.unwrap_or(self.hardware.server.cache_bytes)
     }
 
+    /// Largest object cached, bytes: `run.max_object_mb`, else an eighth of the cache.
+    pub fn max_object_bytes(&self) -> u64 {
+        let cache = self.cache_bytes_per_server();
+        self.plan.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache)).min(cache)
+    }
+
     /// The simulator's spec of a run.
     pub fn sim_spec(&self, run: &Run) -> dl7_sim::CellSpec {
         let plan = &self.plan;
@@ -733,6 +755,7 @@ impl Experiment {
             measure_s: plan.measure_s,
             seed: run.seed,
             cache_bytes_per_server: Some(self.cache_bytes_per_server()),
+            max_object_bytes: Some(self.max_object_bytes()),
             requests: match plan.clients {
                 ClientMode::Replay { .. } => Some(workload.requests.clone()),
                 _ => None,

@@ -205,6 +205,7 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
         warmup_s: plan.warmup_s,
         measure_s: plan.measure_s,
         cache_bytes: experiment.cache_bytes_per_server(),
+        max_object_bytes: experiment.max_object_bytes(),
         settings: plan.real.clone(),
         emulate_cpu: plan.real.emulate_cpu.then(|| (*experiment.hardware).clone()),
     }

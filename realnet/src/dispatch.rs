@@ -163,7 +163,7 @@ impl Dispatcher {
     async fn pick(&self, key: &RequestKey<'_>, path: &str) -> ServerId {
         if let Some(dir) = &self.directory {
             let lookup = format!("{OWNER_PREFIX}{path}");
-            if let Ok((head, body)) = dir.get(&lookup, true, self.timeout).await {
+            if let Ok((head, body)) = dir.get(&lookup, true, self.timeout, 64).await {
                 let owner = std::str::from_utf8(&body).ok().and_then(|t| t.trim().parse::<u32>().ok());
                 match owner {
                     Some(o) if head.status == 200 && (o as usize) < self.pools.len() => return ServerId(o),

@@ -86,6 +86,8 @@ pub struct RealCell {
     pub measure_s: f64,
     /// Cache capacity per node, bytes.
     pub cache_bytes: u64,
+    /// Largest object a node caches, bytes (larger ones stream through).
+    pub max_object_bytes: u64,
     pub settings: RealSettings,
     /// The hardware profile whose costs the nodes' emulated CPU charges
     /// (`None`: no emulation).
@@ -301,6 +303,7 @@ pub async fn run_cell(
             origin: origin_addr,
             policy: cell.policy.clone(),
             cache_bytes: cell.cache_bytes,
+            max_object_bytes: cell.max_object_bytes,
             fallbacks: s.fallbacks,
             handoff: local_handoff.then(|| handoff[i].clone()),
             // One instance for the cluster: node 0 keeps it and answers owner lookups.

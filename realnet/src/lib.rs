@@ -23,6 +23,7 @@ pub mod cache;
 pub mod content;
 pub mod dispatch;
 pub mod engine;
+pub mod fill;
 pub mod front;
 pub mod health;
 

@@ -89,6 +89,8 @@ pub struct NodeSpec {
     pub policy: PolicySpec,
     /// Cache budget, body bytes.
     pub cache_bytes: u64,
+    /// Largest object cached, bytes; larger ones stream through uncached.
+    pub max_object_bytes: u64,
     /// Candidates tried after a failed owner (0: 502 at once).
     pub fallbacks: usize,
     /// Unix socket on which the distributed front end hands over client sockets.
@@ -354,6 +356,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 let admin = bind_admin(n.admin).await?;
                 let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
                 cfg.cache_bytes = n.cache_bytes;
+                cfg.max_object_bytes = n.max_object_bytes;
                 cfg.directory = n.directory;
                 cfg.fallbacks = n.fallbacks;
                 cfg.limits = n.limits.limits();
@@ -423,6 +426,7 @@ mod tests {
             origin: "127.0.0.1:2".parse().unwrap(),
             policy: PolicySpec::parse("md5").unwrap(),
             cache_bytes: 1 << 20,
+            max_object_bytes: 1 << 17,
             fallbacks: 2,
             handoff: None,
             directory: None,

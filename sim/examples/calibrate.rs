@@ -89,6 +89,7 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
                     measure_s,
                     seed,
                     cache_bytes_per_server: None,
+                    max_object_bytes: None,
                     requests: None,
                 };
                 let (row, stats) = simulate_with_stats(&cell, hw).expect("simulate");

@@ -27,6 +27,8 @@ pub struct CellSpec {
     pub seed: u64,
     /// Overrides the hardware profile's cache capacity per server.
     pub cache_bytes_per_server: Option<u64>,
+    /// Largest object a cache stores (default: [`dl7_core::hardware::default_max_object_bytes`]).
+    pub max_object_bytes: Option<u64>,
     /// The requests to replay in order ([`ClientMode::Replay`] only).
     pub requests: Option<Arc<Vec<ObjectId>>>,
 }

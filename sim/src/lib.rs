@@ -21,6 +21,7 @@
 //!     measure_s: 2.0,
 //!     seed: 1,
 //!     cache_bytes_per_server: None,
+//!     max_object_bytes: None,
 //!     requests: None,
 //! };
 //! let row = simulate(&cell, &Hardware::kwon2008()).unwrap();
@@ -264,7 +265,9 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         }
     };
     let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
-    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, cache_bytes, clients);
+    let max_object = cell.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache_bytes));
+    let caches = (cache_bytes, max_object);
+    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, caches, clients);
     let mut sim = Simulation::new(cluster);
     let starts = if replay {
         (0..connections as u64).map(|c| c * REPLAY_OPEN_GAP_NS).collect()

@@ -129,6 +129,10 @@ pub struct NodeArgs {
     /// Cache budget in MiB (body bytes).
     #[arg(long, default_value_t = 64.0)]
     cache_mb: f64,
+    /// Largest object cached, MiB (Squid's maximum_object_size); larger ones
+    /// stream through uncached. Default: an eighth of --cache-mb.
+    #[arg(long)]
+    max_object_mb: Option<f64>,
     /// Ask this node (the directory, e.g. node 0) for every owner: one shared
     /// policy instance for the cluster (ht_rr_shared).
     #[arg(long)]
@@ -287,13 +291,22 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
     if !(a.cache_mb.is_finite() && a.cache_mb >= 0.0) {
         return Err(input_error(format!("--cache-mb {}: expected a non-negative number", a.cache_mb)));
     }
+    let cache_bytes = (a.cache_mb * 1024.0 * 1024.0) as u64;
+    let max_object_bytes = match a.max_object_mb {
+        Some(mb) if !(mb.is_finite() && mb >= 0.0) => {
+            return Err(input_error(format!("--max-object-mb {mb}: expected a non-negative number")))
+        }
+        Some(mb) => (mb * 1024.0 * 1024.0) as u64,
+        None => dl7_core::hardware::default_max_object_bytes(cache_bytes),
+    };
     Ok(ServiceSpec::Node(NodeSpec {
         id: a.id.expect("required by clap"),
         nodes: a.nodes,
         listen: a.listen,
         origin: a.origin.expect("required by clap"),
         policy: policy(&a.policy, &a.params)?,
-        cache_bytes: (a.cache_mb * 1024.0 * 1024.0) as u64,
+        cache_bytes,
+        max_object_bytes,
         fallbacks: a.fallbacks,
         handoff: a.handoff,
         directory: a.directory,

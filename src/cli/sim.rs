@@ -70,6 +70,9 @@ pub struct SimArgs {
     /// Cache bytes per server (default: the hardware profile's).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// Largest object cached, bytes (default: an eighth of the cache).
+    #[arg(long)]
+    max_object_bytes: Option<u64>,
 }
 
 pub fn run(cmd: SimCommand) -> anyhow::Result<()> {
@@ -119,6 +122,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         measure_s: args.measure,
         seed: args.seed,
         cache_bytes_per_server: args.cache_bytes,
+        max_object_bytes: args.max_object_bytes,
         requests: None,
     };
     // Every simulate error is about the cell the user described.

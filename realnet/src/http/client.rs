@@ -15,9 +15,12 @@ use super::{
     MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
-/// The client side of one keep-alive connection.
+/// The client side of one keep-alive connection. Every read waits at most
+/// the timeout it was connected with: an idle timeout, never a deadline on a
+/// response that keeps arriving.
 pub struct ClientConn {
     stream: TcpStream,
+    idle: Duration,
     /// Bytes read past the last parsed head (the pool keeps only connections where this is empty).
     pub(super) buf: Vec<u8>,
     req: Vec<u8>,
@@ -34,7 +37,21 @@ impl ClientConn {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        Ok(Self { stream, buf: Vec::with_capacity(8192), req: Vec::with_capacity(256), bytes_in: 0 })
+        Ok(Self { stream, idle: timeout, buf: Vec::with_capacity(8192), req: Vec::with_capacity(256), bytes_in: 0 })
+    }
+
+    /// One read into `buf`'s spare room, waiting at most the idle timeout.
+    async fn read_some(&mut self, buf: &mut Vec<u8>, limit: u64) -> Result<usize, FetchError> {
+        let mut limited = (&mut self.stream).take(limit);
+        match tokio::time::timeout(self.idle, limited.read_buf(buf)).await {
+            Err(_) => Err(FetchError::Timeout),
+            Ok(Ok(0)) => Err(FetchError::Closed),
+            Ok(Ok(n)) => {
+                self.bytes_in += n as u64;
+                Ok(n)
+            }
+            Ok(Err(e)) => Err(FetchError::Io(e)),
+        }
     }
 
     /// Sends `GET path` (keep-alive), with [`HOP_HEADER`] when `hop`.
@@ -71,12 +88,7 @@ impl ClientConn {
         body.extend_from_slice(&self.buf[..take]);
         self.buf.drain(..take);
         while body.len() < len {
-            let mut limited = (&mut self.stream).take((len - body.len()) as u64);
-            let n = limited.read_buf(body).await?;
-            if n == 0 {
-                return Err(FetchError::Closed);
-            }
-            self.bytes_in += n as u64;
+            self.read_some(body, (len - body.len()) as u64).await?;
         }
         Ok(head)
     }
@@ -94,11 +106,10 @@ impl ClientConn {
                 }
             }
             self.buf.reserve(4096);
-            let n = self.stream.read_buf(&mut self.buf).await?;
-            if n == 0 {
-                return Err(FetchError::Closed);
-            }
-            self.bytes_in += n as u64;
+            let mut buf = std::mem::take(&mut self.buf);
+            let r = self.read_some(&mut buf, u64::MAX).await;
+            self.buf = buf;
+            r?;
         }
     }
 
@@ -185,6 +196,20 @@ impl UpstreamBody {
         self.remaining
     }
 
+    /// Reads the whole rest of the body into a new buffer, refusing more
+    /// than `max` bytes (for small answers: owner lookups, admin pages).
+    pub async fn read_to_vec(&mut self, max: u64) -> Result<Vec<u8>, FetchError> {
+        if self.remaining > max {
+            return Err(FetchError::BadResponse("body larger than allowed"));
+        }
+        let mut out = vec![0u8; self.remaining as usize];
+        let mut at = 0;
+        while at < out.len() {
+            at += self.read_chunk(&mut out[at..]).await?;
+        }
+        Ok(out)
+    }
+
     /// Reads the next part of the body (at most `buf.len()` bytes, whatever
     /// has arrived) into `buf`; `Ok(0)` once the body is complete. Each read
     /// waits at most the pool's timeout. After an error the connection is
@@ -238,5 +263,15 @@ impl UpstreamBody {
             }
         }
         Ok(n)
+    }
+}
+
+impl super::BodySource for UpstreamBody {
+    fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    fn read_chunk(&mut self, buf: &mut [u8]) -> impl std::future::Future<Output = Result<usize, FetchError>> + Send {
+        UpstreamBody::read_chunk(self, buf)
     }
 }

@@ -10,6 +10,7 @@
 //! dl7 service sends one, and a transfer coding alone is refused with 501. This module knows
 //! nothing about caches, policies or catalogs.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -47,7 +48,8 @@ pub struct Limits {
     pub max_head: usize,
     /// Time allowed to receive a complete request head (408 after it).
     pub head_timeout: Duration,
-    /// Deadline for one fetch from an origin, owner or node (502 after it).
+    /// Longest an origin, owner or node may send nothing (connecting, or in
+    /// the middle of a response) before the fetch fails (502 if no byte was sent yet).
     pub upstream_timeout: Duration,
     /// Most client connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
@@ -228,6 +230,21 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// A response body read in chunks, whatever makes it: an upstream's
+/// ([`UpstreamBody`]), one generated on the fly (the origin's), or one
+/// arriving from the origin for several waiters (a node's miss).
+pub trait BodySource {
+    /// Body bytes not read yet.
+    fn remaining(&self) -> u64;
+    /// Reads the next part of the body into `buf` (at most `buf.len()`
+    /// bytes); `Ok(0)` once the body is complete.
+    fn read_chunk(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, FetchError>> + Send;
+    /// True when the bytes come from another server (counted as relayed).
+    fn relayed(&self) -> bool {
+        true
+    }
 }
 
 /// What a response says about its body besides the bytes.

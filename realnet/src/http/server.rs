@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    parse_request_head, reason, wait_true, FetchError, HeadError, Limits, RequestHead, ResponseMeta, UpstreamBody,
+    parse_request_head, reason, wait_true, BodySource, FetchError, HeadError, Limits, RequestHead, ResponseMeta,
     OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
@@ -166,7 +166,7 @@ impl ServerConn {
         let written = self.head_buf.len() as u64 + if send_body { body.len() as u64 } else { 0 };
         // This write ends the response: count it first (see `count_out`).
         self.responses += 1;
-        self.count_out(written, 0);
+        self.count_out(written, 0, false);
         if send_body {
             write_two(&mut self.stream, &self.head_buf, body).await?;
         } else {
@@ -175,10 +175,12 @@ impl ServerConn {
         Ok(written)
     }
 
-    /// Writes the head of a streamed upstream response, then copies its body
-    /// from `body` to the client through `buf`, one chunk at a time: the
-    /// service holds at most `buf.len()` body bytes of this response, and
-    /// TCP flow control slows the upstream when the client reads slowly.
+    /// Writes the head of a streamed response, then copies its body from
+    /// `body` (an upstream's, or one generated or arriving) to the client
+    /// through `buf`, one chunk at a time: the service holds at most
+    /// `buf.len()` body bytes of this response, and TCP flow control slows
+    /// the upstream when the client reads slowly. Bytes from another server
+    /// ([`BodySource::relayed`]) count in the relay counters.
     /// Exactly `Content-Length` bytes are taken from the upstream. With
     /// `head_only` no body byte is read (drop `body` to close its connection).
     /// The body of a 200 counts in `payload_out` once its last chunk is being
@@ -187,7 +189,7 @@ impl ServerConn {
         &mut self,
         status: u16,
         meta: &ResponseMeta<'_>,
-        body: &mut UpstreamBody,
+        body: &mut impl BodySource,
         keep_alive: bool,
         head_only: bool,
         buf: &mut [u8],
@@ -195,8 +197,9 @@ impl ServerConn {
         self.head_buf.clear();
         write_response_head(&mut self.head_buf, status, meta, body.remaining(), keep_alive);
         self.responses += 1;
+        let relayed = body.relayed();
         if head_only || body.remaining() == 0 {
-            self.count_out(self.head_buf.len() as u64, 0);
+            self.count_out(self.head_buf.len() as u64, 0, false);
             self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
             return Ok(0);
         }
@@ -209,13 +212,15 @@ impl ServerConn {
             } else {
                 RelayError::UpstreamAborted
             })?;
-            self.count_relayed_in(n as u64);
+            if relayed {
+                self.count_relayed_in(n as u64);
+            }
             sent += n as u64;
             let last = body.remaining() == 0;
             // The write that ends the response is counted before it, every
             // other one after it (see `count_out`).
             if last {
-                self.count_out(head, n as u64);
+                self.count_out(head, n as u64, relayed);
                 if status == 200 {
                     self.count_payload(sent);
                 }
@@ -229,7 +234,7 @@ impl ServerConn {
             if last {
                 return Ok(sent);
             }
-            self.count_out(head, n as u64);
+            self.count_out(head, n as u64, relayed);
             head = 0;
         }
     }
@@ -249,11 +254,13 @@ impl ServerConn {
     /// client is gone). A write followed by more of the same response is
     /// counted after it, so `relay_upstream_bytes - relay_client_bytes` is
     /// the body a relay holds while a slow client blocks it.
-    fn count_out(&mut self, head: u64, body: u64) {
+    fn count_out(&mut self, head: u64, body: u64, relayed: bool) {
         self.bytes_out += head + body;
         if let Some(m) = &self.metrics {
             crate::metrics::Metrics::add(&m.bytes_out, head + body);
-            crate::metrics::Metrics::add(&m.relay_client_bytes, body);
+            if relayed {
+                crate::metrics::Metrics::add(&m.relay_client_bytes, body);
+            }
         }
     }
 

@@ -8,6 +8,8 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 pub struct LruCache {
     capacity: u64,
+    /// Largest object stored (Squid's `maximum_object_size`).
+    max_object: u64,
     used: u64,
     prev: Vec<u32>,
     next: Vec<u32>,
@@ -24,6 +26,7 @@ impl LruCache {
     pub fn new(capacity: u64, objects: usize) -> Self {
         Self {
             capacity,
+            max_object: capacity,
             used: 0,
             prev: vec![NONE; objects],
             next: vec![NONE; objects],
@@ -32,6 +35,12 @@ impl LruCache {
             head: NONE,
             tail: NONE,
         }
+    }
+
+    /// Stores no object larger than `bytes` (at most the capacity).
+    pub fn with_max_object(mut self, bytes: u64) -> Self {
+        self.max_object = bytes.min(self.capacity);
+        self
     }
 
     /// Bytes stored.
@@ -58,13 +67,13 @@ impl LruCache {
     }
 
     /// Stores `obj` of `bytes`, evicting least recently used objects to make
-    /// room. An object larger than the whole cache is not stored.
+    /// room. An object larger than the largest object stored is not stored.
     pub fn insert(&mut self, obj: u32, bytes: u64) {
         if self.present[obj as usize] {
             self.lookup(obj);
             return;
         }
-        if bytes > self.capacity {
+        if bytes > self.max_object {
             return;
         }
         while self.used + bytes > self.capacity {
@@ -126,5 +135,16 @@ mod tests {
         c.insert(3, 100);
         assert!(c.lookup(3) && !c.lookup(0) && !c.lookup(2));
         assert_eq!(c.used_bytes(), 100);
+    }
+
+    #[test]
+    fn objects_over_the_largest_stored_size_pass_uncached() {
+        let mut c = LruCache::new(100, 3).with_max_object(50);
+        c.insert(0, 60);
+        assert!(!c.lookup(0));
+        c.insert(1, 50);
+        assert!(c.lookup(1));
+        assert_eq!(c.used_bytes(), 50);
+        assert_eq!(LruCache::new(100, 1).with_max_object(500).max_object, 100, "never above the capacity");
     }
 }

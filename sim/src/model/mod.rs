@@ -183,7 +183,7 @@ impl<'a> Cluster<'a> {
         costs: Costs,
         object_costs: Vec<ObjectCosts>,
         policies: Vec<Box<dyn Policy>>,
-        cache_bytes: u64,
+        (cache_bytes, max_object_bytes): (u64, u64),
         clients: Clients<'a>,
     ) -> Self {
         let objects = sizes.len();
@@ -200,7 +200,9 @@ impl<'a> Cluster<'a> {
             origin_cpu: Station::default(),
             origin_tx: Station::default(),
             origin_rx: Station::default(),
-            caches: (0..servers).map(|_| LruCache::new(cache_bytes, objects)).collect(),
+            caches: (0..servers)
+                .map(|_| LruCache::new(cache_bytes, objects).with_max_object(max_object_bytes))
+                .collect(),
             keys,
             sizes,
             costs,
@@ -681,8 +683,18 @@ mod tests {
         let window = Window { start: 0, end: u64::MAX };
         let clients = Clients::Replay { requests: &[], next: 0, warmup: 0 };
         let policies = vec![scripted(vec![0, 1, 0, 0]), scripted(vec![])];
-        let cluster =
-            Cluster::new(Arch::Distributed, 2, window, &keys, vec![1000], costs, objects, policies, 1 << 20, clients);
+        let cluster = Cluster::new(
+            Arch::Distributed,
+            2,
+            window,
+            &keys,
+            vec![1000],
+            costs,
+            objects,
+            policies,
+            (1 << 20, 1 << 20),
+            clients,
+        );
         let mut sim = Simulation::new(cluster);
         sim.init(|c, ctx| {
             let pick = |c: &mut Cluster, r: u32| {
