@@ -1,5 +1,5 @@
 //! The one `results.csv` writer and reader, shared by every engine, and the
-//! real engines' per-host `nic.csv`.
+//! real engines' per-host `nic.csv` and per-process `memory.csv`.
 
 use std::path::Path;
 
@@ -42,6 +42,43 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// One `memory.csv` row: a process's peak resident memory over one run.
+#[derive(serde::Serialize)]
+struct MemoryRow<'a> {
+    workload: &'a str,
+    arch: &'a str,
+    policy: &'a str,
+    servers: u32,
+    seed: u64,
+    role: &'a str,
+    index: u32,
+    peak_rss_bytes: u64,
+    peak_rss_mib: f64,
+}
+
+/// Writes every process's peak resident memory (`VmHWM`) per run.
+pub fn write_memory(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+    for o in outcomes {
+        for m in &o.memory {
+            w.serialize(MemoryRow {
+                workload: &o.row.workload,
+                arch: &o.row.arch,
+                policy: &o.row.policy,
+                servers: o.row.servers,
+                seed: o.row.seed,
+                role: m.role,
+                index: m.index,
+                peak_rss_bytes: m.peak_rss_bytes,
+                peak_rss_mib: (m.peak_rss_bytes as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// One `nic.csv` row: a lab host's NIC bytes over one run's measured window.

@@ -1,5 +1,6 @@
 //! A sweep: every run of an experiment handed to one engine, and the outputs
-//! written (`results.csv`, `summary.csv`, `REPORT.md`, figures, and for the
+//! written (`results.csv`, `summary.csv`, `REPORT.md`, figures; for the real
+//! engines `memory.csv`, every process's peak resident memory, and for the
 //! lab `nic.csv`).
 //!
 //! Runs are collected in cell order whatever the number of threads, so the
@@ -72,6 +73,11 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
             if outcomes.iter().any(|o| !o.nic.is_empty()) {
                 let path = out.join("nic.csv");
                 results::write_nic(&path, &outcomes)?;
+                files.push(path);
+            }
+            if !outcomes.is_empty() {
+                let path = out.join("memory.csv");
+                results::write_memory(&path, &outcomes)?;
                 files.push(path);
             }
             (rows, failure)

@@ -40,14 +40,18 @@ impl Page {
 /// The counter page for `path` (`/metrics` or `/stats`) of a service with
 /// this `role` label, or `None` for any other path.
 pub fn counter_page(metrics: &Metrics, role: &str, path: &str) -> Option<Page> {
+    let stats = || Stats {
+        peak_rss_bytes: crate::launcher::peak_rss_bytes(std::process::id()).unwrap_or(0),
+        ..metrics.stats()
+    };
     match path {
         METRICS_PATH => Some(Page {
             content_type: prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-            body: metrics.render(role),
+            body: stats().render(role),
         }),
         STATS_PATH => Some(Page {
             content_type: "application/json",
-            body: serde_json::to_string(&metrics.stats()).expect("Stats has only integer fields"),
+            body: serde_json::to_string(&stats()).expect("Stats has only integer fields"),
         }),
         _ => None,
     }
@@ -90,7 +94,9 @@ mod tests {
         Metrics::add(&m.hits, 3);
         let stats = counter_page(&m, "front", STATS_PATH).unwrap();
         assert_eq!(stats.content_type, "application/json");
-        assert_eq!(serde_json::from_str::<Stats>(&stats.body).unwrap(), m.stats());
+        let served = serde_json::from_str::<Stats>(&stats.body).unwrap();
+        assert!(served.peak_rss_bytes > 0, "the serving process's peak memory is filled in");
+        assert_eq!(Stats { peak_rss_bytes: 0, ..served }, m.stats());
         let text = counter_page(&m, "front", METRICS_PATH).unwrap();
         assert!(text.body.contains("dl7_hits_total{role=\"front\"} 3\n"), "{}", text.body);
         assert_eq!(counter_page(&m, "front", "/cache"), None);
@@ -115,7 +121,7 @@ mod tests {
         let served = m.clone();
         let addr = serve(move |p| counter_page(&served, "node", p)).await;
         let stats = fetch_stats(addr, Duration::from_secs(2)).await.unwrap();
-        assert_eq!(stats, m.stats());
+        assert_eq!(Stats { peak_rss_bytes: 0, ..stats.clone() }, m.stats());
         assert_eq!(stats.forwarded, 5);
     }
 

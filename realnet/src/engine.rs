@@ -124,6 +124,19 @@ pub struct CellOutcome {
     pub nic: Vec<NicUse>,
     /// A replay's end state: per node, its `/cache` page (`object_id path bytes` lines, sorted).
     pub caches: Vec<String>,
+    /// Every process's peak resident memory over the run, read just before it stops.
+    pub memory: Vec<PeakMemory>,
+}
+
+/// One process's peak resident memory (`VmHWM`) over a cell's run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeakMemory {
+    /// `origin`, `node`, `front` or `load`.
+    pub role: &'static str,
+    /// The node's index; 0 for the other roles.
+    pub index: u32,
+    /// Peak resident bytes.
+    pub peak_rss_bytes: u64,
 }
 
 /// One lab host's NIC over a cell's measured window, from the kernel's
@@ -446,6 +459,18 @@ pub async fn run_cell(
         Vec::new()
     };
 
+    // Peak memory of every process, its last word before it stops (the load's is in its report).
+    let mut memory = Vec::new();
+    let peak = |role, index, s: Stats| PeakMemory { role, index, peak_rss_bytes: s.peak_rss_bytes };
+    memory.push(peak("origin", 0, fetch_stats(origin_addr, STATS_TIMEOUT).await?));
+    for (i, &a) in node_addrs.iter().enumerate() {
+        memory.push(peak("node", i as u32, fetch_stats(a, STATS_TIMEOUT).await?));
+    }
+    if let Some(a) = front_admin {
+        memory.push(peak("front", 0, fetch_stats(a, STATS_TIMEOUT).await?));
+    }
+    memory.push(PeakMemory { role: "load", index: 0, peak_rss_bytes: load.peak_rss_bytes });
+
     // Stop in front-to-back order: clients' entry point first.
     drop(director_stop);
     drop(front);
@@ -454,7 +479,9 @@ pub async fn run_cell(
 
     let nic_window = after.at.duration_since(before.at).as_secs_f64();
     let nic = layout.lab.as_ref().map(|p| nic_use(p, &before.nic, &after.nic, nic_window)).unwrap_or_default();
-    Ok(measure(cell, &layout, &before, &after, load, nic, caches))
+    let mut outcome = measure(cell, &layout, &before, &after, load, nic, caches);
+    outcome.memory = memory;
+    Ok(outcome)
 }
 
 /// Tells whatever watches it to stop when dropped (an early return included).
@@ -540,6 +567,7 @@ fn measure(
         load,
         nic,
         caches,
+        memory: Vec::new(),
     }
 }
 

@@ -227,3 +227,99 @@ impl Drop for FillReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::Pattern;
+    use dl7_traces::{Catalog, ContentType, Object, ObjectId};
+    use std::time::Duration;
+
+    const SIZE: u64 = 1 << 20;
+
+    /// An origin serving one 1 MiB object; returns a fetch of it, head in.
+    async fn fetch() -> (FillHead, UpstreamBody, Pattern) {
+        let o =
+            Object { id: ObjectId(0), path: "/f.jpg".into(), size: SIZE, content_type: ContentType::Jpeg, weight: 1.0 };
+        let pattern = Pattern::of(&o);
+        let catalog = Arc::new(Catalog { objects: vec![o] });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(crate::origin::run(l, crate::origin::OriginConfig::new(catalog), std::future::pending()));
+        let pool = crate::http::Pool::new(addr, 1);
+        let (h, body) = pool.get_stream("/f.jpg", false, Duration::from_secs(5)).await.unwrap();
+        let head =
+            FillHead { len: h.content_length, content_type: h.content_type, object_id: h.object_id, gzip: h.gzip };
+        (head, body, pattern)
+    }
+
+    async fn read_all(r: &mut FillReader, pattern: &Pattern) -> u64 {
+        let mut buf = vec![0u8; 10_000];
+        let mut at = 0;
+        loop {
+            let n = r.read_chunk(&mut buf).await.unwrap();
+            if n == 0 {
+                return at;
+            }
+            assert!(pattern.matches(at, &buf[..n]));
+            at += n as u64;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cacheable_object_is_kept_whole_and_handed_over_complete() {
+        let (head, body, pattern) = fetch().await;
+        let (fill, mut first) = Fill::new(head, true);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(fill.clone().run(body, move |b| tx.send(b).unwrap()));
+        let mut second = fill.reader().unwrap();
+        assert_eq!(read_all(&mut first, &pattern).await, SIZE);
+        let stored = rx.await.unwrap().expect("complete");
+        assert_eq!(stored[..], pattern.body(SIZE)[..]);
+        assert_eq!(read_all(&mut second, &pattern).await, SIZE);
+        assert!(fill.reader().is_some(), "a complete whole fill can still be read from the start");
+    }
+
+    #[tokio::test]
+    async fn a_large_object_moves_at_the_slowest_readers_pace_within_the_window() {
+        let (head, body, pattern) = fetch().await;
+        let (fill, mut fast) = Fill::new(head, false);
+        let slow = fill.reader().unwrap();
+        tokio::spawn(fill.clone().run(body, |b| assert!(b.is_none(), "never handed over for caching")));
+        // The fast reader gets the window's worth, then waits for the slow one.
+        let mut buf = vec![0u8; RELAY_CHUNK];
+        let mut got = 0;
+        while got < WINDOW as u64 {
+            got += fast.read_chunk(&mut buf).await.unwrap() as u64;
+        }
+        assert_eq!(got, WINDOW as u64);
+        let more = tokio::time::timeout(Duration::from_millis(200), fast.read_chunk(&mut buf)).await;
+        assert!(more.is_err(), "read past the window while the slow reader has taken nothing");
+        // The slowest reader is still at the start, so a new one may join (and leaves again here).
+        drop(fill.reader().expect("the start is still held"));
+        // The slow reader leaves: the fast one finishes.
+        drop(slow);
+        let mut rest = got;
+        loop {
+            let n = fast.read_chunk(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(pattern.matches(rest, &buf[..n]));
+            rest += n as u64;
+        }
+        assert_eq!(rest, SIZE);
+        assert!(fill.reader().is_none(), "the window left the start: no late joiner");
+    }
+
+    #[tokio::test]
+    async fn a_large_fetch_stops_when_every_reader_has_left() {
+        let (head, body, _) = fetch().await;
+        let (fill, reader) = Fill::new(head, false);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(fill.clone().run(body, move |b| tx.send(b.is_none()).unwrap()));
+        drop(reader);
+        assert!(rx.await.unwrap());
+        assert!(fill.reader().is_none());
+    }
+}

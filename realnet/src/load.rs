@@ -125,6 +125,8 @@ pub struct LoadReport {
     pub retried: u64,
     /// Responses per `x-dl7-served-by` node index (verified responses in the window).
     pub served_by: BTreeMap<u32, u64>,
+    /// The load process's peak resident memory (`VmHWM`), bytes; 0 when not measured.
+    pub peak_rss_bytes: u64,
 }
 
 impl LoadReport {
@@ -257,8 +259,6 @@ async fn connection(
     let interval = cfg.rate.map(|r| Duration::from_secs_f64(cfg.connections as f64 / r));
     let phase = cfg.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(c as f64 / r));
     let mut conn: Option<ClientConn> = None;
-    let mut body = Vec::new();
-    let mut decoded = Vec::new();
     let mut k: u32 = 0;
     loop {
         // A listed request is measured by its place in the list, a drawn one by the clock.
@@ -294,7 +294,7 @@ async fn connection(
         let mut resent = false;
         let outcome = tokio::time::timeout_at(
             Instant::now() + cfg.timeout,
-            one_request(&mut conn, &cfg, &object.path, &mut body, &mut resent),
+            one_request(&mut conn, &cfg, &object.path, &patterns[id.index()], &mut resent),
         )
         .await;
         let done = Instant::now();
@@ -312,14 +312,13 @@ async fn connection(
                 Err("timeout".to_string())
             }
             Ok(Err(e)) => Err(e),
-            Ok(Ok(head)) => verify(&head, object.size, &patterns[id.index()], &body, &mut decoded)
-                .map(|decoded_len| (head, decoded_len)),
+            Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
         };
         match result {
             Ok((head, decoded_len)) => {
                 if in_window {
                     stats.requests += 1;
-                    stats.payload += body.len() as u64;
+                    stats.payload += head.content_length;
                     stats.object_bytes += decoded_len;
                     let us = done.saturating_duration_since(intended).as_micros().max(1) as u64;
                     let _ = stats.hist.record(us);
@@ -343,26 +342,30 @@ async fn connection(
     stats
 }
 
-async fn one_request(
+async fn one_request<'p>(
     conn: &mut Option<ClientConn>,
     cfg: &LoadConfig,
     path: &str,
-    body: &mut Vec<u8>,
+    pattern: &'p Pattern,
     resent: &mut bool,
-) -> Result<crate::http::ResponseHead, String> {
+) -> Result<(crate::http::ResponseHead, Check<'p>), String> {
     let fresh = conn.is_none();
     if fresh {
         *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
     }
     let c = conn.as_mut().expect("connected above");
     let read_before = c.bytes_in;
-    match c.get(path, false, body).await {
-        Ok(h) => Ok(h),
+    let mut check = Check::new(pattern);
+    match c.get_with(path, false, |h, chunk| check.take(h, chunk)).await {
+        Ok(h) => Ok((h, check)),
         // A kept-alive connection the server closed before answering: resend once on a new one.
         Err(FetchError::Closed | FetchError::Io(_)) if !fresh && c.bytes_in == read_before => {
             *resent = true;
             *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
-            conn.as_mut().expect("connected above").get(path, false, body).await.map_err(kind)
+            let mut check = Check::new(pattern);
+            let c = conn.as_mut().expect("connected above");
+            let h = c.get_with(path, false, |h, chunk| check.take(h, chunk)).await.map_err(kind)?;
+            Ok((h, check))
         }
         Err(e) => Err(kind(e)),
     }
@@ -379,33 +382,119 @@ fn kind(e: FetchError) -> String {
     .to_string()
 }
 
-/// Checks one response; returns the decoded body length.
-fn verify(
-    head: &crate::http::ResponseHead,
-    size: u64,
-    pattern: &Pattern,
-    body: &[u8],
-    decoded: &mut Vec<u8>,
-) -> Result<u64, String> {
-    if head.status != 200 {
-        return Err(format!("status_{}", head.status));
+/// Checks a 200 body against its object's pattern as it arrives (through a
+/// streaming gunzip when the node distilled it), holding no body.
+struct Check<'p> {
+    plain: Matcher<'p>,
+    gzip: Option<flate2::write::GzDecoder<Matcher<'p>>>,
+    started: bool,
+    gzip_failed: bool,
+}
+
+/// The decoded body's bytes compared with the pattern, offset by offset.
+struct Matcher<'p> {
+    pattern: &'p Pattern,
+    offset: u64,
+    equal: bool,
+}
+
+impl std::io::Write for Matcher<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.equal &= self.pattern.matches(self.offset, b);
+        self.offset += b.len() as u64;
+        Ok(b.len())
     }
-    let plain: &[u8] = if head.gzip {
-        use std::io::Read;
-        decoded.clear();
-        let mut d = flate2::read::GzDecoder::new(body);
-        if d.read_to_end(decoded).is_err() {
-            return Err("gzip".into());
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'p> Check<'p> {
+    fn new(pattern: &'p Pattern) -> Self {
+        Check { plain: Matcher { pattern, offset: 0, equal: true }, gzip: None, started: false, gzip_failed: false }
+    }
+
+    fn take(&mut self, head: &crate::http::ResponseHead, chunk: &[u8]) {
+        use std::io::Write;
+        if head.status != 200 {
+            return;
         }
-        decoded
-    } else {
-        body
-    };
-    if plain.len() as u64 != size {
-        return Err("length".into());
+        if !self.started {
+            self.started = true;
+            if head.gzip {
+                let m = Matcher { pattern: self.plain.pattern, offset: 0, equal: true };
+                self.gzip = Some(flate2::write::GzDecoder::new(m));
+            }
+        }
+        match &mut self.gzip {
+            Some(d) => self.gzip_failed |= d.write_all(chunk).is_err(),
+            None => {
+                let _ = self.plain.write(chunk);
+            }
+        }
     }
-    if !pattern.matches(0, plain) {
-        return Err("body".into());
+
+    /// The response's verdict: the decoded body's length, or the error kind.
+    fn verdict(self, head: &crate::http::ResponseHead, size: u64) -> Result<u64, String> {
+        if head.status != 200 {
+            return Err(format!("status_{}", head.status));
+        }
+        let m = match self.gzip {
+            Some(d) if !self.gzip_failed => d.finish().map_err(|_| "gzip".to_string())?,
+            Some(_) => return Err("gzip".into()),
+            None => self.plain,
+        };
+        if m.offset != size {
+            return Err("length".into());
+        }
+        if !m.equal {
+            return Err("body".into());
+        }
+        Ok(m.offset)
     }
-    Ok(plain.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ResponseHead;
+
+    fn head(gzip: bool, len: u64) -> ResponseHead {
+        ResponseHead {
+            status: 200,
+            content_length: len,
+            keep_alive: true,
+            content_type: dl7_traces::ContentType::Html,
+            object_id: Some(5),
+            served_by: None,
+            gzip,
+        }
+    }
+
+    #[test]
+    fn bodies_are_checked_as_they_arrive_plain_or_gzipped() {
+        use std::io::Write;
+        let pattern = Pattern::new(5, dl7_traces::ContentType::Html);
+        let body = pattern.body(100_000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&body).unwrap();
+        let zipped = enc.finish().unwrap();
+        for (gzip, wire) in [(false, &body), (true, &zipped)] {
+            let h = head(gzip, wire.len() as u64);
+            let mut check = Check::new(&pattern);
+            for chunk in wire.chunks(777) {
+                check.take(&h, chunk);
+            }
+            assert_eq!(check.verdict(&h, 100_000), Ok(100_000), "gzip {gzip}");
+            let mut bad = wire.clone();
+            let last = bad.len() - if gzip { 12 } else { 1 };
+            bad[last] ^= 1;
+            let mut check = Check::new(&pattern);
+            check.take(&h, &bad);
+            assert!(check.verdict(&h, 100_000).is_err(), "gzip {gzip}: a flipped byte passed");
+            let mut short = Check::new(&pattern);
+            short.take(&h, &wire[..wire.len() / 2]);
+            assert!(short.verdict(&h, 100_000).is_err(), "gzip {gzip}: half a body passed");
+        }
+    }
 }

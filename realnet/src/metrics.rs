@@ -151,12 +151,8 @@ impl Metrics {
             latency_count: get(&self.latency_count),
             latency_sum_us: get(&self.latency_sum_us),
             peers: self.health.get().map(|h| h.stats()).unwrap_or_default(),
+            peak_rss_bytes: 0,
         }
-    }
-
-    /// Prometheus text exposition, every name prefixed `dl7_` and labelled with the role.
-    pub fn render(&self, role: &str) -> String {
-        self.stats().render(role)
     }
 }
 
@@ -230,6 +226,8 @@ pub struct Stats {
     pub latency_sum_us: u64,
     /// Every actively checked peer's state (empty for a service that checks none).
     pub peers: Vec<PeerStats>,
+    /// The serving process's peak resident memory (`VmHWM`), bytes; 0 when unknown.
+    pub peak_rss_bytes: u64,
 }
 
 impl Stats {
@@ -277,6 +275,7 @@ impl Stats {
             ("inflight", self.inflight, "requests in flight"),
             ("cache_objects", self.cache_objects, "objects cached"),
             ("cache_bytes", self.cache_bytes, "bytes cached"),
+            ("peak_rss_bytes", self.peak_rss_bytes, "peak resident memory of the process (VmHWM)"),
         ] {
             r.register(name, help, ConstGauge::new(v));
         }
@@ -377,7 +376,7 @@ mod tests {
 
     #[test]
     fn metrics_text_is_prometheus_with_the_old_names() {
-        let text = sample().render("node");
+        let text = sample().stats().render("node");
         for line in [
             "# TYPE dl7_requests_total counter",
             "dl7_requests_total{role=\"node\"} 9",

@@ -406,7 +406,8 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             cfg.duration = Duration::from_secs_f64(l.duration_s);
             cfg.rate = l.rate;
             cfg.timeout = Duration::from_millis(l.timeout_ms);
-            let report = runtime().map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            let mut report = runtime().map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            report.peak_rss_bytes = crate::launcher::peak_rss_bytes(std::process::id()).unwrap_or(0);
             eprintln!("{}", report.summary());
             println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
             Ok(())

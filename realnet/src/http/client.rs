@@ -113,6 +113,33 @@ impl ClientConn {
         }
     }
 
+    /// One GET round trip whose body is handed to `sink` chunk by chunk as
+    /// it arrives (with the head), never held whole: for bodies of any size.
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        hop: bool,
+        mut sink: impl FnMut(&ResponseHead, &[u8]),
+    ) -> Result<ResponseHead, FetchError> {
+        self.send_get(path, hop).await?;
+        let head = self.read_response_head().await?;
+        let mut left = head.content_length;
+        let take = self.buf.len().min(left as usize);
+        if take > 0 {
+            sink(&head, &self.buf[..take]);
+            self.buf.drain(..take);
+            left -= take as u64;
+        }
+        let mut chunk = Vec::with_capacity(super::RELAY_CHUNK);
+        while left > 0 {
+            chunk.clear();
+            let n = self.read_some(&mut chunk, left.min(super::RELAY_CHUNK as u64)).await?;
+            sink(&head, &chunk[..n]);
+            left -= n as u64;
+        }
+        Ok(head)
+    }
+
     /// One GET round trip.
     pub async fn get(&mut self, path: &str, hop: bool, body: &mut Vec<u8>) -> Result<ResponseHead, FetchError> {
         self.send_get(path, hop).await?;
