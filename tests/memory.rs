@@ -20,7 +20,7 @@ use dl7_traces::{Catalog, ContentType, Object, ObjectId, Trace};
 const EXE: &str = env!("CARGO_BIN_EXE_dl7");
 const CACHE_MB: u64 = 16;
 /// Eight caches' worth.
-const BIG: u64 = 8 * CACHE_MB << 20;
+const BIG: u64 = (8 * CACHE_MB) << 20;
 /// Far below the object: what a node may hold is its cache (not filled
 /// here: nothing fits), a 128 KiB window per object in transit and a relay
 /// buffer per connection, beside its code and runtime (about 10 MiB).
