@@ -181,10 +181,11 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
             ));
         }
     }
-    if let Requests::Stream { seed } = config.requests {
-        config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?;
-    }
-    let patterns: Arc<Vec<Pattern>> = Arc::new(config.catalog.objects.iter().map(Pattern::of).collect());
+    // One alias table for every connection's stream (checks the weights, too).
+    let draws = match config.requests {
+        Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?.draws()),
+        Requests::List(_) => None,
+    };
     let start = Instant::now();
     let window_start = start + config.warmup;
     let window_end = window_start + config.duration;
@@ -192,11 +193,11 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     let mut tasks = Vec::with_capacity(config.connections);
     for c in 0..config.connections {
         let cfg = config.clone();
-        let patterns = patterns.clone();
         let cursor = cursor.clone();
-        tasks.push(tokio::spawn(
-            async move { connection(c, cfg, patterns, cursor, start, window_start, window_end).await },
-        ));
+        let draws = draws.clone();
+        tasks.push(tokio::spawn(async move {
+            connection(c, cfg, draws, cursor, start, window_start, window_end).await
+        }));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut report = LoadReport::default();
@@ -234,7 +235,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
 async fn connection(
     c: usize,
     cfg: LoadConfig,
-    patterns: Arc<Vec<Pattern>>,
+    draws: Option<dl7_traces::Draws>,
     cursor: Arc<AtomicU64>,
     start: Instant,
     window_start: Instant,
@@ -250,11 +251,11 @@ async fn connection(
         unfinished: 0,
         retried: 0,
     };
-    let mut stream = match &cfg.requests {
-        Requests::Stream { seed } => {
-            Some(cfg.catalog.stream(dl7_core::seed::sub_seed(*seed, c as u64)).expect("checked in run"))
+    let mut stream = match (&cfg.requests, &draws) {
+        (Requests::Stream { seed }, Some(d)) => {
+            Some(dl7_traces::RequestStream::with_draws(&cfg.catalog, d, dl7_core::seed::sub_seed(*seed, c as u64)))
         }
-        Requests::List(_) => None,
+        _ => None,
     };
     let interval = cfg.rate.map(|r| Duration::from_secs_f64(cfg.connections as f64 / r));
     let phase = cfg.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(c as f64 / r));
@@ -291,10 +292,12 @@ async fn connection(
             }
         };
         let object = cfg.catalog.get(id);
+        // Made per request (a few hundred bytes): a table for a million objects would not be.
+        let pattern = Pattern::of(object);
         let mut resent = false;
         let outcome = tokio::time::timeout_at(
             Instant::now() + cfg.timeout,
-            one_request(&mut conn, &cfg, &object.path, &patterns[id.index()], &mut resent),
+            one_request(&mut conn, &cfg, &object.path, &pattern, &mut resent),
         )
         .await;
         let done = Instant::now();

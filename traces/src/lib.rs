@@ -23,6 +23,6 @@ pub mod workload;
 pub use catalog::{Catalog, ContentType, Object, ObjectId};
 pub use error::TraceError;
 pub use stats::TraceStats;
-pub use stream::{RequestStream, StackDistance};
+pub use stream::{Draws, RequestStream, StackDistance};
 pub use surge::{HybridSize, SurgeModel, SurgeStep, SurgeUser, SurgeUserParams};
 pub use trace::Trace;
