@@ -13,7 +13,7 @@
 //!
 //! ```toml
 //! name = "paper"              # output directory reports/<name>/
-//! engine = "sim"              # sim | local | lab (--engine overrides)
+//! engine = "sim"              # sim | local | lab | ssh (--engine overrides)
 //! seed = 2008                 # experiment seed; every run derives its own
 //! seeds = 3                   # runs per cell (default 1)
 //! hardware = "kwon2008"       # built-in profile (kwon2008, lab10mbit) or a path
@@ -42,7 +42,7 @@
 //!                             #   larger ones stream through uncached; default cache_mb / 8
 //! shared_state = false        # sim: one cluster-wide policy instance
 //!
-//! [real]                      # local and lab engines only; defaults shown
+//! [real]                      # local, lab and ssh engines only; defaults shown
 //! fallbacks = 2               # candidates tried after a failed owner
 //! upstream_timeout_ms = 2000
 //! head_timeout_ms = 5000
@@ -54,8 +54,9 @@
 //! rise = 2                    #   a peer out comes back after `rise` good probes in a row,
 //! fall = 3                    #   one in goes out after `fall` failed ones
 //!
-//! [lab]                       # lab engine only
+//! [lab]                       # lab and ssh engines only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
+//!                                # (ssh: each host's destination, `[hosts.SHORT]` there)
 //! ```
 
 use std::collections::BTreeMap;
@@ -191,11 +192,14 @@ pub enum Engine {
     Local,
     /// The real cluster in the emulated lab of network namespaces (root; `mode = real-lab`).
     Lab,
+    /// The real cluster on the lab file's hosts over SSH: lab PCs, or the
+    /// emulated lab's namespaces with `dl7 lab up --sshd` (`mode = real-ssh`).
+    Ssh,
 }
 
 impl Engine {
     /// Every engine, in the order of messages.
-    pub const ALL: &'static [Engine] = &[Engine::Sim, Engine::Local, Engine::Lab];
+    pub const ALL: &'static [Engine] = &[Engine::Sim, Engine::Local, Engine::Lab, Engine::Ssh];
 
     /// The name used in experiment files and on the command line.
     pub fn name(self) -> &'static str {
@@ -203,17 +207,18 @@ impl Engine {
             Engine::Sim => "sim",
             Engine::Local => "local",
             Engine::Lab => "lab",
+            Engine::Ssh => "ssh",
         }
     }
 
-    /// The engine called `name`; `ssh` is named but not built yet.
+    /// The engine called `name`.
     pub fn from_name(name: &str) -> Result<Self, String> {
         match name {
             "sim" => Ok(Engine::Sim),
             "local" => Ok(Engine::Local),
             "lab" => Ok(Engine::Lab),
-            "ssh" => Err("engine \"ssh\" (lab PCs over SSH) is not built yet; use `dl7 deploy` for lab PCs".into()),
-            other => Err(format!("expected one of sim, local, lab, found {other:?}")),
+            "ssh" => Ok(Engine::Ssh),
+            other => Err(format!("expected one of sim, local, lab, ssh, found {other:?}")),
         }
     }
 }
@@ -651,15 +656,18 @@ impl Plan {
         self.cells.len() * self.seeds as usize
     }
 
-    /// Checks that the plan can run on `engine`; for the lab engine, reads
-    /// the lab topology (`[lab] topology`) and returns it.
+    /// Checks that the plan can run on `engine`; for the lab and ssh
+    /// engines, reads the lab topology (`[lab] topology`) and returns it.
     pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
-        if engine != Engine::Lab {
+        if !matches!(engine, Engine::Lab | Engine::Ssh) {
             return Ok(None);
         }
         let src = Source::new(&self.text, &self.origin);
         let Some(path) = &self.lab_topology else {
-            return Err(src.whole("engine \"lab\" needs `[lab] topology = \"LAB.toml\"` (the emulated lab to run in)"));
+            return Err(src.whole(format!(
+                "engine \"{}\" needs `[lab] topology = \"LAB.toml\"` (the lab to run in)",
+                engine.name()
+            )));
         };
         let lab =
             dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
@@ -1022,7 +1030,7 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local"] {
+        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "lab-ssh"] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -1031,6 +1039,10 @@ measure_s = 2.0
         let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
         assert_eq!(lab.engine, Engine::Lab);
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));
+        let ssh = Plan::from_file(&dir.join("lab-ssh.toml")).unwrap();
+        assert_eq!(ssh.engine, Engine::Ssh);
+        let topology = ssh.check_engine(Engine::Ssh).unwrap().unwrap();
+        assert_eq!((topology.nodes, topology.clients, topology.ssh.dl7.as_str()), (2, 2, "dl7"));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
     }
@@ -1068,7 +1080,7 @@ measure_s = 2.0
         assert!(err(&GOOD.replace("warmup_s = 1.0", "warmup_s = -1.0")).contains("`run.warmup_s`"));
         assert!(err(&GOOD.replace("name = \"t\"", "name = \"../x\"")).contains("`name`"));
         assert!(err(&GOOD.replace("seed = 7", "seed = 7\nengine = \"gpu\"")).contains("`engine`"));
-        assert!(err(&GOOD.replace("seed = 7", "seed = 7\nengine = \"ssh\"")).contains("not built yet"));
+        assert!(err(&GOOD.replace("seed = 7", "seed = 7\nengine = \"ssl\"")).contains("sim, local, lab, ssh"));
         let clients = |c: &str| err(&GOOD.replace("\n[run]", &format!("\n[clients]\n{c}\n[run]")));
         assert!(clients("mode = \"poisson\"").contains("`clients.rate`"));
         assert!(clients("mode = \"open\"").contains("`clients.mode`"));
@@ -1089,6 +1101,7 @@ measure_s = 2.0
     fn the_lab_engine_needs_a_lab() {
         let plan = parse(GOOD).unwrap();
         assert!(plan.check_engine(Engine::Lab).unwrap_err().0.contains("[lab] topology"));
+        assert!(plan.check_engine(Engine::Ssh).unwrap_err().0.contains("engine \"ssh\" needs `[lab] topology"));
         assert!(plan.check_engine(Engine::Local).unwrap().is_none());
     }
 

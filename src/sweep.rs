@@ -1,12 +1,14 @@
 //! A sweep: every run of an experiment handed to one engine, and the outputs
 //! written (`results.csv`, `summary.csv`, `REPORT.md`, figures; for the real
 //! engines `memory.csv`, every process's peak resident memory, and for the
-//! lab `nic.csv`).
+//! lab and SSH engines `nic.csv`).
 //!
 //! Runs are collected in cell order whatever the number of threads, so the
 //! simulator's outputs are byte-identical for 1 or N threads. The real
 //! engines run one cell at a time (they measure this machine) and keep the
-//! rows measured before a failure or a Ctrl-C.
+//! rows measured before a failure or a Ctrl-C. The SSH engine connects to
+//! every host once for the sweep and applies and undoes each cell's per-host
+//! setup around the cell.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +16,8 @@ use std::time::Instant;
 use anyhow::Context;
 use dl7_core::{Arch, ResultRow};
 use dl7_realnet::engine::{self, CellOutcome, Placement, RealCell};
-use dl7_realnet::lab::{self, LabPlan};
+use dl7_realnet::lab::{self, LabConfig, LabPlan};
+use dl7_realnet::ssh::lab::SshLab;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
@@ -68,8 +71,8 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
 
     let (rows, failure) = match engine {
         Engine::Sim => (simulate(experiment, &runs, opts.threads)?, None),
-        Engine::Local | Engine::Lab => {
-            let (rows, outcomes, failure) = run_real(experiment, &runs, lab.as_ref().map(LabPlan::new))?;
+        Engine::Local | Engine::Lab | Engine::Ssh => {
+            let (rows, outcomes, failure) = run_real(experiment, &runs, engine, lab.as_ref())?;
             if outcomes.iter().any(|o| !o.nic.is_empty()) {
                 let path = out.join("nic.csv");
                 results::write_nic(&path, &outcomes)?;
@@ -217,35 +220,55 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
     }
 }
 
-/// Runs every run on the real cluster, in the lab of `lab_plan` or else on
-/// loopback, one at a time. A failure or a Ctrl-C stops the sweep; the rows
-/// measured so far are returned with it.
+/// Runs every run on the real cluster: on loopback, in the emulated lab or
+/// on the lab's hosts over SSH, one at a time. A failure or a Ctrl-C stops
+/// the sweep; the rows measured so far are returned with it.
 #[allow(clippy::type_complexity)]
 fn run_real(
     experiment: &Experiment,
     runs: &[Run],
-    lab_plan: Option<LabPlan>,
+    engine: Engine,
+    lab: Option<&LabConfig>,
 ) -> anyhow::Result<(Vec<ResultRow>, Vec<CellOutcome>, Option<anyhow::Error>)> {
     let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
     let plan = &experiment.plan;
+    let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
+    // From here a Ctrl-C is ours: seen between cells and during one.
+    let interrupt = dl7_realnet::service::Interrupt::install(&rt).context("cannot catch signals")?;
+    let lab_plan = lab.filter(|_| engine == Engine::Lab).map(LabPlan::new);
     let brought_up = match &lab_plan {
         Some(p) => ensure_lab_up(p)?,
         None => false,
     };
-    let placement = match &lab_plan {
-        Some(p) => Placement::Lab(p.clone()),
-        None => Placement::Local,
+    let mut ssh = match lab.filter(|_| engine == Engine::Ssh) {
+        Some(l) => Some(open_ssh(l)?),
+        None => None,
+    };
+    let placement = match (&lab_plan, &ssh) {
+        (Some(p), _) => Placement::Lab(p.clone()),
+        (None, Some(s)) => Placement::Ssh(std::sync::Arc::clone(&s.hosts)),
+        (None, None) => Placement::Local,
     };
     let scratch = engine::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
-    let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
     let progress = progress_bar(runs.len(), "runs");
     let (mut rows, mut outcomes) = (Vec::new(), Vec::new());
     let mut failure = None;
+    let interrupted = || anyhow::anyhow!("interrupted: all processes stopped");
     for (i, run) in runs.iter().enumerate() {
+        if interrupt.is_set() {
+            failure = Some(interrupted());
+            break;
+        }
         let cell = real_cell(experiment, run);
         if let Some(p) = &lab_plan {
             if let Err(e) = set_lab_front(p, cell.arch, cell.servers as usize) {
                 failure = Some(e);
+                break;
+            }
+        }
+        if let Some(s) = &mut ssh {
+            if let Err(e) = s.setup_cell(cell.arch, cell.servers as usize, &mut ssh_log) {
+                failure = Some(anyhow::anyhow!("run {}: {e}", describe(experiment, run)));
                 break;
             }
         }
@@ -254,27 +277,47 @@ fn run_real(
             failure = Some(anyhow::Error::new(e).context(format!("cannot create {}", dir.display())));
             break;
         }
-        let outcome = rt.block_on(dl7_realnet::service::until_signal(engine::run_cell(&exe, &cell, &placement, &dir)));
-        match outcome {
-            None => {
-                failure = Some(anyhow::anyhow!("interrupted: all processes stopped"));
+        let outcome = rt.block_on(interrupt.guard(engine::run_cell(&exe, &cell, &placement, &dir)));
+        // Undo the cell's setup on every host whatever happened (the services are stopped by now).
+        let undo = ssh.as_mut().map_or(Ok(()), |s| s.teardown_cell(&mut ssh_log));
+        match (outcome, undo) {
+            (None, undo) => {
+                failure = Some(match undo {
+                    Ok(()) => interrupted(),
+                    Err(u) => anyhow::anyhow!("interrupted; undoing the setup: {u}"),
+                });
                 break;
             }
-            Some(Err(e)) => {
-                failure = Some(anyhow::anyhow!("run {} failed: {e}", describe(experiment, run)));
+            (Some(Err(e)), undo) => {
+                let also = undo.err().map(|u| format!("; undoing the setup: {u}")).unwrap_or_default();
+                failure = Some(anyhow::anyhow!("run {} failed: {e}{also}", describe(experiment, run)));
                 break;
             }
-            Some(Ok(o)) => {
+            (Some(Ok(o)), undo) => {
                 // On stdout whether or not stderr is a terminal (a hidden bar drops its println).
                 progress.suspend(|| println!("{}", progress_line(&o)));
                 rows.push(o.row.clone());
                 outcomes.push(o);
+                if let Err(u) = undo {
+                    failure = Some(anyhow::anyhow!("run {}: undoing the setup: {u}", describe(experiment, run)));
+                    break;
+                }
             }
         }
         progress.inc(1);
     }
     progress.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(mut s) = ssh {
+        let errors = s.close(&mut ssh_log);
+        if !errors.is_empty() {
+            let text = errors.join("; ");
+            failure = Some(match failure {
+                Some(f) => f.context(format!("and at the end of the sweep: {text}")),
+                None => anyhow::anyhow!("at the end of the sweep: {text}"),
+            });
+        }
+    }
     if let (Some(p), true) = (&lab_plan, brought_up) {
         eprintln!("taking down the lab {} this sweep brought up", p.prefix);
         if let Err(e) = lab::down(p, &mut |_| {}) {
@@ -282,6 +325,22 @@ fn run_real(
         }
     }
     Ok((rows, outcomes, failure))
+}
+
+/// The SSH engine's log: what it chose and found; each host's commands with `DL7_SSH_VERBOSE=1`.
+fn ssh_log(line: &str) {
+    if line.starts_with("ssh:") || std::env::var_os("DL7_SSH_VERBOSE").is_some() {
+        eprintln!("{line}");
+    }
+}
+
+/// Connects to every host of the lab for the sweep.
+fn open_ssh(lab: &LabConfig) -> anyhow::Result<SshLab> {
+    if lab::exec::find_program("ssh").is_none() {
+        return Err(input_error("`ssh` not found in PATH: install the Debian package `openssh-client`"));
+    }
+    let version = format!("dl7 {}", env!("CARGO_PKG_VERSION"));
+    SshLab::open(lab, &version, &mut ssh_log).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// One line per measured run, as the rows come in.
@@ -306,6 +365,12 @@ fn progress_line(o: &CellOutcome) -> String {
 fn ensure_lab_up(plan: &LabPlan) -> anyhow::Result<bool> {
     lab::exec::require_root("sweep --engine lab").map_err(input_error)?;
     let status = lab::status(plan).map_err(|e| anyhow::anyhow!("lab status: {e}"))?;
+    if dl7_realnet::ssh::lab::state_dir(&plan.prefix).join("ssh_config").exists() {
+        return Err(input_error(format!(
+            "lab {} was brought up with --sshd: bare hosts for `engine = \"ssh\"`; run `dl7 lab down` on its file to use the lab engine",
+            plan.prefix
+        )));
+    }
     match status.state() {
         "up" => Ok(false),
         "absent" => {

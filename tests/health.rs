@@ -266,7 +266,7 @@ fn the_lab_director_takes_a_killed_node_out_of_the_kernel_map_and_back() {
     rt.block_on(async {
         let exe = Path::new(EXE);
         let at = |h: &lab::Host, bind: bool| Host {
-            netns: Some(h.netns.clone()),
+            run: dl7_realnet::launcher::Runner::Netns(h.netns.clone()),
             addr: std::net::IpAddr::V4(h.addr),
             bind: bind.then_some(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             port: Some(plan.port),

@@ -1,7 +1,9 @@
 //! The real engines: one cell of an experiment run as processes, on this
-//! machine's loopback ([`Placement::Local`]) or in the emulated lab
-//! ([`Placement::Lab`]), and measured into the same [`ResultRow`] the
-//! simulator gives.
+//! machine's loopback ([`Placement::Local`]), in the emulated lab
+//! ([`Placement::Lab`]) or on lab machines over SSH ([`Placement::Ssh`]), and
+//! measured into the same [`ResultRow`] the simulator gives. One cell runner
+//! for all three: they differ only in how a command reaches a host
+//! ([`crate::launcher::Runner`]) and where the NIC counters are read.
 //!
 //! For a cell it starts a fresh origin, N nodes and (unless the lab's kernel
 //! direct routing is the distributed front end) a front end, each a `dl7`
@@ -9,7 +11,9 @@
 //! the caches with a first load run (timed clients only); runs the measured
 //! load; reads every service's counters, CPU time and the lab's NIC counters
 //! when the window opens and when it closes; stops everything and turns the
-//! deltas into the row. A replay (`clients.mode = "replay"`) has no warm-up
+//! deltas into the row. A lab with several client hosts drives the load
+//! from all of them, each its share of the connections, merged into one
+//! report ([`merge_reports`]). A replay (`clients.mode = "replay"`) has no warm-up
 //! run: its window is the whole replay, and the nodes' cache contents are
 //! read at the end ([`CellOutcome::caches`]).
 //!
@@ -26,7 +30,7 @@ use crate::admin::fetch_stats;
 use crate::front::FrontMode;
 use crate::health::HealthSpec;
 use crate::lab::{LabPlan, NicCounters, Role};
-use crate::launcher::{cpu_seconds, reserve_port, Host, Proc};
+use crate::launcher::{reserve_port, Host, Proc, Runner};
 use crate::load::LoadReport;
 use crate::metrics::Stats;
 use crate::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
@@ -105,6 +109,9 @@ pub enum Placement {
     /// a distributed one uses the lab's kernel direct routing over the first
     /// N nodes. The caller switches the lab's front end per cell.
     Lab(LabPlan),
+    /// On the hosts of a lab file over SSH (`mode = real-ssh`): placed as in
+    /// the lab; the caller applies each cell's per-host setup.
+    Ssh(std::sync::Arc<crate::ssh::lab::SshHosts>),
 }
 
 /// What one cell measured, beyond its result row.
@@ -182,6 +189,8 @@ const OPEN_LOOP_CONNECTIONS_PER_SERVER: usize = 63;
 const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest replay: its load run stops after this many seconds.
 const MAX_REPLAY_S: f64 = 3600.0;
+/// Base of the sub-seed indices of the second and later client hosts' loads.
+const CLIENT_STREAM: u64 = u64::MAX / 2;
 
 /// What is read at the start and the end of the measured window.
 struct Snapshot {
@@ -206,8 +215,11 @@ struct Layout {
     origin: Host,
     nodes: Vec<Host>,
     front: FrontEnd,
-    load: Host,
+    /// One per client host.
+    loads: Vec<Host>,
     lab: Option<LabPlan>,
+    /// The row's `mode`.
+    mode: &'static str,
 }
 
 impl Layout {
@@ -218,12 +230,25 @@ impl Layout {
                 origin: Host::default(),
                 nodes: vec![Host::default(); n],
                 front: FrontEnd::Dl7(Host::default()),
-                load: Host::default(),
+                loads: vec![Host::default()],
                 lab: None,
+                mode: "real",
             }),
-            Placement::Lab(plan) => {
+            Placement::Lab(_) | Placement::Ssh(_) => {
+                let (plan, mode) = match placement {
+                    Placement::Ssh(hosts) => (&hosts.plan, "real-ssh"),
+                    Placement::Lab(plan) => (plan, "real-lab"),
+                    Placement::Local => unreachable!("matched above"),
+                };
+                // The only difference between the two: how a command reaches a host.
+                let runner = |h: &crate::lab::Host| match placement {
+                    Placement::Ssh(hosts) => Runner::Ssh(std::sync::Arc::clone(
+                        hosts.remote(&h.short).expect("every host of the plan is connected"),
+                    )),
+                    _ => Runner::Netns(h.netns.clone()),
+                };
                 let at = |h: &crate::lab::Host, bind: Option<IpAddr>| Host {
-                    netns: Some(h.netns.clone()),
+                    run: runner(h),
                     addr: IpAddr::V4(h.addr),
                     bind,
                     port: Some(plan.port),
@@ -233,36 +258,104 @@ impl Layout {
                 if nodes.len() < n {
                     return Err(format!("the lab has {} nodes, the cell needs {n}", nodes.len()));
                 }
-                let client = plan.hosts_of(Role::Client).next().ok_or("the lab has no client host")?;
+                let mut loads: Vec<Host> =
+                    plan.hosts_of(Role::Client).map(|h| Host { run: runner(h), ..Host::default() }).collect();
+                if loads.is_empty() {
+                    return Err("the lab has no client host".into());
+                }
+                if matches!(cell.clients, ClientMode::Replay { .. }) {
+                    // A replay keeps the trace's order: one client.
+                    loads.truncate(1);
+                }
                 let vip = SocketAddr::new(IpAddr::V4(plan.vip), plan.port);
                 let front = match cell.arch {
                     // dl7's L7 box on the VIP in the front end's namespace.
                     Arch::Conventional => FrontEnd::Dl7(Host {
-                        netns: Some(plan.front().netns.clone()),
+                        run: runner(plan.front()),
                         addr: IpAddr::V4(plan.vip),
                         bind: None,
                         port: Some(plan.port),
                     }),
                     Arch::Distributed => FrontEnd::Kernel(vip),
                 };
-                Ok(Layout {
-                    origin: at(plan.origin(), None),
-                    nodes,
-                    front,
-                    load: Host { netns: Some(client.netns.clone()), ..Host::default() },
-                    lab: Some(plan.clone()),
-                })
+                Ok(Layout { origin: at(plan.origin(), None), nodes, front, loads, lab: Some(plan.clone()), mode })
             }
         }
     }
 }
 
-/// Writes `spec` into `dir` and starts it on `host`.
-fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) -> Result<Proc, String> {
-    let path = dir.join(format!("{name}.json"));
-    spec.write(&path)?;
-    let args = vec![spec.role().to_string(), "--config".to_string(), path.display().to_string()];
+/// Puts `spec` where `host` reads it (`dir` here) and starts it on `host`.
+async fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) -> Result<Proc, String> {
+    let path = host.put_config(dir, name, spec).await?;
+    let args = vec![spec.role().to_string(), "--config".to_string(), path];
     Proc::spawn(exe, host, name, &args).map_err(|e| format!("{name}: cannot start: {e}"))
+}
+
+/// Seed of client `j`'s load when a lab has several: client 0 keeps the
+/// run's seed (one client gives the same streams as before), the others get
+/// sub-seeds far from the connection indices.
+fn client_seed(seed: u64, j: usize) -> u64 {
+    if j == 0 {
+        seed
+    } else {
+        dl7_core::seed::sub_seed(seed, CLIENT_STREAM + j as u64)
+    }
+}
+
+/// One load report from the clients' reports: counts and rates add up,
+/// the window is the longest, percentiles are the request-weighted mean of
+/// the clients' (they drive the same cluster through the same VIP, so their
+/// distributions are alike), the maximum and the peak memory are the largest.
+// The struct update names every field today; a field the report gains later
+// takes the first client's value until it is merged here.
+#[allow(clippy::needless_update)]
+pub fn merge_reports(reports: Vec<LoadReport>) -> LoadReport {
+    let mut it = reports.into_iter();
+    let Some(first) = it.next() else { return LoadReport::default() };
+    let rest: Vec<LoadReport> = it.collect();
+    if rest.is_empty() {
+        return first;
+    }
+    let all: Vec<&LoadReport> = std::iter::once(&first).chain(&rest).collect();
+    let total = all.iter().map(|r| r.requests).sum::<u64>();
+    let weighted = |f: fn(&LoadReport) -> f64| {
+        if total == 0 {
+            all.iter().map(|r| f(r)).fold(0.0, f64::max)
+        } else {
+            all.iter().map(|r| f(r) * r.requests as f64).sum::<f64>() / total as f64
+        }
+    };
+    let mut errors_by_kind = first.errors_by_kind.clone();
+    let mut served_by = first.served_by.clone();
+    for r in &rest {
+        for (k, v) in &r.errors_by_kind {
+            *errors_by_kind.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &r.served_by {
+            *served_by.entry(*k).or_default() += v;
+        }
+    }
+    LoadReport {
+        requests: total,
+        payload_bytes: all.iter().map(|r| r.payload_bytes).sum(),
+        object_bytes: all.iter().map(|r| r.object_bytes).sum(),
+        window_s: all.iter().map(|r| r.window_s).fold(0.0, f64::max),
+        req_per_s: all.iter().map(|r| r.req_per_s).sum(),
+        mbit_per_s: all.iter().map(|r| r.mbit_per_s).sum(),
+        p50_ms: weighted(|r| r.p50_ms),
+        p90_ms: weighted(|r| r.p90_ms),
+        p99_ms: weighted(|r| r.p99_ms),
+        p999_ms: weighted(|r| r.p999_ms),
+        max_ms: all.iter().map(|r| r.max_ms).fold(0.0, f64::max),
+        errors: all.iter().map(|r| r.errors).sum(),
+        errors_by_kind,
+        unfinished: all.iter().map(|r| r.unfinished).sum(),
+        retried: all.iter().map(|r| r.retried).sum(),
+        served_by,
+        // One figure per role in memory.csv: the largest client process.
+        peak_rss_bytes: all.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
+        ..first.clone()
+    }
 }
 
 /// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary;
@@ -291,7 +384,7 @@ pub async fn run_cell(
         admin: None,
         limits: limits.clone(),
     });
-    let mut origin = start(exe, &layout.origin, "origin", &origin_spec, scratch)?;
+    let mut origin = start(exe, &layout.origin, "origin", &origin_spec, scratch).await?;
     let origin_addr = reach(&layout.origin, origin.ready(READY_TIMEOUT).await?.listen);
 
     // Nodes: addresses fixed first, since every node must know all of them.
@@ -326,7 +419,7 @@ pub async fn run_cell(
             limits: limits.clone(),
             health: s.health,
         });
-        nodes.push(start(exe, h, &format!("node{i}"), &spec, scratch)?);
+        nodes.push(start(exe, h, &format!("node{i}"), &spec, scratch).await?);
     }
     for p in &mut nodes {
         p.ready(READY_TIMEOUT).await?;
@@ -349,7 +442,7 @@ pub async fn run_cell(
                 limits: limits.clone(),
                 health: s.health,
             });
-            let mut front = start(exe, fh, "front", &spec, scratch)?;
+            let mut front = start(exe, fh, "front", &spec, scratch).await?;
             let ready = front.ready(READY_TIMEOUT).await?;
             let admin = ready.admin.ok_or("front: no admin address in its ready line")?;
             (Some(front), reach(fh, ready.listen), Some(reach(fh, admin)))
@@ -359,58 +452,85 @@ pub async fn run_cell(
     // The kernel front end's health checks: a dead node leaves its map (ldirectord's job).
     let (director_stop, stop) = tokio::sync::watch::channel(false);
     let director_stop = StopOnDrop(director_stop);
-    if let (FrontEnd::Kernel(_), Some(plan)) = (&layout.front, &layout.lab) {
+    if let (FrontEnd::Kernel(_), Placement::Lab(plan)) = (&layout.front, placement) {
         crate::lab::director::spawn(plan.clone(), node_addrs.clone(), s.health, stop);
     }
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
-    let load_spec = |seed: u64, warmup_s: f64, duration_s: f64| {
+    // Client host `j` of `k`: its share of the connections (and of an open loop's rate).
+    let k = layout.loads.len();
+    let load_spec = |seed: u64, warmup_s: f64, duration_s: f64, j: usize| {
         let (connections, rate, warmup_requests) = match cell.clients {
             ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => (per_server as usize * n, None, 0),
             // Open loop: connections enough to keep the rate when responses are slow; each sends its share.
             ClientMode::Poisson { rate } => (OPEN_LOOP_CONNECTIONS_PER_SERVER * n, Some(rate), 0),
             ClientMode::Replay { connections, warmup_requests } => (connections as usize, None, warmup_requests),
         };
+        let share = connections / k + usize::from(j < connections % k);
+        let rate = rate.map(|r| r * share as f64 / connections.max(1) as f64);
         ServiceSpec::Load(LoadSpec {
             target,
             workload: cell.workload_source.clone(),
             replay,
             warmup_requests,
-            seed,
-            connections,
+            seed: client_seed(seed, j),
+            connections: share,
             warmup_s,
             duration_s,
             rate,
             timeout_ms: s.request_timeout_ms,
         })
     };
-    let run_load = |spec: ServiceSpec, name: &'static str, limit: Duration| {
-        let lh = layout.load.clone();
-        async move {
-            let mut p = start(exe, &lh, name, &spec, scratch)?;
-            let line = p.line("dl7-result ", limit).await?;
-            serde_json::from_str::<LoadReport>(&line["dl7-result ".len()..])
-                .map_err(|e| format!("{name}: unreadable result: {e}"))
+    // Every client host at once, each its share; one merged report.
+    let (loads, load_spec) = (&layout.loads, &load_spec);
+    let run_load = |seed: u64, warmup_s: f64, duration_s: f64, name: &'static str, limit: Duration| async move {
+        let mut procs = Vec::new();
+        for (j, lh) in loads.iter().enumerate() {
+            let spec = load_spec(seed, warmup_s, duration_s, j);
+            if matches!(&spec, ServiceSpec::Load(l) if l.connections == 0) {
+                continue;
+            }
+            let name = if k == 1 { name.to_string() } else { format!("{name}-c{}", j + 1) };
+            procs.push((start(exe, lh, &name, &spec, scratch).await?, name));
         }
+        let mut reports = Vec::new();
+        for (mut p, name) in procs {
+            let line = p.line("dl7-result ", limit).await?;
+            reports.push(
+                serde_json::from_str::<LoadReport>(&line["dl7-result ".len()..])
+                    .map_err(|e| format!("{name}: unreadable result: {e}"))?,
+            );
+        }
+        Ok::<_, String>(merge_reports(reports))
     };
     // Warm-up: a separate load run, so the measured window starts with warm caches.
     if !replay && cell.warmup_s > 0.0 {
         let limit = Duration::from_secs_f64(cell.warmup_s) + Duration::from_secs(60);
         // Its own request streams: the measured run's connections use sub-seeds 0, 1, ...
         let seed = dl7_core::seed::sub_seed(cell.seed, WARMUP_STREAM);
-        run_load(load_spec(seed, 0.0, cell.warmup_s), "warmup", limit).await?;
+        run_load(seed, 0.0, cell.warmup_s, "warmup", limit).await?;
     }
-    let cpu = |p: &Proc| p.pid().and_then(cpu_seconds).unwrap_or(0.0);
     // Everything the row is made of, read at one instant.
     let snapshot = || async {
         // Counters and CPU first, at the instant: a scrape can wait behind a
         // full shaped link for a second or more.
-        let nic = match &layout.lab {
-            Some(p) => crate::lab::read_counters(p).map_err(|e| format!("lab counters: {e}"))?,
-            None => Vec::new(),
+        let nic = match placement {
+            Placement::Lab(p) => crate::lab::read_counters(p).map_err(|e| format!("lab counters: {e}"))?,
+            Placement::Ssh(hosts) => {
+                let hosts = std::sync::Arc::clone(hosts);
+                tokio::task::spawn_blocking(move || hosts.read_counters()).await.map_err(|e| e.to_string())??
+            }
+            Placement::Local => Vec::new(),
         };
         let at = tokio::time::Instant::now();
-        let (cpu_front, cpu_nodes) = (front.as_ref().map_or(0.0, cpu), nodes.iter().map(cpu).collect());
+        let cpu_front = match &front {
+            Some(p) => p.cpu_seconds().await.unwrap_or(0.0),
+            None => 0.0,
+        };
+        let mut cpu_nodes = Vec::new();
+        for p in &nodes {
+            cpu_nodes.push(p.cpu_seconds().await.unwrap_or(0.0));
+        }
         let mut node_counters = Vec::new();
         for &a in &node_addrs {
             node_counters.push(fetch_stats(a, STATS_TIMEOUT).await?);
@@ -423,9 +543,7 @@ pub async fn run_cell(
     };
     let (load, before, after) = if replay {
         let before = snapshot().await?;
-        let load =
-            run_load(load_spec(cell.seed, 0.0, MAX_REPLAY_S), "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0))
-                .await?;
+        let load = run_load(cell.seed, 0.0, MAX_REPLAY_S, "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0)).await?;
         // The load process has exited: every response it verified is fully written.
         let after = snapshot().await?;
         (load, before, after)
@@ -444,8 +562,7 @@ pub async fn run_cell(
             let after = snapshot().await?;
             Ok::<_, String>((before, after))
         };
-        let (load, snaps) =
-            tokio::join!(run_load(load_spec(cell.seed, ramp, cell.measure_s), "load", limit), window_snapshots);
+        let (load, snaps) = tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots);
         let (before, after) = snaps?;
         (load?, before, after)
     };
@@ -555,7 +672,7 @@ fn measure(
         forwarded_frac: if received > 0.0 { sum(|s| s.forwarded) / received } else { 0.0 },
         cache_bytes,
         requests: load.requests,
-        mode: if layout.lab.is_some() { "real-lab" } else { "real" }.into(),
+        mode: layout.mode.into(),
         errors: load.errors,
     };
     let reqs = load.requests.max(1) as f64;
@@ -625,6 +742,50 @@ pub fn scratch_dir(tag: &str) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_reports_merge_into_one() {
+        let a = LoadReport {
+            requests: 300,
+            payload_bytes: 3000,
+            window_s: 10.0,
+            req_per_s: 30.0,
+            p50_ms: 10.0,
+            p99_ms: 100.0,
+            max_ms: 150.0,
+            errors: 1,
+            errors_by_kind: [("timeout".to_string(), 1)].into(),
+            served_by: [(0, 200), (1, 100)].into(),
+            ..LoadReport::default()
+        };
+        let b = LoadReport {
+            requests: 100,
+            payload_bytes: 1000,
+            window_s: 10.5,
+            req_per_s: 9.5,
+            p50_ms: 30.0,
+            p99_ms: 300.0,
+            max_ms: 400.0,
+            errors: 2,
+            errors_by_kind: [("timeout".to_string(), 2)].into(),
+            served_by: [(1, 100)].into(),
+            ..LoadReport::default()
+        };
+        let m = merge_reports(vec![a.clone(), b]);
+        assert_eq!((m.requests, m.payload_bytes, m.errors), (400, 4000, 3));
+        assert_eq!((m.window_s, m.req_per_s, m.max_ms), (10.5, 39.5, 400.0));
+        assert_eq!((m.p50_ms, m.p99_ms), (15.0, 150.0));
+        assert_eq!(m.errors_by_kind["timeout"], 3);
+        assert_eq!(m.served_by, [(0, 200), (1, 200)].into());
+        assert_eq!(merge_reports(vec![a.clone()]), a, "one client's report is kept as it is");
+    }
+
+    #[test]
+    fn client_hosts_get_distinct_seeds_and_the_first_keeps_the_runs() {
+        assert_eq!(client_seed(7, 0), 7);
+        assert_ne!(client_seed(7, 1), client_seed(7, 2));
+        assert_ne!(client_seed(7, 1), 7);
+    }
 
     #[test]
     fn nic_utilisation_is_the_busier_direction_over_the_shaped_rate() {

@@ -7,11 +7,16 @@
 //! * A service child prints one line `dl7-ready listen=ADDR admin=ADDR|-`
 //!   on stdout once bound ([`ready_line`]); the launcher waits for it instead
 //!   of sleeping. `dl7 load` prints `dl7-result {json}` when done.
-//! * Where a role runs is a [`Host`]: an optional network namespace and a bind
-//!   address (default 127.0.0.1). With `netns`, the command becomes
-//!   `ip netns exec NS dl7 ...` (needs root; `ip` execs, so the pid, the
-//!   death signal and the /proc CPU figures stay those of the dl7 process).
-//!   The lab engine sets these from the lab's plan.
+//! * Where a role runs is a [`Host`]: how a command reaches it (its
+//!   [`Runner`]) and a bind address (default 127.0.0.1). This is the one seam
+//!   between the engines: loopback runs `dl7 ...` here; the lab engine
+//!   `ip netns exec NS dl7 ...` (root; `ip` execs, so the pid, the death
+//!   signal and the /proc CPU figures stay those of the dl7 process); the SSH
+//!   engine runs it on another machine over that host's master connection,
+//!   under [`crate::ssh::WRAPPER`], which stops the service when the
+//!   session's stdin closes. A service's config file goes where the service
+//!   reads it ([`Host::put_config`]), its CPU time is read where it runs
+//!   ([`Proc::cpu_seconds`]).
 //!
 //! This module must not know what the roles do; [`crate::engine`] does.
 
@@ -20,7 +25,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -28,24 +35,59 @@ use tokio::sync::mpsc;
 /// Time a stopped child gets to drain before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How a command reaches the host a role runs on.
+#[derive(Clone, Default)]
+pub enum Runner {
+    /// This machine, the launcher's own namespace.
+    #[default]
+    Here,
+    /// A network namespace on this machine (`ip netns exec NS`).
+    Netns(String),
+    /// Another machine, over its SSH master connection.
+    Ssh(Arc<crate::ssh::Remote>),
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runner::Here => f.write_str("Here"),
+            Runner::Netns(ns) => write!(f, "Netns({ns})"),
+            Runner::Ssh(r) => write!(f, "Ssh({})", r.access.dest),
+        }
+    }
+}
+
 /// Where one role runs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Host {
-    /// Network namespace to run in (`ip netns exec`); none = the launcher's own.
-    #[serde(default)]
-    pub netns: Option<String>,
+    /// How commands reach it.
+    pub run: Runner,
     /// Address the role binds and is reached at.
-    #[serde(default = "loopback")]
     pub addr: IpAddr,
     /// Address to listen on when it differs from `addr` (e.g. `0.0.0.0` for a
     /// node that also accepts direct-routed connections to a virtual IP).
-    #[serde(default)]
     pub bind: Option<IpAddr>,
-    /// Port to bind; default: an ephemeral port (0), or for a node inside a
-    /// namespace (where the launcher cannot probe for a free port) 3128.
-    #[serde(default)]
+    /// Port to bind; default: an ephemeral port (0); lab hosts use the lab's port.
     pub port: Option<u16>,
+}
+
+impl Host {
+    /// Puts a service's config file where the service on this host reads it
+    /// (`dir` here, this sweep's directory on a remote host); returns its path there.
+    pub async fn put_config(&self, dir: &Path, name: &str, spec: &crate::spec::ServiceSpec) -> Result<String, String> {
+        match &self.run {
+            Runner::Here | Runner::Netns(_) => {
+                let path = dir.join(format!("{name}.json"));
+                spec.write(&path)?;
+                Ok(path.display().to_string())
+            }
+            Runner::Ssh(remote) => {
+                // One directory per sweep on the host: the local dir's name keeps cells apart.
+                let cell = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                remote.put(&format!("{cell}-{name}.json"), &spec.to_json()).await
+            }
+        }
+    }
 }
 
 fn loopback() -> IpAddr {
@@ -54,7 +96,7 @@ fn loopback() -> IpAddr {
 
 impl Default for Host {
     fn default() -> Self {
-        Self { netns: None, addr: loopback(), bind: None, port: None }
+        Self { run: Runner::Here, addr: loopback(), bind: None, port: None }
     }
 }
 
@@ -98,25 +140,39 @@ pub fn reserve_port(addr: IpAddr) -> std::io::Result<u16> {
 }
 
 /// A running child process; stopped (SIGTERM, then SIGKILL) when dropped.
+/// On a remote host the child is the `ssh` session: stopping closes its
+/// stdin first, so that the host stops the service and it drains.
 pub struct Proc {
     name: String,
     child: Child,
     lines: mpsc::UnboundedReceiver<String>,
+    run: Runner,
+    /// The session's stdin (remote hosts): closing it stops the service.
+    stdin: Option<tokio::process::ChildStdin>,
+    /// The service's pid on its host (remote: from the wrapper's `dl7-pid` line; 0 until known).
+    remote_pid: Arc<AtomicU32>,
 }
 
 impl Proc {
     /// Starts `exe args...` on `host`. Stdout is captured (protocol lines),
     /// stderr is inherited (logs).
     pub fn spawn(exe: &Path, host: &Host, name: &str, args: &[String]) -> std::io::Result<Proc> {
-        let mut cmd = match &host.netns {
-            Some(ns) => {
+        let mut cmd = match &host.run {
+            Runner::Netns(ns) => {
                 let mut c = Command::new("ip");
                 c.arg("netns").arg("exec").arg(ns).arg(exe);
+                c.args(args);
                 c
             }
-            None => Command::new(exe),
+            Runner::Here => {
+                let mut c = Command::new(exe);
+                c.args(args);
+                c
+            }
+            Runner::Ssh(remote) => remote.command(&crate::ssh::Remote::service_command(&remote.dl7, args)),
         };
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let remote = matches!(host.run, Runner::Ssh(_));
+        cmd.stdin(if remote { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::inherit());
         // SAFETY: prctl is async-signal-safe and touches only the child's own state.
         unsafe {
             cmd.pre_exec(|| {
@@ -130,16 +186,47 @@ impl Proc {
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {name} ({}): {e}", exe.display())))?;
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take();
         let (tx, lines) = mpsc::unbounded_channel();
+        let remote_pid = Arc::new(AtomicU32::new(0));
+        let (pid_slot, run) = (Arc::clone(&remote_pid), host.run.clone());
         tokio::spawn(async move {
             let mut r = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = r.next_line().await {
+                if let (Some(pid), Runner::Ssh(remote)) =
+                    (line.strip_prefix("dl7-pid ").and_then(|p| p.trim().parse().ok()), &run)
+                {
+                    pid_slot.store(pid, Ordering::Relaxed);
+                    remote.note_started(pid);
+                    continue;
+                }
                 if tx.send(line).is_err() {
                     break;
                 }
             }
         });
-        Ok(Proc { name: name.to_string(), child, lines })
+        // Messages name the machine when it is another one.
+        let name = match &host.run {
+            Runner::Ssh(remote) => format!("{name} on host {}", remote.access.short),
+            _ => name.to_string(),
+        };
+        Ok(Proc { name, child, lines, run: host.run.clone(), stdin, remote_pid })
+    }
+
+    /// CPU seconds the service has used so far, read where it runs.
+    pub async fn cpu_seconds(&self) -> Option<f64> {
+        match &self.run {
+            Runner::Here | Runner::Netns(_) => self.pid().and_then(cpu_seconds),
+            Runner::Ssh(remote) => {
+                let pid = self.remote_pid.load(Ordering::Relaxed);
+                if pid == 0 {
+                    return None;
+                }
+                // A round trip over the host's open counter session.
+                let remote = Arc::clone(remote);
+                tokio::task::spawn_blocking(move || remote.sample(&[pid])).await.ok()?.ok()?.cpu.first().copied()?
+            }
+        }
     }
 
     /// The name given at spawn (for messages).
@@ -190,8 +277,19 @@ impl Proc {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);
         }
-        self.signal(libc::SIGTERM);
         let deadline = std::time::Instant::now() + grace;
+        if let Some(stdin) = self.stdin.take() {
+            // A remote service: the wrapper stops it when its stdin closes, and the
+            // session ends once it has drained and exited.
+            drop(stdin);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Some(status);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.signal(libc::SIGTERM);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -230,14 +328,9 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: field 3 (state) is index 0, utime (14) is 11, stime (15) is 12.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some((utime + stime) / if ticks > 0 { ticks as f64 } else { 100.0 })
+    crate::ssh::parse_cpu_stat(&stat, if ticks > 0 { ticks as f64 } else { 100.0 })
 }
 
 /// Peak resident memory of a process so far (`VmHWM` in `/proc/<pid>/status`), bytes.

@@ -38,3 +38,4 @@ pub mod node;
 pub mod origin;
 pub mod service;
 pub mod spec;
+pub mod ssh;

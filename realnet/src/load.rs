@@ -195,9 +195,9 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
         let cfg = config.clone();
         let cursor = cursor.clone();
         let draws = draws.clone();
-        tasks.push(tokio::spawn(async move {
-            connection(c, cfg, draws, cursor, start, window_start, window_end).await
-        }));
+        tasks.push(tokio::spawn(
+            async move { connection(c, cfg, draws, cursor, start, window_start, window_end).await },
+        ));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut report = LoadReport::default();

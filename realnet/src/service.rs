@@ -166,6 +166,45 @@ pub async fn os_signal() {
     }
 }
 
+/// A latch of the first SIGINT or SIGTERM, for a run of many steps (a
+/// sweep): installed once, so that a Ctrl-C between two steps is seen too.
+/// Once installed, the signals no longer end the process: its owner checks
+/// [`Interrupt::is_set`] between steps and [`Interrupt::guard`]s long ones.
+#[derive(Clone)]
+pub struct Interrupt(tokio::sync::watch::Receiver<bool>);
+
+impl Interrupt {
+    /// Starts listening on `rt`.
+    pub fn install(rt: &tokio::runtime::Runtime) -> std::io::Result<Interrupt> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _enter = rt.enter();
+        let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        rt.spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            let _ = tx.send(true);
+        });
+        Ok(Interrupt(rx))
+    }
+
+    /// Whether a signal came.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Runs `fut` unless a signal comes first (`None`, `fut` dropped).
+    pub async fn guard<F: Future>(&self, fut: F) -> Option<F::Output> {
+        let mut rx = self.0.clone();
+        tokio::select! {
+            out = fut => Some(out),
+            _ = rx.wait_for(|set| *set) => None,
+        }
+    }
+}
+
 /// The multi-threaded runtime a service process runs on.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()

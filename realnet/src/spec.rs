@@ -193,11 +193,15 @@ impl ServiceSpec {
         }
     }
 
+    /// The versioned JSON text of its config file.
+    pub fn to_json(&self) -> String {
+        let file = ServiceFile { version: VERSION, service: self.clone() };
+        serde_json::to_string_pretty(&file).expect("a spec is plain data")
+    }
+
     /// Writes it as a versioned JSON file.
     pub fn write(&self, path: &Path) -> Result<(), String> {
-        let file = ServiceFile { version: VERSION, service: self.clone() };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::write(path, self.to_json()).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     /// Reads a versioned JSON file; `role` is the subcommand that reads it.

@@ -1,5 +1,6 @@
 //! Golden-file tests of the generated lab text: the `dl7 lab up`/`down`
-//! command lists and the `dl7 deploy` scripts for lab PCs, compared exactly.
+//! command lists, the per-host cell plan the SSH engine runs and the
+//! `dl7 deploy` scripts for lab PCs (both from `lab::hostplan`), compared exactly.
 //! Set `DL7_UPDATE_GOLDEN=1` to rewrite the files after a deliberate change
 //! (then read the diff before committing it).
 
@@ -82,6 +83,20 @@ fn deploy_distributed_matches_golden() {
 fn deploy_conventional_matches_golden() {
     let (plan, deploy) = plan_and_deploy(Arch::Conventional);
     golden("deploy2-conventional.txt", &deploy::render_all(&plan, &deploy));
+}
+
+#[test]
+fn ssh_cell_plans_match_golden() {
+    use dl7_realnet::lab::hostplan::{cell, render_cell, Forwarding};
+    let (plan, _) = plan_and_deploy(Arch::Distributed);
+    let eth0 = |_: &dl7_realnet::lab::Host| "eth0".to_string();
+    for (arch, fwd, name) in [
+        (Arch::Distributed, Forwarding::Nft, "cell2-distributed-nft.txt"),
+        (Arch::Distributed, Forwarding::Ipvs, "cell2-distributed-ipvs.txt"),
+        (Arch::Conventional, Forwarding::Nft, "cell2-conventional.txt"),
+    ] {
+        golden(name, &render_cell(&cell(&plan, &eth0, arch, 2, fwd)));
+    }
 }
 
 #[test]

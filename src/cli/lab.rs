@@ -49,6 +49,12 @@ pub enum LabAction {
         /// Print each command as it runs.
         #[arg(short, long)]
         verbose: bool,
+        /// Hosts as lab PCs for `engine = "ssh"`: no direct-routing setup (the
+        /// SSH engine applies it per cell), and an OpenSSH server in every
+        /// host namespace on its lab address, with a key pair, known_hosts and
+        /// an ssh_config under /run/dl7/PREFIX/ (removed by `lab down`).
+        #[arg(long)]
+        sshd: bool,
     },
     /// Remove everything the lab made (processes in its namespaces, namespaces,
     /// links, bridge; nftables go with the front end's namespace). Idempotent.
@@ -98,8 +104,11 @@ fn lab_error(err: LabError) -> anyhow::Error {
 pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
     match cmd {
         LabCommand::Lab { action } => match action {
-            LabAction::Up { lab: file, clean, dry_run, verbose } => {
-                let plan = LabPlan::new(&load(&file)?);
+            LabAction::Up { lab: file, clean, dry_run, verbose, sshd } => {
+                let mut plan = LabPlan::new(&load(&file)?);
+                if sshd {
+                    plan.up = plan.bare_up();
+                }
                 if dry_run {
                     plan.up.iter().for_each(|s| println!("{s}"));
                     return Ok(());
@@ -109,8 +118,35 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                         eprintln!("{line}");
                     }
                 };
+                if clean {
+                    lab::sshd::stop(&plan, &mut log).map_err(lab_error)?;
+                }
                 lab::up(&plan, clean, &mut log).map_err(lab_error)?;
                 let nodes = plan.hosts_of(lab::Role::Node).count();
+                if sshd {
+                    let exe = std::env::current_exe()?;
+                    let dir = exe.parent().unwrap_or(Path::new("/"));
+                    let config = match lab::sshd::start(&plan, dir, &mut log) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = lab::down(&plan, &mut log);
+                            return Err(lab_error(e));
+                        }
+                    };
+                    println!(
+                        "lab {} up as {} SSH hosts on {} (bridge {}), VIP {}:{}; ssh -F {} root@{} reaches the front end; \
+                         `engine = \"ssh\"` applies direct routing per cell",
+                        plan.prefix,
+                        plan.hosts.len(),
+                        plan.subnet,
+                        plan.bridge,
+                        plan.vip,
+                        plan.port,
+                        config.display(),
+                        plan.front().addr
+                    );
+                    return Ok(());
+                }
                 println!(
                     "lab {} up: {} hosts on {} (bridge {}), VIP {}:{} -> {nodes} nodes by direct routing",
                     plan.prefix,
@@ -133,6 +169,8 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                         eprintln!("{line}");
                     }
                 };
+                // Our sshds by their pids (and their keys) first, then the namespaces.
+                lab::sshd::stop(&plan, &mut log).map_err(lab_error)?;
                 lab::down(&plan, &mut log).map_err(lab_error)?;
                 println!("lab {} down: no namespace or link named {}-* is left", plan.prefix, plan.prefix);
                 Ok(())

@@ -22,6 +22,17 @@
 //! architecture = "distributed"
 //! policy = "md5"
 //! workload = "surge100"
+//!
+//! [ssh]                       # only for `engine = "ssh"` (lab PCs over SSH)
+//! dl7 = "dl7"                 # the dl7 binary on every host (default: dl7 on PATH)
+//! config = "lab_ssh_config"   # optional `ssh -F` file, relative to this file;
+//!                             # default: ~/.ssh/config (or the emulated lab's, see `lab up --sshd`)
+//!
+//! [hosts.n1]                  # optional, per host (fe, origin, n1.., c1..)
+//! ssh = "root@10.1.1.11"      # SSH destination; default root@ the host's lab address
+//! port = 22                   # optional SSH port
+//! identity = "~/.ssh/lab"     # optional identity file
+//! dev = "enp3s0"              # the host's lab NIC (default eth0)
 //! ```
 
 use std::net::Ipv4Addr;
@@ -57,6 +68,26 @@ struct RawLab {
     links: RawLinks,
     #[serde(default)]
     deploy: RawDeploy,
+    #[serde(default)]
+    ssh: RawSsh,
+    #[serde(default)]
+    hosts: std::collections::BTreeMap<String, RawHost>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    dl7: Option<String>,
+    config: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    ssh: Option<String>,
+    port: Option<u32>,
+    identity: Option<String>,
+    dev: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +227,30 @@ pub struct DeployConfig {
     pub workload: String,
 }
 
+/// How the SSH engine reaches one host (`[hosts.SHORT]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostAccess {
+    /// SSH destination `[user@]host`; `None`: `root@` the host's lab address.
+    pub ssh: Option<String>,
+    /// SSH port, when not the destination's default.
+    pub port: Option<u16>,
+    /// Identity file (`ssh -i`), `~/` expanded by ssh itself.
+    pub identity: Option<String>,
+    /// The host's lab NIC; `None`: `eth0`.
+    pub dev: Option<String>,
+}
+
+/// Settings only the SSH engine uses (`[ssh]` and `[hosts.SHORT]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SshConfig {
+    /// The dl7 binary on every host (`dl7`: the one on PATH).
+    pub dl7: String,
+    /// An `ssh -F` file, resolved against the lab file's directory.
+    pub config: Option<std::path::PathBuf>,
+    /// Per short host name.
+    pub hosts: std::collections::BTreeMap<String, HostAccess>,
+}
+
 /// A validated lab description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabConfig {
@@ -221,6 +276,8 @@ pub struct LabConfig {
     pub client: Option<Shaping>,
     /// Lab-PC deployment settings.
     pub deploy: DeployConfig,
+    /// Lab PCs over SSH.
+    pub ssh: SshConfig,
 }
 
 /// Address offsets inside the subnet: fixed so that a reader recognises a
@@ -238,7 +295,13 @@ impl LabConfig {
     /// Reads and validates a lab file.
     pub fn load(path: &Path) -> Result<LabConfig, LabError> {
         let text = std::fs::read_to_string(path).map_err(|source| LabError::Io { path: path.into(), source })?;
-        LabConfig::parse(&text, &path.display().to_string())
+        let mut lab = LabConfig::parse(&text, &path.display().to_string())?;
+        if let Some(config) = &mut lab.ssh.config {
+            if config.is_relative() {
+                *config = path.parent().unwrap_or(Path::new("")).join(&*config);
+            }
+        }
+        Ok(lab)
     }
 
     /// Parses and validates lab TOML; `file` names the source in errors.
@@ -332,7 +395,10 @@ impl LabConfig {
             Ok(value)
         };
 
+        let ssh = parse_ssh(raw.ssh, raw.hosts, raw.nodes, clients, &bad)?;
+
         Ok(LabConfig {
+            ssh,
             front: shaping("front", &raw.links.front)?,
             node: shaping("node", &raw.links.node)?,
             origin: shaping("origin", &raw.links.origin)?,
@@ -350,6 +416,70 @@ impl LabConfig {
             },
         })
     }
+}
+
+/// Short names of a lab's hosts, in plan order.
+fn host_names(nodes: u32, clients: u32) -> Vec<String> {
+    let mut names = vec!["fe".to_string(), "origin".to_string()];
+    names.extend((1..=nodes).map(|i| format!("n{i}")));
+    names.extend((1..=clients).map(|j| format!("c{j}")));
+    names
+}
+
+/// A value passed to a remote shell or to ssh: no spaces, quotes or shell
+/// metacharacters (so no quoting rule can be got wrong), and no leading `-`
+/// (ssh would read it as an option).
+fn plain(value: &str, extra: &str) -> bool {
+    !value.is_empty()
+        && !value.starts_with('-')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/@~+".contains(c) || extra.contains(c))
+}
+
+fn parse_ssh(
+    raw: RawSsh,
+    hosts: std::collections::BTreeMap<String, RawHost>,
+    nodes: u32,
+    clients: u32,
+    bad: &dyn Fn(&str, String) -> LabError,
+) -> Result<SshConfig, LabError> {
+    let dl7 = raw.dl7.unwrap_or_else(|| "dl7".into());
+    if !plain(&dl7, "") {
+        return Err(bad("ssh.dl7", format!("{dl7:?}: expected a program name or path (no spaces or quotes)")));
+    }
+    let names = host_names(nodes, clients);
+    let mut access = std::collections::BTreeMap::new();
+    for (short, h) in hosts {
+        if !names.contains(&short) {
+            return Err(bad(
+                &format!("hosts.{short}"),
+                format!("no such host; the lab's hosts are {}", names.join(", ")),
+            ));
+        }
+        let key = |k: &str| format!("hosts.{short}.{k}");
+        if let Some(dest) = &h.ssh {
+            if !plain(dest, "") {
+                return Err(bad(&key("ssh"), format!("{dest:?}: expected an SSH destination like root@10.1.1.11")));
+            }
+        }
+        let port = match h.port {
+            None => None,
+            Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+            Some(p) => return Err(bad(&key("port"), format!("{p}: expected 1 to 65535"))),
+        };
+        if let Some(id) = &h.identity {
+            if !plain(id, "") {
+                return Err(bad(&key("identity"), format!("{id:?}: expected a file path (no spaces or quotes)")));
+            }
+        }
+        if let Some(dev) = &h.dev {
+            let ok = dev.len() <= 15 && plain(dev, "") && !dev.contains(['/', ':', '@', '~', '+']);
+            if !ok {
+                return Err(bad(&key("dev"), format!("{dev:?}: expected a network interface name like enp3s0")));
+            }
+        }
+        access.insert(short, HostAccess { ssh: h.ssh, port, identity: h.identity, dev: h.dev });
+    }
+    Ok(SshConfig { dl7, config: raw.config.map(std::path::PathBuf::from), hosts: access })
 }
 
 fn one_line(text: &str) -> String {
@@ -491,6 +621,31 @@ mod tests {
         let err = LabConfig::parse(&format!("{MINIMAL}prefix = \"Dl-7\"\n"), "l").unwrap_err();
         assert!(err.to_string().starts_with("l: prefix:"), "{err}");
         assert!(LabConfig::parse(&format!("{MINIMAL}prefix = \"abcdefghi\"\n"), "l").is_err());
+    }
+
+    #[test]
+    fn ssh_hosts_are_checked_by_name_and_value() {
+        let lab = LabConfig::parse(MINIMAL, "l").unwrap();
+        assert_eq!(lab.ssh.dl7, "dl7");
+        assert!(lab.ssh.hosts.is_empty() && lab.ssh.config.is_none());
+        let text = format!(
+            "{MINIMAL}[ssh]\ndl7 = \"/opt/dl7/bin/dl7\"\n[hosts.n2]\nssh = \"root@10.1.1.12\"\nport = 2222\ndev = \"enp3s0\"\n"
+        );
+        let lab = LabConfig::parse(&text, "l").unwrap();
+        let n2 = &lab.ssh.hosts["n2"];
+        assert_eq!(
+            (n2.ssh.as_deref(), n2.port, n2.dev.as_deref()),
+            (Some("root@10.1.1.12"), Some(2222), Some("enp3s0"))
+        );
+        let err = LabConfig::parse(&format!("{MINIMAL}[hosts.n3]\nssh = \"x\"\n"), "l").unwrap_err();
+        assert_eq!(err.to_string(), "l: hosts.n3: no such host; the lab's hosts are fe, origin, n1, n2, c1");
+        let err = LabConfig::parse(&format!("{MINIMAL}[hosts.fe]\nssh = \"root@x; rm -rf /\"\n"), "l").unwrap_err();
+        assert!(err.to_string().starts_with("l: hosts.fe.ssh:"), "{err}");
+        let err = LabConfig::parse(&format!("{MINIMAL}[hosts.fe]\nssh = \"-oProxyCommand=x\"\n"), "l").unwrap_err();
+        assert!(err.to_string().starts_with("l: hosts.fe.ssh:"), "{err}");
+        let err = LabConfig::parse(&format!("{MINIMAL}[hosts.c1]\nuser = \"x\"\n"), "l").unwrap_err();
+        assert!(err.to_string().contains("unknown field `user`"), "{err}");
+        assert!(LabConfig::parse(&format!("{MINIMAL}[ssh]\ndl7 = \"dl7 --x\"\n"), "l").is_err());
     }
 
     #[test]

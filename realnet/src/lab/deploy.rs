@@ -1,7 +1,10 @@
 //! Per-machine shell scripts for real lab PCs, computed purely from a lab
-//! file: addresses, IPVS direct routing with round robin on the front end
-//! (distributed architecture), the VIP on `lo` and the ARP sysctls on every
-//! node, the dl7 service command lines, and a teardown per machine.
+//! file: addresses, direct routing on the front end (distributed
+//! architecture: IPVS round robin where the kernel has it, else the nftables
+//! `fwd` rule, chosen when the script runs), the VIP on `lo` and the ARP
+//! sysctls on every node, the dl7 service command lines, and a teardown per
+//! machine. The setup and teardown lines are the per-host plan of
+//! [`super::hostplan`], the same the SSH engine runs.
 //!
 //! ## Procedure on lab PCs
 //! 1. Write a lab file for the real addresses (`subnet`, `vip`, `port`,
@@ -26,6 +29,7 @@ use std::path::Path;
 use dl7_core::Arch;
 
 use super::config::DeployConfig;
+use super::hostplan::{self, script_line, Forwarding, HostSetup, Line, IPVS_PROBE};
 use super::plan::{Host, LabPlan, Role};
 use super::LabError;
 
@@ -91,18 +95,29 @@ fn title(plan: &LabPlan, host: &Host) -> String {
     }
 }
 
-const ARP_SYSCTLS: [&str; 2] = ["arp_ignore", "arp_announce"];
-
 /// The scripts of every machine of the lab, in plan order.
 pub fn machine_scripts(plan: &LabPlan, deploy: &DeployConfig) -> Vec<MachineScripts> {
     plan.hosts.iter().map(|h| scripts_for(plan, deploy, h)).collect()
 }
 
+/// Appends the lines of a plan, each with its comment; teardown lines never stop the script.
+fn push_lines(text: &mut String, lines: &[Line], indent: &str, tolerant: bool) {
+    for line in lines {
+        if let Some(why) = line.why {
+            let _ = writeln!(text, "{indent}# {why}");
+        }
+        let sh = script_line(line);
+        if tolerant {
+            let _ = writeln!(text, "{indent}{sh} 2>/dev/null || true");
+        } else {
+            let _ = writeln!(text, "{indent}{sh}");
+        }
+    }
+}
+
 fn scripts_for(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> MachineScripts {
     let arch = deploy.architecture;
-    let vip = plan.vip;
-    let service = format!("{vip}:{}", plan.port);
-    let addr = format!("{}/{}", host.addr, plan.subnet.len);
+    let service = format!("{}:{}", plan.vip, plan.port);
     let title = title(plan, host);
     let header = |what: &str| {
         format!(
@@ -114,38 +129,37 @@ fn scripts_for(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> MachineScr
             arch.name()
         )
     };
-    let direct_routing_node = host.role == Role::Node && arch == Arch::Distributed;
+    const DEV: &str = "$DEV";
+    let nodes = plan.hosts_of(Role::Node).count();
+    let address = hostplan::address(plan, host, DEV);
+    // The same per-host plan the SSH engine runs; the front end's forwarding
+    // is chosen when the script runs, by what the kernel offers.
+    let (first, second) = match host.role {
+        Role::Front => (
+            hostplan::front(plan, DEV, arch, nodes, Forwarding::Ipvs),
+            Some(hostplan::front(plan, DEV, arch, nodes, Forwarding::Nft)),
+        ),
+        Role::Node => (hostplan::node(plan, DEV, arch), None),
+        Role::Origin | Role::Client => (HostSetup::default(), None),
+    };
 
     let mut up = header("setup");
     up.push_str("set -eu\nDEV=\"${DEV:-eth0}\"\n");
-    let _ = writeln!(up, "ip addr replace {addr} dev \"$DEV\"");
-    up.push_str("ip link set \"$DEV\" up\n");
-    if host.role == Role::Front {
-        up.push_str("# The front end owns the VIP: it alone answers ARP for it.\n");
-        let _ = writeln!(up, "ip addr replace {vip}/32 dev \"$DEV\"");
-        if arch == Arch::Distributed {
-            up.push_str(
-                "# IPVS direct routing, round robin: requests in, responses go from the nodes to the clients.\n",
-            );
-            let _ = writeln!(up, "ipvsadm -A -t {service} -s rr");
-            for n in plan.hosts_of(Role::Node) {
-                let _ = writeln!(up, "ipvsadm -a -t {service} -r {}:{} -g", n.addr, plan.port);
-            }
-            up.push_str("ipvsadm -L -n\n");
+    push_lines(&mut up, &address.setup, "", false);
+    match &second {
+        Some(nft) if arch == Arch::Distributed => {
+            // Lines shared by both ways (the VIP) come first, then the choice.
+            let shared = first.setup.iter().take_while(|l| nft.setup.contains(l)).count();
+            push_lines(&mut up, &first.setup[..shared], "", false);
+            let _ = writeln!(up, "if {IPVS_PROBE}; then");
+            let _ = writeln!(up, "  echo \"{}: IPVS direct routing\"", host.short);
+            push_lines(&mut up, &first.setup[shared..], "  ", false);
+            up.push_str("  ipvsadm -L -n\nelse\n");
+            let _ = writeln!(up, "  echo \"{}: no IPVS here: nftables fwd direct routing\"", host.short);
+            push_lines(&mut up, &nft.setup[shared..], "  ", false);
+            up.push_str("fi\n");
         }
-    }
-    if direct_routing_node {
-        up.push_str(
-            "# Direct routing: accept packets for the VIP, never answer ARP for it (sysctls before the VIP).\n",
-        );
-        for scope in ["all", "$DEV"] {
-            let _ = writeln!(
-                up,
-                "sysctl -q -w \"net.ipv4.conf.{scope}.{}=1\" \"net.ipv4.conf.{scope}.{}=2\"",
-                ARP_SYSCTLS[0], ARP_SYSCTLS[1]
-            );
-        }
-        let _ = writeln!(up, "ip addr replace {vip}/32 dev lo");
+        _ => push_lines(&mut up, &first.setup, "", false),
     }
     match service_command(plan, deploy, host) {
         Some(cmd) => {
@@ -158,24 +172,17 @@ fn scripts_for(plan: &LabPlan, deploy: &DeployConfig, host: &Host) -> MachineScr
 
     let mut down = header("teardown");
     down.push_str("set -u\nDEV=\"${DEV:-eth0}\"\n");
-    if host.role == Role::Front {
-        if arch == Arch::Distributed {
-            let _ = writeln!(down, "ipvsadm -D -t {service} || true");
-        }
-        let _ = writeln!(down, "ip addr del {vip}/32 dev \"$DEV\" || true");
-    }
-    if direct_routing_node {
-        let _ = writeln!(down, "ip addr del {vip}/32 dev lo || true");
-        down.push_str("# Back to the Linux defaults.\n");
-        for scope in ["all", "$DEV"] {
-            let _ = writeln!(
-                down,
-                "sysctl -q -w \"net.ipv4.conf.{scope}.{}=0\" \"net.ipv4.conf.{scope}.{}=0\"",
-                ARP_SYSCTLS[0], ARP_SYSCTLS[1]
-            );
+    let mut teardown = first.teardown.clone();
+    if let Some(nft) = &second {
+        // Undo whichever forwarding the setup chose (the other one fails quietly).
+        for line in &nft.teardown {
+            if !teardown.contains(line) {
+                teardown.insert(teardown.len().saturating_sub(1), line.clone());
+            }
         }
     }
-    let _ = writeln!(down, "ip addr del {addr} dev \"$DEV\" || true");
+    push_lines(&mut down, &teardown, "", true);
+    push_lines(&mut down, &address.teardown, "", true);
 
     MachineScripts { short: host.short.clone(), title, up, down }
 }
@@ -230,6 +237,8 @@ mod tests {
         assert!(fe.up.lines().filter(|l| l.starts_with("ipvsadm -a")).all(|l| l.ends_with(" -g")));
         assert!(!fe.up.contains("exec dl7"));
         assert!(fe.down.contains("ipvsadm -D -t 198.18.0.250:8080"));
+        assert!(fe.down.contains("nft delete table netdev dl7_dr"));
+        assert!(fe.up.contains("if { [ -e /proc/net/ip_vs ]"));
     }
 
     #[test]

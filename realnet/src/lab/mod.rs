@@ -12,9 +12,13 @@
 //! * [`config`]: the strict `LAB.toml` reader;
 //! * [`plan`]: names, addresses, the ordered `up`/`down` commands;
 //! * [`exec`]: runs a plan (root), lists what exists, reads NIC counters;
+//! * [`hostplan`]: the per-host setup and teardown of lab PCs, one plan for
+//!   `dl7 deploy` and the SSH engine;
 //! * [`deploy`]: per-machine shell text for lab PCs;
-//! * [`director`]: health-checks the nodes behind the kernel front end and
-//!   takes a dead one out of its map while a cell runs.
+//! * [`sshd`]: an OpenSSH server per host namespace (`lab up --sshd`), so
+//!   the SSH engine can run against the emulated lab;
+//! * [`director`]: health-checks the nodes behind the emulated lab's kernel
+//!   front end and takes a dead one out of its map while a cell runs.
 //!
 //! ## Running the dl7 services in the lab
 //! Start each role inside its host's namespace with [`exec::command_in`]
@@ -45,7 +49,9 @@ pub mod config;
 pub mod deploy;
 pub mod director;
 pub mod exec;
+pub mod hostplan;
 pub mod plan;
+pub mod sshd;
 
 use std::path::PathBuf;
 

@@ -233,11 +233,16 @@ impl LabPlan {
     /// The ruleset forwarding to the first `active` nodes only (clamped to
     /// 1..=nodes): one lab serves every cluster size of a sweep.
     pub fn nft_ruleset_for(&self, active: usize) -> String {
+        self.nft_ruleset_on(active, HOST_DEV)
+    }
+
+    /// The ruleset on the front end's NIC `dev` (a name, or `$DEV` in a script).
+    pub fn nft_ruleset_on(&self, active: usize, dev: &str) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "table netdev {} {{", self.nft_table);
         let _ = writeln!(text, "  chain in {{");
-        let _ = writeln!(text, "    type filter hook ingress device {HOST_DEV} priority 0;");
-        let _ = writeln!(text, "    {}", self.fwd_rule(active, &[]));
+        let _ = writeln!(text, "    type filter hook ingress device {dev} priority 0;");
+        let _ = writeln!(text, "    {}", self.fwd_rule(active, &[], dev));
         let _ = writeln!(text, "  }}");
         let _ = writeln!(text, "}}");
         text
@@ -249,7 +254,7 @@ impl LabPlan {
     /// the map's size stay the same, so only a node that is out loses its
     /// connections: every other one keeps its node, as ldirectord removing
     /// one real server from IPVS leaves the others' connections alone.
-    fn fwd_rule(&self, active: usize, up: &[bool]) -> String {
+    fn fwd_rule(&self, active: usize, up: &[bool], dev: &str) -> String {
         let all = self.hosts_of(Role::Node).count();
         let nodes: Vec<&Host> = self.hosts_of(Role::Node).take(active.clamp(1, all)).collect();
         let n = nodes.len();
@@ -257,7 +262,7 @@ impl LabPlan {
         let target = |i: usize| (0..n).map(|k| (i + k) % n).find(|&j| is_up(j)).unwrap_or(i);
         let map = (0..n).map(|i| format!("{i} : {}", nodes[target(i)].addr)).collect::<Vec<_>>().join(", ");
         format!(
-            "ip daddr {} tcp dport {} fwd ip to jhash ip saddr . tcp sport mod {n} seed {JHASH_SEED} map {{ {map} }} device {HOST_DEV}",
+            "ip daddr {} tcp dport {} fwd ip to jhash ip saddr . tcp sport mod {n} seed {JHASH_SEED} map {{ {map} }} device {dev}",
             self.vip, self.port
         )
     }
@@ -273,7 +278,10 @@ impl LabPlan {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            stdin: Some(format!("flush chain netdev {t} in\nadd rule netdev {t} in {}\n", self.fwd_rule(active, up))),
+            stdin: Some(format!(
+                "flush chain netdev {t} in\nadd rule netdev {t} in {}\n",
+                self.fwd_rule(active, up, HOST_DEV)
+            )),
             only_if: None,
         }
     }
@@ -352,6 +360,21 @@ impl LabPlan {
                 steps.push(Step::run(&rx));
             }
         }
+        steps.extend(self.direct_routing_steps());
+        steps
+    }
+
+    /// The `up` steps without direct routing: bare hosts, as lab PCs are
+    /// before the SSH engine sets them up (`dl7 lab up --sshd`).
+    pub fn bare_up(&self) -> Vec<Step> {
+        let dr = self.direct_routing_steps();
+        self.up.iter().filter(|s| !dr.contains(s)).cloned().collect()
+    }
+
+    /// Direct routing: the VIP on the front end with its forwarding rule, and
+    /// on every node's `lo` behind the ARP sysctls.
+    fn direct_routing_steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
         let vip32 = format!("{}/32", self.vip);
         let fe = self.front();
         steps.push(Step::run(&["ip", "-n", &fe.netns, "addr", "add", &vip32, "dev", HOST_DEV]));
