@@ -57,6 +57,11 @@
 //! [lab]                       # lab and ssh engines only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
 //!                                # (ssh: each host's destination, `[hosts.SHORT]` there)
+//!
+//! [[faults]]                  # optional, repeatable, in time order (dl7_core::fault)
+//! at_s = 6.0                  # seconds after the measured window opens
+//! action = "kill"             # kill | restart (empty cache) | leave (graceful) | join (a new node)
+//! node = 1                    # 0-based node index; join adds node N, N+1, ... (may be left out)
 //! ```
 
 use std::collections::BTreeMap;
@@ -64,8 +69,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dl7_core::fault::Timeline;
 use dl7_core::seed::{cell_key, derive_seed};
-use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, PolicyKind, PolicySpec, Source};
+use dl7_core::{
+    Arch, ClientMode, ConfigError, Fault, FaultAction, Hardware, Membership, PolicyKind, PolicySpec, Source,
+};
 use dl7_traces::{Catalog, ObjectId, Trace};
 use serde::Deserialize;
 use toml::Spanned;
@@ -122,6 +130,7 @@ struct RawExperiment {
     run: Option<RawRun>,
     real: Option<RawReal>,
     lab: Option<Spanned<toml::Value>>,
+    faults: Option<Vec<RawFault>>,
     // Old keys, read only to say where they went.
     // (Flattened values lose their spans: the key is found in the text.)
     #[serde(flatten)]
@@ -174,6 +183,23 @@ struct RawReal {
     health_interval_ms: Option<Spanned<u64>>,
     rise: Option<Spanned<u32>>,
     fall: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    at_s: Spanned<f64>,
+    action: Spanned<String>,
+    node: Option<Spanned<u32>>,
+}
+
+/// One `[[faults]]` entry as written: a join may leave out its node (then
+/// the next new index of each cell, so one schedule serves several sizes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlannedFault {
+    pub at_s: f64,
+    pub action: FaultAction,
+    pub node: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +315,8 @@ pub struct Plan {
     pub real: RealSettings,
     /// The lab topology file (`[lab] topology`), resolved against the experiment's directory.
     pub lab_topology: Option<PathBuf>,
+    /// The fault schedule (`[[faults]]`), in time order, checked against every cell's size.
+    pub faults: Vec<PlannedFault>,
     /// Positions of values that can only be checked on load, for messages.
     text: String,
     hardware_span: Range<usize>,
@@ -350,7 +378,7 @@ impl Plan {
                     span,
                     key,
                     "unknown key, expected one of name, engine, seed, seeds, hardware, [sweep], [policy.NAME], \
-                     [clients], [run], [real], [lab]",
+                     [clients], [run], [real], [lab], [[faults]]",
                 ),
             });
         }
@@ -605,6 +633,49 @@ impl Plan {
             },
         };
 
+        let mut faults = Vec::new();
+        for (k, f) in raw.faults.iter().flatten().enumerate() {
+            let key = |field: &str| format!("faults[{k}].{field}");
+            let action = FaultAction::from_name(f.action.get_ref()).ok_or_else(|| {
+                src.at(
+                    f.action.span(),
+                    &key("action"),
+                    format!("unknown action {:?}, expected kill, restart, leave or join", f.action.get_ref()),
+                )
+            })?;
+            let at_s = *f.at_s.get_ref();
+            if replay {
+                return Err(src.at(
+                    f.at_s.span(),
+                    &key("at_s"),
+                    "a replay has no clock to schedule faults on: use a timed clients.mode",
+                ));
+            }
+            if !(at_s.is_finite() && at_s >= 0.0 && at_s < measure_s) {
+                return Err(src.at(
+                    f.at_s.span(),
+                    &key("at_s"),
+                    format!("expected seconds in [0, run.measure_s = {measure_s}), found {at_s}"),
+                ));
+            }
+            let node = f.node.as_ref().map(|n| *n.get_ref());
+            if node.is_none() && action != FaultAction::Join {
+                return Err(src.at(f.action.span(), &key("node"), "missing: which node (0-based index)"));
+            }
+            faults.push(PlannedFault { at_s, action, node });
+        }
+        for &servers in &server_counts {
+            if let Err((k, why)) = Timeline::check(&faults_for(&faults, servers), servers) {
+                let f = &raw.faults.as_ref().expect("checked faults exist")[k];
+                let (span, field) = match &f.node {
+                    _ if why.contains("at_s") => (f.at_s.span(), "at_s"),
+                    Some(n) => (n.span(), "node"),
+                    None => (f.action.span(), "action"),
+                };
+                return Err(src.at(span, &format!("faults[{k}].{field}"), format!("with {servers} servers: {why}")));
+            }
+        }
+
         let mut cells = Vec::new();
         for w in 0..workloads.len() {
             for &arch in &archs {
@@ -633,6 +704,7 @@ impl Plan {
             max_object_bytes,
             real,
             lab_topology,
+            faults,
             text: text.to_string(),
             hardware_span,
             workload_spans,
@@ -651,6 +723,11 @@ impl Plan {
         h
     }
 
+    /// The fault schedule of a cell of `servers` nodes.
+    pub fn faults_for(&self, servers: u32) -> Vec<Fault> {
+        faults_for(&self.faults, servers)
+    }
+
     /// Number of runs: cells times seeds.
     pub fn run_count(&self) -> usize {
         self.cells.len() * self.seeds as usize
@@ -659,10 +736,16 @@ impl Plan {
     /// Checks that the plan can run on `engine`; for the lab and ssh
     /// engines, reads the lab topology (`[lab] topology`) and returns it.
     pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
+        let src = Source::new(&self.text, &self.origin);
+        if !self.faults.is_empty() && engine != Engine::Local {
+            return Err(src.whole(format!(
+                "[[faults]]: engine \"{}\" does not run fault schedules yet; run them with --engine local",
+                engine.name()
+            )));
+        }
         if !matches!(engine, Engine::Lab | Engine::Ssh) {
             return Ok(None);
         }
-        let src = Source::new(&self.text, &self.origin);
         let Some(path) = &self.lab_topology else {
             return Err(src.whole(format!(
                 "engine \"{}\" needs `[lab] topology = \"LAB.toml\"` (the lab to run in)",
@@ -770,6 +853,24 @@ impl Experiment {
             },
         }
     }
+}
+
+/// A schedule's faults for `servers` nodes: a join without a node adds the next new index.
+fn faults_for(faults: &[PlannedFault], servers: u32) -> Vec<Fault> {
+    let mut next = servers;
+    faults
+        .iter()
+        .map(|f| {
+            let node = match (f.action, f.node) {
+                (FaultAction::Join, given) => {
+                    next += 1;
+                    given.unwrap_or(next - 1)
+                }
+                (_, node) => node.expect("checked: only a join may leave out its node"),
+            };
+            Fault { at_s: f.at_s, action: f.action, node }
+        })
+        .collect()
 }
 
 fn parse_policies(
@@ -1015,6 +1116,35 @@ measure_s = 2.0
 
     fn err(text: &str) -> String {
         parse(text).expect_err("should be rejected").0
+    }
+
+    #[test]
+    fn a_fault_schedule_is_read_and_checked_against_every_cell() {
+        let fault = |at: &str, action: &str, node: u32| {
+            format!("\n[[faults]]\nat_s = {at}\naction = \"{action}\"\nnode = {node}\n")
+        };
+        let join = "\n[[faults]]\nat_s = 1.0\naction = \"join\"\n";
+        let good = GOOD.replace("servers = [1, 4]", "servers = [2, 4]");
+        let plan = parse(&format!("{good}{}{join}", fault("0.5", "kill", 1))).unwrap();
+        assert_eq!(plan.faults.len(), 2);
+        // A join without a node adds each cell's next index.
+        assert_eq!(plan.faults_for(2)[1], Fault { at_s: 1.0, action: FaultAction::Join, node: 2 });
+        assert_eq!(plan.faults_for(4)[1].node, 4);
+        // Node 2 is the next new node only with 2 servers: the 4-server cell refuses it.
+        let e = err(&format!("{good}{}", fault("1.0", "join", 2)));
+        assert!(e.contains("faults[0].node") && e.contains("with 4 servers"), "{e}");
+        let e = err(&format!("{good}\n[[faults]]\nat_s = 1.0\naction = \"kill\"\n"));
+        assert!(e.contains("faults[0].node") && e.contains("missing"), "{e}");
+        let e = err(&format!("{good}{}", fault("0.5", "crash", 1)));
+        assert!(e.contains("faults[0].action") && e.contains("kill, restart, leave or join"), "{e}");
+        let e = err(&format!("{good}{}", fault("2.5", "kill", 1)));
+        assert!(e.contains("faults[0].at_s") && e.contains("measure_s = 2"), "{e}");
+        let e = err(&format!("{good}{}{}", fault("1.0", "kill", 1), fault("0.5", "restart", 1)));
+        assert!(e.contains("faults[1].at_s") && e.contains("time order"), "{e}");
+        let e = err(&format!("{good}{}", fault("0.5", "restart", 0)));
+        assert!(e.contains("only a killed node restarts"), "{e}");
+        let with = parse(&format!("{good}{}", fault("0.5", "kill", 1))).unwrap();
+        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("--engine local"));
     }
 
     #[test]

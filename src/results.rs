@@ -25,7 +25,8 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
         .headers()
         .map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?
         .clone();
-    if header.iter().ne(ResultRow::COLUMNS.iter().copied()) {
+    let old = &ResultRow::COLUMNS[..ResultRow::COLUMNS_BEFORE_FAULTS];
+    if header.iter().ne(ResultRow::COLUMNS.iter().copied()) && header.iter().ne(old.iter().copied()) {
         return Err(crate::input_error(format!(
             "{}:1: expected the results.csv header {}, found {}",
             path.display(),

@@ -217,6 +217,7 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
         max_object_bytes: experiment.max_object_bytes(),
         settings: plan.real.clone(),
         emulate_cpu: plan.real.emulate_cpu.then(|| (*experiment.hardware).clone()),
+        faults: plan.faults_for(cell.servers),
     }
 }
 

@@ -37,6 +37,14 @@ pub struct ResultRow {
     pub mode: String,
     /// Failed or unverified responses.
     pub errors: u64,
+    /// Share of the catalog whose owner changed over the run's fault
+    /// schedule (leave and join move owners; empty without faults).
+    #[serde(default)]
+    pub moved_frac: Option<f64>,
+    /// Seconds from the first fault until the hit ratio is back within one
+    /// point of its value before it; empty without faults or if never.
+    #[serde(default)]
+    pub refill_s: Option<f64>,
 }
 
 impl ResultRow {
@@ -63,5 +71,11 @@ impl ResultRow {
         "requests",
         "mode",
         "errors",
+        "moved_frac",
+        "refill_s",
     ];
+
+    /// Columns of files written before the fault columns existed: still read
+    /// (the fault columns empty).
+    pub const COLUMNS_BEFORE_FAULTS: usize = 21;
 }

@@ -9,6 +9,13 @@
 //! picking locally, at the cost of one more round trip. If the directory is
 //! unreachable the dispatcher falls back to its local instance.
 //!
+//! Membership can change at run time ([`Dispatcher::set_members`]): the new
+//! policy is built off the request path over the members' logical names and
+//! swapped in atomically (`arc-swap`, as Pingora swaps its selector); a
+//! request picks with the routing it loaded and finishes on it. Servers are
+//! node indices everywhere outside the policy, whose picks are positions in
+//! the current membership.
+//!
 //! Health ([`crate::health`]) is the filter over candidates the core leaves
 //! to engines: a server the active checks have taken out, or whose last
 //! request just failed, is skipped without a connect. The dispatcher must
@@ -20,8 +27,10 @@
 //! counts as outstanding in the load view until that body is finished or dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
 
@@ -94,9 +103,41 @@ pub enum Outcome {
     Unavailable,
 }
 
+/// The membership a dispatcher routes over: the policy built over the
+/// members' logical names, and the node index of each member by position.
+struct Routing {
+    policy: Box<dyn Policy>,
+    members: Vec<usize>,
+}
+
+impl Routing {
+    /// The node at `pos` of the membership.
+    fn node(&self, pos: ServerId) -> ServerId {
+        ServerId(self.members[pos.index()] as u32)
+    }
+}
+
+/// The load view by membership position, over the per-node counts.
+struct MemberLoad<'a> {
+    load: &'a PeerLoad,
+    members: &'a [usize],
+}
+
+impl LoadView for MemberLoad<'_> {
+    fn inflight(&self, pos: ServerId) -> u64 {
+        self.members.get(pos.index()).map_or(0, |&n| self.load.inflight(ServerId(n as u32)))
+    }
+    fn total_inflight(&self) -> u64 {
+        self.load.total_inflight()
+    }
+}
+
 /// A policy instance with a pool per server.
 pub struct Dispatcher {
-    policy: Mutex<Box<dyn Policy>>,
+    spec: PolicySpec,
+    /// Every node's logical name, by node index (members are a subset).
+    names: Membership,
+    routing: ArcSwap<Routing>,
     pools: Vec<Pool>,
     local: Option<ServerId>,
     load: Arc<PeerLoad>,
@@ -132,7 +173,9 @@ impl Dispatcher {
         let policy = spec.build(members)?;
         let n = members.len();
         Ok(Self {
-            policy: Mutex::new(policy),
+            spec: spec.clone(),
+            names: members.clone(),
+            routing: ArcSwap::from_pointee(Routing { policy, members: (0..n).collect() }),
             pools: addrs.iter().map(|&a| Pool::new(a, 256)).collect(),
             local,
             load: Arc::new(PeerLoad {
@@ -160,7 +203,36 @@ impl Dispatcher {
         self
     }
 
-    async fn pick(&self, key: &RequestKey<'_>, path: &str) -> ServerId {
+    /// Routes over the nodes `members` (indices, in membership order) from
+    /// now on: the policy is rebuilt here, off the request path, and swapped
+    /// in whole; requests under way finish on the routing they started with.
+    pub fn set_members(&self, members: &[usize]) -> Result<(), PolicyError> {
+        let servers = members
+            .iter()
+            .map(|&i| {
+                self.names.servers().get(i).cloned().ok_or_else(|| PolicyError::BadServer {
+                    name: format!("node {i}"),
+                    reason: format!("expected a node index below {}", self.names.len()),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let policy = self.spec.build(&Membership::new(servers)?)?;
+        self.routing.store(Arc::new(Routing { policy, members: members.to_vec() }));
+        Ok(())
+    }
+
+    /// The nodes routed over now, in membership order.
+    pub fn members(&self) -> Vec<usize> {
+        self.routing.load().members.clone()
+    }
+
+    /// The policy's pick under `routing`, as a node index.
+    fn pick_on(&self, routing: &Routing, key: &RequestKey<'_>) -> ServerId {
+        let view = MemberLoad { load: &self.load, members: &routing.members };
+        routing.node(routing.policy.pick(key, &view))
+    }
+
+    async fn pick(&self, routing: &Routing, key: &RequestKey<'_>, path: &str) -> ServerId {
         if let Some(dir) = &self.directory {
             let lookup = format!("{OWNER_PREFIX}{path}");
             if let Ok((head, body)) = dir.get(&lookup, true, self.timeout, 64).await {
@@ -171,7 +243,7 @@ impl Dispatcher {
                 }
             }
         }
-        self.policy.lock().expect("policy lock").pick(key, &*self.load)
+        self.pick_on(routing, key)
     }
 
     fn is_down(&self, s: ServerId) -> bool {
@@ -182,16 +254,17 @@ impl Dispatcher {
         self.health.mark_failed(s.index());
     }
 
-    /// The owner the policy picks for `path` (advances stateful policies).
+    /// The node the policy picks for `path` (advances stateful policies).
     pub fn owner(&self, path: &str) -> ServerId {
         let key = RequestKey::new(path.as_bytes());
-        self.policy.lock().expect("policy lock").pick(&key, &*self.load)
+        self.pick_on(&self.routing.load(), &key)
     }
 
     /// Routes one request for `path`.
     pub async fn dispatch(&self, path: &str) -> Outcome {
         let key = RequestKey::new(path.as_bytes());
-        let owner = self.pick(&key, path).await;
+        let routing = self.routing.load_full();
+        let owner = self.pick(&routing, &key, path).await;
         if Some(owner) == self.local {
             return Outcome::Local { fallback: false, outstanding: Outstanding::enter(&self.load, owner.index()) };
         }
@@ -204,8 +277,10 @@ impl Dispatcher {
             return Outcome::Unavailable;
         }
         let mut candidates = Vec::with_capacity(self.fallbacks + 1);
-        self.policy.lock().expect("policy lock").candidates(&key, &*self.load, self.fallbacks + 1, &mut candidates);
-        for c in candidates.into_iter().filter(|&c| c != owner).take(self.fallbacks) {
+        let view = MemberLoad { load: &self.load, members: &routing.members };
+        routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);
+        let candidates = candidates.into_iter().map(|c| routing.node(c));
+        for c in candidates.filter(|&c| c != owner).take(self.fallbacks) {
             if Some(c) == self.local {
                 Metrics::add(&self.metrics.fallbacks, 1);
                 return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
@@ -256,6 +331,35 @@ mod tests {
             .map(|i| format!("/load-view/{i}"))
             .find(|p| policy.pick(&RequestKey::new(p.as_bytes()), &dl7_core::NoLoad) == ServerId(owner))
             .unwrap()
+    }
+
+    /// A membership change rebuilds the policy over the members' own names:
+    /// the owners are the core's for that membership, by node index.
+    #[test]
+    fn a_new_membership_routes_as_the_core_does_over_those_members() {
+        let addrs: Vec<SocketAddr> = (0..4).map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap()).collect();
+        let all = Membership::numbered(4).unwrap();
+        let d = Dispatcher::new(
+            &PolicySpec::parse("ketama").unwrap(),
+            &all,
+            &addrs,
+            None,
+            0,
+            Duration::from_secs(1),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        d.set_members(&[3, 0, 2]).unwrap();
+        assert_eq!(d.members(), vec![3, 0, 2]);
+        let names = [3, 0, 2].map(|i| all.servers()[i].clone());
+        let core = PolicySpec::parse("ketama").unwrap().build(&Membership::new(names.to_vec()).unwrap()).unwrap();
+        for i in 0..500 {
+            let path = format!("/m/{i}");
+            let want = [3, 0, 2][core.pick(&RequestKey::new(path.as_bytes()), &dl7_core::NoLoad).index()];
+            assert_eq!(d.owner(&path), ServerId(want), "{path}");
+        }
+        assert!(d.set_members(&[0, 9]).is_err(), "node 9 does not exist");
+        assert_eq!(d.members(), vec![3, 0, 2], "a refused change keeps the routing");
     }
 
     fn view(d: &Dispatcher) -> (u64, u64, u64) {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use dl7_core::{Arch, ClientMode, Hardware, PolicySpec, ResultRow};
 
 use crate::admin::fetch_stats;
+use crate::faults::NodeSet;
 use crate::front::FrontMode;
 use crate::health::HealthSpec;
 use crate::lab::{LabPlan, NicCounters, Role};
@@ -96,6 +97,8 @@ pub struct RealCell {
     /// The hardware profile whose costs the nodes' emulated CPU charges
     /// (`None`: no emulation).
     pub emulate_cpu: Option<Hardware>,
+    /// The fault schedule, in time order (checked against `servers`).
+    pub faults: Vec<dl7_core::Fault>,
 }
 
 /// Where the processes run.
@@ -285,7 +288,7 @@ impl Layout {
 }
 
 /// Puts `spec` where `host` reads it (`dir` here) and starts it on `host`.
-async fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) -> Result<Proc, String> {
+pub(crate) async fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) -> Result<Proc, String> {
     let path = host.put_config(dir, name, spec).await?;
     let args = vec![spec.role().to_string(), "--config".to_string(), path];
     Proc::spawn(exe, host, name, &args).map_err(|e| format!("{name}: cannot start: {e}"))
@@ -387,10 +390,15 @@ pub async fn run_cell(
     let mut origin = start(exe, &layout.origin, "origin", &origin_spec, scratch).await?;
     let origin_addr = reach(&layout.origin, origin.ready(READY_TIMEOUT).await?.listen);
 
-    // Nodes: addresses fixed first, since every node must know all of them.
+    // Nodes: addresses fixed first, since every node must know all of them,
+    // the ones a fault schedule adds later included.
     let n = cell.servers as usize;
+    let total = dl7_core::fault::Timeline::node_count(&cell.faults, cell.servers) as usize;
+    let node_hosts: Vec<Host> = (0..total).map(|i| layout.nodes.get(i).cloned().unwrap_or_default()).collect();
+    // Membership changes arrive on the nodes' admin listeners.
+    let admin_needed = cell.faults.iter().any(|f| f.action.changes_membership());
     let mut node_addrs = Vec::new();
-    for h in &layout.nodes {
+    for h in &node_hosts {
         let port = match h.port {
             Some(p) => p,
             None => reserve_port(h.addr).map_err(|e| format!("cannot reserve a port on {}: {e}", h.addr))?,
@@ -399,10 +407,10 @@ pub async fn run_cell(
     }
     // On one host the distributed front end hands sockets over Unix sockets.
     let local_handoff = matches!(placement, Placement::Local) && cell.arch == Arch::Distributed;
-    let handoff: Vec<PathBuf> = (0..n).map(|i| scratch.join(format!("node{i}.sock"))).collect();
-    let mut nodes = Vec::new();
-    for (i, h) in layout.nodes.iter().enumerate() {
-        let spec = ServiceSpec::Node(NodeSpec {
+    let handoff: Vec<PathBuf> = crate::faults::handoff_paths(scratch, total);
+    let mut specs = Vec::new();
+    for (i, h) in node_hosts.iter().enumerate() {
+        specs.push(NodeSpec {
             id: i as u32,
             nodes: node_addrs.clone(),
             listen: h.bind.filter(|&b| b != node_addrs[i].ip()).map(|b| SocketAddr::new(b, node_addrs[i].port())),
@@ -415,15 +423,17 @@ pub async fn run_cell(
             // One instance for the cluster: node 0 keeps it and answers owner lookups.
             directory: cell.policy.kind.shared_by_default().then(|| node_addrs[0]),
             emulate_cpu: cell.emulate_cpu.clone(),
-            admin: None,
+            admin: admin_needed.then(|| SocketAddr::new(h.bind.unwrap_or(h.addr), 0)),
             limits: limits.clone(),
             health: s.health,
+            members: None,
         });
-        nodes.push(start(exe, h, &format!("node{i}"), &spec, scratch).await?);
     }
-    for p in &mut nodes {
-        p.ready(READY_TIMEOUT).await?;
+    let mut set = NodeSet::new(specs, node_hosts, node_addrs.clone(), cell.servers);
+    for i in 0..n {
+        set.start(exe, scratch, i).await?;
     }
+    let nodes = tokio::sync::Mutex::new(set);
 
     let (front, target, front_admin) = match &layout.front {
         FrontEnd::Dl7(fh) => {
@@ -441,6 +451,7 @@ pub async fn run_cell(
                 admin: Some(SocketAddr::new(fh.bind.unwrap_or(fh.addr), 0)),
                 limits: limits.clone(),
                 health: s.health,
+                members: (total > n).then(|| (0..n).collect()),
             });
             let mut front = start(exe, fh, "front", &spec, scratch).await?;
             let ready = front.ready(READY_TIMEOUT).await?;
@@ -457,6 +468,14 @@ pub async fn run_cell(
     }
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
+    let mut moved_frac = None;
+    // The catalog's paths, for the owners a fault schedule moves.
+    let paths: Vec<String> = if cell.faults.is_empty() {
+        Vec::new()
+    } else {
+        let catalog = dl7_traces::workload::resolve(&cell.workload_source).map_err(|e| e.to_string())?;
+        catalog.objects.iter().take(MAX_OWNER_PATHS).map(|o| o.path.clone()).collect()
+    };
     // Client host `j` of `k`: its share of the connections (and of an open loop's rate).
     let k = layout.loads.len();
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64, j: usize| {
@@ -527,14 +546,10 @@ pub async fn run_cell(
             Some(p) => p.cpu_seconds().await.unwrap_or(0.0),
             None => 0.0,
         };
-        let mut cpu_nodes = Vec::new();
-        for p in &nodes {
-            cpu_nodes.push(p.cpu_seconds().await.unwrap_or(0.0));
-        }
-        let mut node_counters = Vec::new();
-        for &a in &node_addrs {
-            node_counters.push(fetch_stats(a, STATS_TIMEOUT).await?);
-        }
+        let set = nodes.lock().await;
+        let cpu_nodes = set.cpu_seconds().await;
+        let node_counters = set.stats().await?;
+        drop(set);
         let front = match front_admin {
             Some(a) => Some(fetch_stats(a, STATS_TIMEOUT).await?),
             None => None,
@@ -555,17 +570,39 @@ pub async fn run_cell(
         let ramp = cell.warmup_s.min(MAX_RAMP_S);
         let limit = Duration::from_secs_f64(ramp + cell.measure_s) + Duration::from_secs(60);
         let t0 = tokio::time::Instant::now();
+        let window_start = t0 + Duration::from_secs_f64(ramp);
         let window_snapshots = async {
-            tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp)).await;
+            tokio::time::sleep_until(window_start).await;
             let before = snapshot().await?;
             tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + cell.measure_s)).await;
             let after = snapshot().await?;
             Ok::<_, String>((before, after))
         };
-        let (load, snaps) = tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots);
+        let schedule = async {
+            if cell.faults.is_empty() {
+                return Ok(None);
+            }
+            tokio::time::sleep_until(window_start).await;
+            // Owners as a node that never fails sees them, before the faults and after.
+            let probe = stable_node(&cell.faults, cell.servers).map(|i| node_addrs[i]);
+            let before = match probe {
+                Some(a) => Some(crate::faults::owners(a, &paths).await?),
+                None => None,
+            };
+            crate::faults::run_schedule(&nodes, &cell.faults, window_start, exe, scratch, front_admin).await?;
+            tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + cell.measure_s)).await;
+            Ok::<_, String>(match (probe, before) {
+                (Some(a), Some(before)) => Some(disruption(&before, &crate::faults::owners(a, &paths).await?)),
+                _ => None,
+            })
+        };
+        let (load, snaps, moved) =
+            tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots, schedule);
         let (before, after) = snaps?;
+        moved_frac = moved?;
         (load?, before, after)
     };
+    let mut set = nodes.into_inner();
     let caches = if replay {
         let mut pages = Vec::new();
         for &a in &node_addrs {
@@ -581,7 +618,9 @@ pub async fn run_cell(
     let peak = |role, index, s: Stats| PeakMemory { role, index, peak_rss_bytes: s.peak_rss_bytes };
     memory.push(peak("origin", 0, fetch_stats(origin_addr, STATS_TIMEOUT).await?));
     for (i, &a) in node_addrs.iter().enumerate() {
-        memory.push(peak("node", i as u32, fetch_stats(a, STATS_TIMEOUT).await?));
+        if set.procs[i].is_some() {
+            memory.push(peak("node", i as u32, fetch_stats(a, STATS_TIMEOUT).await?));
+        }
     }
     if let Some(a) = front_admin {
         memory.push(peak("front", 0, fetch_stats(a, STATS_TIMEOUT).await?));
@@ -591,15 +630,35 @@ pub async fn run_cell(
     // Stop in front-to-back order: clients' entry point first.
     drop(director_stop);
     drop(front);
-    drop(nodes);
+    set.procs.clear();
     drop(origin);
 
     let nic_window = after.at.duration_since(before.at).as_secs_f64();
     let nic = layout.lab.as_ref().map(|p| nic_use(p, &before.nic, &after.nic, nic_window)).unwrap_or_default();
     let mut outcome = measure(cell, &layout, &before, &after, load, nic, caches);
     outcome.memory = memory;
+    outcome.row.moved_frac = moved_frac;
     Ok(outcome)
 }
+
+/// The first of the cell's nodes that no fault kills or removes: the one
+/// whose dispatcher is asked for owners before and after the schedule.
+fn stable_node(faults: &[dl7_core::Fault], servers: u32) -> Option<usize> {
+    (0..servers)
+        .find(|&i| !faults.iter().any(|f| f.node == i && f.action != dl7_core::FaultAction::Join))
+        .map(|i| i as usize)
+}
+
+/// Share of paths whose owner differs between two owner lists.
+fn disruption(before: &[u32], after: &[u32]) -> f64 {
+    if before.is_empty() {
+        return 0.0;
+    }
+    before.iter().zip(after).filter(|(a, b)| a != b).count() as f64 / before.len() as f64
+}
+
+/// Most catalog paths whose owners `moved_frac` compares (the first ones).
+const MAX_OWNER_PATHS: usize = 100_000;
 
 /// Tells whatever watches it to stop when dropped (an early return included).
 struct StopOnDrop(tokio::sync::watch::Sender<bool>);
@@ -668,12 +727,14 @@ fn measure(
         max_server_nic_util: util_of(Role::Node, n),
         // Max over mean, computed as the simulator does (max x N / total) so that
         // equal counts give equal figures, bit for bit.
-        imbalance: if total_owner > 0.0 { max_owner * n as f64 / total_owner } else { 0.0 },
+        imbalance: if total_owner > 0.0 { max_owner * owner.len() as f64 / total_owner } else { 0.0 },
         forwarded_frac: if received > 0.0 { sum(|s| s.forwarded) / received } else { 0.0 },
         cache_bytes,
         requests: load.requests,
         mode: layout.mode.into(),
         errors: load.errors,
+        moved_frac: None,
+        refill_s: None,
     };
     let reqs = load.requests.max(1) as f64;
     CellOutcome {

@@ -108,6 +108,9 @@ pub struct FrontConfig {
     pub admin: Option<TcpListener>,
     /// Active health checks of the nodes (`GET /health` on their TCP addresses).
     pub health: HealthSpec,
+    /// The nodes sent to at start (indices into `nodes`; `None`: all), changed
+    /// at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
+    pub initial_members: Option<Vec<usize>>,
 }
 
 impl FrontConfig {
@@ -126,7 +129,37 @@ impl FrontConfig {
             metrics: Arc::new(Metrics::new()),
             admin: None,
             health: HealthSpec::default(),
+            initial_members: None,
         }
+    }
+}
+
+/// The nodes the front end sends to now: handoff and relay targets, and
+/// the conventional dispatcher's membership, changed together.
+struct Members {
+    nodes: arc_swap::ArcSwap<Vec<usize>>,
+    count: usize,
+    dispatcher: Option<Arc<Dispatcher>>,
+}
+
+impl Members {
+    fn get(&self) -> Vec<usize> {
+        self.nodes.load().to_vec()
+    }
+
+    fn set(&self, ids: &[usize]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Err("nodes: expected at least one node".into());
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i >= self.count) {
+            return Err(format!("nodes: {bad} is not a node index (the front end knows {})", self.count));
+        }
+        if let Some(d) = &self.dispatcher {
+            d.set_members(ids).map_err(|e| e.to_string())?;
+        }
+        self.nodes.store(Arc::new(ids.to_vec()));
+        tracing::info!("front end: members now {ids:?}");
+        Ok(())
     }
 }
 
@@ -147,6 +180,7 @@ struct Handoff {
     /// Client sockets a node took but never acknowledged before its link
     /// died: nothing has read them, so they go to another node.
     orphans: mpsc::UnboundedSender<std::net::TcpStream>,
+    members: Arc<Members>,
 }
 
 /// Handed-over client sockets a node has not acknowledged yet, with their
@@ -207,20 +241,14 @@ pub async fn run(
     tracing::info!("front end: {} on {:?}, {} nodes", config.mode.name(), listener.local_addr(), config.nodes.len());
     let mut stop = shutdown_signal(shutdown);
     let conns = Conns::new(config.limits.max_connections, m.clone());
-    if let Some(admin) = config.admin {
-        let mm = m.clone();
-        let role = config.mode.name();
-        let pages: AdminPages = Arc::new(move |p| crate::admin::counter_page(&mm, role, p));
-        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
-    }
     let next = AtomicUsize::new(0);
     // Every mode checks the nodes it sends to; handoff and relay pick among those up.
     let health = Health::new(config.health, config.nodes.iter().map(|_| true));
     m.watch_peers(health.clone());
     health.spawn_probes(&config.nodes, conns.stop_signal());
-    match config.mode {
-        FrontMode::Conventional => {
-            let d = Dispatcher::new(
+    let dispatcher = match config.mode {
+        FrontMode::Conventional => Some(Arc::new(
+            Dispatcher::new(
                 &config.policy,
                 &config.members,
                 &config.nodes,
@@ -230,8 +258,31 @@ pub async fn run(
                 m.clone(),
             )
             .map_err(|e| invalid(e.to_string()))?
-            .with_health(health.clone());
-            let d = Arc::new(d);
+            .with_health(health.clone()),
+        )),
+        _ => None,
+    };
+    let count = config.nodes.len().max(config.handoff.len());
+    let members = Arc::new(Members {
+        nodes: arc_swap::ArcSwap::from_pointee((0..count).collect()),
+        count,
+        dispatcher: dispatcher.clone(),
+    });
+    if let Some(initial) = &config.initial_members {
+        members.set(initial).map_err(invalid)?;
+    }
+    if let Some(admin) = config.admin {
+        let (mm, members) = (m.clone(), members.clone());
+        let role = config.mode.name();
+        let pages: AdminPages = Arc::new(move |method, p| {
+            crate::admin::members_page(method, p, || members.get(), |ids| members.set(ids))
+                .or_else(|| method.is_read().then(|| crate::admin::counter_page(&mm, role, p)).flatten())
+        });
+        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+    }
+    match config.mode {
+        FrontMode::Conventional => {
+            let d = dispatcher.expect("made above for conventional");
             loop {
                 tokio::select! {
                     a = listener.accept() => if let Ok((s, _)) = a {
@@ -250,9 +301,10 @@ pub async fn run(
             loop {
                 tokio::select! {
                     a = listener.accept() => if let Ok((s, _)) = a {
-                        let i = next.fetch_add(1, Relaxed) % nodes.len();
-                        let (nodes, m, limits, health) = (nodes.clone(), m.clone(), config.limits.clone(), health.clone());
-                        conns.admit(s, move |s, _| relay(nodes, health, i, m, limits, s));
+                        let i = next.fetch_add(1, Relaxed);
+                        let targets: Vec<(usize, SocketAddr)> = members.get().into_iter().map(|n| (n, nodes[n])).collect();
+                        let (m, limits, health) = (m.clone(), config.limits.clone(), health.clone());
+                        conns.admit(s, move |s, _| relay(targets, health, i, m, limits, s));
                     },
                     _ = wait_true(&mut stop) => break,
                 }
@@ -270,6 +322,7 @@ pub async fn run(
                 stall: config.handoff_stall,
                 health: health.clone(),
                 orphans,
+                members: members.clone(),
             };
             loop {
                 let client = tokio::select! {
@@ -311,10 +364,11 @@ pub async fn run(
 /// is up and not stalled; if every node is out or stalled, to the first
 /// reachable one anyway. Gives the socket back if no node took it.
 async fn hand_over(h: &Handoff, first: usize, mut client: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
-    let n = h.paths.len();
+    let members = h.members.nodes.load_full();
+    let n = members.len();
     for choosy in [true, false] {
         for k in 0..n {
-            let i = (first + k) % n;
+            let i = members[(first + k) % n];
             if choosy && !h.health.is_up(i) {
                 continue;
             }
@@ -390,7 +444,7 @@ async fn proxy(
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);
-        if head.method == Method::Other {
+        if !head.method.is_read() {
             Metrics::add(&m.client_errors, 1);
             let _ = conn.write_error(405).await;
             break;
@@ -461,7 +515,7 @@ pub(crate) async fn relay_remote(
 }
 
 async fn relay(
-    nodes: Arc<Vec<SocketAddr>>,
+    nodes: Vec<(usize, SocketAddr)>,
     health: Arc<Health>,
     first: usize,
     m: Arc<Metrics>,
@@ -471,10 +525,10 @@ async fn relay(
     let _ = client.set_nodelay(true);
     let mut upstream = None;
     // Nodes that are up first, then (if none answered) the others.
-    let order = (0..nodes.len()).map(|k| (first + k) % nodes.len());
-    let (up, out): (Vec<usize>, Vec<usize>) = order.partition(|&i| health.is_up(i));
-    for i in up.into_iter().chain(out) {
-        if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(nodes[i])).await {
+    let order = (0..nodes.len()).map(|k| nodes[(first + k) % nodes.len()]);
+    let (up, out): (Vec<_>, Vec<_>) = order.partition(|&(i, _)| health.is_up(i));
+    for (_, addr) in up.into_iter().chain(out) {
+        if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(addr)).await {
             upstream = Some(s);
             break;
         }

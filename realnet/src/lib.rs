@@ -24,6 +24,7 @@ pub mod cache;
 pub mod content;
 pub mod dispatch;
 pub mod engine;
+pub mod faults;
 pub mod fill;
 pub mod front;
 pub mod health;

@@ -234,6 +234,49 @@ impl Stats {
     /// The layout [`Metrics::stats`] writes and readers expect.
     pub const VERSION: u32 = 2;
 
+    /// Adds the counters of a later incarnation of the same service (a node
+    /// restarted after a kill): totals keep growing across restarts; gauges
+    /// and peer states are the later one's.
+    pub fn accumulate(&mut self, later: &Stats) {
+        macro_rules! add {
+            ($($field:ident),*) => { $( self.$field += later.$field; )* };
+        }
+        add!(
+            requests,
+            hop_requests,
+            owner_requests,
+            hits,
+            misses,
+            owner_bytes,
+            hit_bytes,
+            forwarded,
+            fallbacks,
+            origin_fetches,
+            bad_gateway,
+            client_errors,
+            bytes_in,
+            bytes_out,
+            payload_out,
+            connections,
+            rejected,
+            handoffs,
+            relay_upstream_bytes,
+            relay_client_bytes,
+            upstream_aborted,
+            emulated_cpu_ns,
+            latency_count,
+            latency_sum_us
+        );
+        for (b, a) in self.latency_buckets.iter_mut().zip(later.latency_buckets) {
+            *b += a;
+        }
+        self.inflight = later.inflight;
+        self.cache_objects = later.cache_objects;
+        self.cache_bytes = later.cache_bytes;
+        self.peers = later.peers.clone();
+        self.peak_rss_bytes = self.peak_rss_bytes.max(later.peak_rss_bytes);
+    }
+
     /// Modelled busy time of the emulated CPU, seconds.
     pub fn emulated_cpu_seconds(&self) -> f64 {
         self.emulated_cpu_ns as f64 / 1e9
@@ -400,6 +443,16 @@ mod tests {
                 || (l.starts_with("dl7_") && l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok()));
             assert!(ok, "not Prometheus text: {l:?}");
         }
+    }
+
+    #[test]
+    fn a_later_incarnations_counters_add_up_and_its_gauges_replace() {
+        let mut a = sample().stats();
+        let mut b = sample().stats();
+        b.cache_bytes = 7;
+        a.accumulate(&b);
+        assert_eq!((a.requests, a.hits, a.latency_count, a.latency_buckets[5]), (18, 14, 4, 2));
+        assert_eq!(a.cache_bytes, 7);
     }
 
     #[test]

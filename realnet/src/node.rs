@@ -97,6 +97,9 @@ pub struct NodeConfig {
     pub cpu: Option<Costs>,
     /// Active health checks of the other nodes.
     pub health: HealthSpec,
+    /// The nodes routed over at start (indices into `peers`; `None`: all),
+    /// changed at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
+    pub initial_members: Option<Vec<usize>>,
 }
 
 /// The emulated CPU: one FIFO server on a virtual timeline.
@@ -177,6 +180,7 @@ impl NodeConfig {
             admin: None,
             cpu: None,
             health: HealthSpec::default(),
+            initial_members: None,
         }
     }
 }
@@ -232,6 +236,9 @@ pub async fn run(
     let health = Health::new(config.health, (0..config.peers.len()).map(|i| i != config.id.index()));
     config.metrics.watch_peers(health.clone());
     let dispatcher = dispatcher.with_health(health.clone());
+    if let Some(initial) = &config.initial_members {
+        dispatcher.set_members(initial).map_err(invalid)?;
+    }
     // The directory itself keeps the shared instance: it picks locally.
     let dispatcher = match config.directory {
         Some(d) if d != config.peers[config.id.index()] => dispatcher.with_directory(d),
@@ -263,7 +270,7 @@ pub async fn run(
     health.spawn_probes(&config.peers, conns.stop_signal());
     if let Some(admin) = config.admin {
         let n = node.clone();
-        let pages: AdminPages = Arc::new(move |p| n.admin_page(p));
+        let pages: AdminPages = Arc::new(move |method, p| n.admin_page(method, p));
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     if let Some(handoff) = config.handoff {
@@ -368,7 +375,20 @@ pub async fn receive_socket(unix: &UnixStream) -> Option<TcpStream> {
 }
 
 impl Node {
-    fn admin_page(&self, path: &str) -> Option<Page> {
+    /// An admin page; `PUT` reaches here only from the admin listener (the
+    /// main port answers it 405), so only there can the membership change.
+    fn admin_page(&self, method: Method, path: &str) -> Option<Page> {
+        let set = |ids: &[usize]| {
+            self.dispatcher.set_members(ids).map_err(|e| e.to_string())?;
+            tracing::info!("node {}: members now {ids:?}", self.id);
+            Ok(())
+        };
+        if let Some(page) = crate::admin::members_page(method, path, || self.dispatcher.members(), set) {
+            return Some(page);
+        }
+        if !method.is_read() {
+            return None;
+        }
         match path {
             "/cache" => {
                 let cache = self.cache.lock().expect("cache lock");
@@ -489,7 +509,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         let _inflight = InFlight::enter(&m);
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
-        if head.method == Method::Other {
+        if !head.method.is_read() {
             Metrics::add(&m.client_errors, 1);
             let _ = conn.write_error(405).await;
             break;
@@ -514,9 +534,9 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             }
             continue;
         }
-        if let Some(page) = node.admin_page(&path) {
+        if let Some(page) = node.admin_page(head.method, &path) {
             let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
-            if conn.write_response(200, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
+            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
                 break;
             }
             continue;

@@ -78,7 +78,9 @@ pub async fn run(
     let conns = Conns::new(config.limits.max_connections, config.metrics.clone());
     if let Some(admin) = config.admin {
         let m = config.metrics.clone();
-        let pages: crate::service::AdminPages = Arc::new(move |p| counter_page(&m, "origin", p));
+        let pages: crate::service::AdminPages = Arc::new(move |method: crate::http::Method, p: &str| {
+            method.is_read().then(|| counter_page(&m, "origin", p)).flatten()
+        });
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     loop {
@@ -113,7 +115,7 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
         }
         let keep = head.keep_alive && !*stop.borrow();
         let result = match (head.method, origin.by_path.get(path.as_str())) {
-            (Method::Other, _) => {
+            (method, _) if !method.is_read() => {
                 Metrics::add(&m.client_errors, 1);
                 conn.write_error(405).await.map(|_| false)
             }

@@ -105,6 +105,9 @@ pub struct NodeSpec {
     pub limits: LimitsSpec,
     /// Active health checks of the other nodes.
     pub health: HealthSpec,
+    /// The nodes routed over at start (indices into `nodes`; `None`: all);
+    /// `PUT /_dl7/members?nodes=..` on the admin listener changes them.
+    pub members: Option<Vec<usize>>,
 }
 
 /// The front-end balancer.
@@ -129,6 +132,9 @@ pub struct FrontSpec {
     pub limits: LimitsSpec,
     /// Active health checks of the nodes.
     pub health: HealthSpec,
+    /// The nodes sent to at start (indices into `nodes`; `None`: all);
+    /// `PUT /_dl7/members?nodes=..` on the admin listener changes them.
+    pub members: Option<Vec<usize>>,
 }
 
 /// One load run.
@@ -286,6 +292,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             }
             let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
             n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
+            check_members(&n.members, count)?;
             n.health.validate()
         }
         ServiceSpec::Front(f) => {
@@ -299,6 +306,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                     f.handoff.len()
                 ));
             }
+            check_members(&f.members, f.nodes.len().max(f.handoff.len()))?;
             f.health.validate()
         }
         ServiceSpec::Load(l) => {
@@ -310,6 +318,23 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `members`, if given, must name distinct nodes among `count`, at least one.
+fn check_members(members: &Option<Vec<usize>>, count: usize) -> Result<(), String> {
+    let Some(m) = members else { return Ok(()) };
+    if m.is_empty() {
+        return Err("members: expected at least one node index".into());
+    }
+    for (k, &i) in m.iter().enumerate() {
+        if i >= count {
+            return Err(format!("members: {i} is not a node index (expected below {count})"));
+        }
+        if m[..k].contains(&i) {
+            return Err(format!("members: {i} is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `spec` to the end: a service until SIGINT/SIGTERM (then drains), a
@@ -367,6 +392,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.admin = admin;
                 cfg.cpu = n.emulate_cpu.as_ref().map(dl7_core::costs::Costs::new);
                 cfg.health = n.health;
+                cfg.initial_members = n.members.clone();
                 if let Some(path) = &n.handoff {
                     let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
                     cfg.handoff = Some(
@@ -397,6 +423,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.limits = f.limits.limits();
                 cfg.admin = admin;
                 cfg.health = f.health;
+                cfg.initial_members = f.members.clone();
                 crate::front::run(listener, cfg, os_signal()).await.map_err(|e| format!("front: {e}"))
             })
         }
@@ -439,6 +466,7 @@ mod tests {
             admin: None,
             limits: LimitsSpec::default(),
             health: HealthSpec::default(),
+            members: None,
         })
     }
 
@@ -467,6 +495,11 @@ mod tests {
     fn bad_values_are_named() {
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.id = 3;
-        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("id 3"));
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().starts_with("id 3"));
+        n.id = 0;
+        n.members = Some(vec![0, 1]);
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().contains("members: 1 is not a node index"));
+        n.members = Some(vec![]);
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().contains("at least one"));
     }
 }

@@ -327,6 +327,8 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         requests: s.completed,
         mode: "sim".to_string(),
         errors: s.dropped,
+        moved_frac: None,
+        refill_s: None,
     };
     let cached = c.caches.iter().map(|cache| cache.objects()).collect();
     Ok((row, RunStats { events, requests: s.completed_all, origin_fetches: s.fetches, cached }))

@@ -314,6 +314,7 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
         admin: a.service.admin,
         limits: a.service.limits(),
         health: a.health.spec(),
+        members: None,
     }))
 }
 
@@ -331,6 +332,7 @@ fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
         admin: a.service.admin,
         limits: a.service.limits(),
         health: a.health.spec(),
+        members: None,
     }))
 }
 

@@ -33,6 +33,10 @@ pub struct SummaryRow {
     pub requests: f64,
     pub mode: String,
     pub errors: f64,
+    /// Mean over the runs that have one.
+    pub moved_frac: Option<f64>,
+    /// Mean over the runs that have one (a run whose hit ratio never came back has none).
+    pub refill_s: Option<f64>,
     pub req_per_s_ci95: Option<f64>,
     pub mbit_per_s_ci95: Option<f64>,
     /// Number of runs (seeds) averaged; not written to the CSV.
@@ -81,10 +85,17 @@ fn summarize_group(group: &[&ResultRow]) -> SummaryRow {
         requests: mean(|r| r.requests as f64),
         mode: first.mode.clone(),
         errors: mean(|r| r.errors as f64),
+        moved_frac: mean_of_some(group.iter().map(|r| r.moved_frac)),
+        refill_s: mean_of_some(group.iter().map(|r| r.refill_s)),
         req_per_s_ci95: ci95_half_width(&req),
         mbit_per_s_ci95: ci95_half_width(&mbit),
         runs: group.len(),
     }
+}
+
+fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| mean(present.into_iter()))
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -168,6 +179,8 @@ pub(crate) mod tests {
             requests: 10 * seed,
             mode: "sim".into(),
             errors: 0,
+            moved_frac: None,
+            refill_s: None,
         }
     }
 
@@ -203,6 +216,8 @@ pub(crate) mod tests {
             requests: 1.0,
             mode: mode.into(),
             errors: 0.0,
+            moved_frac: None,
+            refill_s: None,
             req_per_s_ci95: None,
             mbit_per_s_ci95: None,
             runs: 1,

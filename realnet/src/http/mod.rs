@@ -76,8 +76,17 @@ pub enum Method {
     Get,
     /// `HEAD`: the head of the GET response, no body.
     Head,
+    /// `PUT`: only admin listeners take it (membership changes); elsewhere 405.
+    Put,
     /// Anything else (answered 405).
     Other,
+}
+
+impl Method {
+    /// `GET` or `HEAD`: what every service answers.
+    pub fn is_read(self) -> bool {
+        matches!(self, Method::Get | Method::Head)
+    }
 }
 
 /// A parsed request head; the target path is written to the caller's buffer.
@@ -112,6 +121,7 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
+        Some("PUT") => Method::Put,
         _ => Method::Other,
     };
     let target = req.path.ok_or(HeadError::Status(400))?;
