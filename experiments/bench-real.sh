@@ -1,25 +1,58 @@
 #!/usr/bin/env bash
-# Peer comparison on loopback: dl7's conventional front end vs HAProxy as the
-# conventional L7 balancer (`balance uri` + `hash-type consistent`), both in
-# front of the same N dl7 node processes, driven by the same `dl7 load`.
+# Peer benchmark on loopback: dl7's conventional front end against HAProxy
+# and nginx as the conventional L7 balancer, each in front of the same dl7
+# nodes, driven by the same `dl7 load`, each pinned to the same core.
 #
-#   cargo build --release && experiments/bench-real.sh
-#   N=2 DURATION=5 CONNECTIONS=126 experiments/bench-real.sh
-#   for n in 1 2 4; do N=$n DURATION=5 experiments/bench-real.sh; done   # reports/bench-real/peers.csv
+#   cargo build --release && experiments/bench-real.sh          # reports/bench-real/peers.csv
+#   BACKENDS="1 4" ROUNDS=3 DURATION=3 experiments/bench-real.sh
+#   BASELINE=/path/to/older/dl7 experiments/bench-real.sh     # adds that build's front end as a peer
+#   BASELINE=... BASELINE_ARGS="--worker-threads 2" ...       # with these flags (builds that have them)
+# A front end without --worker-threads runs tokio's default, one worker per
+# CPU it may use: one, pinned.
 #
-# Installs the Debian package `haproxy` if it is missing (apt-get; needs root).
-# HAProxy adds the `x-dl7-hop` header, so each node serves what HAProxy's own
-# consistent hash sends it, exactly as behind dl7's conventional front end.
-# Prints requests/s, payload Mbit/s, p99 and front-end CPU microseconds per
-# request (from /proc/<pid>/stat) for each balancer, and appends the same
-# rows to $OUT/peers.csv (default reports/bench-real). Never used by tests.
+# The peers:
+# * dl7:     `dl7 front --mode conventional --policy mit_ch --worker-threads $THREADS`
+# * dl7-current: the same with `--worker-threads 1`: tokio's current-thread runtime
+# * haproxy: HAProxy (Debian's 2.6), `balance uri`, `hash-type consistent`,
+#            `nbthread $THREADS`, `tune.bufsize $BUFSIZE`, otherwise defaults
+# * nginx:   nginx (Debian's nginx-light), one process, `hash $request_uri
+#            consistent`, upstream keep-alive, `proxy_buffering off` with a
+#            $BUFSIZE-byte buffer (a streaming relay like dl7's, no temp files)
+# BUFSIZE defaults to 65536, dl7's relay buffer (RELAY_CHUNK), so that every
+# peer moves a response through the same buffer size.
+# Every balancer sets the hop header (`x-dl7-hop`), so each node serves what
+# the balancer's own hash sends it. The balancer runs alone on CPU $BAL_CPU
+# (default 0); the origin, the nodes and the load generator share $REST_CPUS
+# (default 1).
+#
+# The machine is shared and noisy, so the peers are interleaved: for each
+# backend count, ROUNDS rounds of (dl7, dl7-current, haproxy, nginx), each a WARMUP-second
+# warm-up then a DURATION-second closed-loop run on 63 connections per
+# backend; the median of the rounds is reported. CPU microseconds per request
+# are the balancer's user + system time (/proc/PID/stat, every thread) over
+# the measured run divided by the requests completed: less sensitive to the
+# other load than req/s.
+#
+# Writes $OUT/peers-rounds.csv (every run) and $OUT/peers.csv (medians:
+# balancer, backends, req_per_s, mbit_per_s, p50_ms, p99_ms, p999_ms,
+# cpu_us_per_request, errors, rounds), and prints the medians and dl7's
+# ratios to each peer. Installs haproxy and nginx-light if missing (apt-get;
+# needs root). Never used by tests.
 set -euo pipefail
 
-N=${N:-4}
-DURATION=${DURATION:-3}
+BACKENDS=${BACKENDS:-1 2 4}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-CONNECTIONS=${CONNECTIONS:-$((63 * N))}
+THREADS=${THREADS:-2}
+BAL_CPU=${BAL_CPU:-0}
+REST_CPUS=${REST_CPUS:-1}
+PER_BACKEND=${PER_BACKEND:-63}
 WORKLOAD=${WORKLOAD:-surge100}
+PEERS=${PEERS:-dl7 dl7-current haproxy nginx}
+BUFSIZE=${BUFSIZE:-65536}
+BASELINE=${BASELINE:-}
+BASELINE_ARGS=${BASELINE_ARGS:-}
 DL7=${DL7:-target/release/dl7}
 OUT=${OUT:-reports/bench-real}
 WORK=$(mktemp -d /tmp/dl7-bench-XXXXXX)
@@ -28,107 +61,177 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$WORK"
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-if ! command -v haproxy >/dev/null; then
-    echo "installing haproxy (Debian package)" >&2
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get install -y haproxy >&2
-fi
+. "$(dirname "$0")/real-lib.sh"
+need haproxy haproxy
+need nginx nginx-light
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "error: BASELINE=$BASELINE is not an executable" >&2; exit 2; }
+[ -z "$BASELINE" ] || PEERS="$PEERS baseline"
+mkdir -p "$OUT"
+ROUNDS_CSV=$OUT/peers-rounds.csv
+echo "round,balancer,backends,req_per_s,mbit_per_s,p50_ms,p99_ms,p999_ms,cpu_us_per_request,errors" >"$ROUNDS_CSV"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start NAME ARGS...: runs a dl7 service, waits for its ready line, sets ADDR
-# to its listen address and LAST_PID to its pid. Not in a subshell, so the
-# pid lands in PIDS and the cleanup trap stops it.
-start() {
-    local name=$1; shift
-    "$DL7" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    for _ in $(seq 1 500); do
-        if grep -q '^dl7-ready' "$WORK/$name.out" 2>/dev/null; then
-            ADDR=$(sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.02
-    done
-    echo "error: $name did not start: $(cat "$WORK/$name.err")" >&2
-    exit 1
+label() {
+    case $1 in
+    dl7) echo "dl7 conventional (mit_ch)" ;;
+    dl7-current) echo "dl7 conventional, current-thread" ;;
+    haproxy) echo "haproxy uri consistent" ;;
+    nginx) echo "nginx hash uri consistent" ;;
+    baseline) echo "dl7 conventional (mit_ch) baseline" ;;
+    esac
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-# measure LABEL TARGET PID: warm-up, then a measured load run; prints one table row.
-measure() {
-    local label=$1 target=$2 pid=$3
-    "$DL7" load --target "$target" --workload "$WORKLOAD" --seed 99 --connections "$CONNECTIONS" \
-        --duration-s "$WARMUP" >/dev/null 2>&1
-    local t0; t0=$(cpu_ticks "$pid")
-    local line
-    line=$("$DL7" load --target "$target" --workload "$WORKLOAD" --seed 1 --connections "$CONNECTIONS" \
-        --duration-s "$DURATION" 2>/dev/null | sed -n 's/^dl7-result //p')
-    local t1; t1=$(cpu_ticks "$pid")
-    python3 - "$label" "$line" "$((t1 - t0))" "$(getconf CLK_TCK)" "$N" "$OUT/peers.csv" <<'EOF'
-import csv, json, os, sys
-label, line, ticks, hz, n, path = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-us = ticks / hz / max(line["requests"], 1) * 1e6
-print(f'{label:<26} {line["req_per_s"]:>10.1f} {line["mbit_per_s"]:>9.2f} {line["p99_ms"]:>9.3f} {us:>11.1f} {line["errors"]:>7}')
-new = not os.path.exists(path)
-with open(path, "a", newline="") as f:
-    w = csv.writer(f)
-    if new:
-        w.writerow(["balancer", "nodes", "req_per_s", "mbit_per_s", "p50_ms", "p99_ms", "fe_cpu_us_per_request", "errors"])
-    w.writerow([label, n, f'{line["req_per_s"]:.1f}', f'{line["mbit_per_s"]:.2f}', f'{line["p50_ms"]:.3f}',
-                f'{line["p99_ms"]:.3f}', f"{us:.1f}", line["errors"]])
+nginx_config() { # nginx_config PORT
+    local a
+    cat <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $WORK/nginx-error.log warn;
+pid $WORK/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-body;
+    proxy_temp_path $WORK/nginx-proxy;
+    keepalive_requests 1000000;
+    upstream nodes {
+        hash \$request_uri consistent;
+$(for a in "${NODES[@]}"; do echo "        server $a;"; done)
+        keepalive 512;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://nodes;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header x-dl7-hop 1;
+            proxy_buffering off;
+            proxy_buffer_size $BUFSIZE;
+            proxy_buffers 4 $BUFSIZE;
+        }
+    }
+}
 EOF
 }
 
-start origin origin --workload "$WORKLOAD"
-ORIGIN=$ADDR
-NODES=()
-for i in $(seq 0 $((N - 1))); do NODES+=("127.0.0.1:$(free_port)"); done
-NODE_LIST=$(IFS=,; echo "${NODES[*]}")
-for i in $(seq 0 $((N - 1))); do
-    start "node$i" node --id "$i" --nodes "$NODE_LIST" --origin "$ORIGIN" --policy md5
+# start_peer PEER: starts the balancer pinned to BAL_CPU; sets TARGET and PEER_PID.
+start_peer() {
+    local port
+    case $1 in
+    dl7 | dl7-current | baseline)
+        local exe=$DL7 extra=(--worker-threads "$THREADS")
+        if [ "$1" = dl7-current ]; then extra=(--worker-threads 1); fi
+        # shellcheck disable=SC2206 # BASELINE_ARGS is a list of flags
+        if [ "$1" = baseline ]; then exe=$BASELINE extra=($BASELINE_ARGS); fi
+        DL7=$exe start "front-$1" "$BAL_CPU" front --mode conventional --nodes "$NODE_LIST" --policy mit_ch "${extra[@]}"
+        TARGET=$ADDR
+        PEER_PID=$LAST_PID
+        ;;
+    haproxy)
+        port=$(free_port)
+        haproxy_config "$port" "$THREADS" "$BUFSIZE" >"$WORK/haproxy.cfg"
+        pinned "$BAL_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
+        PEER_PID=$!
+        PIDS+=("$PEER_PID")
+        wait_port "$port"
+        TARGET=127.0.0.1:$port
+        ;;
+    nginx)
+        [ "$THREADS" -eq 1 ] || echo "note: nginx runs one process whatever THREADS says" >&2
+        port=$(free_port)
+        nginx_config "$port" >"$WORK/nginx.conf"
+        pinned "$BAL_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.out" 2>&1 &
+        PEER_PID=$!
+        PIDS+=("$PEER_PID")
+        wait_port "$port"
+        TARGET=127.0.0.1:$port
+        ;;
+    esac
+}
+
+stop_peer() {
+    kill "$PEER_PID" 2>/dev/null || true
+    wait "$PEER_PID" 2>/dev/null || true
+}
+
+load() { # load SECONDS SEED: one closed-loop run into TARGET; prints its result JSON
+    pinned "$REST_CPUS" "$DL7" load --target "$TARGET" --workload "$WORKLOAD" --seed "$2" \
+        --connections "$CONNECTIONS" --duration-s "$1" --worker-threads 1 2>/dev/null | sed -n 's/^dl7-result //p'
+}
+
+# measure ROUND PEER: a warm-up and a measured run through a fresh balancer.
+measure() {
+    start_peer "$2"
+    load "$WARMUP" 99 >/dev/null
+    local t0 t1 line
+    t0=$(cpu_ticks "$PEER_PID")
+    line=$(load "$DURATION" "$1")
+    t1=$(cpu_ticks "$PEER_PID")
+    stop_peer
+    python3 - "$1" "$(label "$2")" "$N" "$line" "$((t1 - t0))" "$(getconf CLK_TCK)" "$ROUNDS_CSV" <<'EOF'
+import csv, json, sys
+rnd, label, n, line, ticks, hz, path = sys.argv[1:8]
+r = json.loads(line)
+us = int(ticks) / int(hz) / max(r["requests"], 1) * 1e6
+row = [rnd, label, n, f'{r["req_per_s"]:.1f}', f'{r["mbit_per_s"]:.2f}', f'{r["p50_ms"]:.3f}', f'{r["p99_ms"]:.3f}',
+       f'{r["p999_ms"]:.3f}', f"{us:.1f}", r["errors"]]
+print(f"  round {rnd}  {label:<32} {r['req_per_s']:>9.1f} req/s  p99 {r['p99_ms']:>7.3f} ms  {us:>6.1f} us/req  errors {r['errors']}")
+with open(path, "a", newline="") as f:
+    csv.writer(f).writerow(row)
+EOF
+}
+
+echo "$("$DL7" --version); balancer on CPU $BAL_CPU ($THREADS thread(s)), the rest on CPU $REST_CPUS, niceness $NICE"
+echo "backends: $BACKENDS; $ROUNDS rounds of: $PEERS; ${WARMUP}s warm-up + ${DURATION}s each; peers' buffers $BUFSIZE bytes"
+for N in $BACKENDS; do
+    CONNECTIONS=$((PER_BACKEND * N))
+    PIDS=()
+    start_cluster "$N" "$REST_CPUS" md5
+    # The nodes' caches filled once, straight, so every peer sees only hits.
+    for a in "${NODES[@]}"; do TARGET=$a load 1 98 >/dev/null; done
+    echo "$N backend(s), $CONNECTIONS connections"
+    for r in $(seq 1 "$ROUNDS"); do
+        for p in $PEERS; do measure "$r" "$p"; done
+    done
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
 done
+PIDS=()
 
-start front front --mode conventional --nodes "$NODE_LIST" --policy mit_ch
-FRONT=$ADDR
-FRONT_PID=$LAST_PID
-
-HAPORT=$(free_port)
-{
-    echo "global"
-    echo "    maxconn 4000"
-    echo "defaults"
-    echo "    mode http"
-    echo "    option http-keep-alive"
-    echo "    timeout connect 2s"
-    echo "    timeout client 30s"
-    echo "    timeout server 30s"
-    echo "frontend fe"
-    echo "    bind 127.0.0.1:$HAPORT"
-    echo "    default_backend nodes"
-    echo "backend nodes"
-    echo "    balance uri"
-    echo "    hash-type consistent"
-    echo "    http-request set-header x-dl7-hop 1"
-    for i in "${!NODES[@]}"; do echo "    server n$i ${NODES[$i]}"; done
-} >"$WORK/haproxy.cfg"
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
-HA_PID=$!
-PIDS+=("$HA_PID")
-for _ in $(seq 1 500); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$HAPORT") 2>/dev/null && break
-    sleep 0.02
-done
-
-mkdir -p "$OUT"
-echo "$N nodes, $CONNECTIONS connections, $WORKLOAD, ${DURATION}s (after ${WARMUP}s warm-up)"
-printf '%-26s %10s %9s %9s %11s %7s\n' "balancer" "req/s" "Mbit/s" "p99 ms" "fe us/req" "errors"
-measure "dl7 conventional (mit_ch)" "$FRONT" "$FRONT_PID"
-measure "haproxy uri consistent" "127.0.0.1:$HAPORT" "$HA_PID"
+python3 - "$ROUNDS_CSV" "$OUT/peers.csv" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+cols = ["req_per_s", "mbit_per_s", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request", "errors"]
+groups = {}
+for r in rows:
+    groups.setdefault((r["balancer"], int(r["backends"])), []).append(r)
+with open(sys.argv[2], "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["balancer", "backends"] + cols + ["rounds"])
+    med = {}
+    for (b, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        m = {c: statistics.median(float(r[c]) for r in rs) for c in cols}
+        m["errors"] = sum(int(r["errors"]) for r in rs)
+        med[(b, n)] = m
+        w.writerow([b, n] + [f"{m[c]:.1f}" if c in ("req_per_s", "cpu_us_per_request") else
+                              (str(m[c]) if c == "errors" else f"{m[c]:.3f}") for c in cols] + [len(rs)])
+print(f"\nmedians ({sys.argv[2]}):")
+print(f"{'balancer':<34} {'nodes':>5} {'req/s':>9} {'Mbit/s':>8} {'p50':>7} {'p99':>7} {'p99.9':>7} {'us/req':>7} {'errors':>6}")
+for (b, n), m in sorted(med.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    print(f"{b:<34} {n:>5} {m['req_per_s']:>9.1f} {m['mbit_per_s']:>8.1f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} "
+          f"{m['p999_ms']:>7.3f} {m['cpu_us_per_request']:>7.1f} {m['errors']:>6}")
+dl7 = "dl7 conventional (mit_ch)"
+for (b, n), m in sorted(med.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    if b == dl7 or (dl7, n) not in med:
+        continue
+    d = med[(dl7, n)]
+    print(f"dl7 / {b} at {n}: req/s {d['req_per_s'] / m['req_per_s']:.2f}x, "
+          f"CPU per request {d['cpu_us_per_request'] / m['cpu_us_per_request']:.2f}x, p99 {d['p99_ms'] / m['p99_ms']:.2f}x")
+EOF

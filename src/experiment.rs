@@ -8,6 +8,17 @@
 //! line naming the file, the line and column, the key and what was expected;
 //! a key of the old sweep or cluster formats names its new place.
 //!
+//! A replay without `speed` is closed loop: each connection takes the
+//! trace's next request when its last one is answered. With `speed` it is
+//! open loop: request `i`, logged in second `T`, is sent `(T - T0 + k/m) /
+//! speed` seconds after the start (`T0` the first logged second, `k` its
+//! rank among the `m` requests of second `T`; `dl7_traces::Schedule`), on
+//! the longest-free connection of the pool, on a new one when none is free,
+//! or not at all when `max_outstanding` are out: it then counts in
+//! `results.csv`'s `dropped` (every measured request is in `replayed`: it
+//! completed, failed or was dropped). Every sweep also writes
+//! `timeseries.csv` (`dl7_core::timeseries`), one row per run and interval.
+//!
 //! This module does not run anything; [`crate::sweep`] hands the runs to an
 //! engine.
 //!
@@ -16,7 +27,7 @@
 //! engine = "sim"              # sim | local | lab | ssh (--engine overrides)
 //! seed = 2008                 # experiment seed; every run derives its own
 //! seeds = 3                   # runs per cell (default 1)
-//! hardware = "kwon2008"       # built-in profile (kwon2008, lab10mbit) or a path
+//! hardware = "kwon2008"       # built-in profile (kwon2008, lab10mbit, modern) or a path
 //!
 //! [sweep]
 //! servers = [1, 2, 4, 8, 16]
@@ -31,8 +42,10 @@
 //! mode = "closed"             # closed | onoff (per_server), poisson (rate), replay (connections)
 //! per_server = 63
 //! # rate = 500.0              # poisson: requests/s in total
-//! # connections = 1           # replay: persistent connections
-//! # warmup_requests = 0       # replay: requests not measured
+//! # connections = 1           # replay: persistent connections (with speed: the pool opened first)
+//! # warmup_requests = 0       # replay: requests not measured (the first sent)
+//! # speed = 100.0             # replay: open loop at the logged times, 100x faster (needs a timed trace)
+//! # max_outstanding = 4096    # replay with speed: more requests out at once are dropped (counted)
 //!
 //! [run]
 //! warmup_s = 10.0             # seconds excluded from measurement (not read by replay)
@@ -41,6 +54,7 @@
 //! max_object_mb = 8.0         # largest object cached (Squid's maximum_object_size);
 //!                             #   larger ones stream through uncached; default cache_mb / 8
 //! shared_state = false        # sim: one cluster-wide policy instance
+//! interval_s = 1.0            # timeseries.csv: seconds per interval (>= 0.001)
 //!
 //! [real]                      # local, lab and ssh engines only; defaults shown
 //! fallbacks = 2               # candidates tried after a failed owner
@@ -48,6 +62,7 @@
 //! head_timeout_ms = 5000
 //! request_timeout_ms = 5000   # the load generator's per-request deadline
 //! max_connections = 4096      # per service
+//! worker_threads = 2          # threads per service process (default one per core; 1: tokio's current-thread runtime)
 //! origin_delay_ms = 0
 //! emulate_cpu = false         # nodes charge the `hardware` profile's costs to a virtual CPU
 //! health_interval_ms = 2000   # active health checks, as HAProxy's `check inter 2s rise 2 fall 3`:
@@ -72,7 +87,7 @@ use std::sync::Arc;
 use dl7_core::fault::Timeline;
 use dl7_core::seed::{cell_key, derive_seed};
 use dl7_core::{
-    Arch, ClientMode, ConfigError, Fault, FaultAction, Hardware, Membership, PolicyKind, PolicySpec, Source,
+    Arch, ClientMode, ConfigError, Fault, FaultAction, Hardware, Membership, Pace, PolicyKind, PolicySpec, Source,
 };
 use dl7_traces::{Catalog, ObjectId, Trace};
 use serde::Deserialize;
@@ -83,6 +98,10 @@ use toml::Spanned;
 const MAX_SERVERS: u32 = 1024;
 /// Default WebStone connections per cache server, as in the paper.
 const DEFAULT_PER_SERVER: u32 = 63;
+/// Default length of the intervals of `timeseries.csv`, seconds.
+const DEFAULT_INTERVAL_S: f64 = 1.0;
+/// Shortest interval: a bound on the intervals a run writes (and holds).
+const MIN_INTERVAL_S: f64 = 0.001;
 /// Bytes in the `cache_mb` unit.
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -154,6 +173,8 @@ struct RawClients {
     rate: Option<Spanned<f64>>,
     connections: Option<Spanned<u32>>,
     warmup_requests: Option<Spanned<u64>>,
+    speed: Option<Spanned<f64>>,
+    max_outstanding: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +187,7 @@ struct RawRun {
     cache_mb: Option<Spanned<f64>>,
     max_object_mb: Option<Spanned<f64>>,
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
+    interval_s: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +198,7 @@ struct RawReal {
     head_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     max_connections: Option<Spanned<usize>>,
+    worker_threads: Option<Spanned<usize>>,
     origin_delay_ms: Option<u64>,
     #[serde(default)]
     emulate_cpu: bool,
@@ -310,6 +333,8 @@ pub struct Plan {
     pub shared_state: bool,
     /// Cache capacity per server, bytes (`None`: the hardware profile's).
     pub cache_bytes_per_server: Option<u64>,
+    /// Length of the intervals of `timeseries.csv`, seconds.
+    pub interval_s: f64,
     /// Largest object cached, bytes (`None`: an eighth of the cache).
     pub max_object_bytes: Option<u64>,
     pub real: RealSettings,
@@ -322,6 +347,7 @@ pub struct Plan {
     hardware_span: Range<usize>,
     workload_spans: Vec<Range<usize>>,
     lab_span: Range<usize>,
+    speed_span: Range<usize>,
 }
 
 /// A plan with its workloads and hardware read: ready to run.
@@ -340,6 +366,8 @@ pub struct Workload {
     pub catalog: Arc<Catalog>,
     /// Empty for a model workload.
     pub requests: Arc<Vec<ObjectId>>,
+    /// The requests' logged times, seconds; empty when the trace has none.
+    pub times: Arc<Vec<u64>>,
 }
 
 /// One run: a cell with one seed.
@@ -543,6 +571,20 @@ impl Plan {
                     "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)",
                 )),
             };
+        let interval_s = match run.and_then(|r| r.interval_s.as_ref()) {
+            None => DEFAULT_INTERVAL_S,
+            Some(v) => {
+                let x = *v.get_ref();
+                if !(x.is_finite() && x >= MIN_INTERVAL_S) {
+                    return Err(src.at(
+                        v.span(),
+                        "run.interval_s",
+                        format!("expected seconds per interval >= {MIN_INTERVAL_S}, found {x}"),
+                    ));
+                }
+                x
+            }
+        };
         let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
             None => None,
             Some(c) => {
@@ -582,6 +624,12 @@ impl Plan {
                     Some(m) => *m.get_ref(),
                     None => d.max_connections,
                 };
+                let worker_threads = match &r.worker_threads {
+                    Some(w) if *w.get_ref() == 0 => {
+                        return Err(src.at(w.span(), "real.worker_threads", "expected at least 1 thread, found 0"))
+                    }
+                    w => w.as_ref().map(|w| *w.get_ref()),
+                };
                 let at_least_one = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
                     Some(v) if *v.get_ref() == 0 => {
                         Err(src.at(v.span(), key, "expected at least 1 probe in a row, found 0"))
@@ -612,6 +660,7 @@ impl Plan {
                     max_connections,
                     origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
                     emulate_cpu: r.emulate_cpu,
+                    worker_threads,
                     health,
                 }
             }
@@ -701,6 +750,7 @@ impl Plan {
             measure_s,
             shared_state: run.is_some_and(|r| r.shared_state),
             cache_bytes_per_server,
+            interval_s,
             max_object_bytes,
             real,
             lab_topology,
@@ -709,6 +759,7 @@ impl Plan {
             hardware_span,
             workload_spans,
             lab_span,
+            speed_span: raw.clients.as_ref().and_then(|c| c.speed.as_ref()).map_or(0..0, |s| s.span()),
         })
     }
 
@@ -774,13 +825,27 @@ impl Plan {
             if trace.catalog.is_empty() {
                 return Err(src.at(span.clone(), "sweep.workloads", format!("workload {label:?} has no objects")));
             }
-            if let ClientMode::Replay { warmup_requests, .. } = self.clients {
+            if let ClientMode::Replay { warmup_requests, pace, .. } = self.clients {
                 if trace.requests.is_empty() {
                     return Err(src.at(
                         span.clone(),
                         "sweep.workloads",
                         format!("clients.mode = \"replay\" needs a trace file with requests; {label:?} has none"),
                     ));
+                }
+                if let Some(pace) = pace {
+                    if trace.times.is_empty() {
+                        return Err(src.at(
+                            self.speed_span.clone(),
+                            "clients.speed",
+                            format!(
+                                "a timed replay needs request times, but the trace {label:?} has none \
+                                 (`requests N` without `timed`); drop `speed` to replay it closed loop"
+                            ),
+                        ));
+                    }
+                    dl7_traces::Schedule::new(&trace.times, pace.speed)
+                        .map_err(|e| src.at(self.speed_span.clone(), "clients.speed", format!("{label:?}: {e}")))?;
                 }
                 if warmup_requests >= trace.requests.len() as u64 {
                     return Err(src.whole(format!(
@@ -789,7 +854,11 @@ impl Plan {
                     )));
                 }
             }
-            workloads.push(Workload { catalog: Arc::new(trace.catalog), requests: Arc::new(trace.requests) });
+            workloads.push(Workload {
+                catalog: Arc::new(trace.catalog),
+                requests: Arc::new(trace.requests),
+                times: Arc::new(trace.times),
+            });
         }
         let hardware = load_hardware(&self.hardware).map_err(|e| src.at(self.hardware_span.clone(), "hardware", e))?;
         Ok(Experiment { plan: self, hardware: Arc::new(hardware), workloads })
@@ -851,6 +920,11 @@ impl Experiment {
                 ClientMode::Replay { .. } => Some(workload.requests.clone()),
                 _ => None,
             },
+            times: match plan.clients {
+                ClientMode::Replay { pace: Some(_), .. } => Some(workload.times.clone()),
+                _ => None,
+            },
+            interval_s: plan.interval_s,
         }
     }
 }
@@ -1014,6 +1088,8 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
     if mode != "replay" {
         only("connections", span(&c.connections), "\"replay\"")?;
         only("warmup_requests", span(&c.warmup_requests), "\"replay\"")?;
+        only("speed", span(&c.speed), "\"replay\"")?;
+        only("max_outstanding", span(&c.max_outstanding), "\"replay\" with `speed`")?;
     }
     if mode == "poisson" || mode == "replay" {
         only("per_server", span(&c.per_server), "\"closed\" or \"onoff\"")?;
@@ -1045,9 +1121,42 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
                 Some(k) if *k.get_ref() >= 1 => *k.get_ref(),
                 Some(k) => return Err(src.at(k.span(), "clients.connections", "expected connections >= 1, found 0")),
             };
+            let pace = match (&c.speed, &c.max_outstanding) {
+                (None, None) => None,
+                (None, Some(m)) => {
+                    return Err(src.at(
+                        m.span(),
+                        "clients.max_outstanding",
+                        "`max_outstanding` bounds a timed replay: it is read only with `speed`",
+                    ))
+                }
+                (Some(v), m) => {
+                    let speed = *v.get_ref();
+                    if !(speed.is_finite() && speed > 0.0) {
+                        return Err(src.at(
+                            v.span(),
+                            "clients.speed",
+                            format!("expected a speed factor > 0 (logged seconds per replayed second), found {speed}"),
+                        ));
+                    }
+                    let max_outstanding = match m {
+                        None => Pace::DEFAULT_MAX_OUTSTANDING,
+                        Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
+                        Some(m) => {
+                            return Err(src.at(
+                                m.span(),
+                                "clients.max_outstanding",
+                                "expected outstanding requests >= 1, found 0",
+                            ))
+                        }
+                    };
+                    Some(Pace { speed, max_outstanding })
+                }
+            };
             Ok(ClientMode::Replay {
                 connections,
                 warmup_requests: c.warmup_requests.as_ref().map_or(0, |w| *w.get_ref()),
+                pace,
             })
         }
     }
@@ -1160,7 +1269,9 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in ["paper", "quick", "real-local", "lab-scaling", "replay-local", "lab-ssh"] {
+        for name in
+            ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh", "cdn-scale"]
+        {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
@@ -1173,8 +1284,62 @@ measure_s = 2.0
         assert_eq!(ssh.engine, Engine::Ssh);
         let topology = ssh.check_engine(Engine::Ssh).unwrap().unwrap();
         assert_eq!((topology.nodes, topology.clients, topology.ssh.dl7.as_str()), (2, 2, "dl7"));
+        let cdn = Plan::from_file(&dir.join("cdn-scale.toml")).unwrap();
+        assert_eq!((cdn.cells.len(), cdn.seeds), (7 * 4 * 2, 2));
         let replay = Plan::from_file(&dir.join("replay-local.toml")).unwrap().load().unwrap();
         assert_eq!(replay.workloads[0].requests.len(), 9126);
+        let timed = Plan::from_file(&dir.join("replay-timed.toml")).unwrap().load().unwrap();
+        let pace = Some(Pace { speed: 15000.0, max_outstanding: 4096 });
+        assert_eq!(timed.plan.clients, ClientMode::Replay { connections: 4, warmup_requests: 0, pace });
+        assert_eq!((timed.plan.interval_s, timed.workloads[0].times.len()), (0.5, 9126));
+        // Well under a minute per run: the log's span over the speed.
+        let s = dl7_traces::Schedule::new(&timed.workloads[0].times, 15000.0).unwrap().duration_s();
+        assert!(s > 15.0 && s < 25.0, "{s}");
+    }
+
+    #[test]
+    fn a_timed_replay_needs_a_speed_above_zero_and_a_trace_with_times() {
+        let clients = |c: &str| GOOD.replace("\n[run]", &format!("\n[clients]\nmode = \"replay\"\n{c}\n[run]"));
+        let plan = parse(&clients("speed = 2.5")).unwrap();
+        let pace = Some(Pace { speed: 2.5, max_outstanding: Pace::DEFAULT_MAX_OUTSTANDING });
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0, pace });
+        for bad in ["speed = 0.0", "speed = -1.0", "speed = nan"] {
+            let e = err(&clients(bad));
+            assert!(e.starts_with("exp.toml:15:9:") && e.contains("`clients.speed`") && e.contains("> 0"), "{e}");
+        }
+        let e = err(&clients("max_outstanding = 5"));
+        assert!(e.contains("`clients.max_outstanding`") && e.contains("only with `speed`"), "{e}");
+        let e = err(&clients("speed = 1.0\nmax_outstanding = 0"));
+        assert!(e.contains("`clients.max_outstanding`") && e.contains(">= 1"), "{e}");
+        let e = err(&GOOD.replace("\n[run]", "\n[clients]\nmode = \"closed\"\nspeed = 2.0\n[run]"));
+        assert!(e.contains("`clients.speed`") && e.contains("only in mode \"replay\""), "{e}");
+
+        // A trace without times: the error points at `speed` and says what to do.
+        let dir = std::env::temp_dir().join(format!("dl7-exp-untimed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let catalog = dl7_traces::workload::builtin("webstone").unwrap();
+        let untimed = Trace { catalog, requests: vec![ObjectId(0), ObjectId(1)], times: Vec::new() };
+        untimed.save(&dir.join("untimed.trace")).unwrap();
+        let text = clients("speed = 2.0").replace("\"surge100\"", "\"untimed.trace\"");
+        let e = Plan::parse(&text, "exp.toml", &dir).unwrap().load().unwrap_err().0;
+        assert!(
+            e.starts_with("exp.toml:15:9:") && e.contains("needs request times") && e.contains("drop `speed`"),
+            "{e}"
+        );
+        let closed = clients("").replace("\"surge100\"", "\"untimed.trace\"");
+        assert!(Plan::parse(&closed, "exp.toml", &dir).unwrap().load().is_ok(), "closed loop needs no times");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_interval_defaults_to_a_second_and_must_be_a_millisecond_or_more() {
+        assert_eq!(parse(GOOD).unwrap().interval_s, 1.0);
+        let with = |v: &str| GOOD.replace("measure_s = 2.0", &format!("measure_s = 2.0\ninterval_s = {v}"));
+        assert_eq!(parse(&with("0.25")).unwrap().interval_s, 0.25);
+        for bad in ["0.0", "0.0001", "-1.0"] {
+            let e = err(&with(bad));
+            assert!(e.starts_with("exp.toml:16:14:") && e.contains("`run.interval_s`"), "{e}");
+        }
     }
 
     #[test]
@@ -1188,6 +1353,9 @@ measure_s = 2.0
         assert!(err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\ncache_bytes_per_server = 5"))
             .contains("run.cache_mb"));
         assert!(err(&format!("{GOOD}[real]\ndistill = true\n")).contains("distill_ns_per_byte"));
+        let e = err(&format!("{GOOD}[real]\nworker_threads = 0\n"));
+        assert!(e.contains("`real.worker_threads`") && e.contains("at least 1 thread"), "{e}");
+        assert_eq!(parse(&format!("{GOOD}[real]\nworker_threads = 1\n")).unwrap().real.worker_threads, Some(1));
         assert!(err(&format!("lab = \"x.toml\"\n{GOOD}")).contains("[lab] topology"));
     }
 
@@ -1222,7 +1390,7 @@ measure_s = 2.0
     fn replay_needs_a_trace_with_requests_and_no_window() {
         let text = GOOD.replace("\n[run]", "\n[clients]\nmode = \"replay\"\n[run]");
         let plan = parse(&text).unwrap();
-        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0 });
+        assert_eq!(plan.clients, ClientMode::Replay { connections: 1, warmup_requests: 0, pace: None });
         let e = plan.load().unwrap_err().0;
         assert!(e.contains("needs a trace file with requests"), "{e}");
     }

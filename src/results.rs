@@ -1,15 +1,51 @@
-//! The one `results.csv` writer and reader, shared by every engine, and the
-//! real engines' per-host `nic.csv` and per-process `memory.csv`.
+//! The one `results.csv` and `timeseries.csv` writer and reader, shared by
+//! every engine, and the real engines' per-host `nic.csv` and per-process
+//! `memory.csv`.
 
 use std::path::Path;
 
 use anyhow::Context;
+use dl7_core::timeseries::IntervalRow;
 use dl7_core::ResultRow;
 use dl7_realnet::engine::CellOutcome;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Writes `rows` as CSV with the header of [`ResultRow::COLUMNS`].
 pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
+    write_csv(path, rows, ResultRow::COLUMNS)
+}
+
+/// Reads a `results.csv` (any mode); errors name the file and the line.
+pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
+    read_csv(path, "results.csv", ResultRow::COLUMNS, ResultRow::FAULT_COLUMNS)
+}
+
+/// Writes `timeseries.csv` rows with the header of [`IntervalRow::COLUMNS`].
+pub fn write_timeseries(path: &Path, rows: &[IntervalRow]) -> anyhow::Result<()> {
+    write_csv(path, rows, IntervalRow::COLUMNS)
+}
+
+/// Reads a `timeseries.csv`; errors name the file and the line.
+pub fn read_timeseries(path: &Path) -> anyhow::Result<Vec<IntervalRow>> {
+    read_csv(path, "timeseries.csv", IntervalRow::COLUMNS, 0)
+}
+
+/// The header of the CSV file at `path` (for telling the two files apart).
+pub fn header(path: &Path) -> anyhow::Result<Vec<String>> {
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| crate::input_error(format!("{}: cannot read: {e}", path.display())))?;
+    let header =
+        r.headers().map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?;
+    Ok(header.iter().map(str::to_string).collect())
+}
+
+fn write_csv<T: Serialize>(path: &Path, rows: &[T], columns: &[&str]) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+    if rows.is_empty() {
+        // serde writes the header with the first row: an empty file still says what it is.
+        w.write_record(columns).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     for row in rows {
         w.serialize(row).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -17,25 +53,25 @@ pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a `results.csv` (any mode); errors name the file and the line.
-pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
+fn read_csv<T: DeserializeOwned>(path: &Path, what: &str, columns: &[&str], optional: usize) -> anyhow::Result<Vec<T>> {
     let mut r = csv::Reader::from_path(path)
-        .map_err(|e| crate::input_error(format!("{}: cannot read results: {e}", path.display())))?;
+        .map_err(|e| crate::input_error(format!("{}: cannot read {what}: {e}", path.display())))?;
     let header = r
         .headers()
         .map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?
         .clone();
-    let old = &ResultRow::COLUMNS[..ResultRow::COLUMNS_BEFORE_FAULTS];
-    if header.iter().ne(ResultRow::COLUMNS.iter().copied()) && header.iter().ne(old.iter().copied()) {
+    // Files written before the last `optional` columns existed are still read (those columns empty).
+    let older = &columns[..columns.len() - optional];
+    if header.iter().ne(columns.iter().copied()) && header.iter().ne(older.iter().copied()) {
         return Err(crate::input_error(format!(
-            "{}:1: expected the results.csv header {}, found {}",
+            "{}:1: expected the {what} header {}, found {}",
             path.display(),
-            ResultRow::COLUMNS.join(","),
+            columns.join(","),
             header.iter().collect::<Vec<_>>().join(",")
         )));
     }
     let mut rows = Vec::new();
-    for (i, row) in r.deserialize::<ResultRow>().enumerate() {
+    for (i, row) in r.deserialize::<T>().enumerate() {
         let row = row.map_err(|e| {
             let line = e.position().map_or(i as u64 + 2, |p| p.line());
             crate::input_error(format!("{}:{line}: {e}", path.display()))

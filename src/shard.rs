@@ -1,7 +1,8 @@
 //! Sharded sweeps: `dl7 sweep FILE --shard K/N` runs the cells whose index
-//! is `K-1` modulo `N` (cells in the file's order) and writes their rows with
-//! a manifest; `dl7 merge DIR... --out DIR` puts the shards' rows back in run
-//! order and writes what the unsharded sweep writes, byte for byte. Any job
+//! is `K-1` modulo `N` (cells in the file's order) and writes their rows
+//! (`results.csv`, `timeseries.csv`) with a manifest; `dl7 merge DIR...
+//! --out DIR` puts the shards' rows back in run order and writes what the
+//! unsharded sweep writes, byte for byte. Any job
 //! array runs the shards: a Slurm array task, a Kubernetes Indexed Job, GNU
 //! parallel on one machine.
 //!
@@ -14,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use dl7_core::timeseries::IntervalRow;
 use dl7_core::ResultRow;
 use serde::{Deserialize, Serialize};
 
@@ -124,21 +126,30 @@ pub struct Merged {
     pub files: Vec<PathBuf>,
 }
 
+/// One shard's rows, taken in run order.
+struct ShardRows {
+    dir: PathBuf,
+    rows: std::vec::IntoIter<ResultRow>,
+    series: std::iter::Peekable<std::vec::IntoIter<IntervalRow>>,
+}
+
 /// Merges the shard directories `dirs` into `out`: `results.csv`,
-/// `summary.csv`, `REPORT.md` and figures, as the unsharded sweep writes them.
+/// `timeseries.csv`, `summary.csv`, `REPORT.md` and figures, as the
+/// unsharded sweep writes them.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Merged> {
     let mut shards = Vec::new();
     for dir in dirs {
         let m = Manifest::read(dir)?;
         let rows = results::read_results(&dir.join("results.csv"))?;
-        shards.push((dir.clone(), m, rows));
+        let series = results::read_timeseries(&dir.join("timeseries.csv"))?;
+        shards.push((dir.clone(), m, rows, series));
     }
-    let Some((first_dir, first, _)) = shards.first() else {
+    let Some((first_dir, first, _, _)) = shards.first() else {
         return Err(input_error("dl7 merge: no shard directories given"));
     };
     let first = first.clone();
     let first_dir = first_dir.clone();
-    for (dir, m, _) in &shards {
+    for (dir, m, _, _) in &shards {
         if !m.same_sweep(&first) {
             return Err(input_error(format!(
                 "{}: shard of another sweep ({} {} x{} on {}, fingerprint {}) than {} ({} {} x{} on {}, fingerprint {})",
@@ -157,19 +168,19 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Merged> {
             )));
         }
     }
-    let mut by_index: Vec<Option<(PathBuf, std::vec::IntoIter<ResultRow>)>> = (0..first.shards).map(|_| None).collect();
-    for (dir, m, rows) in shards {
+    let mut by_index: Vec<Option<ShardRows>> = (0..first.shards).map(|_| None).collect();
+    for (dir, m, rows, series) in shards {
         let slot = &mut by_index[(m.shard - 1) as usize];
-        if let Some((other, _)) = slot {
+        if let Some(other) = slot {
             return Err(input_error(format!(
                 "shard {}/{} given twice: {} and {}",
                 m.shard,
                 m.shards,
-                other.display(),
+                other.dir.display(),
                 dir.display()
             )));
         }
-        *slot = Some((dir, rows.into_iter()));
+        *slot = Some(ShardRows { dir, rows: rows.into_iter(), series: series.into_iter().peekable() });
     }
     let missing: Vec<String> = (0..first.shards)
         .filter(|&i| by_index[i as usize].is_none())
@@ -180,25 +191,51 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Merged> {
     }
     // Run order: cells in order, each cell's seeds in order; cell c is in shard c mod N.
     let mut rows = Vec::with_capacity(first.cells * first.seeds as usize);
+    let mut series = Vec::new();
     for cell in 0..first.cells {
-        let (dir, shard_rows) = by_index[cell % first.shards as usize].as_mut().expect("checked above");
+        let shard = by_index[cell % first.shards as usize].as_mut().expect("checked above");
         for _ in 0..first.seeds {
-            let row = shard_rows.next().ok_or_else(|| {
-                input_error(format!("{}: fewer rows than its shard's runs (an unfinished shard?)", dir.display()))
+            let row = shard.rows.next().ok_or_else(|| {
+                input_error(format!("{}: fewer rows than its shard's runs (an unfinished shard?)", shard.dir.display()))
             })?;
+            // A run's intervals are the consecutive rows with its keys.
+            while let Some(i) = shard.series.next_if(|i| i.of_run(&row)) {
+                series.push(i);
+            }
             rows.push(row);
         }
     }
-    for (dir, rest) in by_index.iter_mut().flatten() {
-        if rest.next().is_some() {
-            return Err(input_error(format!("{}: more rows than its shard's runs", dir.display())));
+    for shard in by_index.iter_mut().flatten() {
+        if shard.rows.next().is_some() {
+            return Err(input_error(format!("{}: more rows than its shard's runs", shard.dir.display())));
+        }
+        if let Some(i) = shard.series.next() {
+            return Err(input_error(format!(
+                "{}: timeseries.csv has intervals of no run of results.csv, or out of order (first: {} {} {} {} servers seed {})",
+                shard.dir.display(),
+                i.workload,
+                i.arch,
+                i.policy,
+                i.servers,
+                i.seed
+            )));
         }
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let results_path = out.join("results.csv");
     results::write_results(&results_path, &rows)?;
-    let mut files = vec![results_path];
-    crate::sweep::write_reports(&first.experiment, &first.command, &rows, first.paper_testbed, out, &mut files)?;
+    let series_path = out.join("timeseries.csv");
+    results::write_timeseries(&series_path, &series)?;
+    let mut files = vec![results_path, series_path];
+    crate::sweep::write_reports(
+        &first.experiment,
+        &first.command,
+        &rows,
+        &series,
+        first.paper_testbed,
+        out,
+        &mut files,
+    )?;
     Ok(Merged { rows, files })
 }
 

@@ -1,7 +1,7 @@
 //! A sweep: every run of an experiment handed to one engine, and the outputs
-//! written (`results.csv`, `summary.csv`, `REPORT.md`, figures; for the real
-//! engines `memory.csv`, every process's peak resident memory, and for the
-//! lab and SSH engines `nic.csv`).
+//! written (`results.csv`, `timeseries.csv`, `summary.csv`, `REPORT.md`,
+//! figures; for the real engines `memory.csv`, every process's peak
+//! resident memory, and for the lab and SSH engines `nic.csv`).
 //!
 //! Runs are collected in cell order whatever the number of threads, so the
 //! simulator's outputs are byte-identical for 1 or N threads. The real
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use dl7_core::timeseries::{Interval, IntervalRow};
 use dl7_core::{Arch, ResultRow};
 use dl7_realnet::engine::{self, CellOutcome, Placement, RealCell};
 use dl7_realnet::lab::{self, LabConfig, LabPlan};
@@ -47,6 +48,8 @@ pub struct SweepOptions {
 pub struct SweepOutput {
     /// The rows, in run order.
     pub rows: Vec<ResultRow>,
+    /// The `timeseries.csv` rows: each run's intervals, in run order.
+    pub series: Vec<IntervalRow>,
     /// Every file written.
     pub files: Vec<PathBuf>,
     /// One line for the terminal: runs, engine, time.
@@ -69,10 +72,10 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     };
     let runs: Vec<Run> = experiment.runs().into_iter().filter(in_shard).collect();
 
-    let (rows, failure) = match engine {
+    let (runs_done, failure) = match engine {
         Engine::Sim => (simulate(experiment, &runs, opts.threads)?, None),
         Engine::Local | Engine::Lab | Engine::Ssh => {
-            let (rows, outcomes, failure) = run_real(experiment, &runs, engine, lab.as_ref())?;
+            let (outcomes, failure) = run_real(experiment, &runs, engine, lab.as_ref())?;
             if outcomes.iter().any(|o| !o.nic.is_empty()) {
                 let path = out.join("nic.csv");
                 results::write_nic(&path, &outcomes)?;
@@ -83,18 +86,25 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
                 results::write_memory(&path, &outcomes)?;
                 files.push(path);
             }
-            (rows, failure)
+            (outcomes.into_iter().map(|o| (o.row, o.load.intervals)).collect(), failure)
         }
     };
+    let series: Vec<IntervalRow> =
+        runs_done.iter().flat_map(|(row, intervals)| intervals.iter().map(|i| IntervalRow::new(row, i))).collect();
+    let rows: Vec<ResultRow> = runs_done.into_iter().map(|(row, _)| row).collect();
 
     let results_path = out.join("results.csv");
     results::write_results(&results_path, &rows)?;
     files.push(results_path);
+    let series_path = out.join("timeseries.csv");
+    results::write_timeseries(&series_path, &series)?;
+    files.push(series_path);
     if let Some(e) = failure {
         // Keep what was measured before the failure or the interruption.
         return Err(e.context(format!(
-            "wrote {} ({} of {} runs)",
-            files.last().expect("results").display(),
+            "wrote {} and {} ({} of {} runs)",
+            files[files.len() - 2].display(),
+            files[files.len() - 1].display(),
             rows.len(),
             runs.len()
         )));
@@ -108,9 +118,10 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
             plan.run_count(),
             engine.name()
         );
-        return Ok(SweepOutput { rows, files, summary: line });
+        return Ok(SweepOutput { rows, series, files, summary: line });
     }
-    let fidelity = write_reports(&plan.name, &opts.command, &rows, experiment.paper_testbed(engine), &out, &mut files)?;
+    let fidelity =
+        write_reports(&plan.name, &opts.command, &rows, &series, experiment.paper_testbed(engine), &out, &mut files)?;
     let mut line = format!(
         "{} runs ({} cells x {} seeds) on engine {}: {took:.1} s wall",
         rows.len(),
@@ -122,17 +133,18 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
         line.push('\n');
         line.push_str(&fidelity);
     }
-    Ok(SweepOutput { rows, files, summary: line })
+    Ok(SweepOutput { rows, series, files, summary: line })
 }
 
-/// Writes `summary.csv`, `REPORT.md` and the figures of a whole run's rows;
-/// returns the fidelity line (the paper's Surge-100 tables against the rows).
-/// The paper's values are drawn and compared only for runs of its testbed
-/// (`paper_testbed`: the simulator on the `kwon2008` profile).
+/// Writes `summary.csv`, `REPORT.md` and the figures of a whole run's rows
+/// and intervals; returns the fidelity line (the paper's Surge-100 tables
+/// against the rows). The paper's values are drawn and compared only for
+/// runs of its testbed (`paper_testbed`: the simulator on the `kwon2008` profile).
 pub(crate) fn write_reports(
     name: &str,
     command: &str,
     rows: &[ResultRow],
+    series: &[IntervalRow],
     paper_testbed: bool,
     out: &Path,
     files: &mut Vec<PathBuf>,
@@ -147,6 +159,7 @@ pub(crate) fn write_reports(
     std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
     files.push(report_path);
     files.extend(report::figures::draw_all(&summary_rows, &reference, out)?);
+    files.extend(report::timeline::draw_all(series, &[], out)?);
     Ok(markdown::fidelity_summary(&summary_rows, &reference))
 }
 
@@ -160,7 +173,12 @@ fn progress_bar(len: usize, unit: &str) -> ProgressBar {
     bar
 }
 
-fn simulate(experiment: &Experiment, runs: &[Run], threads: Option<usize>) -> anyhow::Result<Vec<ResultRow>> {
+/// Every run's row and intervals, in run order.
+fn simulate(
+    experiment: &Experiment,
+    runs: &[Run],
+    threads: Option<usize>,
+) -> anyhow::Result<Vec<(ResultRow, Vec<Interval>)>> {
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = threads {
         pool = pool.num_threads(t);
@@ -171,9 +189,10 @@ fn simulate(experiment: &Experiment, runs: &[Run], threads: Option<usize>) -> an
     let outcomes: Vec<_> = pool.install(|| {
         runs.par_iter()
             .map(|run| {
-                let outcome = dl7_sim::simulate(&experiment.sim_spec(run), &hardware);
+                let outcome = dl7_sim::simulate_with_stats(&experiment.sim_spec(run), &hardware);
                 progress.inc(1);
-                outcome
+                // Only the row and the intervals are kept: the rest (cache contents) goes now.
+                outcome.map(|(row, stats)| (row, stats.intervals))
             })
             .collect()
     });
@@ -213,6 +232,7 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
         clients: plan.clients,
         warmup_s: plan.warmup_s,
         measure_s: plan.measure_s,
+        interval_s: plan.interval_s,
         cache_bytes: experiment.cache_bytes_per_server(),
         max_object_bytes: experiment.max_object_bytes(),
         settings: plan.real.clone(),
@@ -224,16 +244,15 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
 /// Runs every run on the real cluster: on loopback, in the emulated lab or
 /// on the lab's hosts over SSH, one at a time. A failure or a Ctrl-C stops
 /// the sweep; the rows measured so far are returned with it.
-#[allow(clippy::type_complexity)]
 fn run_real(
     experiment: &Experiment,
     runs: &[Run],
     engine: Engine,
     lab: Option<&LabConfig>,
-) -> anyhow::Result<(Vec<ResultRow>, Vec<CellOutcome>, Option<anyhow::Error>)> {
+) -> anyhow::Result<(Vec<CellOutcome>, Option<anyhow::Error>)> {
     let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
     let plan = &experiment.plan;
-    let rt = dl7_realnet::service::runtime().context("cannot start the runtime")?;
+    let rt = dl7_realnet::service::runtime(None).context("cannot start the runtime")?;
     // From here a Ctrl-C is ours: seen between cells and during one.
     let interrupt = dl7_realnet::service::Interrupt::install(&rt).context("cannot catch signals")?;
     let lab_plan = lab.filter(|_| engine == Engine::Lab).map(LabPlan::new);
@@ -252,7 +271,7 @@ fn run_real(
     };
     let scratch = engine::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
     let progress = progress_bar(runs.len(), "runs");
-    let (mut rows, mut outcomes) = (Vec::new(), Vec::new());
+    let mut outcomes = Vec::new();
     let mut failure = None;
     let interrupted = || anyhow::anyhow!("interrupted: all processes stopped");
     for (i, run) in runs.iter().enumerate() {
@@ -297,7 +316,6 @@ fn run_real(
             (Some(Ok(o)), undo) => {
                 // On stdout whether or not stderr is a terminal (a hidden bar drops its println).
                 progress.suspend(|| println!("{}", progress_line(&o)));
-                rows.push(o.row.clone());
                 outcomes.push(o);
                 if let Err(u) = undo {
                     failure = Some(anyhow::anyhow!("run {}: undoing the setup: {u}", describe(experiment, run)));
@@ -325,7 +343,7 @@ fn run_real(
             eprintln!("warning: lab down: {e}");
         }
     }
-    Ok((rows, outcomes, failure))
+    Ok((outcomes, failure))
 }
 
 /// The SSH engine's log: what it chose and found; each host's commands with `DL7_SSH_VERBOSE=1`.
@@ -351,6 +369,15 @@ fn progress_line(o: &CellOutcome) -> String {
         "{:<12} {:<8} {:>3} servers: {:>9.1} req/s {:>8.2} Mbit/s p99 {:>8.3} ms, hit {:.3}, fwd {:.3}, errors {}",
         r.arch, r.policy, r.servers, r.req_per_s, r.mbit_per_s, r.p99_ms, r.hit_ratio, r.forwarded_frac, r.errors
     );
+    if r.replayed > 0 {
+        line.push_str(&format!(", replayed {} dropped {}", r.replayed, r.dropped));
+    }
+    if o.load.send_lag_max_ms > 0.0 {
+        line.push_str(&format!(
+            ", sent late by p99 {:.3} ms max {:.3} ms",
+            o.load.send_lag_p99_ms, o.load.send_lag_max_ms
+        ));
+    }
     if let Some(fe) = o.nic.iter().find(|u| u.role == "front") {
         // Direct routing: the front end transmits only forwarded requests, a few % of the payload.
         line.push_str(&format!(

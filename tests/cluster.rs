@@ -156,7 +156,7 @@ async fn processes(mode: &str, dir: &Path) -> (Vec<Proc>, std::net::SocketAddr, 
 
 #[test]
 fn a_stopped_node_process_costs_a_bounded_number_of_requests() {
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     let dir = scratch("sigstop");
     rt.block_on(async {
         let (procs, front, _) = processes("distributed", &dir).await;

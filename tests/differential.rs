@@ -66,7 +66,7 @@ fn simulator_and_real_cluster_route_the_same_requests_the_same_way() {
     let plan = Plan::parse(EXPERIMENT, "differential.toml", &dir).unwrap();
     let experiment = Arc::new(plan.load().unwrap());
     let exe = Path::new(env!("CARGO_BIN_EXE_dl7"));
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     let runs = experiment.runs();
     assert_eq!(runs.len(), 10);
     let mut failures = Vec::new();

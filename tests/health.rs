@@ -138,7 +138,7 @@ fn aborted(s: &[Stats]) -> u64 {
 
 #[test]
 fn a_killed_node_costs_only_its_in_flight_requests_and_serves_again_after_rise_probes() {
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     let catalog = Arc::new(dl7_traces::workload::builtin("surge100").unwrap());
     let victim_paths = owned_by(&catalog, VICTIM);
     for mode in ["conventional", "distributed"] {
@@ -262,7 +262,7 @@ fn the_lab_director_takes_a_killed_node_out_of_the_kernel_map_and_back() {
     lab::down(&plan, quiet).unwrap();
     lab::up(&plan, false, quiet).unwrap();
     lab::set_architecture(&plan, dl7_core::Arch::Distributed, None, quiet).unwrap();
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     rt.block_on(async {
         let exe = Path::new(EXE);
         let at = |h: &lab::Host, bind: bool| Host {

@@ -51,7 +51,7 @@ fn core_moved(policy: &str, before: &[usize], after: &[usize]) -> f64 {
 #[test]
 fn leave_and_join_move_the_cores_share_of_owners_and_a_graceful_leave_fails_nothing() {
     let exe = Path::new(env!("CARGO_BIN_EXE_dl7"));
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     let cases = [
         ("distributed", "ketama", "action = \"leave\"\nnode = 1", vec![0, 1, 2, 3], vec![0, 2, 3]),
         ("conventional", "md5", "action = \"leave\"\nnode = 2", vec![0, 1, 2, 3], vec![0, 1, 3]),

@@ -72,7 +72,7 @@ async fn fetch_verified(target: SocketAddr, o: &Object) -> (u16, u64) {
 
 #[test]
 fn an_object_larger_than_the_whole_cache_streams_through_in_bounded_memory() {
-    let rt = dl7_realnet::service::runtime().unwrap();
+    let rt = dl7_realnet::service::runtime(None).unwrap();
     for mode in ["distributed", "conventional"] {
         let dir = scratch(mode);
         let (trace, catalog) = catalog_file(&dir);

@@ -89,7 +89,7 @@ fn plot_overlays_real_rows_on_simulated_ones() {
     let dir = scratch("plot");
     let header = "workload,arch,policy,servers,seed,req_per_s,mbit_per_s,hit_ratio,byte_hit_ratio,p50_ms,p99_ms,\
                   fe_cpu_util,fe_nic_util,max_server_cpu_util,max_server_nic_util,imbalance,forwarded_frac,\
-                  cache_bytes,requests,mode,errors";
+                  cache_bytes,requests,mode,errors,replayed,dropped";
     let mut csv = format!("{header}\n");
     for (arch, mode, servers, req) in [
         ("conventional", "sim", 1, 380.0),
@@ -99,7 +99,7 @@ fn plot_overlays_real_rows_on_simulated_ones() {
         ("distributed", "real", 2, 330.0),
     ] {
         csv.push_str(&format!(
-            "w,{arch},rr,{servers},1,{req},{},0.9,0.9,1,2,0.1,0.2,0.3,0.4,1,0.5,1000,100,{mode},0\n",
+            "w,{arch},rr,{servers},1,{req},{},0.9,0.9,1,2,0.1,0.2,0.3,0.4,1,0.5,1000,100,{mode},0,0,0\n",
             req * 0.18
         ));
     }
@@ -136,7 +136,7 @@ fn quick_sweep_is_byte_identical_for_one_and_two_threads() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         outputs.push(out_dir);
     }
-    for file in ["results.csv", "summary.csv", "REPORT.md"] {
+    for file in ["results.csv", "timeseries.csv", "summary.csv", "REPORT.md"] {
         let a = std::fs::read(outputs[0].join(file)).unwrap();
         let b = std::fs::read(outputs[1].join(file)).unwrap();
         assert!(!a.is_empty(), "{file} is written");
@@ -168,11 +168,27 @@ fn three_shards_merge_into_the_unsharded_run_and_foreign_or_missing_shards_are_r
     assert!(dl7(&["sweep", &quick, "--out", &out("all")]).status.success());
     let o = dl7(&["merge", &out("s1"), &out("s2"), &out("s3"), "--out", &out("merged")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for file in ["results.csv", "summary.csv", "REPORT.md", "surge100_req_per_s.svg"] {
+    for file in [
+        "results.csv",
+        "timeseries.csv",
+        "summary.csv",
+        "REPORT.md",
+        "surge100_req_per_s.svg",
+        "surge100_4servers_timeseries.svg",
+    ] {
         let a = std::fs::read(dir.join("all").join(file)).unwrap();
         let m = std::fs::read(dir.join("merged").join(file)).unwrap();
         assert!(a == m, "{file} differs after the merge");
     }
+    // quick.toml: 8 runs of 1.5 s (0.5 s of warm-up) in 1 s intervals: 2 each, the first negative.
+    let series = std::fs::read_to_string(dir.join("merged").join("timeseries.csv")).unwrap();
+    let mut lines = series.lines();
+    assert_eq!(
+        lines.next(),
+        Some("mode,workload,arch,policy,servers,seed,t_s,req_per_s,mbit_per_s,hit_ratio,errors,p99_ms")
+    );
+    let t: Vec<&str> = lines.map(|l| l.split(',').nth(6).unwrap()).collect();
+    assert_eq!(t, [&["-0.5", "0.0"][..]; 8].concat(), "{series}");
     let o = dl7(&["merge", &out("s1"), &out("s3"), "--out", &out("x")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing shard 2/3"));
@@ -181,4 +197,29 @@ fn three_shards_merge_into_the_unsharded_run_and_foreign_or_missing_shards_are_r
     let o = dl7(&["merge", &out("s1"), &out("other"), &out("s3"), "--out", &out("x")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("another sweep"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn plot_draws_a_timeseries_csv_and_rejects_a_bad_one() {
+    let dir = scratch("plot-series");
+    let mut csv =
+        "mode,workload,arch,policy,servers,seed,t_s,req_per_s,mbit_per_s,hit_ratio,errors,p99_ms\n".to_string();
+    for (mode, t, req) in [("sim", -1.0, 10.0), ("sim", 0.0, 20.0), ("real", 0.0, 19.0), ("real", 1.0, 21.0)] {
+        csv.push_str(&format!("{mode},w,distributed,md5,4,1,{t},{req},1.5,0.8,0,3.2\n"));
+    }
+    let file = dir.join("timeseries.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = dl7(&["plot", &file.display().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(dir.join("w_4servers_timeseries.svg")).unwrap();
+    assert!(svg.contains("AS-MD5 (real)") && svg.contains("hit ratio"), "sim and real on one timeline");
+    assert!(dir.join("w_4servers_timeseries.png").exists());
+    std::fs::write(&file, "mode,workload,arch,policy,servers,seed,t_s,req_per_s,mbit_per_s,hit_ratio,errors,p99_ms\nsim,w,x,y,4,1,zero,1,1,1,0,1\n").unwrap();
+    let out = dl7(&["plot", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timeseries.csv:2:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -16,9 +16,11 @@ use crate::config::{ConfigError, Source};
 const KWON2008: &str = include_str!("../../experiments/hardware/kwon2008.toml");
 /// The profile embedded from `experiments/hardware/lab10mbit.toml`.
 const LAB10MBIT: &str = include_str!("../../experiments/hardware/lab10mbit.toml");
+/// The profile embedded from `experiments/hardware/modern.toml`.
+const MODERN: &str = include_str!("../../experiments/hardware/modern.toml");
 
 /// Names of the built-in profiles, for messages.
-pub const BUILTIN: &[&str] = &["kwon2008", "lab10mbit"];
+pub const BUILTIN: &[&str] = &["kwon2008", "lab10mbit", "modern"];
 
 /// A hardware profile (see `experiments/hardware/kwon2008.toml` for every
 /// field's physical meaning and how its value was chosen).
@@ -142,6 +144,7 @@ impl Hardware {
         let (text, origin) = match name {
             "kwon2008" => (KWON2008, "experiments/hardware/kwon2008.toml"),
             "lab10mbit" => (LAB10MBIT, "experiments/hardware/lab10mbit.toml"),
+            "modern" => (MODERN, "experiments/hardware/modern.toml"),
             other => {
                 return Err(ConfigError(format!(
                     "unknown built-in hardware profile {other:?}, expected one of {} or a path to a profile file",
@@ -200,7 +203,8 @@ mod tests {
     fn the_embedded_profiles_parse() {
         assert_eq!(Hardware::kwon2008().network.link_mbit_per_s, 100.0);
         assert_eq!(Hardware::builtin("lab10mbit").unwrap().network.link_mbit_per_s, 10.0);
-        assert!(Hardware::builtin("cray").unwrap_err().0.contains("kwon2008, lab10mbit"));
+        assert_eq!(Hardware::builtin("modern").unwrap().network.link_mbit_per_s, 25000.0);
+        assert!(Hardware::builtin("cray").unwrap_err().0.contains("kwon2008, lab10mbit, modern"));
     }
 
     #[test]

@@ -45,9 +45,10 @@ pub mod policy;
 pub mod result;
 pub mod seed;
 pub mod server;
+pub mod timeseries;
 
 pub use arch::Arch;
-pub use clients::ClientMode;
+pub use clients::{ClientMode, Pace};
 pub use config::{ConfigError, Source};
 pub use fault::{Fault, FaultAction};
 pub use hardware::Hardware;

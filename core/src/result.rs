@@ -37,6 +37,11 @@ pub struct ResultRow {
     pub mode: String,
     /// Failed or unverified responses.
     pub errors: u64,
+    /// A replay: the trace's measured requests (each sent or dropped, once); 0 otherwise.
+    pub replayed: u64,
+    /// Requests the clients did not send because too many were outstanding
+    /// (`clients.max_outstanding` of a timed replay; the simulator's open-loop bound).
+    pub dropped: u64,
     /// Share of the catalog whose owner changed over the run's fault
     /// schedule (leave and join move owners; empty without faults).
     #[serde(default)]
@@ -71,11 +76,13 @@ impl ResultRow {
         "requests",
         "mode",
         "errors",
+        "replayed",
+        "dropped",
         "moved_frac",
         "refill_s",
     ];
 
-    /// Columns of files written before the fault columns existed: still read
-    /// (the fault columns empty).
-    pub const COLUMNS_BEFORE_FAULTS: usize = 21;
+    /// The last columns, `moved_frac` and `refill_s`: files written before
+    /// they existed are still read (the columns empty).
+    pub const FAULT_COLUMNS: usize = 2;
 }

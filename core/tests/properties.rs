@@ -57,6 +57,28 @@ proptest! {
         }
     }
 
+    /// What lets the simulator share one load-aware instance among
+    /// dispatchers that keep their own load views.
+    #[test]
+    fn load_aware_policies_are_functions_of_key_membership_and_load(members in arb_members(), urls in arb_urls(), load_seed in any::<u64>()) {
+        let n = members.len() as u64;
+        let loads: Vec<u64> = (0..n).map(|i| (load_seed >> (i % 60)) % 7).collect();
+        for &kind in PolicyKind::ALL {
+            let a = PolicySpec::new(kind).build(&members).unwrap();
+            if a.state() != State::LoadAware {
+                continue;
+            }
+            let b = PolicySpec::new(kind).build(&members).unwrap();
+            let from_a: Vec<_> = urls.iter().map(|u| a.pick(&RequestKey::new(u), &loads)).collect();
+            let mut from_b: Vec<_> = urls.iter().rev().map(|u| b.pick(&RequestKey::new(u), &loads)).collect();
+            from_b.reverse();
+            prop_assert_eq!(&from_a, &from_b, "{}", kind);
+            // And a second round on the same instance: nothing it keeps changed.
+            let again: Vec<_> = urls.iter().map(|u| a.pick(&RequestKey::new(u), &loads)).collect();
+            prop_assert_eq!(from_a, again, "{}", kind);
+        }
+    }
+
     #[test]
     fn pure_policies_are_functions_of_key_and_membership(members in arb_members(), urls in arb_urls()) {
         for &kind in PolicyKind::ALL {

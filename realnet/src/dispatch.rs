@@ -276,6 +276,7 @@ impl Dispatcher {
         if self.fallbacks == 0 {
             return Outcome::Unavailable;
         }
+        // The failure path: a small buffer of candidates is fine here.
         let mut candidates = Vec::with_capacity(self.fallbacks + 1);
         let view = MemberLoad { load: &self.load, members: &routing.members };
         routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);

@@ -15,7 +15,9 @@
 //! from all of them, each its share of the connections, merged into one
 //! report ([`merge_reports`]). A replay (`clients.mode = "replay"`) has no warm-up
 //! run: its window is the whole replay, and the nodes' cache contents are
-//! read at the end ([`CellOutcome::caches`]).
+//! read at the end ([`CellOutcome::caches`]). The per-interval figures
+//! (`timeseries.csv`) are the load generator's ([`LoadReport::intervals`]):
+//! what the clients saw, on their clock.
 //!
 //! This module knows how to run a cell, not what an experiment file says:
 //! the application turns a plan into [`RealCell`]s.
@@ -53,6 +55,8 @@ pub struct RealSettings {
     pub origin_delay_ms: u64,
     /// Nodes charge the hardware profile's costs to an emulated CPU.
     pub emulate_cpu: bool,
+    /// Threads serving each service process (`None`: one per core).
+    pub worker_threads: Option<usize>,
     /// Active health checks of every dispatcher and front end.
     pub health: HealthSpec,
 }
@@ -67,6 +71,7 @@ impl Default for RealSettings {
             max_connections: 4096,
             origin_delay_ms: 0,
             emulate_cpu: false,
+            worker_threads: None,
             health: HealthSpec::default(),
         }
     }
@@ -89,6 +94,8 @@ pub struct RealCell {
     pub warmup_s: f64,
     /// Seconds measured (timed clients).
     pub measure_s: f64,
+    /// Length of the load report's intervals (`timeseries.csv`), seconds.
+    pub interval_s: f64,
     /// Cache capacity per node, bytes.
     pub cache_bytes: u64,
     /// Largest object a node caches, bytes (larger ones stream through).
@@ -355,10 +362,42 @@ pub fn merge_reports(reports: Vec<LoadReport>) -> LoadReport {
         unfinished: all.iter().map(|r| r.unfinished).sum(),
         retried: all.iter().map(|r| r.retried).sum(),
         served_by,
+        replayed: all.iter().map(|r| r.replayed).sum(),
+        dropped: all.iter().map(|r| r.dropped).sum(),
+        intervals: merge_intervals(&all),
         // One figure per role in memory.csv: the largest client process.
         peak_rss_bytes: all.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
         ..first.clone()
     }
+}
+
+/// The clients' intervals added up, interval by interval (each client counts
+/// from its own window's start; they start together). The hit ratio is
+/// weighted by responses; the p99 is the largest client's (an upper bound,
+/// as for the merged report's percentiles).
+fn merge_intervals(all: &[&LoadReport]) -> Vec<dl7_core::timeseries::Interval> {
+    let mut by_start = std::collections::BTreeMap::<i64, dl7_core::timeseries::Interval>::new();
+    for i in all.iter().flat_map(|r| &r.intervals) {
+        // Interval starts are multiples of the interval: microseconds key them exactly.
+        let key = (i.t_s * 1e6).round() as i64;
+        let m = by_start.entry(key).or_insert_with(|| dl7_core::timeseries::Interval {
+            t_s: i.t_s,
+            req_per_s: 0.0,
+            mbit_per_s: 0.0,
+            hit_ratio: 0.0,
+            errors: 0,
+            p99_ms: 0.0,
+        });
+        let total = m.req_per_s + i.req_per_s;
+        if total > 0.0 {
+            m.hit_ratio = (m.hit_ratio * m.req_per_s + i.hit_ratio * i.req_per_s) / total;
+        }
+        m.req_per_s = total;
+        m.mbit_per_s += i.mbit_per_s;
+        m.errors += i.errors;
+        m.p99_ms = m.p99_ms.max(i.p99_ms);
+    }
+    by_start.into_values().collect()
 }
 
 /// Runs one cell: start, warm up, measure, stop. `exe` is the `dl7` binary;
@@ -375,6 +414,7 @@ pub async fn run_cell(
         head_timeout_ms: s.head_timeout_ms,
         max_connections: s.max_connections,
         upstream_timeout_ms: s.upstream_timeout_ms,
+        worker_threads: s.worker_threads,
     };
     let bind = |h: &Host| SocketAddr::new(h.bind.unwrap_or(h.addr), h.port.unwrap_or(0));
     // Where a role is reached: its address with the port it reported.
@@ -479,11 +519,15 @@ pub async fn run_cell(
     // Client host `j` of `k`: its share of the connections (and of an open loop's rate).
     let k = layout.loads.len();
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64, j: usize| {
-        let (connections, rate, warmup_requests) = match cell.clients {
-            ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => (per_server as usize * n, None, 0),
+        let (connections, rate, warmup_requests, pace) = match cell.clients {
+            ClientMode::Closed { per_server } | ClientMode::OnOff { per_server } => {
+                (per_server as usize * n, None, 0, None)
+            }
             // Open loop: connections enough to keep the rate when responses are slow; each sends its share.
-            ClientMode::Poisson { rate } => (OPEN_LOOP_CONNECTIONS_PER_SERVER * n, Some(rate), 0),
-            ClientMode::Replay { connections, warmup_requests } => (connections as usize, None, warmup_requests),
+            ClientMode::Poisson { rate } => (OPEN_LOOP_CONNECTIONS_PER_SERVER * n, Some(rate), 0, None),
+            ClientMode::Replay { connections, warmup_requests, pace } => {
+                (connections as usize, None, warmup_requests, pace)
+            }
         };
         let share = connections / k + usize::from(j < connections % k);
         let rate = rate.map(|r| r * share as f64 / connections.max(1) as f64);
@@ -498,6 +542,10 @@ pub async fn run_cell(
             duration_s,
             rate,
             timeout_ms: s.request_timeout_ms,
+            speed: pace.map(|p| p.speed),
+            max_outstanding: pace.map_or(dl7_core::Pace::DEFAULT_MAX_OUTSTANDING, |p| p.max_outstanding) as usize,
+            interval_s: cell.interval_s,
+            worker_threads: None,
         })
     };
     // Every client host at once, each its share; one merged report.
@@ -558,7 +606,13 @@ pub async fn run_cell(
     };
     let (load, before, after) = if replay {
         let before = snapshot().await?;
-        let load = run_load(cell.seed, 0.0, MAX_REPLAY_S, "load", Duration::from_secs_f64(MAX_REPLAY_S + 60.0)).await?;
+        // A timed replay lasts its schedule, then its slowest responses.
+        let schedule_s = match cell.clients {
+            ClientMode::Replay { pace: Some(p), .. } => timed_replay_s(&cell.workload_source, p.speed)?,
+            _ => 0.0,
+        };
+        let limit = Duration::from_secs_f64(schedule_s + MAX_REPLAY_S + 60.0);
+        let load = run_load(cell.seed, 0.0, MAX_REPLAY_S, "load", limit).await?;
         // The load process has exited: every response it verified is fully written.
         let after = snapshot().await?;
         (load, before, after)
@@ -733,6 +787,8 @@ fn measure(
         requests: load.requests,
         mode: layout.mode.into(),
         errors: load.errors,
+        replayed: load.replayed,
+        dropped: load.dropped,
         moved_frac: None,
         refill_s: None,
     };
@@ -747,6 +803,12 @@ fn measure(
         caches,
         memory: Vec::new(),
     }
+}
+
+/// Seconds from a timed replay's first request to its last one's send instant.
+fn timed_replay_s(trace: &str, speed: f64) -> Result<f64, String> {
+    let t = dl7_traces::Trace::resolve(trace).map_err(|e| e.to_string())?;
+    Ok(dl7_traces::Schedule::new(&t.times, speed).map_err(|e| format!("{trace}: {e}"))?.duration_s())
 }
 
 /// A counter's growth from `before` to `after`.

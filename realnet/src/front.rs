@@ -4,7 +4,7 @@
 //! * [`FrontMode::Conventional`] (the KTCPVS box): parses every request, picks
 //!   the owner with its policy, fetches the response from that node (hop
 //!   header: the node serves it, no second dispatch) and streams it to the
-//!   client through a [`RELAY_CHUNK`] buffer as it arrives, never holding a
+//!   client through a [`RELAY_CHUNK`](crate::http::RELAY_CHUNK) buffer as it arrives, never holding a
 //!   whole object (as KTCPVS and HAProxy do: TCP flow control paces the node).
 //! * [`FrontMode::Distributed`] (the IPVS-DR box): never reads a byte. Each
 //!   accepted connection goes round-robin to a node, whose process receives
@@ -34,9 +34,7 @@ use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, Outcome};
 use crate::health::{Health, HealthSpec};
-use crate::http::{
-    wait_true, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody, RELAY_CHUNK,
-};
+use crate::http::{wait_true, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
 
@@ -438,7 +436,6 @@ async fn proxy(
 ) {
     let mut conn = ServerConn::new(stream).with_metrics(m.clone());
     let mut path = String::with_capacity(128);
-    let mut buf = Vec::new();
     loop {
         let Some(head) = conn.next_request(&limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
@@ -453,7 +450,7 @@ async fn proxy(
         let head_only = head.method == Method::Head;
         let usable = match d.dispatch(&path).await {
             Outcome::Remote { head: up, mut body, server, .. } => {
-                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &mut buf).await
+                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await
             }
             Outcome::Local { .. } | Outcome::Unavailable => {
                 Metrics::add(&m.bad_gateway, 1);
@@ -468,7 +465,7 @@ async fn proxy(
 }
 
 /// Streams a remote answer (head from `up`, body from `body`) to the client
-/// through `buf` (sized to [`RELAY_CHUNK`] on first use). Returns false when
+/// from the upstream connection's buffer. Returns false when
 /// the client connection must be closed: the client went away, a 502 with
 /// `Connection: close` was sent, or the upstream died after the head was
 /// sent (counted in `upstream_aborted`: the client sees the connection close
@@ -482,22 +479,19 @@ pub(crate) async fn relay_remote(
     server: u32,
     keep: bool,
     head_only: bool,
-    buf: &mut Vec<u8>,
 ) -> bool {
-    if buf.is_empty() {
-        buf.resize(RELAY_CHUNK, 0);
-    }
     let meta = ResponseMeta {
         content_type: up.content_type.mime(),
         object_id: up.object_id,
         served_by: up.served_by.or(Some(server)),
+        cache_hit: up.cache_hit,
         gzip: up.gzip,
     };
     if up.status == 502 {
         Metrics::add(&m.bad_gateway, 1);
     }
     // relay_response counts `payload_out` itself, before the write that ends the response.
-    match conn.relay_response(up.status, &meta, body, keep, head_only, buf).await {
+    match conn.relay_response(up.status, &meta, body, keep, head_only).await {
         Ok(_) => true,
         Err(RelayError::UpstreamBeforeHead(e)) => {
             tracing::debug!("server {server} failed before its body: {e}");

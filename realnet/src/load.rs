@@ -9,28 +9,42 @@
 //!   that intended time, so a stalled server is charged for every request it
 //!   delayed (no coordinated omission).
 //!
+//! * Timed replay (`Requests::Timed`): each request of a trace goes out at
+//!   its logged time sped up (`dl7_traces::Schedule`, the simulator's
+//!   schedule too), on a tokio timer, whatever the responses do: on the
+//!   connection free the longest of a pool of `connections` opened in order
+//!   at the start, on a new one when none is free, and not at all (counted
+//!   as dropped) when `max_outstanding` are out. The report states how late
+//!   the timer sent them (`send_lag_*`).
+//!
 //! Requests come from the workload's seeded stream (connection c draws from
 //! `catalog.stream(sub_seed(seed, c))`, the one seed derivation of `dl7_core::seed`) or from a fixed list replayed exactly once
 //! in total (connections take the next entry from a shared cursor).
+//! Completions and failures are also counted by interval
+//! ([`LoadReport::intervals`], `dl7_core::timeseries`), with the owner's
+//! `X-Cache` verdict for the hit ratio.
 //! Every response is verified: status 200, the object's exact length (after
 //! gunzip when the node distilled it) and every byte against
-//! [`crate::content::Pattern`]. Failures are counted by kind and the
-//! connection is reopened. A request whose kept-alive connection closed
-//! before any byte of its response is resent once on a new connection, as
-//! RFC 9110 section 9.2.2 lets a client do for idempotent requests; those are
-//! counted in `retried` (a response cut short is an error, never resent).
+//! [`crate::content::Pattern`] as it arrives (no body is held whole).
+//! Failures are counted by kind and the connection is reopened. A request
+//! whose kept-alive connection closed before any byte of its response is
+//! resent once on a new connection, as RFC 9110 section 9.2.2 lets a client
+//! do for idempotent requests; those are counted in `retried` (a response
+//! cut short is an error, never resent).
 //!
 //! This module must not start services; it only drives a target address.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dl7_core::timeseries::{Interval, Recorder};
 use dl7_traces::{Catalog, ObjectId};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::content::Pattern;
@@ -46,6 +60,18 @@ pub enum Requests {
     },
     /// Exactly these objects, each requested once, in order of the shared cursor.
     List(Arc<Vec<ObjectId>>),
+    /// A timed replay: these objects, each requested once at its logged
+    /// time sped up ([`dl7_traces::Schedule`]), open loop.
+    Timed {
+        /// The objects, in trace order.
+        list: Arc<Vec<ObjectId>>,
+        /// Their logged times, seconds.
+        times: Arc<Vec<u64>>,
+        /// Logged seconds per replayed second.
+        speed: f64,
+        /// Most requests out at once (and connections open); later ones are dropped.
+        max_outstanding: usize,
+    },
 }
 
 /// Configuration of one load run.
@@ -55,24 +81,29 @@ pub struct LoadConfig {
     pub target: SocketAddr,
     /// What may be requested, and what each body must be.
     pub catalog: Arc<Catalog>,
-    /// Stream or fixed list.
+    /// Stream, fixed list or timed replay.
     pub requests: Requests,
-    /// Concurrent keep-alive connections.
+    /// Concurrent keep-alive connections (a timed replay: the pool opened
+    /// at the start, in order, before the first request is due).
     pub connections: usize,
     /// Requests completing before `warmup` ends are not recorded.
     pub warmup: Duration,
-    /// Measurement window after the warm-up (a list run also stops when the list is done).
+    /// Measurement window after the warm-up (a list run also stops when the
+    /// list is done; a timed replay when its schedule is).
     pub duration: Duration,
     /// Open loop at this many requests/s in total; `None` = closed loop.
     pub rate: Option<f64>,
     /// Deadline of one request (connect included).
     pub timeout: Duration,
-    /// A list run: the first this many requests of the list are not recorded.
+    /// A list or timed run: the first this many requests of the list (in
+    /// the order they are sent) are not recorded.
     pub warmup_requests: u64,
+    /// Length of the intervals of [`LoadReport::intervals`].
+    pub interval: Duration,
 }
 
 impl LoadConfig {
-    /// Closed loop, 1 s, 8 connections, stream seed 1.
+    /// Closed loop, 1 s, 8 connections, stream seed 1, 1 s intervals.
     pub fn new(target: SocketAddr, catalog: Arc<Catalog>) -> Self {
         Self {
             target,
@@ -84,6 +115,7 @@ impl LoadConfig {
             rate: None,
             timeout: Duration::from_secs(5),
             warmup_requests: 0,
+            interval: Duration::from_secs(1),
         }
     }
 }
@@ -120,12 +152,28 @@ pub struct LoadReport {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Requests sent but not finished when the window closed.
     pub unfinished: u64,
-    /// Requests resent on a new connection because their kept-alive one
-    /// closed before any byte of the response (in the window).
-    pub retried: u64,
     /// Responses per `x-dl7-served-by` node index (verified responses in the window).
     pub served_by: BTreeMap<u32, u64>,
+    /// A list or timed replay: the list's measured requests (each sent or dropped, once).
+    pub replayed: u64,
+    /// A timed replay: measured requests not sent because `max_outstanding` were out.
+    pub dropped: u64,
+    /// A timed replay: how late its requests (all of them) reached their
+    /// connection after their scheduled instant, ms: the timer's accuracy.
+    pub send_lag_p50_ms: f64,
+    /// 99th percentile of the send lag, ms.
+    pub send_lag_p99_ms: f64,
+    /// Largest send lag, ms.
+    pub send_lag_max_ms: f64,
+    /// The run by interval from the window's start (the warm-up's negative):
+    /// the completions and failures recorded, by the instant they ended.
+    pub intervals: Vec<Interval>,
+    /// Requests resent on a new connection because their kept-alive one
+    /// closed before any byte of the response (in the window).
+    #[serde(default)]
+    pub retried: u64,
     /// The load process's peak resident memory (`VmHWM`), bytes; 0 when not measured.
+    #[serde(default)]
     pub peak_rss_bytes: u64,
 }
 
@@ -139,6 +187,15 @@ impl LoadReport {
         if !self.errors_by_kind.is_empty() {
             let kinds: Vec<String> = self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s.push_str(&format!(" ({})", kinds.join(", ")));
+        }
+        if self.replayed > 0 {
+            s.push_str(&format!("  replayed {}  dropped {}", self.replayed, self.dropped));
+        }
+        if self.send_lag_max_ms > 0.0 {
+            s.push_str(&format!(
+                "  send lag p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+                self.send_lag_p50_ms, self.send_lag_p99_ms, self.send_lag_max_ms
+            ));
         }
         if self.retried > 0 {
             s.push_str(&format!("  retried {}", self.retried));
@@ -155,11 +212,82 @@ struct ConnStats {
     errors: BTreeMap<String, u64>,
     served_by: BTreeMap<u32, u64>,
     unfinished: u64,
+    replayed: u64,
     retried: u64,
 }
 
+impl ConnStats {
+    fn new() -> Self {
+        ConnStats {
+            hist: latency_histogram(),
+            requests: 0,
+            payload: 0,
+            object_bytes: 0,
+            errors: BTreeMap::new(),
+            served_by: BTreeMap::new(),
+            unfinished: 0,
+            replayed: 0,
+            retried: 0,
+        }
+    }
+
+    /// Counts one request's outcome: in the row when `in_window`, in the
+    /// intervals when `charted` (at `at_ns` from the window's start).
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &mut self,
+        result: Result<(crate::http::ResponseHead, u64), String>,
+        body_len: u64,
+        latency: Duration,
+        in_window: bool,
+        charted: bool,
+        at_ns: i64,
+        series: &Mutex<Recorder>,
+    ) {
+        match result {
+            Ok((head, decoded_len)) => {
+                let us = latency.as_micros().max(1) as u64;
+                if in_window {
+                    self.requests += 1;
+                    self.payload += body_len;
+                    self.object_bytes += decoded_len;
+                    let _ = self.hist.record(us);
+                    if let Some(by) = head.served_by {
+                        *self.served_by.entry(by).or_default() += 1;
+                    }
+                }
+                if charted {
+                    let hit = head.cache_hit == Some(true);
+                    series.lock().expect("series lock").completed(at_ns, body_len, us, hit);
+                }
+            }
+            Err(kind) => {
+                if in_window {
+                    *self.errors.entry(kind).or_default() += 1;
+                }
+                if charted {
+                    series.lock().expect("series lock").failed(at_ns);
+                }
+            }
+        }
+    }
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// `t` in nanoseconds from `origin`, negative before it.
+fn since(origin: Instant, t: Instant) -> i64 {
+    if t >= origin {
+        t.duration_since(origin).as_nanos() as i64
+    } else {
+        -(origin.duration_since(t).as_nanos() as i64)
+    }
+}
+
 /// Runs the load and returns what it measured. Errors only for a config that
-/// cannot run (empty catalog, zero connections, bad rate).
+/// cannot run (empty catalog, zero connections, bad rate or speed).
 pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     if config.connections == 0 {
         return Err("load: connections must be at least 1".into());
@@ -172,7 +300,11 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
             return Err(format!("load: rate must be a positive number of requests/s, got {r}"));
         }
     }
-    if let Requests::List(list) = &config.requests {
+    let listed = match &config.requests {
+        Requests::List(list) | Requests::Timed { list, .. } => Some(list),
+        Requests::Stream { .. } => None,
+    };
+    if let Some(list) = listed {
         if let Some(bad) = list.iter().find(|id| id.index() >= config.catalog.len()) {
             return Err(format!(
                 "load: request list names object {} but the catalog has {}",
@@ -184,30 +316,55 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     // One alias table for every connection's stream (checks the weights, too).
     let draws = match config.requests {
         Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?.draws()),
-        Requests::List(_) => None,
+        _ => None,
     };
+    if let Requests::Timed { list, times, speed, max_outstanding } = &config.requests {
+        if times.len() != list.len() {
+            return Err(format!("load: {} request times for {} requests", times.len(), list.len()));
+        }
+        if *max_outstanding == 0 {
+            return Err("load: max_outstanding must be at least 1".into());
+        }
+        dl7_traces::Schedule::new(times, *speed).map_err(|e| format!("load: timed replay: {e}"))?;
+    }
+    if let Requests::Timed { .. } = config.requests {
+        return Ok(timed(config).await);
+    }
     let start = Instant::now();
     let window_start = start + config.warmup;
     let window_end = window_start + config.duration;
+    let series = Arc::new(Mutex::new(Recorder::new(config.interval.as_nanos() as u64, since(window_start, start))));
     let cursor = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(config.connections);
     for c in 0..config.connections {
         let cfg = config.clone();
-        let cursor = cursor.clone();
-        let draws = draws.clone();
-        tasks.push(tokio::spawn(
-            async move { connection(c, cfg, draws, cursor, start, window_start, window_end).await },
-        ));
+        let (cursor, series, draws) = (cursor.clone(), series.clone(), draws.clone());
+        tasks.push(tokio::spawn(async move {
+            connection(c, cfg, draws, cursor, series, start, window_start, window_end).await
+        }));
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-    let mut report = LoadReport::default();
+    let mut stats = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let s = t.await.map_err(|e| format!("load: connection task failed: {e}"))?;
+        stats.push(t.await.map_err(|e| format!("load: connection task failed: {e}"))?);
+    }
+    let end = Instant::now().min(window_end);
+    let series = Arc::into_inner(series).expect("the connections are done").into_inner().expect("series lock");
+    let mut report = report(stats, end.saturating_duration_since(window_start));
+    report.intervals = series.finish(since(window_start, end));
+    Ok(report)
+}
+
+/// Adds up the connections' figures over a window of `window`.
+fn report(stats: Vec<ConnStats>, window: Duration) -> LoadReport {
+    let mut hist = latency_histogram();
+    let mut report = LoadReport::default();
+    for s in stats {
         let _ = hist.add(&s.hist);
         report.requests += s.requests;
         report.payload_bytes += s.payload;
         report.object_bytes += s.object_bytes;
         report.unfinished += s.unfinished;
+        report.replayed += s.replayed;
         report.retried += s.retried;
         for (k, v) in s.errors {
             *report.errors_by_kind.entry(k).or_default() += v;
@@ -216,8 +373,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
             *report.served_by.entry(k).or_default() += v;
         }
     }
-    let end = Instant::now().min(window_end);
-    let window = end.saturating_duration_since(window_start).as_secs_f64().max(1e-9);
+    let window = window.as_secs_f64().max(1e-9);
     report.errors = report.errors_by_kind.values().sum();
     report.window_s = window;
     report.req_per_s = report.requests as f64 / window;
@@ -228,7 +384,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     report.p99_ms = ms(0.99);
     report.p999_ms = ms(0.999);
     report.max_ms = if hist.is_empty() { 0.0 } else { hist.max() as f64 / 1000.0 };
-    Ok(report)
+    report
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -237,20 +393,12 @@ async fn connection(
     cfg: LoadConfig,
     draws: Option<dl7_traces::Draws>,
     cursor: Arc<AtomicU64>,
+    series: Arc<Mutex<Recorder>>,
     start: Instant,
     window_start: Instant,
     window_end: Instant,
 ) -> ConnStats {
-    let mut stats = ConnStats {
-        hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
-        requests: 0,
-        payload: 0,
-        object_bytes: 0,
-        errors: BTreeMap::new(),
-        served_by: BTreeMap::new(),
-        unfinished: 0,
-        retried: 0,
-    };
+    let mut stats = ConnStats::new();
     let mut stream = match (&cfg.requests, &draws) {
         (Requests::Stream { seed }, Some(d)) => {
             Some(dl7_traces::RequestStream::with_draws(&cfg.catalog, d, dl7_core::seed::sub_seed(*seed, c as u64)))
@@ -268,11 +416,15 @@ async fn connection(
             (None, Requests::List(list)) => {
                 let i = cursor.fetch_add(1, Relaxed) as usize;
                 match list.get(i) {
-                    Some(&id) => (id, Some(i as u64 >= cfg.warmup_requests)),
+                    Some(&id) => {
+                        let measured = i as u64 >= cfg.warmup_requests;
+                        stats.replayed += u64::from(measured);
+                        (id, Some(measured))
+                    }
                     None => break,
                 }
             }
-            (None, Requests::Stream { .. }) => unreachable!("stream mode always has a stream"),
+            (None, _) => unreachable!("stream mode always has a stream; timed runs go through `timed`"),
         };
         let intended = match interval {
             Some(iv) => {
@@ -302,9 +454,11 @@ async fn connection(
         .await;
         let done = Instant::now();
         let in_window = listed_measured.unwrap_or(done >= window_start && done <= window_end);
-        if resent && (in_window || listed_measured.is_some()) {
+        if resent && in_window {
             stats.retried += 1;
         }
+        // A listed request is charted when measured; a drawn one from the warm-up to the window's end.
+        let charted = listed_measured.unwrap_or(done <= window_end);
         let result = match outcome {
             Err(_) => {
                 if done > window_end {
@@ -317,32 +471,172 @@ async fn connection(
             Ok(Err(e)) => Err(e),
             Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
         };
-        match result {
-            Ok((head, decoded_len)) => {
-                if in_window {
-                    stats.requests += 1;
-                    stats.payload += head.content_length;
-                    stats.object_bytes += decoded_len;
-                    let us = done.saturating_duration_since(intended).as_micros().max(1) as u64;
-                    let _ = stats.hist.record(us);
-                    if let Some(by) = head.served_by {
-                        *stats.served_by.entry(by).or_default() += 1;
-                    }
-                }
-                if !head.keep_alive {
-                    conn = None;
-                }
-            }
-            Err(kind) => {
-                // A list replay counts every failure; a timed run only those in its window.
-                if in_window || listed_measured.is_some() {
-                    *stats.errors.entry(kind).or_default() += 1;
-                }
-                conn = None;
-            }
+        if !matches!(&result, Ok((head, _)) if head.keep_alive) {
+            conn = None;
         }
+        let body_len = result.as_ref().map_or(0, |(head, _)| head.content_length);
+        let latency = done.saturating_duration_since(intended);
+        let at = since(window_start, done);
+        stats.count(result, body_len, latency, in_window, charted, at, &series);
     }
     stats
+}
+
+/// One request of a timed replay, handed to a free connection.
+struct Job {
+    /// Its position in the list.
+    position: usize,
+    /// When the schedule sends it.
+    intended: Instant,
+    /// Past the warm-up requests.
+    measured: bool,
+}
+
+/// What the connections of a timed replay share: one set of figures (the
+/// pool may grow to `max_outstanding` connections).
+struct TimedShared {
+    stats: ConnStats,
+    /// Send lag, us.
+    lag: Histogram<u64>,
+}
+
+/// A timed replay: a dispatcher thread hands each request, at its instant
+/// of the schedule, to the connection free the longest (the pool of `connections`
+/// opened first, in order, so that the front end pins them to receivers in
+/// order), on a new connection when none is free, and drops it when
+/// `max_outstanding` connections are busy. Latency runs from the scheduled
+/// instant. The window opens with the first measured request's instant and
+/// closes with the last response.
+async fn timed(config: LoadConfig) -> LoadReport {
+    let Requests::Timed { list, times, speed, max_outstanding } = config.requests.clone() else {
+        unreachable!("a timed run")
+    };
+    let warmup = config.warmup_requests;
+    let series = Arc::new(Mutex::new(Recorder::new(config.interval.as_nanos() as u64, 0)));
+    let shared = Arc::new(Mutex::new(TimedShared { stats: ConnStats::new(), lag: latency_histogram() }));
+    let idle = Arc::new(Mutex::new(VecDeque::new()));
+    // The pool, opened in order before the clock starts; a failed connect is retried by its first request.
+    let mut pool = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections.min(max_outstanding) {
+        pool.push(ClientConn::connect(config.target, config.timeout).await.ok());
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let (series_d, shared_d, idle_d) = (series.clone(), shared.clone(), idle.clone());
+    // The dispatcher runs on a thread of its own and sleeps with the OS's
+    // timer: the connections' work (verifying every byte, gunzip) must not
+    // make the schedule late, and tokio's timer ticks only every millisecond.
+    let dispatcher = tokio::task::spawn_blocking(move || {
+        let schedule = dl7_traces::Schedule::new(&times, speed).expect("checked in run");
+        let origin_offset = schedule.iter().nth(warmup as usize).map_or(0, |(_, at)| at);
+        let mut senders: Vec<mpsc::Sender<Job>> = Vec::new();
+        let mut tasks = Vec::new();
+        let start = Instant::now();
+        let origin = start + Duration::from_nanos(origin_offset);
+        let mut open = |conn: Option<ClientConn>, senders: &mut Vec<mpsc::Sender<Job>>| {
+            let c = senders.len();
+            let (tx, rx) = mpsc::channel(1);
+            senders.push(tx);
+            let (cfg, list) = (config.clone(), list.clone());
+            let (series, shared, idle) = (series_d.clone(), shared_d.clone(), idle_d.clone());
+            tasks
+                .push(runtime.spawn(async move {
+                    timed_connection(c, conn, rx, cfg, list, series, shared, idle, origin).await
+                }));
+            c
+        };
+        for conn in pool {
+            let c = open(conn, &mut senders);
+            idle_d.lock().expect("idle lock").push_back(c);
+        }
+        let (mut replayed, mut dropped) = (0, 0);
+        for (taken, (position, at)) in schedule.iter().enumerate() {
+            let intended = start + Duration::from_nanos(at);
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let measured = taken as u64 >= warmup;
+            replayed += u64::from(measured);
+            let free = idle_d.lock().expect("idle lock").pop_front();
+            let c = match free {
+                Some(c) => c,
+                None if senders.len() < max_outstanding => open(None, &mut senders),
+                None => {
+                    dropped += u64::from(measured);
+                    continue;
+                }
+            };
+            // A free connection waits on its channel of one: there is room.
+            if senders[c].try_send(Job { position, intended, measured }).is_err() {
+                unreachable!("a free connection's channel is empty and open");
+            }
+        }
+        (senders, tasks, replayed, dropped, origin)
+    });
+    let (senders, tasks, replayed, dropped, origin) = dispatcher.await.expect("the dispatcher does not panic");
+    drop(senders);
+    for t in tasks {
+        // A panicked connection task is a bug; its figures are lost with it, so say so.
+        if let Err(e) = t.await {
+            eprintln!("load: a connection task failed: {e}");
+        }
+    }
+    let end = Instant::now();
+    let TimedShared { stats, lag } =
+        Arc::into_inner(shared).expect("the connections are done").into_inner().expect("shared lock");
+    let mut report = report(vec![stats], end.saturating_duration_since(origin));
+    report.replayed = replayed;
+    report.dropped = dropped;
+    let ms = |v: u64| v as f64 / 1000.0;
+    report.send_lag_p50_ms = ms(lag.value_at_quantile(0.5));
+    report.send_lag_p99_ms = ms(lag.value_at_quantile(0.99));
+    report.send_lag_max_ms = ms(lag.max());
+    let series = Arc::into_inner(series).expect("the connections are done").into_inner().expect("series lock");
+    report.intervals = series.finish(since(origin, end));
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn timed_connection(
+    c: usize,
+    mut conn: Option<ClientConn>,
+    mut jobs: mpsc::Receiver<Job>,
+    cfg: LoadConfig,
+    list: Arc<Vec<ObjectId>>,
+    series: Arc<Mutex<Recorder>>,
+    shared: Arc<Mutex<TimedShared>>,
+    idle: Arc<Mutex<VecDeque<usize>>>,
+    origin: Instant,
+) {
+    while let Some(job) = jobs.recv().await {
+        let lag = Instant::now().saturating_duration_since(job.intended);
+        let id = list[job.position];
+        let object = cfg.catalog.get(id);
+        let pattern = Pattern::of(object);
+        let mut resent = false;
+        let outcome =
+            tokio::time::timeout(cfg.timeout, one_request(&mut conn, &cfg, &object.path, &pattern, &mut resent)).await;
+        let done = Instant::now();
+        // Bodies are checked as they arrive, a chunk at a time: no long check holds a worker.
+        let result = match outcome {
+            Err(_) => Err("timeout".to_string()),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
+        };
+        let body_len = result.as_ref().map_or(0, |(head, _)| head.content_length);
+        if !matches!(&result, Ok((head, _)) if head.keep_alive) {
+            conn = None;
+        }
+        {
+            let mut s = shared.lock().expect("shared lock");
+            s.lag.saturating_record(lag.as_micros() as u64);
+            let latency = done.saturating_duration_since(job.intended);
+            let at = since(origin, done);
+            s.stats.retried += u64::from(resent && job.measured);
+            s.stats.count(result, body_len, latency, job.measured, job.measured, at, &series);
+        }
+        idle.lock().expect("idle lock").push_back(c);
+    }
 }
 
 async fn one_request<'p>(
@@ -470,6 +764,7 @@ mod tests {
             content_type: dl7_traces::ContentType::Html,
             object_id: Some(5),
             served_by: None,
+            cache_hit: None,
             gzip,
         }
     }

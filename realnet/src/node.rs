@@ -502,6 +502,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
     let m = node.metrics.clone();
     let mut conn = ServerConn::new(stream).with_metrics(m.clone());
     let mut path = String::with_capacity(128);
+    // Sized on the first miss it streams (hits are written from the cache, relays from their connection).
     let mut buf = Vec::new();
     loop {
         let Some(head) = conn.next_request(&node.limits, &mut path, &mut stop).await else { break };
@@ -558,8 +559,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     let image = up.content_type.is_image();
                     node.cpu.work(|c| c.parse_fwd + c.object(up.content_length, image).relay_fwd).await;
                     let usable =
-                        crate::front::relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &mut buf)
-                            .await;
+                        crate::front::relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await;
                     m.observe(start.elapsed());
                     if !usable || !keep {
                         break;
@@ -599,8 +599,14 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                         poll + if head.hop { o.serve_net } else { o.serve_local + o.relay_local }
                     })
                     .await;
-                let meta =
-                    ResponseMeta { content_type: content_type.mime(), object_id, served_by: Some(node.id.0), gzip };
+                let hit = matches!(owned, Owned::Hit(_));
+                let meta = ResponseMeta {
+                    content_type: content_type.mime(),
+                    object_id,
+                    served_by: Some(node.id.0),
+                    cache_hit: Some(hit),
+                    gzip,
+                };
                 match owned {
                     Owned::Hit(entry) => {
                         // Counted before the write, so it is final once the client has the response.
@@ -613,7 +619,8 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                         stream_owned(&mut conn, &m, &meta, &mut reader, keep, head_only, &mut buf).await
                     }
                     Owned::Own(_, mut body) => {
-                        stream_owned(&mut conn, &m, &meta, &mut body, keep, head_only, &mut buf).await
+                        let relayed = conn.relay_response(200, &meta, &mut body, keep, head_only).await;
+                        owned_relayed(&mut conn, &m, relayed).await
                     }
                 }
             }
@@ -637,10 +644,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
     }
 }
 
-/// Streams an owner's answer that is still arriving from the origin; false
-/// when the client connection must close (the client left, or the origin
-/// failed: a 502 if no byte was sent yet, else the connection closes short,
-/// counted in `upstream_aborted`).
+/// Streams an owner's answer that is still arriving from the origin, through `buf`.
 async fn stream_owned(
     conn: &mut ServerConn,
     m: &Metrics,
@@ -653,7 +657,15 @@ async fn stream_owned(
     if buf.is_empty() {
         buf.resize(crate::http::RELAY_CHUNK, 0);
     }
-    match conn.relay_response(200, meta, body, keep, head_only, buf).await {
+    let streamed = conn.stream_response(200, meta, body, keep, head_only, buf).await;
+    owned_relayed(conn, m, streamed).await
+}
+
+/// The end of an owner's streamed answer: false when the client connection
+/// must close (the client left, or the origin failed: a 502 if no byte was
+/// sent yet, else the connection closes short, counted in `upstream_aborted`).
+async fn owned_relayed(conn: &mut ServerConn, m: &Metrics, r: Result<u64, crate::http::RelayError>) -> bool {
+    match r {
         Ok(_) => true,
         Err(crate::http::RelayError::UpstreamBeforeHead(e)) => {
             tracing::debug!("origin failed before the body: {e}");

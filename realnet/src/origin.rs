@@ -145,8 +145,8 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
                     buf.resize(RELAY_CHUNK, 0);
                 }
                 let mut body = Generated { pattern: Pattern::of(object), offset: 0, size: object.size };
-                // relay_response counts `payload_out` before the write that ends the response.
-                conn.relay_response(200, &meta, &mut body, keep, head.method == Method::Head, &mut buf)
+                // stream_response counts `payload_out` before the write that ends the response.
+                conn.stream_response(200, &meta, &mut body, keep, head.method == Method::Head, &mut buf)
                     .await
                     .map(|_| keep)
                     .map_err(|e| std::io::Error::other(e.to_string()))

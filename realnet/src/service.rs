@@ -204,9 +204,18 @@ impl Interrupt {
     }
 }
 
-/// The multi-threaded runtime a service process runs on.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+/// The runtime a service process runs on: `worker_threads` threads serve it.
+/// `None` is tokio's multi-thread runtime with one worker per core; `1` the
+/// current-thread runtime (every task on the one thread, no work stealing,
+/// as HAProxy's `nbthread 1`); `k > 1` the multi-thread runtime with `k`
+/// workers.
+pub fn runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        Some(0) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "worker_threads must be at least 1")),
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(k) => tokio::runtime::Builder::new_multi_thread().worker_threads(k).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `warn`). Safe to call twice.

@@ -38,11 +38,14 @@ pub struct LimitsSpec {
     pub max_connections: usize,
     /// Deadline of one upstream fetch (origin, owner, node), milliseconds.
     pub upstream_timeout_ms: u64,
+    /// Threads serving the service (see [`runtime`]); absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for LimitsSpec {
     fn default() -> Self {
-        LimitsSpec { head_timeout_ms: 5000, max_connections: 4096, upstream_timeout_ms: 2000 }
+        LimitsSpec { head_timeout_ms: 5000, max_connections: 4096, upstream_timeout_ms: 2000, worker_threads: None }
     }
 }
 
@@ -161,6 +164,15 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Per-request deadline, milliseconds.
     pub timeout_ms: u64,
+    /// A replay at the trace's logged times, this many times faster; `None`: closed loop.
+    pub speed: Option<f64>,
+    /// A timed replay: most requests out at once; later ones are dropped.
+    pub max_outstanding: usize,
+    /// Length of the report's intervals, seconds.
+    pub interval_s: f64,
+    /// Threads driving the load (see [`runtime`]); absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 /// Any service's config, tagged by role, with its version.
@@ -283,6 +295,15 @@ impl std::error::Error for ServeError {}
 
 /// Checks a spec's values that need no file; the error names the field.
 pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
+    let threads = match spec {
+        ServiceSpec::Origin(o) => o.limits.worker_threads,
+        ServiceSpec::Node(n) => n.limits.worker_threads,
+        ServiceSpec::Front(f) => f.limits.worker_threads,
+        ServiceSpec::Load(l) => l.worker_threads,
+    };
+    if threads == Some(0) {
+        return Err("worker_threads 0: expected at least 1 thread".into());
+    }
     match spec {
         ServiceSpec::Origin(_) => Ok(()),
         ServiceSpec::Node(n) => {
@@ -313,6 +334,20 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(format!("{name} {v}: expected a non-negative number of seconds"));
+                }
+            }
+            if !(l.interval_s.is_finite() && l.interval_s >= 0.001) {
+                return Err(format!("interval_s {}: expected seconds >= 0.001", l.interval_s));
+            }
+            if let Some(speed) = l.speed {
+                if !l.replay {
+                    return Err("speed: a timed replay needs a trace (replay)".into());
+                }
+                if !(speed.is_finite() && speed > 0.0) {
+                    return Err(format!("speed {speed}: expected a speed factor > 0"));
+                }
+                if l.max_outstanding == 0 {
+                    return Err("max_outstanding 0: expected at least 1".into());
                 }
             }
             Ok(())
@@ -351,7 +386,22 @@ pub fn serve(spec: ServiceSpec) -> Result<(), ServeError> {
                 if t.requests.is_empty() {
                     return Err(format!("{}: the trace has no requests to replay", l.workload));
                 }
-                Ok((Arc::new(t.catalog), Requests::List(Arc::new(t.requests))))
+                let requests = match l.speed {
+                    None => Requests::List(Arc::new(t.requests)),
+                    Some(_) if t.times.is_empty() => {
+                        return Err(format!(
+                            "{}: speed: a timed replay needs request times, and the trace has none",
+                            l.workload
+                        ))
+                    }
+                    Some(speed) => Requests::Timed {
+                        list: Arc::new(t.requests),
+                        times: Arc::new(t.times),
+                        speed,
+                        max_outstanding: l.max_outstanding,
+                    },
+                };
+                Ok((Arc::new(t.catalog), requests))
             }))
         }
         ServiceSpec::Load(l) => Some(catalog(&l.workload).map(|c| (c, Requests::Stream { seed: l.seed }))),
@@ -366,7 +416,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
     match spec {
         ServiceSpec::Origin(o) => {
             let (catalog, _) = workload.expect("read by serve");
-            runtime().map_err(|e| e.to_string())?.block_on(async {
+            runtime(o.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(o.listen).await?;
                 let admin = bind_admin(o.admin).await?;
                 announce(&listener, &admin)?;
@@ -380,7 +430,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
         ServiceSpec::Node(n) => {
             let members = Membership::numbered(n.nodes.len()).map_err(|e| e.to_string())?;
             let spec = n.policy.clone();
-            runtime().map_err(|e| e.to_string())?.block_on(async {
+            runtime(n.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(n.listen.unwrap_or(n.nodes[n.id as usize])).await?;
                 let admin = bind_admin(n.admin).await?;
                 let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
@@ -412,7 +462,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             let mode = f.mode;
             let members = Membership::numbered(f.nodes.len()).map_err(|e| e.to_string())?;
             let spec = f.policy.clone();
-            runtime().map_err(|e| e.to_string())?.block_on(async {
+            runtime(f.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
                 let listener = bind(f.listen).await?;
                 let admin = bind_admin(f.admin).await?;
                 announce(&listener, &admin)?;
@@ -437,7 +487,8 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             cfg.duration = Duration::from_secs_f64(l.duration_s);
             cfg.rate = l.rate;
             cfg.timeout = Duration::from_millis(l.timeout_ms);
-            let mut report = runtime().map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            cfg.interval = Duration::from_secs_f64(l.interval_s);
+            let mut report = runtime(l.worker_threads).map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
             report.peak_rss_bytes = crate::launcher::peak_rss_bytes(std::process::id()).unwrap_or(0);
             eprintln!("{}", report.summary());
             println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
@@ -501,5 +552,8 @@ mod tests {
         assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().contains("members: 1 is not a node index"));
         n.members = Some(vec![]);
         assert!(validate(&ServiceSpec::Node(n)).unwrap_err().contains("at least one"));
+        let ServiceSpec::Node(mut n) = node() else { unreachable!() };
+        n.limits.worker_threads = Some(0);
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("worker_threads 0"));
     }
 }

@@ -25,6 +25,8 @@ fn cell(arch: Arch, policy: &str) -> CellSpec {
         cache_bytes_per_server: None,
         max_object_bytes: None,
         requests: None,
+        times: None,
+        interval_s: 1.0,
     }
 }
 

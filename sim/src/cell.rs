@@ -31,6 +31,10 @@ pub struct CellSpec {
     pub max_object_bytes: Option<u64>,
     /// The requests to replay in order ([`ClientMode::Replay`] only).
     pub requests: Option<Arc<Vec<ObjectId>>>,
+    /// Their logged times, seconds (a timed replay only: `Replay { pace: Some(_), .. }`).
+    pub times: Option<Arc<Vec<u64>>>,
+    /// Length of the intervals of [`crate::RunStats::intervals`], simulated seconds.
+    pub interval_s: f64,
 }
 
 /// Why a run could not be simulated: a bad cell, hardware profile or policy.

@@ -23,6 +23,8 @@
 //!     cache_bytes_per_server: None,
 //!     max_object_bytes: None,
 //!     requests: None,
+//!     times: None,
+//!     interval_s: 1.0,
 //! };
 //! let row = simulate(&cell, &Hardware::kwon2008()).unwrap();
 //! assert_eq!(row.mode, "sim");
@@ -75,9 +77,12 @@
 //!   the inbound direction only).
 //! * **Policies** are the `dl7-core` objects the real cluster uses. Each
 //!   dispatcher (the FE in conventional runs, every server in distributed
-//!   runs) owns its own instance, unless the cell asks for shared state;
-//!   load-aware policies see the in-flight requests their own dispatcher
-//!   sent (a shared instance sees the whole cluster's).
+//!   runs) has its own instance of a stateful policy (`rr`, `ht_rr`,
+//!   `lard`), unless the cell asks for shared state; a pure or load-aware
+//!   one holds nothing mutable and is built once and shared, which answers
+//!   as separate copies would. Load-aware policies see the in-flight
+//!   requests their own dispatcher sent (with shared state, the whole
+//!   cluster's).
 //!   The FE's IPVS assigns connections to receivers round robin.
 //! * **Caches**: a byte-bounded LRU per server; a miss fetches from the
 //!   origin (owner CPU, owner TX, origin RX, origin CPU, origin TX, owner RX,
@@ -90,9 +95,38 @@
 //!   replay of a trace: its requests in order, each once, over persistent
 //!   connections that each take the next request when free; connection `c`
 //!   (opened in index order, 1 us apart) is pinned to receiver `c mod N`, as
-//!   the real front ends hand over a keep-alive connection once. A replay runs
-//!   until its last response and measures every request after its first
-//!   `warmup_requests`, whatever the clock says.
+//!   the real front ends hand over a keep-alive connection once. A timed
+//!   replay (`pace`) sends each request at its instant of
+//!   `dl7_traces::Schedule`, to the nanosecond, on the connection free the
+//!   longest (the pool of `connections` opened at the start, pinned the same
+//!   way), on a new connection when none is free, and drops it (counted in
+//!   `dropped`) when `max_outstanding` are out. A replay runs until its last
+//!   response and measures every request after its first `warmup_requests`,
+//!   whatever the clock says.
+//! * **Intervals** ([`RunStats::intervals`], `timeseries.csv`): the
+//!   completions of the warm-up and the window by interval of simulated
+//!   time (a replay: of its measured requests), `dl7_core::timeseries`.
+//!
+//! ## Data structures
+//! Memory and start-up are O(servers + objects), and the work per simulated
+//! request grows with neither:
+//! * per object, in catalog order: its `RequestKey` (every hash computed
+//!   once), its size and its `ObjectCosts`, read by index;
+//! * per server: its stations, counters, and a byte-bounded LRU sized by
+//!   what it holds (a hash map from object to a slot of a slab, with an
+//!   intrusive recency list through the slab: `model::cache`);
+//! * the fetches from the origin under way: one hash map keyed by (server,
+//!   object), each entry the first request parked on that fetch (single
+//!   flight); nothing for the rest of the catalog;
+//! * policies: one shared `Arc<dyn Policy>` unless stateful (above), so a
+//!   cell at N = 1024 builds one Maglev table, not 1024; one load view per
+//!   dispatcher, or one for the cluster when nothing reads it (pure). The
+//!   exceptions to O(servers): a load-aware policy's N views of N counters
+//!   each (8 MB at N = 1024) and a stateful one's N instances;
+//! * the engine's queue: a 4-ary heap of 16-byte entries (`engine`).
+//!
+//! The hash maps use a fixed hasher (foldhash's `FixedState`) and none is
+//! iterated into a result, so a run stays a pure function of its inputs.
 //!
 //! ## What is not modelled
 //! TCP congestion and flow control (slow start, window limits, losses,
@@ -105,7 +139,8 @@
 //! every station is FIFO across all of a request's visits and new arrivals
 //! keep queueing ahead of the later steps of earlier requests; its row then
 //! shows next to no completions. Arrivals beyond 2^20 requests in flight
-//! are dropped and counted as errors.
+//! are dropped (counted in `dropped`). The model has no failures: `errors`
+//! is 0.
 
 pub mod cell;
 pub mod engine;
@@ -113,6 +148,7 @@ pub(crate) mod model;
 
 pub use cell::{Arch, CellSpec, ClientMode, Hardware, SimError};
 
+use dl7_core::timeseries::{Interval, Recorder};
 use dl7_core::{Membership, RequestKey, ResultRow};
 use dl7_traces::{SurgeUser, SurgeUserParams};
 use rand::SeedableRng;
@@ -120,7 +156,7 @@ use rand_chacha::ChaCha8Rng;
 
 use engine::{seconds, Simulation};
 use model::station::Window;
-use model::{Clients, Cluster};
+use model::{Clients, Cluster, Paced};
 
 /// Default simulated warm-up, seconds: long enough that under `rr` on 16
 /// servers even the least popular of 100 files (about 0.2% of requests) has
@@ -142,6 +178,11 @@ pub struct RunStats {
     pub origin_fetches: u64,
     /// Per server, the objects in its cache at the end (catalog indices, ascending).
     pub cached: Vec<Vec<u32>>,
+    /// The run by interval (`timeseries.csv`), warm-up intervals first.
+    pub intervals: Vec<Interval>,
+    /// A replay: when each of the trace's requests was sent, ns from the
+    /// run's start, by trace position (`u64::MAX` for a dropped request).
+    pub sent_at: Vec<u64>,
 }
 
 impl RunStats {
@@ -158,7 +199,7 @@ pub fn simulate(cell: &CellSpec, hw: &Hardware) -> Result<ResultRow, SimError> {
 }
 
 /// Open-loop slots beyond which Poisson arrivals are dropped (and counted
-/// as errors), so an overloaded open-loop run keeps bounded memory.
+/// in `dropped`), so an overloaded open-loop run keeps bounded memory.
 const MAX_OPEN_LOOP_REQUESTS: usize = 1 << 20;
 
 /// Gap between the openings of replay connections: they open in index order.
@@ -180,6 +221,9 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     if !(cell.warmup_s.is_finite() && cell.warmup_s >= 0.0) {
         return Err(SimError::Invalid(format!("warmup_s: expected a finite number >= 0, got {}", cell.warmup_s)));
     }
+    if !(cell.interval_s.is_finite() && cell.interval_s > 0.0) {
+        return Err(SimError::Invalid(format!("interval_s: expected a finite number > 0, got {}", cell.interval_s)));
+    }
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
     // A replay's window is the replay itself.
     let window_ok = cell.measure_s.is_finite() && cell.measure_s > 0.0;
@@ -189,12 +233,11 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     let n = cell.servers as usize;
     let members = Membership::numbered(n)?;
     let shared = cell.shared_state || cell.policy.kind.shared_by_default();
-    let instances = match cell.arch {
+    let dispatchers = match cell.arch {
         Arch::Conventional => 1,
-        Arch::Distributed if shared => 1,
         Arch::Distributed => n,
     };
-    let policies = (0..instances).map(|_| cell.policy.build(&members)).collect::<Result<Vec<_>, _>>()?;
+    let (policies, load_views) = model::build_policies(&cell.policy, &members, dispatchers, shared)?;
 
     // Hashes computed once per object, never per request.
     let keys: Vec<RequestKey<'_>> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
@@ -203,6 +246,16 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     let object_costs = catalog.objects.iter().map(|o| costs.object(o.size, o.content_type.is_image())).collect();
 
     let stream_error = |e: dl7_traces::TraceError| SimError::Invalid(format!("workload {}: {e}", cell.workload));
+    // A timed replay's send instants, borrowed by the clients for the whole run.
+    let schedule = match cell.clients {
+        ClientMode::Replay { pace: Some(pace), .. } => {
+            let times = cell.times.as_deref().map_or(&[][..], |t| &t[..]);
+            let s = dl7_traces::Schedule::new(times, pace.speed)
+                .map_err(|e| SimError::Invalid(format!("workload {}: timed replay: {e}", cell.workload)))?;
+            Some(s)
+        }
+        _ => None,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(cell.seed);
     rng.set_stream(1);
     let (clients, connections) = match cell.clients {
@@ -222,7 +275,7 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
             let stream = catalog.stream(cell.seed).map_err(stream_error)?;
             (Clients::Poisson { stream, gap, rng: arrivals, max_slots: MAX_OPEN_LOOP_REQUESTS }, 0)
         }
-        ClientMode::Replay { connections, warmup_requests } => {
+        ClientMode::Replay { connections, warmup_requests, pace } => {
             let Some(requests) = &cell.requests else {
                 return Err(SimError::Invalid("replay clients need the trace's requests".into()));
             };
@@ -237,7 +290,30 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
                     catalog.len()
                 )));
             }
-            (Clients::Replay { requests, next: 0, warmup: warmup_requests }, connections as usize)
+            let paced = match (pace, &schedule) {
+                (None, _) => None,
+                (Some(pace), Some(schedule)) => {
+                    if pace.max_outstanding == 0 {
+                        return Err(SimError::Invalid("max_outstanding: expected an integer >= 1, got 0".into()));
+                    }
+                    if schedule.len() != requests.len() {
+                        return Err(SimError::Invalid(format!(
+                            "workload {}: {} request times for {} requests",
+                            cell.workload,
+                            schedule.len(),
+                            requests.len()
+                        )));
+                    }
+                    Some(Paced {
+                        schedule: schedule.iter(),
+                        due: None,
+                        idle: std::collections::VecDeque::new(),
+                        max_outstanding: pace.max_outstanding as usize,
+                    })
+                }
+                (Some(_), None) => unreachable!("the schedule is built for a paced replay"),
+            };
+            (Clients::Replay { requests, next: 0, warmup: warmup_requests, paced }, connections as usize)
         }
         ClientMode::OnOff { per_server } => {
             if per_server == 0 {
@@ -266,17 +342,41 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     };
     let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
     let max_object = cell.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache_bytes));
-    let caches = (cache_bytes, max_object);
-    let cluster = Cluster::new(cell.arch, n, window, &keys, sizes, costs, object_costs, policies, caches, clients);
+    // The warm-up's intervals are negative; a replay charts its measured requests only.
+    let begin = if replay { 0 } else { -(window.start as i64) };
+    let series = Recorder::new(seconds(cell.interval_s).max(1), begin);
+    let cluster = Cluster::new(
+        cell.arch,
+        n,
+        window,
+        &keys,
+        sizes,
+        costs,
+        object_costs,
+        policies,
+        load_views,
+        (cache_bytes, max_object),
+        clients,
+        series,
+    );
     let mut sim = Simulation::new(cluster);
-    let starts = if replay {
+    let paced = schedule.is_some();
+    // A timed replay's pool: at most `max_outstanding` connections, as in the load generator.
+    let pool = match cell.clients {
+        ClientMode::Replay { pace: Some(p), .. } => connections.min(p.max_outstanding as usize),
+        _ => 0,
+    };
+    let starts = if paced {
+        // The pool opens with the replay; requests go out at their instants.
+        Vec::new()
+    } else if replay {
         (0..connections as u64).map(|c| c * REPLAY_OPEN_GAP_NS).collect()
     } else {
         model::staggered_starts(connections, START_SPREAD_NS, &mut rng)
     };
     sim.init(|cluster, ctx| {
         cluster.start_clients(starts.into_iter(), ctx);
-        cluster.start_arrivals(ctx);
+        cluster.start_arrivals(pool, ctx);
     });
     sim.run_until(window.end);
     if replay {
@@ -326,10 +426,23 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         cache_bytes: c.caches.iter().map(|cache| cache.used_bytes()).sum(),
         requests: s.completed,
         mode: "sim".to_string(),
-        errors: s.dropped,
+        // Every response verifies: the model has no failures.
+        errors: 0,
+        replayed: s.replayed,
+        dropped: s.dropped,
         moved_frac: None,
         refill_s: None,
     };
     let cached = c.caches.iter().map(|cache| cache.objects()).collect();
-    Ok((row, RunStats { events, requests: s.completed_all, origin_fetches: s.fetches, cached }))
+    let sim = sim.model;
+    let intervals = sim.stats.series.finish(window.len() as i64);
+    let stats = RunStats {
+        events,
+        requests: sim.stats.completed_all,
+        origin_fetches: sim.stats.fetches,
+        cached,
+        intervals,
+        sent_at: sim.stats.sent_at,
+    };
+    Ok((row, stats))
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use dl7_core::Pace;
 use dl7_core::PolicySpec;
 use dl7_sim::{simulate, simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 use dl7_traces::{Catalog, ContentType, Object, ObjectId};
@@ -21,6 +22,8 @@ fn cell(catalog: Arc<Catalog>, arch: Arch, policy: &str, servers: u32) -> CellSp
         cache_bytes_per_server: None,
         max_object_bytes: None,
         requests: None,
+        times: None,
+        interval_s: 1.0,
     }
 }
 
@@ -192,4 +195,80 @@ fn concurrent_misses_for_one_object_at_one_server_share_one_fetch() {
     let (row, stats) = simulate_with_stats(&tiny, &hw).unwrap();
     assert_eq!(row.hit_ratio, 0.0);
     assert!(stats.origin_fetches > 5, "{}", stats.origin_fetches);
+}
+
+/// A replay of `times.len()` requests over surge100's objects (request k
+/// for object k mod 100), at `speed` when given.
+fn replay(times: Vec<u64>, speed: Option<f64>, max_outstanding: u32) -> CellSpec {
+    let mut c = cell(surge100(), Arch::Distributed, "md5", 4);
+    c.requests = Some(Arc::new((0..times.len() as u32).map(|k| ObjectId(k % 100)).collect()));
+    c.times = Some(Arc::new(times));
+    let pace = speed.map(|speed| Pace { speed, max_outstanding });
+    c.clients = ClientMode::Replay { connections: 4, warmup_requests: 0, pace };
+    c
+}
+
+#[test]
+fn a_timed_replay_sends_each_request_within_a_millisecond_of_its_logged_time_over_the_speed() {
+    // Known timestamps: three requests in second 0, one in 1, four in 7, two in 30.
+    let times = vec![1000, 1000, 1000, 1001, 1007, 1007, 1007, 1007, 1030, 1030];
+    // Second T's k-th of m requests is due at (T - 1000 + k/m) / 10 seconds, by hand:
+    let due_ms = [0.0, 33.333, 66.667, 100.0, 700.0, 725.0, 750.0, 775.0, 3000.0, 3050.0];
+    let (row, stats) = simulate_with_stats(&replay(times, Some(10.0), 100), &Hardware::kwon2008()).unwrap();
+    assert_eq!(stats.sent_at.len(), due_ms.len());
+    for (k, (&sent, due)) in stats.sent_at.iter().zip(due_ms).enumerate() {
+        let sent_ms = sent as f64 / 1e6;
+        assert!((sent_ms - due).abs() < 1.0, "request {k} sent at {sent_ms} ms, due at {due} ms");
+    }
+    assert_eq!((row.replayed, row.requests, row.dropped, row.errors), (10, 10, 0, 0));
+    // The run lasts the schedule (3.05 s) and then the last response.
+    let t: Vec<f64> = stats.intervals.iter().map(|i| i.t_s).collect();
+    assert_eq!(t, [0.0, 1.0, 2.0, 3.0]);
+    assert!(stats.intervals[1].req_per_s == 0.0 && stats.intervals[2].req_per_s == 0.0, "quiet seconds");
+}
+
+#[test]
+fn a_timed_replay_drops_beyond_max_outstanding_and_loses_nothing_silently() {
+    // 2,000 requests logged in one second, replayed at speed 1: one every
+    // 0.5 ms, faster than four servers answer. At most 8 out at once.
+    let (row, stats) = simulate_with_stats(&replay(vec![7; 2000], Some(1.0), 8), &Hardware::kwon2008()).unwrap();
+    assert!(row.dropped > 100, "{row:?}");
+    assert_eq!(row.replayed, 2000);
+    assert_eq!(row.requests + row.dropped, row.replayed, "each request completed or dropped");
+    assert_eq!(stats.sent_at.iter().filter(|&&t| t == u64::MAX).count() as u64, row.dropped);
+    // Without the bound nothing is dropped.
+    let (free, _) = simulate_with_stats(&replay(vec![7; 2000], Some(1.0), 4096), &Hardware::kwon2008()).unwrap();
+    assert_eq!((free.dropped, free.requests), (0, 2000));
+}
+
+#[test]
+fn without_speed_a_replay_stays_closed_loop_and_ignores_the_times() {
+    let hw = Hardware::kwon2008();
+    let timed = replay(vec![1, 1_000_000], None, 1);
+    let (row, stats) = simulate_with_stats(&timed, &hw).unwrap();
+    assert_eq!((row.replayed, row.requests), (2, 2));
+    assert!(stats.sent_at[1] < 1_000_000_000, "the second request does not wait for its logged time");
+}
+
+#[test]
+fn intervals_cover_the_warm_up_and_the_window_and_add_up_to_the_row() {
+    let hw = Hardware::kwon2008();
+    let mut c = cell(surge100(), Arch::Distributed, "md5", 4);
+    (c.warmup_s, c.measure_s, c.interval_s) = (1.5, 4.0, 0.5);
+    let (row, stats) = simulate_with_stats(&c, &hw).unwrap();
+    let t: Vec<f64> = stats.intervals.iter().map(|i| i.t_s).collect();
+    let expected: Vec<f64> = (-3..8).map(|k| f64::from(k) * 0.5).collect();
+    assert_eq!(t, expected);
+    let measured: f64 = stats.intervals.iter().filter(|i| i.t_s >= 0.0).map(|i| i.req_per_s * 0.5).sum();
+    assert!(
+        (measured - row.requests as f64).abs() < 1e-6,
+        "the window's intervals hold its completions: {measured} vs {}",
+        row.requests
+    );
+    // Caches start cold: the first warm-up interval has the lowest hit ratio.
+    let first = stats.intervals[0].hit_ratio;
+    assert!(stats.intervals.iter().skip(1).all(|i| i.hit_ratio >= first), "{:?}", stats.intervals);
+    assert!(stats.intervals.iter().all(|i| i.p99_ms > 0.0 && i.errors == 0));
+    let (again, stats2) = simulate_with_stats(&c, &hw).unwrap();
+    assert_eq!((again, stats2.intervals), (row, stats.intervals), "deterministic");
 }

@@ -54,6 +54,9 @@ pub struct ServiceArgs {
     /// Separate listener for GET /metrics (e.g. 127.0.0.1:0).
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Threads serving the service (default one per core; 1: a single-threaded runtime).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    worker_threads: Option<u64>,
 }
 
 impl ServiceArgs {
@@ -62,6 +65,7 @@ impl ServiceArgs {
             head_timeout_ms: self.head_timeout_ms,
             max_connections: self.max_connections,
             upstream_timeout_ms: self.upstream_timeout_ms,
+            worker_threads: self.worker_threads.map(|w| w as usize),
         }
     }
 }
@@ -208,9 +212,21 @@ pub struct LoadArgs {
     /// Per-request deadline, milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// Threads driving the load (default one per core; 1: a single-threaded runtime).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    worker_threads: Option<u64>,
     /// Requests of the trace not recorded (with --trace).
     #[arg(long, default_value_t = 0)]
     warmup_requests: u64,
+    /// Replay the trace at its logged times, this many times faster (with --trace; open loop).
+    #[arg(long, requires = "trace")]
+    speed: Option<f64>,
+    /// A timed replay's most requests out at once; later ones are dropped (with --speed).
+    #[arg(long, default_value_t = dl7_core::Pace::DEFAULT_MAX_OUTSTANDING as usize)]
+    max_outstanding: usize,
+    /// Length of the result's intervals, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    interval_s: f64,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -237,6 +253,9 @@ pub struct BenchRealArgs {
     warmup_s: f64,
     #[arg(long, default_value_t = 3.0)]
     duration_s: f64,
+    /// Threads per service process (`[real] worker_threads`; default one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    worker_threads: Option<u64>,
     /// Output directory.
     #[arg(long, default_value = "reports/bench-real")]
     out: PathBuf,
@@ -356,16 +375,23 @@ fn load(a: LoadArgs) -> anyhow::Result<ServiceSpec> {
         duration_s: a.duration_s,
         rate: a.rate,
         timeout_ms: a.timeout_ms,
+        speed: a.speed,
+        max_outstanding: a.max_outstanding,
+        interval_s: a.interval_s,
+        worker_threads: a.worker_threads.map(|w| w as usize),
     }))
 }
 
 fn bench_real(a: BenchRealArgs) -> anyhow::Result<()> {
-    let text = format!(
+    let mut text = format!(
         "name = \"bench-real\"\nengine = \"local\"\nseed = 1\nhardware = \"kwon2008\"\n\
          [sweep]\nservers = {:?}\npolicies = [{:?}]\narchs = {:?}\nworkloads = [{:?}]\n\
          [clients]\nmode = \"closed\"\nper_server = {}\n[run]\nwarmup_s = {}\nmeasure_s = {}\ncache_mb = 64.0\n",
         a.servers, a.policy, a.archs, a.workload, a.connections_per_server, a.warmup_s, a.duration_s
     );
+    if let Some(w) = a.worker_threads {
+        text.push_str(&format!("[real]\nworker_threads = {w}\n"));
+    }
     let plan = dl7::experiment::Plan::parse(&text, "dl7 bench real", Path::new(".")).map_err(input_error)?;
     let experiment = plan.load().map_err(input_error)?;
     let opts = dl7::sweep::SweepOptions {

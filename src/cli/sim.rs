@@ -124,6 +124,8 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         cache_bytes_per_server: args.cache_bytes,
         max_object_bytes: args.max_object_bytes,
         requests: None,
+        times: None,
+        interval_s: 1.0,
     };
     // Every simulate error is about the cell the user described.
     let row = dl7_sim::simulate(&cell, &hw).map_err(input_error)?;

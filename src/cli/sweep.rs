@@ -1,6 +1,7 @@
 //! `dl7 sweep FILE` runs an experiment file on an engine (`dl7::sweep`),
 //! all of it or one shard; `dl7 merge` combines shards (`dl7::shard`);
-//! `dl7 plot RESULTS.csv` redraws the figures from any results file.
+//! `dl7 plot FILE` redraws the figures from any `results.csv` or
+//! `timeseries.csv`.
 
 use std::path::{Path, PathBuf};
 
@@ -45,9 +46,9 @@ pub enum SweepCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Redraw the figures from a results.csv (simulated, real, or both overlaid).
+    /// Redraw the figures from a results.csv or a timeseries.csv (simulated, real, or both overlaid).
     Plot {
-        /// A results.csv written by `dl7 sweep` or the real-cluster runner.
+        /// A results.csv or timeseries.csv written by `dl7 sweep` (or several concatenated, one header).
         results: PathBuf,
         /// Output directory (default: the directory of the results file).
         #[arg(long)]
@@ -109,14 +110,25 @@ fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plot(results_file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let rows = results::read_results(results_file)?;
-    if rows.is_empty() {
-        return Err(input_error(format!("{}: no rows to plot", results_file.display())));
-    }
-    let out = out.unwrap_or_else(|| results_file.parent().map(Path::to_path_buf).unwrap_or_default());
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let figures = report::figures::draw_all(&report::summarize(&rows), &[], &out)?;
+fn plot(file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let timeseries = results::header(file)?.iter().eq(dl7_core::timeseries::IntervalRow::COLUMNS.iter());
+    let out = out.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
+    let no_rows = || input_error(format!("{}: no rows to plot", file.display()));
+    let figures = if timeseries {
+        let rows = results::read_timeseries(file)?;
+        if rows.is_empty() {
+            return Err(no_rows());
+        }
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        report::timeline::draw_all(&rows, &[], &out)?
+    } else {
+        let rows = results::read_results(file)?;
+        if rows.is_empty() {
+            return Err(no_rows());
+        }
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        report::figures::draw_all(&report::summarize(&rows), &[], &out)?
+    };
     for f in &figures {
         println!("wrote {}", f.display());
     }

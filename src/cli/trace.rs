@@ -178,6 +178,31 @@ fn load_trace(input: &str, draw: Option<u64>, seed: u64) -> anyhow::Result<Trace
 }
 
 fn gen(a: GenArgs) -> anyhow::Result<()> {
+    // A SURGE catalog is written as it is drawn, never held whole: memory
+    // is its sizes (8 bytes per object) whatever the path lengths.
+    if a.requests == 0 {
+        if let Some(model) = workload::resolve_surge(&a.workload).map_err(input_error)? {
+            let (mut count, mut weight, mut weighted_bytes) = (0u64, 0.0, 0.0);
+            write_output(&a.output, |out| {
+                let objects = model.objects().map_err(input_error)?.inspect(|o| {
+                    count += 1;
+                    weight += o.weight;
+                    weighted_bytes += o.weight * o.size as f64;
+                });
+                if a.file_list {
+                    workload::write_file_list_of(objects, out)?;
+                } else {
+                    dl7_traces::trace::write_catalog(out, u64::from(model.files), objects)?;
+                }
+                Ok(())
+            })?;
+            if a.output != Path::new("-") {
+                let mean = weighted_bytes / weight;
+                eprintln!("wrote {}: {count} objects, 0 requests, mean {mean:.0} B per request", a.output.display());
+            }
+            return Ok(());
+        }
+    }
     let trace = load_trace(&a.workload, (a.requests > 0).then_some(a.requests), a.seed)?;
     write_output(&a.output, |out| {
         if a.file_list {

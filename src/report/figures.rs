@@ -40,12 +40,12 @@ const WIDTH: u32 = 1180;
 const HEIGHT: u32 = 640;
 /// Width of the legend panel on the right of the plot.
 const LEGEND_WIDTH: u32 = 230;
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 /// Legend samples and headers that stand for no policy.
-const NEUTRAL: RGBColor = RGBColor(70, 70, 70);
+pub(super) const NEUTRAL: RGBColor = RGBColor(70, 70, 70);
 
 /// Tableau-10: distinguishable, and readable by most colour-blind readers.
-const COLOURS: [RGBColor; 10] = [
+pub(super) const COLOURS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -85,7 +85,7 @@ const METRICS: [Metric; 3] = [
 
 /// Marker shape: which source a point comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
+pub(super) enum Shape {
     Circle,
     Square,
     Triangle,
@@ -97,7 +97,7 @@ enum Shape {
 
 /// The marker of a row's `mode`. Known modes have fixed shapes so that a
 /// mode looks the same in every figure, whatever else is plotted with it.
-fn shape_of(mode: &str) -> Shape {
+pub(super) fn shape_of(mode: &str) -> Shape {
     match mode {
         "sim" => Shape::Circle,
         "real" => Shape::Square,
@@ -166,7 +166,7 @@ pub fn draw_all(rows: &[SummaryRow], reference: &[ReferenceCell], dir: &Path) ->
     Ok(written)
 }
 
-fn register_font() -> anyhow::Result<()> {
+pub(super) fn register_font() -> anyhow::Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
@@ -274,7 +274,7 @@ fn sorted(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
 /// hollow, so that a line under it does not show through); for a cross its
 /// two bars. Polygons rather than plotters' own markers because they give
 /// every shape the same element type and a hollow variant.
-fn glyph(shape: Shape, hollow: bool, colour: RGBColor, size: i32) -> [(Vec<(i32, i32)>, ShapeStyle); 2] {
+pub(super) fn glyph(shape: Shape, hollow: bool, colour: RGBColor, size: i32) -> [(Vec<(i32, i32)>, ShapeStyle); 2] {
     let outer = colour.filled();
     let inner = if hollow { WHITE.filled() } else { outer };
     // Ring width of a hollow marker: thick enough to show the colour.

@@ -33,6 +33,8 @@ pub struct SummaryRow {
     pub requests: f64,
     pub mode: String,
     pub errors: f64,
+    pub replayed: f64,
+    pub dropped: f64,
     /// Mean over the runs that have one.
     pub moved_frac: Option<f64>,
     /// Mean over the runs that have one (a run whose hit ratio never came back has none).
@@ -85,6 +87,8 @@ fn summarize_group(group: &[&ResultRow]) -> SummaryRow {
         requests: mean(|r| r.requests as f64),
         mode: first.mode.clone(),
         errors: mean(|r| r.errors as f64),
+        replayed: mean(|r| r.replayed as f64),
+        dropped: mean(|r| r.dropped as f64),
         moved_frac: mean_of_some(group.iter().map(|r| r.moved_frac)),
         refill_s: mean_of_some(group.iter().map(|r| r.refill_s)),
         req_per_s_ci95: ci95_half_width(&req),
@@ -179,6 +183,8 @@ pub(crate) mod tests {
             requests: 10 * seed,
             mode: "sim".into(),
             errors: 0,
+            replayed: 0,
+            dropped: 0,
             moved_frac: None,
             refill_s: None,
         }
@@ -216,6 +222,8 @@ pub(crate) mod tests {
             requests: 1.0,
             mode: mode.into(),
             errors: 0.0,
+            replayed: 0.0,
+            dropped: 0.0,
             moved_frac: None,
             refill_s: None,
             req_per_s_ci95: None,

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod import;
+pub mod schedule;
 pub mod stats;
 pub mod stream;
 pub mod surge;
@@ -22,6 +23,7 @@ pub mod workload;
 
 pub use catalog::{Catalog, ContentType, Object, ObjectId};
 pub use error::TraceError;
+pub use schedule::Schedule;
 pub use stats::TraceStats;
 pub use stream::{Draws, RequestStream, StackDistance};
 pub use surge::{HybridSize, SurgeModel, SurgeStep, SurgeUser, SurgeUserParams};

@@ -117,29 +117,47 @@ impl ContentMix {
     /// content mix of a 100-file workload close to the mix instead of at the
     /// mercy of which type the most popular file happened to get.
     pub fn assign(&self, weights: &[f64]) -> Vec<ContentType> {
-        let total: f64 = self.shares.iter().map(|(_, s)| s.max(0.0)).sum();
-        if total <= 0.0 {
-            return vec![ContentType::Other; weights.len()];
+        let mut assigner = self.assigner();
+        weights.iter().map(|&w| assigner.next(w)).collect()
+    }
+
+    /// [`ContentMix::assign`] one object at a time, in rank order.
+    pub fn assigner(&self) -> MixAssigner<'_> {
+        MixAssigner {
+            mix: self,
+            total: self.shares.iter().map(|(_, s)| s.max(0.0)).sum(),
+            assigned: vec![0.0; self.shares.len()],
+            so_far: 0.0,
         }
-        let mut assigned = vec![0.0; self.shares.len()];
-        let mut so_far = 0.0;
-        weights
-            .iter()
-            .map(|&w| {
-                so_far += w;
-                let mut best = 0;
-                let mut best_deficit = f64::NEG_INFINITY;
-                for (i, (_, share)) in self.shares.iter().enumerate() {
-                    let deficit = share.max(0.0) / total * so_far - assigned[i];
-                    if deficit > best_deficit {
-                        best = i;
-                        best_deficit = deficit;
-                    }
-                }
-                assigned[best] += w;
-                self.shares[best].0
-            })
-            .collect()
+    }
+}
+
+/// The running state of [`ContentMix::assign`]: the weight given to each type so far.
+pub struct MixAssigner<'a> {
+    mix: &'a ContentMix,
+    total: f64,
+    assigned: Vec<f64>,
+    so_far: f64,
+}
+
+impl MixAssigner<'_> {
+    /// The type of the next object, of weight `w`.
+    pub fn next(&mut self, w: f64) -> ContentType {
+        if self.total <= 0.0 {
+            return ContentType::Other;
+        }
+        self.so_far += w;
+        let mut best = 0;
+        let mut best_deficit = f64::NEG_INFINITY;
+        for (i, (_, share)) in self.mix.shares.iter().enumerate() {
+            let deficit = share.max(0.0) / self.total * self.so_far - self.assigned[i];
+            if deficit > best_deficit {
+                best = i;
+                best_deficit = deficit;
+            }
+        }
+        self.assigned[best] += w;
+        self.mix.shares[best].0
     }
 }
 
@@ -212,12 +230,24 @@ impl SurgeModel {
 
     /// Zipf weights `1 / r^a` for ranks 1..=files.
     pub fn zipf_weights(&self) -> Vec<f64> {
-        (1..=self.files).map(|r| (r as f64).powf(-self.zipf_exponent)).collect()
+        (1..=self.files).map(|r| self.zipf_weight(r)).collect()
+    }
+
+    #[inline]
+    fn zipf_weight(&self, rank: u32) -> f64 {
+        (rank as f64).powf(-self.zipf_exponent)
     }
 
     /// Draws the sizes, assigns them to popularity ranks by a random
     /// permutation, and names each object after its rank and type.
     pub fn generate(&self) -> Result<Catalog, TraceError> {
+        Ok(Catalog { objects: self.objects()?.collect() })
+    }
+
+    /// The objects of [`SurgeModel::generate`], one at a time and in order,
+    /// holding only the drawn sizes (8 bytes per object): what writes a
+    /// catalog of millions of objects without keeping it in memory.
+    pub fn objects(&self) -> Result<impl Iterator<Item = Object> + '_, TraceError> {
         if !(1..=MAX_FILES).contains(&self.files) {
             return Err(TraceError::Invalid(format!("surge: expected 1 to {MAX_FILES} files, got {}", self.files)));
         }
@@ -231,20 +261,20 @@ impl SurgeModel {
         // The draws are already independent of rank; the permutation makes the
         // independence explicit and matches SURGE's "sizes assigned to ranks".
         sizes.shuffle(&mut rng);
-        let weights = self.zipf_weights();
-        let types = self.mix.assign(&weights);
+        let mut types = self.mix.assigner();
         let width = (self.files - 1).to_string().len().max(3);
         let prefix = self.path_prefix.trim_end_matches('/');
-        let objects = (0..self.files as usize)
-            .map(|i| Object {
+        Ok(sizes.into_iter().enumerate().map(move |(i, size)| {
+            let weight = self.zipf_weight(i as u32 + 1);
+            let content_type = types.next(weight);
+            Object {
                 id: ObjectId(i as u32),
-                path: format!("{prefix}/obj{i:0width$}.{}", extension(types[i])),
-                size: sizes[i],
-                content_type: types[i],
-                weight: weights[i],
-            })
-            .collect();
-        Ok(Catalog { objects })
+                path: format!("{prefix}/obj{i:0width$}.{}", extension(content_type)),
+                size,
+                content_type,
+                weight,
+            }
+        }))
     }
 }
 

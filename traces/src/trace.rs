@@ -24,7 +24,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::catalog::{Catalog, ObjectId};
+use crate::catalog::{Catalog, Object, ObjectId};
 use crate::error::TraceError;
 use crate::workload::{parse_type, type_name};
 
@@ -89,7 +89,7 @@ impl Trace {
         writeln!(out, "{MAGIC}")?;
         writeln!(out, "objects {}", self.catalog.len())?;
         for o in &self.catalog.objects {
-            writeln!(out, "{} {} {} {}", o.size, type_name(o.content_type), o.weight, o.path)?;
+            write_object(out, o)?;
         }
         let timed = !self.times.is_empty();
         writeln!(out, "requests {}{}", self.requests.len(), if timed { " timed" } else { "" })?;
@@ -181,6 +181,44 @@ impl Trace {
         }
         Ok(trace)
     }
+}
+
+fn write_object(out: &mut (impl Write + ?Sized), o: &Object) -> std::io::Result<()> {
+    writeln!(out, "{} {} {} {}", o.size, type_name(o.content_type), o.weight, o.path)
+}
+
+/// What [`write_catalog`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Written {
+    pub objects: u64,
+    /// Popularity-weighted mean body size ([`Catalog::mean_request_bytes`]).
+    pub mean_request_bytes: f64,
+}
+
+/// Writes the trace file of a catalog with no requests from `count` objects
+/// produced one at a time, byte for byte what [`Trace::write`] writes for
+/// that catalog, without holding it: memory stays whatever the producer
+/// keeps (a SURGE model's sizes, [`crate::SurgeModel::objects`]). An
+/// iterator that yields other than `count` objects is an error.
+pub fn write_catalog(
+    out: &mut (impl Write + ?Sized),
+    count: u64,
+    objects: impl IntoIterator<Item = Object>,
+) -> std::io::Result<Written> {
+    writeln!(out, "{MAGIC}")?;
+    writeln!(out, "objects {count}")?;
+    let (mut n, mut weight, mut weighted_bytes) = (0u64, 0.0, 0.0);
+    for o in objects {
+        write_object(out, &o)?;
+        n += 1;
+        weight += o.weight;
+        weighted_bytes += o.weight * o.size as f64;
+    }
+    if n != count {
+        return Err(std::io::Error::other(format!("catalog writer: {n} objects for a header of {count}")));
+    }
+    writeln!(out, "requests 0")?;
+    Ok(Written { objects: n, mean_request_bytes: weighted_bytes / weight })
 }
 
 /// A decimal u64 with no sign, spaces or overflow.

@@ -78,6 +78,31 @@ pub fn resolve(name_or_path: &str) -> Result<Catalog, TraceError> {
     Trace::resolve(name_or_path).map(|t| t.catalog)
 }
 
+/// The SURGE model of a CLI argument naming a SURGE workload (a built-in
+/// name, when no such file exists, or a workload TOML with `model =
+/// "surge"`); `None` for anything else (list workloads, trace files, file
+/// lists), which must be loaded whole.
+pub fn resolve_surge(name_or_path: &str) -> Result<Option<SurgeModel>, TraceError> {
+    let path = Path::new(name_or_path);
+    let file = if path.exists() {
+        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| TraceError::io(path, e))?;
+        WorkloadFile::parse(&text, &path.display().to_string())?
+    } else {
+        match builtin_source(name_or_path) {
+            Some(text) => WorkloadFile::parse(text, &format!("builtin:{name_or_path}"))?,
+            None => return Err(not_found(name_or_path)),
+        }
+    };
+    match file.model {
+        // A malformed file is loaded whole, which names the error.
+        ModelKind::Surge if file.file.is_empty() => file.surge_model().map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// The error for an argument that is neither a file nor a built-in name.
 pub(crate) fn not_found(name_or_path: &str) -> TraceError {
     TraceError::Invalid(format!(
@@ -395,8 +420,17 @@ pub fn parse_file_list(text: &[u8], file: &str) -> Result<Catalog, TraceError> {
 
 /// Writes a catalog as a WebStone file list (`URL WEIGHT # SIZE TYPE`).
 pub fn write_file_list(catalog: &Catalog, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
+    write_file_list_of(catalog.objects.iter().cloned(), out)
+}
+
+/// [`write_file_list`] of objects produced one at a time (see
+/// [`crate::trace::write_catalog`]).
+pub fn write_file_list_of(
+    objects: impl IntoIterator<Item = Object>,
+    out: &mut (impl std::io::Write + ?Sized),
+) -> std::io::Result<()> {
     writeln!(out, "# WebStone file list: URL WEIGHT # SIZE TYPE")?;
-    for o in &catalog.objects {
+    for o in objects {
         writeln!(out, "{} {} # {} {}", o.path, o.weight, o.size, type_name(o.content_type))?;
     }
     Ok(())

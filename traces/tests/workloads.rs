@@ -113,3 +113,26 @@ fn resolve_names_builtins_when_nothing_matches() {
     let e = dl7_traces::Trace::resolve("no-such-workload").unwrap_err().to_string();
     assert!(e.contains("no-such-workload") && e.contains("surge100, unc2001, berkeley1998, webstone"), "{e}");
 }
+
+/// The streamed writer (what `dl7 trace gen` uses for SURGE models) writes
+/// the bytes of the catalog held whole, and refuses a count that does not
+/// match its objects.
+#[test]
+fn a_streamed_surge_catalog_is_the_catalog_written_whole() {
+    let mut big = workload::resolve_surge("surge100").unwrap().unwrap();
+    big.files = 20_000;
+    for model in [workload::resolve_surge("surge100").unwrap().unwrap(), big] {
+        let mut whole = Vec::new();
+        dl7_traces::Trace::from_catalog(model.generate().unwrap()).write(&mut whole).unwrap();
+        let mut streamed = Vec::new();
+        let written =
+            dl7_traces::trace::write_catalog(&mut streamed, u64::from(model.files), model.objects().unwrap()).unwrap();
+        assert!(whole == streamed, "{} files", model.files);
+        assert_eq!(written.objects, u64::from(model.files));
+        let mean = model.generate().unwrap().mean_request_bytes();
+        assert!((written.mean_request_bytes / mean - 1.0).abs() < 1e-9);
+        let short = dl7_traces::trace::write_catalog(&mut Vec::new(), 5, model.objects().unwrap().take(4));
+        assert!(short.unwrap_err().to_string().contains("4 objects for a header of 5"));
+    }
+    assert!(workload::resolve_surge("webstone").unwrap().is_none(), "a list workload is loaded whole");
+}

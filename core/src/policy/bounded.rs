@@ -11,8 +11,9 @@
 //! capacities add up to more than the in-flight total, so such a server
 //! always exists. With no load it is exactly the base policy.
 //!
-//! Reads the engine's [`LoadView`], so it is stateful in the sense of
-//! [`State`]: dispatchers with different load views may disagree.
+//! Reads the engine's [`LoadView`] and holds nothing mutable: load-aware in
+//! the sense of [`State`] (dispatchers with different load views may
+//! disagree, but may share one instance).
 //! `candidates` lists the under-capacity servers in base order, then the rest.
 
 use super::maglev::{default_table_size, Maglev};
@@ -72,7 +73,7 @@ impl Policy for Bounded {
         PolicyKind::Bounded
     }
     fn state(&self) -> State {
-        State::Stateful
+        State::LoadAware
     }
     fn servers(&self) -> usize {
         self.shares.len()

@@ -8,9 +8,13 @@
 //! engine, over this list, not inside each policy.
 //!
 //! Policies declare whether they are pure (a function of key and membership
-//! only: 16 independent dispatchers agree on every owner) or stateful (`rr`,
-//! `ht_rr`, `lard` own a counter or a table). The engine decides whether its
-//! dispatchers share a stateful instance or each keep their own.
+//! only: 16 independent dispatchers agree on every owner), load-aware (a
+//! function of key, membership and the load view the engine passes in:
+//! `bounded`, `p2c`) or stateful (`rr`, `ht_rr`, `lard` own a counter or a
+//! table). Pure and load-aware policies hold nothing mutable, so one built
+//! instance serves every dispatcher (a load-aware one shown each
+//! dispatcher's own load view); the engine decides whether its dispatchers
+//! share a stateful instance or each keep their own.
 //!
 //! | name | type | parameters (default) | state |
 //! |---|---|---|---|
@@ -24,8 +28,8 @@
 //! | `maglev` | [`maglev::Maglev`] | `table_size` (65537; for N > 655 the first prime from the power of two above 100 N) | pure |
 //! | `jump` | [`jump::Jump`] | none | pure |
 //! | `hrw` | [`hrw::Hrw`] | none (server weights) | pure |
-//! | `bounded` | [`bounded::Bounded`] | `c` (1.25), `base` (`maglev` or `mod_ch`) | reads load |
-//! | `p2c` | [`p2c::PowerOfTwo`] | none | reads load |
+//! | `bounded` | [`bounded::Bounded`] | `c` (1.25), `base` (`maglev` or `mod_ch`) | load-aware |
+//! | `p2c` | [`p2c::PowerOfTwo`] | none | load-aware |
 //! | `lard` | [`lard::Lard`] | `t_low` (25), `t_high` (65) | table, reads load |
 //!
 //! Every method takes `&self`, so one built policy serves every dispatcher
@@ -59,7 +63,11 @@ use crate::{LoadView, Membership, PolicyError, RequestKey, ServerId};
 pub enum State {
     /// A function of (key, membership): every instance agrees.
     Pure,
-    /// Owns a counter, a table, or reads the load: instances may disagree.
+    /// A function of (key, membership, load view) holding nothing mutable:
+    /// instances agree when shown the same load, so dispatchers that keep
+    /// their own load views may still share one instance.
+    LoadAware,
+    /// Owns a counter or a table that picks change: instances may disagree.
     Stateful,
 }
 
@@ -73,7 +81,7 @@ pub trait Policy: Send + Sync {
     /// The registry name (`md5`, `mod_ch`, ...).
     fn kind(&self) -> PolicyKind;
 
-    /// Pure or stateful; see [`State`].
+    /// Pure, load-aware or stateful; see [`State`].
     fn state(&self) -> State;
 
     /// The server that should serve `key`. Never allocates.

@@ -2,7 +2,8 @@
 //! servers for the URL are the candidates; the one with fewer in-flight
 //! requests wins, and on a tie the HRW winner (so with no load it is exactly
 //! `hrw`). Keeps locality (each URL lives on at most two servers) while
-//! halving hot spots. Reads the load, hence stateful in the sense of [`State`].
+//! halving hot spots. Reads the load and holds nothing mutable: load-aware in
+//! the sense of [`State`].
 //!
 //! `candidates` is the HRW ranking with the first two swapped when the
 //! second is less loaded, so its first entry is always the pick.
@@ -29,7 +30,7 @@ impl Policy for PowerOfTwo {
         PolicyKind::P2c
     }
     fn state(&self) -> State {
-        State::Stateful
+        State::LoadAware
     }
     fn servers(&self) -> usize {
         self.hrw.len()

@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 
 use super::pool::Idle;
 use super::{
-    contains_token, content_length, content_type_from_mime, parse_decimal, FetchError, ResponseHead, HOP_HEADER,
-    MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    add_content_length, connection_option, contains_token, content_type_from_mime, is_name, parse_decimal, FetchError,
+    ResponseHead, CACHE_HEADER, HOP_HEADER, MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, RELAY_CHUNK, SERVED_BY_HEADER,
 };
 
 /// The client side of one keep-alive connection. Every read waits at most
@@ -21,8 +21,11 @@ use super::{
 pub struct ClientConn {
     stream: TcpStream,
     idle: Duration,
-    /// Bytes read past the last parsed head (the pool keeps only connections where this is empty).
-    pub(super) buf: Vec<u8>,
+    /// Bytes read from the server; `buf[pos..]` are not consumed yet. Its
+    /// capacity is [`RELAY_CHUNK`]: a streamed body is written to its client
+    /// straight from here, one buffer at a time, never copied.
+    buf: Vec<u8>,
+    pos: usize,
     req: Vec<u8>,
     /// Bytes read from the server (heads and bodies).
     pub bytes_in: u64,
@@ -37,21 +40,51 @@ impl ClientConn {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        Ok(Self { stream, idle: timeout, buf: Vec::with_capacity(8192), req: Vec::with_capacity(256), bytes_in: 0 })
+        Ok(Self {
+            stream,
+            idle: timeout,
+            buf: Vec::with_capacity(RELAY_CHUNK),
+            pos: 0,
+            req: Vec::with_capacity(256),
+            bytes_in: 0,
+        })
     }
 
-    /// One read into `buf`'s spare room, waiting at most the idle timeout.
-    async fn read_some(&mut self, buf: &mut Vec<u8>, limit: u64) -> Result<usize, FetchError> {
-        let mut limited = (&mut self.stream).take(limit);
-        match tokio::time::timeout(self.idle, limited.read_buf(buf)).await {
-            Err(_) => Err(FetchError::Timeout),
-            Ok(Ok(0)) => Err(FetchError::Closed),
-            Ok(Ok(n)) => {
-                self.bytes_in += n as u64;
-                Ok(n)
-            }
-            Ok(Err(e)) => Err(FetchError::Io(e)),
+    /// Bytes read from the server and not consumed yet.
+    pub(super) fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
         }
+    }
+
+    /// Reads whatever the socket holds (at least one byte, waiting for it)
+    /// after the unread bytes. A read into the whole free capacity that comes
+    /// back short tells tokio the socket is drained, so the next read waits
+    /// for readiness instead of trying a syscall that would fail (EAGAIN).
+    async fn fill(&mut self) -> Result<usize, FetchError> {
+        if self.buf.len() == self.buf.capacity() && self.pos > 0 {
+            // Only a head split over reads gets here: move its start down.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buf.len() == self.buf.capacity() {
+            self.buf.reserve(4096);
+        }
+        let n = match tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => return Err(FetchError::Timeout),
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Err(FetchError::Closed);
+        }
+        self.bytes_in += n as u64;
+        Ok(n)
     }
 
     /// Sends `GET path` (keep-alive), with [`HOP_HEADER`] when `hop`.
@@ -84,11 +117,19 @@ impl ClientConn {
         let len = head.content_length as usize;
         body.clear();
         body.reserve(len);
-        let take = self.buf.len().min(len);
-        body.extend_from_slice(&self.buf[..take]);
-        self.buf.drain(..take);
+        let take = self.unread().len().min(len);
+        body.extend_from_slice(&self.unread()[..take]);
+        self.consume(take);
         while body.len() < len {
-            self.read_some(body, (len - body.len()) as u64).await?;
+            let mut limited = (&mut self.stream).take((len - body.len()) as u64);
+            let n = match tokio::time::timeout(self.idle, limited.read_buf(body)).await {
+                Err(_) => return Err(FetchError::Timeout),
+                Ok(r) => r?,
+            };
+            if n == 0 {
+                return Err(FetchError::Closed);
+            }
+            self.bytes_in += n as u64;
         }
         Ok(head)
     }
@@ -96,20 +137,16 @@ impl ClientConn {
     /// Reads one response head, leaving the body (or its start) unread.
     pub(super) async fn read_response_head(&mut self) -> Result<ResponseHead, FetchError> {
         loop {
-            if !self.buf.is_empty() {
-                if let Some((head, n)) = parse_response_head(&self.buf)? {
-                    self.buf.drain(..n);
+            if !self.unread().is_empty() {
+                if let Some((head, n)) = parse_response_head(self.unread())? {
+                    self.consume(n);
                     return Ok(head);
                 }
-                if self.buf.len() > MAX_HEAD {
+                if self.unread().len() > MAX_HEAD {
                     return Err(FetchError::BadResponse("head over 16 KiB"));
                 }
             }
-            self.buf.reserve(4096);
-            let mut buf = std::mem::take(&mut self.buf);
-            let r = self.read_some(&mut buf, u64::MAX).await;
-            self.buf = buf;
-            r?;
+            self.fill().await?;
         }
     }
 
@@ -124,17 +161,13 @@ impl ClientConn {
         self.send_get(path, hop).await?;
         let head = self.read_response_head().await?;
         let mut left = head.content_length;
-        let take = self.buf.len().min(left as usize);
-        if take > 0 {
-            sink(&head, &self.buf[..take]);
-            self.buf.drain(..take);
-            left -= take as u64;
-        }
-        let mut chunk = Vec::with_capacity(super::RELAY_CHUNK);
         while left > 0 {
-            chunk.clear();
-            let n = self.read_some(&mut chunk, left.min(super::RELAY_CHUNK as u64)).await?;
-            sink(&head, &chunk[..n]);
+            if self.unread().is_empty() {
+                self.fill().await?;
+            }
+            let n = self.unread().len().min(left as usize);
+            sink(&head, &self.unread()[..n]);
+            self.consume(n);
             left -= n as u64;
         }
         Ok(head)
@@ -148,7 +181,8 @@ impl ClientConn {
 
     /// Reads whatever the server sends until it closes (tests).
     pub async fn read_to_end(&mut self) -> Result<Vec<u8>, FetchError> {
-        let mut out = std::mem::take(&mut self.buf);
+        let mut out = self.unread().to_vec();
+        self.consume(out.len());
         self.stream.read_to_end(&mut out).await?;
         Ok(out)
     }
@@ -167,6 +201,8 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
     }
 }
 
+/// One pass over the headers, each name compared only with the names of
+/// its length (RFC 9110's `Content-Length` rule as [`content_length`]).
 fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchError> {
     let status = resp.code.ok_or(FetchError::BadResponse("no status"))?;
     let mut head = ResponseHead {
@@ -176,27 +212,30 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
         content_type: dl7_traces::ContentType::Other,
         object_id: None,
         served_by: None,
+        cache_hit: None,
         gzip: false,
     };
-    let length = content_length(resp.headers).map_err(|()| FetchError::BadResponse("bad Content-Length"))?;
+    let mut length = None;
     for h in resp.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(FetchError::BadResponse("Transfer-Encoding is not supported"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            if contains_token(h.value, b"close") {
-                head.keep_alive = false;
-            } else if contains_token(h.value, b"keep-alive") {
-                head.keep_alive = true;
+        let (name, value) = (h.name, h.value);
+        if is_name(name, b"content-length") {
+            add_content_length(&mut length, value).map_err(|()| FetchError::BadResponse("bad Content-Length"))?;
+        } else if is_name(name, b"content-type") {
+            head.content_type = content_type_from_mime(value);
+        } else if is_name(name, OBJECT_ID_HEADER.as_bytes()) {
+            head.object_id = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
+        } else if is_name(name, SERVED_BY_HEADER.as_bytes()) {
+            head.served_by = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
+        } else if is_name(name, b"connection") {
+            if let Some(k) = connection_option(value) {
+                head.keep_alive = k;
             }
-        } else if name.eq_ignore_ascii_case("content-type") {
-            head.content_type = content_type_from_mime(h.value);
-        } else if name.eq_ignore_ascii_case(OBJECT_ID_HEADER) {
-            head.object_id = parse_decimal(h.value).and_then(|v| u32::try_from(v).ok());
-        } else if name.eq_ignore_ascii_case(SERVED_BY_HEADER) {
-            head.served_by = parse_decimal(h.value).and_then(|v| u32::try_from(v).ok());
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            head.gzip = contains_token(h.value, b"gzip");
+        } else if is_name(name, CACHE_HEADER.as_bytes()) {
+            head.cache_hit = Some(value.trim_ascii().get(..3).is_some_and(|v| v.eq_ignore_ascii_case(b"HIT")));
+        } else if is_name(name, b"content-encoding") {
+            head.gzip = contains_token(value, b"gzip");
+        } else if is_name(name, b"transfer-encoding") {
+            return Err(FetchError::BadResponse("Transfer-Encoding is not supported"));
         }
     }
     head.content_length = length.ok_or(FetchError::BadResponse("no Content-Length"))?;
@@ -205,10 +244,12 @@ fn interpret_response(resp: &httparse::Response) -> Result<ResponseHead, FetchEr
 
 /// The body of a streamed upstream response, still on its connection.
 ///
-/// Read it with [`UpstreamBody::read_chunk`] (exactly `Content-Length` bytes
-/// in all). The connection goes back to its pool only when the whole body
-/// has been read; dropping an unfinished body closes the connection, since
-/// the rest of the body would otherwise be read as the next response.
+/// Relay it with [`UpstreamBody::buffered`], [`UpstreamBody::consume`] and
+/// [`UpstreamBody::fill`] (exactly `Content-Length` bytes in all): the bytes
+/// stay in the connection's buffer until written. The connection goes back
+/// to its pool only when the whole body has been consumed; dropping an
+/// unfinished body closes the connection, since the rest of the body would
+/// otherwise be read as the next response.
 pub struct UpstreamBody {
     pub(super) conn: Option<ClientConn>,
     pub(super) idle: Arc<Idle>,
@@ -218,9 +259,79 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    /// Body bytes not read yet.
+    /// Body bytes not consumed yet.
     pub fn remaining(&self) -> u64 {
         self.remaining
+    }
+
+    /// The body bytes already read and not consumed (at most a buffer, at
+    /// most `remaining`); empty until [`UpstreamBody::fill`] when all were.
+    pub fn buffered(&self) -> &[u8] {
+        match &self.conn {
+            Some(c) => {
+                let u = c.unread();
+                &u[..u.len().min(self.remaining as usize)]
+            }
+            None => &[],
+        }
+    }
+
+    /// Marks the first `n` buffered bytes as relayed; once the whole body
+    /// is, the connection goes back to its pool.
+    pub fn consume(&mut self, n: usize) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        let n = n.min(conn.unread().len()).min(self.remaining as usize);
+        conn.consume(n);
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            if let Some(conn) = self.conn.take() {
+                self.idle.put_back(conn, self.keep_alive);
+            }
+        }
+    }
+
+    /// The upstream socket, once nothing is buffered: a zero-copy relay
+    /// takes the rest of the body straight from it.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pub(super) fn socket(&self) -> Option<&TcpStream> {
+        self.conn.as_ref().filter(|c| c.unread().is_empty()).map(|c| &c.stream)
+    }
+
+    /// `n` body bytes were moved off the socket without the buffer.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pub(super) fn advance_spliced(&mut self, n: u64) {
+        let n = n.min(self.remaining);
+        self.remaining -= n;
+        if let Some(conn) = self.conn.as_mut() {
+            conn.bytes_in += n;
+        }
+        if self.remaining == 0 {
+            if let Some(conn) = self.conn.take() {
+                self.idle.put_back(conn, self.keep_alive);
+            }
+        }
+    }
+
+    /// The connection is unusable (a relay failed mid-body): close it.
+    #[cfg(all(feature = "splice", target_os = "linux"))]
+    pub(super) fn fail(&mut self) {
+        self.conn = None;
+    }
+
+    /// Copies the next part of the body into `buf` (at most `buf.len()`
+    /// bytes, whatever has arrived); `Ok(0)` once the body is complete. For
+    /// readers that keep what they read (a node filling its cache); a relay
+    /// writes straight from [`UpstreamBody::buffered`] instead.
+    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, FetchError> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        self.fill().await?;
+        let chunk = self.buffered();
+        let n = chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        self.consume(n);
+        Ok(n)
     }
 
     /// Reads the whole rest of the body into a new buffer, refusing more
@@ -237,68 +348,22 @@ impl UpstreamBody {
         Ok(out)
     }
 
-    /// Reads the next part of the body (at most `buf.len()` bytes, whatever
-    /// has arrived) into `buf`; `Ok(0)` once the body is complete. Each read
+    /// Reads more of the body into the buffer once everything buffered was
+    /// consumed (a no-op while bytes are buffered or none remain). Each call
     /// waits at most the pool's timeout. After an error the connection is
     /// closed and every later call fails.
-    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, FetchError> {
-        if self.remaining == 0 || buf.is_empty() {
-            return Ok(0);
+    pub async fn fill(&mut self) -> Result<(), FetchError> {
+        if self.remaining == 0 || !self.buffered().is_empty() {
+            return Ok(());
         }
         let conn = self.conn.as_mut().ok_or(FetchError::Closed)?;
-        let want = (self.remaining.min(buf.len() as u64)) as usize;
-        let n = if !conn.buf.is_empty() {
-            let mut n = conn.buf.len().min(want);
-            buf[..n].copy_from_slice(&conn.buf[..n]);
-            conn.buf.drain(..n);
-            // Top up with what the socket already holds, so a small body that
-            // arrived split over the head read still goes out in one write.
-            if n < want {
-                if let Ok(k) = conn.stream.try_read(&mut buf[n..want]) {
-                    conn.bytes_in += k as u64;
-                    n += k;
-                }
-            }
-            n
-        } else {
-            // Bytes already in the socket need no timer: arm one only to wait.
-            let r = match conn.stream.try_read(&mut buf[..want]) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(self.read_timeout, conn.stream.read(&mut buf[..want])).await {
-                        Err(_) => Err(FetchError::Timeout),
-                        Ok(r) => r.map_err(FetchError::Io),
-                    }
-                }
-                r => r.map_err(FetchError::Io),
-            }
-            .and_then(|n| if n == 0 { Err(FetchError::Closed) } else { Ok(n) });
-            match r {
-                Ok(n) => {
-                    conn.bytes_in += n as u64;
-                    n
-                }
-                Err(e) => {
-                    self.conn = None;
-                    return Err(e);
-                }
-            }
+        let r = match tokio::time::timeout(self.read_timeout, conn.fill()).await {
+            Err(_) => Err(FetchError::Timeout),
+            Ok(r) => r.map(|_| ()),
         };
-        self.remaining -= n as u64;
-        if self.remaining == 0 {
-            if let Some(conn) = self.conn.take() {
-                self.idle.put_back(conn, self.keep_alive);
-            }
+        if r.is_err() {
+            self.conn = None;
         }
-        Ok(n)
-    }
-}
-
-impl super::BodySource for UpstreamBody {
-    fn remaining(&self) -> u64 {
-        self.remaining
-    }
-
-    fn read_chunk(&mut self, buf: &mut [u8]) -> impl std::future::Future<Output = Result<usize, FetchError>> + Send {
-        UpstreamBody::read_chunk(self, buf)
+        r
     }
 }

@@ -1,13 +1,16 @@
 //! A pool of keep-alive connections to one upstream (node -> origin and
-//! node -> owner fetches): whole-body GETs and streamed ones. Timeouts are
-//! idle timeouts: connecting, and every read, may take at most that long;
-//! a response that keeps arriving is never cut off.
+//! node -> owner fetches): whole-body GETs and streamed ones. The idle
+//! connections sit in a lock-free queue: a forwarded request checks one out
+//! and its body returns it without taking a lock, whichever worker thread
+//! runs either. Timeouts are idle timeouts: connecting, and every read,
+//! may take at most that long; a response that keeps arriving is never cut off.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
 
 use super::{ClientConn, FetchError, ResponseHead, UpstreamBody};
 
@@ -20,26 +23,26 @@ pub struct Pool {
 /// The idle connections of a [`Pool`], shared with the [`UpstreamBody`]s that
 /// give their connection back once the body is fully read.
 pub(super) struct Idle {
-    conns: Mutex<Vec<ClientConn>>,
-    max: usize,
+    conns: ArrayQueue<ClientConn>,
 }
 
 impl Idle {
+    /// Keeps `conn` for reuse if it is clean and there is room; else it closes.
     pub(super) fn put_back(&self, conn: ClientConn, keep_alive: bool) {
-        if !keep_alive || !conn.buf.is_empty() {
-            return;
+        if keep_alive && conn.unread().is_empty() {
+            let _ = self.conns.push(conn);
         }
-        let mut idle = self.conns.lock().expect("pool lock");
-        if idle.len() < self.max {
-            idle.push(conn);
-        }
+    }
+
+    fn take(&self) -> Option<ClientConn> {
+        self.conns.pop()
     }
 }
 
 impl Pool {
     /// A pool for `addr` keeping at most `max_idle` idle connections.
     pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
-        Self { addr, idle: Arc::new(Idle { conns: Mutex::new(Vec::new()), max: max_idle }) }
+        Self { addr, idle: Arc::new(Idle { conns: ArrayQueue::new(max_idle.max(1)) }) }
     }
 
     /// GETs `path` and returns once the response head is in, the body left on
@@ -74,7 +77,7 @@ impl Pool {
         hop: bool,
         timeout: Duration,
     ) -> Result<(ResponseHead, ClientConn), FetchError> {
-        let reused = self.idle.conns.lock().expect("pool lock").pop();
+        let reused = self.idle.take();
         if let Some(mut conn) = reused {
             let head = match conn.send_get(path, hop).await {
                 Ok(()) => conn.read_response_head().await,

@@ -10,7 +10,7 @@
 
 mod queue;
 
-pub use queue::EventQueue;
+pub use queue::{EventId, EventQueue};
 
 /// Simulated time in nanoseconds since the start of the run.
 pub type Time = u64;
@@ -34,7 +34,7 @@ pub struct Context<E> {
     queue: EventQueue<E>,
 }
 
-impl<E> Context<E> {
+impl<E: EventId> Context<E> {
     /// The current simulated time.
     #[inline]
     pub fn now(&self) -> Time {
@@ -61,8 +61,8 @@ impl<E> Context<E> {
 
 /// A simulation model: reacts to its own events.
 pub trait Model {
-    /// The event payload; keep it small (a few bytes) for a fast queue.
-    type Event;
+    /// The event payload: 32 bits, packed into the queue's entries.
+    type Event: EventId;
     /// Handles one event at `ctx.now()`.
     fn handle(&mut self, event: Self::Event, ctx: &mut Context<Self::Event>);
 }

@@ -10,7 +10,13 @@
 pub mod cache;
 pub mod station;
 
-use dl7_core::{LoadView, Policy, RequestKey, ServerId};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use dl7_core::policy::State;
+use dl7_core::timeseries::Recorder;
+use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
+use dl7_traces::schedule::ScheduleIter;
 use dl7_traces::{ObjectId, RequestStream, SurgeUser};
 use hdrhistogram::Histogram;
 use rand::Rng;
@@ -19,12 +25,13 @@ use rand_distr::{Distribution, Exp};
 
 use crate::engine::{Context, Model, Time};
 use crate::Arch;
-use cache::LruCache;
+use cache::{FixedMap, LruCache};
 use dl7_core::costs::{Costs, ObjectCosts};
 use station::{Station, Window};
 
 const NONE: u32 = u32::MAX;
-/// The event that means "the next Poisson arrival", not a request slot.
+/// The event that means "the next Poisson arrival" (or the next request of a
+/// timed replay), not a request slot.
 pub(crate) const ARRIVAL: u32 = u32::MAX;
 
 /// Where a request is on its path; the event for a slot means "this phase is done".
@@ -78,6 +85,8 @@ struct Request {
     next_waiter: u32,
     /// A replayed request past the warm-up: counted whatever the clock says.
     measured: bool,
+    /// Its owner served it from its cache.
+    hit: bool,
 }
 
 /// Requests in flight per owner, for load-aware policies.
@@ -105,9 +114,23 @@ pub(crate) enum Clients<'a> {
     Poisson { stream: RequestStream<'a>, gap: Exp<f64>, rng: ChaCha8Rng, max_slots: usize },
     /// SURGE ON/OFF users, one per slot.
     OnOff { users: Vec<SurgeUser<'a>> },
-    /// A trace's requests in order, each once; `next` is the cursor and the
-    /// first `warmup` are not measured.
-    Replay { requests: &'a [ObjectId], next: usize, warmup: u64 },
+    /// A trace's requests, each once; `next` counts those taken (sent or
+    /// dropped) and the first `warmup` are not measured. Closed loop over
+    /// the connection slots, or at the schedule's instants (`paced`).
+    Replay { requests: &'a [ObjectId], next: usize, warmup: u64, paced: Option<Paced<'a>> },
+}
+
+/// A timed replay's client: every slot is a connection (pinned to a
+/// receiver when it opens), holding at most one outstanding request.
+pub(crate) struct Paced<'a> {
+    /// Trace positions with their send instants, in send order.
+    pub schedule: ScheduleIter<'a>,
+    /// The trace position due at the next [`ARRIVAL`].
+    pub due: Option<usize>,
+    /// Free connections, the longest free first (the load generator's pool).
+    pub idle: VecDeque<u32>,
+    /// Most connections (outstanding requests); beyond, requests are dropped.
+    pub max_outstanding: usize,
 }
 
 /// Statistics gathered in the measurement window.
@@ -129,6 +152,13 @@ pub(crate) struct Stats {
     pub latency_us: Histogram<u64>,
     /// When the last request completed (the end of a replay).
     pub last_completion: Time,
+    /// A replay: the trace's measured requests (sent or dropped).
+    pub replayed: u64,
+    /// A replay: when each of the trace's requests was sent, by trace
+    /// position (`Time::MAX`: dropped, or never sent).
+    pub sent_at: Vec<Time>,
+    /// Completions by interval, on the clock of the measured window.
+    pub series: Recorder,
 }
 
 /// The hosts and their resources.
@@ -150,21 +180,22 @@ pub(crate) struct Cluster<'a> {
     costs: Costs,
     /// Per object, indexed by object id.
     object_costs: Vec<ObjectCosts>,
-    /// One per dispatcher, or a single shared instance.
-    policies: Vec<Box<dyn Policy>>,
-    /// What each policy instance knows of the load: the requests that its
-    /// own dispatcher sent and that have not completed (one view per instance,
-    /// as independent KTCPVS dispatchers would have).
+    /// One per dispatcher (stateful policies), or one instance every
+    /// dispatcher shares (pure and load-aware ones, or shared state).
+    policies: Vec<Arc<dyn Policy>>,
+    /// What each dispatcher knows of the load: the requests that it sent and
+    /// that have not completed (one view per dispatcher, as independent
+    /// KTCPVS dispatchers would have), or a single cluster-wide view.
     loads: Vec<Inflight>,
     /// Connections Squid holds open per server: requests from their arrival
     /// at the owner until the owner has sent the response.
     squid_open: Vec<u32>,
     /// IPVS round robin over connections (distributed).
     fe_next: u32,
-    /// Per (server, object): a fetch from the origin is under way.
-    fetching: Vec<bool>,
-    /// Per (server, object): first request parked on that fetch.
-    waiters: Vec<u32>,
+    /// The fetches from the origin under way, by `flight_key(server, object)`,
+    /// each with the first request parked on it (`NONE` if none): only
+    /// fetches in flight take room, whatever the catalog's size.
+    fetching: FixedMap<u64, u32>,
     reqs: Vec<Request>,
     free: Vec<u32>,
     clients: Clients<'a>,
@@ -182,12 +213,16 @@ impl<'a> Cluster<'a> {
         sizes: Vec<u64>,
         costs: Costs,
         object_costs: Vec<ObjectCosts>,
-        policies: Vec<Box<dyn Policy>>,
+        policies: Vec<Arc<dyn Policy>>,
+        load_views: usize,
         (cache_bytes, max_object_bytes): (u64, u64),
         clients: Clients<'a>,
+        series: Recorder,
     ) -> Self {
-        let objects = sizes.len();
-        let instances = policies.len();
+        let sent_at = match &clients {
+            Clients::Replay { requests, .. } => vec![Time::MAX; requests.len()],
+            _ => Vec::new(),
+        };
         Cluster {
             arch,
             window,
@@ -200,19 +235,16 @@ impl<'a> Cluster<'a> {
             origin_cpu: Station::default(),
             origin_tx: Station::default(),
             origin_rx: Station::default(),
-            caches: (0..servers)
-                .map(|_| LruCache::new(cache_bytes, objects).with_max_object(max_object_bytes))
-                .collect(),
+            caches: (0..servers).map(|_| LruCache::new(cache_bytes).with_max_object(max_object_bytes)).collect(),
             keys,
             sizes,
             costs,
             object_costs,
             policies,
-            loads: (0..instances).map(|_| Inflight { per_server: vec![0; servers], total: 0 }).collect(),
+            loads: (0..load_views).map(|_| Inflight { per_server: vec![0; servers], total: 0 }).collect(),
             squid_open: vec![0; servers],
             fe_next: 0,
-            fetching: vec![false; servers * objects],
-            waiters: vec![NONE; servers * objects],
+            fetching: FixedMap::default(),
             reqs: Vec::new(),
             free: Vec::new(),
             clients,
@@ -232,6 +264,9 @@ impl<'a> Cluster<'a> {
                 // 1 us to 1 hour at 3 significant figures: a fixed footprint, whatever the run length.
                 latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
                 last_completion: 0,
+                replayed: 0,
+                sent_at,
+                series,
             },
         }
     }
@@ -260,12 +295,79 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Schedules the first Poisson arrival.
-    pub fn start_arrivals(&mut self, ctx: &mut Context<u32>) {
-        if let Clients::Poisson { gap, rng, .. } = &mut self.clients {
-            let d = gap.sample(rng);
-            ctx.schedule_in(crate::engine::seconds(d), ARRIVAL);
+    /// Schedules the first Poisson arrival, or opens a timed replay's pool
+    /// of `pool` connections (pinned to receivers in order) and schedules its
+    /// first request.
+    pub fn start_arrivals(&mut self, pool: usize, ctx: &mut Context<u32>) {
+        match &mut self.clients {
+            Clients::Poisson { gap, rng, .. } => {
+                let d = gap.sample(rng);
+                ctx.schedule_in(crate::engine::seconds(d), ARRIVAL);
+            }
+            Clients::Replay { paced: Some(_), .. } => {
+                for _ in 0..pool {
+                    let slot = self.open_connection();
+                    self.paced().idle.push_back(slot);
+                }
+                self.schedule_next_due(ctx);
+            }
+            _ => {}
         }
+    }
+
+    fn paced(&mut self) -> &mut Paced<'a> {
+        match &mut self.clients {
+            Clients::Replay { paced: Some(p), .. } => p,
+            _ => unreachable!("a timed replay"),
+        }
+    }
+
+    /// A new replay connection slot, given the front end's next receiver.
+    fn open_connection(&mut self) -> u32 {
+        let slot = self.new_slot();
+        self.reqs[slot as usize].receiver = self.fe_next % self.cpu.len() as u32;
+        self.fe_next = self.fe_next.wrapping_add(1);
+        slot
+    }
+
+    /// Schedules the timed replay's next request, if any is left.
+    fn schedule_next_due(&mut self, ctx: &mut Context<u32>) {
+        let p = self.paced();
+        p.due = p.schedule.next().map(|(position, at)| {
+            ctx.schedule_at(at, ARRIVAL);
+            position
+        });
+    }
+
+    /// A timed replay's request is due now: sent on the longest-free
+    /// connection, on a new one when none is free, or dropped when
+    /// `max_outstanding` are out.
+    fn replay_due(&mut self, ctx: &mut Context<u32>) {
+        let now = ctx.now();
+        let Clients::Replay { requests, next, warmup, paced: Some(p) } = &mut self.clients else { return };
+        let position = p.due.take().expect("an arrival is scheduled with its request");
+        let obj = requests[position].0;
+        let measured = *next as u64 >= *warmup;
+        if *next as u64 == *warmup && *warmup > 0 {
+            self.window.start = now;
+        }
+        *next += 1;
+        let open = self.reqs.len();
+        let slot = match p.idle.pop_front() {
+            Some(slot) => Some(slot),
+            None if open < p.max_outstanding => None,
+            None => {
+                self.stats.replayed += u64::from(measured);
+                self.stats.dropped += u64::from(measured);
+                self.schedule_next_due(ctx);
+                return;
+            }
+        };
+        let slot = slot.unwrap_or_else(|| self.open_connection());
+        self.stats.replayed += u64::from(measured);
+        self.stats.sent_at[position] = now;
+        self.send(slot, obj, measured, now, ctx);
+        self.schedule_next_due(ctx);
     }
 
     fn new_slot(&mut self) -> u32 {
@@ -280,6 +382,7 @@ impl<'a> Cluster<'a> {
             start: 0,
             next_waiter: NONE,
             measured: false,
+            hit: false,
         });
         (self.reqs.len() - 1) as u32
     }
@@ -291,12 +394,14 @@ impl<'a> Cluster<'a> {
             Clients::Closed { stream } | Clients::Poisson { stream, .. } => Some((stream.next_id().0, false)),
             // The ON/OFF user drew its object when it scheduled its think time.
             Clients::OnOff { .. } => Some((self.reqs[slot as usize].obj, false)),
-            Clients::Replay { requests, next, warmup } => {
+            Clients::Replay { requests, next, warmup, .. } => {
                 let obj = requests.get(*next)?.0;
                 let measured = *next as u64 >= *warmup;
                 if *next as u64 == *warmup && *warmup > 0 {
                     self.window.start = now;
                 }
+                self.stats.replayed += u64::from(measured);
+                self.stats.sent_at[*next] = now;
                 *next += 1;
                 Some((obj, measured))
             }
@@ -308,6 +413,11 @@ impl<'a> Cluster<'a> {
     fn start_request(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
         let Some((obj, measured)) = self.next_object(r, now) else { return };
+        self.send(r, obj, measured, now, ctx);
+    }
+
+    /// Request `r` for object `obj` leaves its client now.
+    fn send(&mut self, r: u32, obj: u32, measured: bool, now: Time, ctx: &mut Context<u32>) {
         let n = self.cpu.len() as u32;
         let replay = matches!(self.clients, Clients::Replay { .. });
         let req = &mut self.reqs[r as usize];
@@ -340,10 +450,10 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// The policy instance (and load view) the dispatcher on `receiver` uses.
+    /// The load view the dispatcher on `receiver` keeps.
     #[inline]
-    fn dispatcher(&self, receiver: u32) -> usize {
-        if self.policies.len() == 1 {
+    fn load_view(&self, receiver: u32) -> usize {
+        if self.loads.len() == 1 {
             0
         } else {
             receiver as usize
@@ -354,10 +464,11 @@ impl<'a> Cluster<'a> {
     /// picks the owner of request `r`.
     fn pick(&mut self, r: u32, receiver: u32) -> u32 {
         let obj = self.reqs[r as usize].obj as usize;
-        let i = self.dispatcher(receiver);
-        let owner = self.policies[i].pick(&self.keys[obj], &self.loads[i]).0;
-        self.loads[i].per_server[owner as usize] += 1;
-        self.loads[i].total += 1;
+        let p = if self.policies.len() == 1 { 0 } else { receiver as usize };
+        let v = self.load_view(receiver);
+        let owner = self.policies[p].pick(&self.keys[obj], &self.loads[v]).0;
+        self.loads[v].per_server[owner as usize] += 1;
+        self.loads[v].total += 1;
         owner
     }
 
@@ -372,6 +483,7 @@ impl<'a> Cluster<'a> {
         let now = ctx.now();
         let Request { obj, owner, .. } = self.reqs[r as usize];
         let hit = self.caches[owner as usize].lookup(obj);
+        self.reqs[r as usize].hit = hit;
         self.squid_open[owner as usize] += 1;
         if self.counts(r, now) {
             let bytes = self.sizes[obj as usize];
@@ -387,15 +499,18 @@ impl<'a> Cluster<'a> {
             self.serve(r, ctx);
             return;
         }
-        let at = owner as usize * self.sizes.len() + obj as usize;
-        if self.fetching[at] {
-            // Single flight: wait for the fetch already under way.
-            self.reqs[r as usize].next_waiter = self.waiters[at];
-            self.waiters[at] = r;
-            self.reqs[r as usize].phase = Phase::Waiting;
-            return;
+        match self.fetching.entry(flight_key(owner, obj)) {
+            std::collections::hash_map::Entry::Occupied(mut first) => {
+                // Single flight: wait for the fetch already under way.
+                let req = &mut self.reqs[r as usize];
+                req.next_waiter = std::mem::replace(first.get_mut(), r);
+                req.phase = Phase::Waiting;
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(fetch) => {
+                fetch.insert(NONE);
+            }
         }
-        self.fetching[at] = true;
         self.stats.fetches += 1;
         let done = self.cpu[owner as usize].reserve(now, self.costs.miss, &self.window);
         self.go(r, Phase::MMiss, done, ctx);
@@ -418,19 +533,30 @@ impl<'a> Cluster<'a> {
 
     fn complete(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
-        let Request { obj, owner, receiver, start, .. } = self.reqs[r as usize];
-        let d = self.dispatcher(receiver);
-        let load = &mut self.loads[d];
+        let Request { obj, owner, receiver, start, hit, .. } = self.reqs[r as usize];
+        let v = self.load_view(receiver);
+        let load = &mut self.loads[v];
         load.per_server[owner as usize] -= 1;
         load.total -= 1;
         self.stats.completed_all += 1;
         self.stats.last_completion = now;
+        let latency_us = ((now - start) / 1000).max(1);
         if self.counts(r, now) {
             self.stats.completed += 1;
             self.stats.payload_bytes += self.sizes[obj as usize];
-            self.stats.latency_us.saturating_record(((now - start) / 1000).max(1));
+            self.stats.latency_us.saturating_record(latency_us);
+        }
+        let charted = match self.clients {
+            Clients::Replay { .. } => self.reqs[r as usize].measured,
+            // The warm-up too: its intervals are negative.
+            _ => now < self.window.end,
+        };
+        if charted {
+            let at = now as i64 - self.window.start as i64;
+            self.stats.series.completed(at, self.sizes[obj as usize], latency_us, hit);
         }
         match &mut self.clients {
+            Clients::Replay { paced: Some(p), .. } => p.idle.push_back(r),
             Clients::Closed { .. } | Clients::Replay { .. } => self.start_request(r, ctx),
             Clients::Poisson { .. } => self.free.push(r),
             Clients::OnOff { users } => {
@@ -442,6 +568,10 @@ impl<'a> Cluster<'a> {
     }
 
     fn arrival(&mut self, ctx: &mut Context<u32>) {
+        if let Clients::Replay { paced: Some(_), .. } = self.clients {
+            self.replay_due(ctx);
+            return;
+        }
         let Clients::Poisson { gap, rng, max_slots, .. } = &mut self.clients else { return };
         let next = crate::engine::seconds(gap.sample(rng));
         let full = self.free.is_empty() && self.reqs.len() >= *max_slots;
@@ -469,7 +599,7 @@ impl Model for Cluster<'_> {
         let w = self.window;
         let Request { obj, receiver, owner, phase, .. } = self.reqs[r as usize];
         let (o, rc) = (owner as usize, receiver as usize);
-        let c = self.object_costs[obj as usize];
+        let c = &self.object_costs[obj as usize];
         match phase {
             Phase::Think => self.start_request(r, ctx),
             Phase::Waiting => unreachable!("a parked request has no event"),
@@ -611,9 +741,7 @@ impl Model for Cluster<'_> {
             }
             Phase::MOwnStore => {
                 self.caches[o].insert(obj, self.sizes[obj as usize]);
-                let at = o * self.sizes.len() + obj as usize;
-                self.fetching[at] = false;
-                let mut waiter = std::mem::replace(&mut self.waiters[at], NONE);
+                let mut waiter = self.fetching.remove(&flight_key(owner, obj)).expect("a fetch under way");
                 self.serve(r, ctx);
                 while waiter != NONE {
                     let next = self.reqs[waiter as usize].next_waiter;
@@ -623,6 +751,40 @@ impl Model for Cluster<'_> {
             }
         }
     }
+}
+
+/// The policy instances and the number of load views for `dispatchers`
+/// dispatchers. A pure or load-aware policy is built once and shared (it
+/// holds nothing mutable, so every copy would answer alike: a cell at N =
+/// 1024 builds one Maglev table, not 1024); a stateful one gets an instance
+/// per dispatcher. Each dispatcher keeps its own load view unless the
+/// policy never reads one (pure) or `shared` asks for one cluster-wide
+/// instance and view.
+pub(crate) fn build_policies(
+    spec: &PolicySpec,
+    members: &Membership,
+    dispatchers: usize,
+    shared: bool,
+) -> Result<(Vec<Arc<dyn Policy>>, usize), PolicyError> {
+    let first: Arc<dyn Policy> = Arc::from(spec.build(members)?);
+    Ok(match first.state() {
+        _ if shared => (vec![first], 1),
+        State::Pure => (vec![first], 1),
+        State::LoadAware => (vec![first], dispatchers),
+        State::Stateful => {
+            let mut policies = vec![first];
+            for _ in 1..dispatchers {
+                policies.push(Arc::from(spec.build(members)?));
+            }
+            (policies, dispatchers)
+        }
+    })
+}
+
+/// The single-flight map's key for `object` at `server`.
+#[inline]
+fn flight_key(server: u32, object: u32) -> u64 {
+    u64::from(server) << 32 | u64::from(object)
 }
 
 /// Uniform start instants in `[0, spread)` for `count` clients, so that the
@@ -635,11 +797,29 @@ pub(crate) fn staggered_starts(count: usize, spread: Time, rng: &mut ChaCha8Rng)
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use dl7_core::policy::State;
     use dl7_core::{Hardware, PolicyKind};
 
     use super::*;
     use crate::engine::Simulation;
+
+    #[test]
+    fn pure_and_load_aware_policies_are_built_once_stateful_ones_per_dispatcher() {
+        let members = Membership::numbered(8).unwrap();
+        let count = |name: &str, shared: bool| {
+            let (policies, views) = build_policies(&PolicySpec::parse(name).unwrap(), &members, 8, shared).unwrap();
+            (policies.len(), views)
+        };
+        assert_eq!(count("maglev", false), (1, 1));
+        assert_eq!(count("md5", false), (1, 1));
+        // One instance, but each dispatcher keeps its own view of the load.
+        assert_eq!(count("bounded", false), (1, 8));
+        assert_eq!(count("p2c", false), (1, 8));
+        assert_eq!(count("rr", false), (8, 8));
+        assert_eq!(count("lard", false), (8, 8));
+        for name in ["maglev", "bounded", "rr"] {
+            assert_eq!(count(name, true), (1, 1), "{name}");
+        }
+    }
 
     /// Returns the scripted owners in turn and records the load view it was shown.
     struct Scripted {
@@ -673,16 +853,17 @@ mod tests {
     #[test]
     fn the_load_view_counts_every_pick_until_its_request_completes() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let scripted = |owners: Vec<u32>| -> Box<dyn Policy> {
-            Box::new(Scripted { owners: Mutex::new(owners), seen: seen.clone() })
+        let scripted = |owners: Vec<u32>| -> Arc<dyn Policy> {
+            Arc::new(Scripted { owners: Mutex::new(owners), seen: seen.clone() })
         };
         let keys = [RequestKey::new(b"/a")];
         let hw = Hardware::kwon2008();
         let costs = Costs::new(&hw);
         let objects = vec![costs.object(1000, false)];
         let window = Window { start: 0, end: u64::MAX };
-        let clients = Clients::Replay { requests: &[], next: 0, warmup: 0 };
+        let clients = Clients::Replay { requests: &[], next: 0, warmup: 0, paced: None };
         let policies = vec![scripted(vec![0, 1, 0, 0]), scripted(vec![])];
+        let series = Recorder::new(1_000_000_000, 0);
         let cluster = Cluster::new(
             Arch::Distributed,
             2,
@@ -692,8 +873,10 @@ mod tests {
             costs,
             objects,
             policies,
+            2,
             (1 << 20, 1 << 20),
             clients,
+            series,
         );
         let mut sim = Simulation::new(cluster);
         sim.init(|c, ctx| {

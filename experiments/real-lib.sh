@@ -1,0 +1,108 @@
+# Shared by experiments/bench-real.sh and experiments/profile-real.sh (sourced,
+# never run): starting dl7 services with their ready line, pinning, CPU ticks.
+#
+# The caller sets DL7 (the binary), WORK (a scratch directory) and PIDS (an
+# array the caller's cleanup trap kills by pid). Every process runs at
+# niceness $NICE (default -10 as root): the benchmark's processes then take
+# the CPU from other work on a shared machine, and every peer alike.
+
+if [ -z "${NICE:-}" ]; then
+    if [ "$(id -u)" -eq 0 ]; then NICE=-10; else NICE=0; fi
+fi
+
+# pinned CPUS CMD...: becomes CMD pinned to CPUS at niceness NICE (exec: call
+# it in a subshell, `pinned ... &` or in a pipeline, so that $! is CMD's pid).
+pinned() {
+    local cpus=$1; shift
+    exec nice -n "$NICE" taskset -c "$cpus" "$@"
+}
+
+# need CMD PACKAGE: installs the Debian package that provides CMD if missing.
+need() {
+    command -v "$1" >/dev/null && return
+    echo "installing $2 (Debian package)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y -qq "$2" >&2 || { $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq "$2" >&2; }
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start NAME CPUS ARGS...: runs `dl7 ARGS` pinned to CPUS, waits for its ready
+# line, sets ADDR to its listen address and LAST_PID to its pid. Not in a
+# subshell, so the pid lands in PIDS and the caller's cleanup stops it.
+start() {
+    local name=$1 cpus=$2; shift 2
+    pinned "$cpus" "$DL7" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    for _ in $(seq 1 500); do
+        if grep -q '^dl7-ready' "$WORK/$name.out" 2>/dev/null; then
+            ADDR=$(sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out")
+            return
+        fi
+        sleep 0.02
+    done
+    echo "error: $name did not start: $(cat "$WORK/$name.err")" >&2
+    exit 1
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+    for _ in $(seq 1 500); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.02
+    done
+    echo "error: nothing listens on 127.0.0.1:$1" >&2
+    exit 1
+}
+
+# cpu_ticks PID...: user + system clock ticks of the processes so far
+# (fields 14 and 15 of /proc/PID/stat, every thread included).
+cpu_ticks() {
+    local sum=0 p
+    for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$sum"
+}
+
+# start_cluster N CPUS POLICY: an origin and N nodes (POLICY) pinned to CPUS;
+# sets ORIGIN, NODES (addresses), NODE_LIST (comma-joined), NODE_PIDS.
+start_cluster() {
+    local n=$1 cpus=$2 policy=$3 i
+    start origin "$cpus" origin --workload "$WORKLOAD"
+    ORIGIN=$ADDR
+    NODES=()
+    NODE_PIDS=()
+    for i in $(seq 0 $((n - 1))); do NODES+=("127.0.0.1:$(free_port)"); done
+    NODE_LIST=$(IFS=,; echo "${NODES[*]}")
+    for i in $(seq 0 $((n - 1))); do
+        start "node$i" "$cpus" node --id "$i" --nodes "$NODE_LIST" --origin "$ORIGIN" --policy "$policy"
+        NODE_PIDS+=("$LAST_PID")
+    done
+}
+
+# haproxy_config PORT THREADS [BUFSIZE]: HAProxy as the conventional L7
+# balancer over NODES: `balance uri` + `hash-type consistent`, THREADS
+# threads, buffers of BUFSIZE bytes (default HAProxy's 16384), the hop header
+# set so that each node serves what HAProxy's hash sends it.
+haproxy_config() {
+    local i
+    echo "global"
+    echo "    maxconn 4000"
+    echo "    nbthread $2"
+    [ -z "${3:-}" ] || echo "    tune.bufsize $3"
+    echo "defaults"
+    echo "    mode http"
+    echo "    option http-keep-alive"
+    echo "    timeout connect 2s"
+    echo "    timeout client 30s"
+    echo "    timeout server 30s"
+    echo "frontend fe"
+    echo "    bind 127.0.0.1:$1"
+    echo "    default_backend nodes"
+    echo "backend nodes"
+    echo "    balance uri"
+    echo "    hash-type consistent"
+    echo "    http-request set-header x-dl7-hop 1"
+    for i in "${!NODES[@]}"; do echo "    server n$i ${NODES[$i]}"; done
+}
