@@ -788,9 +788,9 @@ impl Plan {
     /// engines, reads the lab topology (`[lab] topology`) and returns it.
     pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
         let src = Source::new(&self.text, &self.origin);
-        if !self.faults.is_empty() && engine != Engine::Local {
+        if !self.faults.is_empty() && !matches!(engine, Engine::Local | Engine::Sim) {
             return Err(src.whole(format!(
-                "[[faults]]: engine \"{}\" does not run fault schedules yet; run them with --engine local",
+                "[[faults]]: engine \"{}\" does not run fault schedules yet; run them with --engine sim or local",
                 engine.name()
             )));
         }
@@ -925,6 +925,7 @@ impl Experiment {
                 _ => None,
             },
             interval_s: plan.interval_s,
+            faults: plan.faults_for(cell.servers),
         }
     }
 }
@@ -1253,7 +1254,7 @@ measure_s = 2.0
         let e = err(&format!("{good}{}", fault("0.5", "restart", 0)));
         assert!(e.contains("only a killed node restarts"), "{e}");
         let with = parse(&format!("{good}{}", fault("0.5", "kill", 1))).unwrap();
-        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("--engine local"));
+        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("--engine sim or local"));
     }
 
     #[test]

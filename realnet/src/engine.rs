@@ -637,8 +637,12 @@ pub async fn run_cell(
                 return Ok(None);
             }
             tokio::time::sleep_until(window_start).await;
-            // Owners as a node that never fails sees them, before the faults and after.
-            let probe = stable_node(&cell.faults, cell.servers).map(|i| node_addrs[i]);
+            // Owners as a node that never fails sees them, before the faults and after
+            // (for a policy whose pick is a function of the key: the simulator's rule).
+            let pure = dl7_core::Membership::numbered(n)
+                .and_then(|m| cell.policy.build(&m))
+                .is_ok_and(|p| p.state() == dl7_core::policy::State::Pure);
+            let probe = stable_node(&cell.faults, cell.servers).filter(|_| pure).map(|i| node_addrs[i]);
             let before = match probe {
                 Some(a) => Some(crate::faults::owners(a, &paths).await?),
                 None => None,
@@ -692,6 +696,10 @@ pub async fn run_cell(
     let mut outcome = measure(cell, &layout, &before, &after, load, nic, caches);
     outcome.memory = memory;
     outcome.row.moved_frac = moved_frac;
+    if let Some(first) = cell.faults.first() {
+        // The load generator's intervals start with its window, as the schedule's instants do.
+        outcome.row.refill_s = dl7_core::timeseries::refill_s(&outcome.load.intervals, cell.interval_s, first.at_s);
+    }
     Ok(outcome)
 }
 

@@ -27,6 +27,7 @@ fn cell(arch: Arch, policy: &str) -> CellSpec {
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     }
 }
 

@@ -154,6 +154,7 @@ fn child(args: &[String]) {
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     };
     let rss_before = status_kib("VmRSS:");
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);

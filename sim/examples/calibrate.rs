@@ -93,6 +93,7 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
                     requests: None,
                     times: None,
                     interval_s: 1.0,
+                    faults: Vec::new(),
                 };
                 let (row, stats) = simulate_with_stats(&cell, hw).expect("simulate");
                 EVENTS.fetch_add(stats.events, Ordering::Relaxed);

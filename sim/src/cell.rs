@@ -35,6 +35,8 @@ pub struct CellSpec {
     pub times: Option<Arc<Vec<u64>>>,
     /// Length of the intervals of [`crate::RunStats::intervals`], simulated seconds.
     pub interval_s: f64,
+    /// The fault schedule (`dl7_core::fault`), in time order, checked against `servers`.
+    pub faults: Vec<dl7_core::Fault>,
 }
 
 /// Why a run could not be simulated: a bad cell, hardware profile or policy.

@@ -24,6 +24,7 @@ fn cell(catalog: Arc<Catalog>, arch: Arch, policy: &str, servers: u32) -> CellSp
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     }
 }
 

@@ -88,6 +88,7 @@ fn a_million_objects_on_1024_servers_fit_in_the_derived_bound() {
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     };
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);

@@ -126,6 +126,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     };
     // Every simulate error is about the cell the user described.
     let row = dl7_sim::simulate(&cell, &hw).map_err(input_error)?;
