@@ -1270,14 +1270,25 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in
-            ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh", "cdn-scale"]
-        {
+        for name in [
+            "paper",
+            "quick",
+            "real-local",
+            "lab-scaling",
+            "replay-local",
+            "replay-timed",
+            "lab-ssh",
+            "cdn-scale",
+            "soak",
+            "failover",
+        ] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
         let paper = Plan::from_file(&dir.join("paper.toml")).unwrap();
         assert_eq!((paper.cells.len(), paper.seeds, paper.engine), (5 * 6 * 2 * 3, 3, Engine::Sim));
+        let failover = Plan::from_file(&dir.join("failover.toml")).unwrap();
+        assert_eq!((failover.faults.len(), failover.cells.len()), (4, 4));
         let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
         assert_eq!(lab.engine, Engine::Lab);
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));

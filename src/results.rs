@@ -1,6 +1,6 @@
 //! The one `results.csv` and `timeseries.csv` writer and reader, shared by
-//! every engine, and the real engines' per-host `nic.csv` and per-process
-//! `memory.csv`.
+//! every engine; the fault schedule's `faults.csv` (what the timelines mark);
+//! and the real engines' per-host `nic.csv` and per-process `memory.csv`.
 
 use std::path::Path;
 
@@ -79,6 +79,43 @@ fn read_csv<T: DeserializeOwned>(path: &Path, what: &str, columns: &[&str], opti
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// One `faults.csv` row: a fault of the schedule, as the experiment gives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FaultRow {
+    /// Seconds after the measured window opens.
+    pub at_s: f64,
+    pub action: String,
+    /// Empty for a join that takes each cell's next node.
+    pub node: Option<u32>,
+}
+
+impl FaultRow {
+    /// The columns of `faults.csv`.
+    pub const COLUMNS: &'static [&'static str] = &["at_s", "action", "node"];
+
+    /// The label a timeline shows at its instant.
+    pub fn label(&self) -> String {
+        match self.node {
+            Some(n) => format!("{} node {n}", self.action),
+            None => self.action.clone(),
+        }
+    }
+}
+
+/// Writes the fault schedule beside `timeseries.csv`, so that `dl7 plot` marks it too.
+pub fn write_faults(path: &Path, faults: &[FaultRow]) -> anyhow::Result<()> {
+    write_csv(path, faults, FaultRow::COLUMNS)
+}
+
+/// The fault schedule in the `faults.csv` beside `timeseries`, if there is one.
+pub fn read_faults_beside(timeseries: &Path) -> anyhow::Result<Vec<FaultRow>> {
+    let path = timeseries.with_file_name("faults.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_csv(&path, "faults.csv", FaultRow::COLUMNS, 0)
 }
 
 /// One `memory.csv` row: a process's peak resident memory over one run.
