@@ -51,6 +51,8 @@
 //! warmup_s = 10.0             # seconds excluded from measurement (not read by replay)
 //! measure_s = 20.0
 //! cache_mb = 64.0             # per server, MiB; default: the hardware profile's
+//! max_object_mb = 8.0         # largest object cached (Squid's maximum_object_size);
+//!                             #   larger ones stream through uncached; default cache_mb / 8
 //! shared_state = false        # sim: one cluster-wide policy instance
 //! interval_s = 1.0            # timeseries.csv: seconds per interval (>= 0.001)
 //!
@@ -63,10 +65,18 @@
 //! worker_threads = 2          # threads per service process (default one per core; 1: tokio's current-thread runtime)
 //! origin_delay_ms = 0
 //! emulate_cpu = false         # nodes charge the `hardware` profile's costs to a virtual CPU
+//! health_interval_ms = 2000   # active health checks, as HAProxy's `check inter 2s rise 2 fall 3`:
+//! rise = 2                    #   a peer out comes back after `rise` good probes in a row,
+//! fall = 3                    #   one in goes out after `fall` failed ones
 //!
 //! [lab]                       # lab and ssh engines only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
 //!                                # (ssh: each host's destination, `[hosts.SHORT]` there)
+//!
+//! [[faults]]                  # optional, repeatable, in time order (dl7_core::fault)
+//! at_s = 6.0                  # seconds after the measured window opens
+//! action = "kill"             # kill | restart (empty cache) | leave (graceful) | join (a new node)
+//! node = 1                    # 0-based node index; join adds node N, N+1, ... (may be left out)
 //! ```
 
 use std::collections::BTreeMap;
@@ -74,8 +84,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dl7_core::fault::Timeline;
 use dl7_core::seed::{cell_key, derive_seed};
-use dl7_core::{Arch, ClientMode, ConfigError, Hardware, Membership, Pace, PolicyKind, PolicySpec, Source};
+use dl7_core::{
+    Arch, ClientMode, ConfigError, Fault, FaultAction, Hardware, Membership, Pace, PolicyKind, PolicySpec, Source,
+};
 use dl7_traces::{Catalog, ObjectId, Trace};
 use serde::Deserialize;
 use toml::Spanned;
@@ -136,6 +149,7 @@ struct RawExperiment {
     run: Option<RawRun>,
     real: Option<RawReal>,
     lab: Option<Spanned<toml::Value>>,
+    faults: Option<Vec<RawFault>>,
     // Old keys, read only to say where they went.
     // (Flattened values lose their spans: the key is found in the text.)
     #[serde(flatten)]
@@ -171,6 +185,7 @@ struct RawRun {
     #[serde(default)]
     shared_state: bool,
     cache_mb: Option<Spanned<f64>>,
+    max_object_mb: Option<Spanned<f64>>,
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
     interval_s: Option<Spanned<f64>>,
 }
@@ -188,6 +203,26 @@ struct RawReal {
     #[serde(default)]
     emulate_cpu: bool,
     distill: Option<Spanned<toml::Value>>,
+    health_interval_ms: Option<Spanned<u64>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    at_s: Spanned<f64>,
+    action: Spanned<String>,
+    node: Option<Spanned<u32>>,
+}
+
+/// One `[[faults]]` entry as written: a join may leave out its node (then
+/// the next new index of each cell, so one schedule serves several sizes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlannedFault {
+    pub at_s: f64,
+    pub action: FaultAction,
+    pub node: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -300,9 +335,13 @@ pub struct Plan {
     pub cache_bytes_per_server: Option<u64>,
     /// Length of the intervals of `timeseries.csv`, seconds.
     pub interval_s: f64,
+    /// Largest object cached, bytes (`None`: an eighth of the cache).
+    pub max_object_bytes: Option<u64>,
     pub real: RealSettings,
     /// The lab topology file (`[lab] topology`), resolved against the experiment's directory.
     pub lab_topology: Option<PathBuf>,
+    /// The fault schedule (`[[faults]]`), in time order, checked against every cell's size.
+    pub faults: Vec<PlannedFault>,
     /// Positions of values that can only be checked on load, for messages.
     text: String,
     hardware_span: Range<usize>,
@@ -367,7 +406,7 @@ impl Plan {
                     span,
                     key,
                     "unknown key, expected one of name, engine, seed, seeds, hardware, [sweep], [policy.NAME], \
-                     [clients], [run], [real], [lab]",
+                     [clients], [run], [real], [lab], [[faults]]",
                 ),
             });
         }
@@ -556,6 +595,16 @@ impl Plan {
                 Some((mb * MIB).round() as u64)
             }
         };
+        let max_object_bytes = match run.and_then(|r| r.max_object_mb.as_ref()) {
+            None => None,
+            Some(c) => {
+                let mb = *c.get_ref();
+                if !(mb.is_finite() && mb >= 0.0) {
+                    return Err(src.at(c.span(), "run.max_object_mb", format!("expected MiB >= 0, found {mb}")));
+                }
+                Some((mb * MIB).round() as u64)
+            }
+        };
 
         let real = match &raw.real {
             None => RealSettings::default(),
@@ -581,6 +630,28 @@ impl Plan {
                     }
                     w => w.as_ref().map(|w| *w.get_ref()),
                 };
+                let at_least_one = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+                    Some(v) if *v.get_ref() == 0 => {
+                        Err(src.at(v.span(), key, "expected at least 1 probe in a row, found 0"))
+                    }
+                    Some(v) => Ok(*v.get_ref()),
+                    None => Ok(default),
+                };
+                let health = dl7_realnet::health::HealthSpec {
+                    interval_ms: match &r.health_interval_ms {
+                        Some(v) if *v.get_ref() == 0 => {
+                            return Err(src.at(
+                                v.span(),
+                                "real.health_interval_ms",
+                                "expected at least 1 millisecond between probes, found 0",
+                            ))
+                        }
+                        Some(v) => *v.get_ref(),
+                        None => d.health.interval_ms,
+                    },
+                    rise: at_least_one(&r.rise, "real.rise", d.health.rise)?,
+                    fall: at_least_one(&r.fall, "real.fall", d.health.fall)?,
+                };
                 RealSettings {
                     fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
                     upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
@@ -590,6 +661,7 @@ impl Plan {
                     origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
                     emulate_cpu: r.emulate_cpu,
                     worker_threads,
+                    health,
                 }
             }
         };
@@ -609,6 +681,49 @@ impl Plan {
                 other => return Err(src.at(v.span(), "lab", format!("expected a table, found {}", other.type_str()))),
             },
         };
+
+        let mut faults = Vec::new();
+        for (k, f) in raw.faults.iter().flatten().enumerate() {
+            let key = |field: &str| format!("faults[{k}].{field}");
+            let action = FaultAction::from_name(f.action.get_ref()).ok_or_else(|| {
+                src.at(
+                    f.action.span(),
+                    &key("action"),
+                    format!("unknown action {:?}, expected kill, restart, leave or join", f.action.get_ref()),
+                )
+            })?;
+            let at_s = *f.at_s.get_ref();
+            if replay {
+                return Err(src.at(
+                    f.at_s.span(),
+                    &key("at_s"),
+                    "a replay has no clock to schedule faults on: use a timed clients.mode",
+                ));
+            }
+            if !(at_s.is_finite() && at_s >= 0.0 && at_s < measure_s) {
+                return Err(src.at(
+                    f.at_s.span(),
+                    &key("at_s"),
+                    format!("expected seconds in [0, run.measure_s = {measure_s}), found {at_s}"),
+                ));
+            }
+            let node = f.node.as_ref().map(|n| *n.get_ref());
+            if node.is_none() && action != FaultAction::Join {
+                return Err(src.at(f.action.span(), &key("node"), "missing: which node (0-based index)"));
+            }
+            faults.push(PlannedFault { at_s, action, node });
+        }
+        for &servers in &server_counts {
+            if let Err((k, why)) = Timeline::check(&faults_for(&faults, servers), servers) {
+                let f = &raw.faults.as_ref().expect("checked faults exist")[k];
+                let (span, field) = match &f.node {
+                    _ if why.contains("at_s") => (f.at_s.span(), "at_s"),
+                    Some(n) => (n.span(), "node"),
+                    None => (f.action.span(), "action"),
+                };
+                return Err(src.at(span, &format!("faults[{k}].{field}"), format!("with {servers} servers: {why}")));
+            }
+        }
 
         let mut cells = Vec::new();
         for w in 0..workloads.len() {
@@ -636,8 +751,10 @@ impl Plan {
             shared_state: run.is_some_and(|r| r.shared_state),
             cache_bytes_per_server,
             interval_s,
+            max_object_bytes,
             real,
             lab_topology,
+            faults,
             text: text.to_string(),
             hardware_span,
             workload_spans,
@@ -657,6 +774,11 @@ impl Plan {
         h
     }
 
+    /// The fault schedule of a cell of `servers` nodes.
+    pub fn faults_for(&self, servers: u32) -> Vec<Fault> {
+        faults_for(&self.faults, servers)
+    }
+
     /// Number of runs: cells times seeds.
     pub fn run_count(&self) -> usize {
         self.cells.len() * self.seeds as usize
@@ -665,10 +787,16 @@ impl Plan {
     /// Checks that the plan can run on `engine`; for the lab and ssh
     /// engines, reads the lab topology (`[lab] topology`) and returns it.
     pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
+        let src = Source::new(&self.text, &self.origin);
+        if !self.faults.is_empty() && !matches!(engine, Engine::Local | Engine::Sim) {
+            return Err(src.whole(format!(
+                "[[faults]]: engine \"{}\" does not run fault schedules yet; run them with --engine sim or local",
+                engine.name()
+            )));
+        }
         if !matches!(engine, Engine::Lab | Engine::Ssh) {
             return Ok(None);
         }
-        let src = Source::new(&self.text, &self.origin);
         let Some(path) = &self.lab_topology else {
             return Err(src.whole(format!(
                 "engine \"{}\" needs `[lab] topology = \"LAB.toml\"` (the lab to run in)",
@@ -764,6 +892,12 @@ impl Experiment {
         self.plan.cache_bytes_per_server.unwrap_or(self.hardware.server.cache_bytes)
     }
 
+    /// Largest object cached, bytes: `run.max_object_mb`, else an eighth of the cache.
+    pub fn max_object_bytes(&self) -> u64 {
+        let cache = self.cache_bytes_per_server();
+        self.plan.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache)).min(cache)
+    }
+
     /// The simulator's spec of a run.
     pub fn sim_spec(&self, run: &Run) -> dl7_sim::CellSpec {
         let plan = &self.plan;
@@ -781,6 +915,7 @@ impl Experiment {
             measure_s: plan.measure_s,
             seed: run.seed,
             cache_bytes_per_server: Some(self.cache_bytes_per_server()),
+            max_object_bytes: Some(self.max_object_bytes()),
             requests: match plan.clients {
                 ClientMode::Replay { .. } => Some(workload.requests.clone()),
                 _ => None,
@@ -790,8 +925,27 @@ impl Experiment {
                 _ => None,
             },
             interval_s: plan.interval_s,
+            faults: plan.faults_for(cell.servers),
         }
     }
+}
+
+/// A schedule's faults for `servers` nodes: a join without a node adds the next new index.
+fn faults_for(faults: &[PlannedFault], servers: u32) -> Vec<Fault> {
+    let mut next = servers;
+    faults
+        .iter()
+        .map(|f| {
+            let node = match (f.action, f.node) {
+                (FaultAction::Join, given) => {
+                    next += 1;
+                    given.unwrap_or(next - 1)
+                }
+                (_, node) => node.expect("checked: only a join may leave out its node"),
+            };
+            Fault { at_s: f.at_s, action: f.action, node }
+        })
+        .collect()
 }
 
 fn parse_policies(
@@ -1075,6 +1229,35 @@ measure_s = 2.0
     }
 
     #[test]
+    fn a_fault_schedule_is_read_and_checked_against_every_cell() {
+        let fault = |at: &str, action: &str, node: u32| {
+            format!("\n[[faults]]\nat_s = {at}\naction = \"{action}\"\nnode = {node}\n")
+        };
+        let join = "\n[[faults]]\nat_s = 1.0\naction = \"join\"\n";
+        let good = GOOD.replace("servers = [1, 4]", "servers = [2, 4]");
+        let plan = parse(&format!("{good}{}{join}", fault("0.5", "kill", 1))).unwrap();
+        assert_eq!(plan.faults.len(), 2);
+        // A join without a node adds each cell's next index.
+        assert_eq!(plan.faults_for(2)[1], Fault { at_s: 1.0, action: FaultAction::Join, node: 2 });
+        assert_eq!(plan.faults_for(4)[1].node, 4);
+        // Node 2 is the next new node only with 2 servers: the 4-server cell refuses it.
+        let e = err(&format!("{good}{}", fault("1.0", "join", 2)));
+        assert!(e.contains("faults[0].node") && e.contains("with 4 servers"), "{e}");
+        let e = err(&format!("{good}\n[[faults]]\nat_s = 1.0\naction = \"kill\"\n"));
+        assert!(e.contains("faults[0].node") && e.contains("missing"), "{e}");
+        let e = err(&format!("{good}{}", fault("0.5", "crash", 1)));
+        assert!(e.contains("faults[0].action") && e.contains("kill, restart, leave or join"), "{e}");
+        let e = err(&format!("{good}{}", fault("2.5", "kill", 1)));
+        assert!(e.contains("faults[0].at_s") && e.contains("measure_s = 2"), "{e}");
+        let e = err(&format!("{good}{}{}", fault("1.0", "kill", 1), fault("0.5", "restart", 1)));
+        assert!(e.contains("faults[1].at_s") && e.contains("time order"), "{e}");
+        let e = err(&format!("{good}{}", fault("0.5", "restart", 0)));
+        assert!(e.contains("only a killed node restarts"), "{e}");
+        let with = parse(&format!("{good}{}", fault("0.5", "kill", 1))).unwrap();
+        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("--engine sim or local"));
+    }
+
+    #[test]
     fn good_file_gives_cells_in_order() {
         let plan = parse(GOOD).unwrap();
         assert_eq!((plan.cells.len(), plan.run_count(), plan.engine), (8, 16, Engine::Sim));
@@ -1087,14 +1270,25 @@ measure_s = 2.0
     #[test]
     fn shipped_experiments_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-        for name in
-            ["paper", "quick", "real-local", "lab-scaling", "replay-local", "replay-timed", "lab-ssh", "cdn-scale"]
-        {
+        for name in [
+            "paper",
+            "quick",
+            "real-local",
+            "lab-scaling",
+            "replay-local",
+            "replay-timed",
+            "lab-ssh",
+            "cdn-scale",
+            "soak",
+            "failover",
+        ] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
         }
         let paper = Plan::from_file(&dir.join("paper.toml")).unwrap();
         assert_eq!((paper.cells.len(), paper.seeds, paper.engine), (5 * 6 * 2 * 3, 3, Engine::Sim));
+        let failover = Plan::from_file(&dir.join("failover.toml")).unwrap();
+        assert_eq!((failover.faults.len(), failover.cells.len()), (4, 4));
         let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
         assert_eq!(lab.engine, Engine::Lab);
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));

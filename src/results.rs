@@ -1,5 +1,6 @@
 //! The one `results.csv` and `timeseries.csv` writer and reader, shared by
-//! every engine, and the real engines' per-host `nic.csv`.
+//! every engine; the fault schedule's `faults.csv` (what the timelines mark);
+//! and the real engines' per-host `nic.csv` and per-process `memory.csv`.
 
 use std::path::Path;
 
@@ -17,7 +18,7 @@ pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
 
 /// Reads a `results.csv` (any mode); errors name the file and the line.
 pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
-    read_csv(path, "results.csv", ResultRow::COLUMNS)
+    read_csv(path, "results.csv", ResultRow::COLUMNS, ResultRow::FAULT_COLUMNS)
 }
 
 /// Writes `timeseries.csv` rows with the header of [`IntervalRow::COLUMNS`].
@@ -27,7 +28,7 @@ pub fn write_timeseries(path: &Path, rows: &[IntervalRow]) -> anyhow::Result<()>
 
 /// Reads a `timeseries.csv`; errors name the file and the line.
 pub fn read_timeseries(path: &Path) -> anyhow::Result<Vec<IntervalRow>> {
-    read_csv(path, "timeseries.csv", IntervalRow::COLUMNS)
+    read_csv(path, "timeseries.csv", IntervalRow::COLUMNS, 0)
 }
 
 /// The header of the CSV file at `path` (for telling the two files apart).
@@ -52,14 +53,16 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T], columns: &[&str]) -> anyhow:
     Ok(())
 }
 
-fn read_csv<T: DeserializeOwned>(path: &Path, what: &str, columns: &[&str]) -> anyhow::Result<Vec<T>> {
+fn read_csv<T: DeserializeOwned>(path: &Path, what: &str, columns: &[&str], optional: usize) -> anyhow::Result<Vec<T>> {
     let mut r = csv::Reader::from_path(path)
         .map_err(|e| crate::input_error(format!("{}: cannot read {what}: {e}", path.display())))?;
     let header = r
         .headers()
         .map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?
         .clone();
-    if header.iter().ne(columns.iter().copied()) {
+    // Files written before the last `optional` columns existed are still read (those columns empty).
+    let older = &columns[..columns.len() - optional];
+    if header.iter().ne(columns.iter().copied()) && header.iter().ne(older.iter().copied()) {
         return Err(crate::input_error(format!(
             "{}:1: expected the {what} header {}, found {}",
             path.display(),
@@ -76,6 +79,80 @@ fn read_csv<T: DeserializeOwned>(path: &Path, what: &str, columns: &[&str]) -> a
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// One `faults.csv` row: a fault of the schedule, as the experiment gives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FaultRow {
+    /// Seconds after the measured window opens.
+    pub at_s: f64,
+    pub action: String,
+    /// Empty for a join that takes each cell's next node.
+    pub node: Option<u32>,
+}
+
+impl FaultRow {
+    /// The columns of `faults.csv`.
+    pub const COLUMNS: &'static [&'static str] = &["at_s", "action", "node"];
+
+    /// The label a timeline shows at its instant.
+    pub fn label(&self) -> String {
+        match self.node {
+            Some(n) => format!("{} node {n}", self.action),
+            None => self.action.clone(),
+        }
+    }
+}
+
+/// Writes the fault schedule beside `timeseries.csv`, so that `dl7 plot` marks it too.
+pub fn write_faults(path: &Path, faults: &[FaultRow]) -> anyhow::Result<()> {
+    write_csv(path, faults, FaultRow::COLUMNS)
+}
+
+/// The fault schedule in the `faults.csv` beside `timeseries`, if there is one.
+pub fn read_faults_beside(timeseries: &Path) -> anyhow::Result<Vec<FaultRow>> {
+    let path = timeseries.with_file_name("faults.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_csv(&path, "faults.csv", FaultRow::COLUMNS, 0)
+}
+
+/// One `memory.csv` row: a process's peak resident memory over one run.
+#[derive(serde::Serialize)]
+struct MemoryRow<'a> {
+    workload: &'a str,
+    arch: &'a str,
+    policy: &'a str,
+    servers: u32,
+    seed: u64,
+    role: &'a str,
+    index: u32,
+    peak_rss_bytes: u64,
+    peak_rss_mib: f64,
+}
+
+/// Writes every process's peak resident memory (`VmHWM`) per run.
+pub fn write_memory(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+    for o in outcomes {
+        for m in &o.memory {
+            w.serialize(MemoryRow {
+                workload: &o.row.workload,
+                arch: &o.row.arch,
+                policy: &o.row.policy,
+                servers: o.row.servers,
+                seed: o.row.seed,
+                role: m.role,
+                index: m.index,
+                peak_rss_bytes: m.peak_rss_bytes,
+                peak_rss_mib: (m.peak_rss_bytes as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// One `nic.csv` row: a lab host's NIC bytes over one run's measured window.

@@ -227,11 +227,19 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Merged> {
     let series_path = out.join("timeseries.csv");
     results::write_timeseries(&series_path, &series)?;
     let mut files = vec![results_path, series_path];
+    // Every shard ran the same experiment, so the first one's schedule is the sweep's.
+    let faults = results::read_faults_beside(&first_dir.join("timeseries.csv"))?;
+    if !faults.is_empty() {
+        let path = out.join("faults.csv");
+        results::write_faults(&path, &faults)?;
+        files.push(path);
+    }
     crate::sweep::write_reports(
         &first.experiment,
         &first.command,
         &rows,
         &series,
+        &faults,
         first.paper_testbed,
         out,
         &mut files,

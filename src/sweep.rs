@@ -1,6 +1,7 @@
 //! A sweep: every run of an experiment handed to one engine, and the outputs
 //! written (`results.csv`, `timeseries.csv`, `summary.csv`, `REPORT.md`,
-//! figures, and for the lab and SSH engines `nic.csv`).
+//! figures; for the real engines `memory.csv`, every process's peak
+//! resident memory, and for the lab and SSH engines `nic.csv`).
 //!
 //! Runs are collected in cell order whatever the number of threads, so the
 //! simulator's outputs are byte-identical for 1 or N threads. The real
@@ -80,6 +81,11 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
                 results::write_nic(&path, &outcomes)?;
                 files.push(path);
             }
+            if !outcomes.is_empty() {
+                let path = out.join("memory.csv");
+                results::write_memory(&path, &outcomes)?;
+                files.push(path);
+            }
             (outcomes.into_iter().map(|o| (o.row, o.load.intervals)).collect(), failure)
         }
     };
@@ -93,6 +99,16 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     let series_path = out.join("timeseries.csv");
     results::write_timeseries(&series_path, &series)?;
     files.push(series_path);
+    let faults: Vec<results::FaultRow> = plan
+        .faults
+        .iter()
+        .map(|f| results::FaultRow { at_s: f.at_s, action: f.action.name().into(), node: f.node })
+        .collect();
+    if !faults.is_empty() {
+        let path = out.join("faults.csv");
+        results::write_faults(&path, &faults)?;
+        files.push(path);
+    }
     if let Some(e) = failure {
         // Keep what was measured before the failure or the interruption.
         return Err(e.context(format!(
@@ -114,8 +130,16 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
         );
         return Ok(SweepOutput { rows, series, files, summary: line });
     }
-    let fidelity =
-        write_reports(&plan.name, &opts.command, &rows, &series, experiment.paper_testbed(engine), &out, &mut files)?;
+    let fidelity = write_reports(
+        &plan.name,
+        &opts.command,
+        &rows,
+        &series,
+        &faults,
+        experiment.paper_testbed(engine),
+        &out,
+        &mut files,
+    )?;
     let mut line = format!(
         "{} runs ({} cells x {} seeds) on engine {}: {took:.1} s wall",
         rows.len(),
@@ -134,11 +158,13 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
 /// and intervals; returns the fidelity line (the paper's Surge-100 tables
 /// against the rows). The paper's values are drawn and compared only for
 /// runs of its testbed (`paper_testbed`: the simulator on the `kwon2008` profile).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_reports(
     name: &str,
     command: &str,
     rows: &[ResultRow],
     series: &[IntervalRow],
+    faults: &[results::FaultRow],
     paper_testbed: bool,
     out: &Path,
     files: &mut Vec<PathBuf>,
@@ -153,7 +179,9 @@ pub(crate) fn write_reports(
     std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
     files.push(report_path);
     files.extend(report::figures::draw_all(&summary_rows, &reference, out)?);
-    files.extend(report::timeline::draw_all(series, &[], out)?);
+    let marks: Vec<report::timeline::Mark> =
+        faults.iter().map(|f| report::timeline::Mark { t_s: f.at_s, label: f.label() }).collect();
+    files.extend(report::timeline::draw_all(series, &marks, out)?);
     Ok(markdown::fidelity_summary(&summary_rows, &reference))
 }
 
@@ -228,8 +256,10 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
         measure_s: plan.measure_s,
         interval_s: plan.interval_s,
         cache_bytes: experiment.cache_bytes_per_server(),
+        max_object_bytes: experiment.max_object_bytes(),
         settings: plan.real.clone(),
         emulate_cpu: plan.real.emulate_cpu.then(|| (*experiment.hardware).clone()),
+        faults: plan.faults_for(cell.servers),
     }
 }
 

@@ -98,6 +98,17 @@ pub struct Server {
     pub cache_bytes: u64,
 }
 
+/// Share of a cache its largest stored object may take unless an experiment
+/// says otherwise (`run.max_object_mb`), as Squid's `maximum_object_size`
+/// keeps big objects from flushing a cache: an eighth, so that a cache holds
+/// at least eight of its largest objects.
+pub const MAX_OBJECT_SHARE: u64 = 8;
+
+/// The largest object a cache of `cache_bytes` stores by default.
+pub fn default_max_object_bytes(cache_bytes: u64) -> u64 {
+    cache_bytes / MAX_OBJECT_SHARE
+}
+
 /// The origin web server (Apache).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

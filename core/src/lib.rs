@@ -10,8 +10,8 @@
 //!
 //! It also holds the vocabulary every engine shares: one [`Arch`], one
 //! [`ClientMode`], one seed derivation ([`seed`]), one hardware profile
-//! ([`Hardware`]) and one cost model ([`costs`]) derived from it, and one
-//! TOML error helper ([`config`]).
+//! ([`Hardware`]) and one cost model ([`costs`]) derived from it, one fault
+//! schedule ([`fault`]), and one TOML error helper ([`config`]).
 //!
 //! One request, in code:
 //! ```
@@ -37,6 +37,7 @@ pub mod clients;
 pub mod config;
 pub mod costs;
 pub mod error;
+pub mod fault;
 pub mod hardware;
 pub mod key;
 pub mod load;
@@ -49,6 +50,7 @@ pub mod timeseries;
 pub use arch::Arch;
 pub use clients::{ClientMode, Pace};
 pub use config::{ConfigError, Source};
+pub use fault::{Fault, FaultAction};
 pub use hardware::Hardware;
 
 pub use error::PolicyError;

@@ -42,6 +42,14 @@ pub struct ResultRow {
     /// Requests the clients did not send because too many were outstanding
     /// (`clients.max_outstanding` of a timed replay; the simulator's open-loop bound).
     pub dropped: u64,
+    /// Share of the catalog whose owner changed over the run's fault
+    /// schedule (leave and join move owners; empty without faults).
+    #[serde(default)]
+    pub moved_frac: Option<f64>,
+    /// Seconds from the first fault until the hit ratio is back within one
+    /// point of its value before it; empty without faults or if never.
+    #[serde(default)]
+    pub refill_s: Option<f64>,
 }
 
 impl ResultRow {
@@ -70,5 +78,11 @@ impl ResultRow {
         "errors",
         "replayed",
         "dropped",
+        "moved_frac",
+        "refill_s",
     ];
+
+    /// The last columns, `moved_frac` and `refill_s`: files written before
+    /// they existed are still read (the columns empty).
+    pub const FAULT_COLUMNS: usize = 2;
 }

@@ -138,6 +138,34 @@ pub struct Recorder {
     last_ns: i64,
 }
 
+/// How far below its value before a fault the hit ratio may be and still
+/// count as refilled: one point.
+pub const REFILL_TOLERANCE: f64 = 0.01;
+
+/// `refill_s` of a run whose first fault came `fault_s` seconds into the
+/// window, from its `interval_s`-long intervals: the seconds from the fault
+/// to the end of the first interval, after the hit ratio fell more than one
+/// point below its value before the fault (the request-weighted mean of the
+/// whole intervals before it), in which it is back within one point; 0 if
+/// it never fell that far; `None` if it never came back, or if no whole
+/// interval precedes the fault to compare with. An interval without a
+/// completed response counts as fallen.
+pub fn refill_s(intervals: &[Interval], interval_s: f64, fault_s: f64) -> Option<f64> {
+    let before: Vec<&Interval> =
+        intervals.iter().filter(|i| i.t_s >= 0.0 && i.t_s + interval_s <= fault_s + 1e-9).collect();
+    let weight: f64 = before.iter().map(|i| i.req_per_s).sum();
+    if weight <= 0.0 {
+        return None;
+    }
+    let baseline = before.iter().map(|i| i.hit_ratio * i.req_per_s).sum::<f64>() / weight;
+    let ok = |i: &Interval| i.req_per_s > 0.0 && i.hit_ratio >= baseline - REFILL_TOLERANCE;
+    let mut after = intervals.iter().filter(|i| i.t_s + 1e-9 >= fault_s);
+    if after.by_ref().find(|i| !ok(i)).is_none() {
+        return Some(0.0);
+    }
+    after.find(|i| ok(i)).map(|i| i.t_s + interval_s - fault_s)
+}
+
 impl Recorder {
     /// A recorder of `interval_ns`-long intervals (at least 1 ns) observing
     /// from `begin_ns` (negative: the warm-up's start).
@@ -299,6 +327,25 @@ mod tests {
     }
 
     #[test]
+    fn refill_is_the_time_until_the_hit_ratio_is_back_within_a_point() {
+        let iv = |t_s: f64, hit_ratio: f64| Interval {
+            t_s,
+            req_per_s: 100.0,
+            mbit_per_s: 1.0,
+            hit_ratio,
+            errors: 0,
+            p99_ms: 1.0,
+        };
+        let run =
+            [iv(-1.0, 0.2), iv(0.0, 0.9), iv(1.0, 0.9), iv(2.0, 0.6), iv(3.0, 0.85), iv(4.0, 0.895), iv(5.0, 0.7)];
+        // Baseline 0.9 from [0, 2); fallen at 2, still below at 3, back (0.895 >= 0.89) in [4, 5).
+        assert_eq!(refill_s(&run, 1.0, 2.0), Some(3.0));
+        assert_eq!(refill_s(&run[..6], 1.0, 4.0), Some(0.0), "never fell a point");
+        assert_eq!(refill_s(&run[..5], 1.0, 2.0), None, "never back");
+        assert_eq!(refill_s(&run, 1.0, 0.0), None, "nothing before the fault");
+    }
+
+    #[test]
     fn rows_carry_the_run_keys_in_the_documented_column_order() {
         let run = ResultRow {
             workload: "w".into(),
@@ -324,6 +371,8 @@ mod tests {
             errors: 0,
             replayed: 0,
             dropped: 0,
+            moved_frac: None,
+            refill_s: None,
         };
         let iv = Recorder::new(S as u64, 0).finish(S);
         let row = IntervalRow::new(&run, &iv[0]);

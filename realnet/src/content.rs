@@ -66,6 +66,19 @@ impl Pattern {
         self.bytes[(offset % self.bytes.len() as u64) as usize]
     }
 
+    /// Writes the body bytes from `offset` on into all of `out`.
+    pub fn fill(&self, offset: u64, out: &mut [u8]) {
+        let p = &self.bytes;
+        let mut at = (offset % p.len() as u64) as usize;
+        let mut rest = out;
+        while !rest.is_empty() {
+            let take = (p.len() - at).min(rest.len());
+            rest[..take].copy_from_slice(&p[at..at + take]);
+            rest = &mut rest[take..];
+            at = 0;
+        }
+    }
+
     /// The whole body of `size` bytes.
     pub fn body(&self, size: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(size as usize);
@@ -108,6 +121,9 @@ mod tests {
         }
         assert!(p.matches(0, &body));
         assert!(p.matches(300, &body[300..]));
+        let mut part = vec![0u8; 600];
+        p.fill(300, &mut part);
+        assert_eq!(part[..], body[300..900]);
         let mut bad = body.clone();
         bad[999] ^= 1;
         assert!(!p.matches(0, &bad));

@@ -9,10 +9,17 @@
 //! picking locally, at the cost of one more round trip. If the directory is
 //! unreachable the dispatcher falls back to its local instance.
 //!
-//! A server that failed is skipped for [`DOWN_FOR`] so that a dead or stopped
-//! node costs one timeout, not one per request. This is the health filter
-//! over candidates the core leaves to engines. The dispatcher must not cache
-//! or serve; it only routes.
+//! Membership can change at run time ([`Dispatcher::set_members`]): the new
+//! policy is built off the request path over the members' logical names and
+//! swapped in atomically (`arc-swap`, as Pingora swaps its selector); a
+//! request picks with the routing it loaded and finishes on it. Servers are
+//! node indices everywhere outside the policy, whose picks are positions in
+//! the current membership.
+//!
+//! Health ([`crate::health`]) is the filter over candidates the core leaves
+//! to engines: a server the active checks have taken out, or whose last
+//! request just failed, is skipped without a connect. The dispatcher must
+//! not cache or serve; it only routes.
 //!
 //! A remote answer comes back as soon as its head is in ([`Outcome::Remote`]
 //! carries the body still on the upstream connection): the caller streams it
@@ -23,14 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
-use tokio::time::Instant;
+use arc_swap::ArcSwap;
 
+use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
+
+use crate::health::Health;
 use crate::http::{Pool, ResponseHead, UpstreamBody};
 use crate::metrics::Metrics;
-
-/// How long a failed server is skipped before it is tried again.
-pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Requests this dispatcher has picked and not completed, per owner, served
 /// locally or forwarded: the load view it gives load-aware policies. Each
@@ -97,21 +103,49 @@ pub enum Outcome {
     Unavailable,
 }
 
+/// The membership a dispatcher routes over: the policy built over the
+/// members' logical names, and the node index of each member by position.
+struct Routing {
+    policy: Box<dyn Policy>,
+    members: Vec<usize>,
+}
+
+impl Routing {
+    /// The node at `pos` of the membership.
+    fn node(&self, pos: ServerId) -> ServerId {
+        ServerId(self.members[pos.index()] as u32)
+    }
+}
+
+/// The load view by membership position, over the per-node counts.
+struct MemberLoad<'a> {
+    load: &'a PeerLoad,
+    members: &'a [usize],
+}
+
+impl LoadView for MemberLoad<'_> {
+    fn inflight(&self, pos: ServerId) -> u64 {
+        self.members.get(pos.index()).map_or(0, |&n| self.load.inflight(ServerId(n as u32)))
+    }
+    fn total_inflight(&self) -> u64 {
+        self.load.total_inflight()
+    }
+}
+
 /// A policy instance with a pool per server.
 pub struct Dispatcher {
-    /// Read without a lock: `pick` takes `&self` (stateful policies keep
-    /// their state in atomics). An `Arc`, so a membership change can swap in
-    /// a rebuilt instance while requests in flight finish on the old one.
-    policy: Arc<dyn Policy>,
+    spec: PolicySpec,
+    /// Every node's logical name, by node index (members are a subset).
+    names: Membership,
+    routing: ArcSwap<Routing>,
     pools: Vec<Pool>,
     local: Option<ServerId>,
     load: Arc<PeerLoad>,
     fallbacks: usize,
     timeout: Duration,
-    down_until_ms: Vec<AtomicU64>,
-    epoch: Instant,
     metrics: Arc<Metrics>,
     directory: Option<Pool>,
+    health: Arc<Health>,
 }
 
 /// Path prefix of the directory's owner lookups.
@@ -136,10 +170,12 @@ impl Dispatcher {
                 reason: format!("expected one address per member ({})", members.len()),
             });
         }
-        let policy = Arc::from(spec.build(members)?);
+        let policy = spec.build(members)?;
         let n = members.len();
         Ok(Self {
-            policy,
+            spec: spec.clone(),
+            names: members.clone(),
+            routing: ArcSwap::from_pointee(Routing { policy, members: (0..n).collect() }),
             pools: addrs.iter().map(|&a| Pool::new(a, 256)).collect(),
             local,
             load: Arc::new(PeerLoad {
@@ -148,10 +184,9 @@ impl Dispatcher {
             }),
             fallbacks,
             timeout,
-            down_until_ms: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            epoch: Instant::now(),
             metrics,
             directory: None,
+            health: Health::passive(n),
         })
     }
 
@@ -161,10 +196,46 @@ impl Dispatcher {
         self
     }
 
-    async fn pick(&self, key: &RequestKey<'_>, path: &str) -> ServerId {
+    /// Takes health from `health` (active checks of the same servers)
+    /// instead of the passive checks alone.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Routes over the nodes `members` (indices, in membership order) from
+    /// now on: the policy is rebuilt here, off the request path, and swapped
+    /// in whole; requests under way finish on the routing they started with.
+    pub fn set_members(&self, members: &[usize]) -> Result<(), PolicyError> {
+        let servers = members
+            .iter()
+            .map(|&i| {
+                self.names.servers().get(i).cloned().ok_or_else(|| PolicyError::BadServer {
+                    name: format!("node {i}"),
+                    reason: format!("expected a node index below {}", self.names.len()),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let policy = self.spec.build(&Membership::new(servers)?)?;
+        self.routing.store(Arc::new(Routing { policy, members: members.to_vec() }));
+        Ok(())
+    }
+
+    /// The nodes routed over now, in membership order.
+    pub fn members(&self) -> Vec<usize> {
+        self.routing.load().members.clone()
+    }
+
+    /// The policy's pick under `routing`, as a node index.
+    fn pick_on(&self, routing: &Routing, key: &RequestKey<'_>) -> ServerId {
+        let view = MemberLoad { load: &self.load, members: &routing.members };
+        routing.node(routing.policy.pick(key, &view))
+    }
+
+    async fn pick(&self, routing: &Routing, key: &RequestKey<'_>, path: &str) -> ServerId {
         if let Some(dir) = &self.directory {
             let lookup = format!("{OWNER_PREFIX}{path}");
-            if let Ok((head, body)) = dir.get(&lookup, true, self.timeout).await {
+            if let Ok((head, body)) = dir.get(&lookup, true, self.timeout, 64).await {
                 let owner = std::str::from_utf8(&body).ok().and_then(|t| t.trim().parse::<u32>().ok());
                 match owner {
                     Some(o) if head.status == 200 && (o as usize) < self.pools.len() => return ServerId(o),
@@ -172,31 +243,28 @@ impl Dispatcher {
                 }
             }
         }
-        self.policy.pick(key, &*self.load)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+        self.pick_on(routing, key)
     }
 
     fn is_down(&self, s: ServerId) -> bool {
-        self.down_until_ms[s.index()].load(Relaxed) > self.now_ms()
+        !self.health.is_up(s.index())
     }
 
     fn mark_down(&self, s: ServerId) {
-        self.down_until_ms[s.index()].store(self.now_ms() + DOWN_FOR.as_millis() as u64, Relaxed);
+        self.health.mark_failed(s.index());
     }
 
-    /// The owner the policy picks for `path` (advances stateful policies).
+    /// The node the policy picks for `path` (advances stateful policies).
     pub fn owner(&self, path: &str) -> ServerId {
         let key = RequestKey::new(path.as_bytes());
-        self.policy.pick(&key, &*self.load)
+        self.pick_on(&self.routing.load(), &key)
     }
 
     /// Routes one request for `path`.
     pub async fn dispatch(&self, path: &str) -> Outcome {
         let key = RequestKey::new(path.as_bytes());
-        let owner = self.pick(&key, path).await;
+        let routing = self.routing.load_full();
+        let owner = self.pick(&routing, &key, path).await;
         if Some(owner) == self.local {
             return Outcome::Local { fallback: false, outstanding: Outstanding::enter(&self.load, owner.index()) };
         }
@@ -210,8 +278,10 @@ impl Dispatcher {
         }
         // The failure path: a small buffer of candidates is fine here.
         let mut candidates = Vec::with_capacity(self.fallbacks + 1);
-        self.policy.candidates(&key, &*self.load, self.fallbacks + 1, &mut candidates);
-        for c in candidates.into_iter().filter(|&c| c != owner).take(self.fallbacks) {
+        let view = MemberLoad { load: &self.load, members: &routing.members };
+        routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);
+        let candidates = candidates.into_iter().map(|c| routing.node(c));
+        for c in candidates.filter(|&c| c != owner).take(self.fallbacks) {
             if Some(c) == self.local {
                 Metrics::add(&self.metrics.fallbacks, 1);
                 return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
@@ -262,6 +332,35 @@ mod tests {
             .map(|i| format!("/load-view/{i}"))
             .find(|p| policy.pick(&RequestKey::new(p.as_bytes()), &dl7_core::NoLoad) == ServerId(owner))
             .unwrap()
+    }
+
+    /// A membership change rebuilds the policy over the members' own names:
+    /// the owners are the core's for that membership, by node index.
+    #[test]
+    fn a_new_membership_routes_as_the_core_does_over_those_members() {
+        let addrs: Vec<SocketAddr> = (0..4).map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap()).collect();
+        let all = Membership::numbered(4).unwrap();
+        let d = Dispatcher::new(
+            &PolicySpec::parse("ketama").unwrap(),
+            &all,
+            &addrs,
+            None,
+            0,
+            Duration::from_secs(1),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        d.set_members(&[3, 0, 2]).unwrap();
+        assert_eq!(d.members(), vec![3, 0, 2]);
+        let names = [3, 0, 2].map(|i| all.servers()[i].clone());
+        let core = PolicySpec::parse("ketama").unwrap().build(&Membership::new(names.to_vec()).unwrap()).unwrap();
+        for i in 0..500 {
+            let path = format!("/m/{i}");
+            let want = [3, 0, 2][core.pick(&RequestKey::new(path.as_bytes()), &dl7_core::NoLoad).index()];
+            assert_eq!(d.owner(&path), ServerId(want), "{path}");
+        }
+        assert!(d.set_members(&[0, 9]).is_err(), "node 9 does not exist");
+        assert_eq!(d.members(), vec![3, 0, 2], "a refused change keeps the routing");
     }
 
     fn view(d: &Dispatcher) -> (u64, u64, u64) {

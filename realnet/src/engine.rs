@@ -29,7 +29,9 @@ use std::time::Duration;
 use dl7_core::{Arch, ClientMode, Hardware, PolicySpec, ResultRow};
 
 use crate::admin::fetch_stats;
+use crate::faults::NodeSet;
 use crate::front::FrontMode;
+use crate::health::HealthSpec;
 use crate::lab::{LabPlan, NicCounters, Role};
 use crate::launcher::{reserve_port, Host, Proc, Runner};
 use crate::load::LoadReport;
@@ -55,6 +57,8 @@ pub struct RealSettings {
     pub emulate_cpu: bool,
     /// Threads serving each service process (`None`: one per core).
     pub worker_threads: Option<usize>,
+    /// Active health checks of every dispatcher and front end.
+    pub health: HealthSpec,
 }
 
 impl Default for RealSettings {
@@ -68,6 +72,7 @@ impl Default for RealSettings {
             origin_delay_ms: 0,
             emulate_cpu: false,
             worker_threads: None,
+            health: HealthSpec::default(),
         }
     }
 }
@@ -93,10 +98,14 @@ pub struct RealCell {
     pub interval_s: f64,
     /// Cache capacity per node, bytes.
     pub cache_bytes: u64,
+    /// Largest object a node caches, bytes (larger ones stream through).
+    pub max_object_bytes: u64,
     pub settings: RealSettings,
     /// The hardware profile whose costs the nodes' emulated CPU charges
     /// (`None`: no emulation).
     pub emulate_cpu: Option<Hardware>,
+    /// The fault schedule, in time order (checked against `servers`).
+    pub faults: Vec<dl7_core::Fault>,
 }
 
 /// Where the processes run.
@@ -132,6 +141,19 @@ pub struct CellOutcome {
     pub nic: Vec<NicUse>,
     /// A replay's end state: per node, its `/cache` page (`object_id path bytes` lines, sorted).
     pub caches: Vec<String>,
+    /// Every process's peak resident memory over the run, read just before it stops.
+    pub memory: Vec<PeakMemory>,
+}
+
+/// One process's peak resident memory (`VmHWM`) over a cell's run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeakMemory {
+    /// `origin`, `node`, `front` or `load`.
+    pub role: &'static str,
+    /// The node's index; 0 for the other roles.
+    pub index: u32,
+    /// Peak resident bytes.
+    pub peak_rss_bytes: u64,
 }
 
 /// One lab host's NIC over a cell's measured window, from the kernel's
@@ -273,7 +295,7 @@ impl Layout {
 }
 
 /// Puts `spec` where `host` reads it (`dir` here) and starts it on `host`.
-async fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) -> Result<Proc, String> {
+pub(crate) async fn start(exe: &Path, host: &Host, name: &str, spec: &ServiceSpec, dir: &Path) -> Result<Proc, String> {
     let path = host.put_config(dir, name, spec).await?;
     let args = vec![spec.role().to_string(), "--config".to_string(), path];
     Proc::spawn(exe, host, name, &args).map_err(|e| format!("{name}: cannot start: {e}"))
@@ -293,7 +315,7 @@ fn client_seed(seed: u64, j: usize) -> u64 {
 /// One load report from the clients' reports: counts and rates add up,
 /// the window is the longest, percentiles are the request-weighted mean of
 /// the clients' (they drive the same cluster through the same VIP, so their
-/// distributions are alike), the maximum is the largest.
+/// distributions are alike), the maximum and the peak memory are the largest.
 // The struct update names every field today; a field the report gains later
 // takes the first client's value until it is merged here.
 #[allow(clippy::needless_update)]
@@ -338,10 +360,13 @@ pub fn merge_reports(reports: Vec<LoadReport>) -> LoadReport {
         errors: all.iter().map(|r| r.errors).sum(),
         errors_by_kind,
         unfinished: all.iter().map(|r| r.unfinished).sum(),
+        retried: all.iter().map(|r| r.retried).sum(),
         served_by,
         replayed: all.iter().map(|r| r.replayed).sum(),
         dropped: all.iter().map(|r| r.dropped).sum(),
         intervals: merge_intervals(&all),
+        // One figure per role in memory.csv: the largest client process.
+        peak_rss_bytes: all.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
         ..first.clone()
     }
 }
@@ -405,10 +430,15 @@ pub async fn run_cell(
     let mut origin = start(exe, &layout.origin, "origin", &origin_spec, scratch).await?;
     let origin_addr = reach(&layout.origin, origin.ready(READY_TIMEOUT).await?.listen);
 
-    // Nodes: addresses fixed first, since every node must know all of them.
+    // Nodes: addresses fixed first, since every node must know all of them,
+    // the ones a fault schedule adds later included.
     let n = cell.servers as usize;
+    let total = dl7_core::fault::Timeline::node_count(&cell.faults, cell.servers) as usize;
+    let node_hosts: Vec<Host> = (0..total).map(|i| layout.nodes.get(i).cloned().unwrap_or_default()).collect();
+    // Membership changes arrive on the nodes' admin listeners.
+    let admin_needed = cell.faults.iter().any(|f| f.action.changes_membership());
     let mut node_addrs = Vec::new();
-    for h in &layout.nodes {
+    for h in &node_hosts {
         let port = match h.port {
             Some(p) => p,
             None => reserve_port(h.addr).map_err(|e| format!("cannot reserve a port on {}: {e}", h.addr))?,
@@ -417,29 +447,33 @@ pub async fn run_cell(
     }
     // On one host the distributed front end hands sockets over Unix sockets.
     let local_handoff = matches!(placement, Placement::Local) && cell.arch == Arch::Distributed;
-    let handoff: Vec<PathBuf> = (0..n).map(|i| scratch.join(format!("node{i}.sock"))).collect();
-    let mut nodes = Vec::new();
-    for (i, h) in layout.nodes.iter().enumerate() {
-        let spec = ServiceSpec::Node(NodeSpec {
+    let handoff: Vec<PathBuf> = crate::faults::handoff_paths(scratch, total);
+    let mut specs = Vec::new();
+    for (i, h) in node_hosts.iter().enumerate() {
+        specs.push(NodeSpec {
             id: i as u32,
             nodes: node_addrs.clone(),
             listen: h.bind.filter(|&b| b != node_addrs[i].ip()).map(|b| SocketAddr::new(b, node_addrs[i].port())),
             origin: origin_addr,
             policy: cell.policy.clone(),
             cache_bytes: cell.cache_bytes,
+            max_object_bytes: cell.max_object_bytes,
             fallbacks: s.fallbacks,
             handoff: local_handoff.then(|| handoff[i].clone()),
             // One instance for the cluster: node 0 keeps it and answers owner lookups.
             directory: cell.policy.kind.shared_by_default().then(|| node_addrs[0]),
             emulate_cpu: cell.emulate_cpu.clone(),
-            admin: None,
+            admin: admin_needed.then(|| SocketAddr::new(h.bind.unwrap_or(h.addr), 0)),
             limits: limits.clone(),
+            health: s.health,
+            members: None,
         });
-        nodes.push(start(exe, h, &format!("node{i}"), &spec, scratch).await?);
     }
-    for p in &mut nodes {
-        p.ready(READY_TIMEOUT).await?;
+    let mut set = NodeSet::new(specs, node_hosts, node_addrs.clone(), cell.servers);
+    for i in 0..n {
+        set.start(exe, scratch, i).await?;
     }
+    let nodes = tokio::sync::Mutex::new(set);
 
     let (front, target, front_admin) = match &layout.front {
         FrontEnd::Dl7(fh) => {
@@ -456,6 +490,8 @@ pub async fn run_cell(
                 fallbacks: s.fallbacks,
                 admin: Some(SocketAddr::new(fh.bind.unwrap_or(fh.addr), 0)),
                 limits: limits.clone(),
+                health: s.health,
+                members: (total > n).then(|| (0..n).collect()),
             });
             let mut front = start(exe, fh, "front", &spec, scratch).await?;
             let ready = front.ready(READY_TIMEOUT).await?;
@@ -464,8 +500,22 @@ pub async fn run_cell(
         }
         FrontEnd::Kernel(vip) => (None, *vip, None),
     };
+    // The kernel front end's health checks: a dead node leaves its map (ldirectord's job).
+    let (director_stop, stop) = tokio::sync::watch::channel(false);
+    let director_stop = StopOnDrop(director_stop);
+    if let (FrontEnd::Kernel(_), Placement::Lab(plan)) = (&layout.front, placement) {
+        crate::lab::director::spawn(plan.clone(), node_addrs.clone(), s.health, stop);
+    }
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
+    let mut moved_frac = None;
+    // The catalog's paths, for the owners a fault schedule moves.
+    let paths: Vec<String> = if cell.faults.is_empty() {
+        Vec::new()
+    } else {
+        let catalog = dl7_traces::workload::resolve(&cell.workload_source).map_err(|e| e.to_string())?;
+        catalog.objects.iter().take(MAX_OWNER_PATHS).map(|o| o.path.clone()).collect()
+    };
     // Client host `j` of `k`: its share of the connections (and of an open loop's rate).
     let k = layout.loads.len();
     let load_spec = |seed: u64, warmup_s: f64, duration_s: f64, j: usize| {
@@ -544,14 +594,10 @@ pub async fn run_cell(
             Some(p) => p.cpu_seconds().await.unwrap_or(0.0),
             None => 0.0,
         };
-        let mut cpu_nodes = Vec::new();
-        for p in &nodes {
-            cpu_nodes.push(p.cpu_seconds().await.unwrap_or(0.0));
-        }
-        let mut node_counters = Vec::new();
-        for &a in &node_addrs {
-            node_counters.push(fetch_stats(a, STATS_TIMEOUT).await?);
-        }
+        let set = nodes.lock().await;
+        let cpu_nodes = set.cpu_seconds().await;
+        let node_counters = set.stats().await?;
+        drop(set);
         let front = match front_admin {
             Some(a) => Some(fetch_stats(a, STATS_TIMEOUT).await?),
             None => None,
@@ -578,17 +624,43 @@ pub async fn run_cell(
         let ramp = cell.warmup_s.min(MAX_RAMP_S);
         let limit = Duration::from_secs_f64(ramp + cell.measure_s) + Duration::from_secs(60);
         let t0 = tokio::time::Instant::now();
+        let window_start = t0 + Duration::from_secs_f64(ramp);
         let window_snapshots = async {
-            tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp)).await;
+            tokio::time::sleep_until(window_start).await;
             let before = snapshot().await?;
             tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + cell.measure_s)).await;
             let after = snapshot().await?;
             Ok::<_, String>((before, after))
         };
-        let (load, snaps) = tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots);
+        let schedule = async {
+            if cell.faults.is_empty() {
+                return Ok(None);
+            }
+            tokio::time::sleep_until(window_start).await;
+            // Owners as a node that never fails sees them, before the faults and after
+            // (for a policy whose pick is a function of the key: the simulator's rule).
+            let pure = dl7_core::Membership::numbered(n)
+                .and_then(|m| cell.policy.build(&m))
+                .is_ok_and(|p| p.state() == dl7_core::policy::State::Pure);
+            let probe = stable_node(&cell.faults, cell.servers).filter(|_| pure).map(|i| node_addrs[i]);
+            let before = match probe {
+                Some(a) => Some(crate::faults::owners(a, &paths).await?),
+                None => None,
+            };
+            crate::faults::run_schedule(&nodes, &cell.faults, window_start, exe, scratch, front_admin).await?;
+            tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + cell.measure_s)).await;
+            Ok::<_, String>(match (probe, before) {
+                (Some(a), Some(before)) => Some(disruption(&before, &crate::faults::owners(a, &paths).await?)),
+                _ => None,
+            })
+        };
+        let (load, snaps, moved) =
+            tokio::join!(run_load(cell.seed, ramp, cell.measure_s, "load", limit), window_snapshots, schedule);
         let (before, after) = snaps?;
+        moved_frac = moved?;
         (load?, before, after)
     };
+    let mut set = nodes.into_inner();
     let caches = if replay {
         let mut pages = Vec::new();
         for &a in &node_addrs {
@@ -599,14 +671,64 @@ pub async fn run_cell(
         Vec::new()
     };
 
+    // Peak memory of every process, its last word before it stops (the load's is in its report).
+    let mut memory = Vec::new();
+    let peak = |role, index, s: Stats| PeakMemory { role, index, peak_rss_bytes: s.peak_rss_bytes };
+    memory.push(peak("origin", 0, fetch_stats(origin_addr, STATS_TIMEOUT).await?));
+    for (i, &a) in node_addrs.iter().enumerate() {
+        if set.procs[i].is_some() {
+            memory.push(peak("node", i as u32, fetch_stats(a, STATS_TIMEOUT).await?));
+        }
+    }
+    if let Some(a) = front_admin {
+        memory.push(peak("front", 0, fetch_stats(a, STATS_TIMEOUT).await?));
+    }
+    memory.push(PeakMemory { role: "load", index: 0, peak_rss_bytes: load.peak_rss_bytes });
+
     // Stop in front-to-back order: clients' entry point first.
+    drop(director_stop);
     drop(front);
-    drop(nodes);
+    set.procs.clear();
     drop(origin);
 
     let nic_window = after.at.duration_since(before.at).as_secs_f64();
     let nic = layout.lab.as_ref().map(|p| nic_use(p, &before.nic, &after.nic, nic_window)).unwrap_or_default();
-    Ok(measure(cell, &layout, &before, &after, load, nic, caches))
+    let mut outcome = measure(cell, &layout, &before, &after, load, nic, caches);
+    outcome.memory = memory;
+    outcome.row.moved_frac = moved_frac;
+    if let Some(first) = cell.faults.first() {
+        // The load generator's intervals start with its window, as the schedule's instants do.
+        outcome.row.refill_s = dl7_core::timeseries::refill_s(&outcome.load.intervals, cell.interval_s, first.at_s);
+    }
+    Ok(outcome)
+}
+
+/// The first of the cell's nodes that no fault kills or removes: the one
+/// whose dispatcher is asked for owners before and after the schedule.
+fn stable_node(faults: &[dl7_core::Fault], servers: u32) -> Option<usize> {
+    (0..servers)
+        .find(|&i| !faults.iter().any(|f| f.node == i && f.action != dl7_core::FaultAction::Join))
+        .map(|i| i as usize)
+}
+
+/// Share of paths whose owner differs between two owner lists.
+fn disruption(before: &[u32], after: &[u32]) -> f64 {
+    if before.is_empty() {
+        return 0.0;
+    }
+    before.iter().zip(after).filter(|(a, b)| a != b).count() as f64 / before.len() as f64
+}
+
+/// Most catalog paths whose owners `moved_frac` compares (the first ones).
+const MAX_OWNER_PATHS: usize = 100_000;
+
+/// Tells whatever watches it to stop when dropped (an early return included).
+struct StopOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
 }
 
 /// Turns the two snapshots and the load report into the row.
@@ -667,7 +789,7 @@ fn measure(
         max_server_nic_util: util_of(Role::Node, n),
         // Max over mean, computed as the simulator does (max x N / total) so that
         // equal counts give equal figures, bit for bit.
-        imbalance: if total_owner > 0.0 { max_owner * n as f64 / total_owner } else { 0.0 },
+        imbalance: if total_owner > 0.0 { max_owner * owner.len() as f64 / total_owner } else { 0.0 },
         forwarded_frac: if received > 0.0 { sum(|s| s.forwarded) / received } else { 0.0 },
         cache_bytes,
         requests: load.requests,
@@ -675,6 +797,8 @@ fn measure(
         errors: load.errors,
         replayed: load.replayed,
         dropped: load.dropped,
+        moved_frac: None,
+        refill_s: None,
     };
     let reqs = load.requests.max(1) as f64;
     CellOutcome {
@@ -685,6 +809,7 @@ fn measure(
         load,
         nic,
         caches,
+        memory: Vec::new(),
     }
 }
 

@@ -29,10 +29,11 @@ use std::sync::Arc;
 use dl7_core::{Membership, PolicySpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tokio::sync::{watch, Mutex as AsyncMutex};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, Outcome};
+use crate::health::{Health, HealthSpec};
 use crate::http::{wait_true, Limits, Method, RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
@@ -103,6 +104,11 @@ pub struct FrontConfig {
     pub metrics: Arc<Metrics>,
     /// Listener for `GET /metrics`.
     pub admin: Option<TcpListener>,
+    /// Active health checks of the nodes (`GET /health` on their TCP addresses).
+    pub health: HealthSpec,
+    /// The nodes sent to at start (indices into `nodes`; `None`: all), changed
+    /// at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
+    pub initial_members: Option<Vec<usize>>,
 }
 
 impl FrontConfig {
@@ -120,7 +126,38 @@ impl FrontConfig {
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
+            health: HealthSpec::default(),
+            initial_members: None,
         }
+    }
+}
+
+/// The nodes the front end sends to now: handoff and relay targets, and
+/// the conventional dispatcher's membership, changed together.
+struct Members {
+    nodes: arc_swap::ArcSwap<Vec<usize>>,
+    count: usize,
+    dispatcher: Option<Arc<Dispatcher>>,
+}
+
+impl Members {
+    fn get(&self) -> Vec<usize> {
+        self.nodes.load().to_vec()
+    }
+
+    fn set(&self, ids: &[usize]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Err("nodes: expected at least one node".into());
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i >= self.count) {
+            return Err(format!("nodes: {bad} is not a node index (the front end knows {})", self.count));
+        }
+        if let Some(d) = &self.dispatcher {
+            d.set_members(ids).map_err(|e| e.to_string())?;
+        }
+        self.nodes.store(Arc::new(ids.to_vec()));
+        tracing::info!("front end: members now {ids:?}");
+        Ok(())
     }
 }
 
@@ -137,38 +174,50 @@ struct Handoff {
     links: Vec<AsyncMutex<Option<Link>>>,
     timeout: std::time::Duration,
     stall: std::time::Duration,
+    health: Arc<Health>,
+    /// Client sockets a node took but never acknowledged before its link
+    /// died: nothing has read them, so they go to another node.
+    orphans: mpsc::UnboundedSender<std::net::TcpStream>,
+    members: Arc<Members>,
 }
 
-/// The unix connection to one node and the send times of the handoffs it has
-/// not acknowledged yet (the node acknowledges in order, one byte each).
+/// Handed-over client sockets a node has not acknowledged yet, with their
+/// send times. The front end keeps its copy of each until the node's
+/// acknowledgement (one byte, in order), so that a node that dies with
+/// sockets in its queue loses no client.
+type Unacked = Arc<std::sync::Mutex<std::collections::VecDeque<(Instant, std::net::TcpStream)>>>;
+
+/// The unix connection to one node and its unacknowledged handoffs.
 struct Link {
     unix: Arc<UnixStream>,
-    unacked: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>>,
+    unacked: Unacked,
 }
 
 impl Link {
-    async fn connect(path: &std::path::Path) -> Option<Link> {
+    async fn connect(path: &std::path::Path, orphans: mpsc::UnboundedSender<std::net::TcpStream>) -> Option<Link> {
         let unix = Arc::new(UnixStream::connect(path).await.ok()?);
-        let unacked = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let unacked: Unacked = Default::default();
         let (u, a) = (unix.clone(), unacked.clone());
         tokio::spawn(async move {
             let mut buf = [0u8; 256];
             loop {
-                if u.readable().await.is_err() {
+                let n = match u.readable().await {
+                    Err(_) => 0,
+                    Ok(()) => match u.try_read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        r => r.unwrap_or(0),
+                    },
+                };
+                let mut q = a.lock().expect("ack lock");
+                if n == 0 {
+                    // The node is gone: whatever it did not acknowledge, it never served.
+                    for (_, client) in q.drain(..) {
+                        let _ = orphans.send(client);
+                    }
                     return;
                 }
-                match u.try_read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        let mut q: std::sync::MutexGuard<'_, std::collections::VecDeque<Instant>> =
-                            a.lock().expect("ack lock");
-                        for _ in 0..n {
-                            q.pop_front();
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
+                let acked = n.min(q.len());
+                q.drain(..acked);
             }
         });
         Some(Link { unix, unacked })
@@ -176,7 +225,7 @@ impl Link {
 
     /// True when the oldest unacknowledged handoff is older than `stall`.
     fn stalled(&self, stall: std::time::Duration) -> bool {
-        self.unacked.lock().expect("ack lock").front().is_some_and(|t| t.elapsed() > stall)
+        self.unacked.lock().expect("ack lock").front().is_some_and(|(t, _)| t.elapsed() > stall)
     }
 }
 
@@ -190,16 +239,14 @@ pub async fn run(
     tracing::info!("front end: {} on {:?}, {} nodes", config.mode.name(), listener.local_addr(), config.nodes.len());
     let mut stop = shutdown_signal(shutdown);
     let conns = Conns::new(config.limits.max_connections, m.clone());
-    if let Some(admin) = config.admin {
-        let mm = m.clone();
-        let role = config.mode.name();
-        let pages: AdminPages = Arc::new(move |p| crate::admin::counter_page(&mm, role, p));
-        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
-    }
     let next = AtomicUsize::new(0);
-    match config.mode {
-        FrontMode::Conventional => {
-            let d = Dispatcher::new(
+    // Every mode checks the nodes it sends to; handoff and relay pick among those up.
+    let health = Health::new(config.health, config.nodes.iter().map(|_| true));
+    m.watch_peers(health.clone());
+    health.spawn_probes(&config.nodes, conns.stop_signal());
+    let dispatcher = match config.mode {
+        FrontMode::Conventional => Some(Arc::new(
+            Dispatcher::new(
                 &config.policy,
                 &config.members,
                 &config.nodes,
@@ -208,8 +255,32 @@ pub async fn run(
                 config.limits.upstream_timeout,
                 m.clone(),
             )
-            .map_err(|e| invalid(e.to_string()))?;
-            let d = Arc::new(d);
+            .map_err(|e| invalid(e.to_string()))?
+            .with_health(health.clone()),
+        )),
+        _ => None,
+    };
+    let count = config.nodes.len().max(config.handoff.len());
+    let members = Arc::new(Members {
+        nodes: arc_swap::ArcSwap::from_pointee((0..count).collect()),
+        count,
+        dispatcher: dispatcher.clone(),
+    });
+    if let Some(initial) = &config.initial_members {
+        members.set(initial).map_err(invalid)?;
+    }
+    if let Some(admin) = config.admin {
+        let (mm, members) = (m.clone(), members.clone());
+        let role = config.mode.name();
+        let pages: AdminPages = Arc::new(move |method, p| {
+            crate::admin::members_page(method, p, || members.get(), |ids| members.set(ids))
+                .or_else(|| method.is_read().then(|| crate::admin::counter_page(&mm, role, p)).flatten())
+        });
+        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+    }
+    match config.mode {
+        FrontMode::Conventional => {
+            let d = dispatcher.expect("made above for conventional");
             loop {
                 tokio::select! {
                     a = listener.accept() => if let Ok((s, _)) = a {
@@ -228,9 +299,10 @@ pub async fn run(
             loop {
                 tokio::select! {
                     a = listener.accept() => if let Ok((s, _)) = a {
-                        let i = next.fetch_add(1, Relaxed) % nodes.len();
-                        let (nodes, m, limits) = (nodes.clone(), m.clone(), config.limits.clone());
-                        conns.admit(s, move |s, _| relay(nodes, i, m, limits, s));
+                        let i = next.fetch_add(1, Relaxed);
+                        let targets: Vec<(usize, SocketAddr)> = members.get().into_iter().map(|n| (n, nodes[n])).collect();
+                        let (m, limits, health) = (m.clone(), config.limits.clone(), health.clone());
+                        conns.admit(s, move |s, _| relay(targets, health, i, m, limits, s));
                     },
                     _ = wait_true(&mut stop) => break,
                 }
@@ -240,28 +312,43 @@ pub async fn run(
             if config.handoff.is_empty() {
                 return Err(invalid("distributed front end needs at least one node handoff socket".into()));
             }
+            let (orphans, mut orphaned) = mpsc::unbounded_channel();
             let h = Handoff {
                 links: config.handoff.iter().map(|_| AsyncMutex::new(None)).collect(),
                 paths: config.handoff,
                 timeout: config.limits.upstream_timeout,
                 stall: config.handoff_stall,
+                health: health.clone(),
+                orphans,
+                members: members.clone(),
             };
             loop {
-                tokio::select! {
-                    a = listener.accept() => if let Ok((s, _)) = a {
-                        Metrics::add(&m.connections, 1);
-                        let i = next.fetch_add(1, Relaxed);
-                        if hand_over(&h, i, &s).await {
-                            Metrics::add(&m.handoffs, 1);
-                        } else {
-                            // No node took it: tell the client instead of dropping it silently.
-                            Metrics::add(&m.bad_gateway, 1);
-                            let mut conn = ServerConn::new(s).with_metrics(m.clone());
-                            tokio::spawn(async move { let _ = conn.write_error(502).await; });
+                let client = tokio::select! {
+                    a = listener.accept() => match a.and_then(|(s, _)| s.into_std()) {
+                        Ok(s) => {
+                            Metrics::add(&m.connections, 1);
+                            s
                         }
-                        // Dropping `s` here closes only the front end's copy of the descriptor.
+                        Err(_) => continue,
                     },
+                    Some(s) = orphaned.recv() => {
+                        tracing::debug!("handing over again a client its node never took");
+                        s
+                    }
                     _ = wait_true(&mut stop) => break,
+                };
+                match hand_over(&h, next.fetch_add(1, Relaxed), client).await {
+                    Ok(()) => Metrics::add(&m.handoffs, 1),
+                    Err(s) => {
+                        // No node took it: tell the client instead of dropping it silently.
+                        Metrics::add(&m.bad_gateway, 1);
+                        if let Ok(s) = TcpStream::from_std(s) {
+                            let mut conn = ServerConn::new(s).with_metrics(m.clone());
+                            tokio::spawn(async move {
+                                let _ = conn.write_error(502).await;
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -272,34 +359,49 @@ pub async fn run(
 }
 
 /// Sends the client socket to node `first`, or the next reachable one that
-/// is not stalled; if every node is stalled, to the first reachable one anyway.
-async fn hand_over(h: &Handoff, first: usize, client: &TcpStream) -> bool {
-    let n = h.paths.len();
-    for respect_stall in [true, false] {
+/// is up and not stalled; if every node is out or stalled, to the first
+/// reachable one anyway. Gives the socket back if no node took it.
+async fn hand_over(h: &Handoff, first: usize, mut client: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
+    let members = h.members.nodes.load_full();
+    let n = members.len();
+    for choosy in [true, false] {
         for k in 0..n {
-            if try_node(h, (first + k) % n, client, respect_stall).await {
-                return true;
+            let i = members[(first + k) % n];
+            if choosy && !h.health.is_up(i) {
+                continue;
             }
+            client = match try_node(h, i, client, choosy).await {
+                Ok(()) => return Ok(()),
+                Err(c) => c,
+            };
         }
     }
-    false
+    Err(client)
 }
 
-async fn try_node(h: &Handoff, i: usize, client: &TcpStream, respect_stall: bool) -> bool {
+async fn try_node(
+    h: &Handoff,
+    i: usize,
+    mut client: std::net::TcpStream,
+    respect_stall: bool,
+) -> Result<(), std::net::TcpStream> {
     use sendfd::SendWithFd;
     let mut link = h.links[i].lock().await;
     for _attempt in 0..2 {
         if link.is_none() {
-            *link = Link::connect(&h.paths[i]).await;
+            *link = Link::connect(&h.paths[i], h.orphans.clone()).await;
         }
-        let Some(l) = link.as_ref() else { return false };
+        let Some(l) = link.as_ref() else { return Err(client) };
         if respect_stall && l.stalled(h.stall) {
-            return false; // not reading its handoffs (hung, stopped): skip it for now
+            return Err(client); // not reading its handoffs (hung, stopped): skip it for now
         }
+        let fd = client.as_raw_fd();
+        // Queued first: the acknowledgement may come back before the send returns.
+        l.unacked.lock().expect("ack lock").push_back((Instant::now(), client));
         let send = async {
             loop {
                 l.unix.writable().await?;
-                match l.unix.send_with_fd(&[0u8], &[client.as_raw_fd()]) {
+                match l.unix.send_with_fd(&[0u8], &[fd]) {
                     Ok(1) => return Ok(()),
                     Ok(_) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -307,18 +409,22 @@ async fn try_node(h: &Handoff, i: usize, client: &TcpStream, respect_stall: bool
                 }
             }
         };
-        // Record the send time first: the acknowledgement may come back before the send returns.
-        l.unacked.lock().expect("ack lock").push_back(Instant::now());
-        match tokio::time::timeout(h.timeout, send).await {
-            Ok(Ok(())) => return true,
+        let sent = tokio::time::timeout(h.timeout, send).await;
+        if let Ok(Ok(())) = sent {
+            return Ok(());
+        }
+        // Not sent: take it back (the last entry: this link is ours while locked),
+        // unless the link died meanwhile and its reader passed it on as an orphan.
+        match l.unacked.lock().expect("ack lock").pop_back() {
+            Some((_, c)) => client = c,
+            None => return Ok(()),
+        }
+        match sent {
             Ok(Err(_)) => *link = None, // broken link: reconnect once
-            Err(_) => {
-                l.unacked.lock().expect("ack lock").pop_back();
-                return false; // full socket buffer: the node is stuck
-            }
+            _ => return Err(client),    // full socket buffer: the node is stuck
         }
     }
-    false
+    Err(client)
 }
 
 async fn proxy(
@@ -335,7 +441,7 @@ async fn proxy(
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);
-        if head.method == Method::Other {
+        if !head.method.is_read() {
             Metrics::add(&m.client_errors, 1);
             let _ = conn.write_error(405).await;
             break;
@@ -402,11 +508,20 @@ pub(crate) async fn relay_remote(
     }
 }
 
-async fn relay(nodes: Arc<Vec<SocketAddr>>, first: usize, m: Arc<Metrics>, limits: Limits, client: TcpStream) {
+async fn relay(
+    nodes: Vec<(usize, SocketAddr)>,
+    health: Arc<Health>,
+    first: usize,
+    m: Arc<Metrics>,
+    limits: Limits,
+    client: TcpStream,
+) {
     let _ = client.set_nodelay(true);
     let mut upstream = None;
-    for k in 0..nodes.len() {
-        let addr = nodes[(first + k) % nodes.len()];
+    // Nodes that are up first, then (if none answered) the others.
+    let order = (0..nodes.len()).map(|k| nodes[(first + k) % nodes.len()]);
+    let (up, out): (Vec<_>, Vec<_>) = order.partition(|&(i, _)| health.is_up(i));
+    for (_, addr) in up.into_iter().chain(out) {
         if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(addr)).await {
             upstream = Some(s);
             break;

@@ -333,6 +333,14 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     crate::ssh::parse_cpu_stat(&stat, if ticks > 0 { ticks as f64 } else { 100.0 })
 }
 
+/// Peak resident memory of a process so far (`VmHWM` in `/proc/<pid>/status`), bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line["VmHWM:".len()..].trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,7 +355,8 @@ mod tests {
     }
 
     #[test]
-    fn own_cpu_time_is_readable() {
+    fn own_cpu_time_and_peak_memory_are_readable() {
         assert!(cpu_seconds(std::process::id()).is_some());
+        assert!(peak_rss_bytes(std::process::id()).is_some_and(|b| b > 1 << 20));
     }
 }

@@ -4,9 +4,10 @@
 //! policy objects as the simulator (`dl7-core`):
 //!
 //! * [`origin`]: the origin web server; serves a catalog with deterministic bodies ([`content`]).
-//! * [`node`]: a cache server: byte-bounded LRU ([`cache`]), single-flight misses,
-//!   an emulated CPU charging the shared cost model, and the L7 dispatcher that sends each
-//!   request to its owner.
+//! * [`node`]: a cache server: byte-bounded LRU ([`cache`]), single-flight misses
+//!   streamed as they arrive ([`fill`]), an emulated CPU charging the shared cost model,
+//!   and the L7 dispatcher that sends each request to its owner.
+//! * [`health`]: active and passive health checks of the peers of every dispatcher and front end.
 //! * [`front`]: the front-end balancer: `conventional` (parse, pick, proxy),
 //!   `distributed` (hand the client socket to a node over `SCM_RIGHTS`: direct return),
 //!   `relay` (plain L4 byte splice, IPVS-NAT-like).
@@ -23,7 +24,10 @@ pub mod cache;
 pub mod content;
 pub mod dispatch;
 pub mod engine;
+pub mod faults;
+pub mod fill;
 pub mod front;
+pub mod health;
 
 pub mod http;
 pub mod lab;

@@ -25,8 +25,12 @@
 //! `X-Cache` verdict for the hit ratio.
 //! Every response is verified: status 200, the object's exact length (after
 //! gunzip when the node distilled it) and every byte against
-//! [`crate::content::Pattern`]. Failures are counted by kind and the
-//! connection is reopened.
+//! [`crate::content::Pattern`] as it arrives (no body is held whole).
+//! Failures are counted by kind and the connection is reopened. A request
+//! whose kept-alive connection closed before any byte of its response is
+//! resent once on a new connection, as RFC 9110 section 9.2.2 lets a client
+//! do for idempotent requests; those are counted in `retried` (a response
+//! cut short is an error, never resent).
 //!
 //! This module must not start services; it only drives a target address.
 
@@ -164,6 +168,13 @@ pub struct LoadReport {
     /// The run by interval from the window's start (the warm-up's negative):
     /// the completions and failures recorded, by the instant they ended.
     pub intervals: Vec<Interval>,
+    /// Requests resent on a new connection because their kept-alive one
+    /// closed before any byte of the response (in the window).
+    #[serde(default)]
+    pub retried: u64,
+    /// The load process's peak resident memory (`VmHWM`), bytes; 0 when not measured.
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
 }
 
 impl LoadReport {
@@ -186,6 +197,9 @@ impl LoadReport {
                 self.send_lag_p50_ms, self.send_lag_p99_ms, self.send_lag_max_ms
             ));
         }
+        if self.retried > 0 {
+            s.push_str(&format!("  retried {}", self.retried));
+        }
         s
     }
 }
@@ -199,6 +213,7 @@ struct ConnStats {
     served_by: BTreeMap<u32, u64>,
     unfinished: u64,
     replayed: u64,
+    retried: u64,
 }
 
 impl ConnStats {
@@ -212,6 +227,7 @@ impl ConnStats {
             served_by: BTreeMap::new(),
             unfinished: 0,
             replayed: 0,
+            retried: 0,
         }
     }
 
@@ -297,9 +313,11 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
             ));
         }
     }
-    if let Requests::Stream { seed } = config.requests {
-        config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?;
-    }
+    // One alias table for every connection's stream (checks the weights, too).
+    let draws = match config.requests {
+        Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?.draws()),
+        _ => None,
+    };
     if let Requests::Timed { list, times, speed, max_outstanding } = &config.requests {
         if times.len() != list.len() {
             return Err(format!("load: {} request times for {} requests", times.len(), list.len()));
@@ -309,9 +327,8 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
         }
         dl7_traces::Schedule::new(times, *speed).map_err(|e| format!("load: timed replay: {e}"))?;
     }
-    let patterns: Arc<Vec<Pattern>> = Arc::new(config.catalog.objects.iter().map(Pattern::of).collect());
     if let Requests::Timed { .. } = config.requests {
-        return Ok(timed(config, patterns).await);
+        return Ok(timed(config).await);
     }
     let start = Instant::now();
     let window_start = start + config.warmup;
@@ -321,11 +338,9 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     let mut tasks = Vec::with_capacity(config.connections);
     for c in 0..config.connections {
         let cfg = config.clone();
-        let patterns = patterns.clone();
-        let cursor = cursor.clone();
-        let series = series.clone();
+        let (cursor, series, draws) = (cursor.clone(), series.clone(), draws.clone());
         tasks.push(tokio::spawn(async move {
-            connection(c, cfg, patterns, cursor, series, start, window_start, window_end).await
+            connection(c, cfg, draws, cursor, series, start, window_start, window_end).await
         }));
     }
     let mut stats = Vec::with_capacity(tasks.len());
@@ -350,6 +365,7 @@ fn report(stats: Vec<ConnStats>, window: Duration) -> LoadReport {
         report.object_bytes += s.object_bytes;
         report.unfinished += s.unfinished;
         report.replayed += s.replayed;
+        report.retried += s.retried;
         for (k, v) in s.errors {
             *report.errors_by_kind.entry(k).or_default() += v;
         }
@@ -375,7 +391,7 @@ fn report(stats: Vec<ConnStats>, window: Duration) -> LoadReport {
 async fn connection(
     c: usize,
     cfg: LoadConfig,
-    patterns: Arc<Vec<Pattern>>,
+    draws: Option<dl7_traces::Draws>,
     cursor: Arc<AtomicU64>,
     series: Arc<Mutex<Recorder>>,
     start: Instant,
@@ -383,17 +399,15 @@ async fn connection(
     window_end: Instant,
 ) -> ConnStats {
     let mut stats = ConnStats::new();
-    let mut stream = match &cfg.requests {
-        Requests::Stream { seed } => {
-            Some(cfg.catalog.stream(dl7_core::seed::sub_seed(*seed, c as u64)).expect("checked in run"))
+    let mut stream = match (&cfg.requests, &draws) {
+        (Requests::Stream { seed }, Some(d)) => {
+            Some(dl7_traces::RequestStream::with_draws(&cfg.catalog, d, dl7_core::seed::sub_seed(*seed, c as u64)))
         }
-        Requests::List(_) | Requests::Timed { .. } => None,
+        _ => None,
     };
     let interval = cfg.rate.map(|r| Duration::from_secs_f64(cfg.connections as f64 / r));
     let phase = cfg.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(c as f64 / r));
     let mut conn: Option<ClientConn> = None;
-    let mut body = Vec::new();
-    let mut decoded = Vec::new();
     let mut k: u32 = 0;
     loop {
         // A listed request is measured by its place in the list, a drawn one by the clock.
@@ -430,13 +444,19 @@ async fn connection(
             }
         };
         let object = cfg.catalog.get(id);
+        // Made per request (a few hundred bytes): a table for a million objects would not be.
+        let pattern = Pattern::of(object);
+        let mut resent = false;
         let outcome = tokio::time::timeout_at(
             Instant::now() + cfg.timeout,
-            one_request(&mut conn, &cfg, &object.path, &mut body),
+            one_request(&mut conn, &cfg, &object.path, &pattern, &mut resent),
         )
         .await;
         let done = Instant::now();
         let in_window = listed_measured.unwrap_or(done >= window_start && done <= window_end);
+        if resent && in_window {
+            stats.retried += 1;
+        }
         // A listed request is charted when measured; a drawn one from the warm-up to the window's end.
         let charted = listed_measured.unwrap_or(done <= window_end);
         let result = match outcome {
@@ -449,15 +469,15 @@ async fn connection(
                 Err("timeout".to_string())
             }
             Ok(Err(e)) => Err(e),
-            Ok(Ok(head)) => verify(&head, object.size, &patterns[id.index()], &body, &mut decoded)
-                .map(|decoded_len| (head, decoded_len)),
+            Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
         };
         if !matches!(&result, Ok((head, _)) if head.keep_alive) {
             conn = None;
         }
+        let body_len = result.as_ref().map_or(0, |(head, _)| head.content_length);
         let latency = done.saturating_duration_since(intended);
         let at = since(window_start, done);
-        stats.count(result, body.len() as u64, latency, in_window, charted, at, &series);
+        stats.count(result, body_len, latency, in_window, charted, at, &series);
     }
     stats
 }
@@ -487,7 +507,7 @@ struct TimedShared {
 /// `max_outstanding` connections are busy. Latency runs from the scheduled
 /// instant. The window opens with the first measured request's instant and
 /// closes with the last response.
-async fn timed(config: LoadConfig, patterns: Arc<Vec<Pattern>>) -> LoadReport {
+async fn timed(config: LoadConfig) -> LoadReport {
     let Requests::Timed { list, times, speed, max_outstanding } = config.requests.clone() else {
         unreachable!("a timed run")
     };
@@ -516,11 +536,12 @@ async fn timed(config: LoadConfig, patterns: Arc<Vec<Pattern>>) -> LoadReport {
             let c = senders.len();
             let (tx, rx) = mpsc::channel(1);
             senders.push(tx);
-            let (cfg, patterns, list) = (config.clone(), patterns.clone(), list.clone());
+            let (cfg, list) = (config.clone(), list.clone());
             let (series, shared, idle) = (series_d.clone(), shared_d.clone(), idle_d.clone());
-            tasks.push(runtime.spawn(async move {
-                timed_connection(c, conn, rx, cfg, patterns, list, series, shared, idle, origin).await
-            }));
+            tasks
+                .push(runtime.spawn(async move {
+                    timed_connection(c, conn, rx, cfg, list, series, shared, idle, origin).await
+                }));
             c
         };
         for conn in pool {
@@ -581,33 +602,28 @@ async fn timed_connection(
     mut conn: Option<ClientConn>,
     mut jobs: mpsc::Receiver<Job>,
     cfg: LoadConfig,
-    patterns: Arc<Vec<Pattern>>,
     list: Arc<Vec<ObjectId>>,
     series: Arc<Mutex<Recorder>>,
     shared: Arc<Mutex<TimedShared>>,
     idle: Arc<Mutex<VecDeque<usize>>>,
     origin: Instant,
 ) {
-    let mut body = Vec::new();
-    let mut decoded = Vec::new();
-    let multi_thread = tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
     while let Some(job) = jobs.recv().await {
         let lag = Instant::now().saturating_duration_since(job.intended);
         let id = list[job.position];
         let object = cfg.catalog.get(id);
-        let outcome = tokio::time::timeout(cfg.timeout, one_request(&mut conn, &cfg, &object.path, &mut body)).await;
+        let pattern = Pattern::of(object);
+        let mut resent = false;
+        let outcome =
+            tokio::time::timeout(cfg.timeout, one_request(&mut conn, &cfg, &object.path, &pattern, &mut resent)).await;
         let done = Instant::now();
+        // Bodies are checked as they arrive, a chunk at a time: no long check holds a worker.
         let result = match outcome {
             Err(_) => Err("timeout".to_string()),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(head)) => {
-                let mut check = || verify(&head, object.size, &patterns[id.index()], &body, &mut decoded);
-                // Checking a large body takes milliseconds: off the worker that
-                // the other connections' due requests are waiting for.
-                let checked = if multi_thread { tokio::task::block_in_place(check) } else { check() };
-                checked.map(|decoded_len| (head, decoded_len))
-            }
+            Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
         };
+        let body_len = result.as_ref().map_or(0, |(head, _)| head.content_length);
         if !matches!(&result, Ok((head, _)) if head.keep_alive) {
             conn = None;
         }
@@ -616,29 +632,37 @@ async fn timed_connection(
             s.lag.saturating_record(lag.as_micros() as u64);
             let latency = done.saturating_duration_since(job.intended);
             let at = since(origin, done);
-            s.stats.count(result, body.len() as u64, latency, job.measured, job.measured, at, &series);
+            s.stats.retried += u64::from(resent && job.measured);
+            s.stats.count(result, body_len, latency, job.measured, job.measured, at, &series);
         }
         idle.lock().expect("idle lock").push_back(c);
     }
 }
 
-async fn one_request(
+async fn one_request<'p>(
     conn: &mut Option<ClientConn>,
     cfg: &LoadConfig,
     path: &str,
-    body: &mut Vec<u8>,
-) -> Result<crate::http::ResponseHead, String> {
+    pattern: &'p Pattern,
+    resent: &mut bool,
+) -> Result<(crate::http::ResponseHead, Check<'p>), String> {
     let fresh = conn.is_none();
     if fresh {
         *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
     }
     let c = conn.as_mut().expect("connected above");
-    match c.get(path, false, body).await {
-        Ok(h) => Ok(h),
-        // A kept-alive connection the server closed while idle: retry once on a new one.
-        Err(FetchError::Closed | FetchError::Io(_)) if !fresh => {
+    let read_before = c.bytes_in;
+    let mut check = Check::new(pattern);
+    match c.get_with(path, false, |h, chunk| check.take(h, chunk)).await {
+        Ok(h) => Ok((h, check)),
+        // A kept-alive connection the server closed before answering: resend once on a new one.
+        Err(FetchError::Closed | FetchError::Io(_)) if !fresh && c.bytes_in == read_before => {
+            *resent = true;
             *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
-            conn.as_mut().expect("connected above").get(path, false, body).await.map_err(kind)
+            let mut check = Check::new(pattern);
+            let c = conn.as_mut().expect("connected above");
+            let h = c.get_with(path, false, |h, chunk| check.take(h, chunk)).await.map_err(kind)?;
+            Ok((h, check))
         }
         Err(e) => Err(kind(e)),
     }
@@ -655,33 +679,120 @@ fn kind(e: FetchError) -> String {
     .to_string()
 }
 
-/// Checks one response; returns the decoded body length.
-fn verify(
-    head: &crate::http::ResponseHead,
-    size: u64,
-    pattern: &Pattern,
-    body: &[u8],
-    decoded: &mut Vec<u8>,
-) -> Result<u64, String> {
-    if head.status != 200 {
-        return Err(format!("status_{}", head.status));
+/// Checks a 200 body against its object's pattern as it arrives (through a
+/// streaming gunzip when the node distilled it), holding no body.
+struct Check<'p> {
+    plain: Matcher<'p>,
+    gzip: Option<flate2::write::GzDecoder<Matcher<'p>>>,
+    started: bool,
+    gzip_failed: bool,
+}
+
+/// The decoded body's bytes compared with the pattern, offset by offset.
+struct Matcher<'p> {
+    pattern: &'p Pattern,
+    offset: u64,
+    equal: bool,
+}
+
+impl std::io::Write for Matcher<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.equal &= self.pattern.matches(self.offset, b);
+        self.offset += b.len() as u64;
+        Ok(b.len())
     }
-    let plain: &[u8] = if head.gzip {
-        use std::io::Read;
-        decoded.clear();
-        let mut d = flate2::read::GzDecoder::new(body);
-        if d.read_to_end(decoded).is_err() {
-            return Err("gzip".into());
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'p> Check<'p> {
+    fn new(pattern: &'p Pattern) -> Self {
+        Check { plain: Matcher { pattern, offset: 0, equal: true }, gzip: None, started: false, gzip_failed: false }
+    }
+
+    fn take(&mut self, head: &crate::http::ResponseHead, chunk: &[u8]) {
+        use std::io::Write;
+        if head.status != 200 {
+            return;
         }
-        decoded
-    } else {
-        body
-    };
-    if plain.len() as u64 != size {
-        return Err("length".into());
+        if !self.started {
+            self.started = true;
+            if head.gzip {
+                let m = Matcher { pattern: self.plain.pattern, offset: 0, equal: true };
+                self.gzip = Some(flate2::write::GzDecoder::new(m));
+            }
+        }
+        match &mut self.gzip {
+            Some(d) => self.gzip_failed |= d.write_all(chunk).is_err(),
+            None => {
+                let _ = self.plain.write(chunk);
+            }
+        }
     }
-    if !pattern.matches(0, plain) {
-        return Err("body".into());
+
+    /// The response's verdict: the decoded body's length, or the error kind.
+    fn verdict(self, head: &crate::http::ResponseHead, size: u64) -> Result<u64, String> {
+        if head.status != 200 {
+            return Err(format!("status_{}", head.status));
+        }
+        let m = match self.gzip {
+            Some(d) if !self.gzip_failed => d.finish().map_err(|_| "gzip".to_string())?,
+            Some(_) => return Err("gzip".into()),
+            None => self.plain,
+        };
+        if m.offset != size {
+            return Err("length".into());
+        }
+        if !m.equal {
+            return Err("body".into());
+        }
+        Ok(m.offset)
     }
-    Ok(plain.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ResponseHead;
+
+    fn head(gzip: bool, len: u64) -> ResponseHead {
+        ResponseHead {
+            status: 200,
+            content_length: len,
+            keep_alive: true,
+            content_type: dl7_traces::ContentType::Html,
+            object_id: Some(5),
+            served_by: None,
+            cache_hit: None,
+            gzip,
+        }
+    }
+
+    #[test]
+    fn bodies_are_checked_as_they_arrive_plain_or_gzipped() {
+        use std::io::Write;
+        let pattern = Pattern::new(5, dl7_traces::ContentType::Html);
+        let body = pattern.body(100_000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&body).unwrap();
+        let zipped = enc.finish().unwrap();
+        for (gzip, wire) in [(false, &body), (true, &zipped)] {
+            let h = head(gzip, wire.len() as u64);
+            let mut check = Check::new(&pattern);
+            for chunk in wire.chunks(777) {
+                check.take(&h, chunk);
+            }
+            assert_eq!(check.verdict(&h, 100_000), Ok(100_000), "gzip {gzip}");
+            let mut bad = wire.clone();
+            let last = bad.len() - if gzip { 12 } else { 1 };
+            bad[last] ^= 1;
+            let mut check = Check::new(&pattern);
+            check.take(&h, &bad);
+            assert!(check.verdict(&h, 100_000).is_err(), "gzip {gzip}: a flipped byte passed");
+            let mut short = Check::new(&pattern);
+            short.take(&h, &wire[..wire.len() / 2]);
+            assert!(short.verdict(&h, 100_000).is_err(), "gzip {gzip}: half a body passed");
+        }
+    }
 }

@@ -11,14 +11,18 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+
+use crate::health::{Health, PeerStats};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] =
@@ -82,6 +86,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// The active health checks of this service's peers, once it runs them.
+    health: OnceLock<Arc<Health>>,
 }
 
 impl Metrics {
@@ -104,6 +110,11 @@ impl Metrics {
         }
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(latency.as_micros() as u64, Relaxed);
+    }
+
+    /// Reports the state of `health`'s peers from now on (set once per service).
+    pub fn watch_peers(&self, health: Arc<Health>) {
+        let _ = self.health.set(health);
     }
 
     /// Every counter now (each read on its own: no cross-counter atomicity).
@@ -139,12 +150,9 @@ impl Metrics {
             latency_buckets: std::array::from_fn(|i| get(&self.latency_buckets[i])),
             latency_count: get(&self.latency_count),
             latency_sum_us: get(&self.latency_sum_us),
+            peers: self.health.get().map(|h| h.stats()).unwrap_or_default(),
+            peak_rss_bytes: 0,
         }
-    }
-
-    /// Prometheus text exposition, every name prefixed `dl7_` and labelled with the role.
-    pub fn render(&self, role: &str) -> String {
-        self.stats().render(role)
     }
 }
 
@@ -216,11 +224,58 @@ pub struct Stats {
     pub latency_count: u64,
     /// Sum of the recorded latencies, microseconds.
     pub latency_sum_us: u64,
+    /// Every actively checked peer's state (empty for a service that checks none).
+    pub peers: Vec<PeerStats>,
+    /// The serving process's peak resident memory (`VmHWM`), bytes; 0 when unknown.
+    pub peak_rss_bytes: u64,
 }
 
 impl Stats {
     /// The layout [`Metrics::stats`] writes and readers expect.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
+
+    /// Adds the counters of a later incarnation of the same service (a node
+    /// restarted after a kill): totals keep growing across restarts; gauges
+    /// and peer states are the later one's.
+    pub fn accumulate(&mut self, later: &Stats) {
+        macro_rules! add {
+            ($($field:ident),*) => { $( self.$field += later.$field; )* };
+        }
+        add!(
+            requests,
+            hop_requests,
+            owner_requests,
+            hits,
+            misses,
+            owner_bytes,
+            hit_bytes,
+            forwarded,
+            fallbacks,
+            origin_fetches,
+            bad_gateway,
+            client_errors,
+            bytes_in,
+            bytes_out,
+            payload_out,
+            connections,
+            rejected,
+            handoffs,
+            relay_upstream_bytes,
+            relay_client_bytes,
+            upstream_aborted,
+            emulated_cpu_ns,
+            latency_count,
+            latency_sum_us
+        );
+        for (b, a) in self.latency_buckets.iter_mut().zip(later.latency_buckets) {
+            *b += a;
+        }
+        self.inflight = later.inflight;
+        self.cache_objects = later.cache_objects;
+        self.cache_bytes = later.cache_bytes;
+        self.peers = later.peers.clone();
+        self.peak_rss_bytes = self.peak_rss_bytes.max(later.peak_rss_bytes);
+    }
 
     /// Modelled busy time of the emulated CPU, seconds.
     pub fn emulated_cpu_seconds(&self) -> f64 {
@@ -263,6 +318,7 @@ impl Stats {
             ("inflight", self.inflight, "requests in flight"),
             ("cache_objects", self.cache_objects, "objects cached"),
             ("cache_bytes", self.cache_bytes, "bytes cached"),
+            ("peak_rss_bytes", self.peak_rss_bytes, "peak resident memory of the process (VmHWM)"),
         ] {
             r.register(name, help, ConstGauge::new(v));
         }
@@ -273,6 +329,28 @@ impl Stats {
         );
         // An older name without `_total`, which a counter cannot have: kept as untyped.
         r.register("latency_sum_microseconds", "sum of request latencies", Untyped(self.latency_sum_us));
+        // Peer state, as HAProxy's per-server status and check counters.
+        type Labels = Vec<(&'static str, String)>;
+        let up = Family::<Labels, Gauge>::default();
+        let transitions = Family::<Labels, Counter>::default();
+        let failed = Family::<Labels, Counter>::default();
+        for p in &self.peers {
+            let peer = p.peer.to_string();
+            up.get_or_create(&vec![("peer", peer.clone())]).set(i64::from(p.up));
+            for (to, n) in [("down", p.downs), ("up", p.ups)] {
+                transitions.get_or_create(&vec![("peer", peer.clone()), ("to", to.into())]).inc_by(n);
+            }
+            failed.get_or_create(&vec![("peer", peer.clone())]).inc_by(p.failed_probes);
+        }
+        if !self.peers.is_empty() {
+            r.register("peer_up", "1 while the peer passes its health checks, 0 while it is out", up);
+            r.register(
+                "peer_transitions",
+                "times the peer was taken out (to=down) or brought back (to=up)",
+                transitions,
+            );
+            r.register("peer_failed_probes", "health probes of the peer that failed", failed);
+        }
         r.register(
             "latency_seconds",
             "request latency",
@@ -341,7 +419,7 @@ mod tests {
 
     #[test]
     fn metrics_text_is_prometheus_with_the_old_names() {
-        let text = sample().render("node");
+        let text = sample().stats().render("node");
         for line in [
             "# TYPE dl7_requests_total counter",
             "dl7_requests_total{role=\"node\"} 9",
@@ -365,6 +443,16 @@ mod tests {
                 || (l.starts_with("dl7_") && l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok()));
             assert!(ok, "not Prometheus text: {l:?}");
         }
+    }
+
+    #[test]
+    fn a_later_incarnations_counters_add_up_and_its_gauges_replace() {
+        let mut a = sample().stats();
+        let mut b = sample().stats();
+        b.cache_bytes = 7;
+        a.accumulate(&b);
+        assert_eq!((a.requests, a.hits, a.latency_count, a.latency_buckets[5]), (18, 14, 4, 2));
+        assert_eq!(a.cache_bytes, 7);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!
 //! Admin pages on the main port (and the optional admin port):
 //! `GET /metrics` (Prometheus text), `GET /stats` (JSON counters) and `GET /cache` (one line per cached
-//! object: `object_id path stored_bytes`).
+//! object: `object_id path stored_bytes`); on the main port, `GET /health`, the
+//! peers' and front end's probe ([`crate::health`]): 200, or 503 while draining.
 //!
 //! The node must not decide membership: it is given the logical names (for
 //! hashing, as in the simulator) and the real address of every node.
@@ -56,7 +57,9 @@ use dl7_core::costs::Costs;
 use crate::admin::{counter_page, Page};
 use crate::cache::{ByteLru, Entry};
 use crate::dispatch::{Dispatcher, Outcome};
-use crate::http::{wait_true, Limits, Method, Pool, ResponseMeta, ServerConn};
+use crate::fill::{Fill, FillHead, FillReader};
+use crate::health::{Health, HealthSpec, HEALTH_PATH};
+use crate::http::{wait_true, BodySource, Limits, Method, Pool, ResponseMeta, ServerConn, UpstreamBody};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
 
@@ -74,6 +77,9 @@ pub struct NodeConfig {
     pub policy: PolicySpec,
     /// Cache budget in body bytes.
     pub cache_bytes: u64,
+    /// Largest object stored (Squid's `maximum_object_size`); larger ones
+    /// stream through uncached.
+    pub max_object_bytes: u64,
     /// Candidates tried after a failed owner (0: answer 502 at once).
     pub fallbacks: usize,
     /// Unix listener on which the distributed front end hands over client sockets.
@@ -89,6 +95,11 @@ pub struct NodeConfig {
     pub admin: Option<TcpListener>,
     /// The emulated CPU's cost model (`None`: no emulation).
     pub cpu: Option<Costs>,
+    /// Active health checks of the other nodes.
+    pub health: HealthSpec,
+    /// The nodes routed over at start (indices into `peers`; `None`: all),
+    /// changed at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
+    pub initial_members: Option<Vec<usize>>,
 }
 
 /// The emulated CPU: one FIFO server on a virtual timeline.
@@ -145,7 +156,7 @@ impl Drop for Open<'_> {
 }
 
 impl NodeConfig {
-    /// A node with defaults: 64 MiB cache, no distill, 2 fallbacks.
+    /// A node with defaults: 64 MiB cache, objects up to 8 MiB cached, no distill, 2 fallbacks.
     pub fn new(
         id: ServerId,
         members: Membership,
@@ -160,6 +171,7 @@ impl NodeConfig {
             origin,
             policy,
             cache_bytes: 64 << 20,
+            max_object_bytes: 8 << 20,
             fallbacks: 2,
             handoff: None,
             directory: None,
@@ -167,17 +179,31 @@ impl NodeConfig {
             metrics: Arc::new(Metrics::new()),
             admin: None,
             cpu: None,
+            health: HealthSpec::default(),
+            initial_members: None,
         }
     }
 }
 
-type Flight = Arc<OnceCell<Result<Entry, u16>>>;
+/// A miss under way: the fill every request for the path joins, or the status they all get.
+type Flight = Arc<OnceCell<Result<Arc<Fill>, u16>>>;
+
+/// How the owner answers a request.
+enum Owned {
+    /// From the cache.
+    Hit(Entry),
+    /// From a fill arriving from the origin (shared with other waiters).
+    Fill(FillReader),
+    /// From its own fetch: an uncacheable object whose shared fill had moved on.
+    Own(FillHead, UpstreamBody),
+}
 
 struct Node {
     id: ServerId,
     dispatcher: Dispatcher,
     origin: Pool,
     cache: Mutex<ByteLru>,
+    max_object_bytes: u64,
     inflight: Mutex<HashMap<String, Flight>>,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -207,6 +233,12 @@ pub async fn run(
         config.metrics.clone(),
     )
     .map_err(invalid)?;
+    let health = Health::new(config.health, (0..config.peers.len()).map(|i| i != config.id.index()));
+    config.metrics.watch_peers(health.clone());
+    let dispatcher = dispatcher.with_health(health.clone());
+    if let Some(initial) = &config.initial_members {
+        dispatcher.set_members(initial).map_err(invalid)?;
+    }
     // The directory itself keeps the shared instance: it picks locally.
     let dispatcher = match config.directory {
         Some(d) if d != config.peers[config.id.index()] => dispatcher.with_directory(d),
@@ -217,6 +249,7 @@ pub async fn run(
         dispatcher,
         origin: Pool::new(config.origin, 256),
         cache: Mutex::new(ByteLru::new(config.cache_bytes)),
+        max_object_bytes: config.max_object_bytes,
         inflight: Mutex::new(HashMap::new()),
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
@@ -234,9 +267,10 @@ pub async fn run(
     );
     let mut stop = shutdown_signal(shutdown);
     let conns = Arc::new(Conns::new(config.limits.max_connections, config.metrics.clone()));
+    health.spawn_probes(&config.peers, conns.stop_signal());
     if let Some(admin) = config.admin {
         let n = node.clone();
-        let pages: AdminPages = Arc::new(move |p| n.admin_page(p));
+        let pages: AdminPages = Arc::new(move |method, p| n.admin_page(method, p));
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     if let Some(handoff) = config.handoff {
@@ -281,13 +315,30 @@ async fn handoff_loop(listener: UnixListener, node: Arc<Node>, conns: Arc<Conns>
                     _ = wait_true(&mut stop) => None,
                 };
                 let Some(stream) = stream else { break };
-                // Acknowledge, so the front end can tell a stuck node from a busy one.
-                let _ = unix.try_write(&[1u8]);
+                // Acknowledge, so the front end can tell a stuck node from a busy one, and
+                // drops its copy: until then it would give the client to another node if this one died.
+                if !acknowledge(&unix).await {
+                    break; // unacknowledged: the front end gives it to another node, not ours to serve
+                }
                 Metrics::add(&node.metrics.handoffs, 1);
                 let n = node.clone();
                 conns.admit(stream, move |s, stop| serve(n, s, stop));
             }
         });
+    }
+}
+
+/// Writes one acknowledgement byte; false when the front end is gone.
+async fn acknowledge(unix: &UnixStream) -> bool {
+    loop {
+        if unix.writable().await.is_err() {
+            return false;
+        }
+        match unix.try_write(&[1u8]) {
+            Ok(1) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => return false,
+        }
     }
 }
 
@@ -324,7 +375,20 @@ pub async fn receive_socket(unix: &UnixStream) -> Option<TcpStream> {
 }
 
 impl Node {
-    fn admin_page(&self, path: &str) -> Option<Page> {
+    /// An admin page; `PUT` reaches here only from the admin listener (the
+    /// main port answers it 405), so only there can the membership change.
+    fn admin_page(&self, method: Method, path: &str) -> Option<Page> {
+        let set = |ids: &[usize]| {
+            self.dispatcher.set_members(ids).map_err(|e| e.to_string())?;
+            tracing::info!("node {}: members now {ids:?}", self.id);
+            Ok(())
+        };
+        if let Some(page) = crate::admin::members_page(method, path, || self.dispatcher.members(), set) {
+            return Some(page);
+        }
+        if !method.is_read() {
+            return None;
+        }
         match path {
             "/cache" => {
                 let cache = self.cache.lock().expect("cache lock");
@@ -341,38 +405,65 @@ impl Node {
         }
     }
 
-    /// Serves `path` as its owner: cache, else one origin fetch for all waiters.
-    /// The object at `path` from the cache or the origin, and whether it was a hit.
-    async fn serve_local(&self, path: &str) -> Result<(Entry, bool), u16> {
+    /// Answers `path` as its owner: from the cache, else from the one
+    /// origin fetch every waiter shares (single flight), streamed as it arrives.
+    async fn serve_local(self: &Arc<Self>, path: &str) -> Result<Owned, u16> {
         let m = &*self.metrics;
         Metrics::add(&m.owner_requests, 1);
         if let Some(e) = self.cache.lock().expect("cache lock").get(path) {
             Metrics::add(&m.hits, 1);
             Metrics::add(&m.hit_bytes, e.body.len() as u64);
             Metrics::add(&m.owner_bytes, e.body.len() as u64);
-            return Ok((e, true));
+            return Ok(Owned::Hit(e));
         }
         Metrics::add(&m.misses, 1);
         let flight = {
             let mut map = self.inflight.lock().expect("inflight lock");
             map.entry(path.to_string()).or_default().clone()
         };
-        // If the task running the fetch is cancelled (its client left), the next waiter runs it.
-        let result = flight.get_or_init(|| self.fetch_origin(path)).await.clone();
-        if let Ok(e) = &result {
-            Metrics::add(&m.owner_bytes, e.body.len() as u64);
+        // If the task starting the fetch is cancelled (its client left), the next waiter starts it.
+        let mut mine = None;
+        let result = flight.get_or_init(|| self.start_fill(path, &flight, &mut mine)).await.clone();
+        let fill = match result {
+            Ok(fill) => fill,
+            Err(status) => {
+                self.forget(path, &flight);
+                return Err(status);
+            }
+        };
+        Metrics::add(&m.owner_bytes, fill.head.len);
+        if let Some(reader) = mine.or_else(|| fill.reader()) {
+            return Ok(Owned::Fill(reader));
         }
-        let mut map = self.inflight.lock().expect("inflight lock");
-        if map.get(path).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            map.remove(path);
+        // Too big to keep and its shared fetch has moved past the start: fetch a copy.
+        Metrics::add(&m.origin_fetches, 1);
+        match self.origin.get_stream(path, false, self.limits.upstream_timeout).await {
+            Ok((head, body)) if head.status == 200 && head.content_length == fill.head.len => {
+                Ok(Owned::Own(fill.head, body))
+            }
+            _ => Err(502),
         }
-        result.map(|e| (e, false))
     }
 
-    async fn fetch_origin(&self, path: &str) -> Result<Entry, u16> {
+    /// Removes `flight` from the map if it is still the one for `path`.
+    fn forget(&self, path: &str, flight: &Flight) {
+        let mut map = self.inflight.lock().expect("inflight lock");
+        if map.get(path).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            map.remove(path);
+        }
+    }
+
+    /// Starts the origin fetch of `path`: returns once the origin's head is
+    /// in, with the fill its body goes into (and the starter's own reader in `mine`).
+    async fn start_fill(
+        self: &Arc<Self>,
+        path: &str,
+        flight: &Flight,
+        mine: &mut Option<FillReader>,
+    ) -> Result<Arc<Fill>, u16> {
         let m = &*self.metrics;
         Metrics::add(&m.origin_fetches, 1);
-        let (head, body) = match self.origin.get(path, false, self.limits.upstream_timeout).await {
+        let (head, body) = match self.origin.get_stream(path, false, self.limits.upstream_timeout).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("origin fetch {path}: {e}");
@@ -383,13 +474,27 @@ impl Node {
             return Err(if head.status == 404 { 404 } else { 502 });
         }
         let image = head.content_type.is_image();
-        self.cpu.work(|c| c.miss + c.object(body.len() as u64, image).store).await;
-        let entry = Entry { body, content_type: head.content_type, object_id: head.object_id, gzip: head.gzip };
-        let mut cache = self.cache.lock().expect("cache lock");
-        cache.insert(path, entry.clone());
-        m.cache_bytes.store(cache.bytes(), Relaxed);
-        m.cache_objects.store(cache.len() as u64, Relaxed);
-        Ok(entry)
+        self.cpu.work(|c| c.miss + c.object(head.content_length, image).store).await;
+        let fh = FillHead {
+            len: head.content_length,
+            content_type: head.content_type,
+            object_id: head.object_id,
+            gzip: head.gzip,
+        };
+        let (fill, reader) = Fill::new(fh, fh.len <= self.max_object_bytes);
+        *mine = Some(reader);
+        let (node, path, flight) = (self.clone(), path.to_string(), flight.clone());
+        tokio::spawn(fill.clone().run(body, move |complete| {
+            if let Some(body) = complete {
+                let entry = Entry { body, content_type: fh.content_type, object_id: fh.object_id, gzip: fh.gzip };
+                let mut cache = node.cache.lock().expect("cache lock");
+                cache.insert(&path, entry);
+                node.metrics.cache_bytes.store(cache.bytes(), Relaxed);
+                node.metrics.cache_objects.store(cache.len() as u64, Relaxed);
+            }
+            node.forget(&path, &flight);
+        }));
+        Ok(fill)
     }
 }
 
@@ -397,13 +502,15 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
     let m = node.metrics.clone();
     let mut conn = ServerConn::new(stream).with_metrics(m.clone());
     let mut path = String::with_capacity(128);
+    // Sized on the first miss it streams (hits are written from the cache, relays from their connection).
+    let mut buf = Vec::new();
     loop {
         let Some(head) = conn.next_request(&node.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
-        if head.method == Method::Other {
+        if !head.method.is_read() {
             Metrics::add(&m.client_errors, 1);
             let _ = conn.write_error(405).await;
             break;
@@ -418,9 +525,19 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             }
             continue;
         }
-        if let Some(page) = node.admin_page(&path) {
+        if path == HEALTH_PATH {
+            // Draining: peers and front ends stop sending here before the node is gone.
+            let status = if *stop.borrow() { 503 } else { 200 };
+            let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+            let body = format!("{status} {}\n", crate::http::reason(status));
+            if conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                break;
+            }
+            continue;
+        }
+        if let Some(page) = node.admin_page(head.method, &path) {
             let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
-            if conn.write_response(200, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
+            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
                 break;
             }
             continue;
@@ -463,11 +580,18 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         };
         let (open, open_now) = Open::enter(&node.cpu);
         let r = match node.serve_local(&path).await {
-            Ok((entry, hit)) => {
-                let (body, image) = (entry.body.len() as u64, entry.content_type.is_image());
+            Ok(owned) => {
+                let (len, content_type, object_id, gzip) = match &owned {
+                    Owned::Hit(e) => (e.body.len() as u64, e.content_type, e.object_id, e.gzip),
+                    Owned::Fill(r) => {
+                        let h = r.fill().head;
+                        (h.len, h.content_type, h.object_id, h.gzip)
+                    }
+                    Owned::Own(h, _) => (h.len, h.content_type, h.object_id, h.gzip),
+                };
                 node.cpu
                     .work(|c| {
-                        let o = c.object(body, image);
+                        let o = c.object(len, content_type.is_image());
                         // Squid's poll() walks every request open here.
                         let poll = (c.poll_ns_per_conn * open_now as f64) as u64;
                         // A request from elsewhere came over the network; the receiver's own
@@ -475,18 +599,30 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                         poll + if head.hop { o.serve_net } else { o.serve_local + o.relay_local }
                     })
                     .await;
+                let hit = matches!(owned, Owned::Hit(_));
                 let meta = ResponseMeta {
-                    content_type: entry.content_type.mime(),
-                    object_id: entry.object_id,
+                    content_type: content_type.mime(),
+                    object_id,
                     served_by: Some(node.id.0),
                     cache_hit: Some(hit),
-                    gzip: entry.gzip,
+                    gzip,
                 };
-                // Counted before the write, so it is final once the client has the response.
-                if !head_only {
-                    Metrics::add(&m.payload_out, entry.body.len() as u64);
+                match owned {
+                    Owned::Hit(entry) => {
+                        // Counted before the write, so it is final once the client has the response.
+                        if !head_only {
+                            Metrics::add(&m.payload_out, entry.body.len() as u64);
+                        }
+                        conn.write_response(200, &meta, &entry.body, keep, head_only).await.is_ok()
+                    }
+                    Owned::Fill(mut reader) => {
+                        stream_owned(&mut conn, &m, &meta, &mut reader, keep, head_only, &mut buf).await
+                    }
+                    Owned::Own(_, mut body) => {
+                        let relayed = conn.relay_response(200, &meta, &mut body, keep, head_only).await;
+                        owned_relayed(&mut conn, &m, relayed).await
+                    }
                 }
-                conn.write_response(200, &meta, &entry.body, keep, head_only).await
             }
             Err(status) => {
                 if status == 502 {
@@ -497,13 +633,51 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                 let meta =
                     ResponseMeta { content_type: "text/plain", served_by: Some(node.id.0), ..Default::default() };
                 let body = format!("{status} {}\n", crate::http::reason(status));
-                conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await
+                conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await.is_ok()
             }
         };
         drop(open);
         m.observe(start.elapsed());
-        if r.is_err() || !keep {
+        if !r || !keep {
             break;
         }
+    }
+}
+
+/// Streams an owner's answer that is still arriving from the origin, through `buf`.
+async fn stream_owned(
+    conn: &mut ServerConn,
+    m: &Metrics,
+    meta: &ResponseMeta<'_>,
+    body: &mut impl BodySource,
+    keep: bool,
+    head_only: bool,
+    buf: &mut Vec<u8>,
+) -> bool {
+    if buf.is_empty() {
+        buf.resize(crate::http::RELAY_CHUNK, 0);
+    }
+    let streamed = conn.stream_response(200, meta, body, keep, head_only, buf).await;
+    owned_relayed(conn, m, streamed).await
+}
+
+/// The end of an owner's streamed answer: false when the client connection
+/// must close (the client left, or the origin failed: a 502 if no byte was
+/// sent yet, else the connection closes short, counted in `upstream_aborted`).
+async fn owned_relayed(conn: &mut ServerConn, m: &Metrics, r: Result<u64, crate::http::RelayError>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(crate::http::RelayError::UpstreamBeforeHead(e)) => {
+            tracing::debug!("origin failed before the body: {e}");
+            Metrics::add(&m.bad_gateway, 1);
+            let _ = conn.write_error(502).await;
+            false
+        }
+        Err(crate::http::RelayError::UpstreamAborted(e)) => {
+            tracing::debug!("origin failed mid-body: {e}");
+            Metrics::add(&m.upstream_aborted, 1);
+            false
+        }
+        Err(crate::http::RelayError::Client(_)) => false,
     }
 }

@@ -1,6 +1,8 @@
 //! `dl7 origin`: the origin web server. Serves every object of a catalog at
 //! its path with its exact size, its content type and the deterministic body
-//! of [`crate::content`]; unknown paths get 404. An optional per-request delay
+//! of [`crate::content`], generated as it is sent through one
+//! [`RELAY_CHUNK`] buffer per connection: the origin holds no body, whatever
+//! the objects' sizes. Unknown paths get 404. An optional per-request delay
 //! emulates a slower origin (the paper's Apache box).
 //!
 //! It must not cache, dispatch or know about nodes.
@@ -10,7 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use dl7_traces::Catalog;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -18,12 +19,9 @@ use tokio::time::Instant;
 
 use crate::admin::counter_page;
 use crate::content::Pattern;
-use crate::http::{Limits, Method, ResponseMeta, ServerConn};
+use crate::http::{BodySource, FetchError, Limits, Method, ResponseMeta, ServerConn, RELAY_CHUNK};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, Conns, InFlight};
-
-/// Bodies are generated once at start-up when the catalog is at most this big.
-const PRECOMPUTE_LIMIT: u64 = 512 << 20;
 
 /// Configuration of an origin.
 pub struct OriginConfig {
@@ -55,7 +53,6 @@ impl OriginConfig {
 struct Origin {
     catalog: Arc<Catalog>,
     by_path: HashMap<String, u32>,
-    bodies: Option<Vec<Bytes>>,
     delay: Duration,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -69,12 +66,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let catalog = config.catalog;
     let by_path = catalog.objects.iter().map(|o| (o.path.clone(), o.id.0)).collect();
-    let bodies = (catalog.unique_bytes() <= PRECOMPUTE_LIMIT)
-        .then(|| catalog.objects.iter().map(|o| Bytes::from(Pattern::of(o).body(o.size))).collect());
     let origin = Arc::new(Origin {
         catalog: catalog.clone(),
         by_path,
-        bodies,
         delay: config.delay,
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
@@ -84,7 +78,9 @@ pub async fn run(
     let conns = Conns::new(config.limits.max_connections, config.metrics.clone());
     if let Some(admin) = config.admin {
         let m = config.metrics.clone();
-        let pages: crate::service::AdminPages = Arc::new(move |p| counter_page(&m, "origin", p));
+        let pages: crate::service::AdminPages = Arc::new(move |method: crate::http::Method, p: &str| {
+            method.is_read().then(|| counter_page(&m, "origin", p)).flatten()
+        });
         tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
     }
     loop {
@@ -108,7 +104,7 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
     let m = &*origin.metrics;
     let mut conn = ServerConn::new(stream).with_metrics(origin.metrics.clone());
     let mut path = String::new();
-    let mut scratch;
+    let mut buf = Vec::new();
     loop {
         let Some(head) = conn.next_request(&origin.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
@@ -119,7 +115,7 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
         }
         let keep = head.keep_alive && !*stop.borrow();
         let result = match (head.method, origin.by_path.get(path.as_str())) {
-            (Method::Other, _) => {
+            (method, _) if !method.is_read() => {
                 Metrics::add(&m.client_errors, 1);
                 conn.write_error(405).await.map(|_| false)
             }
@@ -140,23 +136,20 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
             }
             (_, Some(&id)) => {
                 let object = &origin.catalog.objects[id as usize];
-                let body: &[u8] = match &origin.bodies {
-                    Some(b) => &b[id as usize],
-                    None => {
-                        scratch = Pattern::of(object).body(object.size);
-                        &scratch
-                    }
-                };
                 let meta = ResponseMeta {
                     content_type: object.content_type.mime(),
                     object_id: Some(id),
                     ..Default::default()
                 };
-                // Counted before the write, so it is final once the client has the response.
-                if head.method == Method::Get {
-                    Metrics::add(&m.payload_out, object.size);
+                if buf.is_empty() {
+                    buf.resize(RELAY_CHUNK, 0);
                 }
-                conn.write_response(200, &meta, body, keep, head.method == Method::Head).await.map(|_| keep)
+                let mut body = Generated { pattern: Pattern::of(object), offset: 0, size: object.size };
+                // stream_response counts `payload_out` before the write that ends the response.
+                conn.stream_response(200, &meta, &mut body, keep, head.method == Method::Head, &mut buf)
+                    .await
+                    .map(|_| keep)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
             }
         };
         m.observe(start.elapsed());
@@ -164,5 +157,29 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
             Ok(true) => {}
             _ => break,
         }
+    }
+}
+
+/// An object's body, generated chunk by chunk as it is sent.
+struct Generated {
+    pattern: Pattern,
+    offset: u64,
+    size: u64,
+}
+
+impl BodySource for Generated {
+    fn remaining(&self) -> u64 {
+        self.size - self.offset
+    }
+
+    async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, FetchError> {
+        let n = (self.remaining().min(buf.len() as u64)) as usize;
+        self.pattern.fill(self.offset, &mut buf[..n]);
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    fn relayed(&self) -> bool {
+        false
     }
 }

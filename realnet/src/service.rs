@@ -82,8 +82,8 @@ pub fn shutdown_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> w
     rx
 }
 
-/// Renders an admin page for a path, or `None` for 404.
-pub type AdminPages = Arc<dyn Fn(&str) -> Option<Page> + Send + Sync>;
+/// Renders an admin page for a method and path, or `None` for 404.
+pub type AdminPages = Arc<dyn Fn(Method, &str) -> Option<Page> + Send + Sync>;
 
 /// Serves admin pages on `listener` until `stop` turns true.
 pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watch::Receiver<bool>) {
@@ -103,12 +103,11 @@ pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watc
             loop {
                 match conn.read_head(&limits, &mut path, &mut stop).await {
                     Ok(head) => {
-                        let page = if head.method == Method::Other { None } else { pages(&path) };
-                        let r = match page {
+                        let r = match pages(head.method, &path) {
                             Some(page) => {
                                 let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
                                 conn.write_response(
-                                    200,
+                                    page.status,
                                     &meta,
                                     page.body.as_bytes(),
                                     head.keep_alive,

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::front::{FrontConfig, FrontMode};
+use crate::health::HealthSpec;
 use crate::http::Limits;
 use crate::launcher::ready_line;
 use crate::load::{LoadConfig, Requests};
@@ -25,7 +26,7 @@ use crate::origin::OriginConfig;
 use crate::service::{os_signal, runtime};
 
 /// The config format's version; bump it on any incompatible change.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Limits every service shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +92,8 @@ pub struct NodeSpec {
     pub policy: PolicySpec,
     /// Cache budget, body bytes.
     pub cache_bytes: u64,
+    /// Largest object cached, bytes; larger ones stream through uncached.
+    pub max_object_bytes: u64,
     /// Candidates tried after a failed owner (0: 502 at once).
     pub fallbacks: usize,
     /// Unix socket on which the distributed front end hands over client sockets.
@@ -103,6 +106,11 @@ pub struct NodeSpec {
     pub admin: Option<SocketAddr>,
     /// Limits and timeouts.
     pub limits: LimitsSpec,
+    /// Active health checks of the other nodes.
+    pub health: HealthSpec,
+    /// The nodes routed over at start (indices into `nodes`; `None`: all);
+    /// `PUT /_dl7/members?nodes=..` on the admin listener changes them.
+    pub members: Option<Vec<usize>>,
 }
 
 /// The front-end balancer.
@@ -125,6 +133,11 @@ pub struct FrontSpec {
     pub admin: Option<SocketAddr>,
     /// Limits and timeouts.
     pub limits: LimitsSpec,
+    /// Active health checks of the nodes.
+    pub health: HealthSpec,
+    /// The nodes sent to at start (indices into `nodes`; `None`: all);
+    /// `PUT /_dl7/members?nodes=..` on the admin listener changes them.
+    pub members: Option<Vec<usize>>,
 }
 
 /// One load run.
@@ -312,7 +325,8 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             }
             let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
             n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
-            Ok(())
+            check_members(&n.members, count)?;
+            n.health.validate()
         }
         ServiceSpec::Front(f) => {
             let mode = f.mode;
@@ -325,7 +339,8 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                     f.handoff.len()
                 ));
             }
-            Ok(())
+            check_members(&f.members, f.nodes.len().max(f.handoff.len()))?;
+            f.health.validate()
         }
         ServiceSpec::Load(l) => {
             for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
@@ -350,6 +365,23 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `members`, if given, must name distinct nodes among `count`, at least one.
+fn check_members(members: &Option<Vec<usize>>, count: usize) -> Result<(), String> {
+    let Some(m) = members else { return Ok(()) };
+    if m.is_empty() {
+        return Err("members: expected at least one node index".into());
+    }
+    for (k, &i) in m.iter().enumerate() {
+        if i >= count {
+            return Err(format!("members: {i} is not a node index (expected below {count})"));
+        }
+        if m[..k].contains(&i) {
+            return Err(format!("members: {i} is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `spec` to the end: a service until SIGINT/SIGTERM (then drains), a
@@ -415,11 +447,14 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 let admin = bind_admin(n.admin).await?;
                 let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
                 cfg.cache_bytes = n.cache_bytes;
+                cfg.max_object_bytes = n.max_object_bytes;
                 cfg.directory = n.directory;
                 cfg.fallbacks = n.fallbacks;
                 cfg.limits = n.limits.limits();
                 cfg.admin = admin;
                 cfg.cpu = n.emulate_cpu.as_ref().map(dl7_core::costs::Costs::new);
+                cfg.health = n.health;
+                cfg.initial_members = n.members.clone();
                 if let Some(path) = &n.handoff {
                     let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
                     cfg.handoff = Some(
@@ -449,6 +484,8 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.fallbacks = f.fallbacks;
                 cfg.limits = f.limits.limits();
                 cfg.admin = admin;
+                cfg.health = f.health;
+                cfg.initial_members = f.members.clone();
                 crate::front::run(listener, cfg, os_signal()).await.map_err(|e| format!("front: {e}"))
             })
         }
@@ -463,7 +500,8 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             cfg.rate = l.rate;
             cfg.timeout = Duration::from_millis(l.timeout_ms);
             cfg.interval = Duration::from_secs_f64(l.interval_s);
-            let report = runtime(l.worker_threads).map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            let mut report = runtime(l.worker_threads).map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            report.peak_rss_bytes = crate::launcher::peak_rss_bytes(std::process::id()).unwrap_or(0);
             eprintln!("{}", report.summary());
             println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
             Ok(())
@@ -483,12 +521,15 @@ mod tests {
             origin: "127.0.0.1:2".parse().unwrap(),
             policy: PolicySpec::parse("md5").unwrap(),
             cache_bytes: 1 << 20,
+            max_object_bytes: 1 << 17,
             fallbacks: 2,
             handoff: None,
             directory: None,
             emulate_cpu: Some(Hardware::kwon2008()),
             admin: None,
             limits: LimitsSpec::default(),
+            health: HealthSpec::default(),
+            members: None,
         })
     }
 
@@ -506,7 +547,8 @@ mod tests {
         let e = ServiceSpec::read(&path, "node").unwrap_err();
         assert!(e.contains("fallback"), "{e}");
         node().write(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"version\": 1", "\"version\": 9");
+        let text =
+            std::fs::read_to_string(&path).unwrap().replace(&format!("\"version\": {VERSION}"), "\"version\": 9");
         std::fs::write(&path, text).unwrap();
         assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -533,7 +575,12 @@ mod tests {
     fn bad_values_are_named() {
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.id = 3;
-        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("id 3"));
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().starts_with("id 3"));
+        n.id = 0;
+        n.members = Some(vec![0, 1]);
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().contains("members: 1 is not a node index"));
+        n.members = Some(vec![]);
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().contains("at least one"));
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.limits.worker_threads = Some(0);
         assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("worker_threads 0"));

@@ -313,11 +313,11 @@ async fn a_pooled_connection_closed_by_the_server_is_retried_on_a_fresh_one() {
     let om = oc.metrics.clone();
     tokio::spawn(dl7_realnet::origin::run(l, oc, std::future::pending()));
     let pool = dl7_realnet::http::Pool::new(origin, 4);
-    let (h, _) = pool.get(&catalog.objects[0].path, false, Duration::from_secs(2)).await.unwrap();
+    let (h, _) = pool.get(&catalog.objects[0].path, false, Duration::from_secs(2), 1 << 20).await.unwrap();
     assert_eq!(h.status, 200);
     // Outlive the origin's idle timeout (the behaviour under test is a timeout).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (h, body) = pool.get(&catalog.objects[1].path, false, Duration::from_secs(2)).await.unwrap();
+    let (h, body) = pool.get(&catalog.objects[1].path, false, Duration::from_secs(2), 1 << 20).await.unwrap();
     assert_eq!((h.status, body.len() as u64), (200, catalog.objects[1].size));
     assert_eq!(om.connections.load(Relaxed), 2, "the stale connection was replaced by exactly one new one");
 }

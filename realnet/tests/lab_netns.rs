@@ -26,8 +26,12 @@ macro_rules! require_lab_machine {
 /// Each test its own prefix and subnet, so they may run in parallel with
 /// each other and with `.ci/lab-smoke`.
 fn plan(prefix: &str, third_octet: u8) -> LabPlan {
+    plan_of(prefix, third_octet, 1)
+}
+
+fn plan_of(prefix: &str, third_octet: u8, nodes: u32) -> LabPlan {
     let text = format!(
-        "prefix = \"{prefix}\"\nsubnet = \"198.19.{third_octet}.0/24\"\nnodes = 1\nclients = 1\nport = 8080\n[links]\nnode = \"10mbit\"\n"
+        "prefix = \"{prefix}\"\nsubnet = \"198.19.{third_octet}.0/24\"\nnodes = {nodes}\nclients = 1\nport = 8080\n[links]\nnode = \"10mbit\"\n"
     );
     LabPlan::new(&LabConfig::parse(&text, "test.toml").unwrap())
 }
@@ -116,4 +120,25 @@ fn architecture_switch_removes_and_restores_the_rule() {
     lab::down(&plan, &mut quiet).unwrap();
     let err = lab::set_architecture(&plan, Arch::Conventional, None, &mut quiet).unwrap_err().to_string();
     assert!(err.contains("is not up"), "{err}");
+}
+
+#[test]
+fn a_node_out_is_rerouted_in_place_and_back() {
+    require_lab_machine!();
+    let plan = plan_of("dl7ite", 205, 2);
+    lab::down(&plan, &mut quiet).unwrap();
+    lab::up(&plan, false, &mut quiet).unwrap();
+    lab::set_architecture(&plan, Arch::Distributed, None, &mut quiet).unwrap();
+    let fe = plan.front().netns.clone();
+    let rules =
+        || exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap();
+    exec::run_steps(&[plan.direct_routing_reroute(2, &[false, true])], &mut quiet).unwrap();
+    let out = rules();
+    assert_eq!(out.matches(" fwd ").count(), 1, "{out}");
+    assert!(out.contains("mod 2 seed 0x5eed map { 0 : 198.19.205.12, 1 : 198.19.205.12 }"), "{out}");
+    exec::run_steps(&[plan.direct_routing_reroute(2, &[true, true])], &mut quiet).unwrap();
+    let out = rules();
+    assert_eq!(out.matches(" fwd ").count(), 1, "{out}");
+    assert!(out.contains("map { 0 : 198.19.205.11, 1 : 198.19.205.12 }"), "{out}");
+    lab::down(&plan, &mut quiet).unwrap();
 }

@@ -23,9 +23,11 @@ fn cell(arch: Arch, policy: &str) -> CellSpec {
         measure_s: dl7_sim::DEFAULT_MEASURE_S,
         seed: 1,
         cache_bytes_per_server: None,
+        max_object_bytes: None,
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     }
 }
 

@@ -150,9 +150,11 @@ fn child(args: &[String]) {
         measure_s: measure.parse().unwrap(),
         seed: 1,
         cache_bytes_per_server: None,
+        max_object_bytes: None,
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     };
     let rss_before = status_kib("VmRSS:");
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);

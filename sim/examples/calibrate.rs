@@ -89,9 +89,11 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
                     measure_s,
                     seed,
                     cache_bytes_per_server: None,
+                    max_object_bytes: None,
                     requests: None,
                     times: None,
                     interval_s: 1.0,
+                    faults: Vec::new(),
                 };
                 let (row, stats) = simulate_with_stats(&cell, hw).expect("simulate");
                 EVENTS.fetch_add(stats.events, Ordering::Relaxed);

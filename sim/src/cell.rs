@@ -27,12 +27,16 @@ pub struct CellSpec {
     pub seed: u64,
     /// Overrides the hardware profile's cache capacity per server.
     pub cache_bytes_per_server: Option<u64>,
+    /// Largest object a cache stores (default: [`dl7_core::hardware::default_max_object_bytes`]).
+    pub max_object_bytes: Option<u64>,
     /// The requests to replay in order ([`ClientMode::Replay`] only).
     pub requests: Option<Arc<Vec<ObjectId>>>,
     /// Their logged times, seconds (a timed replay only: `Replay { pace: Some(_), .. }`).
     pub times: Option<Arc<Vec<u64>>>,
     /// Length of the intervals of [`crate::RunStats::intervals`], simulated seconds.
     pub interval_s: f64,
+    /// The fault schedule (`dl7_core::fault`), in time order, checked against `servers`.
+    pub faults: Vec<dl7_core::Fault>,
 }
 
 /// Why a run could not be simulated: a bad cell, hardware profile or policy.

@@ -21,9 +21,11 @@
 //!     measure_s: 2.0,
 //!     seed: 1,
 //!     cache_bytes_per_server: None,
+//!     max_object_bytes: None,
 //!     requests: None,
 //!     times: None,
 //!     interval_s: 1.0,
+//!     faults: Vec::new(),
 //! };
 //! let row = simulate(&cell, &Hardware::kwon2008()).unwrap();
 //! assert_eq!(row.mode, "sim");
@@ -232,9 +234,13 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     let n = cell.servers as usize;
     let members = Membership::numbered(n)?;
     let shared = cell.shared_state || cell.policy.kind.shared_by_default();
+    // Every node the fault schedule ever has: the first `n`, then its joins.
+    let timeline = dl7_core::fault::Timeline::check(&cell.faults, cell.servers)
+        .map_err(|(k, e)| SimError::Invalid(format!("faults[{k}]: {e}")))?;
+    let total = timeline.alive.len();
     let dispatchers = match cell.arch {
         Arch::Conventional => 1,
-        Arch::Distributed => n,
+        Arch::Distributed => total,
     };
     let (policies, load_views) = model::build_policies(&cell.policy, &members, dispatchers, shared)?;
 
@@ -340,12 +346,13 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         }
     };
     let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
+    let max_object = cell.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache_bytes));
     // The warm-up's intervals are negative; a replay charts its measured requests only.
     let begin = if replay { 0 } else { -(window.start as i64) };
     let series = Recorder::new(seconds(cell.interval_s).max(1), begin);
     let cluster = Cluster::new(
         cell.arch,
-        n,
+        total,
         window,
         &keys,
         sizes,
@@ -353,7 +360,7 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         object_costs,
         policies,
         load_views,
-        cache_bytes,
+        (cache_bytes, max_object),
         clients,
         series,
     );
@@ -372,7 +379,11 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     } else {
         model::staggered_starts(connections, START_SPREAD_NS, &mut rng)
     };
+    let rebuild =
+        model::Rebuild { spec: cell.policy.clone(), names: Membership::numbered(total)?, dispatchers, shared };
+    let faults = cell.faults.clone();
     sim.init(|cluster, ctx| {
+        cluster.schedule_faults(n, faults, rebuild, (cache_bytes, max_object), ctx);
         cluster.start_clients(starts.into_iter(), ctx);
         cluster.start_arrivals(pool, ctx);
     });
@@ -392,7 +403,8 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let served_total: u64 = s.served_per_owner.iter().sum();
     let served_max = s.served_per_owner.iter().copied().max().unwrap_or(0);
-    let imbalance = if served_total == 0 { 0.0 } else { served_max as f64 * n as f64 / served_total as f64 };
+    let nodes = s.served_per_owner.len() as f64;
+    let imbalance = if served_total == 0 { 0.0 } else { served_max as f64 * nodes / served_total as f64 };
     let quantile_ms = |q: f64| {
         if s.latency_us.is_empty() {
             0.0
@@ -424,14 +436,21 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         cache_bytes: c.caches.iter().map(|cache| cache.used_bytes()).sum(),
         requests: s.completed,
         mode: "sim".to_string(),
-        // Every response verifies: the model has no failures.
-        errors: 0,
+        // Every response verifies: only a fault loses requests.
+        errors: s.errors,
         replayed: s.replayed,
         dropped: s.dropped,
+        moved_frac: None,
+        refill_s: None,
     };
     let cached = c.caches.iter().map(|cache| cache.objects()).collect();
     let sim = sim.model;
     let intervals = sim.stats.series.finish(window.len() as i64);
+    let mut row = row;
+    if let Some(first) = cell.faults.first() {
+        row.moved_frac = moved_frac(cell, &keys, &timeline.members)?;
+        row.refill_s = dl7_core::timeseries::refill_s(&intervals, cell.interval_s, first.at_s);
+    }
     let stats = RunStats {
         events,
         requests: sim.stats.completed_all,
@@ -441,4 +460,25 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
         sent_at: sim.stats.sent_at,
     };
     Ok((row, stats))
+}
+
+/// Share of the catalog whose owner (a node) differs between the cell's
+/// first membership and `last`: what the schedule's leaves and joins moved,
+/// as the dispatchers' policy decides it. `None` for a policy whose pick is
+/// not a function of the key alone (stateful or load-aware).
+fn moved_frac(cell: &CellSpec, keys: &[RequestKey<'_>], last: &[u32]) -> Result<Option<f64>, SimError> {
+    let names =
+        Membership::numbered(last.iter().map(|&m| m as usize + 1).max().unwrap_or(0).max(cell.servers as usize))?;
+    let build = |nodes: &[u32]| {
+        let m = Membership::new(nodes.iter().map(|&i| names.servers()[i as usize].clone()).collect())?;
+        cell.policy.build(&m)
+    };
+    let first: Vec<u32> = (0..cell.servers).collect();
+    let (before, after) = (build(&first)?, build(last)?);
+    if before.state() != dl7_core::policy::State::Pure {
+        return Ok(None);
+    }
+    let owner = |p: &dyn dl7_core::Policy, nodes: &[u32], k: &RequestKey| nodes[p.pick(k, &dl7_core::NoLoad).index()];
+    let moved = keys.iter().filter(|k| owner(&*before, &first, k) != owner(&*after, last, k)).count();
+    Ok(Some(moved as f64 / keys.len().max(1) as f64))
 }

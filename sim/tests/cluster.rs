@@ -20,9 +20,11 @@ fn cell(catalog: Arc<Catalog>, arch: Arch, policy: &str, servers: u32) -> CellSp
         measure_s: 5.0,
         seed: 7,
         cache_bytes_per_server: None,
+        max_object_bytes: None,
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     }
 }
 

@@ -84,9 +84,11 @@ fn a_million_objects_on_1024_servers_fit_in_the_derived_bound() {
         measure_s: 0.002,
         seed: 1,
         cache_bytes_per_server: None,
+        max_object_bytes: None,
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     };
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
+use dl7_realnet::health::HealthSpec;
 use dl7_realnet::service::init_logging;
 use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServeError, ServiceSpec};
 
@@ -69,6 +70,26 @@ impl ServiceArgs {
     }
 }
 
+/// Active health checks of the peers (HAProxy's `check inter rise fall`).
+#[derive(Args, Clone)]
+pub struct HealthArgs {
+    /// Milliseconds between two probes (`GET /health`) of one peer; also a probe's deadline.
+    #[arg(long, default_value_t = 2000)]
+    health_interval_ms: u64,
+    /// Good probes in a row that bring a peer that is out back.
+    #[arg(long, default_value_t = 2)]
+    rise: u32,
+    /// Failed probes in a row that take a peer out.
+    #[arg(long, default_value_t = 3)]
+    fall: u32,
+}
+
+impl HealthArgs {
+    fn spec(&self) -> HealthSpec {
+        HealthSpec { interval_ms: self.health_interval_ms, rise: self.rise, fall: self.fall }
+    }
+}
+
 #[derive(Args)]
 pub struct OriginArgs {
     /// Built-in workload name or workload/trace file.
@@ -112,6 +133,10 @@ pub struct NodeArgs {
     /// Cache budget in MiB (body bytes).
     #[arg(long, default_value_t = 64.0)]
     cache_mb: f64,
+    /// Largest object cached, MiB (Squid's maximum_object_size); larger ones
+    /// stream through uncached. Default: an eighth of --cache-mb.
+    #[arg(long)]
+    max_object_mb: Option<f64>,
     /// Ask this node (the directory, e.g. node 0) for every owner: one shared
     /// policy instance for the cluster (ht_rr_shared).
     #[arg(long)]
@@ -119,6 +144,8 @@ pub struct NodeArgs {
     /// Candidates tried after a failed owner (0: 502 at once).
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
+    #[command(flatten)]
+    health: HealthArgs,
     #[command(flatten)]
     service: ServiceArgs,
     #[command(flatten)]
@@ -148,6 +175,8 @@ pub struct FrontArgs {
     /// Candidates tried after a failed owner (conventional mode).
     #[arg(long, default_value_t = 2)]
     fallbacks: usize,
+    #[command(flatten)]
+    health: HealthArgs,
     #[command(flatten)]
     service: ServiceArgs,
     #[command(flatten)]
@@ -281,19 +310,30 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
     if !(a.cache_mb.is_finite() && a.cache_mb >= 0.0) {
         return Err(input_error(format!("--cache-mb {}: expected a non-negative number", a.cache_mb)));
     }
+    let cache_bytes = (a.cache_mb * 1024.0 * 1024.0) as u64;
+    let max_object_bytes = match a.max_object_mb {
+        Some(mb) if !(mb.is_finite() && mb >= 0.0) => {
+            return Err(input_error(format!("--max-object-mb {mb}: expected a non-negative number")))
+        }
+        Some(mb) => (mb * 1024.0 * 1024.0) as u64,
+        None => dl7_core::hardware::default_max_object_bytes(cache_bytes),
+    };
     Ok(ServiceSpec::Node(NodeSpec {
         id: a.id.expect("required by clap"),
         nodes: a.nodes,
         listen: a.listen,
         origin: a.origin.expect("required by clap"),
         policy: policy(&a.policy, &a.params)?,
-        cache_bytes: (a.cache_mb * 1024.0 * 1024.0) as u64,
+        cache_bytes,
+        max_object_bytes,
         fallbacks: a.fallbacks,
         handoff: a.handoff,
         directory: a.directory,
         emulate_cpu: None,
         admin: a.service.admin,
         limits: a.service.limits(),
+        health: a.health.spec(),
+        members: None,
     }))
 }
 
@@ -310,6 +350,8 @@ fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
         fallbacks: a.fallbacks,
         admin: a.service.admin,
         limits: a.service.limits(),
+        health: a.health.spec(),
+        members: None,
     }))
 }
 

@@ -70,6 +70,9 @@ pub struct SimArgs {
     /// Cache bytes per server (default: the hardware profile's).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// Largest object cached, bytes (default: an eighth of the cache).
+    #[arg(long)]
+    max_object_bytes: Option<u64>,
 }
 
 pub fn run(cmd: SimCommand) -> anyhow::Result<()> {
@@ -119,9 +122,11 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         measure_s: args.measure,
         seed: args.seed,
         cache_bytes_per_server: args.cache_bytes,
+        max_object_bytes: args.max_object_bytes,
         requests: None,
         times: None,
         interval_s: 1.0,
+        faults: Vec::new(),
     };
     // Every simulate error is about the cell the user described.
     let row = dl7_sim::simulate(&cell, &hw).map_err(input_error)?;

@@ -120,7 +120,12 @@ fn plot(file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
             return Err(no_rows());
         }
         std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-        report::timeline::draw_all(&rows, &[], &out)?
+        // The schedule the sweep wrote beside it, if any, is marked on the timelines.
+        let marks: Vec<report::timeline::Mark> = results::read_faults_beside(file)?
+            .iter()
+            .map(|f| report::timeline::Mark { t_s: f.at_s, label: f.label() })
+            .collect();
+        report::timeline::draw_all(&rows, &marks, &out)?
     } else {
         let rows = results::read_results(file)?;
         if rows.is_empty() {

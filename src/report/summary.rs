@@ -35,6 +35,10 @@ pub struct SummaryRow {
     pub errors: f64,
     pub replayed: f64,
     pub dropped: f64,
+    /// Mean over the runs that have one.
+    pub moved_frac: Option<f64>,
+    /// Mean over the runs that have one (a run whose hit ratio never came back has none).
+    pub refill_s: Option<f64>,
     pub req_per_s_ci95: Option<f64>,
     pub mbit_per_s_ci95: Option<f64>,
     /// Number of runs (seeds) averaged; not written to the CSV.
@@ -85,10 +89,17 @@ fn summarize_group(group: &[&ResultRow]) -> SummaryRow {
         errors: mean(|r| r.errors as f64),
         replayed: mean(|r| r.replayed as f64),
         dropped: mean(|r| r.dropped as f64),
+        moved_frac: mean_of_some(group.iter().map(|r| r.moved_frac)),
+        refill_s: mean_of_some(group.iter().map(|r| r.refill_s)),
         req_per_s_ci95: ci95_half_width(&req),
         mbit_per_s_ci95: ci95_half_width(&mbit),
         runs: group.len(),
     }
+}
+
+fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| mean(present.into_iter()))
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -174,6 +185,8 @@ pub(crate) mod tests {
             errors: 0,
             replayed: 0,
             dropped: 0,
+            moved_frac: None,
+            refill_s: None,
         }
     }
 
@@ -211,6 +224,8 @@ pub(crate) mod tests {
             errors: 0.0,
             replayed: 0.0,
             dropped: 0.0,
+            moved_frac: None,
+            refill_s: None,
             req_per_s_ci95: None,
             mbit_per_s_ci95: None,
             runs: 1,

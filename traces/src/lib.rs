@@ -25,6 +25,6 @@ pub use catalog::{Catalog, ContentType, Object, ObjectId};
 pub use error::TraceError;
 pub use schedule::Schedule;
 pub use stats::TraceStats;
-pub use stream::{RequestStream, StackDistance};
+pub use stream::{Draws, RequestStream, StackDistance};
 pub use surge::{HybridSize, SurgeModel, SurgeStep, SurgeUser, SurgeUserParams};
 pub use trace::Trace;

@@ -93,11 +93,17 @@ impl Alias {
     }
 }
 
+/// A catalog's alias table, shared by every stream that draws from it (a
+/// million-object table is tens of megabytes: build it once per catalog,
+/// not once per client).
+#[derive(Clone)]
+pub struct Draws(std::sync::Arc<Alias>);
+
 /// An endless, seeded stream of [`ObjectId`]s drawn from a catalog.
 pub struct RequestStream<'a> {
     catalog: &'a Catalog,
     rng: ChaCha8Rng,
-    alias: Alias,
+    alias: Draws,
     lru: Option<Box<Lru>>,
 }
 
@@ -120,7 +126,19 @@ impl<'a> RequestStream<'a> {
         }
         let alias =
             Alias::new(weights).map_err(|e| TraceError::Invalid(format!("request stream: weights unusable: {e}")))?;
-        Ok(RequestStream { catalog, rng: ChaCha8Rng::seed_from_u64(seed), alias, lru: None })
+        Ok(RequestStream::with_draws(catalog, &Draws(std::sync::Arc::new(alias)), seed))
+    }
+
+    /// Independent draws by weight from `draws` (the table of a stream over
+    /// the same `catalog`), seeded with `seed`: the same stream as
+    /// [`RequestStream::new`] with that seed, without building the table again.
+    pub fn with_draws(catalog: &'a Catalog, draws: &Draws, seed: u64) -> Self {
+        RequestStream { catalog, rng: ChaCha8Rng::seed_from_u64(seed), alias: draws.clone(), lru: None }
+    }
+
+    /// This stream's alias table, for other streams over the same catalog.
+    pub fn draws(&self) -> Draws {
+        self.alias.clone()
     }
 
     /// Adds LRU stack-distance temporal locality (see [`StackDistance`]).
@@ -154,14 +172,14 @@ impl<'a> RequestStream<'a> {
     #[inline]
     pub fn next_id(&mut self) -> ObjectId {
         let Some(lru) = self.lru.as_deref_mut() else {
-            return ObjectId(self.alias.sample(&mut self.rng) as u32);
+            return ObjectId(self.alias.0.sample(&mut self.rng) as u32);
         };
         let id = if lru.len > 0 && self.rng.gen::<f64>() < lru.model.probability {
             let d = lru.depth.sample(&mut self.rng);
             let d = if d.is_finite() { (d as usize).min(lru.len - 1) } else { lru.len - 1 };
             lru.stack[d]
         } else {
-            self.alias.sample(&mut self.rng) as u32
+            self.alias.0.sample(&mut self.rng) as u32
         };
         lru.touch(id);
         ObjectId(id)
@@ -208,6 +226,17 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_table_gives_each_seed_its_own_stream() {
+        let c = catalog(&[1.0, 2.0, 3.0, 4.0]);
+        let draws = c.stream(1).unwrap().draws();
+        for seed in [1, 2, 99] {
+            let own: Vec<ObjectId> = c.stream(seed).unwrap().take(500).collect();
+            let shared: Vec<ObjectId> = RequestStream::with_draws(&c, &draws, seed).take(500).collect();
+            assert_eq!(own, shared, "seed {seed}");
+        }
+    }
+
+    #[test]
     fn zero_weight_objects_are_never_drawn() {
         let c = catalog(&[1.0, 0.0, 3.0]);
         assert!(c.stream(1).unwrap().take(10_000).all(|id| id.0 != 1));
@@ -226,8 +255,8 @@ mod tests {
         let weights: Vec<f64> = (1..=5000).map(|r| 1.0 / r as f64).collect();
         let c = catalog(&weights);
         let s = RequestStream::new(&c, 1).unwrap();
-        assert!(matches!(s.alias, Alias::Wide(_)));
-        assert!(matches!(RequestStream::new(&catalog(&weights[..100]), 1).unwrap().alias, Alias::Fine(_)));
+        assert!(matches!(*s.alias.0, Alias::Wide(_)));
+        assert!(matches!(*RequestStream::new(&catalog(&weights[..100]), 1).unwrap().alias.0, Alias::Fine(_)));
         let n = 500_000;
         let mut counts = vec![0u32; c.len()];
         s.take(n).for_each(|id| counts[id.index()] += 1);

@@ -15,9 +15,12 @@ use super::{
     ResponseHead, CACHE_HEADER, HOP_HEADER, MAX_HEAD, MAX_HEADERS, OBJECT_ID_HEADER, RELAY_CHUNK, SERVED_BY_HEADER,
 };
 
-/// The client side of one keep-alive connection.
+/// The client side of one keep-alive connection. Every read waits at most
+/// the timeout it was connected with: an idle timeout, never a deadline on a
+/// response that keeps arriving.
 pub struct ClientConn {
     stream: TcpStream,
+    idle: Duration,
     /// Bytes read from the server; `buf[pos..]` are not consumed yet. Its
     /// capacity is [`RELAY_CHUNK`]: a streamed body is written to its client
     /// straight from here, one buffer at a time, never copied.
@@ -37,7 +40,14 @@ impl ClientConn {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        Ok(Self { stream, buf: Vec::with_capacity(RELAY_CHUNK), pos: 0, req: Vec::with_capacity(256), bytes_in: 0 })
+        Ok(Self {
+            stream,
+            idle: timeout,
+            buf: Vec::with_capacity(RELAY_CHUNK),
+            pos: 0,
+            req: Vec::with_capacity(256),
+            bytes_in: 0,
+        })
     }
 
     /// Bytes read from the server and not consumed yet.
@@ -66,7 +76,10 @@ impl ClientConn {
         if self.buf.len() == self.buf.capacity() {
             self.buf.reserve(4096);
         }
-        let n = self.stream.read_buf(&mut self.buf).await?;
+        let n = match tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => return Err(FetchError::Timeout),
+            Ok(r) => r?,
+        };
         if n == 0 {
             return Err(FetchError::Closed);
         }
@@ -109,7 +122,10 @@ impl ClientConn {
         self.consume(take);
         while body.len() < len {
             let mut limited = (&mut self.stream).take((len - body.len()) as u64);
-            let n = limited.read_buf(body).await?;
+            let n = match tokio::time::timeout(self.idle, limited.read_buf(body)).await {
+                Err(_) => return Err(FetchError::Timeout),
+                Ok(r) => r?,
+            };
             if n == 0 {
                 return Err(FetchError::Closed);
             }
@@ -132,6 +148,29 @@ impl ClientConn {
             }
             self.fill().await?;
         }
+    }
+
+    /// One GET round trip whose body is handed to `sink` chunk by chunk as
+    /// it arrives (with the head), never held whole: for bodies of any size.
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        hop: bool,
+        mut sink: impl FnMut(&ResponseHead, &[u8]),
+    ) -> Result<ResponseHead, FetchError> {
+        self.send_get(path, hop).await?;
+        let head = self.read_response_head().await?;
+        let mut left = head.content_length;
+        while left > 0 {
+            if self.unread().is_empty() {
+                self.fill().await?;
+            }
+            let n = self.unread().len().min(left as usize);
+            sink(&head, &self.unread()[..n]);
+            self.consume(n);
+            left -= n as u64;
+        }
+        Ok(head)
     }
 
     /// One GET round trip.
@@ -277,6 +316,36 @@ impl UpstreamBody {
     #[cfg(all(feature = "splice", target_os = "linux"))]
     pub(super) fn fail(&mut self) {
         self.conn = None;
+    }
+
+    /// Copies the next part of the body into `buf` (at most `buf.len()`
+    /// bytes, whatever has arrived); `Ok(0)` once the body is complete. For
+    /// readers that keep what they read (a node filling its cache); a relay
+    /// writes straight from [`UpstreamBody::buffered`] instead.
+    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, FetchError> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        self.fill().await?;
+        let chunk = self.buffered();
+        let n = chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+
+    /// Reads the whole rest of the body into a new buffer, refusing more
+    /// than `max` bytes (for small answers: owner lookups, admin pages).
+    pub async fn read_to_vec(&mut self, max: u64) -> Result<Vec<u8>, FetchError> {
+        if self.remaining > max {
+            return Err(FetchError::BadResponse("body larger than allowed"));
+        }
+        let mut out = vec![0u8; self.remaining as usize];
+        let mut at = 0;
+        while at < out.len() {
+            at += self.read_chunk(&mut out[at..]).await?;
+        }
+        Ok(out)
     }
 
     /// Reads more of the body into the buffer once everything buffered was

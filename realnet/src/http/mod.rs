@@ -10,6 +10,7 @@
 //! dl7 service sends one, and a transfer coding alone is refused with 501. This module knows
 //! nothing about caches, policies or catalogs.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -54,7 +55,8 @@ pub struct Limits {
     pub max_head: usize,
     /// Time allowed to receive a complete request head (408 after it).
     pub head_timeout: Duration,
-    /// Deadline for one fetch from an origin, owner or node (502 after it).
+    /// Longest an origin, owner or node may send nothing (connecting, or in
+    /// the middle of a response) before the fetch fails (502 if no byte was sent yet).
     pub upstream_timeout: Duration,
     /// Most client connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
@@ -81,8 +83,17 @@ pub enum Method {
     Get,
     /// `HEAD`: the head of the GET response, no body.
     Head,
+    /// `PUT`: only admin listeners take it (membership changes); elsewhere 405.
+    Put,
     /// Anything else (answered 405).
     Other,
+}
+
+impl Method {
+    /// `GET` or `HEAD`: what every service answers.
+    pub fn is_read(self) -> bool {
+        matches!(self, Method::Get | Method::Head)
+    }
 }
 
 /// A parsed request head; the target path is written to the caller's buffer.
@@ -117,6 +128,7 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
+        Some("PUT") => Method::Put,
         _ => Method::Other,
     };
     let target = req.path.ok_or(HeadError::Status(400))?;
@@ -263,6 +275,22 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
         return None;
     }
     Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// A response body copied out in chunks ([`ServerConn::stream_response`]):
+/// one generated on the fly (the origin's), or one arriving from the origin
+/// for several waiters (a node's miss). An upstream's body is relayed
+/// without a copy instead ([`ServerConn::relay_response`]).
+pub trait BodySource {
+    /// Body bytes not read yet.
+    fn remaining(&self) -> u64;
+    /// Reads the next part of the body into `buf` (at most `buf.len()`
+    /// bytes); `Ok(0)` once the body is complete.
+    fn read_chunk(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, FetchError>> + Send;
+    /// True when the bytes come from another server (counted as relayed).
+    fn relayed(&self) -> bool {
+        true
+    }
 }
 
 /// What a response says about its body besides the bytes.

@@ -2,7 +2,8 @@
 //! node -> owner fetches): whole-body GETs and streamed ones. The idle
 //! connections sit in a lock-free queue: a forwarded request checks one out
 //! and its body returns it without taking a lock, whichever worker thread
-//! runs either.
+//! runs either. Timeouts are idle timeouts: connecting, and every read,
+//! may take at most that long; a response that keeps arriving is never cut off.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,8 +46,8 @@ impl Pool {
     }
 
     /// GETs `path` and returns once the response head is in, the body left on
-    /// the connection for the caller to stream. `timeout` bounds connecting,
-    /// sending and the head; afterwards it bounds each body read. A reused
+    /// the connection for the caller to stream. `timeout` is the idle
+    /// timeout of connecting and of every read, head and body. A reused
     /// connection that turns out to be closed is retried once on a fresh one.
     pub async fn get_stream(
         &self,
@@ -54,10 +55,7 @@ impl Pool {
         hop: bool,
         timeout: Duration,
     ) -> Result<(ResponseHead, UpstreamBody), FetchError> {
-        let (head, conn) = match tokio::time::timeout(timeout, self.get_head(path, hop, timeout)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(FetchError::Timeout),
-        };
+        let (head, conn) = self.get_head(path, hop, timeout).await?;
         let mut body = UpstreamBody {
             conn: Some(conn),
             idle: self.idle.clone(),
@@ -103,36 +101,17 @@ impl Pool {
         self.addr
     }
 
-    /// GETs `path` within `timeout` (connect included). A reused connection
-    /// that turns out to be closed is retried once on a fresh one.
-    pub async fn get(&self, path: &str, hop: bool, timeout: Duration) -> Result<(ResponseHead, Bytes), FetchError> {
-        match tokio::time::timeout(timeout, self.get_inner(path, hop, timeout)).await {
-            Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout),
-        }
-    }
-
-    async fn get_inner(&self, path: &str, hop: bool, timeout: Duration) -> Result<(ResponseHead, Bytes), FetchError> {
-        let reused = self.idle.take();
-        let mut body = Vec::new();
-        if let Some(mut conn) = reused {
-            match conn.get(path, hop, &mut body).await {
-                Ok(head) => {
-                    self.put_back(conn, head.keep_alive);
-                    return Ok((head, Bytes::from(body)));
-                }
-                // Stale keep-alive connection: the server closed it while idle.
-                Err(FetchError::Closed | FetchError::Io(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut conn = ClientConn::connect(self.addr, timeout).await?;
-        let head = conn.get(path, hop, &mut body).await?;
-        self.put_back(conn, head.keep_alive);
-        Ok((head, Bytes::from(body)))
-    }
-
-    fn put_back(&self, conn: ClientConn, keep_alive: bool) {
-        self.idle.put_back(conn, keep_alive);
+    /// GETs `path` whole, for small answers (owner lookups): at most
+    /// `max_body` bytes; `timeout` is the idle timeout of every step.
+    pub async fn get(
+        &self,
+        path: &str,
+        hop: bool,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<(ResponseHead, Bytes), FetchError> {
+        let (head, mut body) = self.get_stream(path, hop, timeout).await?;
+        let bytes = body.read_to_vec(max_body).await?;
+        Ok((head, Bytes::from(bytes)))
     }
 }

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    parse_request_head, reason, wait_true, FetchError, HeadError, Limits, RequestHead, ResponseMeta, UpstreamBody,
-    OBJECT_ID_HEADER, SERVED_BY_HEADER,
+    parse_request_head, reason, wait_true, BodySource, FetchError, HeadError, Limits, RequestHead, ResponseMeta,
+    UpstreamBody, OBJECT_ID_HEADER, SERVED_BY_HEADER,
 };
 
 /// The server side of one client connection: a socket and its read buffer.
@@ -307,6 +307,81 @@ impl ServerConn {
         }
         self.pipe = Some(pipe);
         Ok(Some(sent))
+    }
+
+    /// Writes a response whose body comes from `body` (generated as it is
+    /// sent, or arriving from the origin for several readers), copied to the
+    /// client through `buf` one chunk at a time: this connection holds at
+    /// most `buf.len()` body bytes of it. Bytes from another server
+    /// ([`BodySource::relayed`]) count in the relay counters; the rest of
+    /// the accounting is [`ServerConn::relay_response`]'s.
+    pub async fn stream_response(
+        &mut self,
+        status: u16,
+        meta: &ResponseMeta<'_>,
+        body: &mut impl BodySource,
+        keep_alive: bool,
+        head_only: bool,
+        buf: &mut [u8],
+    ) -> Result<u64, RelayError> {
+        self.head_buf.clear();
+        write_response_head(&mut self.head_buf, status, meta, body.remaining(), keep_alive);
+        self.responses += 1;
+        let relayed = body.relayed();
+        if head_only || body.remaining() == 0 {
+            self.count_plain(self.head_buf.len() as u64);
+            self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
+            return Ok(0);
+        }
+        let mut head = self.head_buf.len() as u64;
+        let mut sent = 0;
+        loop {
+            let failed = if head > 0 { RelayError::UpstreamBeforeHead } else { RelayError::UpstreamAborted };
+            let n = match body.read_chunk(buf).await {
+                Ok(0) => return Err(failed(FetchError::Closed)),
+                Ok(n) => n as u64,
+                Err(e) => return Err(failed(e)),
+            };
+            if relayed {
+                self.count_relayed_in(n);
+            }
+            sent += n;
+            let last = body.remaining() == 0;
+            // The write that ends the response is counted before it, every other one after it.
+            if last {
+                self.count_streamed(head, n, relayed);
+                if status == 200 {
+                    self.count_payload(sent);
+                }
+            }
+            let written = if head > 0 {
+                write_two(&mut self.stream, &self.head_buf, &buf[..n as usize]).await
+            } else {
+                self.stream.write_all(&buf[..n as usize]).await
+            };
+            written.map_err(RelayError::Client)?;
+            if last {
+                return Ok(sent);
+            }
+            self.count_streamed(head, n, relayed);
+            head = 0;
+        }
+    }
+
+    fn count_streamed(&mut self, head: u64, body: u64, relayed: bool) {
+        if relayed {
+            self.count_out(head, body);
+        } else {
+            self.count_plain(head + body);
+        }
+    }
+
+    /// Counts bytes written to the client that were not relayed.
+    fn count_plain(&mut self, n: u64) {
+        self.bytes_out += n;
+        if let Some(m) = &self.metrics {
+            crate::metrics::Metrics::add(&m.bytes_out, n);
+        }
     }
 
     fn count_relayed_in(&self, n: u64) {

@@ -16,7 +16,9 @@
 //!   `dl7 deploy` and the SSH engine;
 //! * [`deploy`]: per-machine shell text for lab PCs;
 //! * [`sshd`]: an OpenSSH server per host namespace (`lab up --sshd`), so
-//!   the SSH engine can run against the emulated lab.
+//!   the SSH engine can run against the emulated lab;
+//! * [`director`]: health-checks the nodes behind the emulated lab's kernel
+//!   front end and takes a dead one out of its map while a cell runs.
 //!
 //! ## Running the dl7 services in the lab
 //! Start each role inside its host's namespace with [`exec::command_in`]
@@ -37,13 +39,15 @@
 //! run. On 10 Mbit/s links a response can take seconds: upstream timeouts
 //! must allow for it.
 //!
-//! This module must not start dl7 services or know their protocols; it only
-//! builds the network they run in and says where each host is. Names of every
+//! This module must not start dl7 services or know their protocols (the
+//! director only probes them, through [`crate::health`]); it builds the
+//! network they run in and says where each host is. Names of every
 //! object carry the lab's prefix so that two labs or a leftover never collide
 //! with anything else on the machine.
 
 pub mod config;
 pub mod deploy;
+pub mod director;
 pub mod exec;
 pub mod hostplan;
 pub mod plan;

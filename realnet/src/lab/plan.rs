@@ -238,23 +238,52 @@ impl LabPlan {
 
     /// The ruleset on the front end's NIC `dev` (a name, or `$DEV` in a script).
     pub fn nft_ruleset_on(&self, active: usize, dev: &str) -> String {
-        let all = self.hosts_of(Role::Node).count();
-        let nodes: Vec<&Host> = self.hosts_of(Role::Node).take(active.clamp(1, all)).collect();
-        let map = nodes.iter().enumerate().map(|(i, h)| format!("{i} : {}", h.addr)).collect::<Vec<_>>().join(", ");
         let mut text = String::new();
         let _ = writeln!(text, "table netdev {} {{", self.nft_table);
         let _ = writeln!(text, "  chain in {{");
         let _ = writeln!(text, "    type filter hook ingress device {dev} priority 0;");
-        let _ = writeln!(
-            text,
-            "    ip daddr {} tcp dport {} fwd ip to jhash ip saddr . tcp sport mod {} seed {JHASH_SEED} map {{ {map} }} device {dev}",
-            self.vip,
-            self.port,
-            nodes.len()
-        );
+        let _ = writeln!(text, "    {}", self.fwd_rule(active, &[], dev));
         let _ = writeln!(text, "  }}");
         let _ = writeln!(text, "}}");
         text
+    }
+
+    /// The forwarding rule over the first `active` nodes: hash slot `i` goes to
+    /// node `i` while `up[i]` (missing entries are up), else to the next node
+    /// that is up, cyclically (to node `i` itself if none is). The hash and
+    /// the map's size stay the same, so only a node that is out loses its
+    /// connections: every other one keeps its node, as ldirectord removing
+    /// one real server from IPVS leaves the others' connections alone.
+    fn fwd_rule(&self, active: usize, up: &[bool], dev: &str) -> String {
+        let all = self.hosts_of(Role::Node).count();
+        let nodes: Vec<&Host> = self.hosts_of(Role::Node).take(active.clamp(1, all)).collect();
+        let n = nodes.len();
+        let is_up = |i: usize| up.get(i).copied().unwrap_or(true);
+        let target = |i: usize| (0..n).map(|k| (i + k) % n).find(|&j| is_up(j)).unwrap_or(i);
+        let map = (0..n).map(|i| format!("{i} : {}", nodes[target(i)].addr)).collect::<Vec<_>>().join(", ");
+        format!(
+            "ip daddr {} tcp dport {} fwd ip to jhash ip saddr . tcp sport mod {n} seed {JHASH_SEED} map {{ {map} }} device {dev}",
+            self.vip, self.port
+        )
+    }
+
+    /// The step that replaces the forwarding rule in place, in one nftables
+    /// transaction (no instant without a rule), with the nodes that are out
+    /// (`up[i]` false) mapped to the next one up (see [`LabPlan::fwd_rule`]).
+    /// The lab's director runs it when a node's health changes.
+    pub fn direct_routing_reroute(&self, active: usize, up: &[bool]) -> Step {
+        let t = &self.nft_table;
+        Step::Run {
+            argv: ["ip", "netns", "exec", &self.front().netns, "nft", "-f", "/dev/stdin"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            stdin: Some(format!(
+                "flush chain netdev {t} in\nadd rule netdev {t} in {}\n",
+                self.fwd_rule(active, up, HOST_DEV)
+            )),
+            only_if: None,
+        }
     }
 
     /// The step that installs the front end's direct-routing rule over every
@@ -455,6 +484,12 @@ mod tests {
         assert_eq!(p.nft_ruleset_for(8), p.nft_ruleset());
         assert_eq!(p.nft_ruleset_for(99), p.nft_ruleset());
         assert!(p.nft_ruleset_for(0).contains("mod 1 "));
+        // A node out: its slot goes to the next one up; the others keep theirs.
+        let Step::Run { stdin: Some(text), .. } = p.direct_routing_reroute(2, &[false, true]) else { panic!() };
+        assert!(text.starts_with(&format!("flush chain netdev {0} in\nadd rule netdev {0} in ip daddr ", p.nft_table)));
+        assert!(text.contains("mod 2 seed 0x5eed map { 0 : 198.18.0.12, 1 : 198.18.0.12 }"), "{text}");
+        let Step::Run { stdin: Some(text), .. } = p.direct_routing_reroute(2, &[false, false]) else { panic!() };
+        assert!(text.contains("map { 0 : 198.18.0.11, 1 : 198.18.0.12 }"), "none up: as if all were: {text}");
     }
 
     #[test]

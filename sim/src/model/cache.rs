@@ -25,6 +25,8 @@ struct Node {
 #[derive(Debug, Clone)]
 pub struct LruCache {
     capacity: u64,
+    /// Largest object stored (Squid's `maximum_object_size`).
+    max_object: u64,
     used: u64,
     /// Object index -> its slot in `nodes`.
     slots: FixedMap<u32, u32>,
@@ -42,6 +44,7 @@ impl LruCache {
     pub fn new(capacity: u64) -> Self {
         Self {
             capacity,
+            max_object: capacity,
             used: 0,
             slots: FixedMap::default(),
             nodes: Vec::new(),
@@ -49,6 +52,12 @@ impl LruCache {
             head: NONE,
             tail: NONE,
         }
+    }
+
+    /// Stores no object larger than `bytes` (at most the capacity).
+    pub fn with_max_object(mut self, bytes: u64) -> Self {
+        self.max_object = bytes.min(self.capacity);
+        self
     }
 
     /// Bytes stored.
@@ -72,13 +81,13 @@ impl LruCache {
     }
 
     /// Stores `obj` of `bytes`, evicting least recently used objects to make
-    /// room. An object larger than the whole cache is not stored.
+    /// room. An object larger than the largest object stored is not stored.
     pub fn insert(&mut self, obj: u32, bytes: u64) {
         if let Some(&slot) = self.slots.get(&obj) {
             self.touch(slot);
             return;
         }
-        if bytes > self.capacity {
+        if bytes > self.max_object {
             return;
         }
         while self.used + bytes > self.capacity {
@@ -203,5 +212,16 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(c.objects(), expected);
         assert!(c.nodes.len() <= most, "{} slots for at most {most} objects", c.nodes.len());
+    }
+
+    #[test]
+    fn objects_over_the_largest_stored_size_pass_uncached() {
+        let mut c = LruCache::new(100).with_max_object(50);
+        c.insert(0, 60);
+        assert!(!c.lookup(0));
+        c.insert(1, 50);
+        assert!(c.lookup(1));
+        assert_eq!(c.used_bytes(), 50);
+        assert_eq!(LruCache::new(100).with_max_object(500).max_object, 100, "never above the capacity");
     }
 }

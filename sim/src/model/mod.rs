@@ -8,6 +8,8 @@
 //! next resource on the request's path (see `crate` docs for the paths).
 
 pub mod cache;
+mod faults;
+pub(crate) use faults::Rebuild;
 pub mod station;
 
 use std::collections::VecDeque;
@@ -33,6 +35,8 @@ const NONE: u32 = u32::MAX;
 /// The event that means "the next Poisson arrival" (or the next request of a
 /// timed replay), not a request slot.
 pub(crate) const ARRIVAL: u32 = u32::MAX;
+/// The event that means "the next fault of the schedule is due".
+pub(crate) const FAULT: u32 = u32::MAX - 1;
 
 /// Where a request is on its path; the event for a slot means "this phase is done".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,12 @@ pub(crate) enum Phase {
     MOwnStore,
     /// Parked behind another request's fetch of the same object at the owner.
     Waiting,
+    /// Its owner died before sending a byte: the dispatcher sends it to the
+    /// next live candidate (at this event).
+    Retry,
+    /// Its receiver died, or its owner mid-response: the client sees the
+    /// connection fail (at this event).
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +97,10 @@ struct Request {
     measured: bool,
     /// Its owner served it from its cache.
     hit: bool,
+    /// The incarnations of its receiver and owner when it was given them:
+    /// a kill in between makes them stale.
+    rcv_inc: u32,
+    own_inc: u32,
 }
 
 /// Requests in flight per owner, for load-aware policies.
@@ -146,6 +160,8 @@ pub(crate) struct Stats {
     pub picks: u64,
     pub forwarded: u64,
     pub dropped: u64,
+    /// Requests lost to a fault (in the window).
+    pub errors: u64,
     /// Origin fetches over the whole run, warm-up included.
     pub fetches: u64,
     pub served_per_owner: Vec<u64>,
@@ -200,6 +216,8 @@ pub(crate) struct Cluster<'a> {
     free: Vec<u32>,
     clients: Clients<'a>,
     pub stats: Stats,
+    /// Membership and liveness, changed by the fault schedule.
+    pub(crate) nodes: faults::Nodes,
 }
 
 impl<'a> Cluster<'a> {
@@ -215,7 +233,7 @@ impl<'a> Cluster<'a> {
         object_costs: Vec<ObjectCosts>,
         policies: Vec<Arc<dyn Policy>>,
         load_views: usize,
-        cache_bytes: u64,
+        (cache_bytes, max_object_bytes): (u64, u64),
         clients: Clients<'a>,
         series: Recorder,
     ) -> Self {
@@ -235,7 +253,7 @@ impl<'a> Cluster<'a> {
             origin_cpu: Station::default(),
             origin_tx: Station::default(),
             origin_rx: Station::default(),
-            caches: (0..servers).map(|_| LruCache::new(cache_bytes)).collect(),
+            caches: (0..servers).map(|_| LruCache::new(cache_bytes).with_max_object(max_object_bytes)).collect(),
             keys,
             sizes,
             costs,
@@ -248,6 +266,7 @@ impl<'a> Cluster<'a> {
             reqs: Vec::new(),
             free: Vec::new(),
             clients,
+            nodes: faults::Nodes::new(servers),
             stats: Stats {
                 completed_all: 0,
                 completed: 0,
@@ -259,6 +278,7 @@ impl<'a> Cluster<'a> {
                 picks: 0,
                 forwarded: 0,
                 dropped: 0,
+                errors: 0,
                 fetches: 0,
                 served_per_owner: vec![0; servers],
                 // 1 us to 1 hour at 3 significant figures: a fixed footprint, whatever the run length.
@@ -276,12 +296,10 @@ impl<'a> Cluster<'a> {
     /// instant. A replay connection is pinned to one receiver, round robin
     /// in slot order.
     pub fn start_clients(&mut self, starts: impl Iterator<Item = Time>, ctx: &mut Context<u32>) {
-        let n = self.cpu.len() as u32;
         for at in starts {
             let slot = self.new_slot();
             if let Clients::Replay { .. } = self.clients {
-                self.reqs[slot as usize].receiver = self.fe_next % n;
-                self.fe_next = self.fe_next.wrapping_add(1);
+                self.reqs[slot as usize].receiver = self.next_receiver();
             }
             let mut at = at;
             if let Clients::OnOff { users } = &mut self.clients {
@@ -325,9 +343,20 @@ impl<'a> Cluster<'a> {
     /// A new replay connection slot, given the front end's next receiver.
     fn open_connection(&mut self) -> u32 {
         let slot = self.new_slot();
-        self.reqs[slot as usize].receiver = self.fe_next % self.cpu.len() as u32;
-        self.fe_next = self.fe_next.wrapping_add(1);
+        self.reqs[slot as usize].receiver = self.next_receiver();
         slot
+    }
+
+    /// The front end's next receiver: round robin over the members that run.
+    fn next_receiver(&mut self) -> u32 {
+        loop {
+            let m = &self.nodes.members;
+            let r = m[self.fe_next as usize % m.len()];
+            self.fe_next = self.fe_next.wrapping_add(1);
+            if self.nodes.alive[r as usize] || !self.nodes.alive.iter().any(|&a| a) {
+                return r;
+            }
+        }
     }
 
     /// Schedules the timed replay's next request, if any is left.
@@ -383,6 +412,8 @@ impl<'a> Cluster<'a> {
             next_waiter: NONE,
             measured: false,
             hit: false,
+            rcv_inc: 0,
+            own_inc: 0,
         });
         (self.reqs.len() - 1) as u32
     }
@@ -418,9 +449,14 @@ impl<'a> Cluster<'a> {
 
     /// Request `r` for object `obj` leaves its client now.
     fn send(&mut self, r: u32, obj: u32, measured: bool, now: Time, ctx: &mut Context<u32>) {
-        let n = self.cpu.len() as u32;
         let replay = matches!(self.clients, Clients::Replay { .. });
+        if self.arch == Arch::Distributed && !replay {
+            self.reqs[r as usize].receiver = self.next_receiver();
+        }
+        let rcv_inc = self.nodes.incarnation[self.reqs[r as usize].receiver as usize];
         let req = &mut self.reqs[r as usize];
+        req.rcv_inc = rcv_inc;
+        req.owner = NONE;
         req.obj = obj;
         req.start = now;
         req.next_waiter = NONE;
@@ -428,14 +464,8 @@ impl<'a> Cluster<'a> {
         let done = self.fe_rx.reserve(now, self.costs.req_wire, &self.window);
         match self.arch {
             Arch::Conventional => req.phase = Phase::CFeRxReq,
-            Arch::Distributed => {
-                // A replay connection keeps the receiver it was given when it opened.
-                if !replay {
-                    req.receiver = self.fe_next % n;
-                    self.fe_next = self.fe_next.wrapping_add(1);
-                }
-                req.phase = Phase::DFeRxReq;
-            }
+            // A replay connection keeps the receiver it was given when it opened.
+            Arch::Distributed => req.phase = Phase::DFeRxReq,
         }
         ctx.schedule_at(done, r);
     }
@@ -466,9 +496,16 @@ impl<'a> Cluster<'a> {
         let obj = self.reqs[r as usize].obj as usize;
         let p = if self.policies.len() == 1 { 0 } else { receiver as usize };
         let v = self.load_view(receiver);
-        let owner = self.policies[p].pick(&self.keys[obj], &self.loads[v]).0;
+        let view = faults::MemberView { load: &self.loads[v], members: &self.nodes.members };
+        let pos = self.policies[p].pick(&self.keys[obj], &view).0;
+        let mut owner = self.nodes.members[pos as usize];
+        if !self.nodes.alive[owner as usize] {
+            // The dispatchers route around a dead owner: the policy's next live candidate.
+            owner = self.live_candidate(p, obj, &view).unwrap_or(owner);
+        }
         self.loads[v].per_server[owner as usize] += 1;
         self.loads[v].total += 1;
+        self.reqs[r as usize].own_inc = self.nodes.incarnation[owner as usize];
         owner
     }
 
@@ -533,11 +570,8 @@ impl<'a> Cluster<'a> {
 
     fn complete(&mut self, r: u32, ctx: &mut Context<u32>) {
         let now = ctx.now();
-        let Request { obj, owner, receiver, start, hit, .. } = self.reqs[r as usize];
-        let v = self.load_view(receiver);
-        let load = &mut self.loads[v];
-        load.per_server[owner as usize] -= 1;
-        load.total -= 1;
+        let Request { obj, start, hit, .. } = self.reqs[r as usize];
+        self.unload(r);
         self.stats.completed_all += 1;
         self.stats.last_completion = now;
         let latency_us = ((now - start) / 1000).max(1);
@@ -546,15 +580,25 @@ impl<'a> Cluster<'a> {
             self.stats.payload_bytes += self.sizes[obj as usize];
             self.stats.latency_us.saturating_record(latency_us);
         }
-        let charted = match self.clients {
-            Clients::Replay { .. } => self.reqs[r as usize].measured,
-            // The warm-up too: its intervals are negative.
-            _ => now < self.window.end,
-        };
-        if charted {
+        if self.charted(r, now) {
             let at = now as i64 - self.window.start as i64;
             self.stats.series.completed(at, self.sizes[obj as usize], latency_us, hit);
         }
+        self.client_next(r, ctx);
+    }
+
+    /// True when what request `r` ends with now goes into the intervals.
+    fn charted(&self, r: u32, now: Time) -> bool {
+        match self.clients {
+            Clients::Replay { .. } => self.reqs[r as usize].measured,
+            // The warm-up too: its intervals are negative.
+            _ => now < self.window.end,
+        }
+    }
+
+    /// The client of slot `r`, its request done (answered or failed), goes on.
+    fn client_next(&mut self, r: u32, ctx: &mut Context<u32>) {
+        let now = ctx.now();
         match &mut self.clients {
             Clients::Replay { paced: Some(p), .. } => p.idle.push_back(r),
             Clients::Closed { .. } | Clients::Replay { .. } => self.start_request(r, ctx),
@@ -595,6 +639,13 @@ impl Model for Cluster<'_> {
             self.arrival(ctx);
             return;
         }
+        if r == FAULT {
+            self.next_fault(ctx);
+            return;
+        }
+        if self.nodes.faulted && self.hit_by_fault(r) {
+            return self.handle(r, ctx);
+        }
         let now = ctx.now();
         let w = self.window;
         let Request { obj, receiver, owner, phase, .. } = self.reqs[r as usize];
@@ -603,6 +654,8 @@ impl Model for Cluster<'_> {
         match phase {
             Phase::Think => self.start_request(r, ctx),
             Phase::Waiting => unreachable!("a parked request has no event"),
+            Phase::Retry => self.retry(r, ctx),
+            Phase::Failed => self.fail(r, ctx),
 
             Phase::CFeRxReq => {
                 let owner = self.pick(r, 0);
@@ -874,7 +927,7 @@ mod tests {
             objects,
             policies,
             2,
-            1 << 20,
+            (1 << 20, 1 << 20),
             clients,
             series,
         );

@@ -67,6 +67,15 @@ impl Station {
         end - service + service.min(lead)
     }
 
+    /// The host stops at `now` (killed): the work queued past `now` is
+    /// dropped, and not counted as busy time.
+    pub fn stop(&mut self, now: Time, window: &Window) {
+        if self.free_at > now {
+            self.busy_in_window -= window.overlap(now, self.free_at);
+            self.free_at = now;
+        }
+    }
+
     /// Share of the window this station was busy, in [0, 1].
     pub fn utilisation(&self, window: &Window) -> f64 {
         if window.is_empty() {

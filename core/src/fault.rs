@@ -1,0 +1,172 @@
+//! A fault schedule, the same for every engine: what happens to which node
+//! and when, counted from the start of the measured window.
+//!
+//! * `kill`: the node stops at once and loses its state (SIGKILL); it stays
+//!   a member, so dispatchers route around it by health, not by policy.
+//! * `restart`: a killed node comes back with an empty cache.
+//! * `leave`: a graceful exit: the node leaves every dispatcher's
+//!   membership first, then drains and stops.
+//! * `join`: a new node (index N, N+1, ... for a cluster of N) starts and
+//!   enters every dispatcher's membership.
+//!
+//! [`Timeline`] replays a schedule against a cluster size: it checks it and
+//! says who is a member and who is alive at any step. This module does
+//! nothing to any node; the engines do.
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultAction {
+    /// Abrupt stop, state lost.
+    Kill,
+    /// A killed node starts again, empty.
+    Restart,
+    /// Graceful exit from the membership.
+    Leave,
+    /// A new node enters the membership.
+    Join,
+}
+
+impl FaultAction {
+    /// Every action, in the order of messages.
+    pub const ALL: [FaultAction; 4] = [FaultAction::Kill, FaultAction::Restart, FaultAction::Leave, FaultAction::Join];
+
+    /// The name used in experiment files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultAction::Kill => "kill",
+            FaultAction::Restart => "restart",
+            FaultAction::Leave => "leave",
+            FaultAction::Join => "join",
+        }
+    }
+
+    /// The action called `name`.
+    pub fn from_name(name: &str) -> Option<FaultAction> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// True for the actions that change the membership (and so the owners).
+    pub fn changes_membership(self) -> bool {
+        matches!(self, FaultAction::Leave | FaultAction::Join)
+    }
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    /// Seconds after the measured window opens.
+    pub at_s: f64,
+    pub action: FaultAction,
+    /// 0-based node index; a join names the next new index.
+    pub node: u32,
+}
+
+/// Who is a member and who runs, step by step through a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeline {
+    /// Members in membership order (a join appends, a leave removes).
+    pub members: Vec<u32>,
+    /// Per node index ever known: running (not killed, not left).
+    pub alive: Vec<bool>,
+}
+
+impl Timeline {
+    /// A cluster of `servers` nodes, all members and running.
+    pub fn new(servers: u32) -> Timeline {
+        Timeline { members: (0..servers).collect(), alive: vec![true; servers as usize] }
+    }
+
+    /// Applies one fault, or says why it cannot happen now.
+    pub fn apply(&mut self, f: &Fault) -> Result<(), String> {
+        let i = f.node as usize;
+        let known = self.alive.len();
+        match f.action {
+            FaultAction::Join => {
+                if i != known {
+                    return Err(format!("join adds node {known} next (nodes 0..{known} exist), not node {i}"));
+                }
+                self.alive.push(true);
+                self.members.push(f.node);
+            }
+            _ if i >= known => return Err(format!("node {i} does not exist (nodes 0..{known})")),
+            FaultAction::Kill if !self.alive[i] => return Err(format!("node {i} is not running")),
+            FaultAction::Kill => self.alive[i] = false,
+            FaultAction::Restart if self.alive[i] || !self.members.contains(&f.node) => {
+                return Err(format!("only a killed node restarts; node {i} is not one"))
+            }
+            FaultAction::Restart => self.alive[i] = true,
+            FaultAction::Leave if !self.alive[i] || !self.members.contains(&f.node) => {
+                return Err(format!("node {i} is not a running member"))
+            }
+            FaultAction::Leave if self.members.len() == 1 => return Err(format!("node {i} is the last member")),
+            FaultAction::Leave => {
+                self.alive[i] = false;
+                self.members.retain(|&m| m != f.node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a whole schedule on `servers` nodes (times in order, every
+    /// fault possible when it comes); the error gives the fault's index.
+    pub fn check(faults: &[Fault], servers: u32) -> Result<Timeline, (usize, String)> {
+        let mut t = Timeline::new(servers);
+        let mut last = 0.0;
+        for (k, f) in faults.iter().enumerate() {
+            if !(f.at_s.is_finite() && f.at_s >= 0.0) {
+                return Err((k, format!("at_s {}: expected seconds >= 0", f.at_s)));
+            }
+            if f.at_s < last {
+                return Err((
+                    k,
+                    format!("at_s {} comes before the previous fault's {last}: list faults in time order", f.at_s),
+                ));
+            }
+            last = f.at_s;
+            t.apply(f).map_err(|e| (k, e))?;
+        }
+        Ok(t)
+    }
+
+    /// Every node index the schedule ever has: `servers` plus its joins.
+    pub fn node_count(faults: &[Fault], servers: u32) -> u32 {
+        servers + faults.iter().filter(|f| f.action == FaultAction::Join).count() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(at_s: f64, action: FaultAction, node: u32) -> Fault {
+        Fault { at_s, action, node }
+    }
+
+    #[test]
+    fn a_schedule_changes_members_and_liveness_as_it_says() {
+        use FaultAction::*;
+        let s = [f(1.0, Kill, 1), f(2.0, Restart, 1), f(3.0, Leave, 2), f(4.0, Join, 4)];
+        let t = Timeline::check(&s, 4).unwrap();
+        assert_eq!(t.members, vec![0, 1, 3, 4]);
+        assert_eq!(t.alive, vec![true, true, false, true, true]);
+        assert_eq!(Timeline::node_count(&s, 4), 5);
+    }
+
+    #[test]
+    fn impossible_faults_are_named_by_index() {
+        use FaultAction::*;
+        let err = |s: &[Fault]| Timeline::check(s, 3).unwrap_err();
+        assert_eq!(err(&[f(1.0, Restart, 0)]).0, 0);
+        assert!(err(&[f(1.0, Kill, 0), f(2.0, Kill, 0)]).1.contains("not running"));
+        assert!(err(&[f(1.0, Join, 5)]).1.contains("join adds node 3"));
+        assert!(err(&[f(1.0, Kill, 7)]).1.contains("does not exist"));
+        assert!(err(&[f(2.0, Kill, 0), f(1.0, Restart, 0)]).1.contains("time order"));
+        assert!(err(&[f(1.0, Leave, 1), f(2.0, Restart, 1)]).1.contains("only a killed node"));
+        assert!(Timeline::check(&[f(1.0, Leave, 0)], 1).unwrap_err().1.contains("last member"));
+        assert_eq!(FaultAction::from_name("leave"), Some(Leave));
+        assert_eq!(FaultAction::from_name("crash"), None);
+    }
+}
