@@ -788,11 +788,12 @@ impl Plan {
     /// engines, reads the lab topology (`[lab] topology`) and returns it.
     pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
         let src = Source::new(&self.text, &self.origin);
-        if !self.faults.is_empty() && !matches!(engine, Engine::Local | Engine::Sim) {
-            return Err(src.whole(format!(
-                "[[faults]]: engine \"{}\" does not run fault schedules yet; run them with --engine sim or local",
-                engine.name()
-            )));
+        if !self.faults.is_empty() && engine == Engine::Ssh {
+            // Its services run under SSH sessions: a kill would end a session, not SIGKILL the process.
+            return Err(src.whole(
+                "[[faults]]: engine \"ssh\" does not run fault schedules yet; run them with --engine sim, local or lab"
+                    .to_string(),
+            ));
         }
         if !matches!(engine, Engine::Lab | Engine::Ssh) {
             return Ok(None);
@@ -805,12 +806,19 @@ impl Plan {
         };
         let lab =
             dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
-        let max = self.cells.iter().map(|c| c.servers).max().unwrap_or(0);
+        // Every node a cell will have: its servers and the ones its faults join.
+        let max = self.cells.iter().map(|c| Timeline::node_count(&self.faults_for(c.servers), c.servers)).max();
+        let max = max.unwrap_or(0);
         if max > lab.nodes {
+            let joins = if self.faults.iter().any(|f| f.action == FaultAction::Join) {
+                " (servers and the nodes its faults join)"
+            } else {
+                " servers"
+            };
             return Err(src.at(
                 self.lab_span.clone(),
                 "lab.topology",
-                format!("the lab has {} nodes but the sweep asks for up to {max} servers", lab.nodes),
+                format!("the lab has {} nodes but the sweep asks for up to {max}{joins}", lab.nodes),
             ));
         }
         Ok(Some(lab))

@@ -246,9 +246,10 @@ fn a_killed_node_costs_only_its_in_flight_requests_and_serves_again_after_rise_p
 
 /// The lab's kernel front end: a killed node leaves the nftables map (its
 /// slot goes to the next node up, the others keep theirs) and comes back
-/// after its restart. Root only; elsewhere it says SKIPPED.
+/// after its restart; a node that leaves the membership goes out of it at
+/// once, and back when it joins. Root only; elsewhere it says SKIPPED.
 #[test]
-fn the_lab_director_takes_a_killed_node_out_of_the_kernel_map_and_back() {
+fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_back() {
     use dl7_realnet::lab::{self, exec, LabConfig, LabPlan};
     if let Some(why) =
         (!exec::is_root()).then(|| "not root".to_string()).or(exec::require_tools().err().map(|e| e.to_string()))
@@ -301,7 +302,8 @@ fn the_lab_director_takes_a_killed_node_out_of_the_kernel_map_and_back() {
         }
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let spec = dl7_realnet::health::HealthSpec { interval_ms: INTERVAL_MS, rise: RISE as u32, fall: FALL as u32 };
-        let health = lab::director::spawn(plan.clone(), addrs.clone(), spec, stop);
+        let (members_tx, members) = tokio::sync::watch::channel(vec![0, 1]);
+        let health = lab::director::spawn(plan.clone(), addrs.clone(), spec, members, stop).await.unwrap();
         let fe = plan.front().netns.clone();
         let ruleset = || {
             exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap()
@@ -323,6 +325,11 @@ fn the_lab_director_takes_a_killed_node_out_of_the_kernel_map_and_back() {
             ruleset().contains(&both)
         })
         .await;
+        // A leave and a join of the fault schedule: the map follows the membership at once.
+        members_tx.send_replace(vec![0]);
+        wait_until(SLACK, "node 1 left the map", || async { ruleset().contains(&only_first) }).await;
+        members_tx.send_replace(vec![0, 1]);
+        wait_until(SLACK, "node 1 joined the map", || async { ruleset().contains(&both) }).await;
         let _ = stop_tx.send(true);
         drop(nodes);
         drop(origin);

@@ -234,7 +234,8 @@ struct Layout {
 
 impl Layout {
     fn new(placement: &Placement, cell: &RealCell) -> Result<Layout, String> {
-        let n = cell.servers as usize;
+        // Every node the cell will have: its servers, then those its schedule joins.
+        let n = dl7_core::fault::Timeline::node_count(&cell.faults, cell.servers) as usize;
         match placement {
             Placement::Local => Ok(Layout {
                 origin: Host::default(),
@@ -266,7 +267,9 @@ impl Layout {
                 let nodes: Vec<Host> =
                     plan.hosts_of(Role::Node).take(n).map(|h| at(h, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))).collect();
                 if nodes.len() < n {
-                    return Err(format!("the lab has {} nodes, the cell needs {n}", nodes.len()));
+                    let joins =
+                        if n > cell.servers as usize { " (its servers and the nodes its faults join)" } else { "" };
+                    return Err(format!("the lab has {} nodes, the cell needs {n}{joins}", nodes.len()));
                 }
                 let mut loads: Vec<Host> =
                     plan.hosts_of(Role::Client).map(|h| Host { run: runner(h), ..Host::default() }).collect();
@@ -434,7 +437,7 @@ pub async fn run_cell(
     // the ones a fault schedule adds later included.
     let n = cell.servers as usize;
     let total = dl7_core::fault::Timeline::node_count(&cell.faults, cell.servers) as usize;
-    let node_hosts: Vec<Host> = (0..total).map(|i| layout.nodes.get(i).cloned().unwrap_or_default()).collect();
+    let node_hosts = layout.nodes.clone();
     // Membership changes arrive on the nodes' admin listeners.
     let admin_needed = cell.faults.iter().any(|f| f.action.changes_membership());
     let mut node_addrs = Vec::new();
@@ -504,7 +507,8 @@ pub async fn run_cell(
     let (director_stop, stop) = tokio::sync::watch::channel(false);
     let director_stop = StopOnDrop(director_stop);
     if let (FrontEnd::Kernel(_), Placement::Lab(plan)) = (&layout.front, placement) {
-        crate::lab::director::spawn(plan.clone(), node_addrs.clone(), s.health, stop);
+        let members = nodes.lock().await.members();
+        crate::lab::director::spawn(plan.clone(), node_addrs.clone(), s.health, members, stop).await?;
     }
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });
@@ -622,6 +626,17 @@ pub async fn run_cell(
         // when its window opens and when it closes (the process keeps running
         // after that to finish the requests still out, which must not count).
         let ramp = cell.warmup_s.min(MAX_RAMP_S);
+        // Owners as a node that never fails sees them, before the faults and after
+        // (for a policy whose pick is a function of the key: the simulator's rule).
+        // Read before the load starts: under load the lookups would delay the schedule.
+        let pure = dl7_core::Membership::numbered(n)
+            .and_then(|m| cell.policy.build(&m))
+            .is_ok_and(|p| p.state() == dl7_core::policy::State::Pure);
+        let probe = stable_node(&cell.faults, cell.servers).filter(|_| pure).map(|i| node_addrs[i]);
+        let before = match probe {
+            Some(a) if !cell.faults.is_empty() => Some(crate::faults::owners(a, &paths).await?),
+            _ => None,
+        };
         let limit = Duration::from_secs_f64(ramp + cell.measure_s) + Duration::from_secs(60);
         let t0 = tokio::time::Instant::now();
         let window_start = t0 + Duration::from_secs_f64(ramp);
@@ -636,17 +651,6 @@ pub async fn run_cell(
             if cell.faults.is_empty() {
                 return Ok(None);
             }
-            tokio::time::sleep_until(window_start).await;
-            // Owners as a node that never fails sees them, before the faults and after
-            // (for a policy whose pick is a function of the key: the simulator's rule).
-            let pure = dl7_core::Membership::numbered(n)
-                .and_then(|m| cell.policy.build(&m))
-                .is_ok_and(|p| p.state() == dl7_core::policy::State::Pure);
-            let probe = stable_node(&cell.faults, cell.servers).filter(|_| pure).map(|i| node_addrs[i]);
-            let before = match probe {
-                Some(a) => Some(crate::faults::owners(a, &paths).await?),
-                None => None,
-            };
             crate::faults::run_schedule(&nodes, &cell.faults, window_start, exe, scratch, front_admin).await?;
             tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + cell.measure_s)).await;
             Ok::<_, String>(match (probe, before) {

@@ -48,6 +48,9 @@ pub(crate) struct NodeSet {
     /// Their CPU seconds, summed.
     retired_cpu: Vec<f64>,
     timeline: Timeline,
+    /// The members of the moment, for whoever routes without an admin
+    /// listener (the lab's director in front of the kernel front end).
+    members: tokio::sync::watch::Sender<Vec<usize>>,
 }
 
 impl NodeSet {
@@ -64,7 +67,13 @@ impl NodeSet {
             retired: vec![None; n],
             retired_cpu: vec![0.0; n],
             timeline: Timeline::new(servers),
+            members: tokio::sync::watch::channel((0..servers as usize).collect()).0,
         }
+    }
+
+    /// The members of the moment, changing as the schedule runs.
+    pub(crate) fn members(&self) -> tokio::sync::watch::Receiver<Vec<usize>> {
+        self.members.subscribe()
     }
 
     /// Starts node `i` (its config with the members of the moment) and waits until it is ready.
@@ -125,9 +134,11 @@ impl NodeSet {
         Some(p)
     }
 
-    /// Tells every running node and the front end (`front`, its admin listener) the members of the moment.
+    /// Tells every running node, the front end (`front`, its admin listener)
+    /// and the watchers of [`NodeSet::members`] the members of the moment.
     async fn announce(&self, front: Option<SocketAddr>) -> Result<(), String> {
         let members: Vec<usize> = self.timeline.members.iter().map(|&m| m as usize).collect();
+        self.members.send_replace(members.clone());
         for a in self.admins.iter().flatten().copied().chain(front) {
             put_members(a, &members, STEP_TIMEOUT).await?;
         }
