@@ -1262,7 +1262,10 @@ measure_s = 2.0
         let e = err(&format!("{good}{}", fault("0.5", "restart", 0)));
         assert!(e.contains("only a killed node restarts"), "{e}");
         let with = parse(&format!("{good}{}", fault("0.5", "kill", 1))).unwrap();
-        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("--engine sim or local"));
+        let e = with.check_engine(Engine::Ssh).unwrap_err().0;
+        assert!(e.contains("engine \"ssh\" does not run fault schedules") && e.contains("sim, local or lab"), "{e}");
+        // The lab engine takes them: what it lacks here is a lab.
+        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("[lab] topology"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dl7::experiment::Plan;
-use dl7_core::{Membership, NoLoad, PolicySpec, RequestKey};
+use dl7_core::{PolicySpec, RequestKey};
 use dl7_realnet::engine::{self, Placement};
 
 fn scratch(name: &str) -> PathBuf {
@@ -30,22 +30,11 @@ fn experiment(arch: &str, policy: &str, fault: &str) -> String {
 /// The core's share of surge100 paths whose owner (a node index) differs
 /// between membership `before` and `after` (node `i` is `10.0.0.{i+1}`).
 fn core_moved(policy: &str, before: &[usize], after: &[usize]) -> f64 {
-    let names = Membership::numbered(8).unwrap();
-    let build = |ids: &[usize]| {
-        let m = Membership::new(ids.iter().map(|&i| names.servers()[i].clone()).collect()).unwrap();
-        PolicySpec::parse(policy).unwrap().build(&m).unwrap()
-    };
-    let (b, a) = (build(before), build(after));
     let catalog = dl7_traces::workload::builtin("surge100").unwrap();
-    let moved = catalog
-        .objects
-        .iter()
-        .filter(|o| {
-            let k = RequestKey::new(o.path.as_bytes());
-            before[b.pick(&k, &NoLoad).index()] != after[a.pick(&k, &NoLoad).index()]
-        })
-        .count();
-    moved as f64 / catalog.len() as f64
+    let keys: Vec<RequestKey> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
+    let ids = |v: &[usize]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+    let spec = PolicySpec::parse(policy).unwrap();
+    dl7_core::fault::moved_frac(&spec, &ids(before), &ids(after), &keys).unwrap().expect("a pure policy")
 }
 
 #[test]

@@ -10,10 +10,15 @@
 //!   enters every dispatcher's membership.
 //!
 //! [`Timeline`] replays a schedule against a cluster size: it checks it and
-//! says who is a member and who is alive at any step. This module does
-//! nothing to any node; the engines do.
+//! says who is a member and who is alive at any step; [`moved_frac`] is
+//! the share of keys a membership change moves, the figure every engine's
+//! `moved_frac` column is checked against. This module does nothing to any
+//! node; the engines do.
 
 use serde::{Deserialize, Serialize};
+
+use crate::policy::State;
+use crate::{Membership, NoLoad, Policy, PolicyError, PolicySpec, RequestKey};
 
 /// What happens to the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,6 +142,42 @@ impl Timeline {
     }
 }
 
+/// Share of keys whose owner differs between two owner lists of the same
+/// keys, in the same order (0 for no keys).
+pub fn disruption(before: &[u32], after: &[u32]) -> f64 {
+    if before.is_empty() {
+        return 0.0;
+    }
+    before.iter().zip(after).filter(|(a, b)| a != b).count() as f64 / before.len() as f64
+}
+
+/// The core's figure for what a membership change moves: the share of
+/// `keys` whose owning node differs when `policy` routes over the nodes
+/// `before` and then over `after` (node indices; node `i` has the name
+/// [`Membership::numbered`] gives it, as the engines name their nodes).
+/// `None` for a policy whose pick is not a function of the key alone
+/// (stateful or load-aware): no membership fixes its owners.
+pub fn moved_frac(
+    policy: &PolicySpec,
+    before: &[u32],
+    after: &[u32],
+    keys: &[RequestKey<'_>],
+) -> Result<Option<f64>, PolicyError> {
+    let most = before.iter().chain(after).map(|&i| i as usize + 1).max().unwrap_or(1);
+    let names = Membership::numbered(most)?;
+    let build = |nodes: &[u32]| {
+        policy.build(&Membership::new(nodes.iter().map(|&i| names.servers()[i as usize].clone()).collect())?)
+    };
+    let (b, a) = (build(before)?, build(after)?);
+    if b.state() != State::Pure {
+        return Ok(None);
+    }
+    let owners = |p: &dyn Policy, nodes: &[u32]| -> Vec<u32> {
+        keys.iter().map(|k| nodes[p.pick(k, &NoLoad).index()]).collect()
+    };
+    Ok(Some(disruption(&owners(&*b, before), &owners(&*a, after))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +209,25 @@ mod tests {
         assert!(Timeline::check(&[f(1.0, Leave, 0)], 1).unwrap_err().1.contains("last member"));
         assert_eq!(FaultAction::from_name("leave"), Some(Leave));
         assert_eq!(FaultAction::from_name("crash"), None);
+    }
+
+    #[test]
+    fn moved_frac_is_the_share_of_owners_changed() {
+        assert_eq!(disruption(&[0, 1, 2, 3], &[0, 1, 1, 3]), 0.25);
+        assert_eq!(disruption(&[], &[]), 0.0);
+        let urls: Vec<String> = (0..4000).map(|i| format!("/obj/{i}")).collect();
+        let keys: Vec<RequestKey> = urls.iter().map(|u| RequestKey::new(u.as_bytes())).collect();
+        let moved = |p: &str, b: &[u32], a: &[u32]| moved_frac(&PolicySpec::parse(p).unwrap(), b, a, &keys).unwrap();
+        // Modulo hashing from 4 to 5 nodes keeps a key only where k mod 4 = k mod 5: about 1/5.
+        let md5 = moved("md5", &[0, 1, 2, 3], &[0, 1, 2, 3, 4]).unwrap();
+        assert!((md5 - 0.8).abs() < 0.03, "{md5}");
+        // A consistent policy moves the joined node's share, about 1/5, all of it to the new node.
+        let ketama = moved("ketama", &[0, 1, 2, 3], &[0, 1, 2, 3, 4]).unwrap();
+        assert!((ketama - 0.2).abs() < 0.06, "{ketama}");
+        assert_eq!(moved("ketama", &[0, 1, 2], &[0, 1, 2]), Some(0.0));
+        // A node's names come from its index, so a leave of node 1 moves only node 1's keys.
+        let left = moved("ketama", &[0, 1, 2, 3], &[0, 2, 3]).unwrap();
+        assert!(left > 0.1 && left < 0.4, "{left}");
+        assert_eq!(moved("rr", &[0, 1], &[0, 1, 2]), None);
     }
 }

@@ -654,7 +654,9 @@ pub async fn run_cell(
             crate::faults::run_schedule(&nodes, &cell.faults, window_start, exe, scratch, front_admin).await?;
             tokio::time::sleep_until(t0 + Duration::from_secs_f64(ramp + cell.measure_s)).await;
             Ok::<_, String>(match (probe, before) {
-                (Some(a), Some(before)) => Some(disruption(&before, &crate::faults::owners(a, &paths).await?)),
+                (Some(a), Some(before)) => {
+                    Some(dl7_core::fault::disruption(&before, &crate::faults::owners(a, &paths).await?))
+                }
                 _ => None,
             })
         };
@@ -713,14 +715,6 @@ fn stable_node(faults: &[dl7_core::Fault], servers: u32) -> Option<usize> {
     (0..servers)
         .find(|&i| !faults.iter().any(|f| f.node == i && f.action != dl7_core::FaultAction::Join))
         .map(|i| i as usize)
-}
-
-/// Share of paths whose owner differs between two owner lists.
-fn disruption(before: &[u32], after: &[u32]) -> f64 {
-    if before.is_empty() {
-        return 0.0;
-    }
-    before.iter().zip(after).filter(|(a, b)| a != b).count() as f64 / before.len() as f64
 }
 
 /// Most catalog paths whose owners `moved_frac` compares (the first ones).

@@ -467,18 +467,6 @@ pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow,
 /// as the dispatchers' policy decides it. `None` for a policy whose pick is
 /// not a function of the key alone (stateful or load-aware).
 fn moved_frac(cell: &CellSpec, keys: &[RequestKey<'_>], last: &[u32]) -> Result<Option<f64>, SimError> {
-    let names =
-        Membership::numbered(last.iter().map(|&m| m as usize + 1).max().unwrap_or(0).max(cell.servers as usize))?;
-    let build = |nodes: &[u32]| {
-        let m = Membership::new(nodes.iter().map(|&i| names.servers()[i as usize].clone()).collect())?;
-        cell.policy.build(&m)
-    };
     let first: Vec<u32> = (0..cell.servers).collect();
-    let (before, after) = (build(&first)?, build(last)?);
-    if before.state() != dl7_core::policy::State::Pure {
-        return Ok(None);
-    }
-    let owner = |p: &dyn dl7_core::Policy, nodes: &[u32], k: &RequestKey| nodes[p.pick(k, &dl7_core::NoLoad).index()];
-    let moved = keys.iter().filter(|k| owner(&*before, &first, k) != owner(&*after, last, k)).count();
-    Ok(Some(moved as f64 / keys.len().max(1) as f64))
+    Ok(dl7_core::fault::moved_frac(&cell.policy, &first, last, keys)?)
 }

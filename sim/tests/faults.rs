@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use dl7_core::{Fault, FaultAction, Membership, NoLoad, PolicySpec, RequestKey};
+use dl7_core::{Fault, FaultAction, PolicySpec, RequestKey};
 use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 
 fn cell(policy: &str, servers: u32, faults: Vec<Fault>) -> CellSpec {
@@ -73,22 +73,11 @@ fn a_kill_costs_about_the_nodes_share_until_the_restart_refills_it() {
 
 /// Share of surge100 objects whose owner (a node) differs between memberships.
 fn core_moved(policy: &str, before: &[usize], after: &[usize]) -> f64 {
-    let names = Membership::numbered(9).unwrap();
-    let build = |ids: &[usize]| {
-        let m = Membership::new(ids.iter().map(|&i| names.servers()[i].clone()).collect()).unwrap();
-        PolicySpec::parse(policy).unwrap().build(&m).unwrap()
-    };
-    let (b, a) = (build(before), build(after));
     let catalog = dl7_traces::workload::builtin("surge100").unwrap();
-    let moved = catalog
-        .objects
-        .iter()
-        .filter(|o| {
-            let k = RequestKey::new(o.path.as_bytes());
-            before[b.pick(&k, &NoLoad).index()] != after[a.pick(&k, &NoLoad).index()]
-        })
-        .count();
-    moved as f64 / catalog.len() as f64
+    let keys: Vec<RequestKey> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
+    let ids = |v: &[usize]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+    let spec = PolicySpec::parse(policy).unwrap();
+    dl7_core::fault::moved_frac(&spec, &ids(before), &ids(after), &keys).unwrap().expect("a pure policy")
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Instant;
 
+use dl7_core::fault::disruption;
 use dl7_core::{LoadView, Membership, NoLoad, Params, Policy, PolicyKind, PolicySpec, RequestKey, ServerId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -177,15 +178,6 @@ pub fn owners(policy: &dyn Policy, keys: &[RequestKey]) -> Vec<u32> {
     keys.iter().map(|k| policy.pick(k, &NoLoad).0).collect()
 }
 
-/// Share of keys whose owner differs between two owner lists of the same
-/// keys (0 for no keys).
-pub fn disruption(before: &[u32], after: &[u32]) -> f64 {
-    if before.is_empty() {
-        return 0.0;
-    }
-    before.iter().zip(after).filter(|(a, b)| a != b).count() as f64 / before.len() as f64
-}
-
 /// `count` object indices in `0..objects` drawn from Zipf(`s`) (object `j`
 /// has weight `1 / (j + 1)^s`) by `rand_distr::Zipf` over a ChaCha8
 /// generator seeded with `seed`: the same arguments give the same stream on
@@ -330,10 +322,5 @@ mod tests {
         // Objects beyond the key list are hashed on the fly.
         let served = request_load(&*rr, &requests, &keys, 4);
         assert_eq!(served, [250, 250, 250, 250]);
-    }
-
-    #[test]
-    fn disruption_counts_changed_owners() {
-        assert_eq!(disruption(&[0, 1, 2, 3], &[0, 1, 1, 3]), 0.25);
     }
 }
