@@ -377,6 +377,8 @@ mod tests {
         let iv = Recorder::new(S as u64, 0).finish(S);
         let row = IntervalRow::new(&run, &iv[0]);
         assert!(row.of_run(&run) && !row.of_run(&ResultRow { seed: 8, ..run.clone() }));
+        // The names external checks rely on, pinned as written; the CSV writer's
+        // header is held to COLUMNS wherever a file is read back (`dl7 merge`, `dl7 plot`).
         let names = [
             "mode",
             "workload",

@@ -3,31 +3,10 @@
 //! harness (Cargo.toml), whose thread allocates while a test runs (its
 //! "running for over 60 seconds" note on a busy machine did, once).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use dl7_core::{LoadView, Membership, PolicyKind, PolicySpec, RequestKey, ServerId};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: dl7_alloc_count::Counting = dl7_alloc_count::Counting;
 
 /// Some load, so that bounded walks and p2c and lard compare.
 struct Skewed;
@@ -60,12 +39,12 @@ fn pick_and_candidates_do_not_allocate() {
         for &kind in PolicyKind::ALL {
             let policy = PolicySpec::new(kind).build(&members).unwrap();
             let mut out = Vec::with_capacity(n);
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = dl7_alloc_count::allocations();
             for key in &keys {
                 std::hint::black_box(policy.pick(key, &Skewed));
                 policy.candidates(key, &Skewed, n, &mut out);
             }
-            let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let allocated = dl7_alloc_count::allocations() - before;
             assert_eq!(allocated, 0, "{kind} at N = {n} allocated {allocated} times");
         }
     }

@@ -7,34 +7,14 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{core_owner, Options, TestCluster};
 use dl7_realnet::front::FrontMode;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: dl7_alloc_count::Counting = dl7_alloc_count::Counting;
 
 /// A keep-alive client that allocates nothing per request.
 struct Client {
@@ -87,14 +67,14 @@ fn allocations(target: SocketAddr, requests: &[Vec<u8>], rounds: usize) -> usize
     for r in requests {
         assert_eq!(client.get(r).0, 200);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = dl7_alloc_count::allocations();
     for _ in 0..rounds {
         for r in requests {
             let (status, _) = client.get(r);
             assert_eq!(status, 200);
         }
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    dl7_alloc_count::allocations() - before
 }
 
 fn main() {

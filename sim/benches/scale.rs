@@ -30,8 +30,6 @@
 //!   requests; requests per CPU second of the event loop (the run's CPU time
 //!   less that of the same cell with a 1 us window, i.e. less start-up).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,34 +38,8 @@ use dl7_sim::engine::{Context, Model, Simulation};
 use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 use dl7_traces::Catalog;
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        } else {
-            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: dl7_alloc_count::Counting = dl7_alloc_count::Counting;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -157,12 +129,11 @@ fn child(args: &[String]) {
         faults: Vec::new(),
     };
     let rss_before = status_kib("VmRSS:");
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    let heap_before = LIVE.load(Ordering::Relaxed);
+    let heap_before = dl7_alloc_count::reset_peak();
     let (cpu0, t0) = (cpu_ns(), Instant::now());
     let (_, stats) = simulate_with_stats(&cell, &hw).unwrap();
     let (cpu, wall) = (cpu_ns() - cpu0, t0.elapsed().as_nanos() as u64);
-    let heap = PEAK.load(Ordering::Relaxed) - heap_before;
+    let heap = dl7_alloc_count::peak_bytes() - heap_before;
     println!(
         "requests={} events={} wall_ns={wall} cpu_ns={cpu} heap={heap} rss_before_kib={rss_before} hwm_kib={}",
         stats.requests,

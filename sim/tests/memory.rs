@@ -17,41 +17,13 @@
 //! the bound is 200 MB, where the servers x objects arrays of before took
 //! about 22 GB for this cell (1 + 4 + 17 bytes per server and object).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dl7_core::PolicySpec;
 use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        } else {
-            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: dl7_alloc_count::Counting = dl7_alloc_count::Counting;
 
 const MB: usize = 1_000_000;
 
@@ -69,7 +41,7 @@ fn vm_hwm_bytes() -> usize {
 fn a_million_objects_on_1024_servers_fit_in_the_derived_bound() {
     const OBJECTS: u32 = 1_000_000;
     let catalog = dl7_traces::SurgeModel::surge("/m", OBJECTS, 1.0, 1).generate().unwrap();
-    let catalog_bytes = LIVE.load(Ordering::Relaxed);
+    let catalog_bytes = dl7_alloc_count::live_bytes();
     let cell = CellSpec {
         workload: "surge1m".into(),
         catalog: Arc::new(catalog),
@@ -90,10 +62,9 @@ fn a_million_objects_on_1024_servers_fit_in_the_derived_bound() {
         interval_s: 1.0,
         faults: Vec::new(),
     };
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = dl7_alloc_count::reset_peak();
     let (_, stats) = simulate_with_stats(&cell, &Hardware::kwon2008()).unwrap();
-    let model_peak = PEAK.load(Ordering::Relaxed) - before;
+    let model_peak = dl7_alloc_count::peak_bytes() - before;
     assert!(stats.events > 64_512, "every connection must have started: {} events", stats.events);
     eprintln!(
         "catalog {} MB; simulation peak heap {} MB ({} B per object); process peak RSS {} MB",
