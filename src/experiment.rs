@@ -788,13 +788,6 @@ impl Plan {
     /// engines, reads the lab topology (`[lab] topology`) and returns it.
     pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
         let src = Source::new(&self.text, &self.origin);
-        if !self.faults.is_empty() && engine == Engine::Ssh {
-            // Its services run under SSH sessions: a kill would end a session, not SIGKILL the process.
-            return Err(src.whole(
-                "[[faults]]: engine \"ssh\" does not run fault schedules yet; run them with --engine sim, local or lab"
-                    .to_string(),
-            ));
-        }
         if !matches!(engine, Engine::Lab | Engine::Ssh) {
             return Ok(None);
         }
@@ -1262,10 +1255,11 @@ measure_s = 2.0
         let e = err(&format!("{good}{}", fault("0.5", "restart", 0)));
         assert!(e.contains("only a killed node restarts"), "{e}");
         let with = parse(&format!("{good}{}", fault("0.5", "kill", 1))).unwrap();
-        let e = with.check_engine(Engine::Ssh).unwrap_err().0;
-        assert!(e.contains("engine \"ssh\" does not run fault schedules") && e.contains("sim, local or lab"), "{e}");
-        // The lab engine takes them: what it lacks here is a lab.
-        assert!(with.check_engine(Engine::Lab).unwrap_err().0.contains("[lab] topology"));
+        // Every engine takes them: what the lab and ssh engines lack here is a lab.
+        assert!(with.check_engine(Engine::Local).is_ok());
+        for engine in [Engine::Lab, Engine::Ssh] {
+            assert!(with.check_engine(engine).unwrap_err().0.contains("[lab] topology"));
+        }
     }
 
     #[test]

@@ -302,14 +302,16 @@ fn run_real(
             break;
         }
         let cell = real_cell(experiment, run);
+        // Hosts are set up for every node the cell will have, the ones its faults join included.
+        let nodes = dl7_core::fault::Timeline::node_count(&cell.faults, cell.servers) as usize;
         if let Some(p) = &lab_plan {
-            if let Err(e) = set_lab_front(p, cell.arch, cell.servers as usize) {
+            if let Err(e) = set_lab_front(p, cell.arch, nodes) {
                 failure = Some(e);
                 break;
             }
         }
         if let Some(s) = &mut ssh {
-            if let Err(e) = s.setup_cell(cell.arch, cell.servers as usize, &mut ssh_log) {
+            if let Err(e) = s.setup_cell(cell.arch, nodes, &mut ssh_log) {
                 failure = Some(anyhow::anyhow!("run {}: {e}", describe(experiment, run)));
                 break;
             }

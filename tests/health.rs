@@ -303,7 +303,8 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let spec = dl7_realnet::health::HealthSpec { interval_ms: INTERVAL_MS, rise: RISE as u32, fall: FALL as u32 };
         let (members_tx, members) = tokio::sync::watch::channel(vec![0, 1]);
-        let health = lab::director::spawn(plan.clone(), addrs.clone(), spec, members, stop).await.unwrap();
+        let reroute = lab::director::lab_map(plan.clone());
+        let health = lab::director::spawn(reroute, addrs.clone(), spec, members, stop).await.unwrap();
         let fe = plan.front().netns.clone();
         let ruleset = || {
             exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap()

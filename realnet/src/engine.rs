@@ -503,12 +503,20 @@ pub async fn run_cell(
         }
         FrontEnd::Kernel(vip) => (None, *vip, None),
     };
-    // The kernel front end's health checks: a dead node leaves its map (ldirectord's job).
+    // The kernel front end's health checks and membership: a dead or departed
+    // node leaves its forwarding, a joined one enters it (ldirectord's job).
     let (director_stop, stop) = tokio::sync::watch::channel(false);
     let director_stop = StopOnDrop(director_stop);
-    if let (FrontEnd::Kernel(_), Placement::Lab(plan)) = (&layout.front, placement) {
-        let members = nodes.lock().await.members();
-        crate::lab::director::spawn(plan.clone(), node_addrs.clone(), s.health, members, stop).await?;
+    if let FrontEnd::Kernel(_) = &layout.front {
+        let reroute = match placement {
+            Placement::Lab(plan) => Some(crate::lab::director::lab_map(plan.clone())),
+            Placement::Ssh(hosts) => Some(hosts.front_reroute()),
+            Placement::Local => None,
+        };
+        if let Some(reroute) = reroute {
+            let members = nodes.lock().await.members();
+            crate::lab::director::spawn(reroute, node_addrs.clone(), s.health, members, stop).await?;
+        }
     }
 
     let replay = matches!(cell.clients, ClientMode::Replay { .. });

@@ -1,8 +1,9 @@
 //! A cell's fault schedule ([`dl7_core::fault`]) carried out on the real
 //! node processes while the measured load runs:
 //!
-//! * `kill`: SIGKILL; the node stays a member, the dispatchers' health
-//!   checks route around it.
+//! * `kill`: SIGKILL (on a lab PC, `kill -9` over SSH); the node stays a
+//!   member, the dispatchers' health checks (and the lab's director, for a
+//!   kernel front end) route around it.
 //! * `restart`: the node's process again, empty cache, with the membership
 //!   of the moment.
 //! * `leave`: the node leaves every dispatcher's and the front end's
@@ -152,8 +153,12 @@ impl NodeSet {
         match f.action {
             FaultAction::Kill => {
                 if let Some(p) = self.retire(i).await {
-                    p.signal(SIGKILL);
-                    reap(p).await;
+                    // Off the async threads: on a remote host the signal is an SSH round trip.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        p.signal(SIGKILL);
+                        drop(p)
+                    })
+                    .await;
                 }
             }
             FaultAction::Restart => self.start(exe, dir, i).await?,

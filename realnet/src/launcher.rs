@@ -262,8 +262,17 @@ impl Proc {
         parse_ready(&l).ok_or_else(|| format!("{}: malformed ready line {l:?}", self.name))
     }
 
-    /// Sends `signal` (e.g. `libc::SIGSTOP` or `SIGKILL` for fault tests).
+    /// Sends `signal` (e.g. `libc::SIGSTOP` or `SIGKILL` for faults) to the
+    /// service. On a remote host that is `kill` over SSH (one round trip, so
+    /// call it off the async threads), and its session then ends by itself;
+    /// if the host cannot be reached, the local SSH client gets it instead.
     pub fn signal(&self, signal: libc::c_int) {
+        if let Runner::Ssh(remote) = &self.run {
+            let pid = self.remote_pid.load(Ordering::Relaxed);
+            if pid != 0 && remote.run("signal a service", &format!("kill -{signal} {pid}"), None).is_ok() {
+                return;
+            }
+        }
         if let Some(pid) = self.child.id() {
             // SAFETY: plain kill(2) on our own child's pid.
             unsafe {

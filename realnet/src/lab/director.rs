@@ -1,18 +1,20 @@
-//! The lab's keepalived: while a distributed cell runs behind the kernel
-//! front end (the nftables `fwd` map), probe its nodes as every dispatcher
-//! does ([`crate::health`], from the root namespace over the bridge) and,
-//! when one goes out or comes back, or the fault schedule changes the
-//! membership, replace the map in place so that the front end stops
-//! forwarding to a dead or departed node and starts forwarding to a joined
-//! one ([`LabPlan::direct_routing_reroute`]): ldirectord's job on an IPVS box.
+//! The lab's keepalived: while a distributed cell runs behind a kernel
+//! front end, probe its nodes as every dispatcher does ([`crate::health`],
+//! from the controller over the lab network) and, when one goes out or comes
+//! back, or the fault schedule changes the membership, change the front
+//! end's forwarding in place so that it stops forwarding to a dead or
+//! departed node and starts forwarding to a joined one: ldirectord's job on
+//! an IPVS box. The emulated lab's front end is its nftables map
+//! ([`lab_map`], [`LabPlan::direct_routing_reroute`]); a lab PC's is IPVS
+//! weights or the same map, over SSH ([`crate::lab::hostplan::front_reroute`]).
 //!
-//! The map is stateless (no connection table, unlike IPVS): when a node's
-//! slot moves, so do the connections hashed to it, and the requests in
-//! flight on them are resent by the load generator when no byte of their
-//! response came, or fail.
+//! The nftables map is stateless (no connection table, unlike IPVS): when a
+//! node's slot moves, so do the connections hashed to it, and the requests
+//! in flight on them are resent by the load generator when no byte of their
+//! response came, or fail. IPVS keeps a quiesced node's connections.
 //!
-//! It only rewrites the rule; the architecture switch between cells stays
-//! [`super::set_architecture`]'s.
+//! It only changes the forwarding; the architecture switch between cells
+//! stays the engine's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,14 +25,26 @@ use super::LabPlan;
 use crate::health::{Health, HealthSpec};
 use crate::http::wait_true;
 
+/// How the front end's forwarding is changed: given, per node, whether it
+/// is routed; run off the async threads (it may run commands).
+pub type Reroute = Arc<dyn Fn(Vec<bool>) -> Result<(), String> + Send + Sync>;
+
+/// The emulated lab's front end: its nftables map, in its namespace.
+pub fn lab_map(plan: LabPlan) -> Reroute {
+    Arc::new(move |routed: Vec<bool>| {
+        let step = plan.direct_routing_reroute(routed.len(), &routed);
+        super::exec::run_steps(&[step], &mut |_| {}).map_err(|e| format!("cannot update the forwarding map: {e}"))
+    })
+}
+
 /// Watches `nodes` (every node a cell's schedule will have) and routes the
-/// front end's map over those that are members (`members`, the indices the
-/// fault schedule has in the membership at each instant) and up, until `stop`
-/// turns true. The first map is in place when this returns, so that a cell
-/// whose schedule later joins nodes starts with a map of their size.
-/// Returns the health it keeps (for counters).
+/// front end (`reroute`) over those that are members (`members`, the indices
+/// the fault schedule has in the membership at each instant) and up, until
+/// `stop` turns true. The first routing is in place when this returns, so
+/// that a cell whose schedule later joins nodes starts with a map of their
+/// size. Returns the health it keeps (for counters).
 pub async fn spawn(
-    plan: LabPlan,
+    reroute: Reroute,
     nodes: Vec<SocketAddr>,
     spec: HealthSpec,
     mut members: watch::Receiver<Vec<usize>>,
@@ -42,7 +56,7 @@ pub async fn spawn(
         move |members: &[usize]| -> Vec<bool> { (0..nodes).map(|i| members.contains(&i) && h.is_up(i)).collect() }
     };
     let first = routed(&members.borrow_and_update());
-    apply(&plan, first).await?;
+    apply(&reroute, first).await?;
     health.spawn_probes(&nodes, stop.clone());
     let mut changes = health.subscribe();
     tokio::spawn(async move {
@@ -54,7 +68,7 @@ pub async fn spawn(
             }
             let routed = routed(&members.borrow_and_update());
             let shown = format!("{routed:?}");
-            match apply(&plan, routed).await {
+            match apply(&reroute, routed).await {
                 Ok(()) => tracing::warn!("lab front end: nodes routed {shown}"),
                 Err(e) => tracing::warn!("lab front end: {e}"),
             }
@@ -63,12 +77,8 @@ pub async fn spawn(
     Ok(health)
 }
 
-/// Replaces the front end's map with one over the nodes that are `routed`.
-async fn apply(plan: &LabPlan, routed: Vec<bool>) -> Result<(), String> {
-    let step = plan.direct_routing_reroute(routed.len(), &routed);
-    match tokio::task::spawn_blocking(move || super::exec::run_steps(&[step], &mut |_| {})).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("cannot update the forwarding map: {e}")),
-        Err(e) => Err(e.to_string()),
-    }
+/// Routes the front end over the nodes that are `routed`.
+async fn apply(reroute: &Reroute, routed: Vec<bool>) -> Result<(), String> {
+    let reroute = Arc::clone(reroute);
+    tokio::task::spawn_blocking(move || reroute(routed)).await.map_err(|e| e.to_string())?
 }

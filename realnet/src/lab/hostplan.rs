@@ -163,6 +163,33 @@ pub fn front(plan: &LabPlan, dev: &str, arch: Arch, active: usize, forwarding: F
     s
 }
 
+/// The front end's forwarding changed in place to the nodes `routed` (its
+/// health checks and the fault schedule's membership, ldirectord's job):
+/// under IPVS a node out gets weight 0 (quiescent: no new connections, its
+/// own kept) and one in weight 1, added first if it is new; under nftables
+/// the map is replaced in one transaction, a node out's slot going to the
+/// next node routed.
+pub fn front_reroute(plan: &LabPlan, dev: &str, forwarding: Forwarding, routed: &[bool]) -> Vec<Line> {
+    match forwarding {
+        Forwarding::Ipvs => {
+            let service = format!("{}:{}", plan.vip, plan.port);
+            let nodes = plan.hosts_of(Role::Node).take(routed.len());
+            nodes
+                .zip(routed)
+                .map(|(n, &on)| {
+                    let real = format!("-t {service} -r {}:{} -g -w {}", n.addr, plan.port, u8::from(on));
+                    Line::new(format!("ipvsadm -e {real} 2>/dev/null || ipvsadm -a {real}"))
+                })
+                .collect()
+        }
+        Forwarding::Nft => vec![Line {
+            why: None,
+            sh: "nft -f -".into(),
+            stdin: Some(plan.reroute_ruleset(routed.len(), routed, dev)),
+        }],
+    }
+}
+
 /// Every host's setup for one cell, in the order to apply it: nodes first
 /// (they hold the VIP before anything forwards to them), the front end last;
 /// teardown goes in the reverse order. Hosts with nothing to do are left out.
@@ -232,6 +259,29 @@ mod tests {
         assert_eq!(fe.setup.iter().filter(|l| l.sh.starts_with("ipvsadm -a")).count(), 2);
         let nft = cell(&p, &eth0, Arch::Distributed, 2, Forwarding::Nft);
         assert!(nft[2].1.setup[1].stdin.as_ref().unwrap().contains("mod 2 seed 0x5eed"));
+    }
+
+    #[test]
+    fn a_reroute_quiesces_a_node_out_and_adds_a_joined_one() {
+        let p = plan(3);
+        let ipvs = front_reroute(&p, "eth0", Forwarding::Ipvs, &[true, false, true]);
+        let lines: Vec<&str> = ipvs.iter().map(|l| l.sh.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "ipvsadm -e -t 198.18.0.250:8080 -r 198.18.0.11:8080 -g -w 1 2>/dev/null || ipvsadm -a -t 198.18.0.250:8080 -r 198.18.0.11:8080 -g -w 1",
+                "ipvsadm -e -t 198.18.0.250:8080 -r 198.18.0.12:8080 -g -w 0 2>/dev/null || ipvsadm -a -t 198.18.0.250:8080 -r 198.18.0.12:8080 -g -w 0",
+                "ipvsadm -e -t 198.18.0.250:8080 -r 198.18.0.13:8080 -g -w 1 2>/dev/null || ipvsadm -a -t 198.18.0.250:8080 -r 198.18.0.13:8080 -g -w 1",
+            ]
+        );
+        let nft = front_reroute(&p, "eth1", Forwarding::Nft, &[true, false, true]);
+        let text = nft[0].stdin.as_deref().unwrap();
+        assert!(text.starts_with("flush chain netdev"), "{text}");
+        // Node 2's slot goes to the next node routed, node 3; the NIC is the host's.
+        assert!(
+            text.contains("mod 3 seed 0x5eed map { 0 : 198.18.0.11, 1 : 198.18.0.13, 2 : 198.18.0.13 } device eth1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -272,18 +272,21 @@ impl LabPlan {
     /// (`up[i]` false) mapped to the next one up (see [`LabPlan::fwd_rule`]).
     /// The lab's director runs it when a node's health changes.
     pub fn direct_routing_reroute(&self, active: usize, up: &[bool]) -> Step {
-        let t = &self.nft_table;
         Step::Run {
             argv: ["ip", "netns", "exec", &self.front().netns, "nft", "-f", "/dev/stdin"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            stdin: Some(format!(
-                "flush chain netdev {t} in\nadd rule netdev {t} in {}\n",
-                self.fwd_rule(active, up, HOST_DEV)
-            )),
+            stdin: Some(self.reroute_ruleset(active, up, HOST_DEV)),
             only_if: None,
         }
+    }
+
+    /// The `nft -f` text of [`LabPlan::direct_routing_reroute`] for a front
+    /// end whose lab NIC is `dev` (a lab PC's, over SSH).
+    pub fn reroute_ruleset(&self, active: usize, up: &[bool], dev: &str) -> String {
+        let t = &self.nft_table;
+        format!("flush chain netdev {t} in\nadd rule netdev {t} in {}\n", self.fwd_rule(active, up, dev))
     }
 
     /// The step that installs the front end's direct-routing rule over every

@@ -23,6 +23,8 @@ pub struct SshHosts {
     pub hosts: Vec<(String, Arc<Remote>, String)>,
     /// The dl7 binary on every host.
     pub dl7: String,
+    /// The front end's forwarding (what its kernel offers).
+    pub forwarding: Forwarding,
 }
 
 impl std::fmt::Debug for SshHosts {
@@ -36,6 +38,25 @@ impl SshHosts {
     /// The connection to host `short`.
     pub fn remote(&self, short: &str) -> Option<&Arc<Remote>> {
         self.hosts.iter().find(|(s, _, _)| s == short).map(|(_, r, _)| r)
+    }
+
+    /// The front end's forwarding changed in place over SSH (the director's
+    /// [`Reroute`](crate::lab::director::Reroute)): IPVS weights or the nftables map.
+    pub fn front_reroute(self: &Arc<Self>) -> crate::lab::director::Reroute {
+        let hosts = Arc::clone(self);
+        Arc::new(move |routed: Vec<bool>| {
+            let fe = hosts.plan.front();
+            let (remote, dev) = hosts
+                .hosts
+                .iter()
+                .find(|(s, _, _)| *s == fe.short)
+                .map(|(_, r, d)| (r, d))
+                .ok_or_else(|| format!("{}: not connected", fe.short))?;
+            for line in hostplan::front_reroute(&hosts.plan, dev, hosts.forwarding, &routed) {
+                remote.run("reroute the front end", &line.sh, line.stdin.as_deref())?;
+            }
+            Ok(())
+        })
     }
 
     /// Every host's NIC counters, read at (nearly) one instant: all hosts
@@ -60,8 +81,6 @@ impl SshHosts {
 pub struct SshLab {
     /// The connected hosts (shared with the cell runner).
     pub hosts: Arc<SshHosts>,
-    /// The front end's forwarding (what its kernel offers).
-    pub forwarding: Forwarding,
     /// The setup applied for the current cell, to undo.
     applied: Vec<(String, HostSetup)>,
     control_dir: PathBuf,
@@ -144,8 +163,8 @@ impl SshLab {
                 Err(_) => errors.push("a connection thread panicked".into()),
             }
         }
-        let hosts = Arc::new(SshHosts { plan, hosts, dl7: lab.ssh.dl7.clone() });
-        let mut me = SshLab { hosts, forwarding: Forwarding::Nft, applied: Vec::new(), control_dir };
+        let hosts = Arc::new(SshHosts { plan, hosts, dl7: lab.ssh.dl7.clone(), forwarding: Forwarding::Nft });
+        let mut me = SshLab { hosts, applied: Vec::new(), control_dir };
         if !errors.is_empty() {
             me.close(&mut |_| {});
             return Err(errors.join("; "));
@@ -163,7 +182,7 @@ impl SshLab {
                 return Err(e);
             }
         };
-        me.forwarding = match chosen.trim() {
+        let forwarding = match chosen.trim() {
             "ipvs" => Forwarding::Ipvs,
             "nft" => Forwarding::Nft,
             other => {
@@ -175,10 +194,11 @@ impl SshLab {
                 ));
             }
         };
+        Arc::get_mut(&mut me.hosts).expect("not shared before open returns").forwarding = forwarding;
         log(&format!(
             "ssh: front end {fe}: direct routing by {} ({})",
-            me.forwarding.name(),
-            match me.forwarding {
+            forwarding.name(),
+            match forwarding {
                 Forwarding::Ipvs => "the kernel has IPVS",
                 Forwarding::Nft => "no IPVS in its kernel",
             }
@@ -212,7 +232,7 @@ impl SshLab {
                 .map(|(_, _, d)| d.clone())
                 .unwrap_or_else(|| "eth0".into())
         };
-        let plan = hostplan::cell(&hosts.plan, &dev, arch, servers, self.forwarding);
+        let plan = hostplan::cell(&hosts.plan, &dev, arch, servers, hosts.forwarding);
         for (short, _) in &plan {
             log(&format!("{short}: setup for a {} cell of {servers} nodes", arch.name()));
         }
