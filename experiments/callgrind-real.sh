@@ -53,15 +53,7 @@ under_valgrind() {
         >"$WORK/$name.out" 2>"$WORK/$name.err" &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
-    for _ in $(seq 1 1500); do
-        if grep -q '^dl7-ready' "$WORK/$name.out" 2>/dev/null; then
-            ADDR=$(sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.02
-    done
-    echo "error: $name did not start under valgrind: $(tail -5 "$WORK/$name.err")" >&2
-    exit 1
+    wait_ready "$name" 1500
 }
 
 case $SUBJECT in

@@ -1,4 +1,5 @@
-# Shared by experiments/bench-real.sh and experiments/profile-real.sh (sourced,
+# Shared by experiments/bench-real.sh, profile-real.sh, callgrind-real.sh and
+# hardware/measure-modern.sh (sourced,
 # never run): starting dl7 services with their ready line, pinning, CPU ticks.
 #
 # The caller sets DL7 (the binary), WORK (a scratch directory) and PIDS (an
@@ -36,14 +37,21 @@ start() {
     pinned "$cpus" "$DL7" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
-    for _ in $(seq 1 500); do
+    wait_ready "$name"
+}
+
+# wait_ready NAME [TRIES]: waits (TRIES x 20 ms, default 10 s) for the ready
+# line of the service whose output is $WORK/NAME.out; sets ADDR.
+wait_ready() {
+    local name=$1 tries=${2:-500}
+    for _ in $(seq 1 "$tries"); do
         if grep -q '^dl7-ready' "$WORK/$name.out" 2>/dev/null; then
             ADDR=$(sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out")
             return
         fi
         sleep 0.02
     done
-    echo "error: $name did not start: $(cat "$WORK/$name.err")" >&2
+    echo "error: $name did not start: $(tail -5 "$WORK/$name.err")" >&2
     exit 1
 }
 

@@ -37,32 +37,17 @@ cleanup() {
 trap cleanup EXIT INT TERM
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start NAME ARGS...: a dl7 service; sets ADDR and LAST_PID once it is ready.
-start() {
-    local name=$1; shift
-    "$DL7" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    for _ in $(seq 1 500); do
-        if grep -q '^dl7-ready' "$WORK/$name.out" 2>/dev/null; then
-            ADDR=$(sed -n 's/^dl7-ready listen=\([^ ]*\).*/\1/p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.02
-    done
-    echo "error: $name did not start: $(cat "$WORK/$name.err")" >&2
-    exit 1
-}
+# The shared helpers (start, wait_ready, free_port, cpu_ticks), every
+# process on every CPU at the niceness of this shell.
+NICE=${NICE:-0}
+. "$(dirname "$0")/../real-lib.sh"
+ALL_CPUS="0-$(( $(nproc) - 1 ))"
 
 stop_all() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
 }
-
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # One object of BYTES body bytes, so every request after the first is a hit.
 workload() {
@@ -80,11 +65,11 @@ run() {
     local rows=()
     for _ in $(seq 1 "$REPEAT"); do
         local before=() after=() p
-        for p in "$@"; do before+=("$(ticks "$p")"); done
+        for p in "$@"; do before+=("$(cpu_ticks "$p")"); done
         local line
         line=$("$DL7" load --target "$target" --workload "$wl" --connections "$CONNECTIONS" \
             --duration-s "$DURATION" 2>/dev/null | sed -n 's/^dl7-result //p')
-        for p in "$@"; do after+=("$(ticks "$p")"); done
+        for p in "$@"; do after+=("$(cpu_ticks "$p")"); done
         local req; req=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$line")
         local row="$req"
         for i in "${!before[@]}"; do row+=" $(( ${after[$i]} - ${before[$i]} ))"; done
@@ -106,14 +91,14 @@ echo "# columns: role body_bytes requests_per_run cpu_us_per_request [second pro
 for bytes in "$SMALL" "$LARGE"; do
     wl=$(workload "$bytes")
 
-    start origin origin --workload "$wl"
+    start origin "$ALL_CPUS" origin --workload "$wl"
     ORIGIN=$ADDR
     ORIGIN_PID=$LAST_PID
     N0="127.0.0.1:$(free_port)"
-    start node0 node --id 0 --nodes "$N0" --origin "$ORIGIN" --policy md5
+    start node0 "$ALL_CPUS" node --id 0 --nodes "$N0" --origin "$ORIGIN" --policy md5
     NODE0_PID=$LAST_PID
     echo "node-local $bytes $(run "$N0" "$wl" "$NODE0_PID")"
-    start front front --mode conventional --nodes "$N0" --policy md5
+    start front "$ALL_CPUS" front --mode conventional --nodes "$N0" --policy md5
     echo "front $bytes $(run "$ADDR" "$wl" "$LAST_PID")"
 
     echo "origin $bytes $(run "$ORIGIN" "$wl" "$ORIGIN_PID")"
@@ -121,21 +106,21 @@ for bytes in "$SMALL" "$LARGE"; do
 
     # A 0-byte cache: every request is a miss. One connection, so that no
     # request waits on another's fetch (single flight would hide misses).
-    start origin origin --workload "$wl"
+    start origin "$ALL_CPUS" origin --workload "$wl"
     ORIGIN=$ADDR
     N0="127.0.0.1:$(free_port)"
-    start node0 node --id 0 --nodes "$N0" --origin "$ORIGIN" --policy md5 --cache-mb 0
+    start node0 "$ALL_CPUS" node --id 0 --nodes "$N0" --origin "$ORIGIN" --policy md5 --cache-mb 0
     echo "node-miss $bytes $(CONNECTIONS=1 run "$N0" "$wl" "$LAST_PID")"
     stop_all
 
     # Two nodes; the object's md5 owner among them decides who relays.
-    start origin origin --workload "$wl"
+    start origin "$ALL_CPUS" origin --workload "$wl"
     ORIGIN=$ADDR
     A="127.0.0.1:$(free_port)"
     B="127.0.0.1:$(free_port)"
-    start nodeA node --id 0 --nodes "$A,$B" --origin "$ORIGIN" --policy md5
+    start nodeA "$ALL_CPUS" node --id 0 --nodes "$A,$B" --origin "$ORIGIN" --policy md5
     PA=$LAST_PID
-    start nodeB node --id 1 --nodes "$A,$B" --origin "$ORIGIN" --policy md5
+    start nodeB "$ALL_CPUS" node --id 1 --nodes "$A,$B" --origin "$ORIGIN" --policy md5
     PB=$LAST_PID
     # The nodes build their policy over the logical names 10.0.0.i:3128.
     owner=$("$DL7" policy pick --policy md5 --servers 10.0.0.1:3128,10.0.0.2:3128 "/one$bytes.bin" | tail -1)
