@@ -3,23 +3,7 @@
 //! (queue push + pop + dispatch); target >= 10 million events/s on one core.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dl7_sim::engine::{Context, Model, Simulation};
-
-struct Hold {
-    state: u64,
-}
-
-impl Model for Hold {
-    type Event = u32;
-    #[inline]
-    fn handle(&mut self, ev: u32, ctx: &mut Context<u32>) {
-        // xorshift64: cheap deterministic delays in [0, 65536) ns.
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        ctx.schedule_in(self.state & 0xffff, ev);
-    }
-}
+use dl7_sim::engine::{Hold, Simulation};
 
 fn hold(c: &mut Criterion) {
     let mut group = c.benchmark_group("hold");
@@ -28,7 +12,7 @@ fn hold(c: &mut Criterion) {
     for population in [100u32, 1_000, 10_000] {
         group.bench_with_input(BenchmarkId::from_parameter(population), &population, |b, &pop| {
             b.iter(|| {
-                let mut sim = Simulation::new(Hold { state: 0x9E37_79B9_7F4A_7C15 });
+                let mut sim = Simulation::new(Hold::new());
                 sim.init(|_, ctx| (0..pop).for_each(|i| ctx.schedule_in(i as u64, i)));
                 let mut end = 0;
                 while sim.events() < EVENTS {

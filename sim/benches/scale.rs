@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dl7_core::PolicySpec;
-use dl7_sim::engine::{Context, Model, Simulation};
+use dl7_sim::engine::{Hold, Simulation};
 use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
 use dl7_traces::Catalog;
 
@@ -74,26 +74,11 @@ fn status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Hold {
-    state: u64,
-}
-
-impl Model for Hold {
-    type Event = u32;
-    #[inline]
-    fn handle(&mut self, ev: u32, ctx: &mut Context<u32>) {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        ctx.schedule_in(self.state & 0xffff, ev);
-    }
-}
-
 /// The hold model in the child: `POPULATION EVENTS`.
 fn hold(args: &[String]) {
     let [population, events] = args else { panic!("bad hold arguments {args:?}") };
     let (population, events): (u32, u64) = (population.parse().unwrap(), events.parse().unwrap());
-    let mut sim = Simulation::new(Hold { state: 0x9E37_79B9_7F4A_7C15 });
+    let mut sim = Simulation::new(Hold::new());
     sim.init(|_, ctx| (0..population).for_each(|i| ctx.schedule_in(i as u64, i)));
     let (cpu0, t0) = (cpu_ns(), Instant::now());
     let mut end = 0;

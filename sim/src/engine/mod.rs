@@ -8,8 +8,10 @@
 //! future events through it. The engine knows nothing about CPUs, NICs or
 //! requests, and must not: the cluster model lives in `crate::model`.
 
+mod hold;
 mod queue;
 
+pub use hold::Hold;
 pub use queue::{EventId, EventQueue};
 
 /// Simulated time in nanoseconds since the start of the run.
