@@ -40,10 +40,14 @@ const ALIVE_INTERVAL_S: u32 = 2;
 const ALIVE_COUNT: u32 = 3;
 
 /// Runs a service and stops it when standard input closes (see the module
-/// doc). `$@` is the service's command line; its stdin is `/dev/null`.
+/// doc). `$@` is the service's command line; its stdin is `/dev/null`. Once
+/// the service has its own stderr, the wrapper's goes to `/dev/null`: the
+/// shell's job notices ("Killed" after a fault's `kill -9`) are not the
+/// service's log.
 pub const WRAPPER: &str = r#"exec 3<&0
 "$@" </dev/null 3<&- & p=$!
 echo "dl7-pid $p"
+exec 2>/dev/null
 ( read _ ; kill -TERM "$p" 2>/dev/null ) <&3 3<&- & w=$!
 exec 3<&-
 wait "$p"; rc=$?
