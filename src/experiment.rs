@@ -1260,6 +1260,12 @@ measure_s = 2.0
         for engine in [Engine::Lab, Engine::Ssh] {
             assert!(with.check_engine(engine).unwrap_err().0.contains("[lab] topology"));
         }
+        // A lab must have a host for every node a cell will have, the joined ones included.
+        let in_lab = format!("{}\n[lab]\ntopology = \"lab-2nodes.toml\"\n", GOOD.replace("[1, 4]", "[2]"));
+        let fits = parse(&format!("{in_lab}{}", fault("0.5", "kill", 1))).unwrap();
+        assert!(fits.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 2));
+        let e = parse(&format!("{in_lab}{join}")).unwrap().check_engine(Engine::Ssh).unwrap_err().0;
+        assert!(e.contains("lab.topology") && e.contains("has 2 nodes") && e.contains("up to 3 (servers and"), "{e}");
     }
 
     #[test]
