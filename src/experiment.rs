@@ -1292,6 +1292,7 @@ measure_s = 2.0
             "cdn-scale",
             "soak",
             "failover",
+            "failover-lab",
         ] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
@@ -1300,6 +1301,9 @@ measure_s = 2.0
         assert_eq!((paper.cells.len(), paper.seeds, paper.engine), (5 * 6 * 2 * 3, 3, Engine::Sim));
         let failover = Plan::from_file(&dir.join("failover.toml")).unwrap();
         assert_eq!((failover.faults.len(), failover.cells.len()), (4, 4));
+        // Its lab twin: 8 nodes and the one it joins fit the 9-node lab.
+        let in_lab = Plan::from_file(&dir.join("failover-lab.toml")).unwrap();
+        assert!(in_lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 9));
         let lab = Plan::from_file(&dir.join("lab-scaling.toml")).unwrap();
         assert_eq!(lab.engine, Engine::Lab);
         assert!(lab.real.emulate_cpu && lab.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 8));
