@@ -58,14 +58,13 @@ OUT=${OUT:-reports/bench-real}
 WORK=$(mktemp -d /tmp/dl7-bench-XXXXXX)
 PIDS=()
 
+. "$(dirname "$0")/real-lib.sh"
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-. "$(dirname "$0")/real-lib.sh"
 need haproxy haproxy
 need nginx nginx-light
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }
@@ -200,10 +199,8 @@ for N in $BACKENDS; do
     for r in $(seq 1 "$ROUNDS"); do
         for p in $PEERS; do measure "$r" "$p"; done
     done
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
 done
-PIDS=()
 
 python3 - "$ROUNDS_CSV" "$OUT/peers.csv" <<'EOF'
 import csv, statistics, sys

@@ -29,14 +29,13 @@ LABEL=${LABEL:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 WORK=$(mktemp -d /tmp/dl7-callgrind-XXXXXX)
 PIDS=()
 
+. "$(dirname "$0")/real-lib.sh"
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
     [ -n "${KEEP:-}" ] && cp "$WORK"/callgrind.out.* "$KEEP"/ 2>/dev/null; rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-. "$(dirname "$0")/real-lib.sh"
 need valgrind valgrind
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }
 mkdir -p "$OUT/profile"

@@ -32,14 +32,13 @@ OUT=${OUT:-reports/bench-real/profile}
 WORK=$(mktemp -d /tmp/dl7-profile-XXXXXX)
 PIDS=()
 
+. "$(dirname "$0")/real-lib.sh"
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-. "$(dirname "$0")/real-lib.sh"
 need perf linux-perf
 need strace strace
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }

@@ -55,6 +55,14 @@ wait_ready() {
     exit 1
 }
 
+# stop_all: stops every process in PIDS (by its pid, SIGTERM) and waits for them.
+stop_all() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    PIDS=()
+}
+
 # wait_port PORT: until something accepts on 127.0.0.1:PORT (at most 10 s).
 wait_port() {
     for _ in $(seq 1 500); do

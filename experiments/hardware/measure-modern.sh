@@ -29,25 +29,18 @@ DL7=${DL7:-target/release/dl7}
 WORK=$(mktemp -d /tmp/dl7-modern-XXXXXX)
 PIDS=()
 
+# The shared helpers (start, wait_ready, free_port, cpu_ticks, stop_all), every
+# process on every CPU at the niceness of this shell.
+NICE=${NICE:-0}
+. "$(dirname "$0")/../real-lib.sh"
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }
 
-# The shared helpers (start, wait_ready, free_port, cpu_ticks), every
-# process on every CPU at the niceness of this shell.
-NICE=${NICE:-0}
-. "$(dirname "$0")/../real-lib.sh"
 ALL_CPUS="0-$(( $(nproc) - 1 ))"
-
-stop_all() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    PIDS=()
-}
 
 # One object of BYTES body bytes, so every request after the first is a hit.
 workload() {
