@@ -8,27 +8,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dl7_core::PolicySpec;
-use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
+use dl7_sim::{simulate_with_stats, Arch, CellSpec, Hardware};
 
 fn cell(arch: Arch, policy: &str) -> CellSpec {
-    CellSpec {
-        workload: "surge100".into(),
-        catalog: Arc::new(dl7_traces::workload::builtin("surge100").unwrap()),
-        arch,
-        policy: PolicySpec::parse(policy).unwrap(),
-        servers: 16,
-        shared_state: false,
-        clients: ClientMode::Closed { per_server: 63 },
-        warmup_s: dl7_sim::DEFAULT_WARMUP_S,
-        measure_s: dl7_sim::DEFAULT_MEASURE_S,
-        seed: 1,
-        cache_bytes_per_server: None,
-        max_object_bytes: None,
-        requests: None,
-        times: None,
-        interval_s: 1.0,
-        faults: Vec::new(),
-    }
+    let catalog = Arc::new(dl7_traces::workload::builtin("surge100").unwrap());
+    CellSpec::paper("surge100", catalog, arch, PolicySpec::parse(policy).unwrap(), 16)
 }
 
 fn cells(c: &mut Criterion) {

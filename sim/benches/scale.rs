@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use dl7_core::PolicySpec;
 use dl7_sim::engine::{Hold, Simulation};
-use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
+use dl7_sim::{simulate_with_stats, Arch, CellSpec, Hardware};
 use dl7_traces::Catalog;
 
 #[global_allocator]
@@ -95,23 +95,11 @@ fn child(args: &[String]) {
     let [workload, hw, arch, policy, n, warmup, measure] = args else { panic!("bad child arguments {args:?}") };
     let catalog = Arc::new(catalog(workload));
     let hw = hardware(hw);
+    let arch = Arch::from_name(arch).unwrap();
     let cell = CellSpec {
-        workload: workload.clone(),
-        catalog,
-        arch: Arch::from_name(arch).unwrap(),
-        policy: PolicySpec::parse(policy).unwrap(),
-        servers: n.parse().unwrap(),
-        shared_state: false,
-        clients: ClientMode::Closed { per_server: 63 },
         warmup_s: warmup.parse().unwrap(),
         measure_s: measure.parse().unwrap(),
-        seed: 1,
-        cache_bytes_per_server: None,
-        max_object_bytes: None,
-        requests: None,
-        times: None,
-        interval_s: 1.0,
-        faults: Vec::new(),
+        ..CellSpec::paper(workload, catalog, arch, PolicySpec::parse(policy).unwrap(), n.parse().unwrap())
     };
     let rss_before = status_kib("VmRSS:");
     let heap_before = dl7_alloc_count::reset_peak();

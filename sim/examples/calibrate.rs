@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use dl7_core::{PolicyKind, PolicySpec};
-use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
+use dl7_sim::{simulate_with_stats, Arch, CellSpec, Hardware};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -77,23 +77,12 @@ fn run_cells(hw: &Hardware, cells: &[Cell], seeds: u64, catalog: &Arc<dl7_traces
             let mut req = 0.0;
             let mut mbit = 0.0;
             for seed in 1..=seeds {
+                let policy = PolicySpec::parse(policy).unwrap();
                 let cell = CellSpec {
-                    workload: "surge100".into(),
-                    catalog: catalog.clone(),
-                    arch: *arch,
-                    policy: PolicySpec::parse(policy).unwrap(),
-                    servers: *servers,
-                    shared_state: false,
-                    clients: ClientMode::Closed { per_server: 63 },
                     warmup_s,
                     measure_s,
                     seed,
-                    cache_bytes_per_server: None,
-                    max_object_bytes: None,
-                    requests: None,
-                    times: None,
-                    interval_s: 1.0,
-                    faults: Vec::new(),
+                    ..CellSpec::paper("surge100", catalog.clone(), *arch, policy, *servers)
                 };
                 let (row, stats) = simulate_with_stats(&cell, hw).expect("simulate");
                 EVENTS.fetch_add(stats.events, Ordering::Relaxed);

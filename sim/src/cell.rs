@@ -39,6 +39,33 @@ pub struct CellSpec {
     pub faults: Vec<dl7_core::Fault>,
 }
 
+impl CellSpec {
+    /// A cell as the paper ran it: 63 closed-loop clients per server, the
+    /// default warm-up and window, seed 1, one policy instance per
+    /// dispatcher, the profile's cache, 1 s intervals, no replay and no
+    /// faults. Callers change what they vary with `..CellSpec::paper(..)`.
+    pub fn paper(workload: &str, catalog: Arc<Catalog>, arch: Arch, policy: PolicySpec, servers: u32) -> CellSpec {
+        CellSpec {
+            workload: workload.into(),
+            catalog,
+            arch,
+            policy,
+            servers,
+            shared_state: false,
+            clients: ClientMode::Closed { per_server: 63 },
+            warmup_s: crate::DEFAULT_WARMUP_S,
+            measure_s: crate::DEFAULT_MEASURE_S,
+            seed: 1,
+            cache_bytes_per_server: None,
+            max_object_bytes: None,
+            requests: None,
+            times: None,
+            interval_s: 1.0,
+            faults: Vec::new(),
+        }
+    }
+}
+
 /// Why a run could not be simulated: a bad cell, hardware profile or policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {

@@ -9,22 +9,10 @@ use dl7_traces::{Catalog, ContentType, Object, ObjectId};
 
 fn cell(catalog: Arc<Catalog>, arch: Arch, policy: &str, servers: u32) -> CellSpec {
     CellSpec {
-        workload: "test".into(),
-        catalog,
-        arch,
-        policy: PolicySpec::parse(policy).unwrap(),
-        servers,
-        shared_state: false,
-        clients: ClientMode::Closed { per_server: 63 },
         warmup_s: 3.0,
         measure_s: 5.0,
         seed: 7,
-        cache_bytes_per_server: None,
-        max_object_bytes: None,
-        requests: None,
-        times: None,
-        interval_s: 1.0,
-        faults: Vec::new(),
+        ..CellSpec::paper("test", catalog, arch, PolicySpec::parse(policy).unwrap(), servers)
     }
 }
 

@@ -6,26 +6,16 @@
 use std::sync::Arc;
 
 use dl7_core::{Fault, FaultAction, PolicySpec, RequestKey};
-use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
+use dl7_sim::{simulate_with_stats, Arch, CellSpec, Hardware};
 
 fn cell(policy: &str, servers: u32, faults: Vec<Fault>) -> CellSpec {
+    let catalog = Arc::new(dl7_traces::workload::builtin("surge100").unwrap());
     CellSpec {
-        workload: "surge100".into(),
-        catalog: Arc::new(dl7_traces::workload::builtin("surge100").unwrap()),
-        arch: Arch::Distributed,
-        policy: PolicySpec::parse(policy).unwrap(),
-        servers,
-        shared_state: false,
-        clients: ClientMode::Closed { per_server: 63 },
         warmup_s: 5.0,
         measure_s: 20.0,
         seed: 3,
-        cache_bytes_per_server: None,
-        max_object_bytes: None,
-        requests: None,
-        times: None,
-        interval_s: 1.0,
         faults,
+        ..CellSpec::paper("surge100", catalog, Arch::Distributed, PolicySpec::parse(policy).unwrap(), servers)
     }
 }
 

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use dl7_core::PolicySpec;
-use dl7_sim::{simulate_with_stats, Arch, CellSpec, ClientMode, Hardware};
+use dl7_sim::{simulate_with_stats, Arch, CellSpec, Hardware};
 
 #[global_allocator]
 static ALLOC: dl7_alloc_count::Counting = dl7_alloc_count::Counting;
@@ -43,24 +43,11 @@ fn a_million_objects_on_1024_servers_fit_in_the_derived_bound() {
     let catalog = dl7_traces::SurgeModel::surge("/m", OBJECTS, 1.0, 1).generate().unwrap();
     let catalog_bytes = dl7_alloc_count::live_bytes();
     let cell = CellSpec {
-        workload: "surge1m".into(),
-        catalog: Arc::new(catalog),
-        arch: Arch::Distributed,
-        policy: PolicySpec::parse("maglev").unwrap(),
-        servers: 1024,
-        shared_state: false,
-        clients: ClientMode::Closed { per_server: 63 },
         // A window of 2 simulated ms: the cell is built whole, and every
         // connection sends its first request.
         warmup_s: 0.0,
         measure_s: 0.002,
-        seed: 1,
-        cache_bytes_per_server: None,
-        max_object_bytes: None,
-        requests: None,
-        times: None,
-        interval_s: 1.0,
-        faults: Vec::new(),
+        ..CellSpec::paper("surge1m", Arc::new(catalog), Arch::Distributed, PolicySpec::parse("maglev").unwrap(), 1024)
     };
     let before = dl7_alloc_count::reset_peak();
     let (_, stats) = simulate_with_stats(&cell, &Hardware::kwon2008()).unwrap();
