@@ -637,13 +637,17 @@ pub async fn run_cell(
         // Owners as a node that never fails sees them, before the faults and after
         // (for a policy whose pick is a function of the key: the simulator's rule).
         // Read before the load starts: under load the lookups would delay the schedule.
-        let pure = dl7_core::Membership::numbered(n)
-            .and_then(|m| cell.policy.build(&m))
-            .is_ok_and(|p| p.state() == dl7_core::policy::State::Pure);
-        let probe = stable_node(&cell.faults, cell.servers).filter(|_| pure).map(|i| node_addrs[i]);
+        let pure = || {
+            dl7_core::Membership::numbered(n)
+                .and_then(|m| cell.policy.build(&m))
+                .is_ok_and(|p| p.state() == dl7_core::policy::State::Pure)
+        };
+        let probe = stable_node(&cell.faults, cell.servers)
+            .filter(|_| !cell.faults.is_empty() && pure())
+            .map(|i| node_addrs[i]);
         let before = match probe {
-            Some(a) if !cell.faults.is_empty() => Some(crate::faults::owners(a, &paths).await?),
-            _ => None,
+            Some(a) => Some(crate::faults::owners(a, &paths).await?),
+            None => None,
         };
         let limit = Duration::from_secs_f64(ramp + cell.measure_s) + Duration::from_secs(60);
         let t0 = tokio::time::Instant::now();
