@@ -300,7 +300,7 @@ pub enum HardwareSource {
     File(PathBuf),
 }
 
-pub use dl7_realnet::engine::RealSettings;
+pub use dl7_testbed::cell::RealSettings;
 
 /// One point of the sweep: everything but the seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -637,7 +637,7 @@ impl Plan {
                     Some(v) => Ok(*v.get_ref()),
                     None => Ok(default),
                 };
-                let health = dl7_realnet::health::HealthSpec {
+                let health = dl7_services::spec::HealthSpec {
                     interval_ms: match &r.health_interval_ms {
                         Some(v) if *v.get_ref() == 0 => {
                             return Err(src.at(
@@ -786,7 +786,7 @@ impl Plan {
 
     /// Checks that the plan can run on `engine`; for the lab and ssh
     /// engines, reads the lab topology (`[lab] topology`) and returns it.
-    pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_realnet::lab::LabConfig>, ExperimentError> {
+    pub fn check_engine(&self, engine: Engine) -> Result<Option<dl7_testbed::lab::LabConfig>, ExperimentError> {
         let src = Source::new(&self.text, &self.origin);
         if !matches!(engine, Engine::Lab | Engine::Ssh) {
             return Ok(None);
@@ -798,7 +798,7 @@ impl Plan {
             )));
         };
         let lab =
-            dl7_realnet::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
+            dl7_testbed::lab::LabConfig::load(path).map_err(|e| src.at(self.lab_span.clone(), "lab.topology", e))?;
         // Every node a cell will have: its servers and the ones its faults join.
         let max = self.cells.iter().map(|c| Timeline::node_count(&self.faults_for(c.servers), c.servers)).max();
         let max = max.unwrap_or(0);

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use dl7_core::timeseries::IntervalRow;
 use dl7_core::ResultRow;
-use dl7_realnet::engine::CellOutcome;
+use dl7_testbed::cell::CellOutcome;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

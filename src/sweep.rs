@@ -11,14 +11,15 @@
 //! setup around the cell.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use dl7_core::timeseries::{Interval, IntervalRow};
-use dl7_core::{Arch, ResultRow};
-use dl7_realnet::engine::{self, CellOutcome, Placement, RealCell};
-use dl7_realnet::lab::{self, LabConfig, LabPlan};
-use dl7_realnet::ssh::lab::SshLab;
+use dl7_core::ResultRow;
+use dl7_testbed::cell::{self, CellOutcome, RealCell};
+use dl7_testbed::lab::LabConfig;
+use dl7_testbed::placement::{self, Placement};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
@@ -274,24 +275,11 @@ fn run_real(
 ) -> anyhow::Result<(Vec<CellOutcome>, Option<anyhow::Error>)> {
     let exe = std::env::current_exe().context("cannot find the dl7 executable")?;
     let plan = &experiment.plan;
-    let rt = dl7_realnet::service::runtime(None).context("cannot start the runtime")?;
+    let rt = dl7_services::service::runtime(None).context("cannot start the runtime")?;
     // From here a Ctrl-C is ours: seen between cells and during one.
-    let interrupt = dl7_realnet::service::Interrupt::install(&rt).context("cannot catch signals")?;
-    let lab_plan = lab.filter(|_| engine == Engine::Lab).map(LabPlan::new);
-    let brought_up = match &lab_plan {
-        Some(p) => ensure_lab_up(p)?,
-        None => false,
-    };
-    let mut ssh = match lab.filter(|_| engine == Engine::Ssh) {
-        Some(l) => Some(open_ssh(l)?),
-        None => None,
-    };
-    let placement = match (&lab_plan, &ssh) {
-        (Some(p), _) => Placement::Lab(p.clone()),
-        (None, Some(s)) => Placement::Ssh(std::sync::Arc::clone(&s.hosts)),
-        (None, None) => Placement::Local,
-    };
-    let scratch = engine::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
+    let interrupt = dl7_services::service::Interrupt::install(&rt).context("cannot catch signals")?;
+    let placement = open_placement(engine, lab)?;
+    let scratch = cell::scratch_dir(&plan.name).context("cannot create a scratch directory")?;
     let progress = progress_bar(runs.len(), "runs");
     let mut outcomes = Vec::new();
     let mut failure = None;
@@ -303,27 +291,18 @@ fn run_real(
         }
         let cell = real_cell(experiment, run);
         // Hosts are set up for every node the cell will have, the ones its faults join included.
-        let nodes = dl7_core::fault::Timeline::node_count(&cell.faults, cell.servers) as usize;
-        if let Some(p) = &lab_plan {
-            if let Err(e) = set_lab_front(p, cell.arch, nodes) {
-                failure = Some(e);
-                break;
-            }
-        }
-        if let Some(s) = &mut ssh {
-            if let Err(e) = s.setup_cell(cell.arch, nodes, &mut ssh_log) {
-                failure = Some(anyhow::anyhow!("run {}: {e}", describe(experiment, run)));
-                break;
-            }
+        if let Err(e) = placement.prepare(&cell, cell.node_count()) {
+            failure = Some(anyhow::anyhow!("run {}: {e}", describe(experiment, run)));
+            break;
         }
         let dir = scratch.join(i.to_string());
         if let Err(e) = std::fs::create_dir_all(&dir) {
             failure = Some(anyhow::Error::new(e).context(format!("cannot create {}", dir.display())));
             break;
         }
-        let outcome = rt.block_on(interrupt.guard(engine::run_cell(&exe, &cell, &placement, &dir)));
+        let outcome = rt.block_on(interrupt.guard(cell::run_cell(&exe, &cell, &placement, &dir)));
         // Undo the cell's setup on every host whatever happened (the services are stopped by now).
-        let undo = ssh.as_mut().map_or(Ok(()), |s| s.teardown_cell(&mut ssh_log));
+        let undo = placement.finish();
         match (outcome, undo) {
             (None, undo) => {
                 failure = Some(match undo {
@@ -351,23 +330,30 @@ fn run_real(
     }
     progress.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
-    if let Some(mut s) = ssh {
-        let errors = s.close(&mut ssh_log);
-        if !errors.is_empty() {
-            let text = errors.join("; ");
-            failure = Some(match failure {
-                Some(f) => f.context(format!("and at the end of the sweep: {text}")),
-                None => anyhow::anyhow!("at the end of the sweep: {text}"),
-            });
-        }
-    }
-    if let (Some(p), true) = (&lab_plan, brought_up) {
-        eprintln!("taking down the lab {} this sweep brought up", p.prefix);
-        if let Err(e) = lab::down(p, &mut |_| {}) {
-            eprintln!("warning: lab down: {e}");
-        }
+    let errors = placement.close();
+    if !errors.is_empty() {
+        let text = errors.join("; ");
+        failure = Some(match failure {
+            Some(f) => f.context(format!("and at the end of the sweep: {text}")),
+            None => anyhow::anyhow!("at the end of the sweep: {text}"),
+        });
     }
     Ok((outcomes, failure))
+}
+
+/// The placement of a real engine: loopback, the emulated lab (brought up
+/// if it is not there) or the lab's hosts over SSH (connected for the sweep).
+fn open_placement(engine: Engine, lab: Option<&LabConfig>) -> anyhow::Result<Arc<dyn Placement>> {
+    Ok(match (engine, lab) {
+        (Engine::Lab, Some(l)) => {
+            Arc::new(placement::Netns::open(l, &mut |line| eprintln!("{line}")).map_err(input_error)?)
+        }
+        (Engine::Ssh, Some(l)) => {
+            let version = format!("dl7 {}", env!("CARGO_PKG_VERSION"));
+            Arc::new(placement::Ssh::open(l, &version, ssh_log).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        _ => Arc::new(placement::Local),
+    })
 }
 
 /// The SSH engine's log: what it chose and found; each host's commands with `DL7_SSH_VERBOSE=1`.
@@ -375,15 +361,6 @@ fn ssh_log(line: &str) {
     if line.starts_with("ssh:") || std::env::var_os("DL7_SSH_VERBOSE").is_some() {
         eprintln!("{line}");
     }
-}
-
-/// Connects to every host of the lab for the sweep.
-fn open_ssh(lab: &LabConfig) -> anyhow::Result<SshLab> {
-    if lab::exec::find_program("ssh").is_none() {
-        return Err(input_error("`ssh` not found in PATH: install the Debian package `openssh-client`"));
-    }
-    let version = format!("dl7 {}", env!("CARGO_PKG_VERSION"));
-    SshLab::open(lab, &version, &mut ssh_log).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// One line per measured run, as the rows come in.
@@ -410,42 +387,4 @@ fn progress_line(o: &CellOutcome) -> String {
         ));
     }
     line
-}
-
-/// Brings the lab up when nothing of it exists (saying so); true when it did.
-/// A half-made lab is refused: `dl7 lab down` clears it.
-fn ensure_lab_up(plan: &LabPlan) -> anyhow::Result<bool> {
-    lab::exec::require_root("sweep --engine lab").map_err(input_error)?;
-    let status = lab::status(plan).map_err(|e| anyhow::anyhow!("lab status: {e}"))?;
-    if dl7_realnet::ssh::lab::state_dir(&plan.prefix).join("ssh_config").exists() {
-        return Err(input_error(format!(
-            "lab {} was brought up with --sshd: bare hosts for `engine = \"ssh\"`; run `dl7 lab down` on its file to use the lab engine",
-            plan.prefix
-        )));
-    }
-    match status.state() {
-        "up" => Ok(false),
-        "absent" => {
-            eprintln!("lab {} is not up: bringing it up", plan.prefix);
-            lab::up(plan, false, &mut |l| {
-                if l.starts_with('#') {
-                    eprintln!("{l}")
-                }
-            })
-            .map_err(|e| anyhow::anyhow!("lab up: {e}"))?;
-            Ok(true)
-        }
-        other => Err(input_error(format!(
-            "lab {} is {other}: run `dl7 lab down` on its file, then sweep again",
-            plan.prefix
-        ))),
-    }
-}
-
-/// Points the lab's front end at the cell's architecture: kernel direct
-/// routing over the first `servers` nodes, or nothing (dl7's L7 front end
-/// then takes the VIP's traffic).
-fn set_lab_front(plan: &LabPlan, arch: Arch, servers: usize) -> anyhow::Result<()> {
-    let active = (arch == Arch::Distributed).then_some(servers);
-    lab::set_architecture(plan, arch, active, &mut |_| {}).map_err(|e| anyhow::anyhow!("lab front end: {e}"))
 }

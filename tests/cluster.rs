@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dl7_realnet::launcher::{Host, Proc};
-use dl7_realnet::load::{self, LoadConfig};
+use dl7_services::load::{self, LoadConfig};
+use dl7_testbed::process::{Host, Proc};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dl7");
 
@@ -96,7 +96,7 @@ fn ctrl_c_stops_every_child_process() {
         seen.extend(children_of(pid));
         std::thread::yield_now();
     }
-    dl7_realnet::launcher::send_signal(pid, 2).unwrap(); // SIGINT, as Ctrl-C sends
+    dl7_testbed::process::send_signal(pid, 2).unwrap(); // SIGINT, as Ctrl-C sends
     let status = cluster.wait().unwrap();
     assert!(!status.success());
     let leftover: Vec<u32> = seen.iter().copied().filter(|&p| alive(p)).collect();
@@ -135,7 +135,7 @@ async fn processes(mode: &str, dir: &Path) -> (Vec<Proc>, std::net::SocketAddr, 
     let mut origin = Proc::spawn(exe, &host, "origin", &args(&["origin", "--workload", "surge100"])).unwrap();
     let origin_addr = origin.ready(Duration::from_secs(10)).await.unwrap().listen.to_string();
     let nodes: Vec<String> =
-        (0..3).map(|_| format!("127.0.0.1:{}", dl7_realnet::launcher::reserve_port(host.addr).unwrap())).collect();
+        (0..3).map(|_| format!("127.0.0.1:{}", dl7_testbed::process::reserve_port(host.addr).unwrap())).collect();
     let socks: Vec<String> = (0..3).map(|i| dir.join(format!("n{i}.sock")).display().to_string()).collect();
     let mut procs = vec![origin];
     for (i, sock) in socks.iter().enumerate() {
@@ -156,7 +156,7 @@ async fn processes(mode: &str, dir: &Path) -> (Vec<Proc>, std::net::SocketAddr, 
 
 #[test]
 fn a_stopped_node_process_costs_a_bounded_number_of_requests() {
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     let dir = scratch("sigstop");
     rt.block_on(async {
         let (procs, front, _) = processes("distributed", &dir).await;

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dl7::experiment::Plan;
-use dl7_realnet::engine::{self, Placement};
+use dl7_testbed::cell as engine;
+use dl7_testbed::placement;
 use dl7_traces::{Catalog, Trace};
 
 fn scratch(name: &str) -> PathBuf {
@@ -66,7 +67,7 @@ fn simulator_and_real_cluster_route_the_same_requests_the_same_way() {
     let plan = Plan::parse(EXPERIMENT, "differential.toml", &dir).unwrap();
     let experiment = Arc::new(plan.load().unwrap());
     let exe = Path::new(env!("CARGO_BIN_EXE_dl7"));
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     let runs = experiment.runs();
     assert_eq!(runs.len(), 10);
     let mut failures = Vec::new();
@@ -75,7 +76,7 @@ fn simulator_and_real_cluster_route_the_same_requests_the_same_way() {
         let cell = dl7::sweep::real_cell(&experiment, run);
         let cell_dir = dir.join(i.to_string());
         std::fs::create_dir_all(&cell_dir).unwrap();
-        let real = rt.block_on(engine::run_cell(exe, &cell, &Placement::Local, &cell_dir)).unwrap();
+        let real = rt.block_on(engine::run_cell(exe, &cell, &placement::local(), &cell_dir)).unwrap();
         let name = format!("{} {}", sim.arch, sim.policy);
         let r = &real.row;
         assert_eq!((r.errors, sim.errors), (0, 0), "{name}");

@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use dl7::experiment::Plan;
 use dl7_core::timeseries::Interval;
-use dl7_realnet::engine::{self, Placement};
+use dl7_testbed::cell as engine;
+use dl7_testbed::placement;
 
 const EXPERIMENT: &str = r#"
 name = "failover-shape"
@@ -74,9 +75,9 @@ fn a_kill_dips_by_the_nodes_share_in_both_engines() {
     let experiment = Arc::new(plan.load().unwrap());
     let run = &experiment.runs()[0];
     let (sim, stats) = dl7_sim::simulate_with_stats(&experiment.sim_spec(run), &experiment.hardware).unwrap();
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     let cell = dl7::sweep::real_cell(&experiment, run);
-    let real = rt.block_on(engine::run_cell(Path::new(env!("CARGO_BIN_EXE_dl7")), &cell, &Placement::Local, &dir));
+    let real = rt.block_on(engine::run_cell(Path::new(env!("CARGO_BIN_EXE_dl7")), &cell, &placement::local(), &dir));
     let real = real.unwrap();
     // Before the kill, while dead (from the second after it), and after the restart.
     let shape = |iv: &[Interval]| (rate(iv, 0.0, 3.0), rate(iv, 4.0, 6.0), rate(iv, 8.0, 10.0));

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dl7_realnet::admin::fetch_stats;
-use dl7_realnet::http::ClientConn;
-use dl7_realnet::launcher::{Host, Proc};
-use dl7_realnet::load::{self, LoadConfig, LoadReport, Requests};
-use dl7_realnet::metrics::Stats;
+use dl7_services::admin::fetch_stats;
+use dl7_services::http::ClientConn;
+use dl7_services::load::{self, LoadConfig, LoadReport, Requests};
+use dl7_services::metrics::Stats;
+use dl7_testbed::process::{Host, Proc};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dl7");
 const INTERVAL_MS: u64 = 300;
@@ -64,7 +64,7 @@ async fn start(mode: &str, dir: &Path) -> Cluster {
     let mut origin = Proc::spawn(exe, &host, "origin", &args(&["origin", "--workload", "surge100"])).unwrap();
     let origin_addr = origin.ready(Duration::from_secs(10)).await.unwrap().listen.to_string();
     let node_addrs: Vec<SocketAddr> =
-        (0..3).map(|_| SocketAddr::new(host.addr, dl7_realnet::launcher::reserve_port(host.addr).unwrap())).collect();
+        (0..3).map(|_| SocketAddr::new(host.addr, dl7_testbed::process::reserve_port(host.addr).unwrap())).collect();
     let list = node_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
     let socks: Vec<String> = (0..3).map(|i| dir.join(format!("n{i}.sock")).display().to_string()).collect();
     let mut nodes = Vec::new();
@@ -138,7 +138,7 @@ fn aborted(s: &[Stats]) -> u64 {
 
 #[test]
 fn a_killed_node_costs_only_its_in_flight_requests_and_serves_again_after_rise_probes() {
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     let catalog = Arc::new(dl7_traces::workload::builtin("surge100").unwrap());
     let victim_paths = owned_by(&catalog, VICTIM);
     for mode in ["conventional", "distributed"] {
@@ -250,7 +250,8 @@ fn a_killed_node_costs_only_its_in_flight_requests_and_serves_again_after_rise_p
 /// once, and back when it joins. Root only; elsewhere it says SKIPPED.
 #[test]
 fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_back() {
-    use dl7_realnet::lab::{self, exec, LabConfig, LabPlan};
+    use dl7_testbed::lab::{LabConfig, LabPlan};
+    use dl7_testbed::netns as exec;
     if let Some(why) =
         (!exec::is_root()).then(|| "not root".to_string()).or(exec::require_tools().err().map(|e| e.to_string()))
     {
@@ -260,14 +261,14 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
     let text = "prefix = \"dl7ith\"\nsubnet = \"198.19.206.0/24\"\nnodes = 2\nclients = 1\nport = 8080\n";
     let plan = LabPlan::new(&LabConfig::parse(text, "health-test.toml").unwrap());
     let quiet = &mut |_: &str| {};
-    lab::down(&plan, quiet).unwrap();
-    lab::up(&plan, false, quiet).unwrap();
-    lab::set_architecture(&plan, dl7_core::Arch::Distributed, None, quiet).unwrap();
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    exec::down(&plan, quiet).unwrap();
+    exec::up(&plan, false, quiet).unwrap();
+    exec::set_architecture(&plan, dl7_core::Arch::Distributed, None, quiet).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     rt.block_on(async {
         let exe = Path::new(EXE);
-        let at = |h: &lab::Host, bind: bool| Host {
-            run: dl7_realnet::launcher::Runner::Netns(h.netns.clone()),
+        let at = |h: &dl7_testbed::lab::Host, bind: bool| Host {
+            run: dl7_testbed::process::Runner::Netns(h.netns.clone()),
             addr: std::net::IpAddr::V4(h.addr),
             bind: bind.then_some(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             port: Some(plan.port),
@@ -281,7 +282,7 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
         )
         .unwrap();
         origin.ready(Duration::from_secs(10)).await.unwrap();
-        let hosts: Vec<Host> = plan.hosts_of(lab::Role::Node).map(|h| at(h, true)).collect();
+        let hosts: Vec<Host> = plan.hosts_of(dl7_testbed::lab::Role::Node).map(|h| at(h, true)).collect();
         let addrs: Vec<SocketAddr> = hosts.iter().map(|h| SocketAddr::new(h.addr, plan.port)).collect();
         let list = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
         let node_args = |i: usize| {
@@ -301,10 +302,10 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
             nodes.push(p);
         }
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let spec = dl7_realnet::health::HealthSpec { interval_ms: INTERVAL_MS, rise: RISE as u32, fall: FALL as u32 };
+        let spec = dl7_services::health::HealthSpec { interval_ms: INTERVAL_MS, rise: RISE as u32, fall: FALL as u32 };
         let (members_tx, members) = tokio::sync::watch::channel(vec![0, 1]);
-        let reroute = lab::director::lab_map(plan.clone());
-        let health = lab::director::spawn(reroute, addrs.clone(), spec, members, stop).await.unwrap();
+        let reroute = dl7_testbed::director::lab_map(plan.clone());
+        let health = dl7_testbed::director::spawn(reroute, addrs.clone(), spec, members, stop).await.unwrap();
         let fe = plan.front().netns.clone();
         let ruleset = || {
             exec::run_command(&["ip", "netns", "exec", &fe, "nft", "list", "ruleset"].map(String::from), None).unwrap()
@@ -335,5 +336,5 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
         drop(nodes);
         drop(origin);
     });
-    lab::down(&plan, quiet).unwrap();
+    exec::down(&plan, quiet).unwrap();
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use dl7::experiment::Plan;
 use dl7_core::{PolicySpec, RequestKey};
-use dl7_realnet::engine::{self, Placement};
+use dl7_testbed::cell as engine;
+use dl7_testbed::placement;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("membership").join(name);
@@ -40,7 +41,7 @@ fn core_moved(policy: &str, before: &[usize], after: &[usize]) -> f64 {
 #[test]
 fn leave_and_join_move_the_cores_share_of_owners_and_a_graceful_leave_fails_nothing() {
     let exe = Path::new(env!("CARGO_BIN_EXE_dl7"));
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     let cases = [
         ("distributed", "ketama", "action = \"leave\"\nnode = 1", vec![0, 1, 2, 3], vec![0, 2, 3]),
         ("conventional", "md5", "action = \"leave\"\nnode = 2", vec![0, 1, 2, 3], vec![0, 1, 3]),
@@ -53,7 +54,7 @@ fn leave_and_join_move_the_cores_share_of_owners_and_a_graceful_leave_fails_noth
         let experiment = Arc::new(plan.load().unwrap());
         let run = &experiment.runs()[0];
         let cell = dl7::sweep::real_cell(&experiment, run);
-        let out = rt.block_on(engine::run_cell(exe, &cell, &Placement::Local, &dir)).unwrap();
+        let out = rt.block_on(engine::run_cell(exe, &cell, &placement::local(), &dir)).unwrap();
         let want = core_moved(policy, &before, &after);
         let name = format!("{arch} {policy} {}", fault.replace('\n', " "));
         eprintln!("{name}: moved_frac {:?} (core {want:.4}); {}", out.row.moved_frac, out.load.summary());

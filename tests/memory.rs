@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dl7_realnet::admin::fetch_stats;
-use dl7_realnet::content::Pattern;
-use dl7_realnet::http::ClientConn;
-use dl7_realnet::launcher::{Host, Proc};
+use dl7_services::admin::fetch_stats;
+use dl7_services::content::Pattern;
+use dl7_services::http::ClientConn;
+use dl7_testbed::process::{Host, Proc};
 use dl7_traces::{Catalog, ContentType, Object, ObjectId, Trace};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dl7");
@@ -72,7 +72,7 @@ async fn fetch_verified(target: SocketAddr, o: &Object) -> (u16, u64) {
 
 #[test]
 fn an_object_larger_than_the_whole_cache_streams_through_in_bounded_memory() {
-    let rt = dl7_realnet::service::runtime(None).unwrap();
+    let rt = dl7_services::service::runtime(None).unwrap();
     for mode in ["distributed", "conventional"] {
         let dir = scratch(mode);
         let (trace, catalog) = catalog_file(&dir);
@@ -83,7 +83,7 @@ fn an_object_larger_than_the_whole_cache_streams_through_in_bounded_memory() {
                 Proc::spawn(exe, &host, "origin", &args(&["origin", "--workload", trace.to_str().unwrap()])).unwrap();
             let origin_addr = origin.ready(Duration::from_secs(10)).await.unwrap().listen;
             let nodes: Vec<SocketAddr> = (0..2)
-                .map(|_| SocketAddr::new(host.addr, dl7_realnet::launcher::reserve_port(host.addr).unwrap()))
+                .map(|_| SocketAddr::new(host.addr, dl7_testbed::process::reserve_port(host.addr).unwrap()))
                 .collect();
             let list = nodes.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
             let socks: Vec<String> = (0..2).map(|i| dir.join(format!("n{i}.sock")).display().to_string()).collect();

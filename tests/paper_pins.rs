@@ -3,7 +3,7 @@
 //! structures (shared pure policies, caches and single flight sized by what
 //! they hold, the event queue) changed nothing in its answers. The whole
 //! file is checked by `cargo run --release -- sweep experiments/paper.toml`
-//! and `cmp` (README); these cells cover each kind of policy instance:
+//! and `cmp` (docs/performance.md); these cells cover each kind of policy instance:
 //! pure and shared (md5, mit_ch, carp, mod_ch), stateful per dispatcher
 //! (rr, ht_rr), and the conventional front end's single instance.
 

@@ -1,7 +1,7 @@
 //! # dl7-core: which server owns this URL?
 //!
 //! The shared scheduling core of dl7. Both engines (the discrete-event
-//! simulator in `dl7-sim` and the tokio cluster in `dl7-realnet`) ask this
+//! simulator in `dl7-sim` and the real services in `dl7-services`) ask this
 //! crate the same question per request and get the answer from the *same*
 //! policy objects, which is what makes a sim-vs-real comparison mean something.
 //!

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut path = String::new();
-    if let Ok(Some((_, n, _))) = dl7_realnet::http::parse_request_head(data, &mut path) {
+    if let Ok(Some((_, n, _))) = dl7_services::http::parse_request_head(data, &mut path) {
         assert!(n <= data.len());
         assert!(path.starts_with('/'));
     }

@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Some((_, n))) = dl7_realnet::http::parse_response_head(data) {
+    if let Ok(Some((_, n))) = dl7_services::http::parse_response_head(data) {
         assert!(n <= data.len());
     }
 });

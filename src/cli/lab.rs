@@ -1,11 +1,13 @@
 //! `dl7 lab up|down|status LAB.toml` (an emulated lab in network namespaces,
 //! root only) and `dl7 deploy LAB.toml` (per-machine commands for lab PCs).
-//! Only argument handling: the work is in `dl7_realnet::lab`.
+//! Only argument handling: the work is in `dl7_testbed::netns` and `dl7_testbed::deploy`.
 
 use std::path::{Path, PathBuf};
 
 use dl7_core::Arch;
-use dl7_realnet::lab::{self, deploy, LabConfig, LabError, LabPlan};
+use dl7_testbed::deploy;
+use dl7_testbed::lab::{LabConfig, LabError, LabPlan, Role};
+use dl7_testbed::netns;
 
 use super::input_error;
 
@@ -119,17 +121,17 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                     }
                 };
                 if clean {
-                    lab::sshd::stop(&plan, &mut log).map_err(lab_error)?;
+                    netns::sshd::stop(&plan, &mut log).map_err(lab_error)?;
                 }
-                lab::up(&plan, clean, &mut log).map_err(lab_error)?;
-                let nodes = plan.hosts_of(lab::Role::Node).count();
+                netns::up(&plan, clean, &mut log).map_err(lab_error)?;
+                let nodes = plan.hosts_of(Role::Node).count();
                 if sshd {
                     let exe = std::env::current_exe()?;
                     let dir = exe.parent().unwrap_or(Path::new("/"));
-                    let config = match lab::sshd::start(&plan, dir, &mut log) {
+                    let config = match netns::sshd::start(&plan, dir, &mut log) {
                         Ok(c) => c,
                         Err(e) => {
-                            let _ = lab::down(&plan, &mut log);
+                            let _ = netns::down(&plan, &mut log);
                             return Err(lab_error(e));
                         }
                     };
@@ -170,8 +172,8 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                     }
                 };
                 // Our sshds by their pids (and their keys) first, then the namespaces.
-                lab::sshd::stop(&plan, &mut log).map_err(lab_error)?;
-                lab::down(&plan, &mut log).map_err(lab_error)?;
+                netns::sshd::stop(&plan, &mut log).map_err(lab_error)?;
+                netns::down(&plan, &mut log).map_err(lab_error)?;
                 println!("lab {} down: no namespace or link named {}-* is left", plan.prefix, plan.prefix);
                 Ok(())
             }
@@ -180,7 +182,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 let arch = Arch::from_name(&architecture).ok_or_else(|| {
                     input_error(format!("architecture {architecture:?}: expected conventional or distributed"))
                 })?;
-                lab::set_architecture(&plan, arch, nodes, &mut |_| {}).map_err(lab_error)?;
+                netns::set_architecture(&plan, arch, nodes, &mut |_| {}).map_err(lab_error)?;
                 match (arch, nodes) {
                     (Arch::Distributed, Some(n)) => println!(
                         "lab {}: front end set for the distributed architecture over the first {n} nodes",
@@ -192,7 +194,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
             }
             LabAction::Status { lab: file } => {
                 let plan = LabPlan::new(&load(&file)?);
-                print!("{}", lab::status(&plan).map_err(lab_error)?);
+                print!("{}", netns::status(&plan).map_err(lab_error)?);
                 Ok(())
             }
         },

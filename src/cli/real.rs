@@ -2,17 +2,17 @@
 //! Each service reads a typed config (`--config FILE`, what the engines
 //! write) or the same fields as flags, binds, prints one
 //! `dl7-ready listen=ADDR admin=ADDR|-` line on stdout, serves until
-//! SIGINT/SIGTERM, then drains. The work itself lives in `dl7-realnet`
-//! (`spec::serve`); `bench real` is a local-engine sweep.
+//! SIGINT/SIGTERM, then drains. The work itself lives in `dl7-services`
+//! (`serve::serve`); `bench real` is a local-engine sweep.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
-use dl7_realnet::health::HealthSpec;
-use dl7_realnet::service::init_logging;
-use dl7_realnet::spec::{FrontSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServeError, ServiceSpec};
+use dl7_services::serve::ServeError;
+use dl7_services::service::init_logging;
+use dl7_services::spec::{self, FrontSpec, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
 
 use super::input_error;
 
@@ -34,7 +34,7 @@ pub enum RealCommand {
 /// A typed config file instead of the flags (written by the engines).
 #[derive(Args, Clone)]
 pub struct ConfigArg {
-    /// Read the service's whole configuration from this JSON file (see dl7_realnet::spec);
+    /// Read the service's whole configuration from this JSON file (see dl7_services::spec);
     /// the other flags are then not read.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -43,13 +43,13 @@ pub struct ConfigArg {
 #[derive(Args, Clone)]
 pub struct ServiceArgs {
     /// Milliseconds allowed for a complete request head (408 after).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = spec::DEFAULT_HEAD_TIMEOUT_MS)]
     head_timeout_ms: u64,
     /// Most client connections at once (more get 503).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = spec::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Deadline of one upstream fetch (origin, owner, node); 502 after it.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = spec::DEFAULT_UPSTREAM_TIMEOUT_MS)]
     upstream_timeout_ms: u64,
     /// Separate listener for GET /metrics (e.g. 127.0.0.1:0).
     #[arg(long)]
@@ -74,13 +74,13 @@ impl ServiceArgs {
 #[derive(Args, Clone)]
 pub struct HealthArgs {
     /// Milliseconds between two probes (`GET /health`) of one peer; also a probe's deadline.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = HealthSpec::default().interval_ms)]
     health_interval_ms: u64,
     /// Good probes in a row that bring a peer that is out back.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = HealthSpec::default().rise)]
     rise: u32,
     /// Failed probes in a row that take a peer out.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = HealthSpec::default().fall)]
     fall: u32,
 }
 
@@ -142,7 +142,7 @@ pub struct NodeArgs {
     #[arg(long)]
     directory: Option<SocketAddr>,
     /// Candidates tried after a failed owner (0: 502 at once).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = spec::DEFAULT_FALLBACKS)]
     fallbacks: usize,
     #[command(flatten)]
     health: HealthArgs,
@@ -173,7 +173,7 @@ pub struct FrontArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Candidates tried after a failed owner (conventional mode).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = spec::DEFAULT_FALLBACKS)]
     fallbacks: usize,
     #[command(flatten)]
     health: HealthArgs,
@@ -210,7 +210,7 @@ pub struct LoadArgs {
     #[arg(long)]
     rate: Option<f64>,
     /// Per-request deadline, milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = spec::DEFAULT_REQUEST_TIMEOUT_MS)]
     timeout_ms: u64,
     /// Threads driving the load (default one per core; 1: a single-threaded runtime).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -271,7 +271,7 @@ pub fn run(cmd: RealCommand) -> anyhow::Result<()> {
         RealCommand::Bench(BenchCommand::Real(a)) => return bench_real(a),
     };
     // A bad config is the user's input; a failure while serving is not.
-    dl7_realnet::spec::serve(spec).map_err(|e| match e {
+    dl7_services::serve::serve(spec).map_err(|e| match e {
         ServeError::Config(m) => input_error(m),
         ServeError::Service(m) => anyhow::Error::msg(m),
     })

@@ -60,7 +60,7 @@ pub fn run(cmd: SweepCommand) -> anyhow::Result<()> {
     match cmd {
         SweepCommand::Sweep { file, threads, out, seeds, engine, shard } => {
             // The real engines' events (faults carried out, a lab front end's map changes) on stderr.
-            dl7_realnet::service::init_logging();
+            dl7_services::service::init_logging();
             sweep(&file, threads, out, seeds, engine, shard)
         }
         SweepCommand::Merge { dirs, out } => merge(&dirs, &out),

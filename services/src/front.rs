@@ -1,0 +1,351 @@
+//! `dl7 front`: the front-end balancer, in the paper's two architectures plus
+//! a comparison mode.
+//!
+//! * [`FrontMode::Conventional`] (the KTCPVS box): parses every request, picks
+//!   the owner with its policy, fetches the response from that node (hop
+//!   header: the node serves it, no second dispatch) and streams it to the
+//!   client through a [`RELAY_CHUNK`](crate::http::RELAY_CHUNK) buffer as it arrives, never holding a
+//!   whole object (as KTCPVS and HAProxy do: TCP flow control paces the node).
+//! * [`FrontMode::Distributed`] (the IPVS-DR box): never reads a byte. Each
+//!   accepted connection goes round-robin to a node, whose process receives
+//!   the socket itself over a Unix socket (`SCM_RIGHTS`); the node's L7
+//!   dispatcher handles it and the response never crosses the front end.
+//!   This only works when front and nodes share a kernel (one host).
+//! * [`FrontMode::Relay`] (IPVS-NAT-like): round-robin each connection to a
+//!   node's TCP port and splice bytes both ways through the front end.
+//!
+//! `GET /metrics` is served on the admin listener (the distributed and relay
+//! modes never parse client bytes, so they cannot serve it in-band).
+//! `bytes_out` counts every byte the front end writes to clients: the
+//! direct-return test compares it with the payload clients received.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use dl7_core::{Membership, PolicySpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::dispatch::{Dispatcher, Outcome};
+use crate::handoff::DEFAULT_HANDOFF_STALL;
+use crate::handoff::{hand_over, Handoff};
+use crate::health::Health;
+use crate::http::{wait_true, Limits, Method, ServerConn};
+use crate::metrics::Metrics;
+use crate::relay::relay_remote;
+use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
+pub use crate::spec::FrontMode;
+use crate::spec::HealthSpec;
+
+/// Configuration of a front end.
+pub struct FrontConfig {
+    /// Which architecture.
+    pub mode: FrontMode,
+    /// Node TCP addresses by index (conventional and relay).
+    pub nodes: Vec<SocketAddr>,
+    /// Node handoff Unix socket paths by index (distributed).
+    pub handoff: Vec<PathBuf>,
+    /// Policy and logical membership (conventional only).
+    pub policy: PolicySpec,
+    /// Logical membership the policy hashes (`Membership::numbered(n)`).
+    pub members: Membership,
+    /// Candidates tried after a failed owner (conventional).
+    pub fallbacks: usize,
+    /// Distributed: a node that leaves a handoff unacknowledged this long gets no new clients.
+    pub handoff_stall: std::time::Duration,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+    /// Counters served on `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Listener for `GET /metrics`.
+    pub admin: Option<TcpListener>,
+    /// Active health checks of the nodes (`GET /health` on their TCP addresses).
+    pub health: HealthSpec,
+    /// The nodes sent to at start (indices into `nodes`; `None`: all), changed
+    /// at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
+    pub initial_members: Option<Vec<usize>>,
+}
+
+impl FrontConfig {
+    /// A front end over `nodes` with policy `md5` and 2 fallbacks.
+    pub fn new(mode: FrontMode, nodes: Vec<SocketAddr>, handoff: Vec<PathBuf>) -> Self {
+        let n = nodes.len().max(handoff.len()).max(1);
+        Self {
+            mode,
+            nodes,
+            handoff,
+            policy: PolicySpec::new(dl7_core::PolicyKind::Md5),
+            members: Membership::numbered(n).expect("n >= 1"),
+            fallbacks: crate::spec::DEFAULT_FALLBACKS,
+            handoff_stall: DEFAULT_HANDOFF_STALL,
+            limits: Limits::default(),
+            metrics: Arc::new(Metrics::new()),
+            admin: None,
+            health: HealthSpec::default(),
+            initial_members: None,
+        }
+    }
+}
+
+/// The nodes the front end sends to now: handoff and relay targets, and
+/// the conventional dispatcher's membership, changed together.
+struct Members {
+    nodes: arc_swap::ArcSwap<Vec<usize>>,
+    count: usize,
+    dispatcher: Option<Arc<Dispatcher>>,
+}
+
+impl Members {
+    fn get(&self) -> Vec<usize> {
+        self.nodes.load().to_vec()
+    }
+
+    fn set(&self, ids: &[usize]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Err("nodes: expected at least one node".into());
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i >= self.count) {
+            return Err(format!("nodes: {bad} is not a node index (the front end knows {})", self.count));
+        }
+        if let Some(d) = &self.dispatcher {
+            d.set_members(ids).map_err(|e| e.to_string())?;
+        }
+        self.nodes.store(Arc::new(ids.to_vec()));
+        tracing::info!("front end: members now {ids:?}");
+        Ok(())
+    }
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
+/// Runs the front end on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    listener: TcpListener,
+    config: FrontConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let m = config.metrics.clone();
+    tracing::info!("front end: {} on {:?}, {} nodes", config.mode.name(), listener.local_addr(), config.nodes.len());
+    let mut stop = shutdown_signal(shutdown);
+    let conns = Conns::new(config.limits.max_connections, m.clone());
+    let next = AtomicUsize::new(0);
+    // Every mode checks the nodes it sends to; handoff and relay pick among those up.
+    let health = Health::new(config.health, config.nodes.iter().map(|_| true));
+    m.watch_peers(health.clone());
+    health.spawn_probes(&config.nodes, conns.stop_signal());
+    let dispatcher = match config.mode {
+        FrontMode::Conventional => Some(Arc::new(
+            Dispatcher::new(
+                &config.policy,
+                &config.members,
+                &config.nodes,
+                None,
+                config.fallbacks,
+                config.limits.upstream_timeout,
+                m.clone(),
+            )
+            .map_err(|e| invalid(e.to_string()))?
+            .with_health(health.clone()),
+        )),
+        _ => None,
+    };
+    let count = config.nodes.len().max(config.handoff.len());
+    let members = Arc::new(Members {
+        nodes: arc_swap::ArcSwap::from_pointee((0..count).collect()),
+        count,
+        dispatcher: dispatcher.clone(),
+    });
+    if let Some(initial) = &config.initial_members {
+        members.set(initial).map_err(invalid)?;
+    }
+    if let Some(admin) = config.admin {
+        let (mm, members) = (m.clone(), members.clone());
+        let role = config.mode.name();
+        let pages: AdminPages = Arc::new(move |method, p| {
+            crate::admin::members_page(method, p, || members.get(), |ids| members.set(ids))
+                .or_else(|| method.is_read().then(|| crate::admin::counter_page(&mm, role, p)).flatten())
+        });
+        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+    }
+    match config.mode {
+        FrontMode::Conventional => {
+            let d = dispatcher.expect("made above for conventional");
+            loop {
+                tokio::select! {
+                    a = listener.accept() => if let Ok((s, _)) = a {
+                        let (d, m, limits) = (d.clone(), m.clone(), config.limits.clone());
+                        conns.admit(s, move |s, stop| proxy(d, m, limits, s, stop));
+                    },
+                    _ = wait_true(&mut stop) => break,
+                }
+            }
+        }
+        FrontMode::Relay => {
+            if config.nodes.is_empty() {
+                return Err(invalid("relay front end needs at least one node address".into()));
+            }
+            let nodes = Arc::new(config.nodes.clone());
+            loop {
+                tokio::select! {
+                    a = listener.accept() => if let Ok((s, _)) = a {
+                        let i = next.fetch_add(1, Relaxed);
+                        let targets: Vec<(usize, SocketAddr)> = members.get().into_iter().map(|n| (n, nodes[n])).collect();
+                        let (m, limits, health) = (m.clone(), config.limits.clone(), health.clone());
+                        conns.admit(s, move |s, _| relay(targets, health, i, m, limits, s));
+                    },
+                    _ = wait_true(&mut stop) => break,
+                }
+            }
+        }
+        FrontMode::Distributed => {
+            if config.handoff.is_empty() {
+                return Err(invalid("distributed front end needs at least one node handoff socket".into()));
+            }
+            let (orphans, mut orphaned) = mpsc::unbounded_channel();
+            let h = Handoff::new(
+                config.handoff,
+                config.limits.upstream_timeout,
+                config.handoff_stall,
+                health.clone(),
+                orphans,
+            );
+            loop {
+                let client = tokio::select! {
+                    a = listener.accept() => match a.and_then(|(s, _)| s.into_std()) {
+                        Ok(s) => {
+                            Metrics::add(&m.connections, 1);
+                            s
+                        }
+                        Err(_) => continue,
+                    },
+                    Some(s) = orphaned.recv() => {
+                        tracing::debug!("handing over again a client its node never took");
+                        s
+                    }
+                    _ = wait_true(&mut stop) => break,
+                };
+                match hand_over(&h, &members.nodes.load_full(), next.fetch_add(1, Relaxed), client).await {
+                    Ok(()) => Metrics::add(&m.handoffs, 1),
+                    Err(s) => {
+                        // No node took it: tell the client instead of dropping it silently.
+                        Metrics::add(&m.bad_gateway, 1);
+                        if let Ok(s) = TcpStream::from_std(s) {
+                            let mut conn = ServerConn::new(s).with_metrics(m.clone());
+                            tokio::spawn(async move {
+                                let _ = conn.write_error(502).await;
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    conns.drain(config.limits.drain_timeout).await;
+    Ok(())
+}
+
+async fn proxy(
+    d: Arc<Dispatcher>,
+    m: Arc<Metrics>,
+    limits: Limits,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conn = ServerConn::new(stream).with_metrics(m.clone());
+    let mut path = String::with_capacity(128);
+    loop {
+        let Some(head) = conn.next_request(&limits, &mut path, &mut stop).await else { break };
+        let start = Instant::now();
+        let _inflight = InFlight::enter(&m);
+        Metrics::add(&m.requests, 1);
+        if !head.method.is_read() {
+            Metrics::add(&m.client_errors, 1);
+            let _ = conn.write_error(405).await;
+            break;
+        }
+        let keep = head.keep_alive && !*stop.borrow();
+        let head_only = head.method == Method::Head;
+        let usable = match d.dispatch(&path).await {
+            Outcome::Remote { head: up, mut body, server, .. } => {
+                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await
+            }
+            Outcome::Local { .. } | Outcome::Unavailable => {
+                Metrics::add(&m.bad_gateway, 1);
+                conn.write_error(502).await.is_ok()
+            }
+        };
+        m.observe(start.elapsed());
+        if !usable || !keep {
+            break;
+        }
+    }
+}
+
+async fn relay(
+    nodes: Vec<(usize, SocketAddr)>,
+    health: Arc<Health>,
+    first: usize,
+    m: Arc<Metrics>,
+    limits: Limits,
+    client: TcpStream,
+) {
+    let _ = client.set_nodelay(true);
+    let mut upstream = None;
+    // Nodes that are up first, then (if none answered) the others.
+    let order = (0..nodes.len()).map(|k| nodes[(first + k) % nodes.len()]);
+    let (up, out): (Vec<_>, Vec<_>) = order.partition(|&(i, _)| health.is_up(i));
+    for (_, addr) in up.into_iter().chain(out) {
+        if let Ok(Ok(s)) = tokio::time::timeout(limits.upstream_timeout, TcpStream::connect(addr)).await {
+            upstream = Some(s);
+            break;
+        }
+    }
+    let Some(upstream) = upstream else {
+        Metrics::add(&m.bad_gateway, 1);
+        let mut conn = ServerConn::new(client).with_metrics(m.clone());
+        let _ = conn.write_error(502).await;
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let m2 = m.clone();
+    let up = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = cr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            Metrics::add(&m2.bytes_in, n as u64);
+            if uw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = uw.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = ur.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            // Counted before the write: any write may end a response (this
+            // splice cannot tell), and a client holding a whole response must
+            // find its bytes counted.
+            Metrics::add(&m.bytes_out, n as u64);
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(up, down);
+}

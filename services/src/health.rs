@@ -1,0 +1,304 @@
+//! Active health checks of a service's peers, as operators configure them in
+//! HAProxy (`server n1 ADDR check inter 2s rise 2 fall 3`, `option httpchk
+//! GET /health`) and as Pingora runs them beside its selector: every
+//! `interval` each peer gets `GET /health` on a fresh connection, answered
+//! within the interval; a peer that is up goes down after `fall` failed
+//! probes in a row, one that is down comes back after `rise` good ones.
+//!
+//! Health stays outside the policy (Pingora's `backends.ready(&b)`): the
+//! dispatcher walks the policy's candidates and skips the peers that are down
+//! here, so a dead owner costs no connect per request once it is out; the
+//! distributed front end hands no connection to it. Every peer starts up, so
+//! a cluster serves from its first request. A node answers its probe 503
+//! while it drains, so that peers stop sending to it before it is gone.
+//!
+//! The passive side (HAProxy's `observe layer4`) bridges the time until the
+//! probes' verdict: a peer whose request just failed is skipped for
+//! [`DOWN_FOR`], so that it costs one failed connect, not one per request.
+//! A peer the probes bring back is tried at once, whatever it failed before.
+//!
+//! This module only probes and keeps the state; it never routes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::spec::HealthSpec;
+use tokio::sync::watch;
+
+use crate::http::{wait_true, ClientConn};
+
+/// How long a peer whose request failed is skipped (the passive check).
+pub const DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Path of the probe every node answers: 200 while it serves, 503 while it drains.
+pub const HEALTH_PATH: &str = "/health";
+/// Largest probe answer read.
+const MAX_PROBE_BODY: u64 = 4096;
+
+/// One peer's state as counters see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerStats {
+    /// The peer's index (node id).
+    pub peer: u32,
+    /// True while the peer is in service.
+    pub up: bool,
+    /// Times it was taken out (`fall` failures in a row).
+    pub downs: u64,
+    /// Times it was brought back (`rise` successes in a row).
+    pub ups: u64,
+    /// Probes sent to it.
+    pub probes: u64,
+    /// Probes that failed (no answer in time, or not 200).
+    pub failed_probes: u64,
+}
+
+struct Peer {
+    /// Probed at all (a node does not probe itself).
+    checked: bool,
+    up: AtomicBool,
+    /// Probe results in a row that disagree with `up`.
+    streak: Mutex<u32>,
+    downs: AtomicU64,
+    ups: AtomicU64,
+    probes: AtomicU64,
+    failed: AtomicU64,
+    /// Skipped until this many milliseconds after `epoch` (the passive check).
+    passive_until_ms: AtomicU64,
+}
+
+/// The health of every peer of one service, and the probes that keep it.
+pub struct Health {
+    spec: HealthSpec,
+    peers: Vec<Peer>,
+    /// Bumped on every transition, for whoever acts on changes (the lab's director).
+    changes: watch::Sender<u64>,
+    epoch: tokio::time::Instant,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").field("spec", &self.spec).field("peers", &self.stats()).finish()
+    }
+}
+
+impl Health {
+    /// `n` peers, all up; `checked[i]` false for a peer never probed (this
+    /// service itself), which then stays up.
+    pub fn new(spec: HealthSpec, checked: impl IntoIterator<Item = bool>) -> Arc<Self> {
+        let peers = checked
+            .into_iter()
+            .map(|checked| Peer {
+                checked,
+                up: AtomicBool::new(true),
+                streak: Mutex::new(0),
+                downs: AtomicU64::new(0),
+                ups: AtomicU64::new(0),
+                probes: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                passive_until_ms: AtomicU64::new(0),
+            })
+            .collect();
+        Arc::new(Health { spec, peers, changes: watch::channel(0).0, epoch: tokio::time::Instant::now() })
+    }
+
+    /// Passive checks only: `n` peers never probed.
+    pub fn passive(n: usize) -> Arc<Self> {
+        Self::new(HealthSpec::default(), (0..n).map(|_| false))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// A request to peer `i` failed: skip it for [`DOWN_FOR`] (or until the probes bring it back).
+    pub fn mark_failed(&self, i: usize) {
+        if let Some(p) = self.peers.get(i) {
+            p.passive_until_ms.store(self.now_ms() + DOWN_FOR.as_millis() as u64, Relaxed);
+        }
+    }
+
+    /// The settings.
+    pub fn spec(&self) -> HealthSpec {
+        self.spec
+    }
+
+    /// True unless peer `i` has been taken out by the probes or has just
+    /// failed a request (an index beyond the peers is up: not this checker's to judge).
+    pub fn is_up(&self, i: usize) -> bool {
+        self.peers.get(i).is_none_or(|p| p.up.load(Relaxed) && p.passive_until_ms.load(Relaxed) <= self.now_ms())
+    }
+
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True when there are no peers.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Counts one probe result of peer `i` and applies the hysteresis:
+    /// returns the new state when it changed.
+    pub fn record(&self, i: usize, ok: bool) -> Option<bool> {
+        let p = &self.peers[i];
+        p.probes.fetch_add(1, Relaxed);
+        if !ok {
+            p.failed.fetch_add(1, Relaxed);
+        }
+        let mut streak = p.streak.lock().expect("health lock");
+        let up = p.up.load(Relaxed);
+        if ok == up {
+            *streak = 0;
+            return None;
+        }
+        *streak += 1;
+        if *streak < if up { self.spec.fall } else { self.spec.rise } {
+            return None;
+        }
+        *streak = 0;
+        p.up.store(!up, Relaxed);
+        if up {
+            p.downs.fetch_add(1, Relaxed);
+        } else {
+            p.ups.fetch_add(1, Relaxed);
+            p.passive_until_ms.store(0, Relaxed);
+        }
+        self.changes.send_modify(|g| *g += 1);
+        Some(!up)
+    }
+
+    /// A receiver that changes on every transition of any peer.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Every checked peer's state and counters.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.checked)
+            .map(|(i, p)| PeerStats {
+                peer: i as u32,
+                up: p.up.load(Relaxed),
+                downs: p.downs.load(Relaxed),
+                ups: p.ups.load(Relaxed),
+                probes: p.probes.load(Relaxed),
+                failed_probes: p.failed.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// Probes every checked peer at `addrs[i]` each interval until `stop`
+    /// turns true: one task per peer, so a slow peer delays no other.
+    pub fn spawn_probes(self: &Arc<Self>, addrs: &[SocketAddr], stop: watch::Receiver<bool>) {
+        for (i, &addr) in addrs.iter().enumerate().filter(|(i, _)| self.peers.get(*i).is_some_and(|p| p.checked)) {
+            let (h, mut stop) = (self.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(h.spec.interval());
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = wait_true(&mut stop) => return,
+                    }
+                    let ok = probe(addr, h.spec.interval()).await;
+                    if let Some(up) = h.record(i, ok) {
+                        tracing::warn!("peer {i} ({addr}) is {}", if up { "up" } else { "down" });
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// One `GET /health` on a fresh connection: true when it answers 200 within `timeout`.
+pub async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
+    let check = async {
+        let mut conn = ClientConn::connect(addr, timeout).await.ok()?;
+        conn.send_get(HEALTH_PATH, false).await.ok()?;
+        let mut body = Vec::new();
+        conn.read_response(&mut body, MAX_PROBE_BODY).await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, check).await, Ok(Some(head)) if head.status == 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_falls_after_fall_failures_and_rises_after_rise_successes() {
+        let h = Health::new(HealthSpec { interval_ms: 10, rise: 2, fall: 3 }, [true, true]);
+        assert!(h.is_up(0) && h.is_up(1));
+        // A failure streak broken by a success does not count.
+        assert_eq!((h.record(0, false), h.record(0, false), h.record(0, true)), (None, None, None));
+        assert!(h.is_up(0));
+        assert_eq!((h.record(0, false), h.record(0, false)), (None, None));
+        assert_eq!(h.record(0, false), Some(false));
+        assert!(!h.is_up(0) && h.is_up(1));
+        assert_eq!((h.record(0, true), h.record(0, false), h.record(0, true)), (None, None, None));
+        assert_eq!(h.record(0, true), Some(true));
+        assert!(h.is_up(0));
+        let s = h.stats()[0];
+        assert_eq!((s.downs, s.ups, s.probes, s.failed_probes), (1, 1, 10, 6));
+    }
+
+    #[test]
+    fn a_failed_request_skips_the_peer_until_the_probes_bring_it_back() {
+        let h = Health::new(HealthSpec { interval_ms: 10, rise: 1, fall: 1 }, [true, false]);
+        h.mark_failed(1);
+        assert!(!h.is_up(1), "passive: skipped after a failure");
+        h.mark_failed(0);
+        assert_eq!(h.record(0, false), Some(false));
+        assert_eq!(h.record(0, true), Some(true));
+        assert!(h.is_up(0), "back from the probes: the earlier failure no longer counts");
+    }
+
+    #[test]
+    fn unchecked_and_unknown_peers_count_as_up_and_are_not_listed() {
+        let h = Health::new(HealthSpec::default(), [false, true]);
+        assert!(h.is_up(0) && h.is_up(7));
+        assert_eq!(h.stats().iter().map(|s| s.peer).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        assert!(HealthSpec::default().validate().is_ok());
+        assert!(HealthSpec { rise: 0, ..Default::default() }.validate().unwrap_err().contains("rise"));
+        assert!(HealthSpec { fall: 0, ..Default::default() }.validate().unwrap_err().contains("fall"));
+        assert!(HealthSpec { interval_ms: 0, ..Default::default() }.validate().unwrap_err().contains("interval_ms"));
+    }
+
+    #[tokio::test]
+    async fn probes_take_a_dead_peer_out_and_bring_it_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener); // nothing listens: every probe is refused
+        let h = Health::new(HealthSpec { interval_ms: 20, rise: 2, fall: 2 }, [true]);
+        let (stop_tx, stop) = watch::channel(false);
+        let mut changes = h.subscribe();
+        h.spawn_probes(&[addr], stop);
+        changes.changed().await.unwrap();
+        assert!(!h.is_up(0));
+        // A node on that address answers 200: the peer comes back.
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let node = crate::node::NodeConfig::new(
+            dl7_core::ServerId(0),
+            dl7_core::Membership::numbered(1).unwrap(),
+            vec![addr],
+            addr,
+            dl7_core::PolicySpec::parse("md5").unwrap(),
+        );
+        tokio::spawn(crate::node::run(listener, node, std::future::pending()));
+        changes.changed().await.unwrap();
+        assert!(h.is_up(0));
+        let _ = stop_tx.send(true);
+    }
+}

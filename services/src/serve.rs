@@ -1,0 +1,208 @@
+//! Turns a typed config ([`crate::spec`]) into a running service: binds its
+//! listeners, prints the ready line the testbed waits for ([`ready_line`]),
+//! runs the service until SIGINT/SIGTERM and drains; a load run runs to its
+//! end and prints its report.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dl7_core::{Membership, ServerId};
+use tokio::net::TcpListener;
+
+use crate::front::FrontConfig;
+use crate::http::Limits;
+use crate::load::{LoadConfig, Requests};
+use crate::node::NodeConfig;
+use crate::origin::OriginConfig;
+use crate::service::{os_signal, runtime};
+use crate::spec::{validate, LimitsSpec, ServiceSpec};
+
+/// The line a service prints once its listeners are bound.
+pub fn ready_line(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+    match admin {
+        Some(a) => format!("dl7-ready listen={listen} admin={a}"),
+        None => format!("dl7-ready listen={listen} admin=-"),
+    }
+}
+
+/// The service limits a spec's limits stand for.
+fn limits(s: &LimitsSpec) -> Limits {
+    Limits {
+        head_timeout: Duration::from_millis(s.head_timeout_ms),
+        max_connections: s.max_connections.max(1),
+        upstream_timeout: Duration::from_millis(s.upstream_timeout_ms),
+        ..Limits::default()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot bind {addr}: {e}"))
+}
+
+async fn bind_admin(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
+    match addr {
+        Some(a) => Ok(Some(bind(a).await?)),
+        None => Ok(None),
+    }
+}
+
+fn announce(listen: &TcpListener, admin: &Option<TcpListener>) -> Result<(), String> {
+    let l = listen.local_addr().map_err(|e| e.to_string())?;
+    let a = admin.as_ref().map(|a| a.local_addr()).transpose().map_err(|e| e.to_string())?;
+    println!("{}", ready_line(l, a));
+    use std::io::Write;
+    std::io::stdout().flush().map_err(|e| e.to_string())
+}
+
+fn catalog(name: &str) -> Result<Arc<dl7_traces::Catalog>, String> {
+    let c = dl7_traces::workload::resolve(name).map_err(|e| e.to_string())?;
+    if c.is_empty() {
+        return Err(format!("{name}: the workload has no objects"));
+    }
+    Ok(Arc::new(c))
+}
+
+/// Why [`serve`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeError {
+    /// The config is wrong (a field, a workload that cannot be read): nothing started.
+    Config(String),
+    /// The service failed while starting or serving.
+    Service(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Config(m) | ServeError::Service(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Runs `spec` to the end: a service until SIGINT/SIGTERM (then drains), a
+/// load run until done (printing its summary on stderr and one
+/// `dl7-result {json}` line on stdout). The config is checked (and its
+/// workload read) once, here.
+pub fn serve(spec: ServiceSpec) -> Result<(), ServeError> {
+    validate(&spec).map_err(ServeError::Config)?;
+    // The workload is part of the config: reading it is checking it.
+    let workload = match &spec {
+        ServiceSpec::Origin(o) => Some(catalog(&o.workload).map(|c| (c, Requests::Stream { seed: 0 }))),
+        ServiceSpec::Load(l) if l.replay => {
+            Some(dl7_traces::Trace::resolve(&l.workload).map_err(|e| e.to_string()).and_then(|t| {
+                if t.requests.is_empty() {
+                    return Err(format!("{}: the trace has no requests to replay", l.workload));
+                }
+                let requests = match l.speed {
+                    None => Requests::List(Arc::new(t.requests)),
+                    Some(_) if t.times.is_empty() => {
+                        return Err(format!(
+                            "{}: speed: a timed replay needs request times, and the trace has none",
+                            l.workload
+                        ))
+                    }
+                    Some(speed) => Requests::Timed {
+                        list: Arc::new(t.requests),
+                        times: Arc::new(t.times),
+                        speed,
+                        max_outstanding: l.max_outstanding,
+                    },
+                };
+                Ok((Arc::new(t.catalog), requests))
+            }))
+        }
+        ServiceSpec::Load(l) => Some(catalog(&l.workload).map(|c| (c, Requests::Stream { seed: l.seed }))),
+        _ => None,
+    };
+    let workload = workload.transpose().map_err(ServeError::Config)?;
+    run(spec, workload).map_err(ServeError::Service)
+}
+
+/// Runs a checked spec; `workload` is the catalog (and requests) it reads.
+fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>) -> Result<(), String> {
+    match spec {
+        ServiceSpec::Origin(o) => {
+            let (catalog, _) = workload.expect("read by serve");
+            runtime(o.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
+                let listener = bind(o.listen).await?;
+                let admin = bind_admin(o.admin).await?;
+                announce(&listener, &admin)?;
+                let mut cfg = OriginConfig::new(catalog);
+                cfg.delay = Duration::from_millis(o.delay_ms);
+                cfg.limits = limits(&o.limits);
+                cfg.admin = admin;
+                crate::origin::run(listener, cfg, os_signal()).await.map_err(|e| format!("origin: {e}"))
+            })
+        }
+        ServiceSpec::Node(n) => {
+            let members = Membership::numbered(n.nodes.len()).map_err(|e| e.to_string())?;
+            let spec = n.policy.clone();
+            runtime(n.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
+                let listener = bind(n.listen.unwrap_or(n.nodes[n.id as usize])).await?;
+                let admin = bind_admin(n.admin).await?;
+                let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
+                cfg.cache_bytes = n.cache_bytes;
+                cfg.max_object_bytes = n.max_object_bytes;
+                cfg.directory = n.directory;
+                cfg.fallbacks = n.fallbacks;
+                cfg.limits = limits(&n.limits);
+                cfg.admin = admin;
+                cfg.cpu = n.emulate_cpu.as_ref().map(dl7_core::costs::Costs::new);
+                cfg.health = n.health;
+                cfg.initial_members = n.members.clone();
+                if let Some(path) = &n.handoff {
+                    let _ = std::fs::remove_file(path); // a stale socket file from an earlier run
+                    cfg.handoff = Some(
+                        tokio::net::UnixListener::bind(path)
+                            .map_err(|e| format!("cannot bind unix socket {}: {e}", path.display()))?,
+                    );
+                }
+                announce(&listener, &cfg.admin)?;
+                let r = crate::node::run(listener, cfg, os_signal()).await.map_err(|e| format!("node: {e}"));
+                if let Some(path) = &n.handoff {
+                    let _ = std::fs::remove_file(path);
+                }
+                r
+            })
+        }
+        ServiceSpec::Front(f) => {
+            let mode = f.mode;
+            let members = Membership::numbered(f.nodes.len()).map_err(|e| e.to_string())?;
+            let spec = f.policy.clone();
+            runtime(f.limits.worker_threads).map_err(|e| e.to_string())?.block_on(async {
+                let listener = bind(f.listen).await?;
+                let admin = bind_admin(f.admin).await?;
+                announce(&listener, &admin)?;
+                let mut cfg = FrontConfig::new(mode, f.nodes.clone(), f.handoff.clone());
+                cfg.policy = spec;
+                cfg.members = members;
+                cfg.fallbacks = f.fallbacks;
+                cfg.limits = limits(&f.limits);
+                cfg.admin = admin;
+                cfg.health = f.health;
+                cfg.initial_members = f.members.clone();
+                crate::front::run(listener, cfg, os_signal()).await.map_err(|e| format!("front: {e}"))
+            })
+        }
+        ServiceSpec::Load(l) => {
+            let (catalog, requests) = workload.expect("read by serve");
+            let mut cfg = LoadConfig::new(l.target, catalog);
+            cfg.requests = requests;
+            cfg.warmup_requests = l.warmup_requests;
+            cfg.connections = l.connections;
+            cfg.warmup = Duration::from_secs_f64(l.warmup_s);
+            cfg.duration = Duration::from_secs_f64(l.duration_s);
+            cfg.rate = l.rate;
+            cfg.timeout = Duration::from_millis(l.timeout_ms);
+            cfg.interval = Duration::from_secs_f64(l.interval_s);
+            let mut report = runtime(l.worker_threads).map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
+            report.peak_rss_bytes = crate::procfs::peak_rss_bytes(std::process::id()).unwrap_or(0);
+            eprintln!("{}", report.summary());
+            println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Typed, versioned service configurations: what `dl7 origin|node|front|load
+//! --config FILE` reads (JSON) and what the engine writes for every process it
+//! starts. The runner never assembles argv; a human's flags are turned into
+//! the same structs by the CLI. [`crate::serve`] turns one into a running service.
+//!
+//! This module is a leaf: plain data and its checks, no sockets, no files but
+//! the config file itself.
+//!
+//! A config names its [`VERSION`]; a file of another version, a missing or an
+//! unknown field is an error naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dl7_core::{Hardware, Membership, PolicySpec};
+use serde::{Deserialize, Serialize};
+
+/// Candidates a dispatcher or front end tries after a failed owner.
+pub const DEFAULT_FALLBACKS: usize = 2;
+/// Milliseconds allowed for a complete request head.
+pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 5000;
+/// Most client connections a service holds at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Deadline of one upstream fetch, milliseconds.
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 2000;
+/// The load generator's per-request deadline, milliseconds.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+
+/// The config format's version; bump it on any incompatible change.
+pub const VERSION: u32 = 2;
+
+/// Limits every service shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Milliseconds allowed for a complete request head (408 after).
+    pub head_timeout_ms: u64,
+    /// Most client connections at once (more get 503).
+    pub max_connections: usize,
+    /// Deadline of one upstream fetch (origin, owner, node), milliseconds.
+    pub upstream_timeout_ms: u64,
+    /// Threads serving the service (see [`runtime`]); absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        LimitsSpec {
+            head_timeout_ms: DEFAULT_HEAD_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            upstream_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+            worker_threads: None,
+        }
+    }
+}
+
+/// The front end's architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontMode {
+    /// Parse, pick the owner, proxy and stream the response back (KTCPVS).
+    Conventional,
+    /// Hand each connection to a node over SCM_RIGHTS: direct return (IPVS-DR).
+    Distributed,
+    /// Splice bytes to a round-robin node through the front end (IPVS-NAT-like).
+    Relay,
+}
+
+impl FrontMode {
+    /// Every mode.
+    pub const ALL: [FrontMode; 3] = [FrontMode::Conventional, FrontMode::Distributed, FrontMode::Relay];
+
+    /// The CLI and TOML name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontMode::Conventional => "conventional",
+            FrontMode::Distributed => "distributed",
+            FrontMode::Relay => "relay",
+        }
+    }
+}
+
+impl std::str::FromStr for FrontMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        FrontMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown front mode {s:?}; expected conventional, distributed or relay"))
+    }
+}
+
+/// `inter`, `rise` and `fall` of HAProxy's `check` (its defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Milliseconds between the starts of two probes of one peer; also each probe's deadline.
+    pub interval_ms: u64,
+    /// Good probes in a row that bring a down peer back.
+    pub rise: u32,
+    /// Failed probes in a row that take an up peer out.
+    pub fall: u32,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec { interval_ms: 2000, rise: 2, fall: 3 }
+    }
+}
+
+impl HealthSpec {
+    /// Checks the values; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms == 0 {
+            return Err("health interval_ms: expected at least 1 millisecond, found 0".into());
+        }
+        if self.rise == 0 || self.fall == 0 {
+            let (name, v) = if self.rise == 0 { ("rise", self.rise) } else { ("fall", self.fall) };
+            return Err(format!("health {name}: expected at least 1 probe, found {v}"));
+        }
+        Ok(())
+    }
+
+    /// The probe period.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.max(1))
+    }
+}
+
+/// The origin web server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSpec {
+    /// Built-in workload name, workload file or trace file.
+    pub workload: String,
+    /// Address to bind (port 0: any free port, printed in the ready line).
+    pub listen: SocketAddr,
+    /// Delay added to every response, milliseconds.
+    pub delay_ms: u64,
+    /// Separate listener for the admin pages.
+    pub admin: Option<SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: LimitsSpec,
+}
+
+/// One cache node (cache + L7 dispatcher).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// This node's 0-based index in `nodes`.
+    pub id: u32,
+    /// Every node's address, in membership order (this one's included).
+    pub nodes: Vec<SocketAddr>,
+    /// Address to bind; default: this node's entry in `nodes`.
+    pub listen: Option<SocketAddr>,
+    /// The origin's address.
+    pub origin: SocketAddr,
+    /// The policy (built over logical names, as in the simulator).
+    pub policy: PolicySpec,
+    /// Cache budget, body bytes.
+    pub cache_bytes: u64,
+    /// Largest object cached, bytes; larger ones stream through uncached.
+    pub max_object_bytes: u64,
+    /// Candidates tried after a failed owner (0: 502 at once).
+    pub fallbacks: usize,
+    /// Unix socket on which the distributed front end hands over client sockets.
+    pub handoff: Option<PathBuf>,
+    /// Ask this node (the directory) for every owner (`ht_rr_shared`).
+    pub directory: Option<SocketAddr>,
+    /// Emulate the CPU of this hardware profile's cache server.
+    pub emulate_cpu: Option<Hardware>,
+    /// Separate listener for the admin pages.
+    pub admin: Option<SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: LimitsSpec,
+    /// Active health checks of the other nodes.
+    pub health: HealthSpec,
+    /// The nodes routed over at start (indices into `nodes`; `None`: all);
+    /// `PUT /_dl7/members?nodes=..` on the admin listener changes them.
+    pub members: Option<Vec<usize>>,
+}
+
+/// The front-end balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontSpec {
+    /// `conventional`, `distributed` or `relay`.
+    pub mode: FrontMode,
+    /// Node addresses, in membership order.
+    pub nodes: Vec<SocketAddr>,
+    /// Node handoff Unix sockets (distributed mode).
+    pub handoff: Vec<PathBuf>,
+    /// The policy (conventional mode).
+    pub policy: PolicySpec,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Candidates tried after a failed owner (conventional).
+    pub fallbacks: usize,
+    /// Separate listener for the admin pages.
+    pub admin: Option<SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: LimitsSpec,
+    /// Active health checks of the nodes.
+    pub health: HealthSpec,
+    /// The nodes sent to at start (indices into `nodes`; `None`: all);
+    /// `PUT /_dl7/members?nodes=..` on the admin listener changes them.
+    pub members: Option<Vec<usize>>,
+}
+
+/// One load run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Address of the front end (or any node).
+    pub target: SocketAddr,
+    /// Built-in workload name, workload file or trace file: the catalog to request and verify.
+    pub workload: String,
+    /// Replay the trace file's requests once, in order, instead of a seeded stream.
+    pub replay: bool,
+    /// Replay: requests not measured.
+    pub warmup_requests: u64,
+    /// Seed of the request streams.
+    pub seed: u64,
+    /// Concurrent keep-alive connections.
+    pub connections: usize,
+    /// Seconds of warm-up not recorded.
+    pub warmup_s: f64,
+    /// Seconds of measurement (a replay also ends when the trace is done).
+    pub duration_s: f64,
+    /// Open loop at this total rate (requests/s); `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Per-request deadline, milliseconds.
+    pub timeout_ms: u64,
+    /// A replay at the trace's logged times, this many times faster; `None`: closed loop.
+    /// (This and the next two fields may be left out: version 1 files before them still read.)
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// A timed replay: most requests out at once; later ones are dropped.
+    #[serde(default = "default_max_outstanding")]
+    pub max_outstanding: usize,
+    /// Length of the report's intervals, seconds.
+    #[serde(default = "default_interval_s")]
+    pub interval_s: f64,
+    /// Threads driving the load (see [`runtime`]); absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+}
+
+fn default_max_outstanding() -> usize {
+    dl7_core::Pace::DEFAULT_MAX_OUTSTANDING as usize
+}
+
+fn default_interval_s() -> f64 {
+    1.0
+}
+
+/// Any service's config, tagged by role, with its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    /// Must be [`VERSION`].
+    pub version: u32,
+    /// The service.
+    pub service: ServiceSpec,
+}
+
+/// One service to run. Read once per process, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceSpec {
+    /// `dl7 origin`.
+    Origin(OriginSpec),
+    /// `dl7 node`.
+    Node(NodeSpec),
+    /// `dl7 front`.
+    Front(FrontSpec),
+    /// `dl7 load`.
+    Load(LoadSpec),
+}
+
+impl ServiceSpec {
+    /// The role's name (the subcommand).
+    pub fn role(&self) -> &'static str {
+        match self {
+            ServiceSpec::Origin(_) => "origin",
+            ServiceSpec::Node(_) => "node",
+            ServiceSpec::Front(_) => "front",
+            ServiceSpec::Load(_) => "load",
+        }
+    }
+
+    /// The versioned JSON text of its config file.
+    pub fn to_json(&self) -> String {
+        let file = ServiceFile { version: VERSION, service: self.clone() };
+        serde_json::to_string_pretty(&file).expect("a spec is plain data")
+    }
+
+    /// Writes it as a versioned JSON file.
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        std::fs::write(path, self.to_json()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Reads a versioned JSON file; `role` is the subcommand that reads it.
+    pub fn read(path: &Path, role: &str) -> Result<ServiceSpec, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file: ServiceFile =
+            serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+        if file.version != VERSION {
+            return Err(format!(
+                "{}: config version {}, this dl7 reads version {VERSION}",
+                path.display(),
+                file.version
+            ));
+        }
+        if file.service.role() != role {
+            return Err(format!(
+                "{}: a {} config, not a {role} one (run `dl7 {} --config {}`)",
+                path.display(),
+                file.service.role(),
+                file.service.role(),
+                path.display()
+            ));
+        }
+        Ok(file.service)
+    }
+}
+
+/// Checks a spec's values that need no file; the error names the field.
+pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
+    let threads = match spec {
+        ServiceSpec::Origin(o) => o.limits.worker_threads,
+        ServiceSpec::Node(n) => n.limits.worker_threads,
+        ServiceSpec::Front(f) => f.limits.worker_threads,
+        ServiceSpec::Load(l) => l.worker_threads,
+    };
+    if threads == Some(0) {
+        return Err("worker_threads 0: expected at least 1 thread".into());
+    }
+    match spec {
+        ServiceSpec::Origin(_) => Ok(()),
+        ServiceSpec::Node(n) => {
+            let count = n.nodes.len();
+            if n.id as usize >= count {
+                return Err(format!("id {}: expected an index below the {count} addresses of nodes", n.id));
+            }
+            let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
+            n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
+            check_members(&n.members, count)?;
+            n.health.validate()
+        }
+        ServiceSpec::Front(f) => {
+            let mode = f.mode;
+            let members = Membership::numbered(f.nodes.len()).map_err(|e| format!("nodes: {e}"))?;
+            f.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
+            if mode == FrontMode::Distributed && f.handoff.len() != f.nodes.len() {
+                return Err(format!(
+                    "handoff: distributed mode needs one unix socket per node ({} nodes, {} sockets)",
+                    f.nodes.len(),
+                    f.handoff.len()
+                ));
+            }
+            check_members(&f.members, f.nodes.len().max(f.handoff.len()))?;
+            f.health.validate()
+        }
+        ServiceSpec::Load(l) => {
+            for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("{name} {v}: expected a non-negative number of seconds"));
+                }
+            }
+            if !(l.interval_s.is_finite() && l.interval_s >= 0.001) {
+                return Err(format!("interval_s {}: expected seconds >= 0.001", l.interval_s));
+            }
+            if let Some(speed) = l.speed {
+                if !l.replay {
+                    return Err("speed: a timed replay needs a trace (replay)".into());
+                }
+                if !(speed.is_finite() && speed > 0.0) {
+                    return Err(format!("speed {speed}: expected a speed factor > 0"));
+                }
+                if l.max_outstanding == 0 {
+                    return Err("max_outstanding 0: expected at least 1".into());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `members`, if given, must name distinct nodes among `count`, at least one.
+fn check_members(members: &Option<Vec<usize>>, count: usize) -> Result<(), String> {
+    let Some(m) = members else { return Ok(()) };
+    if m.is_empty() {
+        return Err("members: expected at least one node index".into());
+    }
+    for (k, &i) in m.iter().enumerate() {
+        if i >= count {
+            return Err(format!("members: {i} is not a node index (expected below {count})"));
+        }
+        if m[..k].contains(&i) {
+            return Err(format!("members: {i} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> ServiceSpec {
+        ServiceSpec::Node(NodeSpec {
+            id: 0,
+            nodes: vec!["127.0.0.1:1".parse().unwrap()],
+            listen: None,
+            origin: "127.0.0.1:2".parse().unwrap(),
+            policy: PolicySpec::parse("md5").unwrap(),
+            cache_bytes: 1 << 20,
+            max_object_bytes: 1 << 17,
+            fallbacks: 2,
+            handoff: None,
+            directory: None,
+            emulate_cpu: Some(Hardware::kwon2008()),
+            admin: None,
+            limits: LimitsSpec::default(),
+            health: HealthSpec::default(),
+            members: None,
+        })
+    }
+
+    #[test]
+    fn a_config_round_trips_through_its_file() {
+        let dir = std::env::temp_dir().join(format!("dl7-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.json");
+        node().write(&path).unwrap();
+        assert_eq!(ServiceSpec::read(&path, "node").unwrap(), node());
+        let e = ServiceSpec::read(&path, "front").unwrap_err();
+        assert!(e.contains("a node config, not a front one"), "{e}");
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"fallbacks\"", "\"fallback\"");
+        std::fs::write(&path, text).unwrap();
+        let e = ServiceSpec::read(&path, "node").unwrap_err();
+        assert!(e.contains("fallback"), "{e}");
+        node().write(&path).unwrap();
+        let text =
+            std::fs::read_to_string(&path).unwrap().replace(&format!("\"version\": {VERSION}"), "\"version\": 9");
+        std::fs::write(&path, text).unwrap();
+        assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_load_config_reads_without_the_timed_replay_fields_and_checks_them() {
+        let text = r#"{"version": 1, "service": {"load": {"target": "127.0.0.1:1", "workload": "surge100",
+            "replay": false, "warmup_requests": 0, "seed": 1, "connections": 2, "warmup_s": 0.0,
+            "duration_s": 1.0, "rate": null, "timeout_ms": 100}}}"#;
+        let file: ServiceFile = serde_json::from_str(text).unwrap();
+        let ServiceSpec::Load(l) = file.service else { panic!("a load config") };
+        assert_eq!((l.speed, l.max_outstanding, l.interval_s), (None, 4096, 1.0));
+        let check = |l: &LoadSpec| validate(&ServiceSpec::Load(l.clone()));
+        assert!(check(&LoadSpec { speed: Some(2.0), ..l.clone() }).unwrap_err().contains("needs a trace"));
+        let replay = LoadSpec { replay: true, ..l.clone() };
+        assert!(check(&LoadSpec { speed: Some(0.0), ..replay.clone() }).unwrap_err().starts_with("speed 0"));
+        assert!(check(&LoadSpec { speed: Some(1.0), max_outstanding: 0, ..replay.clone() }).is_err());
+        assert!(check(&LoadSpec { interval_s: 0.0, ..l.clone() }).unwrap_err().starts_with("interval_s"));
+        assert!(check(&LoadSpec { speed: Some(1.0), ..replay }).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let ServiceSpec::Node(mut n) = node() else { unreachable!() };
+        n.id = 3;
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().starts_with("id 3"));
+        n.id = 0;
+        n.members = Some(vec![0, 1]);
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().contains("members: 1 is not a node index"));
+        n.members = Some(vec![]);
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().contains("at least one"));
+        let ServiceSpec::Node(mut n) = node() else { unreachable!() };
+        n.limits.worker_threads = Some(0);
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("worker_threads 0"));
+    }
+}
