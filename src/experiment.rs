@@ -716,10 +716,10 @@ impl Plan {
         for &servers in &server_counts {
             if let Err((k, why)) = Timeline::check(&faults_for(&faults, servers), servers) {
                 let f = &raw.faults.as_ref().expect("checked faults exist")[k];
-                let (span, field) = match &f.node {
-                    _ if why.contains("at_s") => (f.at_s.span(), "at_s"),
-                    Some(n) => (n.span(), "node"),
-                    None => (f.action.span(), "action"),
+                let (span, field) = match (why.field(), &f.node) {
+                    ("at_s", _) => (f.at_s.span(), "at_s"),
+                    (_, Some(n)) => (n.span(), "node"),
+                    (_, None) => (f.action.span(), "action"),
                 };
                 return Err(src.at(span, &format!("faults[{k}].{field}"), format!("with {servers} servers: {why}")));
             }

@@ -69,6 +69,45 @@ pub struct Fault {
     pub node: u32,
 }
 
+/// Why a fault cannot happen when the schedule says.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    /// A time that is not a number of seconds from the window's start.
+    #[error("at_s {at_s}: expected seconds >= 0")]
+    BadTime { at_s: f64 },
+    /// A fault listed before an earlier one.
+    #[error("at_s {at_s} comes before the previous fault's {previous}: list faults in time order")]
+    OutOfOrder { at_s: f64, previous: f64 },
+    /// A join that does not add the next node index.
+    #[error("join adds node {next} next (nodes 0..{next} exist), not node {node}")]
+    JoinOutOfOrder { node: u32, next: u32 },
+    /// A node index the schedule has not made.
+    #[error("node {node} does not exist (nodes 0..{known})")]
+    NoSuchNode { node: u32, known: u32 },
+    /// A kill of a node that is not running.
+    #[error("node {node} is not running")]
+    NotRunning { node: u32 },
+    /// A restart of a node that was not killed.
+    #[error("only a killed node restarts; node {node} is not one")]
+    NotKilled { node: u32 },
+    /// A leave of a node that is not a running member.
+    #[error("node {node} is not a running member")]
+    NotAMember { node: u32 },
+    /// A leave that would leave no member.
+    #[error("node {node} is the last member")]
+    LastMember { node: u32 },
+}
+
+impl FaultError {
+    /// The fault's field the error is about: `at_s` for times, `node` for the rest.
+    pub fn field(&self) -> &'static str {
+        match self {
+            FaultError::BadTime { .. } | FaultError::OutOfOrder { .. } => "at_s",
+            _ => "node",
+        }
+    }
+}
+
 /// Who is a member and who runs, step by step through a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeline {
@@ -85,30 +124,31 @@ impl Timeline {
     }
 
     /// Applies one fault, or says why it cannot happen now.
-    pub fn apply(&mut self, f: &Fault) -> Result<(), String> {
-        let i = f.node as usize;
-        let known = self.alive.len();
+    pub fn apply(&mut self, f: &Fault) -> Result<(), FaultError> {
+        let i = f.node;
+        let known = self.alive.len() as u32;
+        let alive = |t: &Timeline| t.alive[i as usize];
         match f.action {
             FaultAction::Join => {
                 if i != known {
-                    return Err(format!("join adds node {known} next (nodes 0..{known} exist), not node {i}"));
+                    return Err(FaultError::JoinOutOfOrder { node: i, next: known });
                 }
                 self.alive.push(true);
                 self.members.push(f.node);
             }
-            _ if i >= known => return Err(format!("node {i} does not exist (nodes 0..{known})")),
-            FaultAction::Kill if !self.alive[i] => return Err(format!("node {i} is not running")),
-            FaultAction::Kill => self.alive[i] = false,
-            FaultAction::Restart if self.alive[i] || !self.members.contains(&f.node) => {
-                return Err(format!("only a killed node restarts; node {i} is not one"))
+            _ if i >= known => return Err(FaultError::NoSuchNode { node: i, known }),
+            FaultAction::Kill if !alive(self) => return Err(FaultError::NotRunning { node: i }),
+            FaultAction::Kill => self.alive[i as usize] = false,
+            FaultAction::Restart if alive(self) || !self.members.contains(&f.node) => {
+                return Err(FaultError::NotKilled { node: i })
             }
-            FaultAction::Restart => self.alive[i] = true,
-            FaultAction::Leave if !self.alive[i] || !self.members.contains(&f.node) => {
-                return Err(format!("node {i} is not a running member"))
+            FaultAction::Restart => self.alive[i as usize] = true,
+            FaultAction::Leave if !alive(self) || !self.members.contains(&f.node) => {
+                return Err(FaultError::NotAMember { node: i })
             }
-            FaultAction::Leave if self.members.len() == 1 => return Err(format!("node {i} is the last member")),
+            FaultAction::Leave if self.members.len() == 1 => return Err(FaultError::LastMember { node: i }),
             FaultAction::Leave => {
-                self.alive[i] = false;
+                self.alive[i as usize] = false;
                 self.members.retain(|&m| m != f.node);
             }
         }
@@ -117,18 +157,15 @@ impl Timeline {
 
     /// Checks a whole schedule on `servers` nodes (times in order, every
     /// fault possible when it comes); the error gives the fault's index.
-    pub fn check(faults: &[Fault], servers: u32) -> Result<Timeline, (usize, String)> {
+    pub fn check(faults: &[Fault], servers: u32) -> Result<Timeline, (usize, FaultError)> {
         let mut t = Timeline::new(servers);
         let mut last = 0.0;
         for (k, f) in faults.iter().enumerate() {
             if !(f.at_s.is_finite() && f.at_s >= 0.0) {
-                return Err((k, format!("at_s {}: expected seconds >= 0", f.at_s)));
+                return Err((k, FaultError::BadTime { at_s: f.at_s }));
             }
             if f.at_s < last {
-                return Err((
-                    k,
-                    format!("at_s {} comes before the previous fault's {last}: list faults in time order", f.at_s),
-                ));
+                return Err((k, FaultError::OutOfOrder { at_s: f.at_s, previous: last }));
             }
             last = f.at_s;
             t.apply(f).map_err(|e| (k, e))?;
@@ -201,12 +238,12 @@ mod tests {
         use FaultAction::*;
         let err = |s: &[Fault]| Timeline::check(s, 3).unwrap_err();
         assert_eq!(err(&[f(1.0, Restart, 0)]).0, 0);
-        assert!(err(&[f(1.0, Kill, 0), f(2.0, Kill, 0)]).1.contains("not running"));
-        assert!(err(&[f(1.0, Join, 5)]).1.contains("join adds node 3"));
-        assert!(err(&[f(1.0, Kill, 7)]).1.contains("does not exist"));
-        assert!(err(&[f(2.0, Kill, 0), f(1.0, Restart, 0)]).1.contains("time order"));
-        assert!(err(&[f(1.0, Leave, 1), f(2.0, Restart, 1)]).1.contains("only a killed node"));
-        assert!(Timeline::check(&[f(1.0, Leave, 0)], 1).unwrap_err().1.contains("last member"));
+        assert!(err(&[f(1.0, Kill, 0), f(2.0, Kill, 0)]).1.to_string().contains("not running"));
+        assert!(err(&[f(1.0, Join, 5)]).1.to_string().contains("join adds node 3"));
+        assert!(err(&[f(1.0, Kill, 7)]).1.to_string().contains("does not exist"));
+        assert!(err(&[f(2.0, Kill, 0), f(1.0, Restart, 0)]).1.to_string().contains("time order"));
+        assert!(err(&[f(1.0, Leave, 1), f(2.0, Restart, 1)]).1.to_string().contains("only a killed node"));
+        assert!(Timeline::check(&[f(1.0, Leave, 0)], 1).unwrap_err().1.to_string().contains("last member"));
         assert_eq!(FaultAction::from_name("leave"), Some(Leave));
         assert_eq!(FaultAction::from_name("crash"), None);
     }
