@@ -95,7 +95,7 @@ use toml::Spanned;
 
 /// Largest cluster an experiment may ask for; far beyond the paper's 16, small
 /// enough that a typo (`servers = [160000]`) is caught before it runs.
-const MAX_SERVERS: u32 = 1024;
+use dl7_core::server::MAX_SERVERS;
 /// Default WebStone connections per cache server, as in the paper.
 const DEFAULT_PER_SERVER: u32 = 63;
 /// Default length of the intervals of `timeseries.csv`, seconds.
@@ -260,6 +260,16 @@ impl Engine {
         }
     }
 
+    /// The `mode` column of the rows it writes.
+    pub fn mode(self) -> &'static str {
+        match self {
+            Engine::Sim => "sim",
+            Engine::Local => "real",
+            Engine::Lab => "real-lab",
+            Engine::Ssh => "real-ssh",
+        }
+    }
+
     /// The engine called `name`.
     pub fn from_name(name: &str) -> Result<Self, String> {
         match name {
@@ -282,10 +292,11 @@ pub enum WorkloadSource {
 }
 
 impl WorkloadSource {
-    /// How a service reads it: the built-in name or the file path.
+    /// How a service reads it: the built-in's name, marked as one (a file of
+    /// that name in the working directory does not shadow it), or the file path.
     pub fn argument(&self) -> String {
         match self {
-            WorkloadSource::Builtin(n) => n.clone(),
+            WorkloadSource::Builtin(n) => format!("{}{n}", dl7_traces::workload::BUILTIN_PREFIX),
             WorkloadSource::File(p) => p.display().to_string(),
         }
     }
@@ -881,11 +892,18 @@ impl Experiment {
         runs
     }
 
-    /// True when `engine` runs this experiment on the paper's testbed (the
-    /// simulator with the `kwon2008` profile): only then are its numbers
-    /// comparable with the paper's tables and conclusions.
+    /// True when `engine` runs this experiment on the paper's testbed and
+    /// with its method (the simulator on the `kwon2008` profile, 63 closed-loop
+    /// clients per server, the default window, no faults): only then are its
+    /// numbers comparable with the paper's tables and conclusions.
     pub fn paper_testbed(&self, engine: Engine) -> bool {
-        engine == Engine::Sim && self.plan.hardware == HardwareSource::Builtin("kwon2008".into())
+        let p = &self.plan;
+        engine == Engine::Sim
+            && p.hardware == HardwareSource::Builtin("kwon2008".into())
+            && p.clients == ClientMode::Closed { per_server: 63 }
+            && p.warmup_s == dl7_sim::DEFAULT_WARMUP_S
+            && p.measure_s == dl7_sim::DEFAULT_MEASURE_S
+            && p.faults.is_empty()
     }
 
     /// Cache capacity per server, bytes: `run.cache_mb`, else the hardware profile's.
@@ -1064,13 +1082,6 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
         }
         None => Ok(()),
     };
-    let per_server = |default: u32| -> Result<u32, ExperimentError> {
-        match &c.per_server {
-            None => Ok(default),
-            Some(p) if *p.get_ref() >= 1 => Ok(*p.get_ref()),
-            Some(p) => Err(src.at(p.span(), "clients.per_server", "expected connections per server >= 1, found 0")),
-        }
-    };
     fn span<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
         v.as_ref().map(|v| v.span())
     }
@@ -1096,9 +1107,10 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
     if mode == "poisson" || mode == "replay" {
         only("per_server", span(&c.per_server), "\"closed\" or \"onoff\"")?;
     }
-    match mode {
-        "closed" => Ok(ClientMode::Closed { per_server: per_server(DEFAULT_PER_SERVER)? }),
-        "onoff" => Ok(ClientMode::OnOff { per_server: per_server(DEFAULT_PER_SERVER)? }),
+    let per_server = c.per_server.as_ref().map_or(DEFAULT_PER_SERVER, |p| *p.get_ref());
+    let clients = match mode {
+        "closed" => ClientMode::Closed { per_server },
+        "onoff" => ClientMode::OnOff { per_server },
         "poisson" => {
             let Some(rate) = &c.rate else {
                 return Err(src.at(
@@ -1107,22 +1119,9 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
                     "mode \"poisson\" needs rate = <requests per second>",
                 ));
             };
-            let r = *rate.get_ref();
-            if !(r.is_finite() && r > 0.0) {
-                return Err(src.at(
-                    rate.span(),
-                    "clients.rate",
-                    format!("expected requests per second > 0, found {r}"),
-                ));
-            }
-            Ok(ClientMode::Poisson { rate: r })
+            ClientMode::Poisson { rate: *rate.get_ref() }
         }
         _ => {
-            let connections = match &c.connections {
-                None => 1,
-                Some(k) if *k.get_ref() >= 1 => *k.get_ref(),
-                Some(k) => return Err(src.at(k.span(), "clients.connections", "expected connections >= 1, found 0")),
-            };
             let pace = match (&c.speed, &c.max_outstanding) {
                 (None, None) => None,
                 (None, Some(m)) => {
@@ -1132,36 +1131,30 @@ fn parse_clients(src: &Source, c: &RawClients) -> Result<ClientMode, ExperimentE
                         "`max_outstanding` bounds a timed replay: it is read only with `speed`",
                     ))
                 }
-                (Some(v), m) => {
-                    let speed = *v.get_ref();
-                    if !(speed.is_finite() && speed > 0.0) {
-                        return Err(src.at(
-                            v.span(),
-                            "clients.speed",
-                            format!("expected a speed factor > 0 (logged seconds per replayed second), found {speed}"),
-                        ));
-                    }
-                    let max_outstanding = match m {
-                        None => Pace::DEFAULT_MAX_OUTSTANDING,
-                        Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
-                        Some(m) => {
-                            return Err(src.at(
-                                m.span(),
-                                "clients.max_outstanding",
-                                "expected outstanding requests >= 1, found 0",
-                            ))
-                        }
-                    };
-                    Some(Pace { speed, max_outstanding })
-                }
+                (Some(v), m) => Some(Pace {
+                    speed: *v.get_ref(),
+                    max_outstanding: m.as_ref().map_or(Pace::DEFAULT_MAX_OUTSTANDING, |m| *m.get_ref()),
+                }),
             };
-            Ok(ClientMode::Replay {
-                connections,
+            ClientMode::Replay {
+                connections: c.connections.as_ref().map_or(1, |k| *k.get_ref()),
                 warmup_requests: c.warmup_requests.as_ref().map_or(0, |w| *w.get_ref()),
                 pace,
-            })
+            }
         }
-    }
+    };
+    // The ranges are the core's, the same for every engine; the error names its key.
+    clients.validate().map_err(|e| {
+        let at = match e.field() {
+            "per_server" => span(&c.per_server),
+            "rate" => span(&c.rate),
+            "connections" => span(&c.connections),
+            "speed" => span(&c.speed),
+            _ => span(&c.max_outstanding),
+        };
+        src.at(at.unwrap_or_else(|| c.mode.span()), &format!("clients.{}", e.field()), e.to_string())
+    })?;
+    Ok(clients)
 }
 
 fn nonempty<'a, T>(

@@ -64,7 +64,8 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
     let plan = &experiment.plan;
     let engine = opts.engine.unwrap_or(plan.engine);
     let lab = plan.check_engine(engine).map_err(input_error)?;
-    let out = opts.out.clone().unwrap_or_else(|| Path::new("reports").join(&plan.name));
+    let out = opts.out.clone().unwrap_or_else(|| default_out(&plan.name, plan.engine, engine));
+    refuse_other_engines(&out, engine)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut files = Vec::new();
     let in_shard = |r: &Run| match opts.shard {
@@ -153,6 +154,49 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
         line.push_str(&fidelity);
     }
     Ok(SweepOutput { rows, series, files, summary: line })
+}
+
+/// Where a sweep writes when `--out` is not given: `reports/NAME` on the
+/// experiment's own engine, `reports/NAME/ENGINE` on another one, so that
+/// `--engine` never writes over the evidence of the file's own engine.
+pub fn default_out(name: &str, own: Engine, engine: Engine) -> PathBuf {
+    let dir = Path::new("reports").join(name);
+    if engine == own {
+        dir
+    } else {
+        dir.join(engine.name())
+    }
+}
+
+/// Refuses an output folder that already holds rows of another engine
+/// (its `results.csv` or `timeseries.csv` has another `mode`): a sweep
+/// never mixes engines in one folder, nor writes over another engine's rows.
+fn refuse_other_engines(out: &Path, engine: Engine) -> anyhow::Result<()> {
+    for name in ["results.csv", "timeseries.csv"] {
+        let path = out.join(name);
+        let Ok(mut reader) = csv::Reader::from_path(&path) else { continue };
+        let Some(col) = reader.headers().ok().and_then(|h| h.iter().position(|c| c == "mode")) else { continue };
+        let mut others = std::collections::BTreeSet::new();
+        for record in reader.records().flatten() {
+            match record.get(col) {
+                Some(m) if m != engine.mode() => {
+                    others.insert(m.to_string());
+                }
+                _ => {}
+            }
+        }
+        if !others.is_empty() {
+            let modes: Vec<String> = others.into_iter().collect();
+            return Err(input_error(format!(
+                "{} holds rows of mode {} (this sweep's engine {} writes mode {}): choose another folder with --out, or remove that one first",
+                path.display(),
+                modes.join(", "),
+                engine.name(),
+                engine.mode()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `summary.csv`, `REPORT.md` and the figures of a whole run's rows

@@ -96,7 +96,7 @@ fn ctrl_c_stops_every_child_process() {
         seen.extend(children_of(pid));
         std::thread::yield_now();
     }
-    dl7_testbed::process::send_signal(pid, 2).unwrap(); // SIGINT, as Ctrl-C sends
+    dl7_testbed::process::send_signal(pid, dl7_testbed::process::Signal::INT).unwrap(); // as Ctrl-C sends
     let status = cluster.wait().unwrap();
     assert!(!status.success());
     let leftover: Vec<u32> = seen.iter().copied().filter(|&p| alive(p)).collect();
@@ -167,10 +167,10 @@ fn a_stopped_node_process_costs_a_bounded_number_of_requests() {
         cfg.duration = Duration::from_millis(300);
         let before = load::run(cfg.clone()).await.unwrap();
         assert_eq!(before.errors, 0);
-        procs[2].signal(19); // SIGSTOP node 1: it neither reads its handoffs nor answers peers
+        procs[2].signal(dl7_testbed::process::Signal::STOP); // node 1: it neither reads its handoffs nor answers peers
         cfg.duration = Duration::from_millis(3000);
         let r = load::run(cfg).await.unwrap();
-        procs[2].signal(18); // SIGCONT, so that it can drain and exit
+        procs[2].signal(dl7_testbed::process::Signal::CONT); // so that it can drain and exit
         eprintln!("SIGSTOP run: {}", r.summary());
         assert!(r.requests > 100, "{}", r.summary());
         // Clients handed to the stopped node time out until the front end sees it

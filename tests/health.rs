@@ -31,7 +31,7 @@ const FALL: u64 = 3;
 /// printed; this only bounds them.
 const SLACK: Duration = Duration::from_millis(1500);
 const VICTIM: usize = 1;
-const SIGKILL: i32 = 9;
+use dl7_testbed::process::Signal;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("health-tests").join(name);
@@ -166,7 +166,7 @@ fn a_killed_node_costs_only_its_in_flight_requests_and_serves_again_after_rise_p
             // handoffs are the client connections it holds, each with at most one request.
             let held = stats(victim).await.handoffs;
             let mut p = c.nodes[VICTIM].take().unwrap();
-            p.signal(SIGKILL);
+            p.signal(Signal::KILL);
             p.stop(Duration::from_secs(5)); // reaps it: dead from here on
             let killed = Instant::now();
 
@@ -315,7 +315,7 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
         let only_first = format!("map {{ 0 : {}, 1 : {} }}", n(0), n(0));
         assert!(ruleset().contains(&both), "{}", ruleset());
 
-        nodes[1].signal(SIGKILL);
+        nodes[1].signal(Signal::KILL);
         wait_until(Duration::from_secs(10), "the map sends node 1's share to node 0", || async {
             !health.is_up(1) && ruleset().contains(&only_first)
         })

@@ -146,7 +146,9 @@ fn quick_sweep_is_byte_identical_for_one_and_two_threads() {
     // quick.toml: 2 servers x 2 policies x 2 archs x 1 workload x 1 seed.
     assert_eq!(results.lines().count(), 1 + 8, "{results}");
     let report = std::fs::read_to_string(outputs[0].join("REPORT.md")).unwrap();
-    assert!(report.contains("surge100: median absolute relative error"), "{report}");
+    // A one-second window is not the paper's method: no comparison with its tables.
+    assert!(report.contains("not of the paper's testbed"), "{report}");
+    assert!(!report.contains("median absolute relative error"), "{report}");
     assert!(outputs[0].join("surge100_req_per_s.png").exists());
 }
 

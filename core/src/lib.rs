@@ -48,7 +48,7 @@ pub mod server;
 pub mod timeseries;
 
 pub use arch::Arch;
-pub use clients::{ClientMode, Pace};
+pub use clients::{ClientError, ClientMode, Pace};
 pub use config::{ConfigError, Source};
 pub use fault::{Fault, FaultAction};
 pub use hardware::Hardware;

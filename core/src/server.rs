@@ -32,6 +32,10 @@ pub struct Server {
     pub weight: f64,
 }
 
+/// Most servers a cluster has, in every engine and on every command line:
+/// an experiment's `sweep.servers`, `dl7 sim --servers`, `dl7 policy spread --servers`.
+pub const MAX_SERVERS: u32 = 1024;
+
 /// An ordered, non-empty list of servers with unique names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Membership {

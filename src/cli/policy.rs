@@ -16,7 +16,7 @@ use super::input_error;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
-    /// Print the 0-based index of the server that owns each URL, one per line.
+    /// Print the server that owns each URL, one line each: its 0-based index, its name and the URL, tab-separated.
     Pick(PickArgs),
     /// Compare policies: key spread, Zipf request load, keys moved on leave/join, ns per pick.
     Spread(SpreadArgs),
@@ -40,8 +40,8 @@ pub struct PickArgs {
 #[derive(Args)]
 pub struct SpreadArgs {
     /// Number of servers, named 10.0.0.1:3128 ... 10.0.0.N:3128.
-    #[arg(long, default_value_t = 16)]
-    servers: usize,
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=dl7_core::server::MAX_SERVERS as i64))]
+    servers: u32,
     /// Number of distinct keys http://example.com/obj/<i>.html (also the
     /// number of Zipf requests).
     #[arg(long, default_value_t = 100_000)]
@@ -79,17 +79,15 @@ fn pick(args: PickArgs) -> anyhow::Result<()> {
     let mut out = String::new();
     for url in &args.urls {
         let key = RequestKey::new(url.as_bytes());
-        out.push_str(&policy.pick(&key, &NoLoad).0.to_string());
-        out.push('\n');
+        let id = policy.pick(&key, &NoLoad);
+        // index, server, URL: tab-separated, the index first for scripts (`cut -f1`).
+        out.push_str(&format!("{}\t{}\t{url}\n", id.0, members.server(id).name));
     }
     print!("{out}");
     Ok(())
 }
 
 fn spread(args: SpreadArgs) -> anyhow::Result<()> {
-    if args.servers == 0 {
-        return Err(input_error("bad value `0` for --servers: expected a positive number of servers"));
-    }
     if args.keys == 0 {
         return Err(input_error("bad value `0` for --keys: expected a positive number of keys"));
     }
@@ -106,7 +104,7 @@ fn spread(args: SpreadArgs) -> anyhow::Result<()> {
     };
     let params = Params::parse(args.params.iter().map(String::as_str)).map_err(input_error)?;
     let config = SpreadConfig {
-        servers: args.servers,
+        servers: args.servers as usize,
         keys: args.keys,
         zipf: args.zipf,
         objects: args.objects,

@@ -256,8 +256,9 @@ pub struct BenchRealArgs {
     /// Threads per service process (`[real] worker_threads`; default one per core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     worker_threads: Option<u64>,
-    /// Output directory.
-    #[arg(long, default_value = "reports/bench-real")]
+    /// Output directory (git-ignored by default, so that a run never writes over the
+    /// committed reports/bench-real/ the docs quote).
+    #[arg(long, default_value = "reports/bench-real-latest")]
     out: PathBuf,
 }
 

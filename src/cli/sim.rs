@@ -40,8 +40,8 @@ pub struct SimArgs {
     /// Policy parameter, key=value (repeatable).
     #[arg(long = "param")]
     params: Vec<String>,
-    /// Number of cache servers.
-    #[arg(long)]
+    /// Number of cache servers (1 to 1024).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=dl7_core::server::MAX_SERVERS as i64))]
     servers: u32,
     /// Run seed: every random number of the run derives from it.
     #[arg(long, default_value_t = 1)]

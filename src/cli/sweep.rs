@@ -23,14 +23,15 @@ pub enum SweepCommand {
         /// Worker threads (default: one per core).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         threads: Option<u32>,
-        /// Output directory (default: reports/<experiment name>).
+        /// Output directory (default: reports/<experiment name>, or reports/<name>/<engine> when
+        /// --engine is not the file's own); a folder holding another engine's rows is refused.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Runs per cell, overriding the file's `seeds`.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         seeds: Option<u32>,
-        /// The engine: sim, local (processes on loopback) or lab (the emulated lab, root);
-        /// overrides the file's `engine`.
+        /// The engine: sim, local (processes on loopback), lab (the emulated lab, root) or ssh
+        /// (the lab file's hosts over SSH); overrides the file's `engine`.
         #[arg(long)]
         engine: Option<String>,
         /// Run only shard K of N (cells whose index is K-1 modulo N); `dl7 merge` combines the shards.
@@ -134,7 +135,13 @@ fn plot(file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
             return Err(no_rows());
         }
         std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-        report::figures::draw_all(&report::summarize(&rows), &[], &out)?
+        // The paper's cells are drawn, as the sweep draws them, for the rows of its testbed:
+        // the sweep's REPORT.md beside them says so.
+        let report = file.with_file_name("REPORT.md");
+        let paper =
+            std::fs::read_to_string(&report).is_ok_and(|t| t.lines().any(|l| l == report::markdown::FIDELITY_HEADING));
+        let reference = if paper { report::reference::kwon2008_surge100() } else { Vec::new() };
+        report::figures::draw_all(&report::summarize(&rows), &reference, &out)?
     };
     for f in &figures {
         println!("wrote {}", f.display());

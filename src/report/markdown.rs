@@ -18,6 +18,10 @@ use super::summary::SummaryRow;
 
 pub use super::fidelity::fidelity_summary;
 
+/// The heading of the comparison with the paper, written only for runs of
+/// its testbed: what tells `dl7 plot` to draw the paper's cells too.
+pub const FIDELITY_HEADING: &str = "## Fidelity";
+
 /// The paper's table numbers for its three workloads: (req/s, Mbit/s, improvement).
 fn paper_tables(workload: &str) -> Option<(u32, u32, u32)> {
     match workload {
@@ -70,7 +74,8 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: Option<
         None => {
             let _ = writeln!(
                 out,
-                "These runs are not of the paper's testbed (another hardware profile, or a real engine), so \
+                "These runs are not of the paper's testbed and method (another hardware profile, a real engine, other \
+                 clients, another window or faults), so \
                  their numbers are not compared with the paper's tables or its conclusions.\n"
             );
         }
@@ -184,7 +189,7 @@ fn render_against_the_paper(out: &mut String, idx: &Index, reference: &[Referenc
     let comparison = compare_with_reference(idx, reference);
     let verdicts: Vec<(Conclusion, Vec<Verdict>)> =
         Conclusion::ALL.iter().map(|&c| (c, idx.workloads.iter().map(|w| check(c, idx, w)).collect())).collect();
-    let _ = writeln!(out, "## Fidelity\n");
+    let _ = writeln!(out, "{FIDELITY_HEADING}\n");
     let _ = writeln!(out, "- {}", fidelity_line(&comparison));
     let held_out: Vec<&str> =
         idx.workloads.iter().copied().filter(|w| *w != "surge100" && paper_tables(w).is_some()).collect();

@@ -28,7 +28,6 @@ use dl7_services::spec::{NodeSpec, ServiceSpec};
 
 use crate::process::{start_service, Host, Proc};
 
-const SIGKILL: i32 = 9;
 /// How long a membership change, a stats read or a start may take.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -158,7 +157,7 @@ impl NodeSet {
                 if let Some(p) = self.retire(i).await {
                     // Off the async threads: on a remote host the signal is an SSH round trip.
                     let _ = tokio::task::spawn_blocking(move || {
-                        p.signal(SIGKILL);
+                        p.signal(rustix::process::Signal::KILL);
                         drop(p)
                     })
                     .await;

@@ -28,6 +28,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+pub use rustix::process::Signal;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -167,15 +168,7 @@ impl Proc {
         };
         let remote = matches!(host.run, Runner::Ssh(_));
         cmd.stdin(if remote { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(cmd.as_std_mut());
         let mut child = cmd
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {name} ({}): {e}", exe.display())))?;
@@ -256,22 +249,21 @@ impl Proc {
         parse_ready(&l).ok_or_else(|| format!("{}: malformed ready line {l:?}", self.name))
     }
 
-    /// Sends `signal` (e.g. `libc::SIGSTOP` or `SIGKILL` for faults) to the
+    /// Sends `signal` (e.g. `Signal::STOP` or `Signal::KILL` for faults) to the
     /// service. On a remote host that is `kill` over SSH (one round trip, so
     /// call it off the async threads), and its session then ends by itself;
     /// if the host cannot be reached, the local SSH client gets it instead.
-    pub fn signal(&self, signal: libc::c_int) {
+    pub fn signal(&self, signal: Signal) {
         if let Runner::Ssh(remote) = &self.run {
             let pid = self.remote_pid.load(Ordering::Relaxed);
-            if pid != 0 && remote.run("signal a service", &format!("kill -{signal} {pid}"), None).is_ok() {
+            let line = format!("kill -{} {pid}", signal.as_raw());
+            if pid != 0 && remote.run("signal a service", &line, None).is_ok() {
                 return;
             }
         }
         if let Some(pid) = self.child.id() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid as libc::pid_t, signal);
-            }
+            // A child that has just exited yields ESRCH: nothing left to signal.
+            let _ = send_signal(pid, signal);
         }
     }
 
@@ -292,7 +284,7 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::TERM);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -319,12 +311,25 @@ impl Drop for Proc {
 
 /// Sends `signal` to process `pid` (for tools and tests that did not start it
 /// through a [`Proc`]). Errors if the process does not exist.
-pub fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: plain kill(2).
-    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a process id: {pid}")))?;
+    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+}
+
+/// Makes the child `cmd` starts get SIGTERM when this process dies, so that
+/// no service or SSH master outlives the testbed, even killed outright.
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: prctl(PR_SET_PDEATHSIG) is one, and
+    // it touches only the child's own state. This is the testbed's one `unsafe`.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM)).map_err(std::io::Error::from)
+        });
     }
 }
 

@@ -68,7 +68,10 @@ impl Trace {
     /// of that name exists) or a path for [`Trace::load`].
     pub fn resolve(name_or_path: &str) -> Result<Trace, TraceError> {
         let path = Path::new(name_or_path);
-        if path.exists() {
+        if let Some(name) = name_or_path.strip_prefix(crate::workload::BUILTIN_PREFIX) {
+            // Typed as a built-in by whoever wrote it: no file may stand in for it.
+            crate::workload::builtin(name).map(Trace::from_catalog)
+        } else if path.exists() {
             Trace::load(path)
         } else if crate::workload::BUILTIN.contains(&name_or_path) {
             crate::workload::builtin(name_or_path).map(Trace::from_catalog)
@@ -284,5 +287,14 @@ mod tests {
         assert!(e.starts_with("t.trace:7: object id out of range"), "{e}");
         let e = Trace::parse(b"#dl7-trace v1\nobjects 1\n", "t").unwrap_err().to_string();
         assert!(e.contains("ended early"), "{e}");
+    }
+
+    #[test]
+    fn a_name_marked_builtin_is_read_as_the_builtin_never_as_a_path() {
+        let marked = format!("{}surge100", crate::workload::BUILTIN_PREFIX);
+        let t = Trace::resolve(&marked).unwrap();
+        assert_eq!(t.catalog, crate::workload::builtin("surge100").unwrap());
+        assert!(Trace::resolve("builtin:nope").is_err());
+        assert!(crate::workload::resolve_surge(&marked).unwrap().is_some());
     }
 }

@@ -39,6 +39,11 @@ use crate::trace::Trace;
 /// Names accepted by [`builtin`].
 pub const BUILTIN: &[&str] = &["surge100", "unc2001", "berkeley1998", "webstone"];
 
+/// Marks an argument as a built-in's name, never a file's: `builtin:surge100`
+/// is the built-in even where a file called `surge100` exists. The engines
+/// pass built-ins to the services this way.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
 /// The TOML text of a built-in workload, embedded at compile time.
 pub fn builtin_source(name: &str) -> Option<&'static str> {
     match name {
@@ -53,7 +58,7 @@ pub fn builtin_source(name: &str) -> Option<&'static str> {
 /// The catalog of a built-in workload (see [`BUILTIN`]); works from any directory.
 pub fn builtin(name: &str) -> Result<Catalog, TraceError> {
     let text = builtin_source(name).ok_or_else(|| TraceError::UnknownBuiltin { name: name.to_string() })?;
-    WorkloadFile::parse(text, &format!("builtin:{name}"))?.catalog()
+    WorkloadFile::parse(text, &format!("{BUILTIN_PREFIX}{name}"))?.catalog()
 }
 
 /// Loads a catalog from a workload TOML (`*.toml`), a dl7 trace file (its
@@ -84,16 +89,18 @@ pub fn resolve(name_or_path: &str) -> Result<Catalog, TraceError> {
 /// lists), which must be loaded whole.
 pub fn resolve_surge(name_or_path: &str) -> Result<Option<SurgeModel>, TraceError> {
     let path = Path::new(name_or_path);
-    let file = if path.exists() {
+    let builtin = name_or_path.strip_prefix(BUILTIN_PREFIX);
+    let file = if builtin.is_none() && path.exists() {
         if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
             return Ok(None);
         }
         let text = std::fs::read_to_string(path).map_err(|e| TraceError::io(path, e))?;
         WorkloadFile::parse(&text, &path.display().to_string())?
     } else {
-        match builtin_source(name_or_path) {
-            Some(text) => WorkloadFile::parse(text, &format!("builtin:{name_or_path}"))?,
-            None => return Err(not_found(name_or_path)),
+        let name = builtin.unwrap_or(name_or_path);
+        match builtin_source(name) {
+            Some(text) => WorkloadFile::parse(text, &format!("{BUILTIN_PREFIX}{name}"))?,
+            None => return Err(not_found(name)),
         }
     };
     match file.model {

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 use crate::lab::plan::{Guard, LabPlan, Role, Step, HOST_DEV};
 use crate::lab::{LabError, NicCounters};
 
@@ -25,8 +27,7 @@ pub const TOOLS: [(&str, &str); 4] =
 
 /// Whether this process runs with effective uid 0.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Fails with a clear message unless running as root.
@@ -157,16 +158,15 @@ fn kill_processes_in(netns: &str) -> Result<(), LabError> {
     }
     let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
     for &pid in &pids {
-        // SAFETY: kill(2) with a pid read from `ip netns pids`; an exited pid only yields ESRCH.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // A pid read from `ip netns pids`; one that has exited since only yields ESRCH.
+        let _ = crate::process::send_signal(pid as u32, Signal::TERM);
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     for &pid in pids.iter().filter(|&&p| alive(p)) {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = crate::process::send_signal(pid as u32, Signal::KILL);
     }
     Ok(())
 }

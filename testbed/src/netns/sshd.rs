@@ -15,6 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 use super::{find_program, run_command};
 use crate::lab::plan::LabPlan;
 use crate::lab::state_dir;
@@ -176,8 +178,8 @@ pub fn stop(plan: &LabPlan, log: &mut dyn FnMut(&str)) -> Result<(), LabError> {
         // The pid file may be stale: only an sshd started on this state directory is ours.
         let ours = String::from_utf8_lossy(&cmdline).contains(&state.display().to_string());
         if ours {
-            // SAFETY: kill(2) on a pid we checked is our sshd.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // A pid we checked is our sshd.
+            let _ = crate::process::send_signal(pid as u32, Signal::TERM);
             pids.push(pid);
             log(&format!("# stopping sshd {pid} ({name})"));
         }
@@ -187,8 +189,7 @@ pub fn stop(plan: &LabPlan, log: &mut dyn FnMut(&str)) -> Result<(), LabError> {
         std::thread::sleep(Duration::from_millis(20));
     }
     for p in pids.iter().filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
-        // SAFETY: as above.
-        unsafe { libc::kill(*p, libc::SIGKILL) };
+        let _ = crate::process::send_signal(*p as u32, Signal::KILL);
     }
     std::fs::remove_dir_all(&state).map_err(io(&state))?;
     Ok(())

@@ -182,15 +182,7 @@ impl Remote {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: prctl only touches the child's own state; it is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::process::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| fail(short, "connect", format!("cannot run ssh: {e} (apt-get install openssh-client)")))?;
