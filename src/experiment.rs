@@ -422,20 +422,7 @@ impl Plan {
             });
         }
 
-        let name = raw.name.get_ref().trim().to_string();
-        let name_ok = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !name.starts_with('.');
-        if !name_ok {
-            return Err(src.at(
-                raw.name.span(),
-                "name",
-                format!(
-                    "expected a directory-safe name (letters, digits, '-', '_', '.'), found {:?}",
-                    raw.name.get_ref()
-                ),
-            ));
-        }
+        let name = parse_name(&src, &raw)?;
         let engine = match &raw.engine {
             None => Engine::Sim,
             Some(e) => Engine::from_name(e.get_ref()).map_err(|m| src.at(e.span(), "engine", m))?,
@@ -443,114 +430,19 @@ impl Plan {
         let seed = raw
             .seed
             .ok_or_else(|| src.whole("missing key `seed` (the experiment seed every run derives its own from)"))?;
-        let seeds = match &raw.seeds {
-            None => 1,
-            Some(s) => match s.get_ref() {
-                toml::Value::Integer(k) if *k >= 1 && *k <= 1000 => *k as u32,
-                toml::Value::Array(_) => {
-                    return Err(src.at(
-                        s.span(),
-                        "seeds",
-                        "`seeds` is now the number of runs per cell; each run's seed derives from `seed`",
-                    ))
-                }
-                other => {
-                    return Err(src.at(
-                        s.span(),
-                        "seeds",
-                        format!("expected a number of runs per cell in 1..=1000, found {other}"),
-                    ))
-                }
-            },
-        };
-        let hardware = match &raw.hardware {
-            None => {
-                return Err(src.whole("missing key `hardware` (a built-in profile name, e.g. \"kwon2008\", or a path)"))
-            }
-            Some(h) if h.get_ref().trim().is_empty() => {
-                return Err(src.at(h.span(), "hardware", "expected a built-in profile name or a file path"))
-            }
-            Some(h) => {
-                let given = h.get_ref().trim();
-                if dl7_core::hardware::BUILTIN.contains(&given) {
-                    HardwareSource::Builtin(given.to_string())
-                } else if is_path(given) {
-                    HardwareSource::File(resolve(given, base_dir))
-                } else {
-                    return Err(src.at(
-                        h.span(),
-                        "hardware",
-                        format!(
-                            "unknown built-in profile {given:?}, expected one of {} or a path to a .toml file",
-                            dl7_core::hardware::BUILTIN.join(", ")
-                        ),
-                    ));
-                }
-            }
-        };
+        let seeds = parse_seeds(&src, &raw)?;
+        let hardware = parse_hardware(&src, &raw, base_dir)?;
         let hardware_span = raw.hardware.as_ref().map(|h| h.span()).unwrap_or(0..0);
 
         let sweep = raw
             .sweep
             .as_ref()
             .ok_or_else(|| src.whole("missing table `[sweep]` (servers, policies, archs, workloads)"))?;
-        let servers = nonempty(&src, &sweep.servers, "sweep.servers", "server counts")?;
-        let mut server_counts = Vec::new();
-        for s in servers {
-            let n = *s.get_ref();
-            if n == 0 || n > MAX_SERVERS {
-                return Err(src.at(
-                    s.span(),
-                    "sweep.servers",
-                    format!("expected a server count in 1..={MAX_SERVERS}, found {n}"),
-                ));
-            }
-            if server_counts.contains(&n) {
-                return Err(src.at(s.span(), "sweep.servers", format!("server count {n} is listed twice")));
-            }
-            server_counts.push(n);
-        }
-
-        let mut archs = Vec::new();
-        for a in nonempty(&src, &sweep.archs, "sweep.archs", "architectures")? {
-            let arch = Arch::from_name(a.get_ref()).ok_or_else(|| {
-                src.at(
-                    a.span(),
-                    "sweep.archs",
-                    format!("expected one of conventional, distributed, found {:?}", a.get_ref()),
-                )
-            })?;
-            if archs.contains(&arch) {
-                return Err(src.at(a.span(), "sweep.archs", format!("{:?} is listed twice", a.get_ref())));
-            }
-            archs.push(arch);
-        }
-
+        let server_counts = parse_servers(&src, sweep)?;
+        let archs = parse_archs(&src, sweep)?;
         let policies = parse_policies(&src, &raw, sweep, &server_counts)?;
 
-        let mut workloads: Vec<(String, WorkloadSource)> = Vec::new();
-        let mut workload_spans = Vec::new();
-        for w in nonempty(&src, &sweep.workloads, "sweep.workloads", "workload names or paths")? {
-            let given = w.get_ref().trim();
-            if given.is_empty() {
-                return Err(src.at(w.span(), "sweep.workloads", "expected a workload name or path, found \"\""));
-            }
-            let source = if dl7_traces::workload::BUILTIN.contains(&given) {
-                WorkloadSource::Builtin(given.to_string())
-            } else {
-                WorkloadSource::File(resolve(given, base_dir))
-            };
-            let label = match &source {
-                WorkloadSource::Builtin(n) => n.clone(),
-                WorkloadSource::File(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-            };
-            if workloads.iter().any(|(l, _)| *l == label) {
-                return Err(src.at(w.span(), "sweep.workloads", format!("workload {label:?} is listed twice")));
-            }
-            workloads.push((label, source));
-            workload_spans.push(w.span());
-        }
-
+        let (workloads, workload_spans) = parse_workloads(&src, sweep, base_dir)?;
         let clients = match &raw.clients {
             None => ClientMode::Closed { per_server: DEFAULT_PER_SERVER },
             Some(c) => parse_clients(&src, c)?,
@@ -561,180 +453,11 @@ impl Plan {
         if let Some(c) = run.and_then(|r| r.cache_bytes_per_server.as_ref()) {
             return Err(src.at(c.span(), "run.cache_bytes_per_server", "renamed to `run.cache_mb` (MiB per server)"));
         }
-        let seconds = |v: Option<&Spanned<f64>>, key: &str, zero_ok: bool| -> Result<Option<f64>, ExperimentError> {
-            let Some(v) = v else { return Ok(None) };
-            let x = *v.get_ref();
-            if x.is_finite() && (x > 0.0 || (zero_ok && x == 0.0)) {
-                Ok(Some(x))
-            } else {
-                let bound = if zero_ok { ">= 0" } else { "> 0" };
-                Err(src.at(v.span(), key, format!("expected seconds {bound}, found {x}")))
-            }
-        };
-        let warmup_s = seconds(run.and_then(|r| r.warmup_s.as_ref()), "run.warmup_s", true)?;
-        let measure_s = seconds(run.and_then(|r| r.measure_s.as_ref()), "run.measure_s", false)?;
-        let (warmup_s, measure_s) =
-            match (warmup_s, measure_s, replay) {
-                // A replay measures the whole trace: the window is its own.
-                (w, m, true) => (w.unwrap_or(0.0), m.unwrap_or(0.0)),
-                (w, Some(m), false) => (w.unwrap_or(0.0), m),
-                (_, None, false) => return Err(src.whole(
-                    "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)",
-                )),
-            };
-        let interval_s = match run.and_then(|r| r.interval_s.as_ref()) {
-            None => DEFAULT_INTERVAL_S,
-            Some(v) => {
-                let x = *v.get_ref();
-                if !(x.is_finite() && x >= MIN_INTERVAL_S) {
-                    return Err(src.at(
-                        v.span(),
-                        "run.interval_s",
-                        format!("expected seconds per interval >= {MIN_INTERVAL_S}, found {x}"),
-                    ));
-                }
-                x
-            }
-        };
-        let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
-            None => None,
-            Some(c) => {
-                let mb = *c.get_ref();
-                if !(mb.is_finite() && mb > 0.0) {
-                    return Err(src.at(c.span(), "run.cache_mb", format!("expected MiB per server > 0, found {mb}")));
-                }
-                Some((mb * MIB).round() as u64)
-            }
-        };
-        let max_object_bytes = match run.and_then(|r| r.max_object_mb.as_ref()) {
-            None => None,
-            Some(c) => {
-                let mb = *c.get_ref();
-                if !(mb.is_finite() && mb >= 0.0) {
-                    return Err(src.at(c.span(), "run.max_object_mb", format!("expected MiB >= 0, found {mb}")));
-                }
-                Some((mb * MIB).round() as u64)
-            }
-        };
-
-        let real = match &raw.real {
-            None => RealSettings::default(),
-            Some(r) => {
-                if let Some(d) = &r.distill {
-                    return Err(src.at(
-                        d.span(),
-                        "real.distill",
-                        "distill is part of the hardware profile (`server.distill_ns_per_byte`: the image distiller), the same in every engine",
-                    ));
-                }
-                let d = RealSettings::default();
-                let max_connections = match &r.max_connections {
-                    Some(m) if *m.get_ref() == 0 => {
-                        return Err(src.at(m.span(), "real.max_connections", "expected at least 1 connection, found 0"))
-                    }
-                    Some(m) => *m.get_ref(),
-                    None => d.max_connections,
-                };
-                let worker_threads = match &r.worker_threads {
-                    Some(w) if *w.get_ref() == 0 => {
-                        return Err(src.at(w.span(), "real.worker_threads", "expected at least 1 thread, found 0"))
-                    }
-                    w => w.as_ref().map(|w| *w.get_ref()),
-                };
-                let at_least_one = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
-                    Some(v) if *v.get_ref() == 0 => {
-                        Err(src.at(v.span(), key, "expected at least 1 probe in a row, found 0"))
-                    }
-                    Some(v) => Ok(*v.get_ref()),
-                    None => Ok(default),
-                };
-                let health = dl7_services::spec::HealthSpec {
-                    interval_ms: match &r.health_interval_ms {
-                        Some(v) if *v.get_ref() == 0 => {
-                            return Err(src.at(
-                                v.span(),
-                                "real.health_interval_ms",
-                                "expected at least 1 millisecond between probes, found 0",
-                            ))
-                        }
-                        Some(v) => *v.get_ref(),
-                        None => d.health.interval_ms,
-                    },
-                    rise: at_least_one(&r.rise, "real.rise", d.health.rise)?,
-                    fall: at_least_one(&r.fall, "real.fall", d.health.fall)?,
-                };
-                RealSettings {
-                    fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
-                    upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
-                    head_timeout_ms: r.head_timeout_ms.unwrap_or(d.head_timeout_ms),
-                    request_timeout_ms: r.request_timeout_ms.unwrap_or(d.request_timeout_ms),
-                    max_connections,
-                    origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
-                    emulate_cpu: r.emulate_cpu,
-                    worker_threads,
-                    health,
-                }
-            }
-        };
-
-        let (lab_topology, lab_span) = match &raw.lab {
-            None => (None, 0..0),
-            Some(v) => match v.get_ref() {
-                toml::Value::String(_) => {
-                    return Err(src.at(v.span(), "lab", "the lab file moved to `[lab] topology = \"LAB.toml\"`"))
-                }
-                toml::Value::Table(t) => {
-                    let lab: RawLab = toml::Value::Table(t.clone())
-                        .try_into()
-                        .map_err(|e: toml::de::Error| src.at(v.span(), "lab", e.message().trim().replace('\n', " ")))?;
-                    (Some(resolve(&lab.topology, base_dir)), v.span())
-                }
-                other => return Err(src.at(v.span(), "lab", format!("expected a table, found {}", other.type_str()))),
-            },
-        };
-
-        let mut faults = Vec::new();
-        for (k, f) in raw.faults.iter().flatten().enumerate() {
-            let key = |field: &str| format!("faults[{k}].{field}");
-            let action = FaultAction::from_name(f.action.get_ref()).ok_or_else(|| {
-                src.at(
-                    f.action.span(),
-                    &key("action"),
-                    format!("unknown action {:?}, expected kill, restart, leave or join", f.action.get_ref()),
-                )
-            })?;
-            let at_s = *f.at_s.get_ref();
-            if replay {
-                return Err(src.at(
-                    f.at_s.span(),
-                    &key("at_s"),
-                    "a replay has no clock to schedule faults on: use a timed clients.mode",
-                ));
-            }
-            if !(at_s.is_finite() && at_s >= 0.0 && at_s < measure_s) {
-                return Err(src.at(
-                    f.at_s.span(),
-                    &key("at_s"),
-                    format!("expected seconds in [0, run.measure_s = {measure_s}), found {at_s}"),
-                ));
-            }
-            let node = f.node.as_ref().map(|n| *n.get_ref());
-            if node.is_none() && action != FaultAction::Join {
-                return Err(src.at(f.action.span(), &key("node"), "missing: which node (0-based index)"));
-            }
-            faults.push(PlannedFault { at_s, action, node });
-        }
-        for &servers in &server_counts {
-            if let Err((k, why)) = Timeline::check(&faults_for(&faults, servers), servers) {
-                let f = &raw.faults.as_ref().expect("checked faults exist")[k];
-                let (span, field) = match (why.field(), &f.node) {
-                    ("at_s", _) => (f.at_s.span(), "at_s"),
-                    (_, Some(n)) => (n.span(), "node"),
-                    (_, None) => (f.action.span(), "action"),
-                };
-                return Err(src.at(span, &format!("faults[{k}].{field}"), format!("with {servers} servers: {why}")));
-            }
-        }
+        let window = parse_window(&src, run, replay)?;
+        let Window { warmup_s, measure_s, interval_s, cache_bytes_per_server, max_object_bytes } = window;
+        let real = parse_real(&src, raw.real.as_ref())?;
+        let (lab_topology, lab_span) = parse_lab(&src, &raw, base_dir)?;
+        let faults = parse_faults(&src, &raw, replay, measure_s, &server_counts)?;
 
         let mut cells = Vec::new();
         for w in 0..workloads.len() {
@@ -965,6 +688,363 @@ fn faults_for(faults: &[PlannedFault], servers: u32) -> Vec<Fault> {
             Fault { at_s: f.at_s, action: f.action, node }
         })
         .collect()
+}
+
+/// `name`: the output folder's name, so directory-safe.
+fn parse_name(src: &Source, raw: &RawExperiment) -> Result<String, ExperimentError> {
+    let name = raw.name.get_ref().trim().to_string();
+    let name_ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if !name_ok {
+        return Err(src.at(
+            raw.name.span(),
+            "name",
+            format!("expected a directory-safe name (letters, digits, '-', '_', '.'), found {:?}", raw.name.get_ref()),
+        ));
+    }
+    Ok(name)
+}
+
+/// `seeds`: runs per cell.
+fn parse_seeds(src: &Source, raw: &RawExperiment) -> Result<u32, ExperimentError> {
+    let seeds = match &raw.seeds {
+        None => 1,
+        Some(s) => match s.get_ref() {
+            toml::Value::Integer(k) if *k >= 1 && *k <= 1000 => *k as u32,
+            toml::Value::Array(_) => {
+                return Err(src.at(
+                    s.span(),
+                    "seeds",
+                    "`seeds` is now the number of runs per cell; each run's seed derives from `seed`",
+                ))
+            }
+            other => {
+                return Err(src.at(
+                    s.span(),
+                    "seeds",
+                    format!("expected a number of runs per cell in 1..=1000, found {other}"),
+                ))
+            }
+        },
+    };
+    Ok(seeds)
+}
+
+/// `hardware`: a built-in profile's name or a file, resolved against `base_dir`.
+fn parse_hardware(src: &Source, raw: &RawExperiment, base_dir: &Path) -> Result<HardwareSource, ExperimentError> {
+    let hardware = match &raw.hardware {
+        None => return Err(src.whole("missing key `hardware` (a built-in profile name, e.g. \"kwon2008\", or a path)")),
+        Some(h) if h.get_ref().trim().is_empty() => {
+            return Err(src.at(h.span(), "hardware", "expected a built-in profile name or a file path"))
+        }
+        Some(h) => {
+            let given = h.get_ref().trim();
+            if dl7_core::hardware::BUILTIN.contains(&given) {
+                HardwareSource::Builtin(given.to_string())
+            } else if is_path(given) {
+                HardwareSource::File(resolve(given, base_dir))
+            } else {
+                return Err(src.at(
+                    h.span(),
+                    "hardware",
+                    format!(
+                        "unknown built-in profile {given:?}, expected one of {} or a path to a .toml file",
+                        dl7_core::hardware::BUILTIN.join(", ")
+                    ),
+                ));
+            }
+        }
+    };
+    Ok(hardware)
+}
+
+/// `sweep.servers`: distinct server counts in 1..=MAX_SERVERS.
+fn parse_servers(src: &Source, sweep: &RawSweep) -> Result<Vec<u32>, ExperimentError> {
+    let servers = nonempty(src, &sweep.servers, "sweep.servers", "server counts")?;
+    let mut server_counts = Vec::new();
+    for s in servers {
+        let n = *s.get_ref();
+        if n == 0 || n > MAX_SERVERS {
+            return Err(src.at(
+                s.span(),
+                "sweep.servers",
+                format!("expected a server count in 1..={MAX_SERVERS}, found {n}"),
+            ));
+        }
+        if server_counts.contains(&n) {
+            return Err(src.at(s.span(), "sweep.servers", format!("server count {n} is listed twice")));
+        }
+        server_counts.push(n);
+    }
+
+    Ok(server_counts)
+}
+
+/// `sweep.archs`: distinct architectures.
+fn parse_archs(src: &Source, sweep: &RawSweep) -> Result<Vec<Arch>, ExperimentError> {
+    let mut archs = Vec::new();
+    for a in nonempty(src, &sweep.archs, "sweep.archs", "architectures")? {
+        let arch = Arch::from_name(a.get_ref()).ok_or_else(|| {
+            src.at(
+                a.span(),
+                "sweep.archs",
+                format!("expected one of conventional, distributed, found {:?}", a.get_ref()),
+            )
+        })?;
+        if archs.contains(&arch) {
+            return Err(src.at(a.span(), "sweep.archs", format!("{:?} is listed twice", a.get_ref())));
+        }
+        archs.push(arch);
+    }
+
+    Ok(archs)
+}
+
+/// A sweep's workloads with their labels, and where each is written.
+type Workloads = (Vec<(String, WorkloadSource)>, Vec<Range<usize>>);
+
+/// `sweep.workloads`: built-in names or files, with distinct labels.
+fn parse_workloads(src: &Source, sweep: &RawSweep, base_dir: &Path) -> Result<Workloads, ExperimentError> {
+    let mut workloads: Vec<(String, WorkloadSource)> = Vec::new();
+    let mut workload_spans = Vec::new();
+    for w in nonempty(src, &sweep.workloads, "sweep.workloads", "workload names or paths")? {
+        let given = w.get_ref().trim();
+        if given.is_empty() {
+            return Err(src.at(w.span(), "sweep.workloads", "expected a workload name or path, found \"\""));
+        }
+        let source = if dl7_traces::workload::BUILTIN.contains(&given) {
+            WorkloadSource::Builtin(given.to_string())
+        } else {
+            WorkloadSource::File(resolve(given, base_dir))
+        };
+        let label = match &source {
+            WorkloadSource::Builtin(n) => n.clone(),
+            WorkloadSource::File(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        if workloads.iter().any(|(l, _)| *l == label) {
+            return Err(src.at(w.span(), "sweep.workloads", format!("workload {label:?} is listed twice")));
+        }
+        workloads.push((label, source));
+        workload_spans.push(w.span());
+    }
+
+    Ok((workloads, workload_spans))
+}
+
+/// The `[run]` table's window, interval and cache sizes.
+struct Window {
+    warmup_s: f64,
+    measure_s: f64,
+    interval_s: f64,
+    cache_bytes_per_server: Option<u64>,
+    max_object_bytes: Option<u64>,
+}
+
+/// `[run]`: a replay's window is its trace, any other needs `measure_s`.
+fn parse_window(src: &Source, run: Option<&RawRun>, replay: bool) -> Result<Window, ExperimentError> {
+    let seconds = |v: Option<&Spanned<f64>>, key: &str, zero_ok: bool| -> Result<Option<f64>, ExperimentError> {
+        let Some(v) = v else { return Ok(None) };
+        let x = *v.get_ref();
+        if x.is_finite() && (x > 0.0 || (zero_ok && x == 0.0)) {
+            Ok(Some(x))
+        } else {
+            let bound = if zero_ok { ">= 0" } else { "> 0" };
+            Err(src.at(v.span(), key, format!("expected seconds {bound}, found {x}")))
+        }
+    };
+    let warmup_s = seconds(run.and_then(|r| r.warmup_s.as_ref()), "run.warmup_s", true)?;
+    let measure_s = seconds(run.and_then(|r| r.measure_s.as_ref()), "run.measure_s", false)?;
+    let (warmup_s, measure_s) = match (warmup_s, measure_s, replay) {
+        // A replay measures the whole trace: the window is its own.
+        (w, m, true) => (w.unwrap_or(0.0), m.unwrap_or(0.0)),
+        (w, Some(m), false) => (w.unwrap_or(0.0), m),
+        (_, None, false) => {
+            return Err(src.whole(
+                "missing key `run.measure_s` (seconds measured; only clients.mode = \"replay\" runs without it)",
+            ))
+        }
+    };
+    let interval_s = match run.and_then(|r| r.interval_s.as_ref()) {
+        None => DEFAULT_INTERVAL_S,
+        Some(v) => {
+            let x = *v.get_ref();
+            if !(x.is_finite() && x >= MIN_INTERVAL_S) {
+                return Err(src.at(
+                    v.span(),
+                    "run.interval_s",
+                    format!("expected seconds per interval >= {MIN_INTERVAL_S}, found {x}"),
+                ));
+            }
+            x
+        }
+    };
+    let cache_bytes_per_server = match run.and_then(|r| r.cache_mb.as_ref()) {
+        None => None,
+        Some(c) => {
+            let mb = *c.get_ref();
+            if !(mb.is_finite() && mb > 0.0) {
+                return Err(src.at(c.span(), "run.cache_mb", format!("expected MiB per server > 0, found {mb}")));
+            }
+            Some((mb * MIB).round() as u64)
+        }
+    };
+    let max_object_bytes = match run.and_then(|r| r.max_object_mb.as_ref()) {
+        None => None,
+        Some(c) => {
+            let mb = *c.get_ref();
+            if !(mb.is_finite() && mb >= 0.0) {
+                return Err(src.at(c.span(), "run.max_object_mb", format!("expected MiB >= 0, found {mb}")));
+            }
+            Some((mb * MIB).round() as u64)
+        }
+    };
+
+    Ok(Window { warmup_s, measure_s, interval_s, cache_bytes_per_server, max_object_bytes })
+}
+
+/// `[real]`: the real engines' settings over their defaults.
+fn parse_real(src: &Source, raw: Option<&RawReal>) -> Result<RealSettings, ExperimentError> {
+    let real = match raw {
+        None => RealSettings::default(),
+        Some(r) => {
+            if let Some(d) = &r.distill {
+                return Err(src.at(
+                    d.span(),
+                    "real.distill",
+                    "distill is part of the hardware profile (`server.distill_ns_per_byte`: the image distiller), the same in every engine",
+                ));
+            }
+            let d = RealSettings::default();
+            let max_connections = match &r.max_connections {
+                Some(m) if *m.get_ref() == 0 => {
+                    return Err(src.at(m.span(), "real.max_connections", "expected at least 1 connection, found 0"))
+                }
+                Some(m) => *m.get_ref(),
+                None => d.max_connections,
+            };
+            let worker_threads = match &r.worker_threads {
+                Some(w) if *w.get_ref() == 0 => {
+                    return Err(src.at(w.span(), "real.worker_threads", "expected at least 1 thread, found 0"))
+                }
+                w => w.as_ref().map(|w| *w.get_ref()),
+            };
+            let at_least_one = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+                Some(v) if *v.get_ref() == 0 => {
+                    Err(src.at(v.span(), key, "expected at least 1 probe in a row, found 0"))
+                }
+                Some(v) => Ok(*v.get_ref()),
+                None => Ok(default),
+            };
+            let health = dl7_services::spec::HealthSpec {
+                interval_ms: match &r.health_interval_ms {
+                    Some(v) if *v.get_ref() == 0 => {
+                        return Err(src.at(
+                            v.span(),
+                            "real.health_interval_ms",
+                            "expected at least 1 millisecond between probes, found 0",
+                        ))
+                    }
+                    Some(v) => *v.get_ref(),
+                    None => d.health.interval_ms,
+                },
+                rise: at_least_one(&r.rise, "real.rise", d.health.rise)?,
+                fall: at_least_one(&r.fall, "real.fall", d.health.fall)?,
+            };
+            RealSettings {
+                fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
+                upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
+                head_timeout_ms: r.head_timeout_ms.unwrap_or(d.head_timeout_ms),
+                request_timeout_ms: r.request_timeout_ms.unwrap_or(d.request_timeout_ms),
+                max_connections,
+                origin_delay_ms: r.origin_delay_ms.unwrap_or(d.origin_delay_ms),
+                emulate_cpu: r.emulate_cpu,
+                worker_threads,
+                health,
+            }
+        }
+    };
+
+    Ok(real)
+}
+
+/// `[lab] topology`: the lab file, resolved against `base_dir`, and where it is written.
+fn parse_lab(
+    src: &Source,
+    raw: &RawExperiment,
+    base_dir: &Path,
+) -> Result<(Option<PathBuf>, Range<usize>), ExperimentError> {
+    let (lab_topology, lab_span) = match &raw.lab {
+        None => (None, 0..0),
+        Some(v) => match v.get_ref() {
+            toml::Value::String(_) => {
+                return Err(src.at(v.span(), "lab", "the lab file moved to `[lab] topology = \"LAB.toml\"`"))
+            }
+            toml::Value::Table(t) => {
+                let lab: RawLab = toml::Value::Table(t.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| src.at(v.span(), "lab", e.message().trim().replace('\n', " ")))?;
+                (Some(resolve(&lab.topology, base_dir)), v.span())
+            }
+            other => return Err(src.at(v.span(), "lab", format!("expected a table, found {}", other.type_str()))),
+        },
+    };
+
+    Ok((lab_topology, lab_span))
+}
+
+/// `[[faults]]`: each one read, then the schedule checked on every server count.
+fn parse_faults(
+    src: &Source,
+    raw: &RawExperiment,
+    replay: bool,
+    measure_s: f64,
+    server_counts: &[u32],
+) -> Result<Vec<PlannedFault>, ExperimentError> {
+    let mut faults = Vec::new();
+    for (k, f) in raw.faults.iter().flatten().enumerate() {
+        let key = |field: &str| format!("faults[{k}].{field}");
+        let action = FaultAction::from_name(f.action.get_ref()).ok_or_else(|| {
+            src.at(
+                f.action.span(),
+                &key("action"),
+                format!("unknown action {:?}, expected kill, restart, leave or join", f.action.get_ref()),
+            )
+        })?;
+        let at_s = *f.at_s.get_ref();
+        if replay {
+            return Err(src.at(
+                f.at_s.span(),
+                &key("at_s"),
+                "a replay has no clock to schedule faults on: use a timed clients.mode",
+            ));
+        }
+        if !(at_s.is_finite() && at_s >= 0.0 && at_s < measure_s) {
+            return Err(src.at(
+                f.at_s.span(),
+                &key("at_s"),
+                format!("expected seconds in [0, run.measure_s = {measure_s}), found {at_s}"),
+            ));
+        }
+        let node = f.node.as_ref().map(|n| *n.get_ref());
+        if node.is_none() && action != FaultAction::Join {
+            return Err(src.at(f.action.span(), &key("node"), "missing: which node (0-based index)"));
+        }
+        faults.push(PlannedFault { at_s, action, node });
+    }
+    for &servers in server_counts {
+        if let Err((k, why)) = Timeline::check(&faults_for(&faults, servers), servers) {
+            let f = &raw.faults.as_ref().expect("checked faults exist")[k];
+            let (span, field) = match (why.field(), &f.node) {
+                ("at_s", _) => (f.at_s.span(), "at_s"),
+                (_, Some(n)) => (n.span(), "node"),
+                (_, None) => (f.action.span(), "action"),
+            };
+            return Err(src.at(span, &format!("faults[{k}].{field}"), format!("with {servers} servers: {why}")));
+        }
+    }
+
+    Ok(faults)
 }
 
 fn parse_policies(

@@ -234,7 +234,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Merged> {
         results::write_faults(&path, &faults)?;
         files.push(path);
     }
-    crate::sweep::write_reports(
+    crate::report::write_all(
         &first.experiment,
         &first.command,
         &rows,

@@ -24,7 +24,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::experiment::{Engine, Experiment, Run};
-use crate::report::{self, markdown, reference, summary};
+use crate::report;
 use crate::shard::{Manifest, Shard};
 use crate::{input_error, results};
 
@@ -132,7 +132,7 @@ pub fn run(experiment: &Experiment, opts: &SweepOptions) -> anyhow::Result<Sweep
         );
         return Ok(SweepOutput { rows, series, files, summary: line });
     }
-    let fidelity = write_reports(
+    let fidelity = report::write_all(
         &plan.name,
         &opts.command,
         &rows,
@@ -197,37 +197,6 @@ fn refuse_other_engines(out: &Path, engine: Engine) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes `summary.csv`, `REPORT.md` and the figures of a whole run's rows
-/// and intervals; returns the fidelity line (the paper's Surge-100 tables
-/// against the rows). The paper's values are drawn and compared only for
-/// runs of its testbed (`paper_testbed`: the simulator on the `kwon2008` profile).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn write_reports(
-    name: &str,
-    command: &str,
-    rows: &[ResultRow],
-    series: &[IntervalRow],
-    faults: &[results::FaultRow],
-    paper_testbed: bool,
-    out: &Path,
-    files: &mut Vec<PathBuf>,
-) -> anyhow::Result<String> {
-    let summary_rows = report::summarize(rows);
-    let summary_path = out.join("summary.csv");
-    summary::write_summary(&summary_path, &summary_rows)?;
-    files.push(summary_path);
-    let reference = if paper_testbed { reference::kwon2008_surge100() } else { Vec::new() };
-    let text = markdown::render(name, command, &summary_rows, paper_testbed.then_some(&reference[..]));
-    let report_path = out.join("REPORT.md");
-    std::fs::write(&report_path, &text).with_context(|| format!("cannot write {}", report_path.display()))?;
-    files.push(report_path);
-    files.extend(report::figures::draw_all(&summary_rows, &reference, out)?);
-    let marks: Vec<report::timeline::Mark> =
-        faults.iter().map(|f| report::timeline::Mark { t_s: f.at_s, label: f.label() }).collect();
-    files.extend(report::timeline::draw_all(series, &marks, out)?);
-    Ok(markdown::fidelity_summary(&summary_rows, &reference))
 }
 
 fn progress_bar(len: usize, unit: &str) -> ProgressBar {
