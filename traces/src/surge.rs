@@ -110,18 +110,12 @@ impl ContentMix {
         }
     }
 
-    /// Assigns a type to each object, in rank order, so that the share of
+    /// Assigns a type to each object, one at a time in rank order, so that the share of
     /// request weight per type tracks the mix: each object takes the type
     /// furthest below its target share of the weight assigned so far. Types
     /// are deterministic given the weights (no random draw), which keeps the
     /// content mix of a 100-file workload close to the mix instead of at the
     /// mercy of which type the most popular file happened to get.
-    pub fn assign(&self, weights: &[f64]) -> Vec<ContentType> {
-        let mut assigner = self.assigner();
-        weights.iter().map(|&w| assigner.next(w)).collect()
-    }
-
-    /// [`ContentMix::assign`] one object at a time, in rank order.
     pub fn assigner(&self) -> MixAssigner<'_> {
         MixAssigner {
             mix: self,
@@ -132,7 +126,7 @@ impl ContentMix {
     }
 }
 
-/// The running state of [`ContentMix::assign`]: the weight given to each type so far.
+/// The running state of [`ContentMix::assigner`]: the weight given to each type so far.
 pub struct MixAssigner<'a> {
     mix: &'a ContentMix,
     total: f64,
@@ -226,11 +220,6 @@ impl SurgeModel {
             return Err(TraceError::Invalid(format!("surge: expected scale > 0, got {}", self.scale)));
         }
         HybridSize::new(self.body_mu + self.scale.ln(), self.body_sigma, self.tail_k * self.scale, self.tail_alpha)
-    }
-
-    /// Zipf weights `1 / r^a` for ranks 1..=files.
-    pub fn zipf_weights(&self) -> Vec<f64> {
-        (1..=self.files).map(|r| self.zipf_weight(r)).collect()
     }
 
     #[inline]
@@ -408,12 +397,6 @@ impl<'a> SurgeUser<'a> {
             left_in_page: 0,
             first_page: true,
         })
-    }
-
-    /// Uses `stream` (e.g. one with LRU stack-distance locality) for object choice.
-    pub fn with_stream(mut self, stream: RequestStream<'a>) -> Self {
-        self.objects = stream;
-        self
     }
 
     /// The next request and the think time before it.

@@ -176,10 +176,6 @@ impl PolicyKind {
         Self::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
     }
 
-    /// The paper's six, in the order of its tables.
-    pub const PAPER: &'static [PolicyKind] =
-        &[PolicyKind::Rr, PolicyKind::Md5, PolicyKind::MitCh, PolicyKind::Carp, PolicyKind::ModCh, PolicyKind::HtRr];
-
     /// True when every dispatcher of a cluster should use one shared instance
     /// (`ht_rr_shared`); engines may also force sharing for any policy.
     pub fn shared_by_default(self) -> bool {
