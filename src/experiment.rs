@@ -1118,19 +1118,29 @@ fn parse_policies(
     Ok(policies)
 }
 
-/// Where top-level `key` is assigned in `text` (before the first table
-/// header), for messages; the file's start when it is not found.
+/// Where top-level `key` is written in `text`, for messages: its assignment
+/// before the first table, or its table header (`[key]`, `[[key]]`); the
+/// file's start when it is not found.
 fn top_level_key(text: &str, key: &str) -> Range<usize> {
     let mut at = 0;
+    let mut in_table = false;
     for line in text.split_inclusive('\n') {
         let t = line.trim_start();
-        if t.starts_with('[') {
-            break;
-        }
-        if let Some(rest) = t.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') {
-                let start = at + (line.len() - t.len());
-                return start..start + key.len();
+        let start = at + (line.len() - t.len());
+        // A table header `[key]` or `[[key]]` (a typo such as `[client]` included).
+        if let Some(header) = t.strip_prefix('[') {
+            let name = header.trim_start_matches('[');
+            let name = name.split(']').next().unwrap_or("").trim();
+            if name == key {
+                let offset = t.find(key).unwrap_or(0);
+                return start + offset..start + offset + key.len();
+            }
+            in_table = true;
+        } else if !in_table {
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return start..start + key.len();
+                }
             }
         }
         at += line.len();
@@ -1467,6 +1477,10 @@ measure_s = 2.0
         assert!(e.starts_with("exp.toml:15:13:") && e.contains("`run.measure_s`"), "{e}");
         let e = err(&GOOD.replace("seeds = 2", "seeds = 2\ncolour = 1"));
         assert!(e.contains("`colour`") && e.contains("unknown key"), "{e}");
+        // A misspelt table is reported at its header, not at the file's first line.
+        let line = GOOD.lines().count() + 2;
+        let e = err(&format!("{GOOD}\n[client]\nmode = \"closed\"\n"));
+        assert!(e.starts_with(&format!("exp.toml:{line}:2:")) && e.contains("`client`"), "{e}");
     }
 
     #[test]

@@ -228,7 +228,19 @@ fn import_log(a: ImportArgs) -> anyhow::Result<()> {
     let imported = import::import_path(&a.log, &options(a.format, &a.log_args)).map_err(input_error)?;
     write_output(&a.output, |out| Ok(imported.trace.write(out)?))?;
     eprintln!("{}: {}; {} objects", a.log.display(), imported.report.summary(), imported.trace.catalog.len());
+    warn_if_empty(&a.log, imported.trace.requests.len());
     Ok(())
+}
+
+/// A log that gave no request is written (it is valid), but said out loud:
+/// an empty file, a wrong `--format` or `--statuses` all end here.
+fn warn_if_empty(log: &Path, requests: usize) {
+    if requests == 0 {
+        eprintln!(
+            "warning: {}: no request imported (an empty log, or no line with a status in --statuses and the --format given)",
+            log.display()
+        );
+    }
 }
 
 fn stats(a: StatsArgs) -> anyhow::Result<()> {
@@ -237,6 +249,7 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
             let imported =
                 import::import_path(Path::new(&a.input), &options(format, &a.log_args)).map_err(input_error)?;
             eprintln!("{}: {}", a.input, imported.report.summary());
+            warn_if_empty(Path::new(&a.input), imported.trace.requests.len());
             (TraceStats::from_trace(&imported.trace), "the log's requests")
         }
         None => {

@@ -225,3 +225,45 @@ fn plot_draws_a_timeseries_csv_and_rejects_a_bad_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_empty_log_imports_with_a_warning() {
+    let dir = scratch("empty-log");
+    let log = dir.join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let trace = dir.join("empty.trace");
+    let out = dl7(&[
+        "trace",
+        "import",
+        "--format",
+        "combined",
+        &log.display().to_string(),
+        "-o",
+        &trace.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning:") && stderr.contains("no request imported"), "{stderr}");
+}
+
+#[test]
+fn a_sweep_refuses_a_folder_holding_another_engines_rows() {
+    let dir = scratch("other-engine");
+    std::fs::write(dir.join("results.csv"), "mode,workload\nreal,surge100\n").unwrap();
+    let quick = repo_file("experiments/quick.toml");
+    let out = dl7(&["sweep", &quick, "--out", &dir.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds rows of mode real") && stderr.contains("--out"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("results.csv")).unwrap(), "mode,workload\nreal,surge100\n");
+}
+
+#[test]
+fn another_engine_writes_beside_the_files_own() {
+    let own = dl7::experiment::Engine::Lab;
+    assert_eq!(dl7::sweep::default_out("lab-scaling", own, own), Path::new("reports/lab-scaling"));
+    assert_eq!(
+        dl7::sweep::default_out("lab-scaling", own, dl7::experiment::Engine::Sim),
+        Path::new("reports/lab-scaling/sim")
+    );
+}
