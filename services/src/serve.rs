@@ -200,7 +200,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
             cfg.interval = Duration::from_secs_f64(l.interval_s);
             let mut report = runtime(l.worker_threads).map_err(|e| e.to_string())?.block_on(crate::load::run(cfg))?;
             report.peak_rss_bytes = crate::procfs::peak_rss_bytes(std::process::id()).unwrap_or(0);
-            eprintln!("{}", report.summary());
+            eprintln!("{}: {}", l.label.as_deref().unwrap_or("load"), report.summary());
             println!("dl7-result {}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
             Ok(())
         }

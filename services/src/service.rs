@@ -225,15 +225,6 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Runs `fut` to completion, or returns `None` if SIGINT/SIGTERM arrives
-/// first (the future is dropped, which stops whatever it started).
-pub async fn until_signal<F: Future>(fut: F) -> Option<F::Output> {
-    tokio::select! {
-        out = fut => Some(out),
-        _ = os_signal() => None,
-    }
-}
-
 pub use tokio::net::UnixListener;
 
 /// tokio's `spawn`, for callers (the binary, its tests) without their own tokio dependency.

@@ -246,6 +246,10 @@ pub struct LoadSpec {
     /// Threads driving the load (see [`runtime`]); absent: one per core.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// What this run is, in its summary line on stderr (`warmup`, `load-c2`);
+    /// absent: `load`.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 fn default_max_outstanding() -> usize {

@@ -380,6 +380,7 @@ fn load(a: LoadArgs) -> anyhow::Result<ServiceSpec> {
         max_outstanding: a.max_outstanding,
         interval_s: a.interval_s,
         worker_threads: a.worker_threads.map(|w| w as usize),
+        label: None,
     }))
 }
 

@@ -479,7 +479,7 @@ struct Loads<'a> {
 
 impl Loads<'_> {
     /// Client host `j` of the layout's: its share of the connections (and of an open loop's rate).
-    fn spec(&self, seed: u64, warmup_s: f64, duration_s: f64, j: usize) -> LoadSpec {
+    fn spec(&self, seed: u64, warmup_s: f64, duration_s: f64, j: usize, label: String) -> LoadSpec {
         let cell = self.cell;
         let n = cell.servers as usize;
         let k = self.layout.loads.len();
@@ -510,6 +510,7 @@ impl Loads<'_> {
             max_outstanding: pace.map_or(dl7_core::Pace::DEFAULT_MAX_OUTSTANDING, |p| p.max_outstanding) as usize,
             interval_s: cell.interval_s,
             worker_threads: None,
+            label: Some(label),
         }
     }
 
@@ -525,11 +526,11 @@ impl Loads<'_> {
         let k = self.layout.loads.len();
         let mut procs = Vec::new();
         for (j, lh) in self.layout.loads.iter().enumerate() {
-            let spec = self.spec(seed, warmup_s, duration_s, j);
+            let name = if k == 1 { name.to_string() } else { format!("{name}-c{}", j + 1) };
+            let spec = self.spec(seed, warmup_s, duration_s, j, name.clone());
             if spec.connections == 0 {
                 continue;
             }
-            let name = if k == 1 { name.to_string() } else { format!("{name}-c{}", j + 1) };
             procs.push((start_service(self.exe, lh, &name, &ServiceSpec::Load(spec), self.scratch).await?, name));
         }
         let mut reports = Vec::new();
