@@ -37,7 +37,10 @@
 //! ## Layout
 //! * [`engine`]: the event loop alone (integer-nanosecond clock, events
 //!   ordered by time then insertion). Knows nothing of clusters.
-//! * `model`: hosts, resources, caches and request paths.
+//! * `model`: the cluster: hosts and their resources (`model::host`: the
+//!   FIFO CPU and NIC stations), caches, faults and request paths.
+//! * `run`: one run's stages (check the cell, set up, start, warm up,
+//!   measure, read the row), wiring the engine to the model.
 //! * [`Hardware`] (from `dl7-core`): the profile of costs and rates, read
 //!   strictly from TOML (`experiments/hardware/kwon2008.toml` is the paper's
 //!   testbed), and `dl7_core::costs`, the one cost model both engines use.
@@ -146,18 +149,12 @@
 pub mod cell;
 pub mod engine;
 pub(crate) mod model;
+mod run;
 
 pub use cell::{Arch, CellSpec, ClientMode, Hardware, SimError};
 
-use dl7_core::timeseries::{Interval, Recorder};
-use dl7_core::{Membership, RequestKey, ResultRow};
-use dl7_traces::{SurgeUser, SurgeUserParams};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use engine::{seconds, Simulation};
-use model::station::Window;
-use model::{Clients, Cluster, Paced};
+use dl7_core::timeseries::Interval;
+use dl7_core::ResultRow;
 
 /// Default simulated warm-up, seconds: long enough that under `rr` on 16
 /// servers even the least popular of 100 files (about 0.2% of requests) has
@@ -199,274 +196,7 @@ pub fn simulate(cell: &CellSpec, hw: &Hardware) -> Result<ResultRow, SimError> {
     simulate_with_stats(cell, hw).map(|(row, _)| row)
 }
 
-/// Open-loop slots beyond which Poisson arrivals are dropped (and counted
-/// in `dropped`), so an overloaded open-loop run keeps bounded memory.
-const MAX_OPEN_LOOP_REQUESTS: usize = 1 << 20;
-
-/// Gap between the openings of replay connections: they open in index order.
-const REPLAY_OPEN_GAP_NS: u64 = 1_000;
-
-/// Spread of the closed-loop clients' first requests, so that they do not
-/// all start at the same nanosecond.
-const START_SPREAD_NS: u64 = 1_000_000;
-
 /// [`simulate`], also returning engine figures (events per request).
 pub fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow, RunStats), SimError> {
-    let catalog = &*cell.catalog;
-    if catalog.is_empty() {
-        return Err(SimError::Invalid(format!("workload {}: the catalog has no objects", cell.workload)));
-    }
-    if cell.servers == 0 || cell.servers > 4096 {
-        return Err(SimError::Invalid(format!("servers: expected 1 to 4096, got {}", cell.servers)));
-    }
-    if !(cell.warmup_s.is_finite() && cell.warmup_s >= 0.0) {
-        return Err(SimError::Invalid(format!("warmup_s: expected a finite number >= 0, got {}", cell.warmup_s)));
-    }
-    if !(cell.interval_s.is_finite() && cell.interval_s > 0.0) {
-        return Err(SimError::Invalid(format!("interval_s: expected a finite number > 0, got {}", cell.interval_s)));
-    }
-    let replay = matches!(cell.clients, ClientMode::Replay { .. });
-    // A replay's window is the replay itself.
-    let window_ok = cell.measure_s.is_finite() && cell.measure_s > 0.0;
-    if !replay && !window_ok {
-        return Err(SimError::Invalid(format!("measure_s: expected a finite number > 0, got {}", cell.measure_s)));
-    }
-    let n = cell.servers as usize;
-    let members = Membership::numbered(n)?;
-    let shared = cell.shared_state || cell.policy.kind.shared_by_default();
-    // Every node the fault schedule ever has: the first `n`, then its joins.
-    let timeline = dl7_core::fault::Timeline::check(&cell.faults, cell.servers)
-        .map_err(|(k, e)| SimError::Invalid(format!("faults[{k}]: {e}")))?;
-    let total = timeline.alive.len();
-    let dispatchers = match cell.arch {
-        Arch::Conventional => 1,
-        Arch::Distributed => total,
-    };
-    let (policies, load_views) = model::build_policies(&cell.policy, &members, dispatchers, shared)?;
-
-    // Hashes computed once per object, never per request.
-    let keys: Vec<RequestKey<'_>> = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
-    let sizes: Vec<u64> = catalog.objects.iter().map(|o| o.size).collect();
-    let costs = dl7_core::costs::Costs::new(hw);
-    let object_costs = catalog.objects.iter().map(|o| costs.object(o.size, o.content_type.is_image())).collect();
-
-    let stream_error = |e: dl7_traces::TraceError| SimError::Invalid(format!("workload {}: {e}", cell.workload));
-    // A timed replay's send instants, borrowed by the clients for the whole run.
-    let schedule = match cell.clients {
-        ClientMode::Replay { pace: Some(pace), .. } => {
-            let times = cell.times.as_deref().map_or(&[][..], |t| &t[..]);
-            let s = dl7_traces::Schedule::new(times, pace.speed)
-                .map_err(|e| SimError::Invalid(format!("workload {}: timed replay: {e}", cell.workload)))?;
-            Some(s)
-        }
-        _ => None,
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(cell.seed);
-    rng.set_stream(1);
-    let (clients, connections) = match cell.clients {
-        ClientMode::Closed { per_server } => {
-            if per_server == 0 {
-                return Err(SimError::Invalid("clients per server: expected an integer >= 1, got 0".into()));
-            }
-            (Clients::Closed { stream: catalog.stream(cell.seed).map_err(stream_error)? }, per_server as usize * n)
-        }
-        ClientMode::Poisson { rate } => {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(SimError::Invalid(format!("Poisson rate: expected a finite number > 0, got {rate}")));
-            }
-            let gap = rand_distr::Exp::new(rate).map_err(|e| SimError::Invalid(format!("Poisson rate {rate}: {e}")))?;
-            let mut arrivals = ChaCha8Rng::seed_from_u64(cell.seed);
-            arrivals.set_stream(2);
-            let stream = catalog.stream(cell.seed).map_err(stream_error)?;
-            (Clients::Poisson { stream, gap, rng: arrivals, max_slots: MAX_OPEN_LOOP_REQUESTS }, 0)
-        }
-        ClientMode::Replay { connections, warmup_requests, pace } => {
-            let Some(requests) = &cell.requests else {
-                return Err(SimError::Invalid("replay clients need the trace's requests".into()));
-            };
-            if connections == 0 {
-                return Err(SimError::Invalid("replay connections: expected an integer >= 1, got 0".into()));
-            }
-            if let Some(bad) = requests.iter().find(|o| o.index() >= catalog.len()) {
-                return Err(SimError::Invalid(format!(
-                    "workload {}: request for object {} of a {}-object catalog",
-                    cell.workload,
-                    bad.0,
-                    catalog.len()
-                )));
-            }
-            let paced = match (pace, &schedule) {
-                (None, _) => None,
-                (Some(pace), Some(schedule)) => {
-                    if pace.max_outstanding == 0 {
-                        return Err(SimError::Invalid("max_outstanding: expected an integer >= 1, got 0".into()));
-                    }
-                    if schedule.len() != requests.len() {
-                        return Err(SimError::Invalid(format!(
-                            "workload {}: {} request times for {} requests",
-                            cell.workload,
-                            schedule.len(),
-                            requests.len()
-                        )));
-                    }
-                    Some(Paced {
-                        schedule: schedule.iter(),
-                        due: None,
-                        idle: std::collections::VecDeque::new(),
-                        max_outstanding: pace.max_outstanding as usize,
-                    })
-                }
-                (Some(_), None) => unreachable!("the schedule is built for a paced replay"),
-            };
-            (Clients::Replay { requests, next: 0, warmup: warmup_requests, paced }, connections as usize)
-        }
-        ClientMode::OnOff { per_server } => {
-            if per_server == 0 {
-                return Err(SimError::Invalid("users per server: expected an integer >= 1, got 0".into()));
-            }
-            let users = (0..per_server as usize * n)
-                .map(|i| {
-                    SurgeUser::new(catalog, SurgeUserParams::default(), dl7_core::seed::sub_seed(cell.seed, i as u64))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(stream_error)?;
-            let count = users.len();
-            (Clients::OnOff { users }, count)
-        }
-    };
-
-    let window = match cell.clients {
-        // Opened when the first measured request is sent; closed at the last response.
-        ClientMode::Replay { warmup_requests, .. } => {
-            Window { start: if warmup_requests == 0 { 0 } else { u64::MAX }, end: u64::MAX }
-        }
-        _ => {
-            let start = seconds(cell.warmup_s);
-            Window { start, end: start + seconds(cell.measure_s).max(1) }
-        }
-    };
-    let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
-    let max_object = cell.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache_bytes));
-    // The warm-up's intervals are negative; a replay charts its measured requests only.
-    let begin = if replay { 0 } else { -(window.start as i64) };
-    let series = Recorder::new(seconds(cell.interval_s).max(1), begin);
-    let cluster = Cluster::new(
-        cell.arch,
-        total,
-        window,
-        &keys,
-        sizes,
-        costs,
-        object_costs,
-        policies,
-        load_views,
-        (cache_bytes, max_object),
-        clients,
-        series,
-    );
-    let mut sim = Simulation::new(cluster);
-    let paced = schedule.is_some();
-    // A timed replay's pool: at most `max_outstanding` connections, as in the load generator.
-    let pool = match cell.clients {
-        ClientMode::Replay { pace: Some(p), .. } => connections.min(p.max_outstanding as usize),
-        _ => 0,
-    };
-    let starts = if paced {
-        // The pool opens with the replay; requests go out at their instants.
-        Vec::new()
-    } else if replay {
-        (0..connections as u64).map(|c| c * REPLAY_OPEN_GAP_NS).collect()
-    } else {
-        model::staggered_starts(connections, START_SPREAD_NS, &mut rng)
-    };
-    let rebuild =
-        model::Rebuild { spec: cell.policy.clone(), names: Membership::numbered(total)?, dispatchers, shared };
-    let faults = cell.faults.clone();
-    sim.init(|cluster, ctx| {
-        cluster.schedule_faults(n, faults, rebuild, (cache_bytes, max_object), ctx);
-        cluster.start_clients(starts.into_iter(), ctx);
-        cluster.start_arrivals(pool, ctx);
-    });
-    sim.run_until(window.end);
-    if replay {
-        // The measured replay ends with its last response (at least 1 ns long).
-        let c = &mut sim.model;
-        c.window.start = c.window.start.min(c.stats.last_completion);
-        c.window.end = c.stats.last_completion.max(c.window.start + 1);
-    }
-
-    let events = sim.events();
-    let c = &sim.model;
-    let window = c.window;
-    let s = &c.stats;
-    let measure_s = window.len() as f64 / 1e9;
-    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let served_total: u64 = s.served_per_owner.iter().sum();
-    let served_max = s.served_per_owner.iter().copied().max().unwrap_or(0);
-    let nodes = s.served_per_owner.len() as f64;
-    let imbalance = if served_total == 0 { 0.0 } else { served_max as f64 * nodes / served_total as f64 };
-    let quantile_ms = |q: f64| {
-        if s.latency_us.is_empty() {
-            0.0
-        } else {
-            s.latency_us.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
-    let max_of = |it: &mut dyn Iterator<Item = f64>| it.fold(0.0f64, f64::max);
-    let row = ResultRow {
-        workload: cell.workload.clone(),
-        arch: cell.arch.name().to_string(),
-        policy: cell.policy.kind.name().to_string(),
-        servers: cell.servers,
-        seed: cell.seed,
-        req_per_s: s.completed as f64 / measure_s,
-        mbit_per_s: s.payload_bytes as f64 * 8.0 / 1e6 / measure_s,
-        hit_ratio: ratio(s.hits, s.lookups),
-        byte_hit_ratio: ratio(s.hit_bytes, s.lookup_bytes),
-        p50_ms: quantile_ms(0.5),
-        p99_ms: quantile_ms(0.99),
-        fe_cpu_util: c.fe_cpu.utilisation(&window),
-        fe_nic_util: c.fe_tx.utilisation(&window).max(c.fe_rx.utilisation(&window)),
-        max_server_cpu_util: max_of(&mut c.cpu.iter().map(|st| st.utilisation(&window))),
-        max_server_nic_util: max_of(
-            &mut c.tx.iter().zip(&c.rx).map(|(t, r)| t.utilisation(&window).max(r.utilisation(&window))),
-        ),
-        imbalance,
-        forwarded_frac: ratio(s.forwarded, s.picks),
-        cache_bytes: c.caches.iter().map(|cache| cache.used_bytes()).sum(),
-        requests: s.completed,
-        mode: "sim".to_string(),
-        // Every response verifies: only a fault loses requests.
-        errors: s.errors,
-        replayed: s.replayed,
-        dropped: s.dropped,
-        moved_frac: None,
-        refill_s: None,
-    };
-    let cached = c.caches.iter().map(|cache| cache.objects()).collect();
-    let sim = sim.model;
-    let intervals = sim.stats.series.finish(window.len() as i64);
-    let mut row = row;
-    if let Some(first) = cell.faults.first() {
-        row.moved_frac = moved_frac(cell, &keys, &timeline.members)?;
-        row.refill_s = dl7_core::timeseries::refill_s(&intervals, cell.interval_s, first.at_s);
-    }
-    let stats = RunStats {
-        events,
-        requests: sim.stats.completed_all,
-        origin_fetches: sim.stats.fetches,
-        cached,
-        intervals,
-        sent_at: sim.stats.sent_at,
-    };
-    Ok((row, stats))
-}
-
-/// Share of the catalog whose owner (a node) differs between the cell's
-/// first membership and `last`: what the schedule's leaves and joins moved,
-/// as the dispatchers' policy decides it. `None` for a policy whose pick is
-/// not a function of the key alone (stateful or load-aware).
-fn moved_frac(cell: &CellSpec, keys: &[RequestKey<'_>], last: &[u32]) -> Result<Option<f64>, SimError> {
-    let first: Vec<u32> = (0..cell.servers).collect();
-    Ok(dl7_core::fault::moved_frac(&cell.policy, &first, last, keys)?)
+    run::simulate_with_stats(cell, hw)
 }

@@ -10,7 +10,7 @@
 pub mod cache;
 mod faults;
 pub(crate) use faults::Rebuild;
-pub mod station;
+pub mod host;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use crate::engine::{Context, Model, Time};
 use crate::Arch;
 use cache::{FixedMap, LruCache};
 use dl7_core::costs::{Costs, ObjectCosts};
-use station::{Station, Window};
+use host::{Station, Window};
 
 const NONE: u32 = u32::MAX;
 /// The event that means "the next Poisson arrival" (or the next request of a

@@ -1,10 +1,18 @@
-//! A FIFO single-server station (a CPU, or one direction of a NIC) with
-//! deterministic service times. Because the engine hands the model its
-//! events in time order, a station needs no queue of its own: a job that
-//! arrives now starts when the station is next free and holds it for its
-//! service time. The completion instant is returned for the caller to
-//! schedule. Work that delays others but that no request waits for (TCP ACKs,
-//! forwarded control frames) is reserved the same way without an event.
+//! A host's resources: its CPU and the two directions of its full-duplex
+//! NIC (TX and RX), each a FIFO single-server [`Station`] with deterministic
+//! service times, and the measurement [`Window`] their busy time is counted
+//! in. Every host of the model (front end, cache servers, origin) is one CPU
+//! station and two NIC stations; the cluster model (`super`) decides which
+//! request visits which, and for how long (`dl7_core::costs`).
+//!
+//! Because the engine hands the model its events in time order, a station
+//! needs no queue of its own: a job that arrives now starts when the station
+//! is next free and holds it for its service time, and the completion
+//! instant is returned for the caller to schedule. A NIC's TX station can
+//! also say when the first frame of a message is out (cut-through, for the
+//! receiver's RX). Work that delays others but that no request waits for
+//! (TCP ACKs, forwarded control frames) is reserved the same way without an
+//! event. A station knows nothing of requests or paths.
 
 use crate::engine::Time;
 
