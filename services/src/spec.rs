@@ -382,12 +382,9 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                 if !l.replay {
                     return Err("speed: a timed replay needs a trace (replay)".into());
                 }
-                if !(speed.is_finite() && speed > 0.0) {
-                    return Err(format!("speed {speed}: expected a speed factor > 0"));
-                }
-                if l.max_outstanding == 0 {
-                    return Err("max_outstanding 0: expected at least 1".into());
-                }
+                // The ranges are the core's, as for every engine's clients.
+                let max_outstanding = u32::try_from(l.max_outstanding).unwrap_or(u32::MAX);
+                dl7_core::Pace { speed, max_outstanding }.validate().map_err(|e| format!("{}: {e}", e.field()))?;
             }
             Ok(())
         }
@@ -467,7 +464,7 @@ mod tests {
         let check = |l: &LoadSpec| validate(&ServiceSpec::Load(l.clone()));
         assert!(check(&LoadSpec { speed: Some(2.0), ..l.clone() }).unwrap_err().contains("needs a trace"));
         let replay = LoadSpec { replay: true, ..l.clone() };
-        assert!(check(&LoadSpec { speed: Some(0.0), ..replay.clone() }).unwrap_err().starts_with("speed 0"));
+        assert!(check(&LoadSpec { speed: Some(0.0), ..replay.clone() }).unwrap_err().starts_with("speed: "));
         assert!(check(&LoadSpec { speed: Some(1.0), max_outstanding: 0, ..replay.clone() }).is_err());
         assert!(check(&LoadSpec { interval_s: 0.0, ..l.clone() }).unwrap_err().starts_with("interval_s"));
         assert!(check(&LoadSpec { speed: Some(1.0), ..replay }).is_ok());

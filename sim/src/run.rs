@@ -89,9 +89,12 @@ fn check(cell: &CellSpec) -> Result<Shape, SimError> {
     if cell.catalog.is_empty() {
         return Err(SimError::Invalid(format!("workload {}: the catalog has no objects", cell.workload)));
     }
-    if cell.servers == 0 || cell.servers > 4096 {
-        return Err(SimError::Invalid(format!("servers: expected 1 to 4096, got {}", cell.servers)));
+    let max = dl7_core::server::MAX_SERVERS;
+    if cell.servers == 0 || cell.servers > max {
+        return Err(SimError::Invalid(format!("servers: expected 1 to {max}, got {}", cell.servers)));
     }
+    // The client modes' ranges are the core's, the same in every engine.
+    cell.clients.validate().map_err(|e| SimError::Invalid(format!("clients.{}: {e}", e.field())))?;
     if !(cell.warmup_s.is_finite() && cell.warmup_s >= 0.0) {
         return Err(SimError::Invalid(format!("warmup_s: expected a finite number >= 0, got {}", cell.warmup_s)));
     }
@@ -155,15 +158,9 @@ fn clients<'a>(
     let stream_error = |e: dl7_traces::TraceError| SimError::Invalid(format!("workload {}: {e}", cell.workload));
     Ok(match cell.clients {
         ClientMode::Closed { per_server } => {
-            if per_server == 0 {
-                return Err(SimError::Invalid("clients per server: expected an integer >= 1, got 0".into()));
-            }
             (Clients::Closed { stream: catalog.stream(cell.seed).map_err(stream_error)? }, per_server as usize * n)
         }
         ClientMode::Poisson { rate } => {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(SimError::Invalid(format!("Poisson rate: expected a finite number > 0, got {rate}")));
-            }
             let gap = rand_distr::Exp::new(rate).map_err(|e| SimError::Invalid(format!("Poisson rate {rate}: {e}")))?;
             let mut arrivals = ChaCha8Rng::seed_from_u64(cell.seed);
             arrivals.set_stream(2);
@@ -174,9 +171,6 @@ fn clients<'a>(
             let Some(requests) = &cell.requests else {
                 return Err(SimError::Invalid("replay clients need the trace's requests".into()));
             };
-            if connections == 0 {
-                return Err(SimError::Invalid("replay connections: expected an integer >= 1, got 0".into()));
-            }
             if let Some(bad) = requests.iter().find(|o| o.index() >= catalog.len()) {
                 return Err(SimError::Invalid(format!(
                     "workload {}: request for object {} of a {}-object catalog",
@@ -188,9 +182,6 @@ fn clients<'a>(
             let paced = match (pace, schedule) {
                 (None, _) => None,
                 (Some(pace), Some(schedule)) => {
-                    if pace.max_outstanding == 0 {
-                        return Err(SimError::Invalid("max_outstanding: expected an integer >= 1, got 0".into()));
-                    }
                     if schedule.len() != requests.len() {
                         return Err(SimError::Invalid(format!(
                             "workload {}: {} request times for {} requests",
@@ -211,9 +202,6 @@ fn clients<'a>(
             (Clients::Replay { requests, next: 0, warmup: warmup_requests, paced }, connections as usize)
         }
         ClientMode::OnOff { per_server } => {
-            if per_server == 0 {
-                return Err(SimError::Invalid("users per server: expected an integer >= 1, got 0".into()));
-            }
             let users = (0..per_server as usize * n)
                 .map(|i| {
                     SurgeUser::new(catalog, SurgeUserParams::default(), dl7_core::seed::sub_seed(cell.seed, i as u64))
