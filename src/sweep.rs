@@ -345,7 +345,7 @@ fn run_real(
     let _ = std::fs::remove_dir_all(&scratch);
     let errors = placement.close();
     if !errors.is_empty() {
-        let text = errors.join("; ");
+        let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         failure = Some(match failure {
             Some(f) => f.context(format!("and at the end of the sweep: {text}")),
             None => anyhow::anyhow!("at the end of the sweep: {text}"),

@@ -34,6 +34,7 @@ use crate::lab::{LabPlan, NicCounters, Role};
 use crate::nodes::{handoff_paths, NodeSet};
 use crate::placement::{FrontEnd, Layout, Placement};
 use crate::process::{reserve_port, start_service, Host, Proc};
+use crate::TestbedError;
 
 /// The real engines' settings (an experiment's `[real]` table).
 #[derive(Debug, Clone, PartialEq)]
@@ -335,7 +336,7 @@ pub async fn run_cell(
     cell: &RealCell,
     placement: &Arc<dyn Placement>,
     scratch: &Path,
-) -> Result<CellOutcome, String> {
+) -> Result<CellOutcome, TestbedError> {
     let layout = placement.layout(cell)?;
     let running = start(exe, cell, placement.as_ref(), &layout, scratch).await?;
     let load = Loads { exe, cell, layout: &layout, target: running.target, scratch };
@@ -362,7 +363,7 @@ async fn start(
     placement: &dyn Placement,
     layout: &Layout,
     scratch: &Path,
-) -> Result<Running, String> {
+) -> Result<Running, TestbedError> {
     let s = &cell.settings;
     let limits = s.limits();
     let bind = |h: &Host| SocketAddr::new(h.bind.unwrap_or(h.addr), h.port.unwrap_or(0));
@@ -389,7 +390,7 @@ async fn start(
     for h in &layout.nodes {
         let port = match h.port {
             Some(p) => p,
-            None => reserve_port(h.addr).map_err(|e| format!("cannot reserve a port on {}: {e}", h.addr))?,
+            None => reserve_port(h.addr).map_err(|source| TestbedError::Port { addr: h.addr, source })?,
         };
         node_addrs.push(SocketAddr::new(h.addr, port));
     }
@@ -444,7 +445,7 @@ async fn start(
             });
             let mut front = start_service(exe, fh, "front", &spec, scratch).await?;
             let ready = front.ready(READY_TIMEOUT).await?;
-            let admin = ready.admin.ok_or("front: no admin address in its ready line")?;
+            let admin = ready.admin.ok_or_else(|| front.failed("no admin address in its ready line"))?;
             (Some(front), reach(fh, ready.listen), Some(reach(fh, admin)))
         }
         FrontEnd::Kernel(vip) => (None, *vip, None),
@@ -522,7 +523,7 @@ impl Loads<'_> {
         duration_s: f64,
         name: &str,
         limit: Duration,
-    ) -> Result<LoadReport, String> {
+    ) -> Result<LoadReport, TestbedError> {
         let k = self.layout.loads.len();
         let mut procs = Vec::new();
         for (j, lh) in self.layout.loads.iter().enumerate() {
@@ -531,14 +532,14 @@ impl Loads<'_> {
             if spec.connections == 0 {
                 continue;
             }
-            procs.push((start_service(self.exe, lh, &name, &ServiceSpec::Load(spec), self.scratch).await?, name));
+            procs.push(start_service(self.exe, lh, &name, &ServiceSpec::Load(spec), self.scratch).await?);
         }
         let mut reports = Vec::new();
-        for (mut p, name) in procs {
+        for mut p in procs {
             let line = p.line("dl7-result ", limit).await?;
             reports.push(
                 serde_json::from_str::<LoadReport>(&line["dl7-result ".len()..])
-                    .map_err(|e| format!("{name}: unreadable result: {e}"))?,
+                    .map_err(|e| p.failed(format!("unreadable result: {e}")))?,
             );
         }
         Ok(merge_reports(reports))
@@ -547,7 +548,7 @@ impl Loads<'_> {
 
 /// Warm-up: a separate load run, so the measured window starts with warm
 /// caches (timed clients; a replay's window is the whole replay).
-async fn warm_up(cell: &RealCell, loads: &Loads<'_>) -> Result<(), String> {
+async fn warm_up(cell: &RealCell, loads: &Loads<'_>) -> Result<(), TestbedError> {
     if matches!(cell.clients, ClientMode::Replay { .. }) || cell.warmup_s <= 0.0 {
         return Ok(());
     }
@@ -558,11 +559,11 @@ async fn warm_up(cell: &RealCell, loads: &Loads<'_>) -> Result<(), String> {
 }
 
 /// Everything the row is made of, read at one instant.
-async fn snapshot(placement: &Arc<dyn Placement>, running: &Running) -> Result<Snapshot, String> {
+async fn snapshot(placement: &Arc<dyn Placement>, running: &Running) -> Result<Snapshot, TestbedError> {
     // Counters and CPU first, at the instant: a scrape can wait behind a
     // full shaped link for a second or more.
     let p = Arc::clone(placement);
-    let nic = tokio::task::spawn_blocking(move || p.counters()).await.map_err(|e| e.to_string())??;
+    let nic = tokio::task::spawn_blocking(move || p.counters()).await??;
     let at = tokio::time::Instant::now();
     let cpu_front = match &running.front {
         Some(p) => p.cpu_seconds().await.unwrap_or(0.0),
@@ -573,7 +574,7 @@ async fn snapshot(placement: &Arc<dyn Placement>, running: &Running) -> Result<S
     let node_counters = set.stats().await?;
     drop(set);
     let front = match running.front_admin {
-        Some(a) => Some(fetch_stats(a, STATS_TIMEOUT).await?),
+        Some(a) => Some(stats(a).await?),
         None => None,
     };
     Ok(Snapshot { nodes: node_counters, front, cpu_front, cpu_nodes, nic, at })
@@ -588,7 +589,7 @@ async fn measure_window(
     running: &Running,
     loads: &Loads<'_>,
     scratch: &Path,
-) -> Result<(LoadReport, Snapshot, Snapshot, Option<f64>), String> {
+) -> Result<(LoadReport, Snapshot, Snapshot, Option<f64>), TestbedError> {
     if matches!(cell.clients, ClientMode::Replay { .. }) {
         let before = snapshot(placement, running).await?;
         // A timed replay lasts its schedule, then its slowest responses.
@@ -623,7 +624,7 @@ async fn measure_window(
     let paths: Vec<String> = match probe {
         None => Vec::new(),
         Some(_) => {
-            let catalog = dl7_traces::workload::resolve(&cell.workload_source).map_err(|e| e.to_string())?;
+            let catalog = dl7_traces::workload::resolve(&cell.workload_source)?;
             catalog.objects.iter().take(MAX_OWNER_PATHS).map(|o| o.path.clone()).collect()
         }
     };
@@ -640,7 +641,7 @@ async fn measure_window(
         let before = snapshot(placement, running).await?;
         tokio::time::sleep_until(window_end).await;
         let after = snapshot(placement, running).await?;
-        Ok::<_, String>((before, after))
+        Ok::<_, TestbedError>((before, after))
     };
     let schedule = async {
         if cell.faults.is_empty() {
@@ -649,7 +650,7 @@ async fn measure_window(
         crate::faults::run_schedule(&running.nodes, &cell.faults, window_start, exe, scratch, running.front_admin)
             .await?;
         tokio::time::sleep_until(window_end).await;
-        Ok::<_, String>(match (probe, owners_before) {
+        Ok::<_, TestbedError>(match (probe, owners_before) {
             (Some(a), Some(before)) => {
                 Some(dl7_core::fault::disruption(&before, &crate::faults::owners(a, &paths).await?))
             }
@@ -669,7 +670,7 @@ async fn stop(
     running: Running,
     clients: ClientMode,
     load: &LoadReport,
-) -> Result<(Vec<String>, Vec<PeakMemory>), String> {
+) -> Result<(Vec<String>, Vec<PeakMemory>), TestbedError> {
     let Running { origin, origin_addr, nodes, node_addrs, front, front_admin, _director, .. } = running;
     let mut set = nodes.into_inner();
     let mut caches = Vec::new();
@@ -680,14 +681,14 @@ async fn stop(
     }
     let mut memory = Vec::new();
     let peak = |role, index, s: Stats| PeakMemory { role, index, peak_rss_bytes: s.peak_rss_bytes };
-    memory.push(peak("origin", 0, fetch_stats(origin_addr, STATS_TIMEOUT).await?));
+    memory.push(peak("origin", 0, stats(origin_addr).await?));
     for (i, &a) in node_addrs.iter().enumerate() {
         if set.procs[i].is_some() {
-            memory.push(peak("node", i as u32, fetch_stats(a, STATS_TIMEOUT).await?));
+            memory.push(peak("node", i as u32, stats(a).await?));
         }
     }
     if let Some(a) = front_admin {
-        memory.push(peak("front", 0, fetch_stats(a, STATS_TIMEOUT).await?));
+        memory.push(peak("front", 0, stats(a).await?));
     }
     memory.push(PeakMemory { role: "load", index: 0, peak_rss_bytes: load.peak_rss_bytes });
     drop(_director);
@@ -800,9 +801,11 @@ fn row(
 }
 
 /// Seconds from a timed replay's first request to its last one's send instant.
-fn timed_replay_s(trace: &str, speed: f64) -> Result<f64, String> {
-    let t = dl7_traces::Trace::resolve(trace).map_err(|e| e.to_string())?;
-    Ok(dl7_traces::Schedule::new(&t.times, speed).map_err(|e| format!("{trace}: {e}"))?.duration_s())
+fn timed_replay_s(trace: &str, speed: f64) -> Result<f64, TestbedError> {
+    let t = dl7_traces::Trace::resolve(trace)?;
+    let schedule = dl7_traces::Schedule::new(&t.times, speed)
+        .map_err(|message| TestbedError::Schedule { trace: trace.to_string(), message })?;
+    Ok(schedule.duration_s())
 }
 
 /// A counter's growth from `before` to `after`.
@@ -810,19 +813,28 @@ fn delta(after: &Stats, before: &Stats, counter: fn(&Stats) -> u64) -> f64 {
     counter(after).saturating_sub(counter(before)) as f64
 }
 
-async fn fetch_page(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut c = dl7_services::http::ClientConn::connect(addr, Duration::from_secs(2))
-        .await
-        .map_err(|e| format!("{path} of {addr}: {e}"))?;
+/// A service's `/stats` at `addr`.
+async fn stats(addr: SocketAddr) -> Result<Stats, TestbedError> {
+    fetch_stats(addr, STATS_TIMEOUT).await.map_err(|e| TestbedError::admin(addr, "stats", e))
+}
+
+/// The page at `path` of the service at `addr`, as text.
+async fn fetch_page(addr: SocketAddr, path: &str) -> Result<String, TestbedError> {
+    let failed = |e: &dyn std::fmt::Display| TestbedError::Exchange {
+        addr,
+        what: path.to_string(),
+        message: format!("{path} of {addr}: {e}"),
+    };
+    let mut c = dl7_services::http::ClientConn::connect(addr, Duration::from_secs(2)).await.map_err(|e| failed(&e))?;
     let mut body = Vec::new();
     let head = tokio::time::timeout(Duration::from_secs(5), c.get(path, false, &mut body))
         .await
-        .map_err(|_| format!("{path} of {addr}: timed out"))?
-        .map_err(|e| format!("{path} of {addr}: {e}"))?;
+        .map_err(|_| failed(&"timed out"))?
+        .map_err(|e| failed(&e))?;
     if head.status != 200 {
-        return Err(format!("{path} of {addr}: status {}", head.status));
+        return Err(failed(&format_args!("status {}", head.status)));
     }
-    String::from_utf8(body).map_err(|e| format!("{path} of {addr}: {e}"))
+    String::from_utf8(body).map_err(|e| failed(&e))
 }
 
 /// Counter deltas per host of `plan`, with each host's role and link rate.

@@ -22,18 +22,20 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::lab::LabPlan;
+use crate::TestbedError;
 use dl7_services::health::{Health, HealthSpec};
 use dl7_services::http::wait_true;
 
 /// How the front end's forwarding is changed: given, per node, whether it
 /// is routed; run off the async threads (it may run commands).
-pub type Reroute = Arc<dyn Fn(Vec<bool>) -> Result<(), String> + Send + Sync>;
+pub type Reroute = Arc<dyn Fn(Vec<bool>) -> Result<(), TestbedError> + Send + Sync>;
 
 /// The emulated lab's front end: its nftables map, in its namespace.
 pub fn lab_map(plan: LabPlan) -> Reroute {
     Arc::new(move |routed: Vec<bool>| {
         let step = plan.direct_routing_reroute(routed.len(), &routed);
-        crate::netns::run_steps(&[step], &mut |_| {}).map_err(|e| format!("cannot update the forwarding map: {e}"))
+        crate::netns::run_steps(&[step], &mut |_| {})
+            .map_err(|source| TestbedError::LabAction { action: "cannot update the forwarding map", source })
     })
 }
 
@@ -49,7 +51,7 @@ pub async fn spawn(
     spec: HealthSpec,
     mut members: watch::Receiver<Vec<usize>>,
     mut stop: watch::Receiver<bool>,
-) -> Result<Arc<Health>, String> {
+) -> Result<Arc<Health>, TestbedError> {
     let health = Health::new(spec, nodes.iter().map(|_| true));
     let routed = {
         let (h, nodes) = (health.clone(), nodes.len());
@@ -78,7 +80,7 @@ pub async fn spawn(
 }
 
 /// Routes the front end over the nodes that are `routed`.
-async fn apply(reroute: &Reroute, routed: Vec<bool>) -> Result<(), String> {
+async fn apply(reroute: &Reroute, routed: Vec<bool>) -> Result<(), TestbedError> {
     let reroute = Arc::clone(reroute);
-    tokio::task::spawn_blocking(move || reroute(routed)).await.map_err(|e| e.to_string())?
+    tokio::task::spawn_blocking(move || reroute(routed)).await?
 }

@@ -15,6 +15,8 @@
 //! * [`lab`]: a lab file and its plan (hosts, roles, addresses), shared by
 //!   the emulated lab and lab PCs; [`hostplan`] and [`deploy`]: the per-host
 //!   setup both run; [`director`]: the health checks behind a kernel front end.
+//! * [`error`]: [`TestbedError`], what went wrong, with the host, service,
+//!   address, file or fault it is about.
 //!
 //! This crate knows how to run a cell, not what an experiment file says: the
 //! `dl7` crate turns a plan into [`cell::RealCell`]s.
@@ -22,6 +24,7 @@
 pub mod cell;
 pub mod deploy;
 pub mod director;
+pub mod error;
 pub mod faults;
 pub mod hostplan;
 pub mod lab;
@@ -30,3 +33,5 @@ pub mod nodes;
 pub mod placement;
 pub mod process;
 pub mod ssh;
+
+pub use error::TestbedError;

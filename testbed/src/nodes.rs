@@ -27,6 +27,7 @@ use dl7_services::metrics::{Metrics, Stats};
 use dl7_services::spec::{NodeSpec, ServiceSpec};
 
 use crate::process::{start_service, Host, Proc};
+use crate::TestbedError;
 
 /// How long a membership change, a stats read or a start may take.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -74,7 +75,7 @@ impl NodeSet {
     }
 
     /// Starts node `i` (its config with the members of the moment) and waits until it is ready.
-    pub(crate) async fn start(&mut self, exe: &Path, dir: &Path, i: usize) -> Result<(), String> {
+    pub(crate) async fn start(&mut self, exe: &Path, dir: &Path, i: usize) -> Result<(), TestbedError> {
         let mut spec = self.specs[i].clone();
         spec.members = Some(self.timeline.members.iter().map(|&m| m as usize).collect());
         let name = format!("node{i}");
@@ -86,11 +87,13 @@ impl NodeSet {
     }
 
     /// Every node's counters, restarts summed; a node never started reads as zeros.
-    pub(crate) async fn stats(&self) -> Result<Vec<Stats>, String> {
+    pub(crate) async fn stats(&self) -> Result<Vec<Stats>, TestbedError> {
         let mut out = Vec::new();
-        for i in 0..self.addrs.len() {
+        for (i, &addr) in self.addrs.iter().enumerate() {
             let now = match &self.procs[i] {
-                Some(_) => Some(fetch_stats(self.addrs[i], STEP_TIMEOUT).await?),
+                Some(_) => {
+                    Some(fetch_stats(addr, STEP_TIMEOUT).await.map_err(|e| TestbedError::admin(addr, "stats", e))?)
+                }
                 None => None,
             };
             let mut total = self.retired[i].clone().unwrap_or_else(|| Metrics::new().stats());
@@ -133,11 +136,11 @@ impl NodeSet {
 
     /// Tells every running node, the front end (`front`, its admin listener)
     /// and the watchers of [`NodeSet::members`] the members of the moment.
-    async fn announce(&self, front: Option<SocketAddr>) -> Result<(), String> {
+    async fn announce(&self, front: Option<SocketAddr>) -> Result<(), TestbedError> {
         let members: Vec<usize> = self.timeline.members.iter().map(|&m| m as usize).collect();
         self.members.send_replace(members.clone());
         for a in self.admins.iter().flatten().copied().chain(front) {
-            put_members(a, &members, STEP_TIMEOUT).await?;
+            put_members(a, &members, STEP_TIMEOUT).await.map_err(|e| TestbedError::admin(a, "members", e))?;
         }
         Ok(())
     }
@@ -149,9 +152,9 @@ impl NodeSet {
         exe: &Path,
         dir: &Path,
         front: Option<SocketAddr>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TestbedError> {
         let i = f.node as usize;
-        self.timeline.apply(f).map_err(|e| format!("fault {} node {i}: {e}", f.action.name()))?;
+        self.timeline.apply(f).map_err(|source| TestbedError::Fault { fault: *f, source })?;
         match f.action {
             FaultAction::Kill => {
                 if let Some(p) = self.retire(i).await {

@@ -16,9 +16,10 @@ use dl7_core::{Arch, ClientMode};
 
 use crate::cell::RealCell;
 use crate::director::Reroute;
-use crate::lab::{LabConfig, LabPlan, NicCounters, Role};
+use crate::lab::{LabConfig, LabError, LabPlan, NicCounters, Role};
 use crate::process::{Host, Runner};
 use crate::ssh::hosts::{SshHosts, SshLab};
+use crate::TestbedError;
 
 /// A cell's front end.
 #[derive(Debug, Clone)]
@@ -48,16 +49,16 @@ pub trait Placement: Send + Sync {
     fn mode(&self) -> &'static str;
 
     /// Where each role of `cell` runs.
-    fn layout(&self, cell: &RealCell) -> Result<Layout, String>;
+    fn layout(&self, cell: &RealCell) -> Result<Layout, TestbedError>;
 
     /// Readies the hosts for `cell` before its services start; `nodes` is
     /// every node it will have, the ones its faults join included.
-    fn prepare(&self, _cell: &RealCell, _nodes: usize) -> Result<(), String> {
+    fn prepare(&self, _cell: &RealCell, _nodes: usize) -> Result<(), TestbedError> {
         Ok(())
     }
 
     /// Undoes [`Placement::prepare`]; called whatever happened to the cell.
-    fn finish(&self) -> Result<(), String> {
+    fn finish(&self) -> Result<(), TestbedError> {
         Ok(())
     }
 
@@ -68,7 +69,7 @@ pub trait Placement: Send + Sync {
     }
 
     /// Every host's NIC counters, now (it may block on commands).
-    fn counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
+    fn counters(&self) -> Result<Vec<(String, NicCounters)>, TestbedError> {
         Ok(Vec::new())
     }
 
@@ -84,8 +85,8 @@ pub trait Placement: Send + Sync {
     }
 
     /// The end of a sweep: connections closed, what the sweep brought up
-    /// taken down. Returns what went wrong, one line each.
-    fn close(&self) -> Vec<String> {
+    /// taken down. Returns what went wrong, one error each.
+    fn close(&self) -> Vec<TestbedError> {
         Vec::new()
     }
 }
@@ -105,7 +106,7 @@ impl Placement for Local {
         "real"
     }
 
-    fn layout(&self, cell: &RealCell) -> Result<Layout, String> {
+    fn layout(&self, cell: &RealCell) -> Result<Layout, TestbedError> {
         Ok(Layout {
             origin: Host::default(),
             nodes: vec![Host::default(); cell.node_count()],
@@ -122,7 +123,11 @@ impl Placement for Local {
 /// The layout on a lab's hosts, each reached through `runner`: the origin,
 /// nodes and loads in their hosts; a conventional cell runs dl7's front end
 /// on the VIP, a distributed one uses the lab's kernel direct routing.
-fn lab_layout(plan: &LabPlan, cell: &RealCell, runner: &dyn Fn(&crate::lab::Host) -> Runner) -> Result<Layout, String> {
+fn lab_layout(
+    plan: &LabPlan,
+    cell: &RealCell,
+    runner: &dyn Fn(&crate::lab::Host) -> Runner,
+) -> Result<Layout, TestbedError> {
     let n = cell.node_count();
     let at = |h: &crate::lab::Host, bind: Option<IpAddr>| Host {
         run: runner(h),
@@ -133,13 +138,12 @@ fn lab_layout(plan: &LabPlan, cell: &RealCell, runner: &dyn Fn(&crate::lab::Host
     let nodes: Vec<Host> =
         plan.hosts_of(Role::Node).take(n).map(|h| at(h, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))).collect();
     if nodes.len() < n {
-        let joins = if n > cell.servers as usize { " (its servers and the nodes its faults join)" } else { "" };
-        return Err(format!("the lab has {} nodes, the cell needs {n}{joins}", nodes.len()));
+        return Err(TestbedError::LabTooSmall { nodes: nodes.len(), needed: n, joins: n > cell.servers as usize });
     }
     let mut loads: Vec<Host> =
         plan.hosts_of(Role::Client).map(|h| Host { run: runner(h), ..Host::default() }).collect();
     if loads.is_empty() {
-        return Err("the lab has no client host".into());
+        return Err(TestbedError::NoClientHost);
     }
     if matches!(cell.clients, ClientMode::Replay { .. }) {
         // A replay keeps the trace's order: one client.
@@ -169,15 +173,13 @@ pub struct Netns {
 impl Netns {
     /// The lab of `lab`, up (brought up when nothing of it exists, saying so
     /// through `log`). A half-made lab, or one brought up with `--sshd`, is refused.
-    pub fn open(lab: &LabConfig, log: &mut dyn FnMut(&str)) -> Result<Netns, String> {
+    pub fn open(lab: &LabConfig, log: &mut dyn FnMut(&str)) -> Result<Netns, TestbedError> {
         let plan = LabPlan::new(lab);
-        crate::netns::require_root("sweep --engine lab").map_err(|e| e.to_string())?;
-        let status = crate::netns::status(&plan).map_err(|e| format!("lab status: {e}"))?;
+        crate::netns::require_root("sweep --engine lab")?;
+        let status =
+            crate::netns::status(&plan).map_err(|source| TestbedError::LabAction { action: "lab status", source })?;
         if crate::lab::state_dir(&plan.prefix).join("ssh_config").exists() {
-            return Err(format!(
-                "lab {} was brought up with --sshd: bare hosts for `engine = \"ssh\"`; run `dl7 lab down` on its file to use the lab engine",
-                plan.prefix
-            ));
+            return Err(TestbedError::LabHasSshd { prefix: plan.prefix });
         }
         let brought_up = match status.state() {
             "up" => false,
@@ -188,12 +190,10 @@ impl Netns {
                         log(l)
                     }
                 })
-                .map_err(|e| format!("lab up: {e}"))?;
+                .map_err(|source| TestbedError::LabAction { action: "lab up", source })?;
                 true
             }
-            other => {
-                return Err(format!("lab {} is {other}: run `dl7 lab down` on its file, then sweep again", plan.prefix))
-            }
+            other => return Err(TestbedError::LabState { prefix: plan.prefix, state: other.to_string() }),
         };
         Ok(Netns { plan, brought_up })
     }
@@ -209,39 +209,40 @@ impl Placement for Netns {
         "real-lab"
     }
 
-    fn layout(&self, cell: &RealCell) -> Result<Layout, String> {
+    fn layout(&self, cell: &RealCell) -> Result<Layout, TestbedError> {
         lab_layout(&self.plan, cell, &|h| Runner::Netns(h.netns.clone()))
     }
 
     /// Points the lab's front end at the cell's architecture: kernel direct
     /// routing over the first `nodes`, or nothing (dl7's L7 front end then
     /// takes the VIP's traffic).
-    fn prepare(&self, cell: &RealCell, nodes: usize) -> Result<(), String> {
+    fn prepare(&self, cell: &RealCell, nodes: usize) -> Result<(), TestbedError> {
         let active = (cell.arch == Arch::Distributed).then_some(nodes);
         crate::netns::set_architecture(&self.plan, cell.arch, active, &mut |_| {})
-            .map_err(|e| format!("lab front end: {e}"))
+            .map_err(|source| TestbedError::LabAction { action: "lab front end", source })
     }
 
     fn director(&self) -> Option<Reroute> {
         Some(crate::director::lab_map(self.plan.clone()))
     }
 
-    fn counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
-        crate::netns::read_counters(&self.plan).map_err(|e| format!("lab counters: {e}"))
+    fn counters(&self) -> Result<Vec<(String, NicCounters)>, TestbedError> {
+        crate::netns::read_counters(&self.plan)
+            .map_err(|source| TestbedError::LabAction { action: "lab counters", source })
     }
 
     fn lab(&self) -> Option<&LabPlan> {
         Some(&self.plan)
     }
 
-    fn close(&self) -> Vec<String> {
+    fn close(&self) -> Vec<TestbedError> {
         if !self.brought_up {
             return Vec::new();
         }
         eprintln!("taking down the lab {} this sweep brought up", self.plan.prefix);
         match crate::netns::down(&self.plan, &mut |_| {}) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![format!("lab down: {e}")],
+            Err(source) => vec![TestbedError::LabAction { action: "lab down", source }],
         }
     }
 }
@@ -256,9 +257,9 @@ pub struct Ssh {
 
 impl Ssh {
     /// Connects to every host of `lab` (each must run `version`), logging through `log`.
-    pub fn open(lab: &LabConfig, version: &str, log: fn(&str)) -> Result<Ssh, String> {
+    pub fn open(lab: &LabConfig, version: &str, log: fn(&str)) -> Result<Ssh, TestbedError> {
         if crate::netns::find_program("ssh").is_none() {
-            return Err("`ssh` not found in PATH: install the Debian package `openssh-client`".into());
+            return Err(LabError::MissingTool { program: "ssh".into(), package: "openssh-client".into() }.into());
         }
         let lab = SshLab::open(lab, version, &mut |l| log(l))?;
         Ok(Ssh { hosts: Arc::clone(&lab.hosts), lab: Mutex::new(lab), log })
@@ -275,24 +276,24 @@ impl Placement for Ssh {
         "real-ssh"
     }
 
-    fn layout(&self, cell: &RealCell) -> Result<Layout, String> {
+    fn layout(&self, cell: &RealCell) -> Result<Layout, TestbedError> {
         let hosts = &self.hosts;
         let runner = |h: &crate::lab::Host| match hosts.remote(&h.short) {
             Some(r) => Runner::Ssh(Arc::clone(r)),
             None => Runner::Here,
         };
         if let Some(h) = hosts.plan.hosts.iter().find(|h| hosts.remote(&h.short).is_none()) {
-            return Err(format!("{}: not connected", h.short));
+            return Err(TestbedError::NotConnected { host: h.short.clone() });
         }
         lab_layout(&hosts.plan, cell, &runner)
     }
 
-    fn prepare(&self, cell: &RealCell, nodes: usize) -> Result<(), String> {
+    fn prepare(&self, cell: &RealCell, nodes: usize) -> Result<(), TestbedError> {
         let log = self.log;
         self.lab().setup_cell(cell.arch, nodes, &mut |l| log(l))
     }
 
-    fn finish(&self) -> Result<(), String> {
+    fn finish(&self) -> Result<(), TestbedError> {
         let log = self.log;
         self.lab().teardown_cell(&mut |l| log(l))
     }
@@ -301,7 +302,7 @@ impl Placement for Ssh {
         Some(self.hosts.front_reroute())
     }
 
-    fn counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
+    fn counters(&self) -> Result<Vec<(String, NicCounters)>, TestbedError> {
         self.hosts.read_counters()
     }
 
@@ -309,8 +310,47 @@ impl Placement for Ssh {
         Some(&self.hosts.plan)
     }
 
-    fn close(&self) -> Vec<String> {
+    fn close(&self) -> Vec<TestbedError> {
         let log = self.log;
         self.lab().close(&mut |l| log(l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dl7_core::{Fault, FaultAction, PolicyKind, PolicySpec};
+
+    fn cell(servers: u32, faults: Vec<Fault>) -> RealCell {
+        RealCell {
+            workload: "surge100".into(),
+            workload_source: "surge100".into(),
+            arch: Arch::Distributed,
+            policy: PolicySpec::new(PolicyKind::Md5),
+            servers,
+            seed: 1,
+            clients: ClientMode::Closed { per_server: 1 },
+            warmup_s: 0.0,
+            measure_s: 1.0,
+            interval_s: 1.0,
+            cache_bytes: 1 << 20,
+            max_object_bytes: 1 << 20,
+            settings: crate::cell::RealSettings::default(),
+            emulate_cpu: None,
+            faults,
+        }
+    }
+
+    #[test]
+    fn a_lab_too_small_for_the_cell_says_by_how_much() {
+        let lab = LabConfig::parse("subnet = \"198.18.0.0/24\"\nnodes = 2\n", "lab.toml").unwrap();
+        let lab = Netns::on(LabPlan::new(&lab));
+        assert!(lab.layout(&cell(2, Vec::new())).is_ok());
+        let err = lab.layout(&cell(3, Vec::new())).unwrap_err();
+        assert!(matches!(err, TestbedError::LabTooSmall { nodes: 2, needed: 3, joins: false }), "{err:?}");
+        assert_eq!(err.to_string(), "the lab has 2 nodes, the cell needs 3");
+        let join = Fault { at_s: 1.0, action: FaultAction::Join, node: 2 };
+        let err = lab.layout(&cell(2, vec![join])).unwrap_err();
+        assert!(matches!(err, TestbedError::LabTooSmall { nodes: 2, needed: 3, joins: true }), "{err:?}");
     }
 }

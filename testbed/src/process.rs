@@ -35,6 +35,8 @@ use tokio::sync::mpsc;
 
 use dl7_services::spec::ServiceSpec;
 
+use crate::TestbedError;
+
 /// Time a stopped child gets to drain before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -77,11 +79,12 @@ pub struct Host {
 impl Host {
     /// Puts a service's config file where the service on this host reads it
     /// (`dir` here, this sweep's directory on a remote host); returns its path there.
-    pub async fn put_config(&self, dir: &Path, name: &str, spec: &ServiceSpec) -> Result<String, String> {
+    pub async fn put_config(&self, dir: &Path, name: &str, spec: &ServiceSpec) -> Result<String, TestbedError> {
         match &self.run {
             Runner::Here | Runner::Netns(_) => {
                 let path = dir.join(format!("{name}.json"));
-                spec.write(&path)?;
+                std::fs::write(&path, spec.to_json())
+                    .map_err(|source| TestbedError::Io { path: path.clone(), source })?;
                 Ok(path.display().to_string())
             }
             Runner::Ssh(remote) => {
@@ -228,14 +231,14 @@ impl Proc {
 
     /// Waits for the first stdout line starting with `prefix` (other lines are
     /// echoed to stderr). Fails if the child exits or `timeout` passes first.
-    pub async fn line(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
+    pub async fn line(&mut self, prefix: &str, timeout: Duration) -> Result<String, TestbedError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Err(_) => return Err(format!("{}: no `{prefix}` line within {:?}", self.name, timeout)),
+                Err(_) => return Err(self.failed(format!("no `{prefix}` line within {timeout:?}"))),
                 Ok(None) => {
                     let status = self.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                    return Err(format!("{}: exited ({status}) before printing `{prefix}`", self.name));
+                    return Err(self.failed(format!("exited ({status}) before printing `{prefix}`")));
                 }
                 Ok(Some(l)) if l.starts_with(prefix) => return Ok(l),
                 Ok(Some(l)) => eprintln!("[{}] {l}", self.name),
@@ -244,9 +247,14 @@ impl Proc {
     }
 
     /// Waits for the ready line.
-    pub async fn ready(&mut self, timeout: Duration) -> Result<Ready, String> {
+    pub async fn ready(&mut self, timeout: Duration) -> Result<Ready, TestbedError> {
         let l = self.line("dl7-ready", timeout).await?;
-        parse_ready(&l).ok_or_else(|| format!("{}: malformed ready line {l:?}", self.name))
+        parse_ready(&l).ok_or_else(|| self.failed(format!("malformed ready line {l:?}")))
+    }
+
+    /// An error of this service: it exited, said nothing in time or something unreadable.
+    pub fn failed(&self, message: impl Into<String>) -> TestbedError {
+        TestbedError::Service { service: self.name.clone(), message: message.into() }
     }
 
     /// Sends `signal` (e.g. `Signal::STOP` or `Signal::KILL` for faults) to the
@@ -340,10 +348,10 @@ pub async fn start_service(
     name: &str,
     spec: &ServiceSpec,
     dir: &Path,
-) -> Result<Proc, String> {
+) -> Result<Proc, TestbedError> {
     let path = host.put_config(dir, name, spec).await?;
     let args = vec![spec.role().to_string(), "--config".to_string(), path];
-    Proc::spawn(exe, host, name, &args).map_err(|e| format!("{name}: cannot start: {e}"))
+    Proc::spawn(exe, host, name, &args).map_err(|source| TestbedError::Start { service: name.to_string(), source })
 }
 
 #[cfg(test)]

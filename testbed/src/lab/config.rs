@@ -322,7 +322,7 @@ impl LabConfig {
             ));
         }
 
-        let subnet = parse_subnet(&raw.subnet).map_err(|m| bad("subnet", m))?;
+        let subnet = parse_subnet(&raw.subnet).map_err(|m| bad("subnet", m.to_string()))?;
         let bench = Subnet { base: BENCH_NET, len: BENCH_LEN };
         if subnet.len < BENCH_LEN || !bench.contains(subnet.base) {
             return Err(bad("subnet", format!("{subnet} is not inside the benchmarking range {bench}")));
@@ -365,17 +365,17 @@ impl LabConfig {
 
         let burst = match &raw.links.burst {
             None => Size(32 * 1024),
-            Some(text) => parse_size(text).map_err(|m| bad("links.burst", m))?,
+            Some(text) => parse_size(text).map_err(|m| bad("links.burst", m.to_string()))?,
         };
         let latency = match &raw.links.latency {
             None => Micros(100_000),
-            Some(text) => parse_duration(text).map_err(|m| bad("links.latency", m))?,
+            Some(text) => parse_duration(text).map_err(|m| bad("links.latency", m.to_string()))?,
         };
         let shaping = |key: &str, value: &Option<String>| -> Result<Option<Shaping>, LabError> {
             match value {
                 None => Ok(None),
                 Some(text) => {
-                    let rate = parse_rate(text).map_err(|m| bad(&format!("links.{key}"), m))?;
+                    let rate = parse_rate(text).map_err(|m| bad(&format!("links.{key}"), m.to_string()))?;
                     Ok(Some(Shaping { rate, burst, latency }))
                 }
             }
@@ -486,9 +486,26 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A value of a lab file that does not parse (a subnet, a rate, a size, a
+/// duration): the text and what was wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?}: {message}")]
+pub struct ValueError {
+    /// The text as written.
+    pub text: String,
+    /// What was expected, or what is wrong.
+    pub message: String,
+}
+
+impl ValueError {
+    fn new(text: &str, message: impl Into<String>) -> ValueError {
+        ValueError { text: text.to_string(), message: message.into() }
+    }
+}
+
 /// Parses `a.b.c.d/len` with the host bits zero.
-pub fn parse_subnet(text: &str) -> Result<Subnet, String> {
-    let expected = || format!("{text:?}: expected an IPv4 subnet like 198.18.0.0/24");
+pub fn parse_subnet(text: &str) -> Result<Subnet, ValueError> {
+    let expected = || ValueError::new(text, "expected an IPv4 subnet like 198.18.0.0/24");
     let (addr, len) = text.split_once('/').ok_or_else(expected)?;
     let base: Ipv4Addr = addr.parse().map_err(|_| expected())?;
     let len: u8 = len.parse().map_err(|_| expected())?;
@@ -497,9 +514,9 @@ pub fn parse_subnet(text: &str) -> Result<Subnet, String> {
     }
     let subnet = Subnet { base, len };
     if u32::from(base) & !subnet.mask() != 0 {
-        return Err(format!(
-            "{text:?}: host bits are set; the network address is {}",
-            Ipv4Addr::from(u32::from(base) & subnet.mask())
+        return Err(ValueError::new(
+            text,
+            format!("host bits are set; the network address is {}", Ipv4Addr::from(u32::from(base) & subnet.mask())),
         ));
     }
     Ok(subnet)
@@ -512,8 +529,8 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
 }
 
 /// Parses a tc rate: `10mbit`, `500kbit`, `1gbit`, `64000bit`.
-pub fn parse_rate(text: &str) -> Result<Rate, String> {
-    let expected = || format!("{text:?}: expected a rate like 10mbit (units bit, kbit, mbit, gbit)");
+pub fn parse_rate(text: &str) -> Result<Rate, ValueError> {
+    let expected = || ValueError::new(text, "expected a rate like 10mbit (units bit, kbit, mbit, gbit)");
     let (number, unit) = split_number(text.trim()).ok_or_else(expected)?;
     let factor = match unit.to_ascii_lowercase().as_str() {
         "bit" => 1,
@@ -523,12 +540,12 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
         _ => return Err(expected()),
     };
     let bits = number.checked_mul(factor).filter(|&b| (8_000..=100_000_000_000).contains(&b));
-    bits.map(Rate).ok_or_else(|| format!("{text:?}: expected a rate between 8kbit and 100gbit"))
+    bits.map(Rate).ok_or_else(|| ValueError::new(text, "expected a rate between 8kbit and 100gbit"))
 }
 
 /// Parses a tc size: `32kb`, `1mb`, `1500b` (binary units, as tc).
-pub fn parse_size(text: &str) -> Result<Size, String> {
-    let expected = || format!("{text:?}: expected a size like 32kb (units b, kb, mb)");
+pub fn parse_size(text: &str) -> Result<Size, ValueError> {
+    let expected = || ValueError::new(text, "expected a size like 32kb (units b, kb, mb)");
     let (number, unit) = split_number(text.trim()).ok_or_else(expected)?;
     let factor = match unit.to_ascii_lowercase().as_str() {
         "b" => 1,
@@ -537,12 +554,12 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         _ => return Err(expected()),
     };
     let bytes = number.checked_mul(factor).filter(|&b| (1_600..=(64 << 20)).contains(&b));
-    bytes.map(Size).ok_or_else(|| format!("{text:?}: expected a size between 1600b and 64mb (above one MTU)"))
+    bytes.map(Size).ok_or_else(|| ValueError::new(text, "expected a size between 1600b and 64mb (above one MTU)"))
 }
 
 /// Parses a tc duration: `100ms`, `1s`, `500us`.
-pub fn parse_duration(text: &str) -> Result<Micros, String> {
-    let expected = || format!("{text:?}: expected a duration like 100ms (units us, ms, s)");
+pub fn parse_duration(text: &str) -> Result<Micros, ValueError> {
+    let expected = || ValueError::new(text, "expected a duration like 100ms (units us, ms, s)");
     let (number, unit) = split_number(text.trim()).ok_or_else(expected)?;
     let factor = match unit {
         "us" => 1,
@@ -551,7 +568,7 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
         _ => return Err(expected()),
     };
     let us = number.checked_mul(factor).filter(|&u| (1_000..=10_000_000).contains(&u));
-    us.map(Micros).ok_or_else(|| format!("{text:?}: expected a duration between 1ms and 10s"))
+    us.map(Micros).ok_or_else(|| ValueError::new(text, "expected a duration between 1ms and 10s"))
 }
 
 #[cfg(test)]

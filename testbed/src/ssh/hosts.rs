@@ -14,6 +14,7 @@ use dl7_core::Arch;
 use super::{fail, Access, Remote};
 use crate::hostplan::{self, Forwarding, HostSetup, IPVS_PROBE};
 use crate::lab::{LabConfig, LabPlan, NicCounters, Role};
+use crate::TestbedError;
 
 /// Every host of a lab, connected.
 pub struct SshHosts {
@@ -51,7 +52,7 @@ impl SshHosts {
                 .iter()
                 .find(|(s, _, _)| *s == fe.short)
                 .map(|(_, r, d)| (r, d))
-                .ok_or_else(|| format!("{}: not connected", fe.short))?;
+                .ok_or_else(|| TestbedError::NotConnected { host: fe.short.clone() })?;
             for line in hostplan::front_reroute(&hosts.plan, dev, hosts.forwarding, &routed) {
                 remote.run("reroute the front end", &line.sh, line.stdin.as_deref())?;
             }
@@ -61,7 +62,7 @@ impl SshHosts {
 
     /// Every host's NIC counters, read at (nearly) one instant: all hosts
     /// at once, each over its open counter session.
-    pub fn read_counters(&self) -> Result<Vec<(String, NicCounters)>, String> {
+    pub fn read_counters(&self) -> Result<Vec<(String, NicCounters)>, TestbedError> {
         std::thread::scope(|scope| {
             let reads: Vec<_> =
                 self.hosts.iter().map(|(short, remote, _)| (short, scope.spawn(move || remote.sample(&[])))).collect();
@@ -69,7 +70,7 @@ impl SshHosts {
                 .into_iter()
                 .map(|(short, r)| {
                     let [tx_bytes, rx_bytes, tx_packets, rx_packets] =
-                        r.join().unwrap_or_else(|_| Err("a counter read panicked".into()))?.nic;
+                        r.join().unwrap_or(Err(TestbedError::Panicked { what: "a counter read" }))?.nic;
                     Ok((short.clone(), NicCounters { tx_bytes, rx_bytes, tx_packets, rx_packets }))
                 })
                 .collect()
@@ -107,7 +108,7 @@ impl SshLab {
     /// (`dl7 --version` output), makes a work directory on each and
     /// chooses the front end's forwarding. On any failure, what was opened is
     /// closed again and the error names the host and the step.
-    pub fn open(lab: &LabConfig, version: &str, log: &mut dyn FnMut(&str)) -> Result<SshLab, String> {
+    pub fn open(lab: &LabConfig, version: &str, log: &mut dyn FnMut(&str)) -> Result<SshLab, TestbedError> {
         let plan = LabPlan::new(lab);
         let config = match &lab.ssh.config {
             Some(c) => Some(c.clone()),
@@ -120,7 +121,8 @@ impl SshLab {
             }
         };
         let control_dir = std::env::temp_dir().join(format!("dl7-ssh-{}", std::process::id()));
-        std::fs::create_dir_all(&control_dir).map_err(|e| format!("{}: {e}", control_dir.display()))?;
+        std::fs::create_dir_all(&control_dir)
+            .map_err(|source| TestbedError::Io { path: control_dir.clone(), source })?;
         let mut threads = Vec::new();
         let mut errors = Vec::new();
         for h in &plan.hosts {
@@ -136,7 +138,7 @@ impl SshLab {
                     continue;
                 }
             };
-            threads.push(std::thread::spawn(move || -> Result<(String, Arc<Remote>, String), String> {
+            threads.push(std::thread::spawn(move || -> Result<(String, Arc<Remote>, String), TestbedError> {
                 let short = remote.access.short.clone();
                 remote.wait_connected()?;
                 let got = remote.run("check the dl7 version", &format!("{dl7} --version"), None)?;
@@ -157,14 +159,14 @@ impl SshLab {
             match t.join() {
                 Ok(Ok(h)) => hosts.push(h),
                 Ok(Err(e)) => errors.push(e),
-                Err(_) => errors.push("a connection thread panicked".into()),
+                Err(_) => errors.push(TestbedError::Panicked { what: "a connection thread" }),
             }
         }
         let hosts = Arc::new(SshHosts { plan, hosts, dl7: lab.ssh.dl7.clone(), forwarding: Forwarding::Nft });
         let mut me = SshLab { hosts, applied: Vec::new(), control_dir };
-        if !errors.is_empty() {
+        if let Err(e) = TestbedError::all(errors) {
             me.close(&mut |_| {});
-            return Err(errors.join("; "));
+            return Err(e);
         }
         log(&format!("ssh: {} hosts connected, each runs {version}", me.hosts.hosts.len()));
         let fe = me.hosts.plan.front().short.clone();
@@ -205,22 +207,19 @@ impl SshLab {
 
     /// Checks every host still answers, then applies one cell's setup (nodes
     /// first, the front end last). If a step fails, what was applied is undone.
-    pub fn setup_cell(&mut self, arch: Arch, servers: usize, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+    pub fn setup_cell(&mut self, arch: Arch, servers: usize, log: &mut dyn FnMut(&str)) -> Result<(), TestbedError> {
         self.teardown_cell(log)?;
         let hosts = Arc::clone(&self.hosts);
         // Every host at once: a round trip each.
-        let answers: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let answers: Vec<Result<String, TestbedError>> = std::thread::scope(|scope| {
             let checks: Vec<_> = hosts
                 .hosts
                 .iter()
                 .map(|(_, r, _)| scope.spawn(move || r.run("check it answers", "true", None)))
                 .collect();
-            checks.into_iter().map(|c| c.join().unwrap_or_else(|_| Err("a check panicked".into()))).collect()
+            checks.into_iter().map(|c| c.join().unwrap_or(Err(TestbedError::Panicked { what: "a check" }))).collect()
         });
-        let failed: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
-        if !failed.is_empty() {
-            return Err(failed.join("; "));
-        }
+        TestbedError::all(answers.into_iter().filter_map(Result::err).collect())?;
         let dev = |h: &crate::lab::Host| {
             hosts
                 .hosts
@@ -238,39 +237,36 @@ impl SshLab {
         // The nodes at once, then the front end (it forwards to them).
         let fe = hosts.plan.front().short.clone();
         let (front, nodes): (Vec<_>, Vec<_>) = plan.iter().partition(|(s, _)| *s == fe);
-        let apply = |(short, setup): &(String, HostSetup)| -> Result<(), String> {
+        let apply = |(short, setup): &(String, HostSetup)| -> Result<(), TestbedError> {
             let remote = hosts.remote(short).expect("planned hosts are connected");
             for line in &setup.setup {
                 remote.run("setup", &line.sh, line.stdin.as_deref())?;
             }
             Ok(())
         };
-        let mut errors: Vec<String> = std::thread::scope(|scope| {
+        let mut errors: Vec<TestbedError> = std::thread::scope(|scope| {
             let jobs: Vec<_> = nodes.iter().map(|h| scope.spawn(move || apply(h))).collect();
-            jobs.into_iter().filter_map(|j| j.join().unwrap_or_else(|_| Err("a setup panicked".into())).err()).collect()
+            jobs.into_iter()
+                .filter_map(|j| j.join().unwrap_or(Err(TestbedError::Panicked { what: "a setup" })).err())
+                .collect()
         });
         if errors.is_empty() {
             errors.extend(front.iter().filter_map(|h| apply(h).err()));
         }
-        if errors.is_empty() {
-            return Ok(());
-        }
-        let e = errors.join("; ");
-        Err(match self.teardown_cell(log) {
-            Ok(()) => format!("{e} (setup undone)"),
-            Err(u) => format!("{e}; undoing it: {u}"),
-        })
+        let Err(e) = TestbedError::all(errors) else { return Ok(()) };
+        let undo = self.teardown_cell(log).err().map(Box::new);
+        Err(TestbedError::SetupUndone { error: Box::new(e), undo })
     }
 
     /// Undoes the current cell's setup in reverse order and ends any service
     /// left on a host. Runs every step it can; the error lists what failed.
-    pub fn teardown_cell(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+    pub fn teardown_cell(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), TestbedError> {
         let hosts = Arc::clone(&self.hosts);
         let applied = std::mem::take(&mut self.applied);
         for (short, _) in applied.iter().rev() {
             log(&format!("{short}: teardown"));
         }
-        let undo = |(short, setup): &(String, HostSetup)| -> Vec<String> {
+        let undo = |(short, setup): &(String, HostSetup)| -> Vec<TestbedError> {
             let remote = hosts.remote(short).expect("planned hosts are connected");
             let mut errors = Vec::new();
             for line in &setup.teardown {
@@ -287,27 +283,25 @@ impl SshLab {
         let (front, nodes): (Vec<_>, Vec<_>) = applied.iter().partition(|(s, _)| *s == fe);
         // Services first (normally already gone), then the front end stops
         // forwarding, then the nodes give the VIP back: each group at once.
-        let mut errors: Vec<String> = std::thread::scope(|scope| {
+        let mut errors: Vec<TestbedError> = std::thread::scope(|scope| {
             let jobs: Vec<_> = hosts.hosts.iter().map(|(_, r, _)| scope.spawn(move || r.reap_started())).collect();
-            jobs.into_iter().filter_map(|j| j.join().unwrap_or_else(|_| Err("a stop panicked".into())).err()).collect()
+            jobs.into_iter()
+                .filter_map(|j| j.join().unwrap_or(Err(TestbedError::Panicked { what: "a stop" })).err())
+                .collect()
         });
         errors.extend(front.iter().flat_map(|h| undo(h)));
         errors.extend(std::thread::scope(|scope| {
             let jobs: Vec<_> = nodes.iter().map(|h| scope.spawn(move || undo(h))).collect();
             jobs.into_iter()
-                .flat_map(|j| j.join().unwrap_or_else(|_| vec!["a teardown panicked".into()]))
+                .flat_map(|j| j.join().unwrap_or_else(|_| vec![TestbedError::Panicked { what: "a teardown" }]))
                 .collect::<Vec<_>>()
         }));
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        TestbedError::all(errors)
     }
 
     /// Ends the sweep: undoes any setup, removes the work directories and
     /// closes every connection. Returns what could not be done.
-    pub fn close(&mut self, log: &mut dyn FnMut(&str)) -> Vec<String> {
+    pub fn close(&mut self, log: &mut dyn FnMut(&str)) -> Vec<TestbedError> {
         let mut errors = Vec::new();
         if let Err(e) = self.teardown_cell(log) {
             errors.push(e);

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::lab::plan::shell_words;
+use crate::TestbedError;
 
 /// How long a host may take to accept the master connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -122,8 +123,8 @@ pub struct Remote {
 }
 
 /// An error of one step on one host.
-pub fn fail(short: &str, step: &str, message: impl std::fmt::Display) -> String {
-    format!("host {short}: {step}: {message}")
+pub fn fail(short: &str, step: &str, message: impl std::fmt::Display) -> TestbedError {
+    TestbedError::Host { host: short.to_string(), step: step.to_string(), message: message.to_string() }
 }
 
 impl Remote {
@@ -132,7 +133,7 @@ impl Remote {
     /// socket and the master's log. Call it from a thread that lives as long
     /// as the connection should: the master gets SIGTERM when the thread
     /// that started it ends (`PR_SET_PDEATHSIG` follows the thread).
-    pub fn connect(access: Access, dl7: &str, control_dir: &Path) -> Result<Remote, String> {
+    pub fn connect(access: Access, dl7: &str, control_dir: &Path) -> Result<Remote, TestbedError> {
         let mut options = Vec::new();
         if let Some(f) = &access.config {
             options.extend(["-F".to_string(), f.display().to_string()]);
@@ -168,7 +169,7 @@ impl Remote {
         Ok(remote)
     }
 
-    fn spawn_master(&self) -> Result<(), String> {
+    fn spawn_master(&self) -> Result<(), TestbedError> {
         let short = &self.access.short;
         let log = std::fs::File::create(&self.log)
             .map_err(|e| fail(short, "connect", format!("{}: {e}", self.log.display())))?;
@@ -191,7 +192,7 @@ impl Remote {
     }
 
     /// Waits until the master accepts sessions (or fails, with its message).
-    pub fn wait_connected(&self) -> Result<(), String> {
+    pub fn wait_connected(&self) -> Result<(), TestbedError> {
         let short = &self.access.short;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
@@ -246,12 +247,15 @@ impl Remote {
     }
 
     /// Whether the master connection is still up; if not, why.
-    pub fn alive(&self) -> Result<(), String> {
+    pub fn alive(&self) -> Result<(), TestbedError> {
         match self.master_exited() {
             None => Ok(()),
-            Some(status) => {
-                Err(format!("the SSH connection to {} is gone ({status}): {}", self.access.dest, self.master_log()))
-            }
+            Some(status) => Err(TestbedError::Disconnected {
+                host: self.access.short.clone(),
+                dest: self.access.dest.clone(),
+                status,
+                log: self.master_log(),
+            }),
         }
     }
 
@@ -274,7 +278,7 @@ impl Remote {
 
     /// Runs a short shell command, with `stdin` fed to it; returns its stdout.
     /// Errors name the host, the step and the command.
-    pub fn run(&self, step: &str, command: &str, stdin: Option<&str>) -> Result<String, String> {
+    pub fn run(&self, step: &str, command: &str, stdin: Option<&str>) -> Result<String, TestbedError> {
         let short = &self.access.short;
         self.alive().map_err(|e| fail(short, step, e))?;
         let mut child = self
@@ -321,14 +325,14 @@ impl Remote {
         let stderr = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         if status.code() == Some(255) {
             // ssh's own failure: the connection, not the command.
-            let why = self.alive().err().unwrap_or(stderr);
+            let why = self.alive().err().map(|e| e.to_string()).unwrap_or(stderr);
             return Err(fail(short, step, format!("lost the SSH connection: {why}")));
         }
         Err(fail(short, step, format!("`{command}` failed ({status}): {stderr}")))
     }
 
     /// Makes this sweep's directory on the host.
-    pub fn make_dir(&self) -> Result<String, String> {
+    pub fn make_dir(&self) -> Result<String, TestbedError> {
         let dir = self.run("make a work directory", "mktemp -d /tmp/dl7-ssh.XXXXXX", None)?.trim().to_string();
         if !dir.starts_with("/tmp/dl7-ssh.") || dir.contains(char::is_whitespace) {
             return Err(fail(&self.access.short, "make a work directory", format!("unexpected mktemp output {dir:?}")));
@@ -338,7 +342,7 @@ impl Remote {
     }
 
     /// Writes a file into this sweep's directory on the host; returns its path there.
-    pub async fn put(&self, name: &str, text: &str) -> Result<String, String> {
+    pub async fn put(&self, name: &str, text: &str) -> Result<String, TestbedError> {
         let short = &self.access.short;
         let step = format!("upload {name}");
         let dir =
@@ -378,7 +382,7 @@ impl Remote {
 
     /// Reads the host's NIC counters and the CPU time of `pids`, over a
     /// session kept open for it (blocking: a round trip).
-    pub fn sample(&self, pids: &[u32]) -> Result<Sample, String> {
+    pub fn sample(&self, pids: &[u32]) -> Result<Sample, TestbedError> {
         use std::io::BufRead as _;
         let short = &self.access.short;
         let step = "read counters";
@@ -423,7 +427,7 @@ impl Remote {
             let _ = probe.child.kill();
             let _ = probe.child.wait();
             *slot = None;
-            let why = self.alive().err().unwrap_or_else(|| e.to_string());
+            let why = self.alive().err().map_or_else(|| e.to_string(), |gone| gone.to_string());
             return Err(fail(short, step, why));
         }
         let nic: Vec<u64> =
@@ -444,7 +448,7 @@ impl Remote {
     /// Ends any service this sweep started on the host that is still there
     /// (normally none: the wrapper stops each with its session): SIGKILL, and
     /// only a pid whose command line is still dl7's.
-    pub fn reap_started(&self) -> Result<(), String> {
+    pub fn reap_started(&self) -> Result<(), TestbedError> {
         let pids: Vec<u32> = std::mem::take(&mut *self.started.lock().expect("not poisoned"));
         if pids.is_empty() {
             return Ok(());
@@ -468,7 +472,7 @@ impl Remote {
     }
 
     /// Removes this sweep's directory on the host (if the host still answers).
-    pub fn remove_dir(&self) -> Result<(), String> {
+    pub fn remove_dir(&self) -> Result<(), TestbedError> {
         let dir = self.dir.lock().expect("not poisoned").take();
         match dir {
             Some(d) => {
