@@ -98,11 +98,7 @@ impl<M: Model> Simulation<M> {
     /// the queue ran dry earlier). Returns the number of events handled.
     pub fn run_until(&mut self, end: Time) -> u64 {
         let before = self.events;
-        while let Some(at) = self.ctx.queue.peek_time() {
-            if at > end {
-                break;
-            }
-            let (at, event) = self.ctx.queue.pop().expect("peeked");
+        while let Some((at, event)) = self.ctx.queue.pop_until(end) {
             self.ctx.now = at;
             self.events += 1;
             self.model.handle(event, &mut self.ctx);
