@@ -84,8 +84,9 @@ pub struct EventQueue<E> {
     /// At or before every pending event; events are placed against it.
     base: Time,
     /// Slot `d` of level `L` is `slots[L * SLOTS + d]`; emptied slots keep
-    /// their capacity, so a run in its steady state allocates nothing.
-    slots: Box<[Vec<Entry>]>,
+    /// their capacity, so a run in its steady state allocates nothing. A
+    /// fixed length, so that the compiler can drop most bounds checks.
+    slots: Box<[Vec<Entry>; LEVELS * SLOTS]>,
     /// Per level, a bit per non-empty slot.
     occupied: [u64; LEVELS],
     /// A bit per level with a non-empty slot.
@@ -107,7 +108,7 @@ impl<E: EventId> EventQueue<E> {
     pub fn new() -> Self {
         Self {
             base: 0,
-            slots: (0..LEVELS * SLOTS).map(|_| Vec::new()).collect(),
+            slots: Box::new(std::array::from_fn(|_| Vec::new())),
             occupied: [0; LEVELS],
             levels: 0,
             head: 0,

@@ -509,7 +509,7 @@ impl<'a> Cluster<'a> {
         owner
     }
 
-    #[inline]
+    #[inline(always)]
     fn go(&mut self, r: u32, phase: Phase, done: Time, ctx: &mut Context<u32>) {
         self.reqs[r as usize].phase = phase;
         ctx.schedule_at(done, r);
