@@ -127,7 +127,9 @@
 //!   dispatcher, or one for the cluster when nothing reads it (pure). The
 //!   exceptions to O(servers): a load-aware policy's N views of N counters
 //!   each (8 MB at N = 1024) and a stateful one's N instances;
-//! * the engine's queue: a 4-ary heap of 16-byte entries (`engine`).
+//! * the engine's queue: a radix bucket queue on the clock (8 levels of 256
+//!   slots, each a vector that keeps its capacity), O(1) per event whatever
+//!   the number pending (`engine`).
 //!
 //! The hash maps use a fixed hasher (foldhash's `FixedState`) and none is
 //! iterated into a result, so a run stays a pure function of its inputs.
