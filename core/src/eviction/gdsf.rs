@@ -12,6 +12,14 @@
 //! stored or hit longest ago, as in libCacheSim's `GDSF` (which scales
 //! `cost` to 1e6: the same order but for floating-point rounding).
 //!
+//! As in the paper (and Cao and Irani's GreedyDual-Size before it), the
+//! requested object is always stored: victims are chosen among the cached
+//! objects until it fits. libCacheSim's `GDSF` (the `libcachesim` 0.3.5
+//! package) inserts it first and then evicts until the cache fits, so a new
+//! object whose `H` is the smallest is its own victim, a size-aware
+//! admission that this does not do; `.ci/libcachesim-check.py` reports GDSF
+//! beside the others without asserting it.
+//!
 //! An indexed binary min-heap of slots keeps the order: O(log n) per insert,
 //! hit and eviction, and its arrays are reused, so once the cache has held
 //! its most objects nothing allocates.
