@@ -37,6 +37,7 @@ pub mod clients;
 pub mod config;
 pub mod costs;
 pub mod error;
+pub mod eviction;
 pub mod fault;
 pub mod hardware;
 pub mod key;
