@@ -18,8 +18,12 @@
 //!
 //! Health ([`crate::health`]) is the filter over candidates the core leaves
 //! to engines: a server the active checks have taken out, or whose last
-//! request just failed, is skipped without a connect. The dispatcher must
-//! not cache or serve; it only routes.
+//! request just failed, is skipped without a connect. When the filter would
+//! leave nobody (every candidate out) or too few (below the panic
+//! threshold), it is ignored, as Envoy does: the owner is asked anyway, since
+//! checks that fail everywhere are likelier wrong than every server dead. A
+//! request nobody answers is [`Outcome::Unavailable`] (503, HAProxy's "no
+//! server is available"). The dispatcher must not cache or serve; it only routes.
 //!
 //! A remote answer comes back as soon as its head is in ([`Outcome::Remote`]
 //! carries the body still on the upstream connection): the caller streams it
@@ -99,7 +103,7 @@ pub enum Outcome {
         /// Keeps the request outstanding in the load view until dropped.
         outstanding: Outstanding,
     },
-    /// Nobody could be reached in time: answer 502.
+    /// No server could be reached in time: answer 503 (no server left).
     Unavailable,
 }
 
@@ -172,6 +176,7 @@ impl Dispatcher {
         }
         let policy = spec.build(members)?;
         let n = members.len();
+        metrics.set_members(&(0..n).collect::<Vec<_>>());
         Ok(Self {
             spec: spec.clone(),
             names: members.clone(),
@@ -218,6 +223,7 @@ impl Dispatcher {
             .collect::<Result<Vec<_>, _>>()?;
         let policy = self.spec.build(&Membership::new(servers)?)?;
         self.routing.store(Arc::new(Routing { policy, members: members.to_vec() }));
+        self.metrics.set_members(members);
         Ok(())
     }
 
@@ -268,29 +274,51 @@ impl Dispatcher {
         if Some(owner) == self.local {
             return Outcome::Local { fallback: false, outstanding: Outstanding::enter(&self.load, owner.index()) };
         }
-        if !self.is_down(owner) {
+        // The hot path: the owner is up and answers. Everything after is the failure path.
+        let owner_up = !self.is_down(owner);
+        if owner_up {
             if let Some(o) = self.try_server(owner, path, false).await {
                 return o;
             }
         }
-        if self.fallbacks == 0 {
-            return Outcome::Unavailable;
+        let panic = self.health.panicking(&routing.members);
+        let mut owner_tried = owner_up;
+        if !owner_tried && panic {
+            owner_tried = true;
+            Metrics::add(&self.metrics.panic_routes, 1);
+            if let Some(o) = self.try_server(owner, path, false).await {
+                return o;
+            }
         }
-        // The failure path: a small buffer of candidates is fine here.
-        let mut candidates = Vec::with_capacity(self.fallbacks + 1);
-        let view = MemberLoad { load: &self.load, members: &routing.members };
-        routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);
-        let candidates = candidates.into_iter().map(|c| routing.node(c));
-        for c in candidates.filter(|&c| c != owner).take(self.fallbacks) {
-            if Some(c) == self.local {
-                Metrics::add(&self.metrics.fallbacks, 1);
-                return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
+        let mut candidate_tried = false;
+        if self.fallbacks > 0 {
+            // A small buffer of candidates is fine here.
+            let mut candidates = Vec::with_capacity(self.fallbacks + 1);
+            let view = MemberLoad { load: &self.load, members: &routing.members };
+            routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);
+            let candidates = candidates.into_iter().map(|c| routing.node(c));
+            for c in candidates.filter(|&c| c != owner).take(self.fallbacks) {
+                if Some(c) == self.local {
+                    Metrics::add(&self.metrics.fallbacks, 1);
+                    return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
+                }
+                if self.is_down(c) {
+                    if !panic {
+                        continue;
+                    }
+                    Metrics::add(&self.metrics.panic_routes, 1);
+                }
+                candidate_tried = true;
+                if let Some(o) = self.try_server(c, path, true).await {
+                    Metrics::add(&self.metrics.fallbacks, 1);
+                    return o;
+                }
             }
-            if self.is_down(c) {
-                continue;
-            }
-            if let Some(o) = self.try_server(c, path, true).await {
-                Metrics::add(&self.metrics.fallbacks, 1);
+        }
+        // Every candidate is out: the owner anyway, rather than nobody.
+        if !owner_tried && !candidate_tried {
+            Metrics::add(&self.metrics.panic_routes, 1);
+            if let Some(o) = self.try_server(owner, path, false).await {
                 return o;
             }
         }

@@ -64,7 +64,8 @@ pub struct FrontConfig {
     pub metrics: Arc<Metrics>,
     /// Listener for `GET /metrics`.
     pub admin: Option<TcpListener>,
-    /// Active health checks of the nodes (`GET /health` on their TCP addresses).
+    /// Active health checks of the nodes (on their TCP addresses): a connect,
+    /// `GET path`, or none ([`HealthSpec::check`]).
     pub health: HealthSpec,
     /// The nodes sent to at start (indices into `nodes`; `None`: all), changed
     /// at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
@@ -98,6 +99,7 @@ struct Members {
     nodes: arc_swap::ArcSwap<Vec<usize>>,
     count: usize,
     dispatcher: Option<Arc<Dispatcher>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Members {
@@ -116,6 +118,7 @@ impl Members {
             d.set_members(ids).map_err(|e| e.to_string())?;
         }
         self.nodes.store(Arc::new(ids.to_vec()));
+        self.metrics.set_members(ids);
         tracing::info!("front end: members now {ids:?}");
         Ok(())
     }
@@ -161,7 +164,9 @@ pub async fn run(
         nodes: arc_swap::ArcSwap::from_pointee((0..count).collect()),
         count,
         dispatcher: dispatcher.clone(),
+        metrics: m.clone(),
     });
+    m.set_members(&members.get());
     if let Some(initial) = &config.initial_members {
         members.set(initial).map_err(invalid)?;
     }
@@ -234,12 +239,13 @@ pub async fn run(
                 match hand_over(&h, &members.nodes.load_full(), next.fetch_add(1, Relaxed), client).await {
                     Ok(()) => Metrics::add(&m.handoffs, 1),
                     Err(s) => {
-                        // No node took it: tell the client instead of dropping it silently.
-                        Metrics::add(&m.bad_gateway, 1);
+                        // No node took it: tell the client (503, no server left)
+                        // instead of dropping it silently.
+                        Metrics::add(&m.no_server, 1);
                         if let Ok(s) = TcpStream::from_std(s) {
                             let mut conn = ServerConn::new(s).with_metrics(m.clone());
                             tokio::spawn(async move {
-                                let _ = conn.write_error(502).await;
+                                let _ = conn.write_error(503).await;
                             });
                         }
                     }
@@ -277,9 +283,10 @@ async fn proxy(
             Outcome::Remote { head: up, mut body, server, .. } => {
                 relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await
             }
+            // A front end is never a candidate itself: `Local` cannot happen.
             Outcome::Local { .. } | Outcome::Unavailable => {
-                Metrics::add(&m.bad_gateway, 1);
-                conn.write_error(502).await.is_ok()
+                Metrics::add(&m.no_server, 1);
+                conn.write_status(503, keep).await.is_ok()
             }
         };
         m.observe(start.elapsed());
@@ -309,9 +316,9 @@ async fn relay(
         }
     }
     let Some(upstream) = upstream else {
-        Metrics::add(&m.bad_gateway, 1);
+        Metrics::add(&m.no_server, 1);
         let mut conn = ServerConn::new(client).with_metrics(m.clone());
-        let _ = conn.write_error(502).await;
+        let _ = conn.write_error(503).await;
         return;
     };
     let _ = upstream.set_nodelay(true);

@@ -469,11 +469,11 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     continue;
                 }
                 Outcome::Unavailable => {
-                    Metrics::add(&m.bad_gateway, 1);
-                    let _ = conn.write_error(502).await;
-                    m.observe(start.elapsed());
+                    Metrics::add(&m.no_server, 1);
                     // Keep the connection: the next request may go to a live owner.
-                    if !keep {
+                    let usable = conn.write_status(503, keep).await.is_ok();
+                    m.observe(start.elapsed());
+                    if !usable || !keep {
                         break;
                     }
                     continue;

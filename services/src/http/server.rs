@@ -413,6 +413,15 @@ impl ServerConn {
         }
     }
 
+    /// Writes a response with a short text body (`503 Service Unavailable`)
+    /// that keeps the connection when `keep_alive`: for answers after which
+    /// the next request may well succeed (no server left for this one).
+    pub async fn write_status(&mut self, status: u16, keep_alive: bool) -> std::io::Result<u64> {
+        let body = format!("{} {}\n", status, reason(status));
+        let meta = ResponseMeta { content_type: "text/plain", ..ResponseMeta::default() };
+        self.write_response(status, &meta, body.as_bytes(), keep_alive, false).await
+    }
+
     /// Writes an error response with a short text body and `Connection: close`.
     pub async fn write_error(&mut self, status: u16) -> std::io::Result<u64> {
         let body = format!("{} {}\n", status, reason(status));
