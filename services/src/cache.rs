@@ -19,6 +19,8 @@ pub struct Entry {
     pub object_id: Option<u32>,
     /// The body is gzip-compressed (the distill stage ran).
     pub gzip: bool,
+    /// The origin's end-to-end header lines, written with every hit.
+    pub stored: Bytes,
 }
 
 /// LRU order with a byte budget.
@@ -93,6 +95,7 @@ mod tests {
             content_type: dl7_traces::ContentType::Gif,
             object_id: None,
             gzip: false,
+            stored: Bytes::new(),
         }
     }
 

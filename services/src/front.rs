@@ -2,8 +2,9 @@
 //! a comparison mode.
 //!
 //! * [`FrontMode::Conventional`] (the KTCPVS box): parses every request, picks
-//!   the owner with its policy, fetches the response from that node (hop
-//!   header: the node serves it, no second dispatch) and streams it to the
+//!   the owner with its policy, forwards it to that node (any method, its
+//!   fields and body passed on as a reverse proxy does, [`crate::http::proxy`];
+//!   hop header: the node serves it, no second dispatch) and streams the answer to the
 //!   client through a [`RELAY_CHUNK`](crate::http::RELAY_CHUNK) buffer as it arrives, never holding a
 //!   whole object (as KTCPVS and HAProxy do: TCP flow control paces the node).
 //! * [`FrontMode::Distributed`] (the IPVS-DR box): never reads a byte. Each
@@ -258,6 +259,9 @@ pub async fn run(
     Ok(())
 }
 
+/// This front end's `Via` entry (RFC 9110 section 7.6.3).
+const VIA: &str = "1.1 dl7-front";
+
 async fn proxy(
     d: Arc<Dispatcher>,
     m: Arc<Metrics>,
@@ -272,21 +276,35 @@ async fn proxy(
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);
-        if !head.method.is_read() {
+        if head.method == Method::Connect {
+            // A tunnel is no reverse proxy's business (RFC 9110 section 9.3.6 lets a server refuse it).
             Metrics::add(&m.client_errors, 1);
-            let _ = conn.write_error(405).await;
+            let _ = conn.write_error(501).await;
             break;
         }
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
-        let usable = match d.dispatch(&path).await {
+        let usable = match d.dispatch(&path, &mut conn, &head, VIA).await {
             Outcome::Remote { head: up, mut body, server, .. } => {
-                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await
+                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, VIA).await
             }
             // A front end is never a candidate itself: `Local` cannot happen.
             Outcome::Local { .. } | Outcome::Unavailable => {
                 Metrics::add(&m.no_server, 1);
                 conn.write_status(503, keep).await.is_ok()
+            }
+            Outcome::Failed => {
+                // The node failed with the request's body gone to it: nothing to resend.
+                Metrics::add(&m.bad_gateway, 1);
+                let _ = conn.write_error(502).await;
+                false
+            }
+            Outcome::ClientFailed(e) => {
+                if let crate::http::HeadError::Status(status) = e {
+                    Metrics::add(&m.client_errors, 1);
+                    let _ = conn.write_error(status).await;
+                }
+                false
             }
         };
         m.observe(start.elapsed());

@@ -60,7 +60,11 @@ use crate::dispatch::{Dispatcher, Outcome};
 use crate::fill::{Fill, FillHead, FillReader};
 use crate::handoff::{acknowledge, receive_socket};
 use crate::health::{Health, HealthSpec, HEALTH_PATH};
-use crate::http::{wait_true, BodySource, Limits, Method, Pool, ResponseMeta, ServerConn, UpstreamBody};
+use crate::http::proxy::ForwardRequest;
+use crate::http::{
+    wait_true, BodyKind, BodySource, ForwardError, HeadError, Limits, Method, Pool, Relay, RequestBody, RequestHead,
+    ResponseMeta, ServerConn, UpstreamBody,
+};
 use crate::metrics::Metrics;
 use crate::relay::relay_remote;
 use crate::service::{admin_loop, shutdown_signal, AdminPages, Conns, InFlight};
@@ -134,8 +138,18 @@ impl NodeConfig {
     }
 }
 
-/// A miss under way: the fill every request for the path joins, or the status they all get.
-type Flight = Arc<OnceCell<Result<Arc<Fill>, u16>>>;
+/// How a miss under way ended for the requests that joined it.
+#[derive(Debug, Clone, Copy)]
+enum FlightEnd {
+    /// The origin's answer is not one to keep (not a 200 of known length):
+    /// each request fetches its own (Varnish's hit-for-pass), none shares it.
+    Pass,
+    /// The origin could not be asked: this status for every waiter.
+    Failed(u16),
+}
+
+/// A miss under way: the fill every request for the path joins, or how it ended.
+type Flight = Arc<OnceCell<Result<Arc<Fill>, FlightEnd>>>;
 
 /// How the owner answers a request.
 enum Owned {
@@ -143,8 +157,12 @@ enum Owned {
     Hit(Entry),
     /// From a fill arriving from the origin (shared with other waiters).
     Fill(FillReader),
-    /// From its own fetch: an uncacheable object whose shared fill had moved on.
-    Own(FillHead, UpstreamBody),
+    /// From its own fetch: an uncacheable object whose shared fill had moved on (its type, its body).
+    Own(dl7_traces::ContentType, UpstreamBody),
+    /// The origin's answer to the request that asked, not shared: relayed as it is.
+    Relay(u16, UpstreamBody),
+    /// Not shared with this request: fetch and relay its own.
+    Pass,
 }
 
 struct Node {
@@ -157,6 +175,8 @@ struct Node {
     limits: Limits,
     metrics: Arc<Metrics>,
     cpu: Cpu,
+    /// This node's `Via` entry (RFC 9110 section 7.6.3), in every message it forwards or answers for the origin.
+    via: String,
 }
 
 /// Runs a node on `listener` until `shutdown` resolves, then drains.
@@ -203,6 +223,7 @@ pub async fn run(
         limits: config.limits.clone(),
         metrics: config.metrics.clone(),
         cpu: Cpu::new(config.cpu.clone(), config.metrics.clone()),
+        via: format!("1.1 dl7-node{}", config.id.0),
     });
     tracing::info!(
         "node {}/{}: {:?}, policy {}, origin {}, cache {} bytes, emulated cpu {}",
@@ -308,9 +329,17 @@ impl Node {
         }
     }
 
-    /// Answers `path` as its owner: from the cache, else from the one
-    /// origin fetch every waiter shares (single flight), streamed as it arrives.
-    async fn serve_local(self: &Arc<Self>, path: &str) -> Result<Owned, u16> {
+    /// Answers the GET or HEAD `head` for `path` as its owner: from the
+    /// cache, else from the one origin fetch every waiter shares (single
+    /// flight), streamed as it arrives. The request that starts the fetch
+    /// sends its own fields to the origin (as a GET, without its
+    /// conditionals: the fill is for everyone).
+    async fn serve_local(
+        self: &Arc<Self>,
+        path: &str,
+        conn: &mut ServerConn,
+        head: &RequestHead,
+    ) -> Result<Owned, u16> {
         let m = &*self.metrics;
         Metrics::add(&m.owner_requests, 1);
         if let Some(e) = self.cache.lock().expect("cache lock").get(path) {
@@ -326,25 +355,46 @@ impl Node {
         };
         // If the task starting the fetch is cancelled (its client left), the next waiter starts it.
         let mut mine = None;
-        let result = flight.get_or_init(|| self.start_fill(path, &flight, &mut mine)).await.clone();
+        let result = flight.get_or_init(|| self.start_fill(path, conn, head, &flight, &mut mine)).await.clone();
         let fill = match result {
             Ok(fill) => fill,
-            Err(status) => {
+            Err(end) => {
                 self.forget(path, &flight);
-                return Err(status);
+                return match (end, mine) {
+                    // The starter relays the origin's answer it holds.
+                    (FlightEnd::Pass, Some(Mine::Relay(status, body))) => Ok(Owned::Relay(status, body)),
+                    (FlightEnd::Pass, _) => Ok(Owned::Pass),
+                    (FlightEnd::Failed(status), _) => Err(status),
+                };
             }
         };
         Metrics::add(&m.owner_bytes, fill.head.len);
-        if let Some(reader) = mine.or_else(|| fill.reader()) {
+        if let Some(reader) = mine.and_then(Mine::reader).or_else(|| fill.reader()) {
             return Ok(Owned::Fill(reader));
         }
         // Too big to keep and its shared fetch has moved past the start: fetch a copy.
         Metrics::add(&m.origin_fetches, 1);
-        match self.origin.get_stream(path, false, self.limits.upstream_timeout).await {
-            Ok((head, body)) if head.status == 200 && head.content_length == fill.head.len => {
-                Ok(Owned::Own(fill.head, body))
+        let f = self.fill_request(path, head);
+        match self.origin.forward(conn, &f, Method::Get, self.limits.upstream_timeout).await {
+            Ok((up, body)) if up.status == 200 && body.length() == Some(fill.head.len) => {
+                Ok(Owned::Own(fill.head.content_type, body))
             }
             _ => Err(502),
+        }
+    }
+
+    /// The origin fetch of a fill: the client's request as a GET, without
+    /// its body or conditionals.
+    fn fill_request<'a>(&'a self, path: &'a str, _head: &RequestHead) -> ForwardRequest<'a> {
+        ForwardRequest {
+            method: Some("GET"),
+            path,
+            via: &self.via,
+            hop: false,
+            body: RequestBody::None,
+            default_host: "",
+            strip_conditionals: true,
+            extra: b"",
         }
     }
 
@@ -357,39 +407,53 @@ impl Node {
     }
 
     /// Starts the origin fetch of `path`: returns once the origin's head is
-    /// in, with the fill its body goes into (and the starter's own reader in `mine`).
+    /// in, with the fill its body goes into (and the starter's own reader in
+    /// `mine`), or, for an answer not to keep, `Pass` (the answer itself in `mine`).
     async fn start_fill(
         self: &Arc<Self>,
         path: &str,
+        conn: &mut ServerConn,
+        head: &RequestHead,
         flight: &Flight,
-        mine: &mut Option<FillReader>,
-    ) -> Result<Arc<Fill>, u16> {
+        mine: &mut Option<Mine>,
+    ) -> Result<Arc<Fill>, FlightEnd> {
         let m = &*self.metrics;
         Metrics::add(&m.origin_fetches, 1);
-        let (head, body) = match self.origin.get_stream(path, false, self.limits.upstream_timeout).await {
+        let f = self.fill_request(path, head);
+        let (up, body) = match self.origin.forward(conn, &f, Method::Get, self.limits.upstream_timeout).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("origin fetch {path}: {e}");
-                return Err(502);
+                return Err(FlightEnd::Failed(502));
             }
         };
-        if head.status != 200 {
-            return Err(if head.status == 404 { 404 } else { 502 });
-        }
-        let image = head.content_type.is_image();
-        self.cpu.work(|c| c.miss + c.object(head.content_length, image).store).await;
-        let fh = FillHead {
-            len: head.content_length,
-            content_type: head.content_type,
-            object_id: head.object_id,
-            gzip: head.gzip,
+        // Only a complete 200 of known length becomes a cache entry; any other
+        // answer goes to the request that asked, and every waiter asks its own.
+        let Some(len) = body.length().filter(|_| up.status == 200 && up.body == BodyKind::Length) else {
+            *mine = Some(Mine::Relay(up.status, body));
+            return Err(FlightEnd::Pass);
         };
-        let (fill, reader) = Fill::new(fh, fh.len <= self.max_object_bytes);
-        *mine = Some(reader);
+        let image = up.content_type.is_image();
+        self.cpu.work(|c| c.miss + c.object(len, image).store).await;
+        let fh = FillHead {
+            len,
+            content_type: up.content_type,
+            object_id: up.object_id,
+            gzip: up.gzip,
+            stored: bytes::Bytes::from(crate::http::proxy::stored_header_lines(body.raw_head())),
+        };
+        let (fill, reader) = Fill::new(fh.clone(), fh.len <= self.max_object_bytes);
+        *mine = Some(Mine::Reader(reader));
         let (node, path, flight) = (self.clone(), path.to_string(), flight.clone());
         tokio::spawn(fill.clone().run(body, move |complete| {
             if let Some(body) = complete {
-                let entry = Entry { body, content_type: fh.content_type, object_id: fh.object_id, gzip: fh.gzip };
+                let entry = Entry {
+                    body,
+                    content_type: fh.content_type,
+                    object_id: fh.object_id,
+                    gzip: fh.gzip,
+                    stored: fh.stored,
+                };
                 let mut cache = node.cache.lock().expect("cache lock");
                 cache.insert(&path, entry);
                 node.metrics.cache_bytes.store(cache.bytes(), Relaxed);
@@ -398,6 +462,96 @@ impl Node {
             node.forget(&path, &flight);
         }));
         Ok(fill)
+    }
+
+    /// Passes the request `head` for `path` through to the origin and
+    /// relays the answer (every method but a cacheable GET or HEAD: RFC 9111
+    /// section 4 writes them through). False when the connection must close.
+    async fn pass(&self, conn: &mut ServerConn, head: &RequestHead, path: &str, keep: bool) -> bool {
+        let m = &*self.metrics;
+        Metrics::add(&m.origin_fetches, 1);
+        let f = ForwardRequest {
+            method: None,
+            path,
+            via: &self.via,
+            hop: false,
+            body: head.body,
+            default_host: "",
+            strip_conditionals: false,
+            extra: b"",
+        };
+        match self.origin.forward(conn, &f, head.method, self.limits.upstream_timeout).await {
+            Ok((up, mut body)) => {
+                self.relay_origin(conn, up.status, &mut body, keep, head.method == Method::Head).await
+            }
+            Err(e) => self.forward_failed(conn, e, keep).await,
+        }
+    }
+
+    /// Relays an answer of the origin to this node's client: X-Cache MISS,
+    /// this node as the server, its `Via`.
+    async fn relay_origin(
+        &self,
+        conn: &mut ServerConn,
+        status: u16,
+        body: &mut UpstreamBody,
+        keep: bool,
+        head_only: bool,
+    ) -> bool {
+        let m = &*self.metrics;
+        if (400..500).contains(&status) {
+            Metrics::add(&m.client_errors, 1);
+        }
+        let r = Relay {
+            status,
+            via: &self.via,
+            served_by: Some(self.id.0),
+            cache: Some(false),
+            keep_alive: keep,
+            head_only,
+        };
+        let relayed = conn.relay_response(body, &r).await;
+        owned_relayed(conn, m, relayed).await
+    }
+
+    /// Answers a forward that got no response head: 502 when the origin
+    /// failed, the client's own error when its body could not be read.
+    async fn forward_failed(&self, conn: &mut ServerConn, e: ForwardError, keep: bool) -> bool {
+        let m = &*self.metrics;
+        match e {
+            ForwardError::Upstream { source, retriable, .. } => {
+                tracing::debug!("origin: {source}");
+                Metrics::add(&m.bad_gateway, 1);
+                // A body that went part way leaves nothing to keep the connection for.
+                let keep = keep && retriable;
+                let meta =
+                    ResponseMeta { content_type: "text/plain", served_by: Some(self.id.0), ..Default::default() };
+                conn.write_response(502, &meta, b"502 Bad Gateway\n", keep, false).await.is_ok() && keep
+            }
+            ForwardError::Client(HeadError::Status(status)) => {
+                Metrics::add(&m.client_errors, 1);
+                let _ = conn.write_error(status).await;
+                false
+            }
+            ForwardError::Client(HeadError::Closed) => false,
+        }
+    }
+}
+
+/// What the request that started a fetch holds of it.
+enum Mine {
+    /// Its reader of the shared fill.
+    Reader(FillReader),
+    /// The origin's answer, not shared (its status, its body).
+    Relay(u16, UpstreamBody),
+}
+
+impl Mine {
+    fn reader(self) -> Option<FillReader> {
+        match self {
+            Mine::Reader(r) => Some(r),
+            Mine::Relay(..) => None,
+        }
     }
 }
 
@@ -413,37 +567,47 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         let _inflight = InFlight::enter(&m);
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
-        if !head.method.is_read() {
+        if head.method == Method::Connect {
+            // A tunnel is no cache's business (RFC 9110 section 9.3.6 lets a server refuse it).
+            Metrics::add(&m.client_errors, 1);
+            let _ = conn.write_error(501).await;
+            break;
+        }
+        if head.method.is_read() {
+            if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
+                // Directory lookup: the owner this node's policy instance picks for `asked`.
+                let owner = node.dispatcher.owner(asked);
+                let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+                let body = format!("{}\n", owner.0);
+                if conn.write_response(200, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                    break;
+                }
+                continue;
+            }
+            if path == HEALTH_PATH {
+                // Draining: peers and front ends stop sending here before the node is gone.
+                let status = if *stop.borrow() { 503 } else { 200 };
+                let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
+                let body = format!("{status} {}\n", crate::http::reason(status));
+                if conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                    break;
+                }
+                continue;
+            }
+            if let Some(page) = node.admin_page(head.method, &path) {
+                let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
+                if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err()
+                    || !keep
+                {
+                    break;
+                }
+                continue;
+            }
+        } else if path.starts_with("/_dl7/") {
+            // dl7's own pages change only on the admin listener (membership), never here.
             Metrics::add(&m.client_errors, 1);
             let _ = conn.write_error(405).await;
             break;
-        }
-        if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
-            // Directory lookup: the owner this node's policy instance picks for `asked`.
-            let owner = node.dispatcher.owner(asked);
-            let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
-            let body = format!("{}\n", owner.0);
-            if conn.write_response(200, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
-                break;
-            }
-            continue;
-        }
-        if path == HEALTH_PATH {
-            // Draining: peers and front ends stop sending here before the node is gone.
-            let status = if *stop.borrow() { 503 } else { 200 };
-            let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
-            let body = format!("{status} {}\n", crate::http::reason(status));
-            if conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
-                break;
-            }
-            continue;
-        }
-        if let Some(page) = node.admin_page(head.method, &path) {
-            let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
-            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
-                break;
-            }
-            continue;
         }
         // Admin pages (a runner's scrape) are not requests of the workload.
         Metrics::add(&m.requests, 1);
@@ -452,7 +616,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             Metrics::add(&m.hop_requests, 1);
             None
         } else {
-            match node.dispatcher.dispatch(&path).await {
+            match node.dispatcher.dispatch(&path, &mut conn, &head, &node.via).await {
                 Outcome::Local { outstanding, .. } => {
                     node.cpu.work(|c| c.parse_local).await;
                     Some(outstanding)
@@ -461,7 +625,8 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     // Forwarding the request, then receiving and sending the response.
                     let image = up.content_type.is_image();
                     node.cpu.work(|c| c.parse_fwd + c.object(up.content_length, image).relay_fwd).await;
-                    let usable = relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await;
+                    let usable =
+                        relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, &node.via).await;
                     m.observe(start.elapsed());
                     if !usable || !keep {
                         break;
@@ -478,18 +643,46 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                     }
                     continue;
                 }
+                Outcome::Failed => {
+                    // The owner failed with the request's body gone to it: nothing to resend.
+                    Metrics::add(&m.bad_gateway, 1);
+                    let _ = conn.write_error(502).await;
+                    m.observe(start.elapsed());
+                    break;
+                }
+                Outcome::ClientFailed(e) => {
+                    if let HeadError::Status(status) = e {
+                        Metrics::add(&m.client_errors, 1);
+                        let _ = conn.write_error(status).await;
+                    }
+                    break;
+                }
             }
         };
+        // This node owns the request. Only a GET or HEAD without a body is
+        // served from the cache; everything else is written through.
+        if !head.method.is_read() || head.body != RequestBody::None {
+            let (open, _) = Open::enter(&node.cpu);
+            let usable = node.pass(&mut conn, &head, &path, keep).await;
+            drop(open);
+            m.observe(start.elapsed());
+            if !usable || !keep {
+                break;
+            }
+            continue;
+        }
         let (open, open_now) = Open::enter(&node.cpu);
-        let r = match node.serve_local(&path).await {
+        let r = match node.serve_local(&path, &mut conn, &head).await {
+            Ok(Owned::Pass) => node.pass(&mut conn, &head, &path, keep).await,
+            Ok(Owned::Relay(status, mut body)) => {
+                node.relay_origin(&mut conn, status, &mut body, keep, head_only).await
+            }
             Ok(owned) => {
-                let (len, content_type, object_id, gzip) = match &owned {
-                    Owned::Hit(e) => (e.body.len() as u64, e.content_type, e.object_id, e.gzip),
-                    Owned::Fill(r) => {
-                        let h = r.fill().head;
-                        (h.len, h.content_type, h.object_id, h.gzip)
-                    }
-                    Owned::Own(h, _) => (h.len, h.content_type, h.object_id, h.gzip),
+                let (len, content_type) = match &owned {
+                    Owned::Hit(e) => (e.body.len() as u64, e.content_type),
+                    Owned::Fill(r) => (r.fill().head.len, r.fill().head.content_type),
+                    Owned::Own(t, b) => (b.remaining(), *t),
+                    Owned::Relay(..) | Owned::Pass => unreachable!("answered above"),
                 };
                 node.cpu
                     .work(|c| {
@@ -501,16 +694,15 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                         poll + if head.hop { o.serve_net } else { o.serve_local + o.relay_local }
                     })
                     .await;
-                let hit = matches!(owned, Owned::Hit(_));
-                let meta = ResponseMeta {
-                    content_type: content_type.mime(),
-                    object_id,
-                    served_by: Some(node.id.0),
-                    cache_hit: Some(hit),
-                    gzip,
-                };
                 match owned {
                     Owned::Hit(entry) => {
+                        let meta = ResponseMeta {
+                            stored: Some(&entry.stored),
+                            served_by: Some(node.id.0),
+                            cache_hit: Some(true),
+                            via: Some(&node.via),
+                            ..Default::default()
+                        };
                         // Counted before the write, so it is final once the client has the response.
                         if !head_only {
                             Metrics::add(&m.payload_out, entry.body.len() as u64);
@@ -518,12 +710,18 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
                         conn.write_response(200, &meta, &entry.body, keep, head_only).await.is_ok()
                     }
                     Owned::Fill(mut reader) => {
+                        let stored = reader.fill().head.stored.clone();
+                        let meta = ResponseMeta {
+                            stored: Some(&stored),
+                            served_by: Some(node.id.0),
+                            cache_hit: Some(false),
+                            via: Some(&node.via),
+                            ..Default::default()
+                        };
                         stream_owned(&mut conn, &m, &meta, &mut reader, keep, head_only, &mut buf).await
                     }
-                    Owned::Own(_, mut body) => {
-                        let relayed = conn.relay_response(200, &meta, &mut body, keep, head_only).await;
-                        owned_relayed(&mut conn, &m, relayed).await
-                    }
+                    Owned::Own(_, mut body) => node.relay_origin(&mut conn, 200, &mut body, keep, head_only).await,
+                    Owned::Relay(..) | Owned::Pass => unreachable!("answered above"),
                 }
             }
             Err(status) => {

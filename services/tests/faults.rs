@@ -70,14 +70,21 @@ async fn oversized_heads_get_431_and_long_request_lines_414() {
 }
 
 #[tokio::test]
-async fn malformed_requests_get_400_and_other_methods_405() {
+async fn malformed_requests_get_400_and_other_methods_go_to_the_origin() {
     let addr = lone_node(Limits::default()).await;
     assert_eq!(status_of(addr, b"GARBAGE\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"\x00\x01\x02\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n").await, 400);
-    assert_eq!(status_of(addr, b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n").await, 405);
-    assert_eq!(status_of(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").await, 501);
+    // Passed through to the origin, which is down here: 502.
+    assert_eq!(status_of(addr, b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n").await, 502);
+    assert_eq!(status_of(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n").await, 501);
+    assert_eq!(
+        status_of(addr, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n").await,
+        400,
+        "authority-form is no origin-form"
+    );
+    assert_eq!(status_of(addr, b"PUT /_dl7/members?nodes=0 HTTP/1.1\r\nHost: a\r\n\r\n").await, 405, "admin-only");
 }
 
 #[tokio::test]
