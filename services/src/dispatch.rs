@@ -280,6 +280,11 @@ impl Dispatcher {
         self.health.mark_failed(s.index());
     }
 
+    /// Where node `s` listens.
+    pub fn addr(&self, s: ServerId) -> Option<std::net::SocketAddr> {
+        self.pools.get(s.index()).map(Pool::addr)
+    }
+
     /// The node the policy picks for `path` (advances stateful policies).
     pub fn owner(&self, path: &str) -> ServerId {
         let key = RequestKey::new(path.as_bytes());

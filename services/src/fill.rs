@@ -41,6 +41,10 @@ pub struct FillHead {
     /// The origin's end-to-end header lines, as a cache stores them
     /// ([`crate::http::proxy::stored_header_lines`]).
     pub stored: Bytes,
+    /// The response's status.
+    pub status: u16,
+    /// Its freshness, as [`crate::rfc9111::Freshness::of`] computed it.
+    pub freshness: crate::rfc9111::Freshness,
 }
 
 /// One object in transit.
@@ -258,6 +262,8 @@ mod tests {
             object_id: h.object_id,
             gzip: h.gzip,
             stored,
+            status: h.status,
+            freshness: crate::rfc9111::Freshness::default(),
         };
         (head, body, pattern)
     }

@@ -48,7 +48,7 @@ pub const SERVED_BY_HEADER: &str = "x-dl7-served-by";
 /// cache (`HIT`) or fetched it (`MISS`), as Squid and CDNs say it.
 pub const CACHE_HEADER: &str = "x-cache";
 /// Most headers a head may carry; more is answered with 431.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// Per-connection limits shared by every service.
 #[derive(Debug, Clone)]
@@ -97,6 +97,9 @@ pub enum Method {
     Trace,
     /// `CONNECT`: a tunnel, which no dl7 service opens (501).
     Connect,
+    /// `PURGE`: between dl7 nodes (with the hop header), an invalidation;
+    /// from anyone else, passed through like any unsafe method.
+    Purge,
     /// Any other method (passed through as an unsafe one).
     Other,
 }
@@ -164,6 +167,7 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
         Some("OPTIONS") => Method::Options,
         Some("TRACE") => Method::Trace,
         Some("CONNECT") => Method::Connect,
+        Some("PURGE") => Method::Purge,
         _ => Method::Other,
     };
     let target = req.path.ok_or(HeadError::Status(400))?;
@@ -311,7 +315,7 @@ fn connection_option(value: &[u8]) -> Option<bool> {
 /// header names (tokens: letters, digits and `!#$%&'*+-.^_`|~`), where
 /// setting bit 0x20 lowercases a letter and leaves `-` and digits alone.
 #[inline]
-fn is_name(name: &str, lower: &[u8]) -> bool {
+pub(crate) fn is_name(name: &str, lower: &[u8]) -> bool {
     name.len() == lower.len() && name.bytes().zip(lower).all(|(a, &b)| a | 0x20 == b)
 }
 
@@ -385,10 +389,27 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
         408 => "Request Timeout",
         413 => "Content Too Large",
         414 => "URI Too Long",

@@ -232,7 +232,8 @@ pub fn write_relayed_response(out: &mut Vec<u8>, raw: &[u8], r: &RelayResponse<'
 /// stores them (RFC 9111 section 3.1: every field received, unknown ones
 /// included, less `Connection` and the fields it names and the framing,
 /// which each hop writes itself) and less the fields dl7 writes for every
-/// answer (`x-cache`, `x-dl7-served-by`). Each line ends in CRLF. On a miss
+/// answer (`x-cache`, `x-dl7-served-by`, and `Age`, which the cache
+/// computes). Each line ends in CRLF. On a miss
 /// only: it allocates.
 pub fn stored_header_lines(raw: &[u8]) -> Vec<u8> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -247,6 +248,8 @@ pub fn stored_header_lines(raw: &[u8]) -> Vec<u8> {
             || is_name(h.name, super::CACHE_HEADER.as_bytes())
             || is_name(h.name, super::SERVED_BY_HEADER.as_bytes())
             || is_name(h.name, b"proxy-authenticate")
+            // The cache computes Age itself on every answer (RFC 9111 section 4.2.3).
+            || is_name(h.name, b"age")
         {
             continue;
         }

@@ -713,9 +713,12 @@ fn write_response_head(out: &mut Vec<u8>, status: u16, meta: &ResponseMeta, len:
         out.extend_from_slice(meta.content_type.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(num.format(len).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // A 204 has none (RFC 9110 section 8.6), and a 304 from a cache has no body to measure.
+    if status != 204 && status != 304 {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(num.format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let object_id = if meta.stored.is_some() { None } else { meta.object_id };
     for (name, value) in [(OBJECT_ID_HEADER, object_id), (SERVED_BY_HEADER, meta.served_by), ("Age", meta.age)] {
         if let Some(v) = value {

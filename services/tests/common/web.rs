@@ -195,6 +195,12 @@ async fn serve(mut s: TcpStream, answer: Arc<Answer>, log: Arc<Mutex<Vec<Seen>>>
             out.extend_from_slice(format!("HTTP/1.1 {i} Interim\r\nLink: </style.css>\r\n\r\n").as_bytes());
         }
         out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", reply.status, reply.reason).as_bytes());
+        // Every origin with a clock sends Date (RFC 9110 section 6.6.1).
+        if !reply.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("date")) {
+            out.extend_from_slice(
+                format!("Date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now())).as_bytes(),
+            );
+        }
         for (k, v) in &reply.headers {
             out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
         }
