@@ -400,7 +400,10 @@ mod tests {
     #[tokio::test]
     async fn each_check_judges_a_plain_web_server_as_its_operators_expect() {
         let web = plain_server().await;
-        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        // Bound but not listening: connects are refused, and the port stays ours.
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let dead = refusing.local_addr().unwrap();
         let spec = |check, path: &str, expect: &str| HealthSpec {
             interval_ms: 2000,
             check,
@@ -424,7 +427,9 @@ mod tests {
     #[tokio::test]
     async fn no_check_sends_no_probe_and_keeps_peers_up() {
         let h = Health::new(HealthSpec { check: HealthCheck::None, interval_ms: 1, ..Default::default() }, [true]);
-        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let dead = refusing.local_addr().unwrap();
         let (_stop_tx, stop) = watch::channel(false);
         h.spawn_probes(&[dead], stop);
         // Bounded: a few scheduler turns in which a probe task, had one been spawned, would run.

@@ -138,11 +138,15 @@ async fn a_front_end_before_plain_web_servers_keeps_serving_2xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_server_left_a_request_gets_503_and_metrics_say_why() {
-    let dead: Vec<SocketAddr> =
-        [TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap()]
-            .iter()
-            .map(|l| l.local_addr().unwrap())
-            .collect(); // both dropped here: every connect is refused
+    // Bound but not listening: every connect is refused, and no other test can take the port meanwhile.
+    let refusing: Vec<tokio::net::TcpSocket> = (0..2)
+        .map(|_| {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            s
+        })
+        .collect();
+    let dead: Vec<SocketAddr> = refusing.iter().map(|s| s.local_addr().unwrap()).collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
