@@ -68,6 +68,8 @@
 //! health_interval_ms = 2000   # active health checks, as HAProxy's `check inter 2s rise 2 fall 3`:
 //! rise = 2                    #   a peer out comes back after `rise` good probes in a row,
 //! fall = 3                    #   one in goes out after `fall` failed ones
+//! health = "http"             # the probe: http (GET /health, which dl7's nodes answer), tcp or none
+//! panic_percent = 50          # below this share of nodes up, health is ignored (Envoy's panic threshold)
 //!
 //! [lab]                       # lab and ssh engines only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
@@ -206,6 +208,8 @@ struct RawReal {
     health_interval_ms: Option<Spanned<u64>>,
     rise: Option<Spanned<u32>>,
     fall: Option<Spanned<u32>>,
+    health: Option<Spanned<String>>,
+    panic_percent: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -950,6 +954,18 @@ fn parse_real(src: &Source, raw: Option<&RawReal>) -> Result<RealSettings, Exper
                 },
                 rise: at_least_one(&r.rise, "real.rise", d.health.rise)?,
                 fall: at_least_one(&r.fall, "real.fall", d.health.fall)?,
+                check: match &r.health {
+                    Some(v) => v.get_ref().parse().map_err(|e| src.at(v.span(), "real.health", e))?,
+                    None => d.health.check,
+                },
+                panic_percent: match &r.panic_percent {
+                    Some(v) if *v.get_ref() > 100 => {
+                        return Err(src.at(v.span(), "real.panic_percent", "expected 0 to 100"))
+                    }
+                    Some(v) => *v.get_ref(),
+                    None => d.health.panic_percent,
+                },
+                ..d.health
             };
             RealSettings {
                 fallbacks: r.fallbacks.unwrap_or(d.fallbacks),

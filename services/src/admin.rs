@@ -71,7 +71,7 @@ pub fn members_page(
                 Err(e) => Page { status: 400, ..Page::text(format!("{e}\n")) },
             })
         }
-        Method::Other => None,
+        _ => None,
     }
 }
 

@@ -1,12 +1,23 @@
-//! A byte-bounded LRU cache of response bodies, keyed by URL path.
+//! The owner's store of responses: a byte-bounded LRU of response bodies
+//! with their stored fields ([`ByteLru`]), keyed by the effective request
+//! URI, and around it what an HTTP cache keeps beside its entries
+//! ([`HttpCache`]): the `Vary` fields of each URI's responses (so that a
+//! request finds its variant under a secondary key), and the URIs whose
+//! last answer could not be stored (hit-for-pass: their requests go to the
+//! origin at once instead of queueing behind a fill that will not be shared).
 //!
 //! The `lru` crate keeps the recency order (O(1) touch and evict); this type
 //! adds the byte budget: inserting evicts least-recently-used entries until
 //! the new entry fits, and an entry larger than the whole budget is not stored.
-//! It must not fetch, lock or know about HTTP; the node wraps it in a mutex.
+//! It must not fetch, lock or decide what HTTP allows ([`crate::rfc9111`]
+//! does); the node wraps it in a mutex.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use lru::LruCache;
+
+use crate::rfc9111::Freshness;
 
 /// One cached object, ready to be written to a client.
 #[derive(Debug, Clone)]
@@ -19,6 +30,12 @@ pub struct Entry {
     pub object_id: Option<u32>,
     /// The body is gzip-compressed (the distill stage ran).
     pub gzip: bool,
+    /// The origin's end-to-end header lines, written with every hit.
+    pub stored: Bytes,
+    /// The stored response's status.
+    pub status: u16,
+    /// How long it is fresh, and how old it was when it came.
+    pub freshness: Freshness,
 }
 
 /// LRU order with a byte budget.
@@ -62,6 +79,24 @@ impl ByteLru {
         true
     }
 
+    /// Replaces the entry for `path` (a refill or a 304's update after a
+    /// validation), or stores it when absent; false when it does not fit at all.
+    pub fn replace(&mut self, path: &str, entry: Entry) -> bool {
+        self.remove(path);
+        self.insert(path, entry)
+    }
+
+    /// Drops the entry for `path` (an invalidation); true when there was one.
+    pub fn remove(&mut self, path: &str) -> bool {
+        match self.entries.pop(path) {
+            Some(old) => {
+                self.bytes -= old.body.len() as u64;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Body bytes stored.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -83,6 +118,106 @@ impl ByteLru {
     }
 }
 
+/// Most URIs [`HttpCache`] remembers `Vary` fields or a pass for; past
+/// it, those notes are forgotten (a variant is then fetched again, never
+/// served wrongly: generations only grow).
+const MAX_NOTES: usize = 1 << 16;
+
+/// Seconds a URI whose answer could not be stored goes straight to the
+/// origin (Varnish's hit-for-pass default, 120 s).
+pub const PASS_FOR_S: u64 = 120;
+
+/// The entries and what an HTTP cache notes beside them.
+pub struct HttpCache {
+    /// The entries, under [`HttpCache::key`]s.
+    pub lru: ByteLru,
+    /// URI -> the `Vary` fields of its responses and its generation (bumped when it is invalidated).
+    vary: HashMap<String, (Bytes, u64)>,
+    /// The next generation handed out: variants of an invalidated URI are never found again.
+    next_gen: u64,
+    /// URI -> until when (Unix seconds) its requests pass.
+    pass: HashMap<String, u64>,
+}
+
+impl HttpCache {
+    /// An empty cache of at most `capacity` body bytes.
+    pub fn new(capacity: u64) -> Self {
+        HttpCache { lru: ByteLru::new(capacity), vary: HashMap::new(), next_gen: 1, pass: HashMap::new() }
+    }
+
+    /// The `Vary` fields `uri`'s responses vary on, if they do.
+    pub fn vary(&self, uri: &str) -> Option<&Bytes> {
+        self.vary.get(uri).map(|(v, _)| v)
+    }
+
+    /// The key of a response of `uri` varying on fields whose request
+    /// values are `secondary` ([`crate::rfc9111::secondary_key`]): `uri`
+    /// itself when it does not vary.
+    pub fn key(&self, uri: &str, secondary: &[u8], out: &mut String) {
+        out.clear();
+        out.push_str(uri);
+        if let Some((_, generation)) = self.vary.get(uri) {
+            out.push('\0');
+            out.push_str(itoa::Buffer::new().format(*generation));
+            // Field names and values are visible ASCII or obs-text; kept as they are.
+            out.push_str(&String::from_utf8_lossy(secondary));
+        }
+    }
+
+    /// Notes that `uri`'s responses vary on `fields` (empty: they do not).
+    pub fn set_vary(&mut self, uri: &str, fields: Bytes) {
+        if fields.is_empty() {
+            if self.vary.contains_key(uri) {
+                self.vary.remove(uri);
+            }
+            return;
+        }
+        if self.vary.get(uri).is_some_and(|(v, _)| *v == fields) {
+            return;
+        }
+        if self.vary.len() >= MAX_NOTES {
+            self.vary.clear();
+        }
+        let generation = self.next_gen;
+        self.next_gen += 1;
+        self.vary.insert(uri.to_string(), (fields, generation));
+    }
+
+    /// True while `uri`'s requests pass (its last answer was not storable).
+    pub fn passes(&self, uri: &str, now: u64) -> bool {
+        self.pass.get(uri).is_some_and(|&until| now < until)
+    }
+
+    /// `uri`'s requests pass until `until`; or, with `None`, no longer.
+    pub fn set_pass(&mut self, uri: &str, until: Option<u64>) {
+        match until {
+            Some(t) => {
+                if self.pass.len() >= MAX_NOTES {
+                    self.pass.clear();
+                }
+                self.pass.insert(uri.to_string(), t);
+            }
+            None => {
+                if self.pass.contains_key(uri) {
+                    self.pass.remove(uri);
+                }
+            }
+        }
+    }
+
+    /// Invalidates `uri` (RFC 9111 section 4.4): its entry and every
+    /// variant of it (a new generation). True when anything was held.
+    pub fn invalidate(&mut self, uri: &str) -> bool {
+        let mut held = self.lru.remove(uri);
+        if let Some((_, generation)) = self.vary.get_mut(uri) {
+            *generation = self.next_gen;
+            self.next_gen += 1;
+            held = true;
+        }
+        held
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +228,9 @@ mod tests {
             content_type: dl7_traces::ContentType::Gif,
             object_id: None,
             gzip: false,
+            stored: Bytes::new(),
+            status: 200,
+            freshness: Freshness::default(),
         }
     }
 

@@ -1,7 +1,10 @@
 //! The L7 dispatcher shared by the node (distributed architecture) and the
 //! conventional front end: hash the URL path into a [`RequestKey`], ask the
-//! policy for the owner, and fetch from the owner over a pooled keep-alive
-//! connection; when the owner fails, walk the policy's `candidates`.
+//! policy for the owner, and forward the client's request to the owner
+//! (any method, its end-to-end fields, its body streamed: [`Pool::forward`])
+//! over a pooled keep-alive connection; when the owner fails, walk the
+//! policy's `candidates`, as long as no byte of the request's body has gone
+//! (a body cannot be sent twice).
 //!
 //! Shared state (`ht_rr_shared`): one node is the *directory*. It answers
 //! `GET /_dl7/owner<path>` with the owner its own (the one shared) policy
@@ -18,8 +21,12 @@
 //!
 //! Health ([`crate::health`]) is the filter over candidates the core leaves
 //! to engines: a server the active checks have taken out, or whose last
-//! request just failed, is skipped without a connect. The dispatcher must
-//! not cache or serve; it only routes.
+//! request just failed, is skipped without a connect. When the filter would
+//! leave nobody (every candidate out) or too few (below the panic
+//! threshold), it is ignored, as Envoy does: the owner is asked anyway, since
+//! checks that fail everywhere are likelier wrong than every server dead. A
+//! request nobody answers is [`Outcome::Unavailable`] (503, HAProxy's "no
+//! server is available"). The dispatcher must not cache or serve; it only routes.
 //!
 //! A remote answer comes back as soon as its head is in ([`Outcome::Remote`]
 //! carries the body still on the upstream connection): the caller streams it
@@ -35,7 +42,8 @@ use arc_swap::ArcSwap;
 use dl7_core::{LoadView, Membership, Policy, PolicyError, PolicySpec, RequestKey, ServerId};
 
 use crate::health::Health;
-use crate::http::{Pool, ResponseHead, UpstreamBody};
+use crate::http::proxy::ForwardRequest;
+use crate::http::{ForwardError, HeadError, Pool, RequestHead, ResponseHead, ServerConn, UpstreamBody};
 use crate::metrics::Metrics;
 
 /// Requests this dispatcher has picked and not completed, per owner, served
@@ -77,7 +85,10 @@ impl Drop for Outstanding {
     }
 }
 
-/// Where a request went.
+/// Where a request went. `Remote` is large (a response head and its
+/// connection) and the rest small; boxing it would allocate on every
+/// forwarded request, which the hot path must not.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// This process owns it: serve it locally.
     Local {
@@ -99,8 +110,21 @@ pub enum Outcome {
         /// Keeps the request outstanding in the load view until dropped.
         outstanding: Outstanding,
     },
-    /// Nobody could be reached in time: answer 502.
+    /// No server could be reached in time: answer 503 (no server left).
     Unavailable,
+    /// The server failed once the request's body had gone to it: answer 502.
+    Failed,
+    /// The client's request body could not be read: answer this (or close).
+    ClientFailed(HeadError),
+}
+
+/// What one server made of a request (unboxed, as [`Outcome`]).
+#[allow(clippy::large_enum_variant)]
+enum Tried {
+    /// It answered (or the request can go nowhere else).
+    Done(Outcome),
+    /// It failed before the request's body went: try the next one.
+    Next,
 }
 
 /// The membership a dispatcher routes over: the policy built over the
@@ -172,6 +196,7 @@ impl Dispatcher {
         }
         let policy = spec.build(members)?;
         let n = members.len();
+        metrics.set_members(&(0..n).collect::<Vec<_>>());
         Ok(Self {
             spec: spec.clone(),
             names: members.clone(),
@@ -218,6 +243,7 @@ impl Dispatcher {
             .collect::<Result<Vec<_>, _>>()?;
         let policy = self.spec.build(&Membership::new(servers)?)?;
         self.routing.store(Arc::new(Routing { policy, members: members.to_vec() }));
+        self.metrics.set_members(members);
         Ok(())
     }
 
@@ -254,69 +280,123 @@ impl Dispatcher {
         self.health.mark_failed(s.index());
     }
 
+    /// Where node `s` listens.
+    pub fn addr(&self, s: ServerId) -> Option<std::net::SocketAddr> {
+        self.pools.get(s.index()).map(Pool::addr)
+    }
+
     /// The node the policy picks for `path` (advances stateful policies).
     pub fn owner(&self, path: &str) -> ServerId {
         let key = RequestKey::new(path.as_bytes());
         self.pick_on(&self.routing.load(), &key)
     }
 
-    /// Routes one request for `path`.
-    pub async fn dispatch(&self, path: &str) -> Outcome {
+    /// Routes the request `conn` has just read (its `head`, target `path`)
+    /// and forwards it, with this hop's `via`, to its owner or a fallback.
+    pub async fn dispatch(&self, path: &str, conn: &mut ServerConn, head: &RequestHead, via: &str) -> Outcome {
         let key = RequestKey::new(path.as_bytes());
         let routing = self.routing.load_full();
         let owner = self.pick(&routing, &key, path).await;
         if Some(owner) == self.local {
             return Outcome::Local { fallback: false, outstanding: Outstanding::enter(&self.load, owner.index()) };
         }
-        if !self.is_down(owner) {
-            if let Some(o) = self.try_server(owner, path, false).await {
+        let req = Req { path, head, via };
+        // The hot path: the owner is up and answers. Everything after is the failure path.
+        let owner_up = !self.is_down(owner);
+        if owner_up {
+            if let Tried::Done(o) = self.try_server(owner, conn, &req, false).await {
                 return o;
             }
         }
-        if self.fallbacks == 0 {
-            return Outcome::Unavailable;
+        let panic = self.health.panicking(&routing.members);
+        let mut owner_tried = owner_up;
+        if !owner_tried && panic {
+            owner_tried = true;
+            Metrics::add(&self.metrics.panic_routes, 1);
+            if let Tried::Done(o) = self.try_server(owner, conn, &req, false).await {
+                return o;
+            }
         }
-        // The failure path: a small buffer of candidates is fine here.
-        let mut candidates = Vec::with_capacity(self.fallbacks + 1);
-        let view = MemberLoad { load: &self.load, members: &routing.members };
-        routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);
-        let candidates = candidates.into_iter().map(|c| routing.node(c));
-        for c in candidates.filter(|&c| c != owner).take(self.fallbacks) {
-            if Some(c) == self.local {
-                Metrics::add(&self.metrics.fallbacks, 1);
-                return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
+        let mut candidate_tried = false;
+        if self.fallbacks > 0 {
+            // A small buffer of candidates is fine here.
+            let mut candidates = Vec::with_capacity(self.fallbacks + 1);
+            let view = MemberLoad { load: &self.load, members: &routing.members };
+            routing.policy.candidates(&key, &view, self.fallbacks + 1, &mut candidates);
+            let candidates = candidates.into_iter().map(|c| routing.node(c));
+            for c in candidates.filter(|&c| c != owner).take(self.fallbacks) {
+                if Some(c) == self.local {
+                    Metrics::add(&self.metrics.fallbacks, 1);
+                    return Outcome::Local { fallback: true, outstanding: Outstanding::enter(&self.load, c.index()) };
+                }
+                if self.is_down(c) {
+                    if !panic {
+                        continue;
+                    }
+                    Metrics::add(&self.metrics.panic_routes, 1);
+                }
+                candidate_tried = true;
+                if let Tried::Done(o) = self.try_server(c, conn, &req, true).await {
+                    if matches!(o, Outcome::Remote { .. }) {
+                        Metrics::add(&self.metrics.fallbacks, 1);
+                    }
+                    return o;
+                }
             }
-            if self.is_down(c) {
-                continue;
-            }
-            if let Some(o) = self.try_server(c, path, true).await {
-                Metrics::add(&self.metrics.fallbacks, 1);
+        }
+        // Every candidate is out: the owner anyway, rather than nobody.
+        if !owner_tried && !candidate_tried {
+            Metrics::add(&self.metrics.panic_routes, 1);
+            if let Tried::Done(o) = self.try_server(owner, conn, &req, false).await {
                 return o;
             }
         }
         Outcome::Unavailable
     }
 
-    async fn try_server(&self, s: ServerId, path: &str, fallback: bool) -> Option<Outcome> {
+    async fn try_server(&self, s: ServerId, conn: &mut ServerConn, req: &Req<'_>, fallback: bool) -> Tried {
         let i = s.index();
         let outstanding = Outstanding::enter(&self.load, i);
         Metrics::add(&self.metrics.forwarded, 1);
-        let r = self.pools[i].get_stream(path, true, self.timeout).await;
-        match r {
-            // 503: the server is at its connection cap or draining; try another.
-            // Dropping its body closes that connection: it is not worth draining.
-            Ok((head, _)) if head.status == 503 => {
+        let f = ForwardRequest {
+            method: None,
+            path: req.path,
+            via: req.via,
+            hop: true,
+            body: req.head.body,
+            default_host: "",
+            strip_conditionals: false,
+            extra: b"",
+        };
+        match self.pools[i].forward(conn, &f, req.head.method, self.timeout).await {
+            // A 503 of the server's own (at its connection cap, or draining; a
+            // dl7 node says who served anything else): try another while the
+            // request can still go elsewhere. Dropping its body closes that
+            // connection: it is not worth draining.
+            Ok((head, _)) if head.status == 503 && head.served_by.is_none() && !conn.body_started() => {
                 self.mark_down(s);
-                None
+                Tried::Next
             }
-            Ok((head, body)) => Some(Outcome::Remote { head, body, server: s, fallback, outstanding }),
-            Err(e) => {
-                tracing::debug!("server {s} ({}) failed: {e}", self.pools[i].addr());
+            Ok((head, body)) => Tried::Done(Outcome::Remote { head, body, server: s, fallback, outstanding }),
+            Err(ForwardError::Upstream { source, retriable, .. }) => {
+                tracing::debug!("server {s} ({}) failed: {source}", self.pools[i].addr());
                 self.mark_down(s);
-                None
+                if retriable {
+                    Tried::Next
+                } else {
+                    Tried::Done(Outcome::Failed)
+                }
             }
+            Err(ForwardError::Client(e)) => Tried::Done(Outcome::ClientFailed(e)),
         }
     }
+}
+
+/// The request being routed.
+struct Req<'a> {
+    path: &'a str,
+    head: &'a RequestHead,
+    via: &'a str,
 }
 
 #[cfg(test)]
@@ -388,10 +468,21 @@ mod tests {
             Arc::new(Metrics::new()),
         )
         .unwrap();
-        let local = d.dispatch(&path_owned_by(0, 2)).await;
+        // A client connection that has sent one request, as the node reads it.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let mut conn = ServerConn::new(l.accept().await.unwrap().0);
+        let request = |path: String| format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        use tokio::io::AsyncWriteExt;
+        let (mut path, mut stop) = (String::new(), tokio::sync::watch::channel(false).1);
+        client.write_all(request(path_owned_by(0, 2)).as_bytes()).await.unwrap();
+        let head = conn.read_head(&crate::http::Limits::default(), &mut path, &mut stop).await.unwrap();
+        let local = d.dispatch(&path, &mut conn, &head, "1.1 t").await;
         assert!(matches!(local, Outcome::Local { .. }));
         assert_eq!(view(&d), (1, 0, 1), "a request served here counts");
-        let remote = d.dispatch(&path_owned_by(1, 2)).await;
+        client.write_all(request(path_owned_by(1, 2)).as_bytes()).await.unwrap();
+        let head = conn.read_head(&crate::http::Limits::default(), &mut path, &mut stop).await.unwrap();
+        let remote = d.dispatch(&path, &mut conn, &head, "1.1 t").await;
         assert!(matches!(remote, Outcome::Remote { .. }));
         assert_eq!(view(&d), (1, 1, 2), "a forwarded request counts");
         drop(local);

@@ -28,7 +28,7 @@ use crate::http::{BodySource, FetchError, UpstreamBody, RELAY_CHUNK};
 pub const WINDOW: usize = 4 * RELAY_CHUNK;
 
 /// What the origin said about the object.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FillHead {
     /// Body length.
     pub len: u64,
@@ -38,6 +38,13 @@ pub struct FillHead {
     pub object_id: Option<u32>,
     /// The body is gzip-compressed.
     pub gzip: bool,
+    /// The origin's end-to-end header lines, as a cache stores them
+    /// ([`crate::http::proxy::stored_header_lines`]).
+    pub stored: Bytes,
+    /// The response's status.
+    pub status: u16,
+    /// Its freshness, as [`crate::rfc9111::Freshness::of`] computed it.
+    pub freshness: crate::rfc9111::Freshness,
 }
 
 /// One object in transit.
@@ -248,8 +255,16 @@ mod tests {
         tokio::spawn(crate::origin::run(l, crate::origin::OriginConfig::new(catalog), std::future::pending()));
         let pool = crate::http::Pool::new(addr, 1);
         let (h, body) = pool.get_stream("/f.jpg", false, Duration::from_secs(5)).await.unwrap();
-        let head =
-            FillHead { len: h.content_length, content_type: h.content_type, object_id: h.object_id, gzip: h.gzip };
+        let stored = Bytes::from(crate::http::proxy::stored_header_lines(body.raw_head()));
+        let head = FillHead {
+            len: h.content_length,
+            content_type: h.content_type,
+            object_id: h.object_id,
+            gzip: h.gzip,
+            stored,
+            status: h.status,
+            freshness: crate::rfc9111::Freshness::default(),
+        };
         (head, body, pattern)
     }
 

@@ -2,8 +2,9 @@
 //! a comparison mode.
 //!
 //! * [`FrontMode::Conventional`] (the KTCPVS box): parses every request, picks
-//!   the owner with its policy, fetches the response from that node (hop
-//!   header: the node serves it, no second dispatch) and streams it to the
+//!   the owner with its policy, forwards it to that node (any method, its
+//!   fields and body passed on as a reverse proxy does, [`crate::http::proxy`];
+//!   hop header: the node serves it, no second dispatch) and streams the answer to the
 //!   client through a [`RELAY_CHUNK`](crate::http::RELAY_CHUNK) buffer as it arrives, never holding a
 //!   whole object (as KTCPVS and HAProxy do: TCP flow control paces the node).
 //! * [`FrontMode::Distributed`] (the IPVS-DR box): never reads a byte. Each
@@ -64,7 +65,8 @@ pub struct FrontConfig {
     pub metrics: Arc<Metrics>,
     /// Listener for `GET /metrics`.
     pub admin: Option<TcpListener>,
-    /// Active health checks of the nodes (`GET /health` on their TCP addresses).
+    /// Active health checks of the nodes (on their TCP addresses): a connect,
+    /// `GET path`, or none ([`HealthSpec::check`]).
     pub health: HealthSpec,
     /// The nodes sent to at start (indices into `nodes`; `None`: all), changed
     /// at run time on the admin listener ([`crate::admin::MEMBERS_PATH`]).
@@ -98,6 +100,7 @@ struct Members {
     nodes: arc_swap::ArcSwap<Vec<usize>>,
     count: usize,
     dispatcher: Option<Arc<Dispatcher>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Members {
@@ -116,6 +119,7 @@ impl Members {
             d.set_members(ids).map_err(|e| e.to_string())?;
         }
         self.nodes.store(Arc::new(ids.to_vec()));
+        self.metrics.set_members(ids);
         tracing::info!("front end: members now {ids:?}");
         Ok(())
     }
@@ -161,7 +165,9 @@ pub async fn run(
         nodes: arc_swap::ArcSwap::from_pointee((0..count).collect()),
         count,
         dispatcher: dispatcher.clone(),
+        metrics: m.clone(),
     });
+    m.set_members(&members.get());
     if let Some(initial) = &config.initial_members {
         members.set(initial).map_err(invalid)?;
     }
@@ -234,12 +240,13 @@ pub async fn run(
                 match hand_over(&h, &members.nodes.load_full(), next.fetch_add(1, Relaxed), client).await {
                     Ok(()) => Metrics::add(&m.handoffs, 1),
                     Err(s) => {
-                        // No node took it: tell the client instead of dropping it silently.
-                        Metrics::add(&m.bad_gateway, 1);
+                        // No node took it: tell the client (503, no server left)
+                        // instead of dropping it silently.
+                        Metrics::add(&m.no_server, 1);
                         if let Ok(s) = TcpStream::from_std(s) {
                             let mut conn = ServerConn::new(s).with_metrics(m.clone());
                             tokio::spawn(async move {
-                                let _ = conn.write_error(502).await;
+                                let _ = conn.write_error(503).await;
                             });
                         }
                     }
@@ -251,6 +258,9 @@ pub async fn run(
     conns.drain(config.limits.drain_timeout).await;
     Ok(())
 }
+
+/// This front end's `Via` entry (RFC 9110 section 7.6.3).
+const VIA: &str = "1.1 dl7-front";
 
 async fn proxy(
     d: Arc<Dispatcher>,
@@ -266,20 +276,35 @@ async fn proxy(
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);
-        if !head.method.is_read() {
+        if head.method == Method::Connect {
+            // A tunnel is no reverse proxy's business (RFC 9110 section 9.3.6 lets a server refuse it).
             Metrics::add(&m.client_errors, 1);
-            let _ = conn.write_error(405).await;
+            let _ = conn.write_error(501).await;
             break;
         }
         let keep = head.keep_alive && !*stop.borrow();
         let head_only = head.method == Method::Head;
-        let usable = match d.dispatch(&path).await {
+        let usable = match d.dispatch(&path, &mut conn, &head, VIA).await {
             Outcome::Remote { head: up, mut body, server, .. } => {
-                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only).await
+                relay_remote(&mut conn, &m, &up, &mut body, server.0, keep, head_only, VIA).await
             }
+            // A front end is never a candidate itself: `Local` cannot happen.
             Outcome::Local { .. } | Outcome::Unavailable => {
+                Metrics::add(&m.no_server, 1);
+                conn.write_status(503, keep).await.is_ok()
+            }
+            Outcome::Failed => {
+                // The node failed with the request's body gone to it: nothing to resend.
                 Metrics::add(&m.bad_gateway, 1);
-                conn.write_error(502).await.is_ok()
+                let _ = conn.write_error(502).await;
+                false
+            }
+            Outcome::ClientFailed(e) => {
+                if let crate::http::HeadError::Status(status) = e {
+                    Metrics::add(&m.client_errors, 1);
+                    let _ = conn.write_error(status).await;
+                }
+                false
             }
         };
         m.observe(start.elapsed());
@@ -309,9 +334,9 @@ async fn relay(
         }
     }
     let Some(upstream) = upstream else {
-        Metrics::add(&m.bad_gateway, 1);
+        Metrics::add(&m.no_server, 1);
         let mut conn = ServerConn::new(client).with_metrics(m.clone());
-        let _ = conn.write_error(502).await;
+        let _ = conn.write_error(503).await;
         return;
     };
     let _ = upstream.set_nodelay(true);

@@ -1,9 +1,12 @@
 //! Active health checks of a service's peers, as operators configure them in
 //! HAProxy (`server n1 ADDR check inter 2s rise 2 fall 3`, `option httpchk
 //! GET /health`) and as Pingora runs them beside its selector: every
-//! `interval` each peer gets `GET /health` on a fresh connection, answered
-//! within the interval; a peer that is up goes down after `fall` failed
-//! probes in a row, one that is down comes back after `rise` good ones.
+//! `interval` each peer gets a probe on a fresh connection, answered within
+//! the interval; a peer that is up goes down after `fall` failed probes in a
+//! row, one that is down comes back after `rise` good ones. The probe is one
+//! of [`HealthCheck`]: a TCP connect (any backend), `GET path` with an
+//! expected status (2xx/3xx by default, as `option httpchk`; dl7's nodes
+//! answer `/health`), or none at all.
 //!
 //! Health stays outside the policy (Pingora's `backends.ready(&b)`): the
 //! dispatcher walks the policy's candidates and skips the peers that are down
@@ -11,6 +14,9 @@
 //! distributed front end hands no connection to it. Every peer starts up, so
 //! a cluster serves from its first request. A node answers its probe 503
 //! while it drains, so that peers stop sending to it before it is gone.
+//! Below the panic threshold ([`Health::panicking`], Envoy's) the checks are
+//! ignored: a cluster mostly marked down is more likely failing its checks
+//! than its requests, and routing over the few left would overload them.
 //!
 //! The passive side (HAProxy's `observe layer4`) bridges the time until the
 //! probes' verdict: a peer whose request just failed is skipped for
@@ -26,18 +32,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::spec::HealthSpec;
+pub use crate::spec::{HealthCheck, HealthSpec, ProbePath, StatusSet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::http::{wait_true, ClientConn};
+use crate::http::{wait_true, MAX_HEAD};
 
 /// How long a peer whose request failed is skipped (the passive check).
 pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Path of the probe every node answers: 200 while it serves, 503 while it drains.
 pub const HEALTH_PATH: &str = "/health";
-/// Largest probe answer read.
-const MAX_PROBE_BODY: u64 = 4096;
 
 /// One peer's state as counters see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +59,7 @@ pub struct PeerStats {
     pub ups: u64,
     /// Probes sent to it.
     pub probes: u64,
-    /// Probes that failed (no answer in time, or not 200).
+    /// Probes that failed (no answer in time, or not an expected status).
     pub failed_probes: u64,
 }
 
@@ -133,6 +139,20 @@ impl Health {
         self.peers.get(i).is_none_or(|p| p.up.load(Relaxed) && p.passive_until_ms.load(Relaxed) <= self.now_ms())
     }
 
+    /// True when fewer than the spec's `panic_percent` of `members` are up
+    /// (Envoy's panic threshold): the dispatcher then routes as if every
+    /// member were. Only asked on the failure path (the owner is out).
+    pub fn panicking(&self, members: &[usize]) -> bool {
+        let now = self.now_ms();
+        let up = members
+            .iter()
+            .filter(|&&i| {
+                self.peers.get(i).is_none_or(|p| p.up.load(Relaxed) && p.passive_until_ms.load(Relaxed) <= now)
+            })
+            .count();
+        up * 100 < usize::from(self.spec.panic_percent) * members.len()
+    }
+
     /// Number of peers.
     pub fn len(&self) -> usize {
         self.peers.len()
@@ -196,8 +216,12 @@ impl Health {
     }
 
     /// Probes every checked peer at `addrs[i]` each interval until `stop`
-    /// turns true: one task per peer, so a slow peer delays no other.
+    /// turns true: one task per peer, so a slow peer delays no other. With
+    /// [`HealthCheck::None`] nothing is sent.
     pub fn spawn_probes(self: &Arc<Self>, addrs: &[SocketAddr], stop: watch::Receiver<bool>) {
+        if self.spec.check == HealthCheck::None {
+            return;
+        }
         for (i, &addr) in addrs.iter().enumerate().filter(|(i, _)| self.peers.get(*i).is_some_and(|p| p.checked)) {
             let (h, mut stop) = (self.clone(), stop.clone());
             tokio::spawn(async move {
@@ -208,7 +232,7 @@ impl Health {
                         _ = tick.tick() => {}
                         _ = wait_true(&mut stop) => return,
                     }
-                    let ok = probe(addr, h.spec.interval()).await;
+                    let ok = probe(addr, &h.spec).await;
                     if let Some(up) = h.record(i, ok) {
                         tracing::warn!("peer {i} ({addr}) is {}", if up { "up" } else { "down" });
                     }
@@ -218,15 +242,51 @@ impl Health {
     }
 }
 
-/// One `GET /health` on a fresh connection: true when it answers 200 within `timeout`.
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
-    let check = async {
-        let mut conn = ClientConn::connect(addr, timeout).await.ok()?;
-        conn.send_get(HEALTH_PATH, false).await.ok()?;
-        let mut body = Vec::new();
-        conn.read_response(&mut body, MAX_PROBE_BODY).await.ok()
-    };
-    matches!(tokio::time::timeout(timeout, check).await, Ok(Some(head)) if head.status == 200)
+/// One probe of `addr` as `spec` says, on a fresh connection: true when it
+/// passes within the spec's interval.
+pub async fn probe(addr: SocketAddr, spec: &HealthSpec) -> bool {
+    let timeout = spec.interval();
+    match spec.check {
+        HealthCheck::None => true,
+        HealthCheck::Tcp => matches!(tokio::time::timeout(timeout, TcpStream::connect(addr)).await, Ok(Ok(_))),
+        HealthCheck::Http => {
+            let status = tokio::time::timeout(timeout, http_status(addr, spec.path.as_str())).await;
+            matches!(status, Ok(Some(s)) if spec.expect.contains(s))
+        }
+    }
+}
+
+/// The status `GET path` gets from `addr`, or `None` when no complete,
+/// parsable head comes back. Only the head is read (with `httparse`): the
+/// body, whatever its framing or size (an index page, a chunked 404), is
+/// the backend's business, and `Connection: close` lets the backend end it.
+async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let _ = s.set_nodelay(true);
+    let mut req = Vec::with_capacity(96 + path.len());
+    req.extend_from_slice(b"GET ");
+    req.extend_from_slice(path.as_bytes());
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    req.extend_from_slice(addr.to_string().as_bytes());
+    req.extend_from_slice(b"\r\nUser-Agent: dl7-health\r\nConnection: close\r\n\r\n");
+    s.write_all(&req).await.ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if s.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf) {
+            // An interim 1xx is no verdict: the final status follows it.
+            Ok(httparse::Status::Complete(n)) if resp.code.is_some_and(|c| (100..200).contains(&c)) => {
+                buf.drain(..n);
+            }
+            Ok(httparse::Status::Complete(_)) => return resp.code,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -235,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_peer_falls_after_fall_failures_and_rises_after_rise_successes() {
-        let h = Health::new(HealthSpec { interval_ms: 10, rise: 2, fall: 3 }, [true, true]);
+        let h = Health::new(HealthSpec { interval_ms: 10, rise: 2, fall: 3, ..Default::default() }, [true, true]);
         assert!(h.is_up(0) && h.is_up(1));
         // A failure streak broken by a success does not count.
         assert_eq!((h.record(0, false), h.record(0, false), h.record(0, true)), (None, None, None));
@@ -252,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_failed_request_skips_the_peer_until_the_probes_bring_it_back() {
-        let h = Health::new(HealthSpec { interval_ms: 10, rise: 1, fall: 1 }, [true, false]);
+        let h = Health::new(HealthSpec { interval_ms: 10, rise: 1, fall: 1, ..Default::default() }, [true, false]);
         h.mark_failed(1);
         assert!(!h.is_up(1), "passive: skipped after a failure");
         h.mark_failed(0);
@@ -271,9 +331,13 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         assert!(HealthSpec::default().validate().is_ok());
-        assert!(HealthSpec { rise: 0, ..Default::default() }.validate().unwrap_err().contains("rise"));
-        assert!(HealthSpec { fall: 0, ..Default::default() }.validate().unwrap_err().contains("fall"));
-        assert!(HealthSpec { interval_ms: 0, ..Default::default() }.validate().unwrap_err().contains("interval_ms"));
+        assert!(HealthSpec { rise: 0, ..Default::default() }.validate().unwrap_err().to_string().contains("rise"));
+        assert!(HealthSpec { fall: 0, ..Default::default() }.validate().unwrap_err().to_string().contains("fall"));
+        assert!(HealthSpec { interval_ms: 0, ..Default::default() }
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("interval_ms"));
     }
 
     #[tokio::test]
@@ -281,7 +345,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener); // nothing listens: every probe is refused
-        let h = Health::new(HealthSpec { interval_ms: 20, rise: 2, fall: 2 }, [true]);
+        let h = Health::new(HealthSpec { interval_ms: 20, rise: 2, fall: 2, ..Default::default() }, [true]);
         let (stop_tx, stop) = watch::channel(false);
         let mut changes = h.subscribe();
         h.spawn_probes(&[addr], stop);
@@ -300,5 +364,94 @@ mod tests {
         changes.changed().await.unwrap();
         assert!(h.is_up(0));
         let _ = stop_tx.send(true);
+    }
+
+    /// A plain web server that is no dl7 node: `/` is 200, every other
+    /// path (`/health` included) 404, each with a body and `Connection: close`.
+    async fn plain_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        if s.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut headers = [httparse::EMPTY_HEADER; 32];
+                        let mut req = httparse::Request::new(&mut headers);
+                        if let Ok(httparse::Status::Complete(_)) = req.parse(&buf) {
+                            let answer: &[u8] = if req.path == Some("/") {
+                                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                            } else {
+                                b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"
+                            };
+                            let _ = s.write_all(answer).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn each_check_judges_a_plain_web_server_as_its_operators_expect() {
+        let web = plain_server().await;
+        // Bound but not listening: connects are refused, and the port stays ours.
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let dead = refusing.local_addr().unwrap();
+        let spec = |check, path: &str, expect: &str| HealthSpec {
+            interval_ms: 2000,
+            check,
+            path: path.parse().unwrap(),
+            expect: expect.parse().unwrap(),
+            ..HealthSpec::default()
+        };
+        // A connect is all a TCP check asks: a server without /health passes it.
+        assert!(probe(web, &spec(HealthCheck::Tcp, "/health", "200-399")).await);
+        assert!(!probe(dead, &spec(HealthCheck::Tcp, "/health", "200-399")).await);
+        // dl7's own check of /health fails there (404), as it should: that path is not this server's.
+        assert!(!probe(web, &spec(HealthCheck::Http, "/health", "200-399")).await);
+        // Its index page passes, whatever its framing (chunked here).
+        assert!(probe(web, &spec(HealthCheck::Http, "/", "200-399")).await);
+        // Expected statuses are the operator's: a 404 may be fine.
+        assert!(probe(web, &spec(HealthCheck::Http, "/health", "200-399,404")).await);
+        assert!(!probe(dead, &spec(HealthCheck::Http, "/", "200-399")).await);
+        assert!(probe(dead, &spec(HealthCheck::None, "/", "200-399")).await, "no check: never a failed probe");
+    }
+
+    #[tokio::test]
+    async fn no_check_sends_no_probe_and_keeps_peers_up() {
+        let h = Health::new(HealthSpec { check: HealthCheck::None, interval_ms: 1, ..Default::default() }, [true]);
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let dead = refusing.local_addr().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        h.spawn_probes(&[dead], stop);
+        // Bounded: a few scheduler turns in which a probe task, had one been spawned, would run.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!((h.stats()[0].probes, h.is_up(0)), (0, true));
+    }
+
+    #[test]
+    fn below_the_panic_threshold_health_is_ignored() {
+        let spec = HealthSpec { rise: 1, fall: 1, ..Default::default() };
+        let h = Health::new(spec, [true, true, true, true]);
+        assert!(!h.panicking(&[0, 1, 2, 3]));
+        h.record(0, false);
+        h.record(1, false);
+        assert!(!h.panicking(&[0, 1, 2, 3]), "half up is not below 50%");
+        h.record(2, false);
+        assert!(h.panicking(&[0, 1, 2, 3]), "one in four up");
+        assert!(!h.panicking(&[3]), "the threshold is over the members, not every peer");
+        let never = Health::new(HealthSpec { panic_percent: 0, ..spec }, [true]);
+        never.record(0, false);
+        assert!(!never.panicking(&[0]));
     }
 }

@@ -14,6 +14,7 @@
 //! * [`load`]: closed- and open-loop load generator that verifies every body.
 //! * [`relay`], [`handoff`] and [`cpu`]: the relay node and front end share, both ends of
 //!   the SCM_RIGHTS socket handoff, and the node's emulated CPU.
+//! * [`rfc9111`]: the rules of a shared HTTP cache, as pure functions the node asks.
 //! * [`spec`]: the typed, versioned config every service starts from; [`serve`] runs one.
 //! * [`procfs`]: a process's CPU time and peak memory.
 //! * [`metrics`] and [`admin`]: every service's counters, on `GET /metrics` (Prometheus) and `GET /stats` (JSON).
@@ -39,6 +40,7 @@ pub mod node;
 pub mod origin;
 pub mod procfs;
 pub mod relay;
+pub mod rfc9111;
 pub mod serve;
 pub mod service;
 pub mod spec;

@@ -760,6 +760,7 @@ mod tests {
         ResponseHead {
             status: 200,
             content_length: len,
+            body: crate::http::BodyKind::Length,
             keep_alive: true,
             content_type: dl7_traces::ContentType::Html,
             object_id: Some(5),

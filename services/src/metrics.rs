@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -51,8 +51,14 @@ pub struct Metrics {
     pub fallbacks: AtomicU64,
     /// Fetches from the origin (single-flight: one per concurrent miss group).
     pub origin_fetches: AtomicU64,
-    /// Responses with status 502 (unreachable or failing owner/origin).
+    /// Responses with status 502 (a failing owner or origin, or its bad answer).
     pub bad_gateway: AtomicU64,
+    /// Responses with status 503 because no server was left to ask (every
+    /// candidate out or unreachable), HAProxy's "no server is available".
+    pub no_server: AtomicU64,
+    /// Requests sent to a server the health checks hold out: below the panic
+    /// threshold, or because every candidate was out (Envoy's panic routing).
+    pub panic_routes: AtomicU64,
     /// Responses with status 4xx sent to bad requests (400, 404, 408, 414, 431, ...).
     pub client_errors: AtomicU64,
     /// Bytes read from client sockets.
@@ -88,6 +94,8 @@ pub struct Metrics {
     latency_sum_us: AtomicU64,
     /// The active health checks of this service's peers, once it runs them.
     health: OnceLock<Arc<Health>>,
+    /// The nodes routed over now (indices), set on every membership change (rare).
+    members: Mutex<Vec<u32>>,
 }
 
 impl Metrics {
@@ -117,6 +125,11 @@ impl Metrics {
         let _ = self.health.set(health);
     }
 
+    /// Records the membership routed over from now on (node indices).
+    pub fn set_members(&self, members: &[usize]) {
+        *self.members.lock().expect("members lock") = members.iter().map(|&i| i as u32).collect();
+    }
+
     /// Every counter now (each read on its own: no cross-counter atomicity).
     pub fn stats(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Relaxed);
@@ -133,6 +146,8 @@ impl Metrics {
             fallbacks: get(&self.fallbacks),
             origin_fetches: get(&self.origin_fetches),
             bad_gateway: get(&self.bad_gateway),
+            no_server: get(&self.no_server),
+            panic_routes: get(&self.panic_routes),
             client_errors: get(&self.client_errors),
             bytes_in: get(&self.bytes_in),
             bytes_out: get(&self.bytes_out),
@@ -151,6 +166,7 @@ impl Metrics {
             latency_count: get(&self.latency_count),
             latency_sum_us: get(&self.latency_sum_us),
             peers: self.health.get().map(|h| h.stats()).unwrap_or_default(),
+            members: self.members.lock().expect("members lock").clone(),
             peak_rss_bytes: 0,
         }
     }
@@ -189,6 +205,10 @@ pub struct Stats {
     pub origin_fetches: u64,
     /// See [`Metrics::bad_gateway`].
     pub bad_gateway: u64,
+    /// See [`Metrics::no_server`].
+    pub no_server: u64,
+    /// See [`Metrics::panic_routes`].
+    pub panic_routes: u64,
     /// See [`Metrics::client_errors`].
     pub client_errors: u64,
     /// See [`Metrics::bytes_in`].
@@ -226,13 +246,15 @@ pub struct Stats {
     pub latency_sum_us: u64,
     /// Every actively checked peer's state (empty for a service that checks none).
     pub peers: Vec<PeerStats>,
+    /// The nodes routed over now, in membership order (empty for a service that routes to none).
+    pub members: Vec<u32>,
     /// The serving process's peak resident memory (`VmHWM`), bytes; 0 when unknown.
     pub peak_rss_bytes: u64,
 }
 
 impl Stats {
     /// The layout [`Metrics::stats`] writes and readers expect.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     /// Adds the counters of a later incarnation of the same service (a node
     /// restarted after a kill): totals keep growing across restarts; gauges
@@ -253,6 +275,8 @@ impl Stats {
             fallbacks,
             origin_fetches,
             bad_gateway,
+            no_server,
+            panic_routes,
             client_errors,
             bytes_in,
             bytes_out,
@@ -274,6 +298,7 @@ impl Stats {
         self.cache_objects = later.cache_objects;
         self.cache_bytes = later.cache_bytes;
         self.peers = later.peers.clone();
+        self.members = later.members.clone();
         self.peak_rss_bytes = self.peak_rss_bytes.max(later.peak_rss_bytes);
     }
 
@@ -287,7 +312,7 @@ impl Stats {
     pub fn render(&self, role: &str) -> String {
         let labels = [(Cow::Borrowed("role"), Cow::Owned(role.to_string()))];
         let mut r = Registry::with_prefix_and_labels("dl7", labels.into_iter());
-        let counters: [(&str, u64, &str); 21] = [
+        let counters: [(&str, u64, &str); 23] = [
             ("requests", self.requests, "requests received"),
             ("hop_requests", self.hop_requests, "requests received with the hop header"),
             ("owner_requests", self.owner_requests, "requests served as owner"),
@@ -299,6 +324,8 @@ impl Stats {
             ("fallbacks", self.fallbacks, "requests served by a fallback candidate"),
             ("origin_fetches", self.origin_fetches, "fetches from the origin"),
             ("bad_gateway", self.bad_gateway, "502 responses"),
+            ("no_server", self.no_server, "503 responses: no server left to ask"),
+            ("panic_routes", self.panic_routes, "requests sent to a server its health checks hold out"),
             ("client_errors", self.client_errors, "4xx responses"),
             ("bytes_in", self.bytes_in, "bytes read from clients"),
             ("bytes_out", self.bytes_out, "bytes written to clients"),
@@ -350,6 +377,19 @@ impl Stats {
                 transitions,
             );
             r.register("peer_failed_probes", "health probes of the peer that failed", failed);
+        }
+        // Membership, as the routing sees it: 1 for each node routed over, 0
+        // for a checked peer that is not (left, or not joined yet).
+        if !self.members.is_empty() {
+            let member = Family::<Labels, Gauge>::default();
+            for p in &self.peers {
+                member.get_or_create(&vec![("peer", p.peer.to_string())]).set(0);
+            }
+            for m in &self.members {
+                member.get_or_create(&vec![("peer", m.to_string())]).set(1);
+            }
+            r.register("member", "1 while the node is in the membership routed over, else 0", member);
+            r.register("members", "nodes in the membership routed over", ConstGauge::new(self.members.len() as u64));
         }
         r.register(
             "latency_seconds",

@@ -5,6 +5,12 @@
 //! the objects' sizes. Unknown paths get 404. An optional per-request delay
 //! emulates a slower origin (the paper's Apache box).
 //!
+//! Every object declares its freshness explicitly ([`FRESH_FOR_S`], a year,
+//! with an `ETag` and a fixed `Last-Modified` as validators, and a `Date`):
+//! a node's RFC 9111 cache then keeps and reuses it exactly as the
+//! simulator's cache does, for as long as any experiment runs, so an
+//! experiment means the same in both engines.
+//!
 //! It must not cache, dispatch or know about nodes.
 
 use std::collections::HashMap;
@@ -22,6 +28,12 @@ use crate::content::Pattern;
 use crate::http::{BodySource, FetchError, Limits, Method, ResponseMeta, ServerConn, RELAY_CHUNK};
 use crate::metrics::Metrics;
 use crate::service::{admin_loop, shutdown_signal, Conns, InFlight};
+
+/// How long every object is fresh (`Cache-Control: max-age`), seconds: a
+/// year, longer than any experiment, so no node revalidates during one.
+pub const FRESH_FOR_S: u64 = 365 * 24 * 3600;
+/// Every object's `Last-Modified` (a fixed date: the catalog never changes).
+pub const LAST_MODIFIED: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
 
 /// Configuration of an origin.
 pub struct OriginConfig {
@@ -105,6 +117,7 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
     let mut conn = ServerConn::new(stream).with_metrics(origin.metrics.clone());
     let mut path = String::new();
     let mut buf = Vec::new();
+    let mut fields = Fields::default();
     loop {
         let Some(head) = conn.next_request(&origin.limits, &mut path, &mut stop).await else { break };
         let start = Instant::now();
@@ -139,6 +152,7 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
                 let meta = ResponseMeta {
                     content_type: object.content_type.mime(),
                     object_id: Some(id),
+                    extra: fields.of(id, object.size),
                     ..Default::default()
                 };
                 if buf.is_empty() {
@@ -157,6 +171,41 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
             Ok(true) => {}
             _ => break,
         }
+    }
+}
+
+/// The caching fields of an object's answer, written into one buffer per
+/// connection: `Cache-Control`, `ETag` (the object's id and size: a new
+/// catalog with other bodies has other tags), `Last-Modified` and `Date`
+/// (formatted once a second).
+#[derive(Default)]
+struct Fields {
+    out: Vec<u8>,
+    date: Vec<u8>,
+    date_s: u64,
+}
+
+impl Fields {
+    fn of(&mut self, id: u32, size: u64) -> &[u8] {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if self.date.is_empty() || now != self.date_s {
+            self.date_s = now;
+            self.date = crate::rfc9111::fmt_http_date(now).into_bytes();
+        }
+        let mut num = itoa::Buffer::new();
+        self.out.clear();
+        self.out.extend_from_slice(b"Cache-Control: max-age=");
+        self.out.extend_from_slice(num.format(FRESH_FOR_S).as_bytes());
+        self.out.extend_from_slice(b"\r\nETag: \"");
+        self.out.extend_from_slice(num.format(id).as_bytes());
+        self.out.push(b'-');
+        self.out.extend_from_slice(num.format(size).as_bytes());
+        self.out.extend_from_slice(b"\"\r\nLast-Modified: ");
+        self.out.extend_from_slice(LAST_MODIFIED.as_bytes());
+        self.out.extend_from_slice(b"\r\nDate: ");
+        self.out.extend_from_slice(&self.date);
+        self.out.extend_from_slice(b"\r\n");
+        &self.out
     }
 }
 

@@ -1,15 +1,16 @@
 //! The relay both the node and the front end use to stream a remote
 //! answer (an owner's, a node's) to their client as it arrives.
 
-use crate::http::{RelayError, ResponseHead, ResponseMeta, ServerConn, UpstreamBody};
+use crate::http::{Relay, RelayError, ResponseHead, ServerConn, UpstreamBody};
 use crate::metrics::Metrics;
 
 /// Streams a remote answer (head from `up`, body from `body`) to the client
-/// from the upstream connection's buffer. Returns false when
-/// the client connection must be closed: the client went away, a 502 with
-/// `Connection: close` was sent, or the upstream died after the head was
-/// sent (counted in `upstream_aborted`: the client sees the connection close
-/// short of `Content-Length`, the only way left to tell it).
+/// from the upstream connection's buffer, its end-to-end fields passed on
+/// and `via` added. Returns false when the client connection must be
+/// closed: the client went away, a 502 with `Connection: close` was sent, or
+/// the upstream died after the head was sent (counted in `upstream_aborted`:
+/// the client sees the connection close short of its framing, the only way
+/// left to tell it).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay_remote(
     conn: &mut ServerConn,
@@ -19,19 +20,14 @@ pub(crate) async fn relay_remote(
     server: u32,
     keep: bool,
     head_only: bool,
+    via: &str,
 ) -> bool {
-    let meta = ResponseMeta {
-        content_type: up.content_type.mime(),
-        object_id: up.object_id,
-        served_by: up.served_by.or(Some(server)),
-        cache_hit: up.cache_hit,
-        gzip: up.gzip,
-    };
     if up.status == 502 {
         Metrics::add(&m.bad_gateway, 1);
     }
+    let r = Relay { status: up.status, via, served_by: Some(server), cache: None, keep_alive: keep, head_only };
     // relay_response counts `payload_out` itself, before the write that ends the response.
-    match conn.relay_response(up.status, &meta, body, keep, head_only).await {
+    match conn.relay_response(body, &r).await {
         Ok(_) => true,
         Err(RelayError::UpstreamBeforeHead(e)) => {
             tracing::debug!("server {server} failed before its body: {e}");

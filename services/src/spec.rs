@@ -92,7 +92,271 @@ impl std::str::FromStr for FrontMode {
     }
 }
 
-/// `inter`, `rise` and `fall` of HAProxy's `check` (its defaults).
+/// How a peer is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheck {
+    /// A TCP connect (HAProxy's plain `check`): works with any backend.
+    Tcp,
+    /// `GET path`, healthy on an expected status (HAProxy's `option httpchk`).
+    /// The default of a config that names no check: dl7's own nodes answer
+    /// `/health` (503 while they drain), which a connect cannot see.
+    #[default]
+    Http,
+    /// No probes (HAProxy without `check`): a peer is skipped only for a
+    /// while after a request to it failed (the passive check).
+    None,
+}
+
+impl HealthCheck {
+    /// Every check.
+    pub const ALL: [HealthCheck; 3] = [HealthCheck::Tcp, HealthCheck::Http, HealthCheck::None];
+
+    /// The CLI, TOML and JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthCheck::Tcp => "tcp",
+            HealthCheck::Http => "http",
+            HealthCheck::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for HealthCheck {
+    type Err = HealthError;
+    fn from_str(s: &str) -> Result<Self, HealthError> {
+        HealthCheck::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| HealthError::Check { found: s.into() })
+    }
+}
+
+/// Longest probe path: the path lives inline so that [`HealthSpec`] stays
+/// `Copy` (every dispatcher, front end and director takes it by value).
+pub const MAX_PROBE_PATH: usize = 126;
+
+/// The path an HTTP probe asks for: origin-form (`/...`), visible ASCII,
+/// at most [`MAX_PROBE_PATH`] bytes, kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ProbePath {
+    bytes: [u8; MAX_PROBE_PATH],
+    len: u8,
+}
+
+impl ProbePath {
+    /// `/health`, what every dl7 node answers.
+    pub const HEALTH: ProbePath = ProbePath::from_static("/health");
+
+    const fn from_static(s: &str) -> ProbePath {
+        let mut bytes = [0u8; MAX_PROBE_PATH];
+        let mut i = 0;
+        while i < s.len() {
+            bytes[i] = s.as_bytes()[i];
+            i += 1;
+        }
+        ProbePath { bytes, len: s.len() as u8 }
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII is ever stored (see `FromStr`).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("ASCII")
+    }
+}
+
+impl Default for ProbePath {
+    fn default() -> Self {
+        ProbePath::HEALTH
+    }
+}
+
+impl std::fmt::Debug for ProbePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for ProbePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ProbePath {
+    type Err = HealthError;
+    /// A path that would not make a valid request line is refused here,
+    /// not sent: it starts with `/` and holds only visible ASCII.
+    fn from_str(s: &str) -> Result<Self, HealthError> {
+        let bad = |reason: &'static str| HealthError::Path { path: s.into(), reason };
+        if !s.starts_with('/') {
+            return Err(bad("expected an origin-form path starting with /"));
+        }
+        if s.len() > MAX_PROBE_PATH {
+            return Err(bad("longer than 126 bytes"));
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad("expected visible ASCII only (no spaces, no control bytes)"));
+        }
+        let mut bytes = [0u8; MAX_PROBE_PATH];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(ProbePath { bytes, len: s.len() as u8 })
+    }
+}
+
+impl TryFrom<String> for ProbePath {
+    type Error = HealthError;
+    fn try_from(s: String) -> Result<Self, HealthError> {
+        s.parse()
+    }
+}
+
+impl From<ProbePath> for String {
+    fn from(p: ProbePath) -> String {
+        p.as_str().to_string()
+    }
+}
+
+impl Serialize for ProbePath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProbePath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A set of HTTP status codes (100 to 599), written as a comma-separated
+/// list of codes and ranges: `200-399` (HAProxy's `option httpchk`
+/// default: any 2xx or 3xx), `200,204`, `2xx` for a whole class. A bit per
+/// code, so that it is `Copy` and a lookup is one shift.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StatusSet {
+    bits: [u64; 8],
+}
+
+impl StatusSet {
+    /// Any 2xx or 3xx.
+    pub const SUCCESS: StatusSet = StatusSet::range(200, 399);
+
+    const fn range(lo: u16, hi: u16) -> StatusSet {
+        let mut bits = [0u64; 8];
+        let mut s = lo;
+        while s <= hi {
+            let i = (s - 100) as usize;
+            bits[i / 64] |= 1 << (i % 64);
+            s += 1;
+        }
+        StatusSet { bits }
+    }
+
+    /// True when `status` is in the set.
+    pub fn contains(&self, status: u16) -> bool {
+        (100..600).contains(&status) && {
+            let i = (status - 100) as usize;
+            self.bits[i / 64] & (1 << (i % 64)) != 0
+        }
+    }
+
+    fn insert(&mut self, s: u16) {
+        let i = (s - 100) as usize;
+        self.bits[i / 64] |= 1 << (i % 64);
+    }
+}
+
+impl Default for StatusSet {
+    fn default() -> Self {
+        StatusSet::SUCCESS
+    }
+}
+
+impl std::fmt::Display for StatusSet {
+    /// The shortest list of codes and ranges: `200-399`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        let mut s = 100u16;
+        while s < 600 {
+            if !self.contains(s) {
+                s += 1;
+                continue;
+            }
+            let lo = s;
+            while s + 1 < 600 && self.contains(s + 1) {
+                s += 1;
+            }
+            f.write_str(if first { "" } else { "," })?;
+            first = false;
+            if lo == s {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{s}")?;
+            }
+            s += 1;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StatusSet({self})")
+    }
+}
+
+impl std::str::FromStr for StatusSet {
+    type Err = HealthError;
+    fn from_str(text: &str) -> Result<Self, HealthError> {
+        let bad = |reason: &'static str| HealthError::Expect { found: text.into(), reason };
+        let code = |t: &str| match t.trim().parse::<u16>() {
+            Ok(c) if (100..600).contains(&c) => Ok(c),
+            _ => Err(bad("expected status codes from 100 to 599")),
+        };
+        let mut set = StatusSet { bits: [0; 8] };
+        for part in text.split(',') {
+            let part = part.trim();
+            let (lo, hi) = if let Some(class) = part.strip_suffix("xx").or_else(|| part.strip_suffix("XX")) {
+                let c = code(&format!("{class}00"))?;
+                (c, c + 99)
+            } else if let Some((lo, hi)) = part.split_once('-') {
+                (code(lo)?, code(hi)?)
+            } else {
+                let c = code(part)?;
+                (c, c)
+            };
+            if lo > hi {
+                return Err(bad("a range's first code is above its last"));
+            }
+            (lo..=hi).for_each(|s| set.insert(s));
+        }
+        Ok(set)
+    }
+}
+
+impl Serialize for StatusSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Envoy's default panic threshold, percent: below this share of members in
+/// service, health is ignored and requests spread over every member.
+pub const DEFAULT_PANIC_PERCENT: u8 = 50;
+
+/// Active health checks: `inter`, `rise` and `fall` of HAProxy's `check`
+/// (its defaults), the kind of probe, and Envoy's panic threshold.
+///
+/// Every field after `fall` may be left out: a config written before them
+/// reads as the HTTP check of `/health` that dl7's nodes answer, with
+/// 2xx/3xx expected (a node answers 200, or 503 while draining: the same
+/// verdicts as the 200-only check of those configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSpec {
@@ -102,23 +366,96 @@ pub struct HealthSpec {
     pub rise: u32,
     /// Failed probes in a row that take an up peer out.
     pub fall: u32,
+    /// The probe: `tcp`, `http` or `none`.
+    #[serde(default)]
+    pub check: HealthCheck,
+    /// The path an `http` probe asks for.
+    #[serde(default)]
+    pub path: ProbePath,
+    /// The statuses an `http` probe counts as healthy.
+    #[serde(default)]
+    pub expect: StatusSet,
+    /// Below this percentage of members in service, route as if all were
+    /// (Envoy's panic threshold; 0: never). Whatever it is, a request whose
+    /// candidates are all out goes to its owner anyway.
+    #[serde(default = "default_panic_percent")]
+    pub panic_percent: u8,
+}
+
+fn default_panic_percent() -> u8 {
+    DEFAULT_PANIC_PERCENT
 }
 
 impl Default for HealthSpec {
     fn default() -> Self {
-        HealthSpec { interval_ms: 2000, rise: 2, fall: 3 }
+        HealthSpec {
+            interval_ms: 2000,
+            rise: 2,
+            fall: 3,
+            check: HealthCheck::Http,
+            path: ProbePath::HEALTH,
+            expect: StatusSet::SUCCESS,
+            panic_percent: DEFAULT_PANIC_PERCENT,
+        }
     }
+}
+
+/// A health setting that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthError {
+    /// `interval_ms` is 0.
+    #[error("health interval_ms: expected at least 1 millisecond, found 0")]
+    Interval,
+    /// `rise` or `fall` is 0.
+    #[error("health {field}: expected at least 1 probe, found 0")]
+    Probes {
+        /// `rise` or `fall`.
+        field: &'static str,
+    },
+    /// An unknown check name.
+    #[error("health check {found:?}: expected tcp, http or none")]
+    Check {
+        /// What was given.
+        found: String,
+    },
+    /// A probe path that cannot be sent.
+    #[error("health path {path:?}: {reason}")]
+    Path {
+        /// What was given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An expected-status list that cannot be read.
+    #[error("health expect {found:?}: {reason}")]
+    Expect {
+        /// What was given.
+        found: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A panic threshold above 100 percent.
+    #[error("health panic_percent {found}: expected a percentage from 0 to 100")]
+    Panic {
+        /// What was given.
+        found: u8,
+    },
 }
 
 impl HealthSpec {
     /// Checks the values; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), HealthError> {
         if self.interval_ms == 0 {
-            return Err("health interval_ms: expected at least 1 millisecond, found 0".into());
+            return Err(HealthError::Interval);
         }
-        if self.rise == 0 || self.fall == 0 {
-            let (name, v) = if self.rise == 0 { ("rise", self.rise) } else { ("fall", self.fall) };
-            return Err(format!("health {name}: expected at least 1 probe, found {v}"));
+        if self.rise == 0 {
+            return Err(HealthError::Probes { field: "rise" });
+        }
+        if self.fall == 0 {
+            return Err(HealthError::Probes { field: "fall" });
+        }
+        if self.panic_percent > 100 {
+            return Err(HealthError::Panic { found: self.panic_percent });
         }
         Ok(())
     }
@@ -163,7 +500,7 @@ pub struct NodeSpec {
     pub cache_bytes: u64,
     /// Largest object cached, bytes; larger ones stream through uncached.
     pub max_object_bytes: u64,
-    /// Candidates tried after a failed owner (0: 502 at once).
+    /// Candidates tried after a failed owner (0: only the owner; 503 when it fails).
     pub fallbacks: usize,
     /// Unix socket on which the distributed front end hands over client sockets.
     pub handoff: Option<PathBuf>,
@@ -353,7 +690,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
             let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
             n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
             check_members(&n.members, count)?;
-            n.health.validate()
+            n.health.validate().map_err(|e| e.to_string())
         }
         ServiceSpec::Front(f) => {
             let mode = f.mode;
@@ -367,7 +704,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                 ));
             }
             check_members(&f.members, f.nodes.len().max(f.handoff.len()))?;
-            f.health.validate()
+            f.health.validate().map_err(|e| e.to_string())
         }
         ServiceSpec::Load(l) => {
             for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
@@ -483,5 +820,47 @@ mod tests {
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.limits.worker_threads = Some(0);
         assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("worker_threads 0"));
+    }
+
+    #[test]
+    fn a_config_written_before_the_check_fields_reads_as_dl7s_http_check() {
+        let old = r#"{"interval_ms": 500, "rise": 1, "fall": 4}"#;
+        let h: HealthSpec = serde_json::from_str(old).unwrap();
+        let want = HealthSpec { interval_ms: 500, rise: 1, fall: 4, ..HealthSpec::default() };
+        assert_eq!(h, want);
+        assert_eq!(
+            (h.check, h.path.as_str(), h.expect.to_string(), h.panic_percent),
+            (HealthCheck::Http, "/health", "200-399".into(), 50)
+        );
+        let text = serde_json::to_string(&HealthSpec { check: HealthCheck::Tcp, ..want }).unwrap();
+        assert!(text.contains(r#""check":"tcp""#) && text.contains(r#""expect":"200-399""#), "{text}");
+        assert_eq!(serde_json::from_str::<HealthSpec>(&text).unwrap().check, HealthCheck::Tcp);
+        let e = serde_json::from_str::<HealthSpec>(r#"{"interval_ms": 1, "rise": 1, "fall": 1, "check": "icmp"}"#);
+        assert!(e.unwrap_err().to_string().contains("icmp"));
+    }
+
+    #[test]
+    fn status_sets_read_and_write_codes_ranges_and_classes() {
+        let set: StatusSet = "200-299, 304,4xx".parse().unwrap();
+        assert!(set.contains(200) && set.contains(299) && set.contains(304) && set.contains(404));
+        assert!(!set.contains(300) && !set.contains(500) && !set.contains(99) && !set.contains(600));
+        assert_eq!(set.to_string(), "200-299,304,400-499");
+        assert_eq!(StatusSet::default().to_string(), "200-399");
+        for bad in ["", "99", "600", "300-200", "abc", "2-3"] {
+            let e = bad.parse::<StatusSet>().unwrap_err();
+            assert!(matches!(&e, HealthError::Expect { found, .. } if found == bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn probe_paths_must_make_a_request_line() {
+        assert_eq!("/status?full=1".parse::<ProbePath>().unwrap().as_str(), "/status?full=1");
+        for bad in ["health", "/a b", "/\r\nX: 1", &format!("/{}", "a".repeat(MAX_PROBE_PATH))] {
+            assert!(matches!(bad.parse::<ProbePath>(), Err(HealthError::Path { .. })), "{bad:?}");
+        }
+        assert_eq!(
+            HealthSpec { panic_percent: 101, ..Default::default() }.validate(),
+            Err(HealthError::Panic { found: 101 })
+        );
     }
 }

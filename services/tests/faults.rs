@@ -70,14 +70,21 @@ async fn oversized_heads_get_431_and_long_request_lines_414() {
 }
 
 #[tokio::test]
-async fn malformed_requests_get_400_and_other_methods_405() {
+async fn malformed_requests_get_400_and_other_methods_go_to_the_origin() {
     let addr = lone_node(Limits::default()).await;
     assert_eq!(status_of(addr, b"GARBAGE\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"\x00\x01\x02\r\n\r\n").await, 400);
     assert_eq!(status_of(addr, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n").await, 400);
-    assert_eq!(status_of(addr, b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n").await, 405);
-    assert_eq!(status_of(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").await, 501);
+    // Passed through to the origin, which is down here: 502.
+    assert_eq!(status_of(addr, b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n").await, 502);
+    assert_eq!(status_of(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n").await, 501);
+    assert_eq!(
+        status_of(addr, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n").await,
+        400,
+        "authority-form is no origin-form"
+    );
+    assert_eq!(status_of(addr, b"PUT /_dl7/members?nodes=0 HTTP/1.1\r\nHost: a\r\n\r\n").await, 405, "admin-only");
 }
 
 #[tokio::test]
@@ -107,7 +114,7 @@ async fn origin_serves_exact_objects_and_404_for_unknown_paths() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_owner_gets_502_without_fallback_and_rerouting_with_it() {
+async fn a_stopped_owner_gets_503_without_fallback_and_rerouting_with_it() {
     for fallbacks in [0, 2] {
         let mut c =
             TestCluster::start(Options { mode: FrontMode::Conventional, fallbacks, ..Default::default() }).await;
@@ -128,7 +135,8 @@ async fn a_stopped_owner_gets_502_without_fallback_and_rerouting_with_it() {
                 assert_eq!(head.status, 200);
                 assert_eq!(head.served_by, Some(owner as u32));
             } else if fallbacks == 0 {
-                assert_eq!(head.status, 502, "{}", o.path);
+                // No server left to ask (HAProxy's 503), not a bad answer from one (502).
+                assert_eq!(head.status, 503, "{}", o.path);
             } else {
                 assert_eq!(head.status, 200);
                 assert_ne!(head.served_by, Some(victim as u32));

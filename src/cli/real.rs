@@ -12,7 +12,9 @@ use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
 use dl7_services::serve::ServeError;
 use dl7_services::service::init_logging;
-use dl7_services::spec::{self, FrontSpec, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
+use dl7_services::spec::{
+    self, FrontSpec, HealthCheck, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec,
+};
 
 use super::input_error;
 
@@ -70,10 +72,23 @@ impl ServiceArgs {
     }
 }
 
-/// Active health checks of the peers (HAProxy's `check inter rise fall`).
+/// Active health checks of the peers (HAProxy's `check inter rise fall`,
+/// `option httpchk`) and Envoy's panic threshold.
 #[derive(Args, Clone)]
 pub struct HealthArgs {
-    /// Milliseconds between two probes (`GET /health`) of one peer; also a probe's deadline.
+    /// The probe: tcp (a connect: any backend), http (GET --health-path, healthy on
+    /// --health-expect) or none (passive only). Default: http for `dl7 node`, whose
+    /// peers are dl7 nodes answering /health; tcp for `dl7 front`, whose backends may
+    /// be any web server (give --health http for dl7 nodes, which also see a node drain).
+    #[arg(long, value_name = "tcp|http|none")]
+    health: Option<String>,
+    /// The path an http probe asks for.
+    #[arg(long, default_value_t = HealthSpec::default().path.to_string())]
+    health_path: String,
+    /// The statuses an http probe counts as healthy: codes and ranges, e.g. 200-399 or 200,204.
+    #[arg(long, default_value_t = HealthSpec::default().expect.to_string())]
+    health_expect: String,
+    /// Milliseconds between two probes of one peer; also a probe's deadline.
     #[arg(long, default_value_t = HealthSpec::default().interval_ms)]
     health_interval_ms: u64,
     /// Good probes in a row that bring a peer that is out back.
@@ -82,11 +97,31 @@ pub struct HealthArgs {
     /// Failed probes in a row that take a peer out.
     #[arg(long, default_value_t = HealthSpec::default().fall)]
     fall: u32,
+    /// Below this percentage of peers in service, health is ignored and requests go to
+    /// their owner anyway (Envoy's panic threshold; 0: never). A request whose candidates
+    /// are all out goes to its owner whatever this is.
+    #[arg(long, default_value_t = HealthSpec::default().panic_percent)]
+    panic_percent: u8,
 }
 
 impl HealthArgs {
-    fn spec(&self) -> HealthSpec {
-        HealthSpec { interval_ms: self.health_interval_ms, rise: self.rise, fall: self.fall }
+    /// The spec, with `check` when --health is not given.
+    fn spec(&self, check: HealthCheck) -> anyhow::Result<HealthSpec> {
+        let check = match &self.health {
+            Some(name) => name.parse().map_err(|e| input_error(format!("--health: {e}")))?,
+            None => check,
+        };
+        let spec = HealthSpec {
+            interval_ms: self.health_interval_ms,
+            rise: self.rise,
+            fall: self.fall,
+            check,
+            path: self.health_path.parse().map_err(|e| input_error(format!("--health-path: {e}")))?,
+            expect: self.health_expect.parse().map_err(|e| input_error(format!("--health-expect: {e}")))?,
+            panic_percent: self.panic_percent,
+        };
+        spec.validate().map_err(input_error)?;
+        Ok(spec)
     }
 }
 
@@ -141,7 +176,7 @@ pub struct NodeArgs {
     /// policy instance for the cluster (ht_rr_shared).
     #[arg(long)]
     directory: Option<SocketAddr>,
-    /// Candidates tried after a failed owner (0: 502 at once).
+    /// Candidates tried after a failed owner (0: only the owner; 503 when it fails).
     #[arg(long, default_value_t = spec::DEFAULT_FALLBACKS)]
     fallbacks: usize,
     #[command(flatten)]
@@ -333,7 +368,8 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
         emulate_cpu: None,
         admin: a.service.admin,
         limits: a.service.limits(),
-        health: a.health.spec(),
+        // A node's peers are dl7 nodes: /health also tells a draining one.
+        health: a.health.spec(HealthCheck::Http)?,
         members: None,
     }))
 }
@@ -351,7 +387,8 @@ fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
         fallbacks: a.fallbacks,
         admin: a.service.admin,
         limits: a.service.limits(),
-        health: a.health.spec(),
+        // Any web server accepts a connect; not every one has /health.
+        health: a.health.spec(HealthCheck::Tcp)?,
         members: None,
     }))
 }

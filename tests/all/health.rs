@@ -302,7 +302,12 @@ fn the_lab_director_takes_a_killed_or_departed_node_out_of_the_kernel_map_and_ba
             nodes.push(p);
         }
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let spec = dl7_services::health::HealthSpec { interval_ms: INTERVAL_MS, rise: RISE as u32, fall: FALL as u32 };
+        let spec = dl7_services::health::HealthSpec {
+            interval_ms: INTERVAL_MS,
+            rise: RISE as u32,
+            fall: FALL as u32,
+            ..Default::default()
+        };
         let (members_tx, members) = tokio::sync::watch::channel(vec![0, 1]);
         let reroute = dl7_testbed::director::lab_map(plan.clone());
         let health = dl7_testbed::director::spawn(reroute, addrs.clone(), spec, members, stop).await.unwrap();

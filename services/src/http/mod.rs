@@ -6,9 +6,11 @@
 //! syntax, and adds around it the checks RFC 9112 requires of a server:
 //! message framing (section 6.3: conflicting or invalid `Content-Length`, or
 //! `Content-Length` with `Transfer-Encoding`, is 400 and the connection
-//! closed) and `Host` (section 3.2). Bodies are `Content-Length` only: every
-//! dl7 service sends one, and a transfer coding alone is refused with 501. This module knows
-//! nothing about caches, policies or catalogs.
+//! closed) and `Host` (section 3.2). Request and response bodies are
+//! `Content-Length` or chunked (a request with any other transfer coding is
+//! refused with 501); a response may also run to the connection's close.
+//! What a proxy does to heads on the way through is [`proxy`]'s. This module
+//! knows nothing about caches, policies or catalogs.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,13 +20,15 @@ use tokio::sync::watch;
 
 mod client;
 mod pool;
+pub mod proxy;
 mod server;
 #[cfg(all(feature = "splice", target_os = "linux"))]
 mod splice;
 
-pub use client::{parse_response_head, ClientConn, UpstreamBody};
-pub use pool::Pool;
-pub use server::{RelayError, ServerConn};
+pub use client::{parse_response_head, parse_response_head_to, ClientConn, UpstreamBody};
+pub use pool::{ForwardError, Pool};
+pub use proxy::RequestBody;
+pub use server::{Relay, RelayError, ServerConn};
 
 /// Buffer a relay streams a response body through (one per upstream
 /// connection): the most body bytes of one response a front end or
@@ -44,9 +48,7 @@ pub const SERVED_BY_HEADER: &str = "x-dl7-served-by";
 /// cache (`HIT`) or fetched it (`MISS`), as Squid and CDNs say it.
 pub const CACHE_HEADER: &str = "x-cache";
 /// Most headers a head may carry; more is answered with 431.
-const MAX_HEADERS: usize = 64;
-/// Largest request body a service reads (and discards); more gets 413.
-const MAX_REQUEST_BODY: u64 = 64 * 1024;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// Per-connection limits shared by every service.
 #[derive(Debug, Clone)]
@@ -83,16 +85,41 @@ pub enum Method {
     Get,
     /// `HEAD`: the head of the GET response, no body.
     Head,
-    /// `PUT`: only admin listeners take it (membership changes); elsewhere 405.
+    /// `PUT` (admin listeners take it for membership changes).
     Put,
-    /// Anything else (answered 405).
+    /// `POST`.
+    Post,
+    /// `DELETE`.
+    Delete,
+    /// `OPTIONS`.
+    Options,
+    /// `TRACE`.
+    Trace,
+    /// `CONNECT`: a tunnel, which no dl7 service opens (501).
+    Connect,
+    /// `PURGE`: between dl7 nodes (with the hop header), an invalidation;
+    /// from anyone else, passed through like any unsafe method.
+    Purge,
+    /// Any other method (passed through as an unsafe one).
     Other,
 }
 
 impl Method {
-    /// `GET` or `HEAD`: what every service answers.
+    /// `GET` or `HEAD`: what a cache answers, and the only methods of the admin pages.
     pub fn is_read(self) -> bool {
         matches!(self, Method::Get | Method::Head)
+    }
+
+    /// Safe (RFC 9110 section 9.2.1): a successful answer to any other
+    /// method invalidates what a cache holds for the target (RFC 9111 section 4.4).
+    pub fn is_safe(self) -> bool {
+        matches!(self, Method::Get | Method::Head | Method::Options | Method::Trace)
+    }
+
+    /// Idempotent (RFC 9110 section 9.2.2): may be sent again on a fresh
+    /// connection when a reused one turns out closed.
+    pub fn is_idempotent(self) -> bool {
+        self.is_safe() || matches!(self, Method::Put | Method::Delete)
     }
 }
 
@@ -105,6 +132,12 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// The request carries [`HOP_HEADER`]: serve locally, do not dispatch.
     pub hop: bool,
+    /// How its body is framed.
+    pub body: RequestBody,
+    /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
+    pub expect_continue: bool,
+    /// HTTP/1.1 (an older client gets no chunked answer).
+    pub http11: bool,
 }
 
 /// Why no request head could be read.
@@ -129,6 +162,12 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
         Some("PUT") => Method::Put,
+        Some("POST") => Method::Post,
+        Some("DELETE") => Method::Delete,
+        Some("OPTIONS") => Method::Options,
+        Some("TRACE") => Method::Trace,
+        Some("CONNECT") => Method::Connect,
+        Some("PURGE") => Method::Purge,
         _ => Method::Other,
     };
     let target = req.path.ok_or(HeadError::Status(400))?;
@@ -138,6 +177,7 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
     let http11 = req.version == Some(1);
     let mut keep_alive = http11;
     let mut hop = false;
+    let mut expect_continue = false;
     for h in req.headers.iter() {
         if is_name(h.name, b"connection") {
             if let Some(k) = connection_option(h.value) {
@@ -145,25 +185,34 @@ fn interpret_request(req: &httparse::Request, path: &mut String) -> Result<Reque
             }
         } else if is_name(h.name, HOP_HEADER.as_bytes()) {
             hop = true;
+        } else if is_name(h.name, b"expect") {
+            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
-    Ok(RequestHead { method, keep_alive, hop })
+    Ok(RequestHead { method, keep_alive, hop, body: RequestBody::None, expect_continue, http11 })
 }
 
-/// The request body's length under RFC 9112's framing rules (section 6.3):
-/// `Transfer-Encoding` with `Content-Length` is a smuggling attempt (400),
-/// `Transfer-Encoding` alone is a coding this server does not implement
-/// (501), and every `Content-Length` value, across repeated fields and
-/// comma-separated lists, must be the same valid decimal (else 400). Every
-/// error closes the connection: the message boundary is unknown.
-fn request_body_len(req: &httparse::Request) -> Result<u64, HeadError> {
+/// The request body's framing under RFC 9112's rules (sections 6.1 and
+/// 6.3): `Transfer-Encoding` with `Content-Length` is a smuggling attempt
+/// (400); `Transfer-Encoding` must end in `chunked`, the only coding a
+/// request's length can be read from, and dl7 decodes no other (501); every
+/// `Content-Length` value, across repeated fields and comma-separated
+/// lists, must be the same valid decimal (else 400). Every error closes the
+/// connection: the message boundary is unknown.
+fn request_body(req: &httparse::Request) -> Result<RequestBody, HeadError> {
     let len = content_length(req.headers).map_err(|()| HeadError::Status(400))?;
-    let chunked = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
-    match (chunked, len) {
-        (true, Some(_)) => Err(HeadError::Status(400)),
-        (true, None) => Err(HeadError::Status(501)),
-        (false, Some(l)) if l > MAX_REQUEST_BODY => Err(HeadError::Status(413)),
-        (false, l) => Ok(l.unwrap_or(0)),
+    let mut codings = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")).peekable();
+    if codings.peek().is_none() {
+        return Ok(len.map_or(RequestBody::None, RequestBody::Length));
+    }
+    if len.is_some() {
+        return Err(HeadError::Status(400));
+    }
+    // Only `chunked`, once, as the last coding: anything before it would need decoding too.
+    let mut list = codings.flat_map(|h| h.value.split(|&b| b == b',')).map(|t| t.trim_ascii());
+    match (list.next(), list.next()) {
+        (Some(t), None) if t.eq_ignore_ascii_case(b"chunked") => Ok(RequestBody::Chunked),
+        _ => Err(HeadError::Status(501)),
     }
 }
 
@@ -192,20 +241,22 @@ pub(crate) fn add_content_length(len: &mut Option<u64>, value: &[u8]) -> Result<
 }
 
 /// Parses a request head at the start of `buf`: `None` while it is
-/// incomplete, else the head, its length in bytes and the body's length
-/// (RFC 9112 framing and `Host` checked; the target path written to
-/// `path`). Pure, so that it can be fuzzed: every service's request loop
-/// goes through it.
+/// incomplete, else the head, its length in bytes and the body's
+/// `Content-Length` (0 when chunked or none: [`RequestHead::body`] has the
+/// framing). RFC 9112 framing and `Host` are checked; the target path is
+/// written to `path`. Pure, so that it can be fuzzed: every service's
+/// request loop goes through it.
 pub fn parse_request_head(buf: &[u8], path: &mut String) -> Result<Option<(RequestHead, usize, u64)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => {
             // Framing first: without a known body length the next message's start is unknown.
-            let body_len = request_body_len(&req)?;
+            let body = request_body(&req)?;
             check_host(&req)?;
-            let head = interpret_request(&req, path)?;
-            Ok(Some((head, n, body_len)))
+            let head = RequestHead { body, ..interpret_request(&req, path)? };
+            let len = if let RequestBody::Length(l) = body { l } else { 0 };
+            Ok(Some((head, n, len)))
         }
         Ok(httparse::Status::Partial) => Ok(None),
         Err(httparse::Error::TooManyHeaders) => Err(HeadError::Status(431)),
@@ -264,7 +315,7 @@ fn connection_option(value: &[u8]) -> Option<bool> {
 /// header names (tokens: letters, digits and `!#$%&'*+-.^_`|~`), where
 /// setting bit 0x20 lowercases a letter and leaves `-` and digits alone.
 #[inline]
-fn is_name(name: &str, lower: &[u8]) -> bool {
+pub(crate) fn is_name(name: &str, lower: &[u8]) -> bool {
     name.len() == lower.len() && name.bytes().zip(lower).all(|(a, &b)| a | 0x20 == b)
 }
 
@@ -306,6 +357,15 @@ pub struct ResponseMeta<'a> {
     pub cache_hit: Option<bool>,
     /// The body is gzip-compressed (`Content-Encoding: gzip`).
     pub gzip: bool,
+    /// A stored response's end-to-end header lines (each ending in CRLF),
+    /// written as they are in place of `content_type`, `object_id` and `gzip`.
+    pub stored: Option<&'a [u8]>,
+    /// Sent as `Age` (seconds), for an answer from a cache.
+    pub age: Option<u32>,
+    /// This hop's `Via` entry, when it answers for another server.
+    pub via: Option<&'a str>,
+    /// More header lines (each ending in CRLF), written as they are.
+    pub extra: &'a [u8],
 }
 
 impl Default for ResponseMeta<'_> {
@@ -316,6 +376,10 @@ impl Default for ResponseMeta<'_> {
             served_by: None,
             cache_hit: None,
             gzip: false,
+            stored: None,
+            age: None,
+            via: None,
+            extra: b"",
         }
     }
 }
@@ -323,10 +387,29 @@ impl Default for ResponseMeta<'_> {
 /// The reason phrase of the status codes dl7 sends.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
         408 => "Request Timeout",
         413 => "Content Too Large",
         414 => "URI Too Long",
@@ -335,8 +418,22 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Unknown",
     }
+}
+
+/// How a response's body is delimited (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body, whatever the fields say: the answer to a HEAD, a 1xx, 204 or 304.
+    None,
+    /// `Content-Length` bytes.
+    Length,
+    /// The chunked coding.
+    Chunked,
+    /// Until the server closes the connection (neither field, or a coding other than chunked last).
+    Close,
 }
 
 /// A parsed response head, with the dl7 headers the services use.
@@ -344,8 +441,10 @@ pub fn reason(status: u16) -> &'static str {
 pub struct ResponseHead {
     /// Status code.
     pub status: u16,
-    /// Body length.
+    /// Body bytes on the wire when [`BodyKind::Length`], else 0.
     pub content_length: u64,
+    /// How the body is delimited.
+    pub body: BodyKind,
     /// The server keeps the connection open.
     pub keep_alive: bool,
     /// `Content-Type` mapped back to the catalog's type (`Other` if unknown).
@@ -415,17 +514,24 @@ mod tests {
             let mut storage = hs.clone();
             let req =
                 httparse::Request { method: Some("POST"), path: Some("/"), version: Some(1), headers: &mut storage };
-            request_body_len(&req)
+            request_body(&req)
         };
-        assert_eq!(len(&[]), Ok(0));
-        assert_eq!(len(&[("Content-Length", "5")]), Ok(5));
-        assert_eq!(len(&[("Content-Length", "5"), ("content-length", "5")]), Ok(5));
-        assert_eq!(len(&[("Content-Length", "5, 5")]), Ok(5));
+        use RequestBody::{Chunked, Length};
+        assert_eq!(len(&[]), Ok(RequestBody::None));
+        assert_eq!(len(&[("Content-Length", "5")]), Ok(Length(5)));
+        assert_eq!(len(&[("Content-Length", "5"), ("content-length", "5")]), Ok(Length(5)));
+        assert_eq!(len(&[("Content-Length", "5, 5")]), Ok(Length(5)));
         assert_eq!(len(&[("Content-Length", "5"), ("Content-Length", "6")]), Err(HeadError::Status(400)));
         assert_eq!(len(&[("Content-Length", "5, 6")]), Err(HeadError::Status(400)));
         assert_eq!(len(&[("Content-Length", "-5")]), Err(HeadError::Status(400)));
         assert_eq!(len(&[("Content-Length", "")]), Err(HeadError::Status(400)));
-        assert_eq!(len(&[("Transfer-Encoding", "chunked")]), Err(HeadError::Status(501)));
+        assert_eq!(len(&[("Transfer-Encoding", "chunked")]), Ok(Chunked));
+        assert_eq!(len(&[("Transfer-Encoding", "gzip, chunked")]), Err(HeadError::Status(501)));
+        assert_eq!(
+            len(&[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")]),
+            Err(HeadError::Status(501))
+        );
+        assert_eq!(len(&[("Transfer-Encoding", "gzip")]), Err(HeadError::Status(501)));
         assert_eq!(len(&[("Transfer-Encoding", "chunked"), ("Content-Length", "5")]), Err(HeadError::Status(400)));
     }
 

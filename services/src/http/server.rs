@@ -1,16 +1,51 @@
 //! The server side of one client connection: reads request heads within the
-//! [`Limits`], writes whole responses, and relays a streamed upstream response
-//! through a bounded buffer, counting bytes into the service's metrics.
+//! [`Limits`] and hands out their bodies as they arrive (for forwarding;
+//! whatever is left is read past before the next request), writes whole
+//! responses, and relays a streamed upstream response through a bounded
+//! buffer with its end-to-end fields, counting bytes into the service's metrics.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{
-    parse_request_head, reason, wait_true, BodySource, FetchError, HeadError, Limits, RequestHead, ResponseMeta,
-    UpstreamBody, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+use super::proxy::{
+    chunk_size_line, write_relayed_response, ChunkStep, ChunkedDecoder, RelayResponse, RequestBody, ResponseFraming,
+    LAST_CHUNK,
 };
+use super::{
+    parse_request_head, reason, wait_true, BodyKind, BodySource, FetchError, HeadError, Limits, RequestHead,
+    ResponseMeta, UpstreamBody, OBJECT_ID_HEADER, SERVED_BY_HEADER,
+};
+
+/// Most body bytes of a request read past (not forwarded) before the next
+/// request; a longer one closes the connection after its response instead.
+const MAX_DISCARD: u64 = 1 << 20;
+
+/// The body of the request being handled, as far as it has been read.
+#[derive(Debug, Clone, Copy)]
+enum ReqBody {
+    None,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// How one hop relays an upstream's answer ([`ServerConn::relay_response`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Relay<'a> {
+    /// The answer's status (a 200's body counts as payload).
+    pub status: u16,
+    /// This hop's `Via` entry.
+    pub via: &'a str,
+    /// Add `x-dl7-served-by` when the upstream did not say.
+    pub served_by: Option<u32>,
+    /// This hop's own `X-Cache` verdict (a pass through a cache is a MISS).
+    pub cache: Option<bool>,
+    /// Keep the client connection open after the answer.
+    pub keep_alive: bool,
+    /// The client asked HEAD: no body is read or sent.
+    pub head_only: bool,
+}
 
 /// The server side of one client connection: a socket and its read buffer.
 pub struct ServerConn {
@@ -28,6 +63,21 @@ pub struct ServerConn {
     /// The pipe of zero-copy relays, made on first use, dropped after a failure.
     #[cfg(all(feature = "splice", target_os = "linux"))]
     pipe: Option<super::splice::Pipe>,
+    /// Bytes of `buf` that are the head of the request being handled (0: none);
+    /// its body's unread bytes follow them.
+    head_len: usize,
+    body: ReqBody,
+    /// A byte of the body has been taken (the request can no longer be sent twice).
+    body_started: bool,
+    /// The client waits for `100 Continue` before its body; `continued` once sent.
+    expect_continue: bool,
+    continued: bool,
+    /// Each read of a request body waits at most this long.
+    body_timeout: std::time::Duration,
+    /// The request is HTTP/1.1 (it may get a chunked answer).
+    http11: bool,
+    /// The connection ends after this response (its body was delimited by the close).
+    closing: bool,
 }
 
 impl ServerConn {
@@ -44,6 +94,14 @@ impl ServerConn {
             metrics: None,
             #[cfg(all(feature = "splice", target_os = "linux"))]
             pipe: None,
+            head_len: 0,
+            body: ReqBody::None,
+            body_started: false,
+            expect_continue: false,
+            continued: false,
+            body_timeout: Limits::default().head_timeout,
+            http11: true,
+            closing: false,
         }
     }
 
@@ -83,9 +141,12 @@ impl ServerConn {
         }
     }
 
-    /// Reads the next request head, leaving any pipelined bytes buffered.
-    /// The path (origin-form; absolute-form targets are reduced to their path)
-    /// is written to `path`. Stops early when `shutdown` turns true while no
+    /// Reads the next request head, leaving its body and any pipelined bytes
+    /// buffered: the head's bytes stay readable ([`ServerConn::request_head`])
+    /// and its body is read with [`ServerConn::body_piece`] until the next
+    /// call, which first reads past whatever of that body is left. The path
+    /// (origin-form; absolute-form targets are reduced to their path) is
+    /// written to `path`. Stops early when `shutdown` turns true while no
     /// request is partly received.
     pub async fn read_head(
         &mut self,
@@ -93,14 +154,25 @@ impl ServerConn {
         path: &mut String,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<RequestHead, HeadError> {
+        if self.closing {
+            return Err(HeadError::Closed);
+        }
+        self.finish_request().await?;
         let deadline = Instant::now() + limits.head_timeout;
         loop {
             if !self.buf.is_empty() {
-                if let Some((head, n, body_len)) = parse_request_head(&self.buf, path)? {
-                    self.buf.drain(..n);
-                    if body_len > 0 {
-                        self.discard_body(body_len, deadline).await?;
-                    }
+                if let Some((head, n, _)) = parse_request_head(&self.buf, path)? {
+                    self.head_len = n;
+                    self.body = match head.body {
+                        RequestBody::None | RequestBody::Length(0) => ReqBody::None,
+                        RequestBody::Length(l) => ReqBody::Length(l),
+                        RequestBody::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
+                    };
+                    self.body_started = false;
+                    self.expect_continue = head.expect_continue;
+                    self.continued = false;
+                    self.body_timeout = limits.head_timeout;
+                    self.http11 = head.http11;
                     return Ok(head);
                 }
                 if self.buf.len() >= limits.max_head {
@@ -136,23 +208,109 @@ impl ServerConn {
         }
     }
 
-    async fn discard_body(&mut self, mut len: u64, deadline: Instant) -> Result<(), HeadError> {
-        let buffered = (self.buf.len() as u64).min(len);
-        self.buf.drain(..buffered as usize);
-        len -= buffered;
-        let mut scratch = [0u8; 4096];
-        while len > 0 {
-            let want = (len as usize).min(scratch.len());
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch[..want])).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Closed),
-                Ok(Ok(n)) => {
-                    self.count_in(n);
-                    len -= n as u64;
+    /// The head of the request being handled, as the client sent it.
+    pub fn request_head(&self) -> &[u8] {
+        &self.buf[..self.head_len]
+    }
+
+    /// True once a byte of the request's body has been taken.
+    pub fn body_started(&self) -> bool {
+        self.body_started
+    }
+
+    /// Ends the request being handled: reads past what is left of its body
+    /// (at most [`MAX_DISCARD`] bytes; a longer body, or one the client
+    /// holds back until `100 Continue`, ends the connection instead) and
+    /// drops its head from the buffer.
+    async fn finish_request(&mut self) -> Result<(), HeadError> {
+        if self.head_len == 0 {
+            return Ok(());
+        }
+        if !matches!(self.body, ReqBody::None) {
+            if self.expect_continue && !self.continued {
+                return Err(HeadError::Closed);
+            }
+            let mut left = MAX_DISCARD;
+            while let Some(piece) = self.body_piece().await? {
+                let n = piece.len();
+                if n as u64 > left {
+                    return Err(HeadError::Closed);
                 }
-                Err(_) => return Err(HeadError::Status(408)),
+                left -= n as u64;
+                self.body_consume(n);
             }
         }
+        self.buf.drain(..self.head_len);
+        self.head_len = 0;
         Ok(())
+    }
+
+    /// The next piece of the request's body, read from the client if none
+    /// is buffered; `None` once the body is complete. Call
+    /// [`ServerConn::body_consume`] with what was used. The first read of a
+    /// client that sent `Expect: 100-continue` is preceded by `100 Continue`.
+    pub async fn body_piece(&mut self) -> Result<Option<&[u8]>, HeadError> {
+        loop {
+            let unread = &self.buf[self.head_len..];
+            match &mut self.body {
+                ReqBody::None => return Ok(None),
+                ReqBody::Length(left) => {
+                    if !unread.is_empty() {
+                        let n = unread.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        return Ok(Some(&self.buf[self.head_len..self.head_len + n]));
+                    }
+                }
+                ReqBody::Chunked(d) => match d.step(unread).map_err(|_| HeadError::Status(400))? {
+                    ChunkStep::Skip(n) => {
+                        self.buf.drain(self.head_len..self.head_len + n);
+                        continue;
+                    }
+                    ChunkStep::Data(n) => return Ok(Some(&self.buf[self.head_len..self.head_len + n])),
+                    ChunkStep::Done => {
+                        self.body = ReqBody::None;
+                        return Ok(None);
+                    }
+                    ChunkStep::More => {}
+                },
+            }
+            if self.expect_continue && !self.continued {
+                self.continued = true;
+                self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| HeadError::Closed)?;
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            match tokio::time::timeout(self.body_timeout, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(HeadError::Status(408)),
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Closed),
+                Ok(Ok(n)) => self.count_in(n),
+            }
+        }
+    }
+
+    /// `n` bytes of the last [`ServerConn::body_piece`] were used.
+    pub fn body_consume(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.body_started = true;
+        self.buf.drain(self.head_len..self.head_len + n);
+        match &mut self.body {
+            ReqBody::Length(left) => {
+                *left -= n as u64;
+                if *left == 0 {
+                    self.body = ReqBody::None;
+                }
+            }
+            ReqBody::Chunked(d) => d.consumed(n),
+            ReqBody::None => {}
+        }
+    }
+
+    /// Ends the connection after the response being written (its body is
+    /// delimited by the close).
+    pub fn close_after(&mut self) {
+        self.closing = true;
     }
 
     /// Writes one response. `body` is sent unless `head_only`; the head
@@ -180,31 +338,49 @@ impl ServerConn {
         Ok(written)
     }
 
-    /// Writes the head of a streamed upstream response, then its body as it
+    /// Relays an upstream's answer: its head as [`write_relayed_response`]
+    /// writes it (every end-to-end field, `Via` added), then its body as it
     /// arrives, straight from the upstream connection's buffer: the head and
     /// the first buffered bytes in one vectored write, then one write per
     /// buffer read. The service holds at most one buffer ([`RELAY_CHUNK`](super::RELAY_CHUNK))
     /// of this response, and TCP flow control slows the upstream when the
-    /// client reads slowly. Exactly `Content-Length` bytes are taken from the
-    /// upstream. With `head_only` no body byte is read (drop `body` to close
-    /// its connection). The body of a 200 counts in `payload_out` once its
-    /// last chunk is being written (a response cut short is no payload).
-    /// Returns the body bytes written.
-    pub async fn relay_response(
-        &mut self,
-        status: u16,
-        meta: &ResponseMeta<'_>,
-        body: &mut UpstreamBody,
-        keep_alive: bool,
-        head_only: bool,
-    ) -> Result<u64, RelayError> {
-        self.head_buf.clear();
-        write_response_head(&mut self.head_buf, status, meta, body.remaining(), keep_alive);
+    /// client reads slowly. A `Content-Length` body goes as it is (exactly
+    /// that many bytes are taken); a chunked or close-delimited one is sent
+    /// chunked to an HTTP/1.1 client and delimited by the close to an older
+    /// one. With `head_only` no body byte is read (drop `body` to close its
+    /// connection). The body of a 200 counts in `payload_out` once its last
+    /// chunk is being written (a response cut short is no payload). Returns
+    /// the body bytes written.
+    pub async fn relay_response(&mut self, body: &mut UpstreamBody, r: &Relay<'_>) -> Result<u64, RelayError> {
+        let framing = if r.head_only || body.kind() == BodyKind::None {
+            ResponseFraming::Bodiless
+        } else if let (BodyKind::Length, Some(n)) = (body.kind(), body.length()) {
+            ResponseFraming::Length(n)
+        } else if self.http11 {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::Close
+        };
+        let rr =
+            RelayResponse { via: r.via, served_by: r.served_by, cache: r.cache, framing, keep_alive: r.keep_alive };
+        if !write_relayed_response(&mut self.head_buf, body.raw_head(), &rr) {
+            return Err(RelayError::UpstreamBeforeHead(FetchError::BadResponse("unparsable head")));
+        }
+        if framing == ResponseFraming::Close {
+            self.closing = true;
+        }
         self.responses += 1;
-        if head_only || body.remaining() == 0 {
-            self.count_out(self.head_buf.len() as u64, 0);
-            self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
-            return Ok(0);
+        let status = r.status;
+        match framing {
+            ResponseFraming::Bodiless | ResponseFraming::Length(0) => {
+                self.count_out(self.head_buf.len() as u64, 0);
+                self.stream.write_all(&self.head_buf).await.map_err(RelayError::Client)?;
+                return Ok(0);
+            }
+            ResponseFraming::Chunked | ResponseFraming::Close => {
+                return self.relay_unknown_length(status, body, framing).await
+            }
+            ResponseFraming::Length(_) => {}
         }
         let mut head = self.head_buf.len() as u64;
         let mut sent = 0;
@@ -245,6 +421,52 @@ impl ServerConn {
                 return Ok(sent);
             }
             self.count_out(head, n);
+            head = 0;
+        }
+    }
+
+    /// The rest of [`ServerConn::relay_response`] for a body of unknown
+    /// length (chunked, or delimited by the upstream's close), sent chunked
+    /// or delimited by this connection's close.
+    async fn relay_unknown_length(
+        &mut self,
+        status: u16,
+        body: &mut UpstreamBody,
+        framing: ResponseFraming,
+    ) -> Result<u64, RelayError> {
+        let chunked = framing == ResponseFraming::Chunked;
+        let mut head = self.head_buf.len();
+        let mut sent = 0u64;
+        let mut line = [0u8; 18];
+        loop {
+            body.fill().await.map_err(if head > 0 {
+                RelayError::UpstreamBeforeHead
+            } else {
+                RelayError::UpstreamAborted
+            })?;
+            let chunk = body.buffered();
+            let n = chunk.len();
+            if n == 0 {
+                // Complete: the last chunk ends it (or the close will).
+                let tail: &[u8] = if chunked { LAST_CHUNK } else { b"" };
+                self.count_out(head as u64, 0);
+                self.count_plain(tail.len() as u64);
+                if status == 200 {
+                    self.count_payload(sent);
+                }
+                write_parts(&mut self.stream, &[&self.head_buf[..head], tail]).await.map_err(RelayError::Client)?;
+                return Ok(sent);
+            }
+            self.count_relayed_in(n as u64);
+            sent += n as u64;
+            let size: &[u8] = if chunked { chunk_size_line(n, &mut line) } else { b"" };
+            let crlf: &[u8] = if chunked { b"\r\n" } else { b"" };
+            write_parts(&mut self.stream, &[&self.head_buf[..head], size, chunk, crlf])
+                .await
+                .map_err(RelayError::Client)?;
+            self.count_out(head as u64, n as u64);
+            self.count_plain((size.len() + crlf.len()) as u64);
+            body.consume(n);
             head = 0;
         }
     }
@@ -413,6 +635,15 @@ impl ServerConn {
         }
     }
 
+    /// Writes a response with a short text body (`503 Service Unavailable`)
+    /// that keeps the connection when `keep_alive`: for answers after which
+    /// the next request may well succeed (no server left for this one).
+    pub async fn write_status(&mut self, status: u16, keep_alive: bool) -> std::io::Result<u64> {
+        let body = format!("{} {}\n", status, reason(status));
+        let meta = ResponseMeta { content_type: "text/plain", ..ResponseMeta::default() };
+        self.write_response(status, &meta, body.as_bytes(), keep_alive, false).await
+    }
+
     /// Writes an error response with a short text body and `Connection: close`.
     pub async fn write_error(&mut self, status: u16) -> std::io::Result<u64> {
         let body = format!("{} {}\n", status, reason(status));
@@ -444,6 +675,26 @@ async fn write_two(s: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Re
     s.write_all(b).await
 }
 
+/// Writes every part, in order, with vectored writes (the relay of a body of
+/// unknown length: head, chunk-size line, data, CRLF in one segment when they fit).
+async fn write_parts(s: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: [std::io::IoSlice<'_>; 4] = [std::io::IoSlice::new(&[]); 4];
+    let n = parts.len().min(4);
+    for (slot, p) in slices.iter_mut().zip(parts) {
+        *slot = std::io::IoSlice::new(p);
+    }
+    let mut bufs = &mut slices[..n];
+    std::io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let w = s.write_vectored(bufs).await?;
+        if w == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut bufs, w);
+    }
+    Ok(())
+}
+
 /// Appends a response head to `out`: plain byte copies and `itoa`'s
 /// integer formatting, no `core::fmt` machinery (it was 8% of a relayed
 /// request's user-space instructions).
@@ -453,12 +704,23 @@ fn write_response_head(out: &mut Vec<u8>, status: u16, meta: &ResponseMeta, len:
     out.extend_from_slice(num.format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: ");
-    out.extend_from_slice(meta.content_type.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(num.format(len).as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in [(OBJECT_ID_HEADER, meta.object_id), (SERVED_BY_HEADER, meta.served_by)] {
+    if let Some(stored) = meta.stored {
+        // A stored response's own fields (its type, id and coding among them), as received.
+        out.extend_from_slice(stored);
+    } else {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(meta.content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // A 204 has none (RFC 9110 section 8.6), and a 304 from a cache has no body to measure.
+    if status != 204 && status != 304 {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(num.format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let object_id = if meta.stored.is_some() { None } else { meta.object_id };
+    for (name, value) in [(OBJECT_ID_HEADER, object_id), (SERVED_BY_HEADER, meta.served_by), ("Age", meta.age)] {
         if let Some(v) = value {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
@@ -469,9 +731,15 @@ fn write_response_head(out: &mut Vec<u8>, status: u16, meta: &ResponseMeta, len:
     if let Some(hit) = meta.cache_hit {
         out.extend_from_slice(if hit { b"X-Cache: HIT\r\n" } else { b"X-Cache: MISS\r\n" });
     }
-    if meta.gzip {
+    if meta.gzip && meta.stored.is_none() {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
+    if let Some(via) = meta.via {
+        out.extend_from_slice(b"Via: ");
+        out.extend_from_slice(via.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(meta.extra);
     out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
 }
 

@@ -1,6 +1,8 @@
 //! An in-process cluster on 127.0.0.1 port 0 for the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
