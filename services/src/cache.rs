@@ -6,16 +6,16 @@
 //! last answer could not be stored (hit-for-pass: their requests go to the
 //! origin at once instead of queueing behind a fill that will not be shared).
 //!
-//! The `lru` crate keeps the recency order (O(1) touch and evict); this type
-//! adds the byte budget: inserting evicts least-recently-used entries until
-//! the new entry fits, and an entry larger than the whole budget is not stored.
+//! The core's cache keeps the recency order and the byte budget (O(1) touch
+//! and evict): inserting evicts least-recently-used entries until the new
+//! entry fits, and an entry larger than the whole budget is not stored.
 //! It must not fetch, lock or decide what HTTP allows ([`crate::rfc9111`]
 //! does); the node wraps it in a mutex.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use lru::LruCache;
+use dl7_core::eviction::{Cache, Eviction, Inserted};
 
 use crate::rfc9111::Freshness;
 
@@ -38,17 +38,17 @@ pub struct Entry {
     pub freshness: Freshness,
 }
 
-/// LRU order with a byte budget.
+/// LRU order with a byte budget: the core's cache ([`dl7_core::eviction::Cache`]),
+/// the same implementation the simulator's nodes use, so that both engines
+/// keep and evict the same objects.
 pub struct ByteLru {
-    entries: LruCache<String, Entry>,
-    bytes: u64,
-    capacity: u64,
+    entries: Cache<String, Entry>,
 }
 
 impl ByteLru {
     /// An empty cache that holds at most `capacity` body bytes.
     pub fn new(capacity: u64) -> Self {
-        Self { entries: LruCache::unbounded(), bytes: 0, capacity }
+        Self { entries: Cache::new(Eviction::Lru, capacity) }
     }
 
     /// The entry for `path`, marked most recently used.
@@ -62,21 +62,7 @@ impl ByteLru {
     /// simulator's cache does: the same order in both engines.
     pub fn insert(&mut self, path: &str, entry: Entry) -> bool {
         let size = entry.body.len() as u64;
-        if self.entries.get(path).is_some() {
-            return true;
-        }
-        if size > self.capacity {
-            return false;
-        }
-        while self.bytes + size > self.capacity {
-            match self.entries.pop_lru() {
-                Some((_, old)) => self.bytes -= old.body.len() as u64,
-                None => break,
-            }
-        }
-        self.bytes += size;
-        self.entries.put(path.to_string(), entry);
-        true
+        !matches!(self.entries.insert(path.to_string(), entry, size), Inserted::NotAdmitted)
     }
 
     /// Replaces the entry for `path` (a refill or a 304's update after a
@@ -88,18 +74,12 @@ impl ByteLru {
 
     /// Drops the entry for `path` (an invalidation); true when there was one.
     pub fn remove(&mut self, path: &str) -> bool {
-        match self.entries.pop(path) {
-            Some(old) => {
-                self.bytes -= old.body.len() as u64;
-                true
-            }
-            None => false,
-        }
+        self.entries.remove(path).is_some()
     }
 
     /// Body bytes stored.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.entries.used_bytes()
     }
 
     /// Objects stored.
@@ -112,9 +92,9 @@ impl ByteLru {
         self.entries.is_empty()
     }
 
-    /// `(path, entry)` from most to least recently used.
+    /// `(path, entry)`, in the cache's storage order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter()
+        self.entries.iter().map(|(k, v, _)| (k, v))
     }
 }
 
