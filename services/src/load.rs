@@ -48,6 +48,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::content::Pattern;
+use crate::error::LoadError;
 use crate::http::{ClientConn, FetchError};
 
 /// Where requests come from.
@@ -288,16 +289,16 @@ fn since(origin: Instant, t: Instant) -> i64 {
 
 /// Runs the load and returns what it measured. Errors only for a config that
 /// cannot run (empty catalog, zero connections, bad rate or speed).
-pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
+pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     if config.connections == 0 {
-        return Err("load: connections must be at least 1".into());
+        return Err(LoadError::NoConnections);
     }
     if config.catalog.is_empty() {
-        return Err("load: the catalog has no objects".into());
+        return Err(LoadError::EmptyCatalog);
     }
     if let Some(r) = config.rate {
         if !(r.is_finite() && r > 0.0) {
-            return Err(format!("load: rate must be a positive number of requests/s, got {r}"));
+            return Err(LoadError::Rate { rate: r });
         }
     }
     let listed = match &config.requests {
@@ -306,26 +307,22 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     };
     if let Some(list) = listed {
         if let Some(bad) = list.iter().find(|id| id.index() >= config.catalog.len()) {
-            return Err(format!(
-                "load: request list names object {} but the catalog has {}",
-                bad.0,
-                config.catalog.len()
-            ));
+            return Err(LoadError::UnknownObject { object: bad.0, count: config.catalog.len() });
         }
     }
     // One alias table for every connection's stream (checks the weights, too).
     let draws = match config.requests {
-        Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?.draws()),
+        Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(LoadError::Stream)?.draws()),
         _ => None,
     };
     if let Requests::Timed { list, times, speed, max_outstanding } = &config.requests {
         if times.len() != list.len() {
-            return Err(format!("load: {} request times for {} requests", times.len(), list.len()));
+            return Err(LoadError::Times { times: times.len(), requests: list.len() });
         }
         if *max_outstanding == 0 {
-            return Err("load: max_outstanding must be at least 1".into());
+            return Err(LoadError::MaxOutstanding);
         }
-        dl7_traces::Schedule::new(times, *speed).map_err(|e| format!("load: timed replay: {e}"))?;
+        dl7_traces::Schedule::new(times, *speed).map_err(LoadError::Schedule)?;
     }
     if let Requests::Timed { .. } = config.requests {
         return Ok(timed(config).await);
@@ -345,7 +342,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     }
     let mut stats = Vec::with_capacity(tasks.len());
     for t in tasks {
-        stats.push(t.await.map_err(|e| format!("load: connection task failed: {e}"))?);
+        stats.push(t.await.map_err(LoadError::Task)?);
     }
     let end = Instant::now().min(window_end);
     let series = Arc::into_inner(series).expect("the connections are done").into_inner().expect("series lock");
