@@ -237,7 +237,7 @@ impl ConnStats {
     #[allow(clippy::too_many_arguments)]
     fn count(
         &mut self,
-        result: Result<(crate::http::ResponseHead, u64), String>,
+        result: Result<(crate::http::ResponseHead, u64), Failure>,
         body_len: u64,
         latency: Duration,
         in_window: bool,
@@ -262,9 +262,9 @@ impl ConnStats {
                     series.lock().expect("series lock").completed(at_ns, body_len, us, hit);
                 }
             }
-            Err(kind) => {
+            Err(failure) => {
                 if in_window {
-                    *self.errors.entry(kind).or_default() += 1;
+                    *self.errors.entry(failure.key()).or_default() += 1;
                 }
                 if charted {
                     series.lock().expect("series lock").failed(at_ns);
@@ -463,7 +463,7 @@ async fn connection(
                     stats.unfinished += 1;
                     break;
                 }
-                Err("timeout".to_string())
+                Err(Failure::Timeout)
             }
             Ok(Err(e)) => Err(e),
             Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
@@ -616,7 +616,7 @@ async fn timed_connection(
         let done = Instant::now();
         // Bodies are checked as they arrive, a chunk at a time: no long check holds a worker.
         let result = match outcome {
-            Err(_) => Err("timeout".to_string()),
+            Err(_) => Err(Failure::Timeout),
             Ok(Err(e)) => Err(e),
             Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
         };
@@ -642,7 +642,7 @@ async fn one_request<'p>(
     path: &str,
     pattern: &'p Pattern,
     resent: &mut bool,
-) -> Result<(crate::http::ResponseHead, Check<'p>), String> {
+) -> Result<(crate::http::ResponseHead, Check<'p>), Failure> {
     let fresh = conn.is_none();
     if fresh {
         *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
@@ -665,15 +665,56 @@ async fn one_request<'p>(
     }
 }
 
-fn kind(e: FetchError) -> String {
-    match e {
-        FetchError::Connect { .. } => "connect",
-        FetchError::Timeout => "timeout",
-        FetchError::Io(_) => "io",
-        FetchError::Closed => "closed",
-        FetchError::BadResponse(_) => "bad_response",
+/// Why one request counted as an error; [`Failure::key`] is its key in the
+/// report's `errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The connection could not be opened.
+    Connect,
+    /// No whole response within the timeout.
+    Timeout,
+    /// The connection failed mid-exchange.
+    Io,
+    /// The server closed the connection before answering.
+    Closed,
+    /// The response is not HTTP.
+    BadResponse,
+    /// A status other than 200.
+    Status(u16),
+    /// A gzip body that does not decode.
+    Gzip,
+    /// A body of another length than the object's.
+    Length,
+    /// A body whose bytes are not the object's.
+    Body,
+}
+
+impl Failure {
+    /// The report's key: `connect`, `timeout`, `status_404`, `body`, ...
+    fn key(self) -> String {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Io => "io",
+            Failure::Closed => "closed",
+            Failure::BadResponse => "bad_response",
+            Failure::Status(s) => return format!("status_{s}"),
+            Failure::Gzip => "gzip",
+            Failure::Length => "length",
+            Failure::Body => "body",
+        }
+        .to_string()
     }
-    .to_string()
+}
+
+fn kind(e: FetchError) -> Failure {
+    match e {
+        FetchError::Connect { .. } => Failure::Connect,
+        FetchError::Timeout => Failure::Timeout,
+        FetchError::Io(_) => Failure::Io,
+        FetchError::Closed => Failure::Closed,
+        FetchError::BadResponse(_) => Failure::BadResponse,
+    }
 }
 
 /// Checks a 200 body against its object's pattern as it arrives (through a
@@ -729,20 +770,20 @@ impl<'p> Check<'p> {
     }
 
     /// The response's verdict: the decoded body's length, or the error kind.
-    fn verdict(self, head: &crate::http::ResponseHead, size: u64) -> Result<u64, String> {
+    fn verdict(self, head: &crate::http::ResponseHead, size: u64) -> Result<u64, Failure> {
         if head.status != 200 {
-            return Err(format!("status_{}", head.status));
+            return Err(Failure::Status(head.status));
         }
         let m = match self.gzip {
-            Some(d) if !self.gzip_failed => d.finish().map_err(|_| "gzip".to_string())?,
-            Some(_) => return Err("gzip".into()),
+            Some(d) if !self.gzip_failed => d.finish().map_err(|_| Failure::Gzip)?,
+            Some(_) => return Err(Failure::Gzip),
             None => self.plain,
         };
         if m.offset != size {
-            return Err("length".into());
+            return Err(Failure::Length);
         }
         if !m.equal {
-            return Err("body".into());
+            return Err(Failure::Body);
         }
         Ok(m.offset)
     }
