@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::error::{ExchangeError, ExchangeFailure, MembersError};
 use crate::http::{ClientConn, FetchError, Method};
 use crate::metrics::{Metrics, Stats};
 
@@ -54,7 +55,7 @@ pub fn members_page(
     method: Method,
     path: &str,
     get: impl Fn() -> Vec<usize>,
-    set: impl Fn(&[usize]) -> Result<(), String>,
+    set: impl Fn(&[usize]) -> Result<(), MembersError>,
 ) -> Option<Page> {
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     if route != MEMBERS_PATH {
@@ -76,16 +77,16 @@ pub fn members_page(
 }
 
 /// `nodes=0,2,3` into node indices: at least one, no repeats.
-fn parse_members(query: &str) -> Result<Vec<usize>, String> {
+fn parse_members(query: &str) -> Result<Vec<usize>, MembersError> {
     let value = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("nodes="))
-        .ok_or_else(|| format!("{MEMBERS_PATH}: expected ?nodes=I,J,.. (node indices), got {query:?}"))?;
+        .ok_or_else(|| MembersError::NoNodes { query: query.to_string() })?;
     let mut nodes = Vec::new();
     for part in value.split(',') {
-        let i: usize = part.parse().map_err(|_| format!("nodes: {part:?} is not a node index"))?;
+        let i: usize = part.parse().map_err(|_| MembersError::NotAnIndex { part: part.to_string() })?;
         if nodes.contains(&i) {
-            return Err(format!("nodes: {i} is listed twice"));
+            return Err(MembersError::Twice { index: i });
         }
         nodes.push(i);
     }
@@ -93,7 +94,8 @@ fn parse_members(query: &str) -> Result<Vec<usize>, String> {
 }
 
 /// Sets the members of the service whose admin listener is at `addr`.
-pub async fn put_members(addr: SocketAddr, nodes: &[usize], timeout: Duration) -> Result<(), String> {
+pub async fn put_members(addr: SocketAddr, nodes: &[usize], timeout: Duration) -> Result<(), ExchangeError> {
+    let failed = |failure| ExchangeError { addr, what: "members", failure };
     let list = nodes.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     let put = async {
         let mut conn = ClientConn::connect(addr, timeout).await?;
@@ -104,11 +106,11 @@ pub async fn put_members(addr: SocketAddr, nodes: &[usize], timeout: Duration) -
         Ok::<_, FetchError>((head.status, body))
     };
     match tokio::time::timeout(timeout, put).await {
-        Err(_) => Err(format!("members {addr}: timed out after {timeout:?}")),
-        Ok(Err(e)) => Err(format!("members {addr}: {e}")),
+        Err(_) => Err(failed(ExchangeFailure::Timeout(timeout))),
+        Ok(Err(e)) => Err(failed(ExchangeFailure::Fetch(e))),
         Ok(Ok((200, _))) => Ok(()),
         Ok(Ok((status, body))) => {
-            Err(format!("members {addr}: status {status}: {}", String::from_utf8_lossy(&body).trim()))
+            Err(failed(ExchangeFailure::Refused { status, body: String::from_utf8_lossy(&body).trim().to_string() }))
         }
     }
 }
@@ -134,7 +136,8 @@ pub fn counter_page(metrics: &Metrics, role: &str, path: &str) -> Option<Page> {
 /// A body that is not exactly a [`Stats`] of [`Stats::VERSION`] is an error:
 /// a missing or unknown field is named (`missing field `hits``), never read
 /// as zero. Errors are one line starting `stats ADDR:`.
-pub async fn fetch_stats(addr: SocketAddr, timeout: Duration) -> Result<Stats, String> {
+pub async fn fetch_stats(addr: SocketAddr, timeout: Duration) -> Result<Stats, ExchangeError> {
+    let failed = |failure| ExchangeError { addr, what: "stats", failure };
     let fetch = async {
         let mut conn = ClientConn::connect(addr, timeout).await?;
         conn.send_get(STATS_PATH, false).await?;
@@ -143,15 +146,15 @@ pub async fn fetch_stats(addr: SocketAddr, timeout: Duration) -> Result<Stats, S
         Ok::<_, FetchError>((head.status, body))
     };
     let (status, body) = match tokio::time::timeout(timeout, fetch).await {
-        Err(_) => return Err(format!("stats {addr}: timed out after {timeout:?}")),
-        Ok(r) => r.map_err(|e| format!("stats {addr}: {e}"))?,
+        Err(_) => return Err(failed(ExchangeFailure::Timeout(timeout))),
+        Ok(r) => r.map_err(|e| failed(ExchangeFailure::Fetch(e)))?,
     };
     if status != 200 {
-        return Err(format!("stats {addr}: status {status}"));
+        return Err(failed(ExchangeFailure::Status(status)));
     }
-    let stats: Stats = serde_json::from_slice(&body).map_err(|e| format!("stats {addr}: {e}"))?;
+    let stats: Stats = serde_json::from_slice(&body).map_err(|e| failed(ExchangeFailure::Json(e)))?;
     if stats.version != Stats::VERSION {
-        return Err(format!("stats {addr}: version {}, expected {}", stats.version, Stats::VERSION));
+        return Err(failed(ExchangeFailure::Version { found: stats.version, expected: Stats::VERSION }));
     }
     Ok(stats)
 }
@@ -204,6 +207,8 @@ mod tests {
         let body = v.to_string();
         let addr = serve(move |_| Some(Page::json(body.clone()))).await;
         let e = fetch_stats(addr, Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e.failure, ExchangeFailure::Json(_)) && e.addr == addr && e.what == "stats", "{e}");
+        let e = e.to_string();
         assert!(e.starts_with(&format!("stats {addr}: ")) && e.contains("missing field `hits`"), "{e}");
     }
 
@@ -214,6 +219,8 @@ mod tests {
         let body = serde_json::to_string(&stats).unwrap();
         let addr = serve(move |_| Some(Page::json(body.clone()))).await;
         let e = fetch_stats(addr, Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e.failure, ExchangeFailure::Version { .. }), "{e}");
+        let e = e.to_string();
         assert!(e.contains(&format!("version {}, expected {}", Stats::VERSION + 1, Stats::VERSION)), "{e}");
     }
 }

@@ -108,15 +108,16 @@ impl Members {
         self.nodes.load().to_vec()
     }
 
-    fn set(&self, ids: &[usize]) -> Result<(), String> {
+    fn set(&self, ids: &[usize]) -> Result<(), crate::error::MembersError> {
+        use crate::error::MembersError;
         if ids.is_empty() {
-            return Err("nodes: expected at least one node".into());
+            return Err(MembersError::Empty);
         }
         if let Some(&bad) = ids.iter().find(|&&i| i >= self.count) {
-            return Err(format!("nodes: {bad} is not a node index (the front end knows {})", self.count));
+            return Err(MembersError::OutOfRange { index: bad, count: self.count });
         }
         if let Some(d) = &self.dispatcher {
-            d.set_members(ids).map_err(|e| e.to_string())?;
+            d.set_members(ids)?;
         }
         self.nodes.store(Arc::new(ids.to_vec()));
         self.metrics.set_members(ids);
@@ -169,7 +170,7 @@ pub async fn run(
     });
     m.set_members(&members.get());
     if let Some(initial) = &config.initial_members {
-        members.set(initial).map_err(invalid)?;
+        members.set(initial).map_err(|e| invalid(e.to_string()))?;
     }
     if let Some(admin) = config.admin {
         let (mm, members) = (m.clone(), members.clone());

@@ -29,6 +29,7 @@ pub mod cache;
 pub mod content;
 pub mod cpu;
 pub mod dispatch;
+pub mod error;
 pub mod fill;
 pub mod front;
 pub mod handoff;

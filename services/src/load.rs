@@ -48,6 +48,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::content::Pattern;
+use crate::error::LoadError;
 use crate::http::{ClientConn, FetchError};
 
 /// Where requests come from.
@@ -236,7 +237,7 @@ impl ConnStats {
     #[allow(clippy::too_many_arguments)]
     fn count(
         &mut self,
-        result: Result<(crate::http::ResponseHead, u64), String>,
+        result: Result<(crate::http::ResponseHead, u64), Failure>,
         body_len: u64,
         latency: Duration,
         in_window: bool,
@@ -261,9 +262,9 @@ impl ConnStats {
                     series.lock().expect("series lock").completed(at_ns, body_len, us, hit);
                 }
             }
-            Err(kind) => {
+            Err(failure) => {
                 if in_window {
-                    *self.errors.entry(kind).or_default() += 1;
+                    *self.errors.entry(failure.key()).or_default() += 1;
                 }
                 if charted {
                     series.lock().expect("series lock").failed(at_ns);
@@ -288,16 +289,16 @@ fn since(origin: Instant, t: Instant) -> i64 {
 
 /// Runs the load and returns what it measured. Errors only for a config that
 /// cannot run (empty catalog, zero connections, bad rate or speed).
-pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
+pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     if config.connections == 0 {
-        return Err("load: connections must be at least 1".into());
+        return Err(LoadError::NoConnections);
     }
     if config.catalog.is_empty() {
-        return Err("load: the catalog has no objects".into());
+        return Err(LoadError::EmptyCatalog);
     }
     if let Some(r) = config.rate {
         if !(r.is_finite() && r > 0.0) {
-            return Err(format!("load: rate must be a positive number of requests/s, got {r}"));
+            return Err(LoadError::Rate { rate: r });
         }
     }
     let listed = match &config.requests {
@@ -306,26 +307,22 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     };
     if let Some(list) = listed {
         if let Some(bad) = list.iter().find(|id| id.index() >= config.catalog.len()) {
-            return Err(format!(
-                "load: request list names object {} but the catalog has {}",
-                bad.0,
-                config.catalog.len()
-            ));
+            return Err(LoadError::UnknownObject { object: bad.0, count: config.catalog.len() });
         }
     }
     // One alias table for every connection's stream (checks the weights, too).
     let draws = match config.requests {
-        Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(|e| format!("load: {e}"))?.draws()),
+        Requests::Stream { seed } => Some(config.catalog.stream(seed).map_err(LoadError::Stream)?.draws()),
         _ => None,
     };
     if let Requests::Timed { list, times, speed, max_outstanding } = &config.requests {
         if times.len() != list.len() {
-            return Err(format!("load: {} request times for {} requests", times.len(), list.len()));
+            return Err(LoadError::Times { times: times.len(), requests: list.len() });
         }
         if *max_outstanding == 0 {
-            return Err("load: max_outstanding must be at least 1".into());
+            return Err(LoadError::MaxOutstanding);
         }
-        dl7_traces::Schedule::new(times, *speed).map_err(|e| format!("load: timed replay: {e}"))?;
+        dl7_traces::Schedule::new(times, *speed).map_err(LoadError::Schedule)?;
     }
     if let Requests::Timed { .. } = config.requests {
         return Ok(timed(config).await);
@@ -345,7 +342,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, String> {
     }
     let mut stats = Vec::with_capacity(tasks.len());
     for t in tasks {
-        stats.push(t.await.map_err(|e| format!("load: connection task failed: {e}"))?);
+        stats.push(t.await.map_err(LoadError::Task)?);
     }
     let end = Instant::now().min(window_end);
     let series = Arc::into_inner(series).expect("the connections are done").into_inner().expect("series lock");
@@ -466,7 +463,7 @@ async fn connection(
                     stats.unfinished += 1;
                     break;
                 }
-                Err("timeout".to_string())
+                Err(Failure::Timeout)
             }
             Ok(Err(e)) => Err(e),
             Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
@@ -619,7 +616,7 @@ async fn timed_connection(
         let done = Instant::now();
         // Bodies are checked as they arrive, a chunk at a time: no long check holds a worker.
         let result = match outcome {
-            Err(_) => Err("timeout".to_string()),
+            Err(_) => Err(Failure::Timeout),
             Ok(Err(e)) => Err(e),
             Ok(Ok((head, check))) => check.verdict(&head, object.size).map(|decoded_len| (head, decoded_len)),
         };
@@ -645,7 +642,7 @@ async fn one_request<'p>(
     path: &str,
     pattern: &'p Pattern,
     resent: &mut bool,
-) -> Result<(crate::http::ResponseHead, Check<'p>), String> {
+) -> Result<(crate::http::ResponseHead, Check<'p>), Failure> {
     let fresh = conn.is_none();
     if fresh {
         *conn = Some(ClientConn::connect(cfg.target, cfg.timeout).await.map_err(kind)?);
@@ -668,15 +665,56 @@ async fn one_request<'p>(
     }
 }
 
-fn kind(e: FetchError) -> String {
-    match e {
-        FetchError::Connect { .. } => "connect",
-        FetchError::Timeout => "timeout",
-        FetchError::Io(_) => "io",
-        FetchError::Closed => "closed",
-        FetchError::BadResponse(_) => "bad_response",
+/// Why one request counted as an error; [`Failure::key`] is its key in the
+/// report's `errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The connection could not be opened.
+    Connect,
+    /// No whole response within the timeout.
+    Timeout,
+    /// The connection failed mid-exchange.
+    Io,
+    /// The server closed the connection before answering.
+    Closed,
+    /// The response is not HTTP.
+    BadResponse,
+    /// A status other than 200.
+    Status(u16),
+    /// A gzip body that does not decode.
+    Gzip,
+    /// A body of another length than the object's.
+    Length,
+    /// A body whose bytes are not the object's.
+    Body,
+}
+
+impl Failure {
+    /// The report's key: `connect`, `timeout`, `status_404`, `body`, ...
+    fn key(self) -> String {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Io => "io",
+            Failure::Closed => "closed",
+            Failure::BadResponse => "bad_response",
+            Failure::Status(s) => return format!("status_{s}"),
+            Failure::Gzip => "gzip",
+            Failure::Length => "length",
+            Failure::Body => "body",
+        }
+        .to_string()
     }
-    .to_string()
+}
+
+fn kind(e: FetchError) -> Failure {
+    match e {
+        FetchError::Connect { .. } => Failure::Connect,
+        FetchError::Timeout => Failure::Timeout,
+        FetchError::Io(_) => Failure::Io,
+        FetchError::Closed => Failure::Closed,
+        FetchError::BadResponse(_) => Failure::BadResponse,
+    }
 }
 
 /// Checks a 200 body against its object's pattern as it arrives (through a
@@ -732,20 +770,20 @@ impl<'p> Check<'p> {
     }
 
     /// The response's verdict: the decoded body's length, or the error kind.
-    fn verdict(self, head: &crate::http::ResponseHead, size: u64) -> Result<u64, String> {
+    fn verdict(self, head: &crate::http::ResponseHead, size: u64) -> Result<u64, Failure> {
         if head.status != 200 {
-            return Err(format!("status_{}", head.status));
+            return Err(Failure::Status(head.status));
         }
         let m = match self.gzip {
-            Some(d) if !self.gzip_failed => d.finish().map_err(|_| "gzip".to_string())?,
-            Some(_) => return Err("gzip".into()),
+            Some(d) if !self.gzip_failed => d.finish().map_err(|_| Failure::Gzip)?,
+            Some(_) => return Err(Failure::Gzip),
             None => self.plain,
         };
         if m.offset != size {
-            return Err("length".into());
+            return Err(Failure::Length);
         }
         if !m.equal {
-            return Err("body".into());
+            return Err(Failure::Body);
         }
         Ok(m.offset)
     }

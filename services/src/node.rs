@@ -311,8 +311,8 @@ impl Node {
     /// An admin page; `PUT` reaches here only from the admin listener (the
     /// main port answers it 405), so only there can the membership change.
     fn admin_page(&self, method: Method, path: &str) -> Option<Page> {
-        let set = |ids: &[usize]| {
-            self.dispatcher.set_members(ids).map_err(|e| e.to_string())?;
+        let set = |ids: &[usize]| -> Result<(), crate::error::MembersError> {
+            self.dispatcher.set_members(ids)?;
             tracing::info!("node {}: members now {ids:?}", self.id);
             Ok(())
         };

@@ -16,6 +16,8 @@ use std::time::Duration;
 use dl7_core::{Hardware, Membership, PolicySpec};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{SpecError, SpecFileError, UnknownFrontMode};
+
 /// Candidates a dispatcher or front end tries after a failed owner.
 pub const DEFAULT_FALLBACKS: usize = 2;
 /// Milliseconds allowed for a complete request head.
@@ -83,12 +85,9 @@ impl FrontMode {
 }
 
 impl std::str::FromStr for FrontMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        FrontMode::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown front mode {s:?}; expected conventional, distributed or relay"))
+    type Err = UnknownFrontMode;
+    fn from_str(s: &str) -> Result<Self, UnknownFrontMode> {
+        FrontMode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| UnknownFrontMode { name: s.to_string() })
     }
 }
 
@@ -640,37 +639,31 @@ impl ServiceSpec {
     }
 
     /// Writes it as a versioned JSON file.
-    pub fn write(&self, path: &Path) -> Result<(), String> {
-        std::fs::write(path, self.to_json()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    pub fn write(&self, path: &Path) -> Result<(), SpecFileError> {
+        std::fs::write(path, self.to_json()).map_err(|source| SpecFileError::Write { path: path.into(), source })
     }
 
     /// Reads a versioned JSON file; `role` is the subcommand that reads it.
-    pub fn read(path: &Path, role: &str) -> Result<ServiceSpec, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file: ServiceFile =
-            serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    pub fn read(path: &Path, role: &str) -> Result<ServiceSpec, SpecFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecFileError::Read { path: path.into(), source })?;
+        let file: ServiceFile = serde_json::from_str(&text).map_err(|source| SpecFileError::Json {
+            path: path.into(),
+            line: source.line(),
+            column: source.column(),
+            source,
+        })?;
         if file.version != VERSION {
-            return Err(format!(
-                "{}: config version {}, this dl7 reads version {VERSION}",
-                path.display(),
-                file.version
-            ));
+            return Err(SpecFileError::Version { path: path.into(), found: file.version, expected: VERSION });
         }
         if file.service.role() != role {
-            return Err(format!(
-                "{}: a {} config, not a {role} one (run `dl7 {} --config {}`)",
-                path.display(),
-                file.service.role(),
-                file.service.role(),
-                path.display()
-            ));
+            return Err(SpecFileError::Role { path: path.into(), found: file.service.role(), expected: role.into() });
         }
         Ok(file.service)
     }
 }
 
 /// Checks a spec's values that need no file; the error names the field.
-pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
+pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
     let threads = match spec {
         ServiceSpec::Origin(o) => o.limits.worker_threads,
         ServiceSpec::Node(n) => n.limits.worker_threads,
@@ -678,50 +671,46 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
         ServiceSpec::Load(l) => l.worker_threads,
     };
     if threads == Some(0) {
-        return Err("worker_threads 0: expected at least 1 thread".into());
+        return Err(SpecError::WorkerThreads);
     }
     match spec {
         ServiceSpec::Origin(_) => Ok(()),
         ServiceSpec::Node(n) => {
             let count = n.nodes.len();
             if n.id as usize >= count {
-                return Err(format!("id {}: expected an index below the {count} addresses of nodes", n.id));
+                return Err(SpecError::NodeId { id: n.id, count });
             }
-            let members = Membership::numbered(count).map_err(|e| format!("nodes: {e}"))?;
-            n.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
+            let members = Membership::numbered(count).map_err(SpecError::Nodes)?;
+            n.policy.build(&members).map_err(SpecError::Policy)?;
             check_members(&n.members, count)?;
-            n.health.validate().map_err(|e| e.to_string())
+            n.health.validate().map_err(SpecError::Health)
         }
         ServiceSpec::Front(f) => {
             let mode = f.mode;
-            let members = Membership::numbered(f.nodes.len()).map_err(|e| format!("nodes: {e}"))?;
-            f.policy.build(&members).map_err(|e| format!("policy: {e}"))?;
+            let members = Membership::numbered(f.nodes.len()).map_err(SpecError::Nodes)?;
+            f.policy.build(&members).map_err(SpecError::Policy)?;
             if mode == FrontMode::Distributed && f.handoff.len() != f.nodes.len() {
-                return Err(format!(
-                    "handoff: distributed mode needs one unix socket per node ({} nodes, {} sockets)",
-                    f.nodes.len(),
-                    f.handoff.len()
-                ));
+                return Err(SpecError::Handoff { nodes: f.nodes.len(), sockets: f.handoff.len() });
             }
             check_members(&f.members, f.nodes.len().max(f.handoff.len()))?;
-            f.health.validate().map_err(|e| e.to_string())
+            f.health.validate().map_err(SpecError::Health)
         }
         ServiceSpec::Load(l) => {
             for (name, v) in [("warmup_s", l.warmup_s), ("duration_s", l.duration_s)] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(format!("{name} {v}: expected a non-negative number of seconds"));
+                    return Err(SpecError::Seconds { field: name, value: v });
                 }
             }
             if !(l.interval_s.is_finite() && l.interval_s >= 0.001) {
-                return Err(format!("interval_s {}: expected seconds >= 0.001", l.interval_s));
+                return Err(SpecError::Interval { value: l.interval_s });
             }
             if let Some(speed) = l.speed {
                 if !l.replay {
-                    return Err("speed: a timed replay needs a trace (replay)".into());
+                    return Err(SpecError::SpeedWithoutReplay);
                 }
                 // The ranges are the core's, as for every engine's clients.
                 let max_outstanding = u32::try_from(l.max_outstanding).unwrap_or(u32::MAX);
-                dl7_core::Pace { speed, max_outstanding }.validate().map_err(|e| format!("{}: {e}", e.field()))?;
+                dl7_core::Pace { speed, max_outstanding }.validate().map_err(SpecError::Pace)?;
             }
             Ok(())
         }
@@ -729,17 +718,17 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
 }
 
 /// `members`, if given, must name distinct nodes among `count`, at least one.
-fn check_members(members: &Option<Vec<usize>>, count: usize) -> Result<(), String> {
+fn check_members(members: &Option<Vec<usize>>, count: usize) -> Result<(), SpecError> {
     let Some(m) = members else { return Ok(()) };
     if m.is_empty() {
-        return Err("members: expected at least one node index".into());
+        return Err(SpecError::MembersEmpty);
     }
     for (k, &i) in m.iter().enumerate() {
         if i >= count {
-            return Err(format!("members: {i} is not a node index (expected below {count})"));
+            return Err(SpecError::MemberOutOfRange { index: i, count });
         }
         if m[..k].contains(&i) {
-            return Err(format!("members: {i} is listed twice"));
+            return Err(SpecError::MemberTwice { index: i });
         }
     }
     Ok(())
@@ -776,17 +765,19 @@ mod tests {
         let path = dir.join("node.json");
         node().write(&path).unwrap();
         assert_eq!(ServiceSpec::read(&path, "node").unwrap(), node());
-        let e = ServiceSpec::read(&path, "front").unwrap_err();
+        let e = ServiceSpec::read(&path, "front").unwrap_err().to_string();
         assert!(e.contains("a node config, not a front one"), "{e}");
         let text = std::fs::read_to_string(&path).unwrap().replace("\"fallbacks\"", "\"fallback\"");
         std::fs::write(&path, text).unwrap();
         let e = ServiceSpec::read(&path, "node").unwrap_err();
+        assert!(matches!(e, SpecFileError::Json { line: 1.., .. }), "{e}");
+        let e = e.to_string();
         assert!(e.contains("fallback"), "{e}");
         node().write(&path).unwrap();
         let text =
             std::fs::read_to_string(&path).unwrap().replace(&format!("\"version\": {VERSION}"), "\"version\": 9");
         std::fs::write(&path, text).unwrap();
-        assert!(ServiceSpec::read(&path, "node").unwrap_err().contains("version 9"));
+        assert!(ServiceSpec::read(&path, "node").unwrap_err().to_string().contains("version 9"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -799,11 +790,14 @@ mod tests {
         let ServiceSpec::Load(l) = file.service else { panic!("a load config") };
         assert_eq!((l.speed, l.max_outstanding, l.interval_s), (None, 4096, 1.0));
         let check = |l: &LoadSpec| validate(&ServiceSpec::Load(l.clone()));
-        assert!(check(&LoadSpec { speed: Some(2.0), ..l.clone() }).unwrap_err().contains("needs a trace"));
+        assert!(check(&LoadSpec { speed: Some(2.0), ..l.clone() }).unwrap_err().to_string().contains("needs a trace"));
         let replay = LoadSpec { replay: true, ..l.clone() };
-        assert!(check(&LoadSpec { speed: Some(0.0), ..replay.clone() }).unwrap_err().starts_with("speed: "));
+        assert!(check(&LoadSpec { speed: Some(0.0), ..replay.clone() })
+            .unwrap_err()
+            .to_string()
+            .starts_with("speed: "));
         assert!(check(&LoadSpec { speed: Some(1.0), max_outstanding: 0, ..replay.clone() }).is_err());
-        assert!(check(&LoadSpec { interval_s: 0.0, ..l.clone() }).unwrap_err().starts_with("interval_s"));
+        assert!(check(&LoadSpec { interval_s: 0.0, ..l.clone() }).unwrap_err().to_string().starts_with("interval_s"));
         assert!(check(&LoadSpec { speed: Some(1.0), ..replay }).is_ok());
     }
 
@@ -811,15 +805,19 @@ mod tests {
     fn bad_values_are_named() {
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.id = 3;
-        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().starts_with("id 3"));
+        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().to_string().starts_with("id 3"));
+        assert_eq!(validate(&ServiceSpec::Node(n.clone())), Err(SpecError::NodeId { id: 3, count: 1 }));
         n.id = 0;
         n.members = Some(vec![0, 1]);
-        assert!(validate(&ServiceSpec::Node(n.clone())).unwrap_err().contains("members: 1 is not a node index"));
+        assert!(validate(&ServiceSpec::Node(n.clone()))
+            .unwrap_err()
+            .to_string()
+            .contains("members: 1 is not a node index"));
         n.members = Some(vec![]);
-        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().contains("at least one"));
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().to_string().contains("at least one"));
         let ServiceSpec::Node(mut n) = node() else { unreachable!() };
         n.limits.worker_threads = Some(0);
-        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().starts_with("worker_threads 0"));
+        assert!(validate(&ServiceSpec::Node(n)).unwrap_err().to_string().starts_with("worker_threads 0"));
     }
 
     #[test]

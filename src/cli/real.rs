@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
-use dl7_services::serve::ServeError;
 use dl7_services::service::init_logging;
 use dl7_services::spec::{
     self, FrontSpec, HealthCheck, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec,
@@ -308,8 +307,8 @@ pub fn run(cmd: RealCommand) -> anyhow::Result<()> {
     };
     // A bad config is the user's input; a failure while serving is not.
     dl7_services::serve::serve(spec).map_err(|e| match e {
-        ServeError::Config(m) => input_error(m),
-        ServeError::Service(m) => anyhow::Error::msg(m),
+        e if e.is_config() => input_error(e),
+        e => anyhow::Error::msg(e.to_string()),
     })
 }
 

@@ -815,7 +815,7 @@ fn delta(after: &Stats, before: &Stats, counter: fn(&Stats) -> u64) -> f64 {
 
 /// A service's `/stats` at `addr`.
 async fn stats(addr: SocketAddr) -> Result<Stats, TestbedError> {
-    fetch_stats(addr, STATS_TIMEOUT).await.map_err(|e| TestbedError::admin(addr, "stats", e))
+    fetch_stats(addr, STATS_TIMEOUT).await.map_err(TestbedError::admin)
 }
 
 /// The page at `path` of the service at `addr`, as text.

@@ -198,8 +198,8 @@ impl TestbedError {
 
     /// An error of dl7-services' admin client (its message already names
     /// what was asked and `addr`).
-    pub fn admin(addr: SocketAddr, what: &str, message: String) -> TestbedError {
-        TestbedError::Exchange { addr, what: what.into(), message }
+    pub fn admin(e: dl7_services::error::ExchangeError) -> TestbedError {
+        TestbedError::Exchange { addr: e.addr, what: e.what.into(), message: e.to_string() }
     }
 }
 

@@ -91,9 +91,7 @@ impl NodeSet {
         let mut out = Vec::new();
         for (i, &addr) in self.addrs.iter().enumerate() {
             let now = match &self.procs[i] {
-                Some(_) => {
-                    Some(fetch_stats(addr, STEP_TIMEOUT).await.map_err(|e| TestbedError::admin(addr, "stats", e))?)
-                }
+                Some(_) => Some(fetch_stats(addr, STEP_TIMEOUT).await.map_err(TestbedError::admin)?),
                 None => None,
             };
             let mut total = self.retired[i].clone().unwrap_or_else(|| Metrics::new().stats());
@@ -140,7 +138,7 @@ impl NodeSet {
         let members: Vec<usize> = self.timeline.members.iter().map(|&m| m as usize).collect();
         self.members.send_replace(members.clone());
         for a in self.admins.iter().flatten().copied().chain(front) {
-            put_members(a, &members, STEP_TIMEOUT).await.map_err(|e| TestbedError::admin(a, "members", e))?;
+            put_members(a, &members, STEP_TIMEOUT).await.map_err(TestbedError::admin)?;
         }
         Ok(())
     }
