@@ -189,7 +189,7 @@ pub enum LoadError {
     MaxOutstanding,
     /// The request times cannot be scheduled.
     #[error("load: timed replay: {0}")]
-    Schedule(String),
+    Schedule(dl7_traces::ScheduleError),
     /// A connection task panicked or was cancelled.
     #[error("load: connection task failed: {0}")]
     Task(#[source] tokio::task::JoinError),

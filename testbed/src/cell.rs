@@ -804,7 +804,7 @@ fn row(
 fn timed_replay_s(trace: &str, speed: f64) -> Result<f64, TestbedError> {
     let t = dl7_traces::Trace::resolve(trace)?;
     let schedule = dl7_traces::Schedule::new(&t.times, speed)
-        .map_err(|message| TestbedError::Schedule { trace: trace.to_string(), message })?;
+        .map_err(|source| TestbedError::Schedule { trace: trace.to_string(), source })?;
     Ok(schedule.duration_s())
 }
 

@@ -142,12 +142,13 @@ pub enum TestbedError {
     #[error(transparent)]
     Workload(#[from] TraceError),
     /// A trace's request times cannot be replayed at the asked speed.
-    #[error("{trace}: {message}")]
+    #[error("{trace}: {source}")]
     Schedule {
         /// The trace (a built-in name or a path).
         trace: String,
         /// Why.
-        message: String,
+        #[source]
+        source: dl7_traces::ScheduleError,
     },
     /// A fault of the schedule cannot happen when it says.
     #[error("fault {} node {}: {source}", .fault.action.name(), .fault.node)]

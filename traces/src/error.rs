@@ -59,3 +59,15 @@ pub(crate) fn excerpt(text: &[u8]) -> String {
         cut
     }
 }
+
+/// A format name no reader or writer has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} format {name:?}; expected {expected}")]
+pub struct UnknownFormat {
+    /// `log` or `export`.
+    pub kind: &'static str,
+    /// The name given.
+    pub name: String,
+    /// The names accepted.
+    pub expected: &'static str,
+}

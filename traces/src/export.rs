@@ -24,12 +24,16 @@ pub enum ExportFormat {
 }
 
 impl std::str::FromStr for ExportFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::error::UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "webcachesim" => Ok(ExportFormat::Webcachesim),
             "oracle-general" | "oracleGeneral" => Ok(ExportFormat::OracleGeneral),
-            _ => Err(format!("unknown export format {s:?}; expected webcachesim or oracle-general")),
+            _ => Err(crate::error::UnknownFormat {
+                kind: "export",
+                name: s.to_string(),
+                expected: "webcachesim or oracle-general",
+            }),
         }
     }
 }

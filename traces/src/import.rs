@@ -36,14 +36,18 @@ pub enum LogFormat {
 }
 
 impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::error::UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "clf" | "common" => Ok(LogFormat::Clf),
             "combined" => Ok(LogFormat::Combined),
             "squid" => Ok(LogFormat::Squid),
             "webcachesim" => Ok(LogFormat::Webcachesim),
-            _ => Err(format!("unknown log format {s:?}; expected clf, combined, squid or webcachesim")),
+            _ => Err(crate::error::UnknownFormat {
+                kind: "log",
+                name: s.to_string(),
+                expected: "clf, combined, squid or webcachesim",
+            }),
         }
     }
 }

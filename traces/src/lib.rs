@@ -22,8 +22,8 @@ pub mod trace;
 pub mod workload;
 
 pub use catalog::{Catalog, ContentType, Object, ObjectId};
-pub use error::TraceError;
-pub use schedule::Schedule;
+pub use error::{TraceError, UnknownFormat};
+pub use schedule::{Schedule, ScheduleError};
 pub use stats::TraceStats;
 pub use stream::{Draws, RequestStream, StackDistance};
 pub use surge::{HybridSize, SurgeModel, SurgeStep, SurgeUser, SurgeUserParams};

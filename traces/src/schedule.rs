@@ -23,19 +23,36 @@ pub struct Schedule<'a> {
     ns_per_logged_s: f64,
 }
 
+/// Why a trace's times cannot be replayed at a speed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScheduleError {
+    /// A trace without request times.
+    #[error("the trace has no request times (a timed replay needs `requests N timed`)")]
+    NoTimes,
+    /// More requests than a schedule indexes.
+    #[error("{requests} requests: a timed replay takes at most {}", u32::MAX)]
+    TooMany { requests: usize },
+    /// A speed that is not a positive number.
+    #[error("expected a speed > 0, found {speed}")]
+    BadSpeed { speed: f64 },
+    /// A replay longer than the clock represents.
+    #[error("at speed {speed} the replay of {logged_s} logged seconds would last {replay_s:.3e} s, too long")]
+    TooLong { speed: f64, logged_s: u64, replay_s: f64 },
+}
+
 impl<'a> Schedule<'a> {
     /// The schedule of requests logged at `times` (seconds) replayed at
     /// `speed`; an error for no times, a speed that is not > 0, or a
     /// schedule too long to represent.
-    pub fn new(times: &'a [u64], speed: f64) -> Result<Self, String> {
+    pub fn new(times: &'a [u64], speed: f64) -> Result<Self, ScheduleError> {
         if times.is_empty() {
-            return Err("the trace has no request times (a timed replay needs `requests N timed`)".into());
+            return Err(ScheduleError::NoTimes);
         }
         if times.len() > u32::MAX as usize {
-            return Err(format!("{} requests: a timed replay takes at most {}", times.len(), u32::MAX));
+            return Err(ScheduleError::TooMany { requests: times.len() });
         }
         if !(speed.is_finite() && speed > 0.0) {
-            return Err(format!("expected a speed > 0, found {speed}"));
+            return Err(ScheduleError::BadSpeed { speed });
         }
         let sorted = times.windows(2).all(|w| w[0] <= w[1]);
         let order = if sorted {
@@ -51,11 +68,7 @@ impl<'a> Schedule<'a> {
         let ns_per_logged_s = 1e9 / speed;
         let span_ns = (last - first + 1) as f64 * ns_per_logged_s;
         if span_ns >= MAX_NS {
-            return Err(format!(
-                "at speed {speed} the replay of {} logged seconds would last {:.3e} s, too long",
-                last - first + 1,
-                span_ns / 1e9
-            ));
+            return Err(ScheduleError::TooLong { speed, logged_s: last - first + 1, replay_s: span_ns / 1e9 });
         }
         Ok(Schedule { times, order, first, ns_per_logged_s })
     }
@@ -158,10 +171,10 @@ mod tests {
 
     #[test]
     fn bad_speeds_and_untimed_traces_are_refused() {
-        assert!(Schedule::new(&[], 1.0).unwrap_err().contains("no request times"));
+        assert_eq!(Schedule::new(&[], 1.0).unwrap_err(), ScheduleError::NoTimes);
         for speed in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert!(Schedule::new(&[1], speed).unwrap_err().contains("speed > 0"), "{speed}");
+            assert!(matches!(Schedule::new(&[1], speed).unwrap_err(), ScheduleError::BadSpeed { .. }), "{speed}");
         }
-        assert!(Schedule::new(&[0, 1 << 40], 1e-9).unwrap_err().contains("too long"));
+        assert!(Schedule::new(&[0, 1 << 40], 1e-9).unwrap_err().to_string().contains("too long"));
     }
 }

@@ -69,7 +69,7 @@ enum Alias {
 }
 
 impl Alias {
-    fn new(weights: Vec<f64>) -> Result<Alias, String> {
+    fn new(weights: Vec<f64>) -> Result<Alias, rand_distr::WeightedError> {
         let n = weights.len() as f64;
         let max = weights.iter().copied().fold(0.0, f64::max);
         if max > 0.0 {
@@ -78,10 +78,10 @@ impl Alias {
             let quantised: Vec<u32> = weights.iter().map(|w| (w * scale).floor() as u32).collect();
             let precise = weights.iter().zip(&quantised).all(|(&w, &q)| w == 0.0 || q >= 10_000);
             if precise {
-                return WeightedAliasIndex::new(quantised).map(Alias::Fine).map_err(|e| e.to_string());
+                return WeightedAliasIndex::new(quantised).map(Alias::Fine);
             }
         }
-        WeightedAliasIndex::new(weights).map(Alias::Wide).map_err(|e| e.to_string())
+        WeightedAliasIndex::new(weights).map(Alias::Wide)
     }
 
     #[inline]
