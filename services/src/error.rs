@@ -10,7 +10,6 @@ use dl7_core::{ClientError, PolicyError};
 use dl7_traces::TraceError;
 
 use crate::http::FetchError;
-use crate::spec::HealthError;
 
 /// A spec value that is wrong ([`crate::spec::validate`]): each names its field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -193,4 +192,46 @@ pub enum LoadError {
     /// A connection task panicked or was cancelled.
     #[error("load: connection task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+}
+
+/// A health setting that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthError {
+    /// `interval_ms` is 0.
+    #[error("health interval_ms: expected at least 1 millisecond, found 0")]
+    Interval,
+    /// `rise` or `fall` is 0.
+    #[error("health {field}: expected at least 1 probe, found 0")]
+    Probes {
+        /// `rise` or `fall`.
+        field: &'static str,
+    },
+    /// An unknown check name.
+    #[error("health check {found:?}: expected tcp, http or none")]
+    Check {
+        /// What was given.
+        found: String,
+    },
+    /// A probe path that cannot be sent.
+    #[error("health path {path:?}: {reason}")]
+    Path {
+        /// What was given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An expected-status list that cannot be read.
+    #[error("health expect {found:?}: {reason}")]
+    Expect {
+        /// What was given.
+        found: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A panic threshold above 100 percent.
+    #[error("health panic_percent {found}: expected a percentage from 0 to 100")]
+    Panic {
+        /// What was given.
+        found: u8,
+    },
 }

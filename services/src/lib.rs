@@ -28,6 +28,7 @@ pub mod admin;
 pub mod cache;
 pub mod content;
 pub mod cpu;
+pub mod defaults;
 pub mod dispatch;
 pub mod error;
 pub mod fill;

@@ -16,18 +16,13 @@ use std::time::Duration;
 use dl7_core::{Hardware, Membership, PolicySpec};
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::HealthError;
 use crate::error::{SpecError, SpecFileError, UnknownFrontMode};
 
-/// Candidates a dispatcher or front end tries after a failed owner.
-pub const DEFAULT_FALLBACKS: usize = 2;
-/// Milliseconds allowed for a complete request head.
-pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 5000;
-/// Most client connections a service holds at once.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-/// Deadline of one upstream fetch, milliseconds.
-pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 2000;
-/// The load generator's per-request deadline, milliseconds.
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+pub use crate::defaults::{
+    DEFAULT_FALLBACKS, DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT_MS,
+    DEFAULT_UPSTREAM_TIMEOUT_MS,
+};
 
 /// The config format's version; bump it on any incompatible change.
 pub const VERSION: u32 = 2;
@@ -397,48 +392,6 @@ impl Default for HealthSpec {
             panic_percent: DEFAULT_PANIC_PERCENT,
         }
     }
-}
-
-/// A health setting that cannot be used, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HealthError {
-    /// `interval_ms` is 0.
-    #[error("health interval_ms: expected at least 1 millisecond, found 0")]
-    Interval,
-    /// `rise` or `fall` is 0.
-    #[error("health {field}: expected at least 1 probe, found 0")]
-    Probes {
-        /// `rise` or `fall`.
-        field: &'static str,
-    },
-    /// An unknown check name.
-    #[error("health check {found:?}: expected tcp, http or none")]
-    Check {
-        /// What was given.
-        found: String,
-    },
-    /// A probe path that cannot be sent.
-    #[error("health path {path:?}: {reason}")]
-    Path {
-        /// What was given.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// An expected-status list that cannot be read.
-    #[error("health expect {found:?}: {reason}")]
-    Expect {
-        /// What was given.
-        found: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// A panic threshold above 100 percent.
-    #[error("health panic_percent {found}: expected a percentage from 0 to 100")]
-    Panic {
-        /// What was given.
-        found: u8,
-    },
 }
 
 impl HealthSpec {

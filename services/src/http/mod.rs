@@ -70,9 +70,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_head: MAX_HEAD,
-            head_timeout: Duration::from_millis(crate::spec::DEFAULT_HEAD_TIMEOUT_MS),
-            upstream_timeout: Duration::from_millis(crate::spec::DEFAULT_UPSTREAM_TIMEOUT_MS),
-            max_connections: crate::spec::DEFAULT_MAX_CONNECTIONS,
+            head_timeout: Duration::from_millis(crate::defaults::DEFAULT_HEAD_TIMEOUT_MS),
+            upstream_timeout: Duration::from_millis(crate::defaults::DEFAULT_UPSTREAM_TIMEOUT_MS),
+            max_connections: crate::defaults::DEFAULT_MAX_CONNECTIONS,
             drain_timeout: Duration::from_secs(5),
         }
     }
