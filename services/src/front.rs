@@ -83,7 +83,7 @@ impl FrontConfig {
             handoff,
             policy: PolicySpec::new(dl7_core::PolicyKind::Md5),
             members: Membership::numbered(n).expect("n >= 1"),
-            fallbacks: crate::spec::DEFAULT_FALLBACKS,
+            fallbacks: crate::defaults::DEFAULT_FALLBACKS,
             handoff_stall: DEFAULT_HANDOFF_STALL,
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),

@@ -130,7 +130,7 @@ impl NodeConfig {
             policy,
             cache_bytes: 64 << 20,
             max_object_bytes: 8 << 20,
-            fallbacks: crate::spec::DEFAULT_FALLBACKS,
+            fallbacks: crate::defaults::DEFAULT_FALLBACKS,
             handoff: None,
             directory: None,
             limits: Limits::default(),

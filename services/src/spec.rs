@@ -19,10 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::HealthError;
 use crate::error::{SpecError, SpecFileError, UnknownFrontMode};
 
-pub use crate::defaults::{
-    DEFAULT_FALLBACKS, DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT_MS,
-    DEFAULT_UPSTREAM_TIMEOUT_MS,
-};
+use crate::defaults::{DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_UPSTREAM_TIMEOUT_MS};
 
 /// The config format's version; bump it on any incompatible change.
 pub const VERSION: u32 = 2;

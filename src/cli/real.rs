@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
+use dl7_services::defaults;
 use dl7_services::service::init_logging;
-use dl7_services::spec::{
-    self, FrontSpec, HealthCheck, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec,
-};
+use dl7_services::spec::{FrontSpec, HealthCheck, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
 
 use super::input_error;
 
@@ -44,13 +43,13 @@ pub struct ConfigArg {
 #[derive(Args, Clone)]
 pub struct ServiceArgs {
     /// Milliseconds allowed for a complete request head (408 after).
-    #[arg(long, default_value_t = spec::DEFAULT_HEAD_TIMEOUT_MS)]
+    #[arg(long, default_value_t = defaults::DEFAULT_HEAD_TIMEOUT_MS)]
     head_timeout_ms: u64,
     /// Most client connections at once (more get 503).
-    #[arg(long, default_value_t = spec::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = defaults::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Deadline of one upstream fetch (origin, owner, node); 502 after it.
-    #[arg(long, default_value_t = spec::DEFAULT_UPSTREAM_TIMEOUT_MS)]
+    #[arg(long, default_value_t = defaults::DEFAULT_UPSTREAM_TIMEOUT_MS)]
     upstream_timeout_ms: u64,
     /// Separate listener for GET /metrics (e.g. 127.0.0.1:0).
     #[arg(long)]
@@ -176,7 +175,7 @@ pub struct NodeArgs {
     #[arg(long)]
     directory: Option<SocketAddr>,
     /// Candidates tried after a failed owner (0: only the owner; 503 when it fails).
-    #[arg(long, default_value_t = spec::DEFAULT_FALLBACKS)]
+    #[arg(long, default_value_t = defaults::DEFAULT_FALLBACKS)]
     fallbacks: usize,
     #[command(flatten)]
     health: HealthArgs,
@@ -207,7 +206,7 @@ pub struct FrontArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Candidates tried after a failed owner (conventional mode).
-    #[arg(long, default_value_t = spec::DEFAULT_FALLBACKS)]
+    #[arg(long, default_value_t = defaults::DEFAULT_FALLBACKS)]
     fallbacks: usize,
     #[command(flatten)]
     health: HealthArgs,
@@ -244,7 +243,7 @@ pub struct LoadArgs {
     #[arg(long)]
     rate: Option<f64>,
     /// Per-request deadline, milliseconds.
-    #[arg(long, default_value_t = spec::DEFAULT_REQUEST_TIMEOUT_MS)]
+    #[arg(long, default_value_t = defaults::DEFAULT_REQUEST_TIMEOUT_MS)]
     timeout_ms: u64,
     /// Threads driving the load (default one per core; 1: a single-threaded runtime).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]

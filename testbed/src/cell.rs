@@ -63,10 +63,10 @@ impl Default for RealSettings {
     fn default() -> Self {
         let limits = LimitsSpec::default();
         RealSettings {
-            fallbacks: dl7_services::spec::DEFAULT_FALLBACKS,
+            fallbacks: dl7_services::defaults::DEFAULT_FALLBACKS,
             upstream_timeout_ms: limits.upstream_timeout_ms,
             head_timeout_ms: limits.head_timeout_ms,
-            request_timeout_ms: dl7_services::spec::DEFAULT_REQUEST_TIMEOUT_MS,
+            request_timeout_ms: dl7_services::defaults::DEFAULT_REQUEST_TIMEOUT_MS,
             max_connections: limits.max_connections,
             origin_delay_ms: 0,
             emulate_cpu: false,
