@@ -70,6 +70,8 @@
 //! fall = 3                    #   one in goes out after `fall` failed ones
 //! health = "http"             # the probe: http (GET /health, which dl7's nodes answer), tcp or none
 //! panic_percent = 50          # below this share of nodes up, health is ignored (Envoy's panic threshold)
+//! # origin = "http://127.0.0.1:8081"  # a web server already running (nginx, Apache) in place of dl7's
+//!                             #   origin; it serves the workload's paths (`dl7 trace materialize`)
 //!
 //! [lab]                       # lab and ssh engines only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
@@ -210,6 +212,7 @@ struct RawReal {
     fall: Option<Spanned<u32>>,
     health: Option<Spanned<String>>,
     panic_percent: Option<Spanned<u8>>,
+    origin: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -967,7 +970,22 @@ fn parse_real(src: &Source, raw: Option<&RawReal>) -> Result<RealSettings, Exper
                 },
                 ..d.health
             };
+            let origin = match &r.origin {
+                Some(v) => {
+                    let origin = v.get_ref().parse().map_err(|e| src.at(v.span(), "real.origin", e))?;
+                    if r.origin_delay_ms.is_some() {
+                        return Err(src.at(
+                            v.span(),
+                            "real.origin",
+                            "origin_delay_ms is a delay of dl7's own origin; an external origin is as fast as it is",
+                        ));
+                    }
+                    Some(origin)
+                }
+                None => None,
+            };
             RealSettings {
+                origin,
                 fallbacks: r.fallbacks.unwrap_or(d.fallbacks),
                 upstream_timeout_ms: r.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
                 head_timeout_ms: r.head_timeout_ms.unwrap_or(d.head_timeout_ms),
@@ -1514,6 +1532,27 @@ measure_s = 2.0
         assert!(clients("mode = \"open\"").contains("`clients.mode`"));
         assert!(clients("mode = \"closed\"\nconnections = 2").contains("only in mode \"replay\""));
         assert!(clients("mode = \"replay\"\nper_server = 2").contains("`clients.per_server`"));
+    }
+
+    #[test]
+    fn an_external_origin_is_an_http_url_with_a_port() {
+        let real = |r: &str| format!("{GOOD}\n[real]\n{r}\n");
+        let origin = |r: &str| parse(&real(r)).map(|p| p.real.origin.clone());
+        let want = |host: &str, port| Some(dl7_testbed::cell::ExternalOrigin { host: host.into(), port });
+        assert_eq!(origin("").unwrap(), None, "dl7's own origin by default");
+        assert_eq!(origin("origin = \"http://127.0.0.1:8081\"").unwrap(), want("127.0.0.1", 8081));
+        assert_eq!(origin("origin = \"http://web.lab/\"").unwrap(), want("web.lab", 80));
+        assert_eq!(origin("origin = \"http://[::1]:8081\"").unwrap(), want("::1", 8081));
+        for (bad, says) in [
+            ("origin = \"127.0.0.1:8081\"", "expected http://HOST:PORT"),
+            ("origin = \"https://a:443\"", "plain HTTP"),
+            ("origin = \"http://a:0\"", "port"),
+            ("origin = \"http://a:8081/x\"", "no path"),
+            ("origin = \"http://a:1\"\norigin_delay_ms = 5", "own origin"),
+        ] {
+            let e = err(&real(bad));
+            assert!(e.contains("`real.origin`") && e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

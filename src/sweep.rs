@@ -199,7 +199,8 @@ fn refuse_other_engines(out: &Path, engine: Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_bar(len: usize, unit: &str) -> ProgressBar {
+/// The progress bar of every long job (a sweep's runs, a catalog's files), on stderr.
+pub fn progress_bar(len: usize, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}, eta {{eta}}"))

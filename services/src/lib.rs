@@ -12,6 +12,7 @@
 //!   `distributed` (hand the client socket to a node over `SCM_RIGHTS`: direct return),
 //!   `relay` (plain L4 byte splice, IPVS-NAT-like).
 //! * [`load`]: closed- and open-loop load generator that verifies every body.
+//! * [`materialize`]: a catalog written as files, for any web server to serve as the origin.
 //! * [`relay`], [`handoff`] and [`cpu`]: the relay node and front end share, both ends of
 //!   the SCM_RIGHTS socket handoff, and the node's emulated CPU.
 //! * [`rfc9111`]: the rules of a shared HTTP cache, as pure functions the node asks.
@@ -37,6 +38,7 @@ pub mod handoff;
 pub mod health;
 pub mod http;
 pub mod load;
+pub mod materialize;
 pub mod metrics;
 pub mod node;
 pub mod origin;

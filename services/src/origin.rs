@@ -35,6 +35,11 @@ pub const FRESH_FOR_S: u64 = 365 * 24 * 3600;
 /// Every object's `Last-Modified` (a fixed date: the catalog never changes).
 pub const LAST_MODIFIED: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
 
+/// [`LAST_MODIFIED`] as a time (the files `dl7 trace materialize` writes carry it).
+pub fn last_modified() -> std::time::SystemTime {
+    httpdate::parse_http_date(LAST_MODIFIED).expect("LAST_MODIFIED is an HTTP date")
+}
+
 /// Configuration of an origin.
 pub struct OriginConfig {
     /// The objects served.

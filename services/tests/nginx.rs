@@ -16,7 +16,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::web::{exchange, fields};
 use dl7_core::{Membership, PolicySpec, ServerId};
@@ -121,17 +121,11 @@ impl Drop for Nginx {
     }
 }
 
-/// Writes the test catalog's objects as files under `root`, each with its
-/// deterministic body, modified long ago (so that nginx's Last-Modified
-/// gives a heuristic freshness well over a test's length).
+/// Writes the test catalog as nginx's document root, as `dl7 trace
+/// materialize` does: modified long ago, so that nginx's Last-Modified gives
+/// a heuristic freshness well over a test's length.
 fn materialize(catalog: &dl7_traces::Catalog, root: &Path) {
-    let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800); // 2000-01-01
-    for o in &catalog.objects {
-        let path = root.join(o.path.trim_start_matches('/'));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, Pattern::of(o).body(o.size)).unwrap();
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(long_ago).unwrap();
-    }
+    dl7_services::materialize::materialize(catalog, root, false, |_| {}).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +154,9 @@ async fn a_front_end_before_two_nginx_without_health_answers_only_2xx_under_load
         let mut cfg = LoadConfig::new(front, catalog.clone());
         cfg.connections = 4;
         cfg.warmup = Duration::from_millis(200);
-        cfg.duration = Duration::from_secs(3);
+        // The 10 s of load with the check users get by default; the
+        // panic rule's case needs only to show that it routes.
+        cfg.duration = Duration::from_secs(if check == HealthCheck::Tcp { 10 } else { 3 });
         let r = load::run(cfg).await.unwrap();
         let s = metrics.stats();
         let peers: Vec<(u32, bool, u64)> = s.peers.iter().map(|p| (p.peer, p.up, p.probes)).collect();

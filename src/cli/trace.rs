@@ -1,4 +1,4 @@
-//! `dl7 trace gen|import|stats|export|calibrate`: thin wrappers over
+//! `dl7 trace gen|import|stats|export|materialize|calibrate`: thin wrappers over
 //! dl7-traces. This module parses arguments and prints; every computation
 //! lives in the library.
 
@@ -25,8 +25,22 @@ pub enum TraceCommand {
     Stats(StatsArgs),
     /// Export a trace file to another simulator's format.
     Export(ExportArgs),
+    /// Write a catalog's objects as files (their exact bodies) for a web server to serve.
+    Materialize(MaterializeArgs),
     /// Fit the scale and seed of a SURGE workload to a per-request mean.
     Calibrate(CalibrateArgs),
+}
+
+#[derive(Args)]
+pub struct MaterializeArgs {
+    /// Trace file, workload TOML or built-in name whose catalog is written.
+    trace: String,
+    /// Folder to write into (a web server's document root); created if missing.
+    dir: PathBuf,
+    /// Leave out objects no file can hold (a query string, a clash), listing each,
+    /// instead of stopping at the first.
+    #[arg(long)]
+    skip_invalid: bool,
 }
 
 #[derive(Args)]
@@ -133,6 +147,7 @@ pub fn run(cmd: TraceCommand) -> anyhow::Result<()> {
         TraceCommand::Import(a) => import_log(a),
         TraceCommand::Stats(a) => stats(a),
         TraceCommand::Export(a) => export_trace(a),
+        TraceCommand::Materialize(a) => materialize(a),
         TraceCommand::Calibrate(a) => calibrate(a),
     }
 }
@@ -293,6 +308,26 @@ fn export_trace(a: ExportArgs) -> anyhow::Result<()> {
         )));
     }
     write_output(&a.output, |out| export::export(&trace, a.format, out).map_err(input_error))
+}
+
+fn materialize(a: MaterializeArgs) -> anyhow::Result<()> {
+    let trace = load_trace(&a.trace, None, 0)?;
+    let bar = dl7::sweep::progress_bar(trace.catalog.len(), "files");
+    let written =
+        dl7_services::materialize::materialize(&trace.catalog, &a.dir, a.skip_invalid, |n| bar.set_position(n))
+            .map_err(|e| input_error(format!("{}: {e}", a.trace)))?;
+    bar.finish_and_clear();
+    for e in &written.skipped {
+        eprintln!("left out: {e}");
+    }
+    let skipped = written.skipped.len();
+    eprintln!(
+        "wrote {}: {} files, {} bytes; {skipped} objects left out",
+        a.dir.display(),
+        written.files,
+        written.bytes
+    );
+    Ok(())
 }
 
 fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {

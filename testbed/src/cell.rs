@@ -57,6 +57,84 @@ pub struct RealSettings {
     pub worker_threads: Option<usize>,
     /// Active health checks of every dispatcher and front end.
     pub health: HealthSpec,
+    /// A web server already running that the nodes fetch from, in place
+    /// of the `dl7 origin` a cell starts (`None`).
+    pub origin: Option<ExternalOrigin>,
+}
+
+/// An origin the experiment does not start (`[real] origin =
+/// "http://HOST:PORT"`): nginx, Apache, any HTTP/1.1 server serving the
+/// workload's paths (`dl7 trace materialize` writes them). Its name is
+/// resolved where the sweep runs, when each cell starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalOrigin {
+    /// Host name or address.
+    pub host: String,
+    /// Port (80 when the URL names none).
+    pub port: u16,
+}
+
+impl std::str::FromStr for ExternalOrigin {
+    type Err = String;
+
+    /// Reads `http://HOST[:PORT]` (an IPv6 address in brackets), with no path.
+    fn from_str(url: &str) -> Result<Self, String> {
+        let expected = "expected http://HOST:PORT";
+        let rest = match url.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some(("https", _)) => {
+                return Err("https: the nodes speak plain HTTP to their origin; put them behind the TLS end".into())
+            }
+            _ => return Err(format!("{url:?}: {expected}")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return Err(format!("{url:?}: {expected}, with no path, query or user"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => {
+                (h, p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("{url:?}: port {p:?} is not 1 to 65535"))?)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if host.is_empty() {
+            return Err(format!("{url:?}: {expected}"));
+        }
+        Ok(ExternalOrigin { host: host.to_string(), port })
+    }
+}
+
+impl std::fmt::Display for ExternalOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "http://[{}]:{}", self.host, self.port),
+            false => write!(f, "http://{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl ExternalOrigin {
+    /// Its address, resolved now; with `probe`, also checked to accept a
+    /// connection, so that a stopped web server is named before any node
+    /// starts. (Only where the nodes run on this host: a lab's origin may be
+    /// reachable from the nodes' network and not from the sweep's.)
+    async fn reach(&self, probe: bool) -> Result<SocketAddr, TestbedError> {
+        let failed = |why: String| TestbedError::ExternalOrigin { origin: self.to_string(), why };
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .next()
+            .ok_or_else(|| failed("the name has no address".into()))?;
+        if !probe {
+            return Ok(addr);
+        }
+        match tokio::time::timeout(READY_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(addr),
+            Ok(Err(e)) => Err(failed(format!("{addr}: {e}"))),
+            Err(_) => Err(failed(format!("{addr}: no answer in {READY_TIMEOUT:?}"))),
+        }
+    }
 }
 
 impl Default for RealSettings {
@@ -72,6 +150,7 @@ impl Default for RealSettings {
             emulate_cpu: false,
             worker_threads: None,
             health: HealthSpec::default(),
+            origin: None,
         }
     }
 }
@@ -315,7 +394,8 @@ fn merge_intervals(all: &[&LoadReport]) -> Vec<dl7_core::timeseries::Interval> {
 
 /// A cell's processes once started, and how each is reached.
 struct Running {
-    origin: Proc,
+    /// The `dl7 origin` started (`None`: an external one).
+    origin: Option<Proc>,
     origin_addr: SocketAddr,
     nodes: tokio::sync::Mutex<NodeSet>,
     node_addrs: Vec<SocketAddr>,
@@ -370,15 +450,21 @@ async fn start(
     // Where a role is reached: its address with the port it reported.
     let reach = |h: &Host, bound: SocketAddr| SocketAddr::new(h.addr, bound.port());
 
-    let origin_spec = ServiceSpec::Origin(OriginSpec {
-        workload: cell.workload_source.clone(),
-        listen: bind(&layout.origin),
-        delay_ms: s.origin_delay_ms,
-        admin: None,
-        limits: limits.clone(),
-    });
-    let mut origin = start_service(exe, &layout.origin, "origin", &origin_spec, scratch).await?;
-    let origin_addr = reach(&layout.origin, origin.ready(READY_TIMEOUT).await?.listen);
+    let (origin, origin_addr) = match &s.origin {
+        Some(external) => (None, external.reach(placement.local_handoff()).await?),
+        None => {
+            let origin_spec = ServiceSpec::Origin(OriginSpec {
+                workload: cell.workload_source.clone(),
+                listen: bind(&layout.origin),
+                delay_ms: s.origin_delay_ms,
+                admin: None,
+                limits: limits.clone(),
+            });
+            let mut origin = start_service(exe, &layout.origin, "origin", &origin_spec, scratch).await?;
+            let addr = reach(&layout.origin, origin.ready(READY_TIMEOUT).await?.listen);
+            (Some(origin), addr)
+        }
+    };
 
     // Nodes: addresses fixed first, since every node must know all of them,
     // the ones a fault schedule adds later included.
@@ -681,7 +767,9 @@ async fn stop(
     }
     let mut memory = Vec::new();
     let peak = |role, index, s: Stats| PeakMemory { role, index, peak_rss_bytes: s.peak_rss_bytes };
-    memory.push(peak("origin", 0, stats(origin_addr).await?));
+    if origin.is_some() {
+        memory.push(peak("origin", 0, stats(origin_addr).await?));
+    }
     for (i, &a) in node_addrs.iter().enumerate() {
         if set.procs[i].is_some() {
             memory.push(peak("node", i as u32, stats(a).await?));

@@ -17,6 +17,14 @@ use crate::lab::LabError;
 /// Everything that can go wrong placing, starting, running and stopping a cell.
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {
+    /// The external origin (`[real] origin`) cannot be reached.
+    #[error("origin {origin}: {why} (is the web server running?)")]
+    ExternalOrigin {
+        /// Its URL.
+        origin: String,
+        /// What failed: the name, or the connection.
+        why: String,
+    },
     /// Reading, planning or running the emulated lab.
     #[error(transparent)]
     Lab(#[from] LabError),
