@@ -51,6 +51,8 @@ pub struct Metrics {
     pub fallbacks: AtomicU64,
     /// Fetches from the origin (single-flight: one per concurrent miss group).
     pub origin_fetches: AtomicU64,
+    /// Stale responses served while validated behind them (`stale-while-revalidate`).
+    pub background_revalidations: AtomicU64,
     /// Responses with status 502 (a failing owner or origin, or its bad answer).
     pub bad_gateway: AtomicU64,
     /// Responses with status 503 because no server was left to ask (every
@@ -145,6 +147,7 @@ impl Metrics {
             forwarded: get(&self.forwarded),
             fallbacks: get(&self.fallbacks),
             origin_fetches: get(&self.origin_fetches),
+            background_revalidations: get(&self.background_revalidations),
             bad_gateway: get(&self.bad_gateway),
             no_server: get(&self.no_server),
             panic_routes: get(&self.panic_routes),
@@ -203,6 +206,9 @@ pub struct Stats {
     pub fallbacks: u64,
     /// See [`Metrics::origin_fetches`].
     pub origin_fetches: u64,
+    /// See [`Metrics::background_revalidations`].
+    #[serde(default)]
+    pub background_revalidations: u64,
     /// See [`Metrics::bad_gateway`].
     pub bad_gateway: u64,
     /// See [`Metrics::no_server`].
@@ -274,6 +280,7 @@ impl Stats {
             forwarded,
             fallbacks,
             origin_fetches,
+            background_revalidations,
             bad_gateway,
             no_server,
             panic_routes,
@@ -312,7 +319,7 @@ impl Stats {
     pub fn render(&self, role: &str) -> String {
         let labels = [(Cow::Borrowed("role"), Cow::Owned(role.to_string()))];
         let mut r = Registry::with_prefix_and_labels("dl7", labels.into_iter());
-        let counters: [(&str, u64, &str); 23] = [
+        let counters: [(&str, u64, &str); 24] = [
             ("requests", self.requests, "requests received"),
             ("hop_requests", self.hop_requests, "requests received with the hop header"),
             ("owner_requests", self.owner_requests, "requests served as owner"),
@@ -323,6 +330,11 @@ impl Stats {
             ("forwarded", self.forwarded, "requests forwarded to another node"),
             ("fallbacks", self.fallbacks, "requests served by a fallback candidate"),
             ("origin_fetches", self.origin_fetches, "fetches from the origin"),
+            (
+                "background_revalidations",
+                self.background_revalidations,
+                "validations started behind a stale-while-revalidate answer",
+            ),
             ("bad_gateway", self.bad_gateway, "502 responses"),
             ("no_server", self.no_server, "503 responses: no server left to ask"),
             ("panic_routes", self.panic_routes, "requests sent to a server its health checks hold out"),

@@ -347,13 +347,7 @@ impl Node {
     /// sends its own fields to the origin (as a GET, its conditionals
     /// replaced by the stored response's validators: the fetch is for
     /// everyone). `sc` is the connection's scratch (no allocation on a hit).
-    async fn serve_local(
-        self: &Arc<Self>,
-        path: &str,
-        conn: &mut ServerConn,
-        head: &RequestHead,
-        sc: &mut Scratch,
-    ) -> Result<Owned, u16> {
+    async fn serve_local(self: &Arc<Self>, path: &str, conn: &mut ServerConn, sc: &mut Scratch) -> Result<Owned, u16> {
         let m = &*self.metrics;
         Metrics::add(&m.owner_requests, 1);
         let now = unix_now();
@@ -372,10 +366,13 @@ impl Node {
         let mut stale = None;
         if let Some(e) = stored {
             match e.freshness.reuse(&ask.cc, now) {
-                Reuse::Fresh | Reuse::Stale => {
+                reuse @ (Reuse::Fresh | Reuse::Stale | Reuse::StaleWhileRevalidate) => {
                     Metrics::add(&m.hits, 1);
                     Metrics::add(&m.hit_bytes, e.body.len() as u64);
                     Metrics::add(&m.owner_bytes, e.body.len() as u64);
+                    if reuse == Reuse::StaleWhileRevalidate {
+                        self.revalidate_behind(conn.request_head(), path, sc, &e);
+                    }
                     return Ok(Owned::Hit(e, true));
                 }
                 Reuse::Revalidate => stale = Some(e),
@@ -398,7 +395,8 @@ impl Node {
         // If the task starting the fetch is cancelled (its client left), the next waiter starts it.
         let mut mine = None;
         let fetch = Fetch { path, key: &sc.key, uri: &sc.uri, ask, stale: stale.as_ref() };
-        let result = flight.get_or_init(|| self.start_fill(conn, head, &fetch, &flight, &mut mine)).await.clone();
+        let result =
+            flight.get_or_init(|| self.start_fill(conn.request_head(), &fetch, &flight, &mut mine)).await.clone();
         let fill = match result {
             Ok(fill) => fill,
             Err(end) => {
@@ -443,6 +441,31 @@ impl Node {
         }
     }
 
+    /// Validates the stale `stale` for the request just answered from it
+    /// (`stale-while-revalidate`), as that request's own fetch would, on a
+    /// task of its own: the requests after it get the result. None starts
+    /// while a fetch of the key is under way; it joins the single flight.
+    fn revalidate_behind(self: &Arc<Self>, request_head: &[u8], path: &str, sc: &Scratch, stale: &Entry) {
+        let flight = {
+            let mut map = self.inflight.lock().expect("inflight lock");
+            if map.contains_key(&sc.key) {
+                return;
+            }
+            map.entry(sc.key.clone()).or_default().clone()
+        };
+        Metrics::add(&self.metrics.background_revalidations, 1);
+        let (node, head, path, stale) = (self.clone(), request_head.to_vec(), path.to_string(), stale.clone());
+        let (key, uri, ask) = (sc.key.clone(), sc.uri.clone(), sc.ask);
+        tokio::spawn(async move {
+            let fetch = Fetch { path: &path, key: &key, uri: &uri, ask, stale: Some(&stale) };
+            let mut mine = None;
+            // A fill ends (and leaves the map) by itself; any other end is ours to clear.
+            if flight.get_or_init(|| node.start_fill(&head, &fetch, &flight, &mut mine)).await.is_err() {
+                node.forget(&key, &flight);
+            }
+        });
+    }
+
     /// Removes `flight` from the map if it is still the one for `key`.
     fn forget(&self, key: &str, flight: &Flight) {
         let mut map = self.inflight.lock().expect("inflight lock");
@@ -458,13 +481,11 @@ impl Node {
     /// stored response (304, or `stale-if-error`), `Failed`.
     async fn start_fill(
         self: &Arc<Self>,
-        conn: &mut ServerConn,
-        head: &RequestHead,
+        request_head: &[u8],
         f: &Fetch<'_>,
         flight: &Flight,
         mine: &mut Option<Mine>,
     ) -> Result<Arc<Fill>, FlightEnd> {
-        let _ = head;
         let m = &*self.metrics;
         Metrics::add(&m.origin_fetches, 1);
         let request_time = unix_now();
@@ -481,13 +502,14 @@ impl Node {
             }
         }
         let req = self.fill_request(f.path, &validators);
-        let (up, body) = match self.origin.forward(conn, &req, Method::Get, self.limits.upstream_timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!("origin fetch {}: {e}", f.path);
-                return Err(self.validation_failed(f.stale, 502));
-            }
-        };
+        let (up, body) =
+            match self.origin.forward_head(request_head, &req, Method::Get, self.limits.upstream_timeout).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("origin fetch {}: {e}", f.path);
+                    return Err(self.validation_failed(f.stale, 502));
+                }
+            };
         let response_time = unix_now();
         let Some(info) = rfc9111::response_info(body.raw_head()) else {
             return Err(FlightEnd::Failed(502));
@@ -534,7 +556,7 @@ impl Node {
             cache.set_vary(f.uri, bytes::Bytes::from(rfc9111::vary_of(&stored)));
             let mut secondary = Vec::new();
             if let Some(vary) = cache.vary(f.uri) {
-                rfc9111::secondary_key(vary, conn.request_head(), &mut secondary);
+                rfc9111::secondary_key(vary, request_head, &mut secondary);
             }
             let mut key = String::new();
             cache.key(f.uri, &secondary, &mut key);
@@ -958,7 +980,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             continue;
         }
         let (open, open_now) = Open::enter(&node.cpu);
-        let r = match node.serve_local(&path, &mut conn, &head, &mut sc).await {
+        let r = match node.serve_local(&path, &mut conn, &mut sc).await {
             Ok(Owned::Pass) => node.pass(&mut conn, &head, &path, keep).await,
             Ok(Owned::Relay(status, mut body)) => {
                 node.relay_origin(&mut conn, status, &mut body, keep, head_only).await

@@ -531,6 +531,10 @@ impl Freshness {
         if req.max_stale.is_some_and(|m| staleness <= m) {
             return Reuse::Stale;
         }
+        // RFC 5861 section 3; a client asking for freshness left gets none from a stale one.
+        if self.stale_while_revalidate > 0 && staleness <= self.stale_while_revalidate && req.min_fresh.is_none() {
+            return Reuse::StaleWhileRevalidate;
+        }
         Reuse::Revalidate
     }
 
@@ -551,6 +555,9 @@ pub enum Reuse {
     Fresh,
     /// Stale, and the request accepts that (`max-stale`): serve it.
     Stale,
+    /// Stale within its `stale-while-revalidate` (RFC 5861): serve it, and
+    /// validate it in the background for the requests after this one.
+    StaleWhileRevalidate,
     /// Validate with the origin first (or, `only-if-cached`, answer 504).
     Revalidate,
 }
@@ -732,6 +739,31 @@ mod tests {
     }
 
     const D: u64 = 1_700_000_000; // a Date
+
+    #[test]
+    fn stale_while_revalidate_serves_within_its_window_only() {
+        let f = Freshness {
+            lifetime: 10,
+            initial_age: 0,
+            response_time: D,
+            no_cache: false,
+            must_revalidate: false,
+            stale_while_revalidate: 30,
+            stale_if_error: 0,
+        };
+        let none = CacheControl::default();
+        assert_eq!(f.reuse(&none, D + 5), Reuse::Fresh);
+        assert_eq!(f.reuse(&none, D + 40), Reuse::StaleWhileRevalidate, "30 s stale");
+        assert_eq!(f.reuse(&none, D + 41), Reuse::Revalidate, "past the window");
+        assert_eq!(f.reuse(&cc("min-fresh=1"), D + 20), Reuse::Revalidate, "the client wants freshness");
+        assert_eq!(f.reuse(&cc("no-cache"), D + 20), Reuse::Revalidate);
+        assert_eq!(Freshness { must_revalidate: true, ..f }.reuse(&none, D + 20), Reuse::Revalidate);
+        assert_eq!(
+            Freshness { stale_while_revalidate: 0, ..f }.reuse(&none, D + 10),
+            Reuse::Revalidate,
+            "stale at once"
+        );
+    }
 
     fn resp(extra: &str) -> Vec<u8> {
         format!("HTTP/1.1 200 OK\r\nDate: {}\r\n{extra}\r\n", fmt_http_date(D)).into_bytes()

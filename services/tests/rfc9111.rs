@@ -18,6 +18,7 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use common::web::{exchange, fields, path_owned_by, Cluster, Reply, Seen, Web};
 
@@ -45,10 +46,24 @@ struct Step {
     body: Option<&'static str>,
     /// `Age` wanted, within these seconds (a second may tick over between storing and serving).
     age: Option<(u64, u64)>,
+    /// The origin is asked in the background after the answer: wait (bounded) for `asked`.
+    settle: bool,
 }
 
 const fn get(fields: &'static str, status: u16, cache: Option<&'static str>, asked: usize) -> Step {
-    Step { method: "GET", target: "x", fields, status, cache, asked, has: &[], lacks: &[], body: None, age: None }
+    Step {
+        method: "GET",
+        target: "x",
+        fields,
+        status,
+        cache,
+        asked,
+        has: &[],
+        lacks: &[],
+        body: None,
+        age: None,
+        settle: false,
+    }
 }
 
 const _: &str = PAST;
@@ -325,6 +340,19 @@ const CASES: &[Case] = &[
         steps: &[get("", 200, MISS, 1), Step { body: Some("v0"), ..get("", 200, None, 2) }],
     },
     Case {
+        section: "RFC 5861 3",
+        what: "stale-while-revalidate: the stale response answers at once, validated behind it",
+        origin: |n, r| match n {
+            0 => validating(n, r, "max-age=10, stale-while-revalidate=600", ("ETag", "\"e\"")).header("Age", "60"),
+            _ => validating(n, r, "max-age=600", ("ETag", "\"e\"")),
+        },
+        steps: &[
+            get("", 200, MISS, 1),
+            Step { body: Some("v0"), settle: true, ..get("", 200, HIT, 2) },
+            Step { body: Some("v0"), has: &["x-updated: yes"], ..get("", 200, HIT, 2) },
+        ],
+    },
+    Case {
         section: "RFC 9213 2",
         what: "CDN-Cache-Control is followed instead of Cache-Control",
         origin: |_, _| ok("no-store").header("CDN-Cache-Control", "max-age=600"),
@@ -447,7 +475,14 @@ async fn the_shared_cache_conforms_to_rfc_9111_through_one_node_and_through_its_
                 let host = if step.fields.to_ascii_lowercase().contains("host:") { "" } else { "Host: a.test\r\n" };
                 let raw = format!("{} {target} HTTP/1.1\r\n{host}{}\r\n", step.method, step.fields);
                 let (status, head, body) = exchange(route.entry, raw.as_bytes()).await;
-                let asked = web.seen().iter().filter(|s| s.target.starts_with(&scope)).count();
+                let asked_now = || web.seen().iter().filter(|s| s.target.starts_with(&scope)).count();
+                for _ in 0..if step.settle { 300 } else { 0 } {
+                    if asked_now() >= step.asked {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let asked = asked_now();
                 let mut why = Vec::new();
                 if status != step.status {
                     why.push(format!("status {status}, want {}", step.status));

@@ -92,9 +92,13 @@ impl std::str::FromStr for ExternalOrigin {
             return Err(format!("{url:?}: {expected}, with no path, query or user"));
         }
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !p.contains(']') => {
-                (h, p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("{url:?}: port {p:?} is not 1 to 65535"))?)
-            }
+            Some((h, p)) if !p.contains(']') => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| format!("{url:?}: port {p:?} is not 1 to 65535"))?,
+            ),
             _ => (authority, 80),
         };
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);

@@ -125,13 +125,42 @@ impl Pool {
         method: Method,
         timeout: Duration,
     ) -> Result<(ResponseHead, UpstreamBody), ForwardError> {
+        if f.body == RequestBody::None {
+            return self.forward_head(client.request_head(), f, method, timeout).await;
+        }
+        let upstream = |source| ForwardError::Upstream { addr: self.addr, source, retriable: true };
+        let f = self.with_host(f);
+        let mut conn = ClientConn::connect(self.addr, timeout).await.map_err(upstream)?;
+        if !write_forwarded_request(&mut conn.req, client.request_head(), &f) {
+            return Err(upstream(FetchError::BadResponse("unparsable request head")));
+        }
+        conn.send_req().await.map_err(upstream)?;
+        self.send_body(client, &mut conn, f.body).await?;
+        let head = conn.read_response_head(method == Method::Head).await.map_err(|source| ForwardError::Upstream {
+            addr: self.addr,
+            source,
+            retriable: !client.body_started(),
+        })?;
+        let body = UpstreamBody::new(conn, self.idle.clone(), &head, timeout);
+        Ok((head, body))
+    }
+
+    /// [`Pool::forward`] of a request without a body (`f.body` is not
+    /// read), from its head alone: what a background revalidation sends
+    /// once the client it was made for has been answered.
+    pub async fn forward_head(
+        &self,
+        request_head: &[u8],
+        f: &ForwardRequest<'_>,
+        method: Method,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, UpstreamBody), ForwardError> {
         let head_request = method == Method::Head;
         let upstream = |source| ForwardError::Upstream { addr: self.addr, source, retriable: true };
-        let f =
-            ForwardRequest { default_host: if f.default_host.is_empty() { &self.host } else { f.default_host }, ..*f };
-        if f.body == RequestBody::None && method.is_idempotent() {
+        let f = ForwardRequest { body: RequestBody::None, ..self.with_host(f) };
+        if method.is_idempotent() {
             if let Some(mut conn) = self.idle.take() {
-                if !write_forwarded_request(&mut conn.req, client.request_head(), &f) {
+                if !write_forwarded_request(&mut conn.req, request_head, &f) {
                     return Err(upstream(FetchError::BadResponse("unparsable request head")));
                 }
                 let head = match conn.send_req().await {
@@ -150,20 +179,18 @@ impl Pool {
             }
         }
         let mut conn = ClientConn::connect(self.addr, timeout).await.map_err(upstream)?;
-        if !write_forwarded_request(&mut conn.req, client.request_head(), &f) {
+        if !write_forwarded_request(&mut conn.req, request_head, &f) {
             return Err(upstream(FetchError::BadResponse("unparsable request head")));
         }
         conn.send_req().await.map_err(upstream)?;
-        if f.body != RequestBody::None {
-            self.send_body(client, &mut conn, f.body).await?;
-        }
-        let head = conn.read_response_head(head_request).await.map_err(|source| ForwardError::Upstream {
-            addr: self.addr,
-            source,
-            retriable: !client.body_started(),
-        })?;
+        let head = conn.read_response_head(head_request).await.map_err(upstream)?;
         let body = UpstreamBody::new(conn, self.idle.clone(), &head, timeout);
         Ok((head, body))
+    }
+
+    /// `f` with this upstream's `Host` where `f` names none.
+    fn with_host<'a>(&'a self, f: &ForwardRequest<'a>) -> ForwardRequest<'a> {
+        ForwardRequest { default_host: if f.default_host.is_empty() { &self.host } else { f.default_host }, ..*f }
     }
 
     /// Streams the client's request body to the upstream as it arrives.
