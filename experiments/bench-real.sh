@@ -3,7 +3,7 @@
 # and nginx as the conventional L7 balancer, each in front of the same dl7
 # nodes, driven by the same `dl7 load`, each pinned to the same core.
 #
-#   cargo build --release && experiments/bench-real.sh          # reports/bench-real/peers.csv
+#   cargo build --release && experiments/bench-real.sh          # reports/bench-real-latest/peers.csv (git-ignored)
 #   BACKENDS="1 4" ROUNDS=3 DURATION=3 experiments/bench-real.sh
 #   BASELINE=/path/to/older/dl7 experiments/bench-real.sh     # adds that build's front end as a peer
 #   BASELINE=... BASELINE_ARGS="--worker-threads 2" ...       # with these flags (builds that have them)
@@ -54,7 +54,7 @@ BUFSIZE=${BUFSIZE:-65536}
 BASELINE=${BASELINE:-}
 BASELINE_ARGS=${BASELINE_ARGS:-}
 DL7=${DL7:-target/release/dl7}
-OUT=${OUT:-reports/bench-real}
+OUT=${OUT:-reports/bench-real-latest}
 WORK=$(mktemp -d /tmp/dl7-bench-XXXXXX)
 PIDS=()
 
@@ -84,42 +84,6 @@ label() {
     esac
 }
 
-nginx_config() { # nginx_config PORT
-    local a
-    cat <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $WORK/nginx-error.log warn;
-pid $WORK/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx-body;
-    proxy_temp_path $WORK/nginx-proxy;
-    keepalive_requests 1000000;
-    upstream nodes {
-        hash \$request_uri consistent;
-$(for a in "${NODES[@]}"; do echo "        server $a;"; done)
-        keepalive 512;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$1;
-        location / {
-            proxy_pass http://nodes;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header x-dl7-hop 1;
-            proxy_buffering off;
-            proxy_buffer_size $BUFSIZE;
-            proxy_buffers 4 $BUFSIZE;
-        }
-    }
-}
-EOF
-}
-
 # start_peer PEER: starts the balancer pinned to BAL_CPU; sets TARGET and PEER_PID.
 start_peer() {
     local port
@@ -145,8 +109,10 @@ start_peer() {
     nginx)
         [ "$THREADS" -eq 1 ] || echo "note: nginx runs one process whatever THREADS says" >&2
         port=$(free_port)
-        nginx_config "$port" >"$WORK/nginx.conf"
-        pinned "$BAL_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.out" 2>&1 &
+        nginx_lb_config "$port" "            proxy_buffering off;
+            proxy_buffer_size $BUFSIZE;
+            proxy_buffers 4 $BUFSIZE;" >"$WORK/nginx.conf"
+        pinned "$BAL_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/lb-error.log" >"$WORK/nginx.out" 2>&1 &
         PEER_PID=$!
         PIDS+=("$PEER_PID")
         wait_port "$port"

@@ -3,7 +3,7 @@
 # front end against HAProxy and nginx, each alone on one core at (near)
 # 100%, in front of backends that are never the bottleneck.
 #
-#   experiments/bench-saturated.sh                     # reports/bench-real/saturated*.csv
+#   experiments/bench-saturated.sh                     # reports/bench-real-latest/saturated*.csv (git-ignored)
 #   BACKENDS="1 4" MIXES=small ROUNDS=3 DURATION=5 experiments/bench-saturated.sh
 #   BASELINE=/path/to/older/dl7 experiments/bench-saturated.sh   # adds that build as a peer
 #
@@ -32,9 +32,10 @@
 # * dl7:     `dl7 front --mode conventional --policy mit_ch --worker-threads 1`
 #            (tokio's current-thread runtime: one core), TCP health checks
 # * haproxy: HAProxy 2.6 (Debian), `nbthread 1`, `balance uri`,
-#            `hash-type consistent`, `http-reuse always`
+#            `hash-type consistent`, `http-reuse always` (real-lib.sh's config)
 # * nginx:   nginx (Debian's nginx-light), one worker, `hash $request_uri
-#            consistent`, upstream keep-alive
+#            consistent`, upstream keep-alive (real-lib.sh's config)
+# Every balancer sets dl7's hop header, which nginx backends ignore.
 #
 # Is the balancer the bottleneck? For every run the script reads the
 # balancer's CPU time (/proc/PID/stat) as a share of its budget, and the
@@ -65,7 +66,7 @@ BAL_QUOTA=${BAL_QUOTA:-0.5}
 PEERS=${PEERS:-dl7 haproxy nginx}
 BASELINE=${BASELINE:-}
 DL7=${DL7:-target/release/dl7}
-OUT=${OUT:-reports/bench-real}
+OUT=${OUT:-reports/bench-real-latest}
 WORK=$(mktemp -d /tmp/dl7-saturated-XXXXXX)
 PIDS=()
 
@@ -171,62 +172,6 @@ start_backends() {
     for i in "${NODES[@]}"; do wait_port "${i##*:}"; done
 }
 
-haproxy_saturated_config() { # PORT
-    local i
-    cat <<EOF
-global
-    maxconn 4000
-    nbthread 1
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-frontend fe
-    bind 127.0.0.1:$1
-    default_backend nodes
-backend nodes
-    balance uri
-    hash-type consistent
-$(for i in "${!NODES[@]}"; do echo "    server n$i ${NODES[$i]}"; done)
-EOF
-}
-
-nginx_saturated_config() { # PORT
-    local a
-    cat <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $WORK/lb-error.log warn;
-pid $WORK/lb.pid;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/lb-tmp;
-    proxy_temp_path $WORK/lb-tmp;
-    fastcgi_temp_path $WORK/lb-tmp; uwsgi_temp_path $WORK/lb-tmp; scgi_temp_path $WORK/lb-tmp;
-    keepalive_requests 10000000;
-    upstream nodes {
-        hash \$request_uri consistent;
-$(for a in "${NODES[@]}"; do echo "        server $a;"; done)
-        keepalive 512;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$1;
-        location / {
-            proxy_pass http://nodes;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-}
-
 # start_peer PEER: the balancer pinned to BAL_CPU; sets TARGET and PEER_PID.
 start_peer() {
     local port
@@ -241,7 +186,7 @@ start_peer() {
         ;;
     haproxy)
         port=$(free_port)
-        haproxy_saturated_config "$port" >"$WORK/haproxy.cfg"
+        haproxy_config "$port" 1 "" "    http-reuse always" >"$WORK/haproxy.cfg"
         pinned "$BAL_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
         PEER_PID=$!
         PIDS+=("$PEER_PID")
@@ -250,8 +195,7 @@ start_peer() {
         ;;
     nginx)
         port=$(free_port)
-        mkdir -p "$WORK/lb-tmp"
-        nginx_saturated_config "$port" >"$WORK/lb.conf"
+        nginx_lb_config "$port" >"$WORK/lb.conf"
         pinned "$BAL_CPU" nginx -c "$WORK/lb.conf" -e "$WORK/lb-error.log" >/dev/null 2>&1 &
         PEER_PID=$!
         PIDS+=("$PEER_PID")

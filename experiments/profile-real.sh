@@ -28,7 +28,7 @@ WORKLOAD=${WORKLOAD:-surge100}
 SUBJECT_CPU=${SUBJECT_CPU:-0}
 REST_CPUS=${REST_CPUS:-1}
 DL7=${DL7:-target/release/dl7}
-OUT=${OUT:-reports/bench-real/profile}
+OUT=${OUT:-reports/bench-real-latest/profile}
 WORK=$(mktemp -d /tmp/dl7-profile-XXXXXX)
 PIDS=()
 

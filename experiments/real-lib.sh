@@ -97,10 +97,11 @@ start_cluster() {
     done
 }
 
-# haproxy_config PORT THREADS [BUFSIZE]: HAProxy as the conventional L7
+# haproxy_config PORT THREADS [BUFSIZE] [EXTRA]: HAProxy as the conventional L7
 # balancer over NODES: `balance uri` + `hash-type consistent`, THREADS
-# threads, buffers of BUFSIZE bytes (default HAProxy's 16384), the hop header
-# set so that each node serves what HAProxy's hash sends it.
+# threads, buffers of BUFSIZE bytes (empty: HAProxy's 16384), the hop header
+# set so that each node serves what HAProxy's hash sends it; EXTRA is more
+# lines of its backend section.
 haproxy_config() {
     local i
     echo "global"
@@ -120,5 +121,48 @@ haproxy_config() {
     echo "    balance uri"
     echo "    hash-type consistent"
     echo "    http-request set-header x-dl7-hop 1"
+    [ -z "${4:-}" ] || echo "$4"
     for i in "${!NODES[@]}"; do echo "    server n$i ${NODES[$i]}"; done
+}
+
+# nginx_lb_config PORT [EXTRA]: nginx (one process) as the conventional L7
+# balancer over NODES: `hash $request_uri consistent`, upstream keep-alive,
+# the hop header set; EXTRA is more lines of its `location /`. Its temporary
+# files go under $WORK/lb-tmp.
+nginx_lb_config() {
+    local a
+    mkdir -p "$WORK/lb-tmp"
+    cat <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $WORK/lb-error.log warn;
+pid $WORK/lb.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/lb-tmp;
+    proxy_temp_path $WORK/lb-tmp;
+    fastcgi_temp_path $WORK/lb-tmp;
+    uwsgi_temp_path $WORK/lb-tmp;
+    scgi_temp_path $WORK/lb-tmp;
+    keepalive_requests 1000000;
+    upstream nodes {
+        hash \$request_uri consistent;
+$(for a in "${NODES[@]}"; do echo "        server $a;"; done)
+        keepalive 512;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://nodes;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header x-dl7-hop 1;
+${2:-}
+        }
+    }
+}
+EOF
 }

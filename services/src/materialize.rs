@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -167,17 +167,18 @@ fn plan(
             second: o.path.clone(),
             file: file.to_path_buf(),
         };
-        let taken = std::iter::once((f.as_path(), true))
-            .chain(f.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).map(|a| (a, false)))
-            .find_map(|(name, is_file)| match owner.get(name) {
+        let folders: Vec<&Path> = f.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+        let taken = std::iter::once((f.as_path(), true)).chain(folders.iter().map(|&a| (a, false))).find_map(
+            |(name, is_file)| match owner.get(name) {
                 Some(&(j, other_is_file)) if is_file || other_is_file => Some(clash(j, name)),
                 _ => None,
-            });
+            },
+        );
         if let Some(e) = taken {
             files.push(refuse(e)?);
             continue;
         }
-        for folder in f.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
+        for folder in folders {
             owner.entry(folder.to_path_buf()).or_insert((i, false));
         }
         owner.insert(f.clone(), (i, true));
@@ -188,17 +189,15 @@ fn plan(
 
 fn write_object(object: &Object, path: &Path, buf: &mut [u8], modified: SystemTime) -> io::Result<()> {
     let pattern = Pattern::of(object);
-    let file = File::create(path)?;
-    let mut out = BufWriter::with_capacity(CHUNK, &file);
+    let mut file = File::create(path)?;
+    // Whole buffers straight to the file: a BufWriter would only copy them again.
     let mut offset = 0u64;
     while offset < object.size {
         let n = (object.size - offset).min(buf.len() as u64) as usize;
         pattern.fill(offset, &mut buf[..n]);
-        out.write_all(&buf[..n])?;
+        file.write_all(&buf[..n])?;
         offset += n as u64;
     }
-    out.flush()?;
-    drop(out);
     file.set_modified(modified)
 }
 

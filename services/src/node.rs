@@ -446,12 +446,9 @@ impl Node {
     /// task of its own: the requests after it get the result. None starts
     /// while a fetch of the key is under way; it joins the single flight.
     fn revalidate_behind(self: &Arc<Self>, request_head: &[u8], path: &str, sc: &Scratch, stale: &Entry) {
-        let flight = {
-            let mut map = self.inflight.lock().expect("inflight lock");
-            if map.contains_key(&sc.key) {
-                return;
-            }
-            map.entry(sc.key.clone()).or_default().clone()
+        let flight = match self.inflight.lock().expect("inflight lock").entry(sc.key.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => return,
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Flight::default()).clone(),
         };
         Metrics::add(&self.metrics.background_revalidations, 1);
         let (node, head, path, stale) = (self.clone(), request_head.to_vec(), path.to_string(), stale.clone());

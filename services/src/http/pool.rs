@@ -128,13 +128,7 @@ impl Pool {
         if f.body == RequestBody::None {
             return self.forward_head(client.request_head(), f, method, timeout).await;
         }
-        let upstream = |source| ForwardError::Upstream { addr: self.addr, source, retriable: true };
-        let f = self.with_host(f);
-        let mut conn = ClientConn::connect(self.addr, timeout).await.map_err(upstream)?;
-        if !write_forwarded_request(&mut conn.req, client.request_head(), &f) {
-            return Err(upstream(FetchError::BadResponse("unparsable request head")));
-        }
-        conn.send_req().await.map_err(upstream)?;
+        let mut conn = self.send_fresh(client.request_head(), &self.with_host(f), timeout).await?;
         self.send_body(client, &mut conn, f.body).await?;
         let head = conn.read_response_head(method == Method::Head).await.map_err(|source| ForwardError::Upstream {
             addr: self.addr,
@@ -178,14 +172,26 @@ impl Pool {
                 }
             }
         }
-        let mut conn = ClientConn::connect(self.addr, timeout).await.map_err(upstream)?;
-        if !write_forwarded_request(&mut conn.req, request_head, &f) {
-            return Err(upstream(FetchError::BadResponse("unparsable request head")));
-        }
-        conn.send_req().await.map_err(upstream)?;
+        let mut conn = self.send_fresh(request_head, &f, timeout).await?;
         let head = conn.read_response_head(head_request).await.map_err(upstream)?;
         let body = UpstreamBody::new(conn, self.idle.clone(), &head, timeout);
         Ok((head, body))
+    }
+
+    /// Sends the head of `f` (rewritten from `request_head`) on a new connection.
+    async fn send_fresh(
+        &self,
+        request_head: &[u8],
+        f: &ForwardRequest<'_>,
+        timeout: Duration,
+    ) -> Result<ClientConn, ForwardError> {
+        let upstream = |source| ForwardError::Upstream { addr: self.addr, source, retriable: true };
+        let mut conn = ClientConn::connect(self.addr, timeout).await.map_err(upstream)?;
+        if !write_forwarded_request(&mut conn.req, request_head, f) {
+            return Err(upstream(FetchError::BadResponse("unparsable request head")));
+        }
+        conn.send_req().await.map_err(upstream)?;
+        Ok(conn)
     }
 
     /// `f` with this upstream's `Host` where `f` names none.
