@@ -54,6 +54,8 @@
 //! max_object_mb = 8.0         # largest object cached (Squid's maximum_object_size);
 //!                             #   larger ones stream through uncached; default cache_mb / 8
 //! shared_state = false        # sim: one cluster-wide policy instance
+//! hash_key = "url"            # what the policy hashes, in every engine: url (path and query)
+//!                             #   or path (the query left out; the cache key keeps it)
 //! interval_s = 1.0            # timeseries.csv: seconds per interval (>= 0.001)
 //!
 //! [real]                      # local, lab and ssh engines only; defaults shown
@@ -68,10 +70,12 @@
 //! health_interval_ms = 2000   # active health checks, as HAProxy's `check inter 2s rise 2 fall 3`:
 //! rise = 2                    #   a peer out comes back after `rise` good probes in a row,
 //! fall = 3                    #   one in goes out after `fall` failed ones
-//! health = "http"             # the probe: http (GET /health, which dl7's nodes answer), tcp or none
+//! health = "http"             # the probe: http (GET /_dl7/health, which dl7's nodes answer), tcp or none
 //! panic_percent = 50          # below this share of nodes up, health is ignored (Envoy's panic threshold)
 //! # origin = "http://127.0.0.1:8081"  # a web server already running (nginx, Apache) in place of dl7's
 //!                             #   origin; it serves the workload's paths (`dl7 trace materialize`)
+//! rampup_s = 0.0              # a node that has just come up (checks, join) takes a share of its keys
+//!                             #   growing to all of them over this many seconds (0: off; not simulated)
 //!
 //! [lab]                       # lab and ssh engines only
 //! topology = "lab-8nodes.toml"   # relative to this file; placement follows from it
@@ -192,6 +196,7 @@ struct RawRun {
     max_object_mb: Option<Spanned<f64>>,
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
     interval_s: Option<Spanned<f64>>,
+    hash_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +218,7 @@ struct RawReal {
     health: Option<Spanned<String>>,
     panic_percent: Option<Spanned<u8>>,
     origin: Option<Spanned<String>>,
+    rampup_s: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +355,8 @@ pub struct Plan {
     pub warmup_s: f64,
     pub measure_s: f64,
     pub shared_state: bool,
+    /// What the policy hashes (`run.hash_key`), in every engine.
+    pub hash_key: dl7_core::HashKey,
     /// Cache capacity per server, bytes (`None`: the hardware profile's).
     pub cache_bytes_per_server: Option<u64>,
     /// Length of the intervals of `timeseries.csv`, seconds.
@@ -490,6 +498,7 @@ impl Plan {
             warmup_s,
             measure_s,
             shared_state: run.is_some_and(|r| r.shared_state),
+            hash_key: parse_hash_key(&src, run)?,
             cache_bytes_per_server,
             interval_s,
             max_object_bytes,
@@ -659,6 +668,7 @@ impl Experiment {
             policy: cell.policy.clone(),
             servers: cell.servers,
             shared_state: plan.shared_state,
+            hash_key: plan.hash_key,
             clients: plan.clients,
             warmup_s: plan.warmup_s,
             measure_s: plan.measure_s,
@@ -910,6 +920,14 @@ fn parse_window(src: &Source, run: Option<&RawRun>, replay: bool) -> Result<Wind
     Ok(Window { warmup_s, measure_s, interval_s, cache_bytes_per_server, max_object_bytes })
 }
 
+/// `run.hash_key`: `url` unless the file says `path`.
+fn parse_hash_key(src: &Source, run: Option<&RawRun>) -> Result<dl7_core::HashKey, ExperimentError> {
+    match run.and_then(|r| r.hash_key.as_ref()) {
+        None => Ok(dl7_core::HashKey::default()),
+        Some(k) => k.get_ref().parse().map_err(|e| src.at(k.span(), "run.hash_key", e)),
+    }
+}
+
 /// `[real]`: the real engines' settings over their defaults.
 fn parse_real(src: &Source, raw: Option<&RawReal>) -> Result<RealSettings, ExperimentError> {
     let real = match raw {
@@ -995,6 +1013,19 @@ fn parse_real(src: &Source, raw: Option<&RawReal>) -> Result<RealSettings, Exper
                 emulate_cpu: r.emulate_cpu,
                 worker_threads,
                 health,
+                rampup_s: match &r.rampup_s {
+                    Some(v) if std::time::Duration::try_from_secs_f64(*v.get_ref()).is_err() => {
+                        return Err(src.at(
+                            v.span(),
+                            "real.rampup_s",
+                            format!("expected a non-negative number of seconds, found {}", v.get_ref()),
+                        ))
+                    }
+                    Some(v) => *v.get_ref(),
+                    None => d.rampup_s,
+                },
+                // A secret is no part of an experiment file: `dl7 sweep` reads it from the environment.
+                admin_token: None,
             }
         }
     };
@@ -1383,6 +1414,23 @@ measure_s = 2.0
         assert!(fits.check_engine(Engine::Lab).unwrap().is_some_and(|l| l.nodes == 2));
         let e = parse(&format!("{in_lab}{join}")).unwrap().check_engine(Engine::Ssh).unwrap_err().0;
         assert!(e.contains("lab.topology") && e.contains("has 2 nodes") && e.contains("up to 3 (servers and"), "{e}");
+    }
+
+    #[test]
+    fn the_hash_key_is_every_engines_and_the_ramp_up_the_real_engines() {
+        let plan = parse(GOOD).unwrap();
+        assert_eq!((plan.hash_key, plan.real.rampup_s), (dl7_core::HashKey::Url, 0.0));
+        let text = format!("{GOOD}hash_key = \"path\"\n[real]\nrampup_s = 2.5\n");
+        let plan = parse(&text).unwrap();
+        assert_eq!((plan.hash_key, plan.real.rampup_s, plan.real.admin_token), (dl7_core::HashKey::Path, 2.5, None));
+        let e = err(&format!("{GOOD}hash_key = \"query\"\n"));
+        assert!(e.starts_with("exp.toml:") && e.contains("`run.hash_key`") && e.contains("url or path"), "{e}");
+        for bad in ["-1.0", "nan", "inf"] {
+            let e = err(&format!("{GOOD}[real]\nrampup_s = {bad}\n"));
+            assert!(e.contains("`real.rampup_s`") && e.contains("non-negative number of seconds"), "{bad}: {e}");
+        }
+        let e = err(&format!("{GOOD}[real]\nadmin_token = \"x\"\n"));
+        assert!(e.contains("admin_token"), "a secret has no key in an experiment file: {e}");
     }
 
     #[test]

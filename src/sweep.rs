@@ -264,6 +264,7 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
         workload_source: plan.workloads[cell.workload].1.argument(),
         arch: cell.arch,
         policy: cell.policy.clone(),
+        hash_key: plan.hash_key,
         servers: cell.servers,
         seed: run.seed,
         clients: plan.clients,

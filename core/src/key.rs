@@ -1,8 +1,72 @@
 //! The request key: the URL bytes with every hash the policies use computed
 //! once. A dispatcher builds one `RequestKey` per request and hands it to the
 //! policy (and to any fallback walk), so no URL is ever hashed twice.
+//!
+//! [`HashKey`] says which part of a request target those bytes are: the
+//! whole target, or its path without the query. Both engines apply it, so
+//! that a catalog whose paths keep their queries (`dl7 trace import
+//! --keep-query`) is routed alike in the simulator and on the real cluster.
 
 use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+/// Which part of a request target the dispatch policy hashes. Only routing
+/// reads it: a cache's key stays the whole effective request URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashKey {
+    /// The whole target, path and query (HAProxy's `balance uri whole`,
+    /// nginx's `hash $request_uri`): what dl7 has always hashed.
+    #[default]
+    Url,
+    /// The path before any `?` (HAProxy's `balance uri` without `whole`,
+    /// Traffic Server's `qstring=ignore`, Squid CARP without `params`):
+    /// every query of one path goes to one owner.
+    Path,
+}
+
+impl HashKey {
+    /// Both, in the order the docs list them.
+    pub const ALL: [HashKey; 2] = [HashKey::Url, HashKey::Path];
+
+    /// The name in experiment files, configs and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKey::Url => "url",
+            HashKey::Path => "path",
+        }
+    }
+
+    /// The bytes of `target` (origin-form: path and query) that are hashed.
+    #[inline]
+    pub fn of(self, target: &str) -> &str {
+        match self {
+            HashKey::Url => target,
+            HashKey::Path => target.split_once('?').map_or(target, |(path, _)| path),
+        }
+    }
+}
+
+impl std::fmt::Display for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a [`HashKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown hash key {name:?}; expected url or path")]
+pub struct UnknownHashKey {
+    /// The name given.
+    pub name: String,
+}
+
+impl std::str::FromStr for HashKey {
+    type Err = UnknownHashKey;
+    fn from_str(s: &str) -> Result<Self, UnknownHashKey> {
+        HashKey::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| UnknownHashKey { name: s.to_string() })
+    }
+}
 
 /// A URL and its precomputed hashes.
 #[derive(Debug, Clone)]
@@ -76,6 +140,22 @@ mod tests {
         assert_eq!(format!("{:032x}", k.md5_128()), "f4d375d7a07ee003d29484143b1be447");
         assert_eq!(k.md5_64(), 0xf4d375d7a07ee003);
         assert_eq!(md5_64(b"http://www.squid-cache.org/"), k.md5_64());
+    }
+
+    #[test]
+    fn the_path_key_leaves_out_the_query_and_the_url_key_keeps_it() {
+        assert_eq!(HashKey::Path.of("/a/b.gif?x=1&y=2"), "/a/b.gif");
+        assert_eq!(HashKey::Path.of("/a/b.gif?"), "/a/b.gif");
+        assert_eq!(HashKey::Path.of("/a/b.gif"), "/a/b.gif");
+        assert_eq!(HashKey::Url.of("/a/b.gif?x=1"), "/a/b.gif?x=1");
+        assert_eq!(HashKey::default(), HashKey::Url, "the default is what dl7 always hashed");
+        for k in HashKey::ALL {
+            assert_eq!(k.name().parse::<HashKey>(), Ok(k));
+        }
+        assert_eq!(
+            "query".parse::<HashKey>().unwrap_err().to_string(),
+            "unknown hash key \"query\"; expected url or path"
+        );
     }
 
     #[test]

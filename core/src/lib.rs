@@ -55,7 +55,7 @@ pub use fault::{Fault, FaultAction};
 pub use hardware::Hardware;
 
 pub use error::PolicyError;
-pub use key::RequestKey;
+pub use key::{HashKey, RequestKey};
 pub use load::{LoadView, NoLoad};
 pub use policy::{Params, Policy, PolicyKind, PolicySpec};
 pub use result::ResultRow;

@@ -1,12 +1,23 @@
-//! The counter pages every service serves on its admin listener (and the
-//! node and origin on their main port): `GET /metrics`, Prometheus text for
-//! scrapers, and `GET /stats`, the typed [`Stats`] snapshot as JSON for dl7's
-//! own readers (the cluster runner, tests); and [`fetch_stats`], the client
-//! that reads `/stats` back.
+//! dl7's own pages and who may change them. Every page lives under one
+//! reserved prefix, [`PREFIX`] (`/_dl7/`), so that on a public listener it
+//! never hides a page of the origin's: `/_dl7/metrics`, Prometheus text for
+//! scrapers, `/_dl7/stats`, the typed [`Stats`] snapshot as JSON for dl7's
+//! own readers (the cluster runner, tests), [`MEMBERS_PATH`], a node's
+//! [`CACHE_PATH`] and the probe's `/_dl7/health`
+//! ([`crate::health::HEALTH_PATH`]). Every other path of a public listener
+//! is the origin's, `/metrics`, `/stats` and `/health` included. An admin
+//! listener also answers `/metrics`, `/stats` and `/cache`, the names
+//! Prometheus and operators look for there ([`admin_name`]).
 //!
-//! Readers take `/stats`, not `/metrics`: a counter renamed or dropped then
-//! fails the read naming it, where a scraped name that is missing would read
-//! as 0. This module knows no roles beyond the label it is given.
+//! A change (`PUT /_dl7/members`) is served on an admin listener only, and,
+//! when the service has an [`AdminToken`], only to a request that carries it
+//! as `Authorization: Bearer TOKEN` ([`authorized`]); others get 401.
+//!
+//! Readers take `/_dl7/stats`, not `/_dl7/metrics`: a counter renamed or
+//! dropped then fails the read naming it, where a scraped name that is
+//! missing would read as 0. [`fetch_stats`] reads it back and
+//! [`put_members`] changes the membership. This module knows no roles
+//! beyond the label it is given.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,11 +25,60 @@ use std::time::Duration;
 use crate::error::{ExchangeError, ExchangeFailure, MembersError};
 use crate::http::{ClientConn, FetchError, Method};
 use crate::metrics::{Metrics, Stats};
+pub use crate::spec::AdminToken;
 
+/// The prefix of every path dl7 answers itself on a public listener.
+pub const PREFIX: &str = "/_dl7/";
 /// Path of the Prometheus text page.
-pub const METRICS_PATH: &str = "/metrics";
+pub const METRICS_PATH: &str = "/_dl7/metrics";
 /// Path of the JSON [`Stats`] page.
-pub const STATS_PATH: &str = "/stats";
+pub const STATS_PATH: &str = "/_dl7/stats";
+/// Path of a node's list of cached objects (`object_id path stored_bytes` lines).
+pub const CACHE_PATH: &str = "/_dl7/cache";
+/// The `WWW-Authenticate` field of a 401 (RFC 6750 section 3).
+pub const CHALLENGE: &[u8] = b"WWW-Authenticate: Bearer realm=\"dl7\"\r\n";
+
+/// A path asked of an admin listener, by its name under [`PREFIX`]: the
+/// unprefixed `/metrics`, `/stats` and `/cache` are those pages there
+/// (Prometheus scrapes `/metrics` by default), and any other path is itself.
+pub fn admin_name(path: &str) -> &str {
+    match path {
+        "/metrics" => METRICS_PATH,
+        "/stats" => STATS_PATH,
+        "/cache" => CACHE_PATH,
+        other => other,
+    }
+}
+
+/// Whether the request head `head` may change what `token` guards: always
+/// when there is no token; else when it carries `Authorization: Bearer
+/// TOKEN` (the scheme in any case, RFC 9110 section 11.1). The token is
+/// compared in time that depends on its length only, so that the answer's
+/// timing tells nothing of how much of a guess was right.
+pub fn authorized(token: Option<&AdminToken>, head: &[u8]) -> bool {
+    let Some(token) = token else { return true };
+    let mut fields = [httparse::EMPTY_HEADER; crate::http::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    let mut presented = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("authorization"));
+    let (Some(field), None) = (presented.next(), presented.next()) else { return false };
+    let value = field.value.trim_ascii();
+    let Some(space) = value.iter().position(|&b| b == b' ') else { return false };
+    let (scheme, credentials) = (&value[..space], value[space..].trim_ascii());
+    scheme.eq_ignore_ascii_case(b"bearer") && same_bytes(credentials, token.as_str().as_bytes())
+}
+
+/// `a == b`, reading every byte of both whatever they hold (their lengths aside).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
+    // Kept opaque, so that the compiler cannot turn the fold into an early exit.
+    std::hint::black_box(diff) == 0
+}
 /// Largest `/stats` body [`fetch_stats`] accepts (a snapshot is about 1 KiB).
 const MAX_STATS_BODY: u64 = 64 * 1024;
 
@@ -93,13 +153,20 @@ fn parse_members(query: &str) -> Result<Vec<usize>, MembersError> {
     Ok(nodes)
 }
 
-/// Sets the members of the service whose admin listener is at `addr`.
-pub async fn put_members(addr: SocketAddr, nodes: &[usize], timeout: Duration) -> Result<(), ExchangeError> {
+/// Sets the members of the service whose admin listener is at `addr`,
+/// carrying `token` when the service wants one.
+pub async fn put_members(
+    addr: SocketAddr,
+    nodes: &[usize],
+    token: Option<&AdminToken>,
+    timeout: Duration,
+) -> Result<(), ExchangeError> {
     let failed = |failure| ExchangeError { addr, what: "members", failure };
     let list = nodes.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let auth = token.map(|t| format!("Authorization: Bearer {}\r\n", t.as_str())).unwrap_or_default();
     let put = async {
         let mut conn = ClientConn::connect(addr, timeout).await?;
-        let req = format!("PUT {MEMBERS_PATH}?nodes={list} HTTP/1.1\r\nHost: dl7\r\nContent-Length: 0\r\n\r\n");
+        let req = format!("PUT {MEMBERS_PATH}?nodes={list} HTTP/1.1\r\nHost: dl7\r\n{auth}Content-Length: 0\r\n\r\n");
         conn.send_raw(req.as_bytes()).await?;
         let mut body = Vec::new();
         let head = conn.read_response(&mut body, MAX_STATS_BODY).await?;
@@ -115,8 +182,20 @@ pub async fn put_members(addr: SocketAddr, nodes: &[usize], timeout: Duration) -
     }
 }
 
-/// The counter page for `path` (`/metrics` or `/stats`) of a service with
-/// this `role` label, or `None` for any other path.
+/// The probe's page ([`crate::health::HEALTH_PATH`]): 200 while the service
+/// serves, 503 once it drains, so that peers stop sending to it before it is gone.
+pub fn health_page(draining: bool) -> Page {
+    let status = if draining { 503 } else { 200 };
+    Page { status, ..Page::text(format!("{status} {}\n", crate::http::reason(status))) }
+}
+
+/// The 404 of a name under [`PREFIX`] that is no page: dl7's, not the origin's.
+pub fn not_found() -> Page {
+    Page { status: 404, ..Page::text("404 Not Found\n".to_string()) }
+}
+
+/// The counter page for `path` ([`METRICS_PATH`] or [`STATS_PATH`]) of a
+/// service with this `role` label, or `None` for any other path.
 pub fn counter_page(metrics: &Metrics, role: &str, path: &str) -> Option<Page> {
     let stats =
         || Stats { peak_rss_bytes: crate::procfs::peak_rss_bytes(std::process::id()).unwrap_or(0), ..metrics.stats() };
@@ -131,7 +210,8 @@ pub fn counter_page(metrics: &Metrics, role: &str, path: &str) -> Option<Page> {
     }
 }
 
-/// Reads a service's `/stats` at `addr`, all within `timeout`.
+/// Reads a service's `/_dl7/stats` at `addr` (its public or its admin
+/// listener: both answer it), all within `timeout`.
 ///
 /// A body that is not exactly a [`Stats`] of [`Stats::VERSION`] is an error:
 /// a missing or unknown field is named (`missing field `hits``), never read
@@ -175,6 +255,44 @@ mod tests {
         let text = counter_page(&m, "front", METRICS_PATH).unwrap();
         assert!(text.body.contains("dl7_hits_total{role=\"front\"} 3\n"), "{}", text.body);
         assert_eq!(counter_page(&m, "front", "/cache"), None);
+        assert_eq!(counter_page(&m, "front", "/stats"), None, "an origin's path on a public listener");
+        assert_eq!(counter_page(&m, "front", admin_name("/stats")).map(|p| p.content_type), Some(stats.content_type));
+    }
+
+    #[test]
+    fn an_admin_listener_names_its_pages_with_and_without_the_prefix() {
+        assert_eq!(admin_name("/metrics"), METRICS_PATH);
+        assert_eq!(admin_name("/stats"), STATS_PATH);
+        assert_eq!(admin_name("/cache"), CACHE_PATH);
+        assert_eq!(admin_name("/_dl7/members?nodes=1"), "/_dl7/members?nodes=1");
+        assert_eq!(admin_name("/health"), "/health");
+        for p in [METRICS_PATH, STATS_PATH, CACHE_PATH, MEMBERS_PATH, crate::health::HEALTH_PATH] {
+            assert!(p.starts_with(PREFIX), "{p}");
+        }
+        assert_eq!(crate::spec::ProbePath::HEALTH.as_str(), crate::health::HEALTH_PATH);
+    }
+
+    #[test]
+    fn only_the_bearer_token_itself_authorizes_a_change() {
+        let token = AdminToken::new("t0ken").unwrap();
+        let head = |fields: &str| format!("PUT /_dl7/members?nodes=0 HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        let ok = |fields: &str| authorized(Some(&token), head(fields).as_bytes());
+        assert!(authorized(None, head("").as_bytes()), "no token: no check");
+        assert!(ok("Authorization: Bearer t0ken\r\n"));
+        assert!(ok("authorization: bearer   t0ken \r\n"), "scheme in any case, spaces around");
+        for bad in [
+            "",
+            "Authorization: Bearer t0ke\r\n",
+            "Authorization: Bearer t0ken2\r\n",
+            "Authorization: Bearer T0KEN\r\n",
+            "Authorization: Basic dDBrZW4=\r\n",
+            "Authorization: t0ken\r\n",
+            "Authorization: Bearer\r\n",
+            "Authorization: Bearer t0ken\r\nAuthorization: Bearer t0ken\r\n",
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+        assert!(!authorized(Some(&token), b"PUT /x HTTP/1.1\r\nAuthorization: Bearer t0ken"), "an incomplete head");
     }
 
     /// An admin listener on port 0 answering every path with `page`.
@@ -183,7 +301,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            crate::service::admin_loop(listener, std::sync::Arc::new(move |_, p: &str| page(p)), stop).await;
+            crate::service::admin_loop(listener, std::sync::Arc::new(move |_, p: &str| page(p)), None, stop).await;
             drop(stop_tx);
         });
         addr

@@ -94,6 +94,18 @@ pub enum SpecFileError {
     Role { path: PathBuf, found: &'static str, expected: String },
 }
 
+/// An admin token that cannot be sent as `Authorization: Bearer TOKEN`
+/// ([`crate::spec::AdminToken`]); whoever read it adds where from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminTokenError {
+    /// Nothing (or only `=`).
+    #[error("an admin token is empty")]
+    Empty,
+    /// A byte RFC 6750's `b64token` does not allow.
+    #[error("an admin token holds letters, digits and -._~+/ only, then any = (RFC 6750's b64token)")]
+    Character,
+}
+
 /// A name that is not a front-end mode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown front mode {name:?}; expected conventional, distributed or relay")]

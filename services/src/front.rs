@@ -15,8 +15,13 @@
 //! * [`FrontMode::Relay`] (IPVS-NAT-like): round-robin each connection to a
 //!   node's TCP port and splice bytes both ways through the front end.
 //!
-//! `GET /metrics` is served on the admin listener (the distributed and relay
-//! modes never parse client bytes, so they cannot serve it in-band).
+//! The admin listener serves the counter pages, `/_dl7/health` and the
+//! membership (its changes behind the admin token when there is one). The
+//! conventional front end also answers dl7's reserved names (`/_dl7/health`,
+//! `/_dl7/stats`, `/_dl7/metrics`, `/_dl7/members`; 404 for any other under
+//! `/_dl7/`) on its public listener and never forwards them, as a node does;
+//! every other path goes to a node. The distributed and relay modes never
+//! parse client bytes, so a node answers the names of their clients.
 //! `bytes_out` counts every byte the front end writes to clients: the
 //! direct-return test compares it with the payload clients received.
 
@@ -32,10 +37,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::admin::AdminToken;
 use crate::dispatch::{Dispatcher, Outcome};
 use crate::handoff::DEFAULT_HANDOFF_STALL;
 use crate::handoff::{hand_over, Handoff};
-use crate::health::Health;
+use crate::health::{Health, HEALTH_PATH};
 use crate::http::{wait_true, Limits, Method, ServerConn};
 use crate::metrics::Metrics;
 use crate::relay::relay_remote;
@@ -63,8 +69,14 @@ pub struct FrontConfig {
     pub limits: Limits,
     /// Counters served on `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Listener for `GET /metrics`.
+    /// Listener for the admin pages and membership changes.
     pub admin: Option<TcpListener>,
+    /// The token a change on the admin listener must carry (`None`: no check).
+    pub admin_token: Option<AdminToken>,
+    /// What the policy hashes (conventional): the whole request target or its path.
+    pub hash_key: dl7_core::HashKey,
+    /// How long a node that has just come up takes less than its keys (conventional; zero: no ramp-up).
+    pub rampup: std::time::Duration,
     /// Active health checks of the nodes (on their TCP addresses): a connect,
     /// `GET path`, or none ([`HealthSpec::check`]).
     pub health: HealthSpec,
@@ -88,6 +100,9 @@ impl FrontConfig {
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
+            admin_token: None,
+            hash_key: dl7_core::HashKey::Url,
+            rampup: std::time::Duration::ZERO,
             health: HealthSpec::default(),
             initial_members: None,
         }
@@ -157,7 +172,9 @@ pub async fn run(
                 m.clone(),
             )
             .map_err(|e| invalid(e.to_string()))?
-            .with_health(health.clone()),
+            .with_health(health.clone())
+            .with_hash_key(config.hash_key)
+            .with_rampup(config.rampup),
         )),
         _ => None,
     };
@@ -172,14 +189,23 @@ pub async fn run(
     if let Some(initial) = &config.initial_members {
         members.set(initial).map_err(|e| invalid(e.to_string()))?;
     }
+    let role = config.mode.name();
+    let pages: AdminPages = {
+        let (mm, members, draining) = (m.clone(), members.clone(), conns.stop_signal());
+        Arc::new(move |method, p| {
+            crate::admin::members_page(method, p, || members.get(), |ids| members.set(ids)).or_else(|| {
+                if !method.is_read() {
+                    return None;
+                }
+                match p {
+                    HEALTH_PATH => Some(crate::admin::health_page(*draining.borrow())),
+                    _ => crate::admin::counter_page(&mm, role, p),
+                }
+            })
+        })
+    };
     if let Some(admin) = config.admin {
-        let (mm, members) = (m.clone(), members.clone());
-        let role = config.mode.name();
-        let pages: AdminPages = Arc::new(move |method, p| {
-            crate::admin::members_page(method, p, || members.get(), |ids| members.set(ids))
-                .or_else(|| method.is_read().then(|| crate::admin::counter_page(&mm, role, p)).flatten())
-        });
-        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+        tokio::spawn(admin_loop(admin, pages.clone(), config.admin_token, conns.stop_signal()));
     }
     match config.mode {
         FrontMode::Conventional => {
@@ -187,8 +213,8 @@ pub async fn run(
             loop {
                 tokio::select! {
                     a = listener.accept() => if let Ok((s, _)) = a {
-                        let (d, m, limits) = (d.clone(), m.clone(), config.limits.clone());
-                        conns.admit(s, move |s, stop| proxy(d, m, limits, s, stop));
+                        let (d, m, limits, pages) = (d.clone(), m.clone(), config.limits.clone(), pages.clone());
+                        conns.admit(s, move |s, stop| proxy(d, m, limits, pages, s, stop));
                     },
                     _ = wait_true(&mut stop) => break,
                 }
@@ -267,6 +293,7 @@ async fn proxy(
     d: Arc<Dispatcher>,
     m: Arc<Metrics>,
     limits: Limits,
+    pages: AdminPages,
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -274,6 +301,26 @@ async fn proxy(
     let mut path = String::with_capacity(128);
     loop {
         let Some(head) = conn.next_request(&limits, &mut path, &mut stop).await else { break };
+        if path.starts_with(crate::admin::PREFIX) {
+            // dl7's reserved names: the front end's own, never a node's or the origin's.
+            if !head.method.is_read() {
+                // They change only on the admin listener (membership), never here.
+                Metrics::add(&m.client_errors, 1);
+                let _ = conn.write_error(405).await;
+                break;
+            }
+            let page = pages(head.method, &path).unwrap_or_else(|| {
+                Metrics::add(&m.client_errors, 1);
+                crate::admin::not_found()
+            });
+            let keep = head.keep_alive && !*stop.borrow();
+            let meta = crate::http::ResponseMeta { content_type: page.content_type, ..Default::default() };
+            let head_only = head.method == Method::Head;
+            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                break;
+            }
+            continue;
+        }
         let start = Instant::now();
         let _inflight = InFlight::enter(&m);
         Metrics::add(&m.requests, 1);

@@ -6,7 +6,7 @@
 //! row, one that is down comes back after `rise` good ones. The probe is one
 //! of [`HealthCheck`]: a TCP connect (any backend), `GET path` with an
 //! expected status (2xx/3xx by default, as `option httpchk`; dl7's nodes
-//! answer `/health`), or none at all.
+//! answer [`HEALTH_PATH`], `/_dl7/health`), or none at all.
 //!
 //! Health stays outside the policy (Pingora's `backends.ready(&b)`): the
 //! dispatcher walks the policy's candidates and skips the peers that are down
@@ -42,8 +42,10 @@ use crate::http::{wait_true, MAX_HEAD};
 /// How long a peer whose request failed is skipped (the passive check).
 pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
-/// Path of the probe every node answers: 200 while it serves, 503 while it drains.
-pub const HEALTH_PATH: &str = "/health";
+/// Path of the probe every dl7 service answers, under dl7's reserved prefix
+/// so that it never hides an origin's own `/health`: 200 while it serves,
+/// 503 while it drains.
+pub const HEALTH_PATH: &str = "/_dl7/health";
 
 /// One peer's state as counters see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +77,9 @@ struct Peer {
     failed: AtomicU64,
     /// Skipped until this many milliseconds after `epoch` (the passive check).
     passive_until_ms: AtomicU64,
+    /// When the probes last brought it back, milliseconds after `epoch`
+    /// (0: never; up since the start), for the dispatchers' ramp-up.
+    up_at_ms: AtomicU64,
 }
 
 /// The health of every peer of one service, and the probes that keep it.
@@ -107,6 +112,7 @@ impl Health {
                 probes: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 passive_until_ms: AtomicU64::new(0),
+                up_at_ms: AtomicU64::new(0),
             })
             .collect();
         Arc::new(Health { spec, peers, changes: watch::channel(0).0, epoch: tokio::time::Instant::now() })
@@ -126,6 +132,14 @@ impl Health {
         if let Some(p) = self.peers.get(i) {
             p.passive_until_ms.store(self.now_ms() + DOWN_FOR.as_millis() as u64, Relaxed);
         }
+    }
+
+    /// How long ago the probes brought peer `i` back, while it is up;
+    /// `None` for a peer up since the start (or out now).
+    pub fn up_for(&self, i: usize) -> Option<Duration> {
+        let p = self.peers.get(i)?;
+        let at = p.up_at_ms.load(Relaxed);
+        (at != 0 && p.up.load(Relaxed)).then(|| Duration::from_millis(self.now_ms().saturating_sub(at)))
     }
 
     /// The settings.
@@ -188,6 +202,7 @@ impl Health {
         } else {
             p.ups.fetch_add(1, Relaxed);
             p.passive_until_ms.store(0, Relaxed);
+            p.up_at_ms.store(self.now_ms(), Relaxed);
         }
         self.changes.send_modify(|g| *g += 1);
         Some(!up)
@@ -414,7 +429,8 @@ mod tests {
         // A connect is all a TCP check asks: a server without /health passes it.
         assert!(probe(web, &spec(HealthCheck::Tcp, "/health", "200-399")).await);
         assert!(!probe(dead, &spec(HealthCheck::Tcp, "/health", "200-399")).await);
-        // dl7's own check of /health fails there (404), as it should: that path is not this server's.
+        // dl7's own check of /_dl7/health fails there (404), as it should: that path is not this server's.
+        assert!(!probe(web, &HealthSpec { check: HealthCheck::Http, ..HealthSpec::default() }).await);
         assert!(!probe(web, &spec(HealthCheck::Http, "/health", "200-399")).await);
         // Its index page passes, whatever its framing (chunked here).
         assert!(probe(web, &spec(HealthCheck::Http, "/", "200-399")).await);

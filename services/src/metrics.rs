@@ -49,6 +49,9 @@ pub struct Metrics {
     pub forwarded: AtomicU64,
     /// Requests served by a fallback candidate because the owner failed.
     pub fallbacks: AtomicU64,
+    /// Requests whose owner was ramping up short of their key (it had just
+    /// come up), sent to the next candidate instead.
+    pub rampup_diverted: AtomicU64,
     /// Fetches from the origin (single-flight: one per concurrent miss group).
     pub origin_fetches: AtomicU64,
     /// Stale responses served while validated behind them (`stale-while-revalidate`).
@@ -146,6 +149,7 @@ impl Metrics {
             hit_bytes: get(&self.hit_bytes),
             forwarded: get(&self.forwarded),
             fallbacks: get(&self.fallbacks),
+            rampup_diverted: get(&self.rampup_diverted),
             origin_fetches: get(&self.origin_fetches),
             background_revalidations: get(&self.background_revalidations),
             bad_gateway: get(&self.bad_gateway),
@@ -204,6 +208,8 @@ pub struct Stats {
     pub forwarded: u64,
     /// See [`Metrics::fallbacks`].
     pub fallbacks: u64,
+    /// See [`Metrics::rampup_diverted`].
+    pub rampup_diverted: u64,
     /// See [`Metrics::origin_fetches`].
     pub origin_fetches: u64,
     /// See [`Metrics::background_revalidations`].
@@ -260,7 +266,7 @@ pub struct Stats {
 
 impl Stats {
     /// The layout [`Metrics::stats`] writes and readers expect.
-    pub const VERSION: u32 = 3;
+    pub const VERSION: u32 = 4;
 
     /// Adds the counters of a later incarnation of the same service (a node
     /// restarted after a kill): totals keep growing across restarts; gauges
@@ -279,6 +285,7 @@ impl Stats {
             hit_bytes,
             forwarded,
             fallbacks,
+            rampup_diverted,
             origin_fetches,
             background_revalidations,
             bad_gateway,
@@ -319,7 +326,7 @@ impl Stats {
     pub fn render(&self, role: &str) -> String {
         let labels = [(Cow::Borrowed("role"), Cow::Owned(role.to_string()))];
         let mut r = Registry::with_prefix_and_labels("dl7", labels.into_iter());
-        let counters: [(&str, u64, &str); 24] = [
+        let counters: [(&str, u64, &str); 25] = [
             ("requests", self.requests, "requests received"),
             ("hop_requests", self.hop_requests, "requests received with the hop header"),
             ("owner_requests", self.owner_requests, "requests served as owner"),
@@ -329,6 +336,7 @@ impl Stats {
             ("hit_bytes", self.hit_bytes, "bytes of objects served from cache"),
             ("forwarded", self.forwarded, "requests forwarded to another node"),
             ("fallbacks", self.fallbacks, "requests served by a fallback candidate"),
+            ("rampup_diverted", self.rampup_diverted, "requests a ramping-up owner passed to the next candidate"),
             ("origin_fetches", self.origin_fetches, "fetches from the origin"),
             (
                 "background_revalidations",

@@ -15,10 +15,15 @@
 //! never cached here: only its owner caches it). Requests carrying the hop header are
 //! always served locally, so a request crosses at most one extra hop.
 //!
-//! Admin pages on the main port (and the optional admin port):
-//! `GET /metrics` (Prometheus text), `GET /stats` (JSON counters) and `GET /cache` (one line per cached
-//! object: `object_id path stored_bytes`); on the main port, `GET /health`, the
-//! peers' and front end's probe ([`crate::health`]): 200, or 503 while draining.
+//! dl7's own pages, on the main port under the reserved prefix `/_dl7/`
+//! ([`crate::admin`]) and on the optional admin port: `/_dl7/metrics`
+//! (Prometheus text), `/_dl7/stats` (JSON counters), `/_dl7/cache` (one line
+//! per cached object: `object_id path stored_bytes`), `/_dl7/members`,
+//! `/_dl7/owner<path>` (the directory's answer) and `/_dl7/health`, the
+//! peers' and front end's probe ([`crate::health`]): 200, or 503 while
+//! draining. Any other path, `/health` or `/stats` too, is the origin's. A
+//! change (`PUT /_dl7/members`) is the admin port's only, behind the admin
+//! token when there is one.
 //!
 //! The node must not decide membership: it is given the logical names (for
 //! hashing, as in the simulator) and the real address of every node.
@@ -57,7 +62,7 @@ use tokio::time::Instant;
 
 use dl7_core::costs::Costs;
 
-use crate::admin::{counter_page, Page};
+use crate::admin::{counter_page, AdminToken, Page};
 use crate::cache::{Entry, HttpCache, PASS_FOR_S};
 use crate::cpu::{Cpu, Open};
 use crate::dispatch::{Dispatcher, Outcome};
@@ -102,8 +107,14 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Counters served on `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Optional separate listener for `/metrics` and `/cache`.
+    /// Optional separate listener for the admin pages and membership changes.
     pub admin: Option<TcpListener>,
+    /// The token a change on the admin listener must carry (`None`: no check).
+    pub admin_token: Option<AdminToken>,
+    /// What the policy hashes: the whole request target or its path.
+    pub hash_key: dl7_core::HashKey,
+    /// How long a peer that has just come up takes less than its keys (zero: no ramp-up).
+    pub rampup: std::time::Duration,
     /// The emulated CPU's cost model (`None`: no emulation).
     pub cpu: Option<Costs>,
     /// Active health checks of the other nodes.
@@ -136,6 +147,9 @@ impl NodeConfig {
             limits: Limits::default(),
             metrics: Arc::new(Metrics::new()),
             admin: None,
+            admin_token: None,
+            hash_key: dl7_core::HashKey::Url,
+            rampup: std::time::Duration::ZERO,
             cpu: None,
             health: HealthSpec::default(),
             initial_members: None,
@@ -210,7 +224,9 @@ pub async fn run(
         config.limits.upstream_timeout,
         config.metrics.clone(),
     )
-    .map_err(invalid)?;
+    .map_err(invalid)?
+    .with_hash_key(config.hash_key)
+    .with_rampup(config.rampup);
     let health = Health::new(config.health, (0..config.peers.len()).map(|i| i != config.id.index()));
     config.metrics.watch_peers(health.clone());
     let dispatcher = dispatcher.with_health(health.clone());
@@ -248,9 +264,12 @@ pub async fn run(
     let conns = Arc::new(Conns::new(config.limits.max_connections, config.metrics.clone()));
     health.spawn_probes(&config.peers, conns.stop_signal());
     if let Some(admin) = config.admin {
-        let n = node.clone();
-        let pages: AdminPages = Arc::new(move |method, p| n.admin_page(method, p));
-        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+        let (n, draining) = (node.clone(), conns.stop_signal());
+        let pages: AdminPages = Arc::new(move |method, p| match p {
+            HEALTH_PATH if method.is_read() => Some(crate::admin::health_page(*draining.borrow())),
+            _ => n.admin_page(method, p),
+        });
+        tokio::spawn(admin_loop(admin, pages, config.admin_token, conns.stop_signal()));
     }
     if let Some(handoff) = config.handoff {
         tokio::spawn(handoff_loop(handoff, node.clone(), conns.clone()));
@@ -323,7 +342,7 @@ impl Node {
             return None;
         }
         match path {
-            "/cache" => {
+            crate::admin::CACHE_PATH => {
                 let cache = self.cache.lock().expect("cache lock");
                 let mut lines: Vec<String> = cache
                     .lru
@@ -869,41 +888,31 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
             let _ = conn.write_error(501).await;
             break;
         }
-        if head.method.is_read() {
-            if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
+        if path.starts_with(crate::admin::PREFIX) {
+            // dl7's reserved names: answered here, never by the origin.
+            if !head.method.is_read() {
+                // They change only on the admin listener (membership), never here.
+                Metrics::add(&m.client_errors, 1);
+                let _ = conn.write_error(405).await;
+                break;
+            }
+            let page = if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
                 // Directory lookup: the owner this node's policy instance picks for `asked`.
-                let owner = node.dispatcher.owner(asked);
-                let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
-                let body = format!("{}\n", owner.0);
-                if conn.write_response(200, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
-                    break;
-                }
-                continue;
-            }
-            if path == HEALTH_PATH {
+                Page::text(format!("{}\n", node.dispatcher.owner(asked).0))
+            } else if path == HEALTH_PATH {
                 // Draining: peers and front ends stop sending here before the node is gone.
-                let status = if *stop.borrow() { 503 } else { 200 };
-                let meta = ResponseMeta { content_type: "text/plain", ..Default::default() };
-                let body = format!("{status} {}\n", crate::http::reason(status));
-                if conn.write_response(status, &meta, body.as_bytes(), keep, head_only).await.is_err() || !keep {
-                    break;
-                }
-                continue;
+                crate::admin::health_page(*stop.borrow())
+            } else {
+                node.admin_page(head.method, &path).unwrap_or_else(|| {
+                    Metrics::add(&m.client_errors, 1);
+                    crate::admin::not_found()
+                })
+            };
+            let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
+            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
+                break;
             }
-            if let Some(page) = node.admin_page(head.method, &path) {
-                let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
-                if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err()
-                    || !keep
-                {
-                    break;
-                }
-                continue;
-            }
-        } else if path.starts_with("/_dl7/") {
-            // dl7's own pages change only on the admin listener (membership), never here.
-            Metrics::add(&m.client_errors, 1);
-            let _ = conn.write_error(405).await;
-            break;
+            continue;
         }
         // Admin pages (a runner's scrape) are not requests of the workload.
         Metrics::add(&m.requests, 1);

@@ -3,7 +3,9 @@
 //! of [`crate::content`], generated as it is sent through one
 //! [`RELAY_CHUNK`] buffer per connection: the origin holds no body, whatever
 //! the objects' sizes. Unknown paths get 404. An optional per-request delay
-//! emulates a slower origin (the paper's Apache box).
+//! emulates a slower origin (the paper's Apache box). Its own pages are
+//! dl7's reserved names (`/_dl7/metrics`, `/_dl7/stats`, `/_dl7/health`,
+//! [`crate::admin`]), on its port and on the optional admin listener.
 //!
 //! Every object declares its freshness explicitly ([`FRESH_FOR_S`], a year,
 //! with an `ETag` and a fixed `Last-Modified` as validators, and a `Date`):
@@ -94,11 +96,12 @@ pub async fn run(
     let mut stop = shutdown_signal(shutdown);
     let conns = Conns::new(config.limits.max_connections, config.metrics.clone());
     if let Some(admin) = config.admin {
-        let m = config.metrics.clone();
+        let (m, draining) = (config.metrics.clone(), conns.stop_signal());
         let pages: crate::service::AdminPages = Arc::new(move |method: crate::http::Method, p: &str| {
-            method.is_read().then(|| counter_page(&m, "origin", p)).flatten()
+            method.is_read().then(|| own_page(&m, p, *draining.borrow())).flatten()
         });
-        tokio::spawn(admin_loop(admin, pages, conns.stop_signal()));
+        // An origin has no page to change: no token to ask for.
+        tokio::spawn(admin_loop(admin, pages, None, conns.stop_signal()));
     }
     loop {
         tokio::select! {
@@ -115,6 +118,14 @@ pub async fn run(
     drop(listener);
     conns.drain(config.limits.drain_timeout).await;
     Ok(())
+}
+
+/// The origin's own page at `path`, one of dl7's reserved names, if any.
+fn own_page(m: &Metrics, path: &str, draining: bool) -> Option<crate::admin::Page> {
+    match path {
+        crate::health::HEALTH_PATH => Some(crate::admin::health_page(draining)),
+        _ => counter_page(m, "origin", path),
+    }
 }
 
 async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
@@ -138,9 +149,9 @@ async fn serve(origin: Arc<Origin>, stream: TcpStream, mut stop: watch::Receiver
                 conn.write_error(405).await.map(|_| false)
             }
             (_, None) => {
-                let (status, meta, body) = match counter_page(m, "origin", &path) {
+                let (status, meta, body) = match own_page(m, &path, *stop.borrow()) {
                     Some(page) => {
-                        (200, ResponseMeta { content_type: page.content_type, ..Default::default() }, page.body)
+                        (page.status, ResponseMeta { content_type: page.content_type, ..Default::default() }, page.body)
                     }
                     None => {
                         Metrics::add(&m.client_errors, 1);

@@ -190,8 +190,11 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.max_object_bytes = n.max_object_bytes;
                 cfg.directory = n.directory;
                 cfg.fallbacks = n.fallbacks;
+                cfg.hash_key = n.hash_key;
+                cfg.rampup = Duration::from_secs_f64(n.rampup_s);
                 cfg.limits = limits(&n.limits);
                 cfg.admin = admin;
+                cfg.admin_token = n.admin_token.clone();
                 cfg.cpu = n.emulate_cpu.as_ref().map(dl7_core::costs::Costs::new);
                 cfg.health = n.health;
                 cfg.initial_members = n.members.clone();
@@ -224,8 +227,11 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 cfg.policy = spec;
                 cfg.members = members;
                 cfg.fallbacks = f.fallbacks;
+                cfg.hash_key = f.hash_key;
+                cfg.rampup = Duration::from_secs_f64(f.rampup_s);
                 cfg.limits = limits(&f.limits);
                 cfg.admin = admin;
+                cfg.admin_token = f.admin_token.clone();
                 cfg.health = f.health;
                 cfg.initial_members = f.members.clone();
                 crate::front::run(listener, cfg, os_signal())

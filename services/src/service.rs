@@ -1,6 +1,7 @@
 //! What every service shares: admission of client connections under a cap,
 //! the stop signal handed to each connection, draining on shutdown, and the
-//! admin listener that serves the counter pages of [`crate::admin`] (and role-specific pages).
+//! admin listener that serves the counter pages of [`crate::admin`] (and
+//! role-specific pages), asking for the admin token before any change.
 //!
 //! This module knows no roles; it must not parse anything but admin requests.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 pub use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::admin::Page;
+use crate::admin::{AdminToken, Page};
 use crate::http::{wait_true, HeadError, Limits, Method, ResponseMeta, ServerConn};
 use crate::metrics::Metrics;
 
@@ -82,12 +83,21 @@ pub fn shutdown_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> w
     rx
 }
 
-/// Renders an admin page for a method and path, or `None` for 404.
+/// Renders an admin page for a method and path (its name under
+/// [`crate::admin::PREFIX`]: [`crate::admin::admin_name`]), or `None` for 404.
 pub type AdminPages = Arc<dyn Fn(Method, &str) -> Option<Page> + Send + Sync>;
 
-/// Serves admin pages on `listener` until `stop` turns true.
-pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watch::Receiver<bool>) {
+/// Serves admin pages on `listener` until `stop` turns true. With a
+/// `token`, a request of any method but GET and HEAD gets 401 unless it
+/// carries it ([`crate::admin::authorized`]), before any page sees it.
+pub async fn admin_loop(
+    listener: TcpListener,
+    pages: AdminPages,
+    token: Option<AdminToken>,
+    mut stop: watch::Receiver<bool>,
+) {
     let limits = Limits::default();
+    let token = token.map(Arc::new);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -97,13 +107,27 @@ pub async fn admin_loop(listener: TcpListener, pages: AdminPages, mut stop: watc
         let pages = pages.clone();
         let mut stop = stop.clone();
         let limits = limits.clone();
+        let token = token.clone();
         tokio::spawn(async move {
             let mut conn = ServerConn::new(stream);
             let mut path = String::new();
             loop {
                 match conn.read_head(&limits, &mut path, &mut stop).await {
+                    Ok(head)
+                        if !head.method.is_read()
+                            && !crate::admin::authorized(token.as_deref(), conn.request_head()) =>
+                    {
+                        // RFC 6750 section 3: the challenge names the scheme; the body says no more.
+                        let meta = ResponseMeta {
+                            content_type: "text/plain",
+                            extra: crate::admin::CHALLENGE,
+                            ..Default::default()
+                        };
+                        let _ = conn.write_response(401, &meta, b"401 Unauthorized\n", false, false).await;
+                        return;
+                    }
                     Ok(head) => {
-                        let r = match pages(head.method, &path) {
+                        let r = match pages(head.method, crate::admin::admin_name(&path)) {
                             Some(page) => {
                                 let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
                                 conn.write_response(

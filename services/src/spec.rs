@@ -13,10 +13,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dl7_core::HashKey;
 use dl7_core::{Hardware, Membership, PolicySpec};
 use serde::{Deserialize, Serialize};
 
-pub use crate::error::HealthError;
+pub use crate::error::{AdminTokenError, HealthError};
 use crate::error::{SpecError, SpecFileError, UnknownFrontMode};
 
 use crate::defaults::{DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_UPSTREAM_TIMEOUT_MS};
@@ -91,7 +92,7 @@ pub enum HealthCheck {
     Tcp,
     /// `GET path`, healthy on an expected status (HAProxy's `option httpchk`).
     /// The default of a config that names no check: dl7's own nodes answer
-    /// `/health` (503 while they drain), which a connect cannot see.
+    /// `/_dl7/health` (503 while they drain), which a connect cannot see.
     #[default]
     Http,
     /// No probes (HAProxy without `check`): a peer is skipped only for a
@@ -133,8 +134,8 @@ pub struct ProbePath {
 }
 
 impl ProbePath {
-    /// `/health`, what every dl7 node answers.
-    pub const HEALTH: ProbePath = ProbePath::from_static("/health");
+    /// `/_dl7/health`, what every dl7 node answers (`crate::health::HEALTH_PATH`).
+    pub const HEALTH: ProbePath = ProbePath::from_static("/_dl7/health");
 
     const fn from_static(s: &str) -> ProbePath {
         let mut bytes = [0u8; MAX_PROBE_PATH];
@@ -345,7 +346,7 @@ pub const DEFAULT_PANIC_PERCENT: u8 = 50;
 /// (its defaults), the kind of probe, and Envoy's panic threshold.
 ///
 /// Every field after `fall` may be left out: a config written before them
-/// reads as the HTTP check of `/health` that dl7's nodes answer, with
+/// reads as the HTTP check of `/_dl7/health` that dl7's nodes answer, with
 /// 2xx/3xx expected (a node answers 200, or 503 while draining: the same
 /// verdicts as the 200-only check of those configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -415,6 +416,53 @@ impl HealthSpec {
     }
 }
 
+/// The shared secret a change on a service's admin listener must carry
+/// (`PUT /_dl7/members`, as `Authorization: Bearer TOKEN`), as RFC 6750
+/// writes it: letters, digits and `-._~+/`, then any `=`. Its `Debug` hides
+/// it, so that no log line carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// `text` as a token, refused when it could not be sent as a bearer token.
+    pub fn new(text: &str) -> Result<AdminToken, AdminTokenError> {
+        let body = text.trim_end_matches('=');
+        if body.is_empty() {
+            return Err(AdminTokenError::Empty);
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        if !body.bytes().all(allowed) {
+            return Err(AdminTokenError::Character);
+        }
+        Ok(AdminToken(text.to_string()))
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl TryFrom<String> for AdminToken {
+    type Error = AdminTokenError;
+    fn try_from(s: String) -> Result<Self, AdminTokenError> {
+        AdminToken::new(&s)
+    }
+}
+
+impl From<AdminToken> for String {
+    fn from(t: AdminToken) -> String {
+        t.0
+    }
+}
+
 /// The origin web server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -451,6 +499,14 @@ pub struct NodeSpec {
     pub max_object_bytes: u64,
     /// Candidates tried after a failed owner (0: only the owner; 503 when it fails).
     pub fallbacks: usize,
+    /// What the policy hashes: `url` (path and query) or `path` (the query
+    /// left out). This and `rampup_s` may be left out: `url` and 0.
+    #[serde(default)]
+    pub hash_key: HashKey,
+    /// Seconds over which a peer that has just come up (health or
+    /// membership) takes a growing share of the keys it owns (0: off).
+    #[serde(default)]
+    pub rampup_s: f64,
     /// Unix socket on which the distributed front end hands over client sockets.
     pub handoff: Option<PathBuf>,
     /// Ask this node (the directory) for every owner (`ht_rr_shared`).
@@ -459,6 +515,9 @@ pub struct NodeSpec {
     pub emulate_cpu: Option<Hardware>,
     /// Separate listener for the admin pages.
     pub admin: Option<SocketAddr>,
+    /// The token a change on the admin listener must carry (none: no check).
+    #[serde(default)]
+    pub admin_token: Option<AdminToken>,
     /// Limits and timeouts.
     pub limits: LimitsSpec,
     /// Active health checks of the other nodes.
@@ -484,8 +543,17 @@ pub struct FrontSpec {
     pub listen: SocketAddr,
     /// Candidates tried after a failed owner (conventional).
     pub fallbacks: usize,
+    /// What the policy hashes (conventional), as [`NodeSpec::hash_key`].
+    #[serde(default)]
+    pub hash_key: HashKey,
+    /// Ramp-up of a node that has just come up (conventional), as [`NodeSpec::rampup_s`].
+    #[serde(default)]
+    pub rampup_s: f64,
     /// Separate listener for the admin pages.
     pub admin: Option<SocketAddr>,
+    /// The token a change on the admin listener must carry (none: no check).
+    #[serde(default)]
+    pub admin_token: Option<AdminToken>,
     /// Limits and timeouts.
     pub limits: LimitsSpec,
     /// Active health checks of the nodes.
@@ -632,6 +700,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
             }
             let members = Membership::numbered(count).map_err(SpecError::Nodes)?;
             n.policy.build(&members).map_err(SpecError::Policy)?;
+            check_rampup(n.rampup_s)?;
             check_members(&n.members, count)?;
             n.health.validate().map_err(SpecError::Health)
         }
@@ -642,6 +711,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
             if mode == FrontMode::Distributed && f.handoff.len() != f.nodes.len() {
                 return Err(SpecError::Handoff { nodes: f.nodes.len(), sockets: f.handoff.len() });
             }
+            check_rampup(f.rampup_s)?;
             check_members(&f.members, f.nodes.len().max(f.handoff.len()))?;
             f.health.validate().map_err(SpecError::Health)
         }
@@ -665,6 +735,14 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
             Ok(())
         }
     }
+}
+
+/// `rampup_s` must be a non-negative number of seconds that a `Duration` holds.
+fn check_rampup(rampup_s: f64) -> Result<(), SpecError> {
+    if Duration::try_from_secs_f64(rampup_s).is_err() {
+        return Err(SpecError::Seconds { field: "rampup_s", value: rampup_s });
+    }
+    Ok(())
 }
 
 /// `members`, if given, must name distinct nodes among `count`, at least one.
@@ -698,10 +776,13 @@ mod tests {
             cache_bytes: 1 << 20,
             max_object_bytes: 1 << 17,
             fallbacks: 2,
+            hash_key: HashKey::Path,
+            rampup_s: 1.5,
             handoff: None,
             directory: None,
             emulate_cpu: Some(Hardware::kwon2008()),
             admin: None,
+            admin_token: Some(AdminToken::new("s3cret-token").unwrap()),
             limits: LimitsSpec::default(),
             health: HealthSpec::default(),
             members: None,
@@ -778,13 +859,51 @@ mod tests {
         assert_eq!(h, want);
         assert_eq!(
             (h.check, h.path.as_str(), h.expect.to_string(), h.panic_percent),
-            (HealthCheck::Http, "/health", "200-399".into(), 50)
+            (HealthCheck::Http, "/_dl7/health", "200-399".into(), 50)
         );
         let text = serde_json::to_string(&HealthSpec { check: HealthCheck::Tcp, ..want }).unwrap();
         assert!(text.contains(r#""check":"tcp""#) && text.contains(r#""expect":"200-399""#), "{text}");
         assert_eq!(serde_json::from_str::<HealthSpec>(&text).unwrap().check, HealthCheck::Tcp);
         let e = serde_json::from_str::<HealthSpec>(r#"{"interval_ms": 1, "rise": 1, "fall": 1, "check": "icmp"}"#);
         assert!(e.unwrap_err().to_string().contains("icmp"));
+    }
+
+    #[test]
+    fn a_node_config_written_before_hash_key_rampup_and_token_reads_with_their_defaults() {
+        let ServiceSpec::Node(n) = node() else { unreachable!() };
+        let mut v = serde_json::to_value(&n).unwrap();
+        for field in ["hash_key", "rampup_s", "admin_token"] {
+            v.as_object_mut().unwrap().remove(field).unwrap();
+        }
+        let old: NodeSpec = serde_json::from_value(v).unwrap();
+        assert_eq!((old.hash_key, old.rampup_s, old.admin_token), (HashKey::Url, 0.0, None));
+        let text = serde_json::to_string(&n).unwrap();
+        assert!(text.contains(r#""hash_key":"path""#) && text.contains(r#""rampup_s":1.5"#), "{text}");
+        assert!(!format!("{n:?}").contains("s3cret"), "Debug never shows the token");
+        let bad = text.replace(r#""hash_key":"path""#, r#""hash_key":"query""#);
+        assert!(serde_json::from_str::<NodeSpec>(&bad).unwrap_err().to_string().contains("query"));
+        let check = |n: NodeSpec| validate(&ServiceSpec::Node(n));
+        assert_eq!(
+            check(NodeSpec { rampup_s: -1.0, ..n.clone() }),
+            Err(SpecError::Seconds { field: "rampup_s", value: -1.0 })
+        );
+        for bad in [f64::NAN, f64::INFINITY, 1e300] {
+            assert!(check(NodeSpec { rampup_s: bad, ..n.clone() }).unwrap_err().to_string().starts_with("rampup_s"));
+        }
+    }
+
+    #[test]
+    fn admin_tokens_are_what_a_bearer_header_can_carry() {
+        for good in ["abc", "A-b.c_d~e+f/g==", "0123456789"] {
+            assert_eq!(AdminToken::new(good).unwrap().as_str(), good);
+        }
+        assert_eq!(AdminToken::new(""), Err(AdminTokenError::Empty));
+        assert_eq!(AdminToken::new("=="), Err(AdminTokenError::Empty));
+        for bad in ["a b", "a\r\nX: 1", "tök", "a=b", "a,b"] {
+            assert_eq!(AdminToken::new(bad), Err(AdminTokenError::Character), "{bad:?}");
+        }
+        let e = serde_json::from_str::<AdminToken>(r#""a b""#).unwrap_err().to_string();
+        assert!(e.contains("letters, digits"), "{e}");
     }
 
     #[test]

@@ -173,8 +173,8 @@ async fn connections_over_the_cap_get_503() {
     let addr = lone_node(limits).await;
     let mut first = ClientConn::connect(addr, Duration::from_secs(2)).await.unwrap();
     let mut body = Vec::new();
-    assert_eq!(first.get("/metrics", false, &mut body).await.unwrap().status, 200);
-    assert_eq!(status_of(addr, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await, 503);
+    assert_eq!(first.get(dl7_services::admin::METRICS_PATH, false, &mut body).await.unwrap().status, 200);
+    assert_eq!(status_of(addr, b"GET /_dl7/metrics HTTP/1.1\r\nHost: a\r\n\r\n").await, 503);
 }
 
 #[tokio::test]
@@ -328,4 +328,64 @@ async fn a_pooled_connection_closed_by_the_server_is_retried_on_a_fresh_one() {
     let (h, body) = pool.get(&catalog.objects[1].path, false, Duration::from_secs(2), 1 << 20).await.unwrap();
     assert_eq!((h.status, body.len() as u64), (200, catalog.objects[1].size));
     assert_eq!(om.connections.load(Relaxed), 2, "the stale connection was replaced by exactly one new one");
+}
+
+/// A lone node with an admin listener guarded by `token`; its (public, admin) addresses.
+async fn guarded_node(token: &str) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, admin_addr) = (l.local_addr().unwrap(), admin.local_addr().unwrap());
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let mut nc = NodeConfig::new(
+        ServerId(0),
+        Membership::numbered(1).unwrap(),
+        vec![addr],
+        dead,
+        PolicySpec::parse("md5").unwrap(),
+    );
+    nc.admin = Some(admin);
+    nc.admin_token = Some(dl7_services::admin::AdminToken::new(token).unwrap());
+    tokio::spawn(dl7_services::node::run(l, nc, std::future::pending()));
+    (addr, admin_addr)
+}
+
+/// The status and the `WWW-Authenticate` field of `raw`'s answer.
+async fn challenge_of(addr: std::net::SocketAddr, raw: &[u8]) -> (u16, Option<String>) {
+    let mut c = ClientConn::connect(addr, Duration::from_secs(2)).await.unwrap();
+    c.send_raw(raw).await.unwrap();
+    let mut body = Vec::new();
+    let head =
+        tokio::time::timeout(Duration::from_secs(5), c.read_response(&mut body, 1 << 20)).await.unwrap().unwrap();
+    let fields = String::from_utf8_lossy(c.last_head()).into_owned();
+    let challenge = fields
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate")))
+        .map(|(_, v)| v.trim().to_string());
+    (head.status, challenge)
+}
+
+#[tokio::test]
+async fn a_membership_change_without_the_admin_token_gets_401() {
+    let (addr, admin) = guarded_node("s3cret").await;
+    let put = |auth: &str| format!("PUT /_dl7/members?nodes=0 HTTP/1.1\r\nHost: a\r\n{auth}Content-Length: 0\r\n\r\n");
+    for auth in
+        ["", "Authorization: Bearer wrong\r\n", "Authorization: Bearer s3cre\r\n", "Authorization: Basic s3cret\r\n"]
+    {
+        let (status, challenge) = challenge_of(admin, put(auth).as_bytes()).await;
+        assert_eq!(status, 401, "{auth:?}");
+        assert_eq!(challenge.as_deref(), Some("Bearer realm=\"dl7\""), "{auth:?}: RFC 6750's challenge");
+    }
+    assert_eq!(challenge_of(admin, put("Authorization: Bearer s3cret\r\n").as_bytes()).await, (200, None));
+    // Reading needs no token: Prometheus scrapes, operators look.
+    for path in ["/metrics", "/stats", "/_dl7/stats", "/_dl7/members", "/_dl7/health"] {
+        let get = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(status_of(admin, get.as_bytes()).await, 200, "GET {path} on the admin listener");
+    }
+    // The client the testbed uses sends the token when it has one.
+    let token = dl7_services::admin::AdminToken::new("s3cret").unwrap();
+    dl7_services::admin::put_members(admin, &[0], Some(&token), Duration::from_secs(2)).await.unwrap();
+    let refused = dl7_services::admin::put_members(admin, &[0], None, Duration::from_secs(2)).await.unwrap_err();
+    assert!(refused.to_string().contains("status 401"), "{refused}");
+    // The public port never takes a change, token or not.
+    assert_eq!(status_of(addr, put("Authorization: Bearer s3cret\r\n").as_bytes()).await, 405);
 }

@@ -1,6 +1,6 @@
 //! Health checks with backends that are not dl7 nodes (issue 19, item 3):
 //! a conventional front end in front of two plain web servers that answer
-//! 404 to `/health` keeps serving 2xx, whether it checks them with a TCP
+//! 404 to `/health` and to dl7's `/_dl7/health` keeps serving 2xx, whether it checks them with a TCP
 //! connect (the CLI's default for `dl7 front`) or with dl7's own HTTP check
 //! (which then fails everywhere, so the panic rule sends every request to its
 //! owner anyway); with no server left a request gets 503, and `/metrics`
@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A web server that knows nothing of dl7: every path is 200 with a short
-/// body, except `/health`, which is 404 (as nginx's default site answers).
+/// body, except `/health` and whatever is under `/_dl7/`, which are 404 (as
+/// nginx's default site answers).
 /// Keep-alive, so the front end's pool reuses its connections. Returns its
 /// address and the count of requests it answered.
 async fn plain_server() -> (SocketAddr, Arc<AtomicU64>) {
@@ -49,7 +50,7 @@ async fn plain_server() -> (SocketAddr, Arc<AtomicU64>) {
                         continue;
                     };
                     buf.drain(..n);
-                    let (status, body) = if path == "/health" {
+                    let (status, body) = if path == "/health" || path.starts_with("/_dl7/") {
                         ("404 Not Found", "no such page".to_string())
                     } else {
                         ("200 OK", format!("ok {path}"))
@@ -124,7 +125,7 @@ async fn a_front_end_before_plain_web_servers_keeps_serving_2xx() {
         match check {
             // A connect passes: both stay in.
             HealthCheck::Tcp => assert!(all_up, "{peers:?}"),
-            // Their /health is 404: both out, and the panic rule routes to the owner anyway.
+            // Their /_dl7/health is 404: both out, and the panic rule routes to the owner anyway.
             HealthCheck::Http => assert!(peers.iter().all(|p| !p.up), "{peers:?}"),
             HealthCheck::None => assert!(all_up && peers.iter().all(|p| p.probes == 0), "{peers:?}"),
         }

@@ -189,3 +189,35 @@ async fn head_gets_the_fields_of_the_get_and_no_body() {
         assert_eq!(fields(&head, "x-custom"), ["from-origin"], "{}\n{head}", route.name);
     }
 }
+
+/// dl7's own pages live under its reserved prefix (issue 19, item 6): on
+/// every public listener `/health`, `/stats`, `/metrics` and `/cache` are
+/// the origin's pages like any other path, while dl7 answers `/_dl7/health`
+/// and `/_dl7/stats` itself, 404 for another name under `/_dl7/`, and 405
+/// for a change; none of these reach the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origins_pages_reach_it_and_dl7s_own_live_under_its_prefix() {
+    let web = web().await;
+    for (k, route) in routes(web.addr).await.into_iter().enumerate() {
+        for path in ["/health", "/stats", "/metrics", "/cache"] {
+            let (status, head, body) = exchange(route.entry, &request("GET", path, "", b"")).await;
+            let what = format!("{}: GET {path}", route.name);
+            assert_eq!((status, body.as_slice()), (200, &b"GET 0 "[..]), "{what}: the origin's echo\n{head}");
+            assert_eq!(web.count(path), k + 1, "{what}: the origin got it");
+            // Through this route's first hop at least (which node owns these fixed paths is md5's call).
+            assert_eq!(web.last(path).unwrap().all("via").first(), route.via.first(), "{what}");
+        }
+        let seen_before = web.seen().len();
+        let (status, head, body) = exchange(route.entry, &request("GET", "/_dl7/health", "", b"")).await;
+        assert_eq!((status, body.as_slice()), (200, &b"200 OK\n"[..]), "{}: /_dl7/health\n{head}", route.name);
+        let (status, _, body) = exchange(route.entry, &request("GET", "/_dl7/stats", "", b"")).await;
+        assert_eq!(status, 200, "{}: /_dl7/stats", route.name);
+        let stats: dl7_services::metrics::Stats = serde_json::from_slice(&body).expect("the stats JSON");
+        assert_eq!(stats.version, dl7_services::metrics::Stats::VERSION);
+        let (status, head, _) = exchange(route.entry, &request("GET", "/_dl7/no-such-page", "", b"")).await;
+        assert_eq!(status, 404, "{}: a reserved name that is no page\n{head}", route.name);
+        let (status, _, _) = exchange(route.entry, &request("PUT", "/_dl7/members?nodes=0", "", b"")).await;
+        assert_eq!(status, 405, "{}: changes are the admin listener's", route.name);
+        assert_eq!(web.seen().len(), seen_before, "{}: nothing under /_dl7/ reached the origin", route.name);
+    }
+}

@@ -105,9 +105,9 @@ async fn large_objects_pass_byte_exact_through_the_front_end_and_a_forwarding_no
     let fwd = &c.node_metrics[forwarder];
     assert!(fwd.relay_client_bytes.load(Relaxed) >= 2 * BIG);
     assert_eq!(fwd.relay_client_bytes.load(Relaxed), fwd.relay_upstream_bytes.load(Relaxed));
-    let cached = common::get_text(c.nodes[forwarder], "/cache").await;
+    let cached = common::get_text(c.nodes[forwarder], dl7_services::admin::CACHE_PATH).await;
     assert!(!cached.contains(&big.path), "forwarder cached {}: {cached}", big.path);
-    let cached = common::get_text(c.nodes[owner], "/cache").await;
+    let cached = common::get_text(c.nodes[owner], dl7_services::admin::CACHE_PATH).await;
     assert!(cached.contains(&big.path), "owner lacks {}: {cached}", big.path);
     assert_eq!(c.front_metrics.upstream_aborted.load(Relaxed), 0);
     assert_eq!(c.front_metrics.bad_gateway.load(Relaxed), 0);

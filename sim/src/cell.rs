@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use dl7_core::PolicySpec;
 pub use dl7_core::{Arch, ClientMode, Hardware};
+use dl7_core::{HashKey, PolicySpec};
 use dl7_traces::{Catalog, ObjectId};
 
 /// One run: a cell of a sweep with one seed.
@@ -15,6 +15,9 @@ pub struct CellSpec {
     pub catalog: Arc<Catalog>,
     pub arch: Arch,
     pub policy: PolicySpec,
+    /// Which part of an object's path the policy hashes (a catalog's paths
+    /// may keep their queries: `dl7 trace import --keep-query`).
+    pub hash_key: HashKey,
     pub servers: u32,
     /// One cluster-wide policy instance instead of one per dispatcher.
     pub shared_state: bool,
@@ -50,6 +53,7 @@ impl CellSpec {
             catalog,
             arch,
             policy,
+            hash_key: HashKey::Url,
             servers,
             shared_state: false,
             clients: ClientMode::Closed { per_server: 63 },

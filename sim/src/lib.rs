@@ -14,6 +14,7 @@
 //!     catalog: Arc::new(dl7_traces::workload::builtin("surge100").unwrap()),
 //!     arch: Arch::Distributed,
 //!     policy: PolicySpec::parse("md5").unwrap(),
+//!     hash_key: dl7_core::HashKey::Url,
 //!     servers: 4,
 //!     shared_state: false,
 //!     clients: ClientMode::Closed { per_server: 63 },

@@ -12,7 +12,7 @@
 
 use dl7_core::fault::Timeline;
 use dl7_core::timeseries::Recorder;
-use dl7_core::{costs, Membership, RequestKey, ResultRow};
+use dl7_core::{costs, HashKey, Membership, RequestKey, ResultRow};
 use dl7_traces::{Catalog, Schedule, SurgeUser, SurgeUserParams};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -37,7 +37,7 @@ const START_SPREAD_NS: u64 = 1_000_000;
 pub(crate) fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(ResultRow, RunStats), SimError> {
     let shape = check(cell)?;
     let (policies, load_views) = model::build_policies(&cell.policy, &shape.members, shape.dispatchers, shape.shared)?;
-    let objects = Objects::new(&cell.catalog, hw);
+    let objects = Objects::new(&cell.catalog, cell.hash_key, hw);
     let schedule = timed_schedule(cell)?;
     let (clients, connections) = clients(cell, shape.n, schedule.as_ref())?;
     let window = window(cell);
@@ -129,8 +129,9 @@ struct Objects<'c> {
 }
 
 impl<'c> Objects<'c> {
-    fn new(catalog: &'c Catalog, hw: &Hardware) -> Objects<'c> {
-        let keys = catalog.objects.iter().map(|o| RequestKey::new(o.path.as_bytes())).collect();
+    fn new(catalog: &'c Catalog, hash_key: HashKey, hw: &Hardware) -> Objects<'c> {
+        // The real dispatchers hash the same bytes of the same paths.
+        let keys = catalog.objects.iter().map(|o| RequestKey::new(hash_key.of(&o.path).as_bytes())).collect();
         let sizes = catalog.objects.iter().map(|o| o.size).collect();
         let costs = costs::Costs::new(hw);
         let object_costs = catalog.objects.iter().map(|o| costs.object(o.size, o.content_type.is_image())).collect();

@@ -261,3 +261,29 @@ fn intervals_cover_the_warm_up_and_the_window_and_add_up_to_the_row() {
     let (again, stats2) = simulate_with_stats(&c, &hw).unwrap();
     assert_eq!((again, stats2.intervals), (row, stats.intervals), "deterministic");
 }
+
+/// A catalog whose paths keep their queries (`dl7 trace import
+/// --keep-query`): with the path as the hash key, every query of the path
+/// is cached at one owner, as the real dispatchers route it; with the whole
+/// URL, the queries spread over the servers. Either way each is its own object.
+#[test]
+fn the_path_key_caches_every_query_of_a_path_at_its_one_owner() {
+    let objects = (0..24u32)
+        .map(|i| Object {
+            id: ObjectId(i),
+            path: format!("/search.html?q={i}"),
+            size: 2000,
+            content_type: ContentType::Html,
+            weight: 1.0,
+        })
+        .collect();
+    let catalog = Arc::new(Catalog { objects });
+    let hw = Hardware::kwon2008();
+    for key in dl7_core::HashKey::ALL {
+        let c = CellSpec { hash_key: key, ..cell(catalog.clone(), Arch::Distributed, "md5", 4) };
+        let (_, stats) = simulate_with_stats(&c, &hw).unwrap();
+        let holding: Vec<usize> = stats.cached.iter().map(Vec::len).filter(|&n| n > 0).collect();
+        assert_eq!(holding.iter().sum::<usize>(), 24, "{key}: every query its own object, cached once");
+        assert_eq!(holding.len() == 1, key == dl7_core::HashKey::Path, "{key}: objects per server {holding:?}");
+    }
+}

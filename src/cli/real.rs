@@ -4,6 +4,11 @@
 //! `dl7-ready listen=ADDR admin=ADDR|-` line on stdout, serves until
 //! SIGINT/SIGTERM, then drains. The work itself lives in `dl7-services`
 //! (`serve::serve`); `bench real` is a local-engine sweep.
+//!
+//! The admin token of a node or front end is never an argument, so that
+//! it never shows in `ps`: it is the config's `admin_token`, else the file
+//! `--admin-token-file` names, else the environment variable
+//! [`ADMIN_TOKEN_ENV`] ([`admin_token`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +17,16 @@ use clap::{Args, Subcommand};
 use dl7_core::{Params, PolicyKind, PolicySpec};
 use dl7_services::defaults;
 use dl7_services::service::init_logging;
-use dl7_services::spec::{FrontSpec, HealthCheck, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
+use dl7_services::spec::{
+    AdminToken, FrontSpec, HealthCheck, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec,
+};
 
 use super::input_error;
+
+/// The environment variable that holds the admin token when neither the
+/// config nor `--admin-token-file` gives one (also read by `dl7 sweep`,
+/// whose real engines then send it with every membership change).
+pub const ADMIN_TOKEN_ENV: &str = "DL7_ADMIN_TOKEN";
 
 #[derive(Subcommand)]
 pub enum RealCommand {
@@ -51,7 +63,9 @@ pub struct ServiceArgs {
     /// Deadline of one upstream fetch (origin, owner, node); 502 after it.
     #[arg(long, default_value_t = defaults::DEFAULT_UPSTREAM_TIMEOUT_MS)]
     upstream_timeout_ms: u64,
-    /// Separate listener for GET /metrics (e.g. 127.0.0.1:0).
+    /// Separate listener for the admin pages (/metrics, /stats, /_dl7/...) and membership
+    /// changes; bind it to loopback or a management network, never a public address
+    /// (e.g. 127.0.0.1:0).
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// Threads serving the service (default one per core; 1: a single-threaded runtime).
@@ -76,7 +90,7 @@ impl ServiceArgs {
 pub struct HealthArgs {
     /// The probe: tcp (a connect: any backend), http (GET --health-path, healthy on
     /// --health-expect) or none (passive only). Default: http for `dl7 node`, whose
-    /// peers are dl7 nodes answering /health; tcp for `dl7 front`, whose backends may
+    /// peers are dl7 nodes answering /_dl7/health; tcp for `dl7 front`, whose backends may
     /// be any web server (give --health http for dl7 nodes, which also see a node drain).
     #[arg(long, value_name = "tcp|http|none")]
     health: Option<String>,
@@ -100,6 +114,52 @@ pub struct HealthArgs {
     /// are all out goes to its owner whatever this is.
     #[arg(long, default_value_t = HealthSpec::default().panic_percent)]
     panic_percent: u8,
+}
+
+/// How a dispatcher routes beyond its policy, and who may change its membership.
+#[derive(Args, Clone)]
+pub struct RoutingArgs {
+    /// What the policy hashes: url (path and query, HAProxy's `balance uri whole`) or
+    /// path (the query left out, Traffic Server's `qstring=ignore`). The cache key is
+    /// the whole URL either way.
+    #[arg(long, value_name = "url|path", default_value_t = dl7_core::HashKey::default().to_string())]
+    hash_key: String,
+    /// Seconds over which a peer that has just come up (its checks brought it back, or it
+    /// joined) takes a growing share of the keys it owns, the rest going to the next
+    /// candidate (the Varnish shard director's rampup); 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    rampup_s: f64,
+    /// A file holding the token that membership changes on the admin listener must carry
+    /// (Authorization: Bearer TOKEN); default: $DL7_ADMIN_TOKEN, if set.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+impl RoutingArgs {
+    fn hash_key(&self) -> anyhow::Result<dl7_core::HashKey> {
+        self.hash_key.parse().map_err(|e| input_error(format!("--hash-key: {e}")))
+    }
+
+    /// The token of `--admin-token-file` (its text without the trailing newline), if given.
+    fn admin_token(&self) -> anyhow::Result<Option<AdminToken>> {
+        let Some(path) = &self.admin_token_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| input_error(format!("--admin-token-file {}: cannot read: {e}", path.display())))?;
+        AdminToken::new(text.trim_end_matches(['\n', '\r']))
+            .map(Some)
+            .map_err(|e| input_error(format!("--admin-token-file {}: {e}", path.display())))
+    }
+}
+
+/// The admin token of [`ADMIN_TOKEN_ENV`], if it is set and not empty.
+pub fn admin_token() -> anyhow::Result<Option<AdminToken>> {
+    match std::env::var(ADMIN_TOKEN_ENV) {
+        Ok(t) if !t.is_empty() => {
+            AdminToken::new(&t).map(Some).map_err(|e| input_error(format!("{ADMIN_TOKEN_ENV}: {e}")))
+        }
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(input_error(format!("{ADMIN_TOKEN_ENV}: not UTF-8"))),
+    }
 }
 
 impl HealthArgs {
@@ -178,6 +238,8 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = defaults::DEFAULT_FALLBACKS)]
     fallbacks: usize,
     #[command(flatten)]
+    routing: RoutingArgs,
+    #[command(flatten)]
     health: HealthArgs,
     #[command(flatten)]
     service: ServiceArgs,
@@ -208,6 +270,8 @@ pub struct FrontArgs {
     /// Candidates tried after a failed owner (conventional mode).
     #[arg(long, default_value_t = defaults::DEFAULT_FALLBACKS)]
     fallbacks: usize,
+    #[command(flatten)]
+    routing: RoutingArgs,
     #[command(flatten)]
     health: HealthArgs,
     #[command(flatten)]
@@ -297,13 +361,19 @@ pub struct BenchRealArgs {
 
 pub fn run(cmd: RealCommand) -> anyhow::Result<()> {
     init_logging();
-    let spec = match cmd {
+    let mut spec = match cmd {
         RealCommand::Origin(a) => origin(a)?,
         RealCommand::Node(a) => node(a)?,
         RealCommand::Front(a) => front(a)?,
         RealCommand::Load(a) => load(a)?,
         RealCommand::Bench(BenchCommand::Real(a)) => return bench_real(a),
     };
+    // The environment's token for a node or front end that names none.
+    if let ServiceSpec::Node(NodeSpec { admin_token: token @ None, .. })
+    | ServiceSpec::Front(FrontSpec { admin_token: token @ None, .. }) = &mut spec
+    {
+        *token = admin_token()?;
+    }
     // A bad config is the user's input; a failure while serving is not.
     dl7_services::serve::serve(spec).map_err(|e| match e {
         e if e.is_config() => input_error(e),
@@ -361,12 +431,15 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
         cache_bytes,
         max_object_bytes,
         fallbacks: a.fallbacks,
+        hash_key: a.routing.hash_key()?,
+        rampup_s: a.routing.rampup_s,
         handoff: a.handoff,
         directory: a.directory,
         emulate_cpu: None,
         admin: a.service.admin,
+        admin_token: a.routing.admin_token()?,
         limits: a.service.limits(),
-        // A node's peers are dl7 nodes: /health also tells a draining one.
+        // A node's peers are dl7 nodes: /_dl7/health also tells a draining one.
         health: a.health.spec(HealthCheck::Http)?,
         members: None,
     }))
@@ -383,9 +456,12 @@ fn front(a: FrontArgs) -> anyhow::Result<ServiceSpec> {
         policy: policy(&a.policy, &a.params)?,
         listen: a.listen,
         fallbacks: a.fallbacks,
+        hash_key: a.routing.hash_key()?,
+        rampup_s: a.routing.rampup_s,
         admin: a.service.admin,
+        admin_token: a.routing.admin_token()?,
         limits: a.service.limits(),
-        // Any web server accepts a connect; not every one has /health.
+        // Any web server accepts a connect; not every one has /_dl7/health.
         health: a.health.spec(HealthCheck::Tcp)?,
         members: None,
     }))

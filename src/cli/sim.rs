@@ -40,6 +40,9 @@ pub struct SimArgs {
     /// Policy parameter, key=value (repeatable).
     #[arg(long = "param")]
     params: Vec<String>,
+    /// What the policy hashes: url (path and query) or path (the query left out).
+    #[arg(long, default_value_t = dl7_core::HashKey::default().to_string(), value_name = "url|path")]
+    hash_key: String,
     /// Number of cache servers (1 to 1024).
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=dl7_core::server::MAX_SERVERS as i64))]
     servers: u32,
@@ -115,6 +118,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         catalog: Arc::new(catalog),
         arch,
         policy: PolicySpec { kind, params },
+        hash_key: args.hash_key.parse().map_err(|e| input_error(format!("--hash-key: {e}")))?,
         servers: args.servers,
         shared_state: args.shared_state,
         clients,

@@ -81,6 +81,8 @@ fn sweep(
     if let Some(k) = seeds {
         plan.seeds = k;
     }
+    // A secret has no place in an experiment file: the real engines take it from the environment.
+    plan.real.admin_token = crate::cli::real::admin_token()?;
     let engine =
         engine.map(|e| Engine::from_name(&e).map_err(|m| input_error(format!("--engine: {m}")))).transpose()?;
     let experiment = plan.load().map_err(input_error)?;

@@ -28,7 +28,9 @@ use dl7_core::{Arch, ClientMode, Hardware, PolicySpec, ResultRow};
 use dl7_services::admin::fetch_stats;
 use dl7_services::load::LoadReport;
 use dl7_services::metrics::Stats;
-use dl7_services::spec::{FrontMode, FrontSpec, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec};
+use dl7_services::spec::{
+    AdminToken, FrontMode, FrontSpec, HashKey, HealthSpec, LimitsSpec, LoadSpec, NodeSpec, OriginSpec, ServiceSpec,
+};
 
 use crate::lab::{LabPlan, NicCounters, Role};
 use crate::nodes::{handoff_paths, NodeSet};
@@ -60,6 +62,11 @@ pub struct RealSettings {
     /// A web server already running that the nodes fetch from, in place
     /// of the `dl7 origin` a cell starts (`None`).
     pub origin: Option<ExternalOrigin>,
+    /// Seconds over which a node that has just come up takes a growing share of its keys (0: off).
+    pub rampup_s: f64,
+    /// The token the services ask of membership changes, which the fault
+    /// schedule then sends (`None`: no check).
+    pub admin_token: Option<AdminToken>,
 }
 
 /// An origin the experiment does not start (`[real] origin =
@@ -155,6 +162,8 @@ impl Default for RealSettings {
             worker_threads: None,
             health: HealthSpec::default(),
             origin: None,
+            rampup_s: 0.0,
+            admin_token: None,
         }
     }
 }
@@ -180,6 +189,8 @@ pub struct RealCell {
     pub workload_source: String,
     pub arch: Arch,
     pub policy: PolicySpec,
+    /// What the policy hashes (the simulator hashes the same).
+    pub hash_key: HashKey,
     pub servers: u32,
     /// The run's seed (the load's request streams).
     pub seed: u64,
@@ -224,7 +235,7 @@ pub struct CellOutcome {
     pub nodes_cpu_per_request_us: f64,
     /// Per lab host, its NIC bytes over the measured window (empty on loopback).
     pub nic: Vec<NicUse>,
-    /// A replay's end state: per node, its `/cache` page (`object_id path bytes` lines, sorted).
+    /// A replay's end state: per node, its `/_dl7/cache` page (`object_id path bytes` lines, sorted).
     pub caches: Vec<String>,
     /// Every process's peak resident memory over the run, read just before it stops.
     pub memory: Vec<PeakMemory>,
@@ -500,17 +511,20 @@ async fn start(
             cache_bytes: cell.cache_bytes,
             max_object_bytes: cell.max_object_bytes,
             fallbacks: s.fallbacks,
+            hash_key: cell.hash_key,
+            rampup_s: s.rampup_s,
             handoff: local_handoff.then(|| handoff[i].clone()),
             // One instance for the cluster: node 0 keeps it and answers owner lookups.
             directory: cell.policy.kind.shared_by_default().then(|| node_addrs[0]),
             emulate_cpu: cell.emulate_cpu.clone(),
             admin: admin_needed.then(|| SocketAddr::new(h.bind.unwrap_or(h.addr), 0)),
+            admin_token: s.admin_token.clone(),
             limits: limits.clone(),
             health: s.health,
             members: None,
         })
         .collect();
-    let mut set = NodeSet::new(specs, layout.nodes.clone(), node_addrs.clone(), cell.servers);
+    let mut set = NodeSet::new(specs, layout.nodes.clone(), node_addrs.clone(), cell.servers, s.admin_token.clone());
     for i in 0..n {
         set.start(exe, scratch, i).await?;
     }
@@ -528,7 +542,10 @@ async fn start(
                 policy: cell.policy.clone(),
                 listen: bind(fh),
                 fallbacks: s.fallbacks,
+                hash_key: cell.hash_key,
+                rampup_s: s.rampup_s,
                 admin: Some(SocketAddr::new(fh.bind.unwrap_or(fh.addr), 0)),
+                admin_token: s.admin_token.clone(),
                 limits: limits.clone(),
                 health: s.health,
                 members: (total > n).then(|| (0..n).collect()),
@@ -766,7 +783,7 @@ async fn stop(
     let mut caches = Vec::new();
     if matches!(clients, ClientMode::Replay { .. }) {
         for &a in &node_addrs {
-            caches.push(fetch_page(a, "/cache").await?);
+            caches.push(fetch_page(a, dl7_services::admin::CACHE_PATH).await?);
         }
     }
     let mut memory = Vec::new();

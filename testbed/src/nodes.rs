@@ -22,7 +22,7 @@ use std::time::Duration;
 use dl7_core::fault::Timeline;
 use dl7_core::{Fault, FaultAction};
 
-use dl7_services::admin::{fetch_stats, put_members};
+use dl7_services::admin::{fetch_stats, put_members, AdminToken};
 use dl7_services::metrics::{Metrics, Stats};
 use dl7_services::spec::{NodeSpec, ServiceSpec};
 
@@ -49,12 +49,20 @@ pub(crate) struct NodeSet {
     /// The members of the moment, for whoever routes without an admin
     /// listener (the lab's director in front of the kernel front end).
     members: tokio::sync::watch::Sender<Vec<usize>>,
+    /// The token membership changes carry (the services' `admin_token`).
+    admin_token: Option<AdminToken>,
 }
 
 impl NodeSet {
     /// Nodes `addrs` (all a schedule will ever have) whose first `servers`
-    /// are started, from `specs`, on `hosts`.
-    pub(crate) fn new(specs: Vec<NodeSpec>, hosts: Vec<Host>, addrs: Vec<SocketAddr>, servers: u32) -> NodeSet {
+    /// are started, from `specs`, on `hosts`; membership changes carry `admin_token`.
+    pub(crate) fn new(
+        specs: Vec<NodeSpec>,
+        hosts: Vec<Host>,
+        addrs: Vec<SocketAddr>,
+        servers: u32,
+        admin_token: Option<AdminToken>,
+    ) -> NodeSet {
         let n = addrs.len();
         NodeSet {
             procs: (0..n).map(|_| None).collect(),
@@ -66,6 +74,7 @@ impl NodeSet {
             retired_cpu: vec![0.0; n],
             timeline: Timeline::new(servers),
             members: tokio::sync::watch::channel((0..servers as usize).collect()).0,
+            admin_token,
         }
     }
 
@@ -138,7 +147,7 @@ impl NodeSet {
         let members: Vec<usize> = self.timeline.members.iter().map(|&m| m as usize).collect();
         self.members.send_replace(members.clone());
         for a in self.admins.iter().flatten().copied().chain(front) {
-            put_members(a, &members, STEP_TIMEOUT).await.map_err(TestbedError::admin)?;
+            put_members(a, &members, self.admin_token.as_ref(), STEP_TIMEOUT).await.map_err(TestbedError::admin)?;
         }
         Ok(())
     }

@@ -327,6 +327,7 @@ mod tests {
             workload_source: "surge100".into(),
             arch: Arch::Distributed,
             policy: PolicySpec::new(PolicyKind::Md5),
+            hash_key: dl7_core::HashKey::Url,
             servers,
             seed: 1,
             clients: ClientMode::Closed { per_server: 1 },

@@ -83,8 +83,15 @@ impl Host {
         match &self.run {
             Runner::Here | Runner::Netns(_) => {
                 let path = dir.join(format!("{name}.json"));
-                std::fs::write(&path, spec.to_json())
-                    .map_err(|source| TestbedError::Io { path: path.clone(), source })?;
+                // Owner-only: a config may hold the admin token.
+                let write = || {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f =
+                        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+                    f.write_all(spec.to_json().as_bytes())
+                };
+                write().map_err(|source| TestbedError::Io { path: path.clone(), source })?;
                 Ok(path.display().to_string())
             }
             Runner::Ssh(remote) => {

@@ -52,7 +52,7 @@ connections = 1
 cache_mb = 0.25
 "#;
 
-/// Object ids in a node's `/cache` page (`object_id path bytes` lines).
+/// Object ids in a node's `/_dl7/cache` page (`object_id path bytes` lines).
 fn cached_ids(page: &str) -> Vec<u32> {
     let mut ids: Vec<u32> =
         page.lines().map(|l| l.split_whitespace().next().unwrap().parse().expect("an object id")).collect();

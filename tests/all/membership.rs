@@ -2,7 +2,8 @@
 //! `[[faults]]` run them: the measured `moved_frac` (owners read from a
 //! live dispatcher before and after the change) equals the core's
 //! disruption figure for that policy and membership change, exactly, and a
-//! graceful leave fails no request. A join's new node serves its share.
+//! graceful leave fails no request. A join's new node serves its share,
+//! also behind an admin token and with a ramp-up.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,7 +54,13 @@ fn leave_and_join_move_the_cores_share_of_owners_and_a_graceful_leave_fails_noth
         let plan = Plan::parse(&experiment(arch, policy, fault), "m.toml", &dir).unwrap();
         let experiment = Arc::new(plan.load().unwrap());
         let run = &experiment.runs()[0];
-        let cell = dl7::sweep::real_cell(&experiment, run);
+        let mut cell = dl7::sweep::real_cell(&experiment, run);
+        if k == 2 {
+            // Services that ask for an admin token: the schedule's membership changes carry it
+            // (a 401 would fail the run), and a ramp-up changes the routing, not the ownership.
+            cell.settings.admin_token = Some(dl7_services::admin::AdminToken::new("membership-test").unwrap());
+            cell.settings.rampup_s = 0.5;
+        }
         let out = rt.block_on(engine::run_cell(exe, &cell, &placement::local(), &dir)).unwrap();
         let want = core_moved(policy, &before, &after);
         let name = format!("{arch} {policy} {}", fault.replace('\n', " "));

@@ -160,9 +160,9 @@ impl TestCluster {
         }
     }
 
-    /// Object ids listed by `GET /cache` on node `i`.
+    /// Object ids listed by `GET /_dl7/cache` on node `i`.
     pub async fn cached_ids(&self, i: usize) -> Vec<u32> {
-        let text = get_text(self.nodes[i], "/cache").await;
+        let text = get_text(self.nodes[i], dl7_services::admin::CACHE_PATH).await;
         let mut ids: Vec<u32> = text.lines().map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
         ids.sort();
         ids

@@ -241,6 +241,18 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize, origin: SocketAddr, front: bool) -> Cluster {
+        Cluster::start_tuned(n, origin, front, |_, _| {}, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], each node's config changed by `node` (with its
+    /// index) and the front end's by `front_end` before they start.
+    pub async fn start_tuned(
+        n: usize,
+        origin: SocketAddr,
+        front: bool,
+        mut node: impl FnMut(usize, &mut NodeConfig),
+        front_end: impl FnOnce(&mut FrontConfig),
+    ) -> Cluster {
         let mut listeners = Vec::new();
         for _ in 0..n {
             listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -250,7 +262,8 @@ impl Cluster {
         let policy = PolicySpec::parse("md5").unwrap();
         let mut node_metrics = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
-            let nc = NodeConfig::new(ServerId(i as u32), members.clone(), nodes.clone(), origin, policy.clone());
+            let mut nc = NodeConfig::new(ServerId(i as u32), members.clone(), nodes.clone(), origin, policy.clone());
+            node(i, &mut nc);
             node_metrics.push(nc.metrics.clone());
             tokio::spawn(dl7_services::node::run(l, nc, std::future::pending()));
         }
@@ -260,6 +273,7 @@ impl Cluster {
             let mut fc = FrontConfig::new(FrontMode::Conventional, nodes.clone(), Vec::new());
             fc.policy = policy;
             fc.members = members;
+            front_end(&mut fc);
             tokio::spawn(dl7_services::front::run(l, fc, std::future::pending()));
             Some(addr)
         } else {
