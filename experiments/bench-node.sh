@@ -39,7 +39,7 @@
 # (curl, keep-alive, each answer checked for 200), then WARMUP seconds of the
 # load itself, so that during the measured run every request is a cache hit
 # at the box that owns it. That is shown, not assumed: for dl7 the measured
-# node's counters (GET /stats on its listener: requests, hits, forwarded,
+# node's counters (GET /_dl7/stats on its listener: requests, hits, forwarded,
 # before and after the run) give its local-hit and forwarded shares; for the
 # peer, HAProxy's per-server request counters give the local and forwarded
 # shares; for both, the origin's request counter over the run (read on its
@@ -112,42 +112,11 @@ PIDS=()
 
 . experiments/real-lib.sh
 
-# The box's cgroups, removed at the end: CG_CPU holds the quota, CG_ACCT
-# counts the CPU time (the same directory on cgroup v2).
-CG_CPU=""
-CG_ACCT=""
-ACCT_FILE=""
-if [ -f /sys/fs/cgroup/cgroup.controllers ] && mkdir -p "/sys/fs/cgroup/dl7-node-$$" 2>/dev/null; then
-    CG_CPU=/sys/fs/cgroup/dl7-node-$$
-    CG_ACCT=$CG_CPU
-    ACCT_FILE=cpu.stat
-    echo "+cpu" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-elif [ -d /sys/fs/cgroup/cpu ] && mkdir -p "/sys/fs/cgroup/cpu/dl7-node-$$" 2>/dev/null; then
-    CG_CPU=/sys/fs/cgroup/cpu/dl7-node-$$
-    if [ -f /sys/fs/cgroup/cpu/cpuacct.usage ]; then
-        CG_ACCT=$CG_CPU # cpu,cpuacct mounted together
-    elif [ -d /sys/fs/cgroup/cpuacct ] && mkdir -p "/sys/fs/cgroup/cpuacct/dl7-node-$$" 2>/dev/null; then
-        CG_ACCT=/sys/fs/cgroup/cpuacct/dl7-node-$$
-    fi
-    [ -z "$CG_ACCT" ] || ACCT_FILE=cpuacct.usage
-fi
-if [ -n "$CG_CPU" ]; then
-    if [ "$BAL_QUOTA" = 1 ]; then quota=max; else quota=$(python3 -c "print(int(float('$BAL_QUOTA') * 10000))"); fi
-    if [ -f "$CG_CPU/cpu.max" ]; then
-        echo "$quota 10000" >"$CG_CPU/cpu.max"
-    else
-        echo 10000 >"$CG_CPU/cpu.cfs_period_us"
-        [ "$quota" = max ] && quota=-1
-        echo "$quota" >"$CG_CPU/cpu.cfs_quota_us"
-    fi
-elif [ "$BAL_QUOTA" != 1 ]; then
-    echo "error: BAL_QUOTA=$BAL_QUOTA needs a CPU cgroup (root); BAL_QUOTA=1 runs without" >&2
-    exit 2
-fi
+# The box's CPU budget and accounting (real-lib.sh), removed at the end.
+cpu_box dl7-node
 cleanup() {
     stop_all
-    local g
-    for g in "$CG_CPU" "$CG_ACCT"; do [ -z "$g" ] || rmdir "$g" 2>/dev/null || true; done
+    cpu_box_remove
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 # A signal ends the script (through the EXIT trap), not just the command it interrupts.
@@ -360,7 +329,7 @@ counters() {
     origin_requests=$(curl -s "http://$ORIGIN_ADMIN/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["requests"])')
     case $1 in
     dl7)
-        curl -s "http://$TARGET/stats" | python3 -c '
+        curl -s "http://$TARGET/_dl7/stats" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 print(s["requests"], s["owner_requests"], s["hits"], s["forwarded"], sys.argv[1])' "$origin_requests"

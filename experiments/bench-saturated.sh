@@ -71,28 +71,18 @@ WORK=$(mktemp -d /tmp/dl7-saturated-XXXXXX)
 PIDS=()
 
 . experiments/real-lib.sh
-# The balancer's CPU budget: a cgroup (v1 `cpu` or v2) of our own, removed at the end.
-CG=""
-if [ "$BAL_QUOTA" != 1 ]; then
-    quota=$(python3 -c "print(int(float('$BAL_QUOTA') * 10000))")
-    if [ -d /sys/fs/cgroup/cpu ] && mkdir -p "/sys/fs/cgroup/cpu/dl7-saturated-$$" 2>/dev/null; then
-        CG=/sys/fs/cgroup/cpu/dl7-saturated-$$
-        echo 10000 >"$CG/cpu.cfs_period_us"
-        echo "$quota" >"$CG/cpu.cfs_quota_us"
-    elif [ -f /sys/fs/cgroup/cgroup.controllers ] && mkdir -p "/sys/fs/cgroup/dl7-saturated-$$" 2>/dev/null; then
-        CG=/sys/fs/cgroup/dl7-saturated-$$
-        echo "$quota 10000" >"$CG/cpu.max"
-    else
-        echo "error: BAL_QUOTA=$BAL_QUOTA needs a CPU cgroup (root); BAL_QUOTA=1 runs without" >&2
-        exit 2
-    fi
-fi
+# The balancer's CPU budget (real-lib.sh), removed at the end.
+cpu_box dl7-saturated
+CG=$CG_CPU
 cleanup() {
     stop_all
-    [ -z "$CG" ] || rmdir "$CG" 2>/dev/null || true
+    cpu_box_remove
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the script (through the EXIT trap), not just the command it interrupts.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 need haproxy haproxy
 need nginx nginx-light

@@ -166,3 +166,47 @@ ${2:-}
 }
 EOF
 }
+
+# cpu_box NAME: a CPU cgroup of our own for the measured process, held to
+# BAL_QUOTA of one core (over a 10 ms period); sets CG_CPU (the quota) and
+# CG_ACCT + ACCT_FILE (its CPU time: the same directory on cgroup v2,
+# cpuacct on v1). Without root only BAL_QUOTA=1 runs. cpu_box_remove
+# removes them (from the scripts' cleanup).
+cpu_box() {
+    CG_CPU=""
+    CG_ACCT=""
+    ACCT_FILE=""
+    if [ -f /sys/fs/cgroup/cgroup.controllers ] && mkdir -p "/sys/fs/cgroup/$1-$$" 2>/dev/null; then
+        CG_CPU=/sys/fs/cgroup/$1-$$
+        CG_ACCT=$CG_CPU
+        ACCT_FILE=cpu.stat
+        echo "+cpu" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    elif [ -d /sys/fs/cgroup/cpu ] && mkdir -p "/sys/fs/cgroup/cpu/$1-$$" 2>/dev/null; then
+        CG_CPU=/sys/fs/cgroup/cpu/$1-$$
+        if [ -f /sys/fs/cgroup/cpu/cpuacct.usage ]; then
+            CG_ACCT=$CG_CPU # cpu,cpuacct mounted together
+        elif [ -d /sys/fs/cgroup/cpuacct ] && mkdir -p "/sys/fs/cgroup/cpuacct/$1-$$" 2>/dev/null; then
+            CG_ACCT=/sys/fs/cgroup/cpuacct/$1-$$
+        fi
+        [ -z "$CG_ACCT" ] || ACCT_FILE=cpuacct.usage
+    fi
+    local quota
+    if [ -n "$CG_CPU" ]; then
+        if [ "$BAL_QUOTA" = 1 ]; then quota=max; else quota=$(python3 -c "print(int(float('$BAL_QUOTA') * 10000))"); fi
+        if [ -f "$CG_CPU/cpu.max" ]; then
+            echo "$quota 10000" >"$CG_CPU/cpu.max"
+        else
+            echo 10000 >"$CG_CPU/cpu.cfs_period_us"
+            [ "$quota" = max ] && quota=-1
+            echo "$quota" >"$CG_CPU/cpu.cfs_quota_us"
+        fi
+    elif [ "$BAL_QUOTA" != 1 ]; then
+        echo "error: BAL_QUOTA=$BAL_QUOTA needs a CPU cgroup (root); BAL_QUOTA=1 runs without" >&2
+        exit 2
+    fi
+}
+
+cpu_box_remove() {
+    local g
+    for g in "$CG_CPU" "$CG_ACCT"; do [ -z "$g" ] || rmdir "$g" 2>/dev/null || true; done
+}
