@@ -34,6 +34,7 @@
 //! policies = ["rr", "md5", "mod_ch"]
 //! archs = ["conventional", "distributed"]
 //! workloads = ["surge100", "my/workload.toml", "site.trace"]   # built-in, workload or trace file
+//! # evictions = ["lru", "sieve"]   # optional axis: lru, fifo, sieve, s3fifo, gdsf (or `run.eviction`)
 //!
 //! [policy.mod_ch]             # optional parameters of one listed policy
 //! vnodes = 100
@@ -57,6 +58,8 @@
 //! hash_key = "url"            # what the policy hashes, in every engine: url (path and query)
 //!                             #   or path (the query left out; the cache key keeps it)
 //! interval_s = 1.0            # timeseries.csv: seconds per interval (>= 0.001)
+//! eviction = "lru"            # which object a full cache drops: lru (default), fifo, sieve, s3fifo,
+//!                             #   gdsf (dl7_core::eviction); `sweep.evictions` sweeps several
 //!
 //! [real]                      # local, lab and ssh engines only; defaults shown
 //! fallbacks = 2               # candidates tried after a failed owner
@@ -92,6 +95,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dl7_core::eviction::Eviction;
 use dl7_core::fault::Timeline;
 use dl7_core::seed::{cell_key, derive_seed};
 use dl7_core::{
@@ -171,6 +175,7 @@ struct RawSweep {
     policies: Spanned<Vec<Spanned<String>>>,
     archs: Spanned<Vec<Spanned<String>>>,
     workloads: Spanned<Vec<Spanned<String>>>,
+    evictions: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +202,7 @@ struct RawRun {
     cache_bytes_per_server: Option<Spanned<toml::Value>>,
     interval_s: Option<Spanned<f64>>,
     hash_key: Option<Spanned<String>>,
+    eviction: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -334,6 +340,8 @@ pub struct Cell {
     pub arch: Arch,
     pub policy: PolicySpec,
     pub servers: u32,
+    /// Which object a full cache drops, at every node.
+    pub eviction: Eviction,
 }
 
 /// A validated experiment, before its workloads and hardware are read.
@@ -349,7 +357,7 @@ pub struct Plan {
     pub hardware: HardwareSource,
     /// Workload names (as they appear in results) and where to read them.
     pub workloads: Vec<(String, WorkloadSource)>,
-    /// Cells in output order: workload, arch, policy, servers (each in file order).
+    /// Cells in output order: workload, eviction, arch, policy, servers (each in file order).
     pub cells: Vec<Cell>,
     pub clients: ClientMode,
     pub warmup_s: f64,
@@ -456,6 +464,7 @@ impl Plan {
         let server_counts = parse_servers(&src, sweep)?;
         let archs = parse_archs(&src, sweep)?;
         let policies = parse_policies(&src, &raw, sweep, &server_counts)?;
+        let evictions = parse_evictions(&src, sweep, raw.run.as_ref())?;
 
         let (workloads, workload_spans) = parse_workloads(&src, sweep, base_dir)?;
         let clients = match &raw.clients {
@@ -476,10 +485,12 @@ impl Plan {
 
         let mut cells = Vec::new();
         for w in 0..workloads.len() {
-            for &arch in &archs {
-                for policy in &policies {
-                    for &servers in &server_counts {
-                        cells.push(Cell { workload: w, arch, policy: policy.clone(), servers });
+            for &eviction in &evictions {
+                for &arch in &archs {
+                    for policy in &policies {
+                        for &servers in &server_counts {
+                            cells.push(Cell { workload: w, arch, policy: policy.clone(), servers, eviction });
+                        }
                     }
                 }
             }
@@ -623,6 +634,11 @@ impl Experiment {
         let plan = &self.plan;
         let mut runs = Vec::with_capacity(plan.run_count());
         for (i, cell) in plan.cells.iter().enumerate() {
+            // The eviction is not part of the key: cells that differ only in
+            // their eviction see the same request streams (common random
+            // numbers), so a difference between them is the eviction's alone,
+            // not a different draw; and LRU cells keep the seeds, hence the
+            // rows, they had before there was a choice.
             let key = cell_key(&plan.workloads[cell.workload].0, cell.arch, &cell.policy, cell.servers);
             for index in 0..plan.seeds {
                 runs.push(Run { cell: i, index, seed: derive_seed(plan.seed, &key, index) });
@@ -667,6 +683,7 @@ impl Experiment {
             arch: cell.arch,
             policy: cell.policy.clone(),
             servers: cell.servers,
+            eviction: cell.eviction,
             shared_state: plan.shared_state,
             hash_key: plan.hash_key,
             clients: plan.clients,
@@ -1110,6 +1127,34 @@ fn parse_faults(
     }
 
     Ok(faults)
+}
+
+/// `sweep.evictions` (distinct names) or `run.eviction` (one), not both;
+/// neither: LRU.
+fn parse_evictions(src: &Source, sweep: &RawSweep, run: Option<&RawRun>) -> Result<Vec<Eviction>, ExperimentError> {
+    let one = run.and_then(|r| r.eviction.as_ref());
+    let Some(list) = &sweep.evictions else {
+        return match one {
+            None => Ok(vec![Eviction::default()]),
+            Some(e) => Ok(vec![e.get_ref().parse().map_err(|m| src.at(e.span(), "run.eviction", m))?]),
+        };
+    };
+    if let Some(e) = one {
+        return Err(src.at(
+            e.span(),
+            "run.eviction",
+            "`sweep.evictions` already lists the evictions: give one of the two keys",
+        ));
+    }
+    let mut evictions = Vec::new();
+    for e in nonempty(src, list, "sweep.evictions", "evictions")? {
+        let eviction: Eviction = e.get_ref().parse().map_err(|m| src.at(e.span(), "sweep.evictions", m))?;
+        if evictions.contains(&eviction) {
+            return Err(src.at(e.span(), "sweep.evictions", format!("{:?} is listed twice", e.get_ref())));
+        }
+        evictions.push(eviction);
+    }
+    Ok(evictions)
 }
 
 fn parse_policies(
@@ -1618,6 +1663,42 @@ measure_s = 2.0
         assert!(plan.check_engine(Engine::Lab).unwrap_err().0.contains("[lab] topology"));
         assert!(plan.check_engine(Engine::Ssh).unwrap_err().0.contains("engine \"ssh\" needs `[lab] topology"));
         assert!(plan.check_engine(Engine::Local).unwrap().is_none());
+    }
+
+    #[test]
+    fn evictions_are_a_sweep_axis_whose_cells_share_their_seeds() {
+        assert!(parse(GOOD).unwrap().cells.iter().all(|c| c.eviction == Eviction::Lru), "lru by default");
+        let text = GOOD.replace("workloads = [\"surge100\"]", "workloads = [\"surge100\"]\nevictions = [\"lru\", \"s3fifo\"]");
+        let plan = parse(&text).unwrap();
+        assert_eq!(plan.cells.len(), 16);
+        // Eviction comes right after the workload: each eviction's cells are together.
+        assert!(plan.cells[..8].iter().all(|c| c.eviction == Eviction::Lru));
+        assert!(plan.cells[8..].iter().all(|c| c.eviction == Eviction::S3Fifo));
+        let e = plan.load().unwrap();
+        let runs = e.runs();
+        // The same cell under another eviction: the same seed, so the same request streams.
+        assert_eq!((runs[16].cell, runs[16].index), (8, 0));
+        assert_eq!(runs[16].seed, runs[0].seed);
+        assert_eq!(e.sim_spec(&runs[16]).eviction, Eviction::S3Fifo);
+        let one = GOOD.replace("measure_s = 2.0", "measure_s = 2.0\neviction = \"gdsf\"");
+        assert!(parse(&one).unwrap().cells.iter().all(|c| c.eviction == Eviction::Gdsf));
+    }
+
+    #[test]
+    fn a_bad_eviction_names_its_key_and_the_valid_ones() {
+        let sweep = |list: &str| GOOD.replace("workloads = [\"surge100\"]", &format!("workloads = [\"surge100\"]\nevictions = {list}"));
+        let e = err(&sweep("[\"lru\", \"lfu\"]"));
+        assert!(e.starts_with("exp.toml:13:22:") && e.contains("`sweep.evictions`"), "{e}");
+        assert!(e.contains("unknown eviction `lfu`") && e.contains("lru, fifo, sieve, s3fifo, gdsf"), "{e}");
+        assert!(err(&sweep("[\"sieve\", \"sieve\"]")).contains("\"sieve\" is listed twice"));
+        assert!(err(&sweep("[]")).contains("`sweep.evictions`: expected a non-empty list of evictions"));
+        let e = err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\neviction = \"LRU\""));
+        assert!(e.starts_with("exp.toml:17:12:") && e.contains("`run.eviction`") && e.contains("`LRU`"), "{e}");
+        let both = sweep("[\"fifo\"]").replace("measure_s = 2.0", "measure_s = 2.0\neviction = \"fifo\"");
+        let e = err(&both);
+        assert!(e.contains("`run.eviction`") && e.contains("give one of the two keys"), "{e}");
+        let e = err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\nevictions = [\"fifo\"]"));
+        assert!(e.contains("evictions"), "a list under [run] is an unknown key: {e}");
     }
 
     #[test]

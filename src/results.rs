@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use dl7_core::eviction::Eviction;
 use dl7_core::timeseries::IntervalRow;
 use dl7_core::ResultRow;
 use dl7_testbed::cell::CellOutcome;
@@ -18,7 +19,7 @@ pub fn write_results(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
 
 /// Reads a `results.csv` (any mode); errors name the file and the line.
 pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
-    read_csv(path, "results.csv", ResultRow::COLUMNS, ResultRow::FAULT_COLUMNS)
+    read_csv(path, "results.csv", ResultRow::COLUMNS, ResultRow::OPTIONAL)
 }
 
 /// Writes `timeseries.csv` rows with the header of [`IntervalRow::COLUMNS`].
@@ -28,7 +29,21 @@ pub fn write_timeseries(path: &Path, rows: &[IntervalRow]) -> anyhow::Result<()>
 
 /// Reads a `timeseries.csv`; errors name the file and the line.
 pub fn read_timeseries(path: &Path) -> anyhow::Result<Vec<IntervalRow>> {
-    read_csv(path, "timeseries.csv", IntervalRow::COLUMNS, 0)
+    read_csv(path, "timeseries.csv", IntervalRow::COLUMNS, IntervalRow::OPTIONAL)
+}
+
+/// True when `header` is a `timeseries.csv` header (of this release or an
+/// older one), not a `results.csv` one.
+pub fn is_timeseries(header: &[String]) -> bool {
+    header_matches(header, IntervalRow::COLUMNS, IntervalRow::OPTIONAL)
+}
+
+/// True when `header` is `columns` in order, with any of the `optional`
+/// ones left out (a file written before they existed).
+fn header_matches<S: AsRef<str>>(header: &[S], columns: &[&str], optional: &[&str]) -> bool {
+    let expected: Vec<&str> =
+        columns.iter().copied().filter(|c| !optional.contains(c) || header.iter().any(|h| h.as_ref() == *c)).collect();
+    header.len() == expected.len() && header.iter().zip(&expected).all(|(h, c)| h.as_ref() == *c)
 }
 
 /// The header of the CSV file at `path` (for telling the two files apart).
@@ -53,16 +68,21 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T], columns: &[&str]) -> anyhow:
     Ok(())
 }
 
-fn read_csv<T: DeserializeOwned>(path: &Path, what: &str, columns: &[&str], optional: usize) -> anyhow::Result<Vec<T>> {
+fn read_csv<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    columns: &[&str],
+    optional: &[&str],
+) -> anyhow::Result<Vec<T>> {
     let mut r = csv::Reader::from_path(path)
         .map_err(|e| crate::input_error(format!("{}: cannot read {what}: {e}", path.display())))?;
     let header = r
         .headers()
         .map_err(|e| crate::input_error(format!("{}: cannot read the header: {e}", path.display())))?
         .clone();
-    // Files written before the last `optional` columns existed are still read (those columns empty).
-    let older = &columns[..columns.len() - optional];
-    if header.iter().ne(columns.iter().copied()) && header.iter().ne(older.iter().copied()) {
+    // Files written before the `optional` columns existed are still read (those columns at their defaults).
+    let names: Vec<&str> = header.iter().collect();
+    if !header_matches(&names, columns, optional) {
         return Err(crate::input_error(format!(
             "{}:1: expected the {what} header {}, found {}",
             path.display(),
@@ -115,7 +135,7 @@ pub fn read_faults_beside(timeseries: &Path) -> anyhow::Result<Vec<FaultRow>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    read_csv(&path, "faults.csv", FaultRow::COLUMNS, 0)
+    read_csv(&path, "faults.csv", FaultRow::COLUMNS, &[])
 }
 
 /// One `memory.csv` row: a process's peak resident memory over one run.
@@ -124,6 +144,8 @@ struct MemoryRow<'a> {
     workload: &'a str,
     arch: &'a str,
     policy: &'a str,
+    // Runs of two evictions share their seed: this tells them apart.
+    eviction: Eviction,
     servers: u32,
     seed: u64,
     role: &'a str,
@@ -141,6 +163,7 @@ pub fn write_memory(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()>
                 workload: &o.row.workload,
                 arch: &o.row.arch,
                 policy: &o.row.policy,
+                eviction: o.row.eviction,
                 servers: o.row.servers,
                 seed: o.row.seed,
                 role: m.role,
@@ -160,6 +183,7 @@ pub fn write_memory(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()>
 struct NicRow<'a> {
     arch: &'a str,
     policy: &'a str,
+    eviction: Eviction,
     servers: u32,
     seed: u64,
     host: &'a str,
@@ -179,6 +203,7 @@ pub fn write_nic(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()> {
             w.serialize(NicRow {
                 arch: &o.row.arch,
                 policy: &o.row.policy,
+                eviction: o.row.eviction,
                 servers: o.row.servers,
                 seed: o.row.seed,
                 host: &u.host,

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::eviction::Eviction;
+
 /// One measured or simulated run (one cell, one seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRow {
@@ -11,6 +13,10 @@ pub struct ResultRow {
     /// `conventional` or `distributed` (or `distributed-relay` for real runs).
     pub arch: String,
     pub policy: String,
+    /// Which object a full cache drops; files written before the column
+    /// existed read as `lru`, the only eviction there was.
+    #[serde(default)]
+    pub eviction: Eviction,
     pub servers: u32,
     pub seed: u64,
     /// Requests completed per second in the measurement window.
@@ -58,6 +64,7 @@ impl ResultRow {
         "workload",
         "arch",
         "policy",
+        "eviction",
         "servers",
         "seed",
         "req_per_s",
@@ -82,7 +89,7 @@ impl ResultRow {
         "refill_s",
     ];
 
-    /// The last columns, `moved_frac` and `refill_s`: files written before
-    /// they existed are still read (the columns empty).
-    pub const FAULT_COLUMNS: usize = 2;
+    /// Columns that files written before them lack: such files are still
+    /// read, `eviction` as `lru` and the fault figures empty.
+    pub const OPTIONAL: &'static [&'static str] = &["eviction", "moved_frac", "refill_s"];
 }

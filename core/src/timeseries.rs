@@ -22,6 +22,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::eviction::Eviction;
 use crate::ResultRow;
 
 /// One interval's figures, without the run's keys (what a load generator reports).
@@ -49,6 +50,9 @@ pub struct IntervalRow {
     pub workload: String,
     pub arch: String,
     pub policy: String,
+    /// As in `results.csv`: files written before the column read as `lru`.
+    #[serde(default)]
+    pub eviction: Eviction,
     pub servers: u32,
     pub seed: u64,
     pub t_s: f64,
@@ -66,6 +70,7 @@ impl IntervalRow {
         "workload",
         "arch",
         "policy",
+        "eviction",
         "servers",
         "seed",
         "t_s",
@@ -76,6 +81,10 @@ impl IntervalRow {
         "p99_ms",
     ];
 
+    /// Columns that files written before them lack: such files are still
+    /// read, `eviction` as `lru`.
+    pub const OPTIONAL: &'static [&'static str] = &["eviction"];
+
     /// The row of interval `i` of the run whose result row is `run`.
     pub fn new(run: &ResultRow, i: &Interval) -> Self {
         IntervalRow {
@@ -83,6 +92,7 @@ impl IntervalRow {
             workload: run.workload.clone(),
             arch: run.arch.clone(),
             policy: run.policy.clone(),
+            eviction: run.eviction,
             servers: run.servers,
             seed: run.seed,
             t_s: i.t_s,
@@ -100,6 +110,8 @@ impl IntervalRow {
             && self.workload == run.workload
             && self.arch == run.arch
             && self.policy == run.policy
+            // Runs of two evictions share their seed (the same request streams).
+            && self.eviction == run.eviction
             && self.servers == run.servers
             && self.seed == run.seed
     }
@@ -351,6 +363,7 @@ mod tests {
             workload: "w".into(),
             arch: "distributed".into(),
             policy: "md5".into(),
+            eviction: Eviction::Lru,
             servers: 4,
             seed: 9,
             req_per_s: 0.0,
@@ -377,6 +390,7 @@ mod tests {
         let iv = Recorder::new(S as u64, 0).finish(S);
         let row = IntervalRow::new(&run, &iv[0]);
         assert!(row.of_run(&run) && !row.of_run(&ResultRow { seed: 8, ..run.clone() }));
+        assert!(!row.of_run(&ResultRow { eviction: Eviction::Sieve, ..run.clone() }), "same seed, other eviction");
         // The names external checks rely on, pinned as written; the CSV writer's
         // header is held to COLUMNS wherever a file is read back (`dl7 merge`, `dl7 plot`).
         let names = [
@@ -384,6 +398,7 @@ mod tests {
             "workload",
             "arch",
             "policy",
+            "eviction",
             "servers",
             "seed",
             "t_s",

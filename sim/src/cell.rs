@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use dl7_core::eviction::Eviction;
 pub use dl7_core::{Arch, ClientMode, Hardware};
 use dl7_core::{HashKey, PolicySpec};
 use dl7_traces::{Catalog, ObjectId};
@@ -32,6 +33,8 @@ pub struct CellSpec {
     pub cache_bytes_per_server: Option<u64>,
     /// Largest object a cache stores (default: [`dl7_core::hardware::default_max_object_bytes`]).
     pub max_object_bytes: Option<u64>,
+    /// Which object a full cache drops, at every node (the paper's Squid: LRU).
+    pub eviction: Eviction,
     /// The requests to replay in order ([`ClientMode::Replay`] only).
     pub requests: Option<Arc<Vec<ObjectId>>>,
     /// Their logged times, seconds (a timed replay only: `Replay { pace: Some(_), .. }`).
@@ -45,7 +48,7 @@ pub struct CellSpec {
 impl CellSpec {
     /// A cell as the paper ran it: 63 closed-loop clients per server, the
     /// default warm-up and window, seed 1, one policy instance per
-    /// dispatcher, the profile's cache, 1 s intervals, no replay and no
+    /// dispatcher, the profile's cache under LRU, 1 s intervals, no replay and no
     /// faults. Callers change what they vary with `..CellSpec::paper(..)`.
     pub fn paper(workload: &str, catalog: Arc<Catalog>, arch: Arch, policy: PolicySpec, servers: u32) -> CellSpec {
         CellSpec {
@@ -62,6 +65,7 @@ impl CellSpec {
             seed: 1,
             cache_bytes_per_server: None,
             max_object_bytes: None,
+            eviction: Eviction::Lru,
             requests: None,
             times: None,
             interval_s: 1.0,

@@ -23,6 +23,7 @@
 //!     seed: 1,
 //!     cache_bytes_per_server: None,
 //!     max_object_bytes: None,
+//!     eviction: dl7_core::eviction::Eviction::Lru,
 //!     requests: None,
 //!     times: None,
 //!     interval_s: 1.0,
@@ -89,7 +90,9 @@
 //!   requests their own dispatcher sent (with shared state, the whole
 //!   cluster's).
 //!   The FE's IPVS assigns connections to receivers round robin.
-//! * **Caches**: a byte-bounded LRU per server; a miss fetches from the
+//! * **Caches**: a byte-bounded cache per server, under the cell's eviction
+//!   (`CellSpec::eviction`, default LRU as the paper's Squid; the core's
+//!   `dl7_core::eviction`, which the real node uses too); a miss fetches from the
 //!   origin (owner CPU, owner TX, origin RX, origin CPU, origin TX, owner RX,
 //!   owner CPU to store and distill images), and concurrent misses for one
 //!   object at one server wait for that one fetch. Caches start empty; the
@@ -117,9 +120,10 @@
 //! request grows with neither:
 //! * per object, in catalog order: its `RequestKey` (every hash computed
 //!   once), its size and its `ObjectCosts`, read by index;
-//! * per server: its stations, counters, and a byte-bounded LRU sized by
-//!   what it holds (a hash map from object to a slot of a slab, with an
-//!   intrusive recency list through the slab: `model::cache`);
+//! * per server: its stations, counters, and a byte-bounded cache sized by
+//!   what it holds, under the cell's eviction (`CellSpec::eviction`: LRU,
+//!   FIFO, SIEVE, S3-FIFO or GDSF; a hash map from object to a slot of a
+//!   slab, with the algorithm's order through the slab: `model::cache`);
 //! * the fetches from the origin under way: one hash map keyed by (server,
 //!   object), each entry the first request parked on that fetch (single
 //!   flight); nothing for the rest of the catalog;

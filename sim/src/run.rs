@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{seconds, Simulation};
 use crate::model::host::Window;
-use crate::model::{self, Clients, Cluster, Paced};
+use crate::model::{self, CacheSpec, Clients, Cluster, Paced};
 use crate::{Arch, CellSpec, ClientMode, Hardware, RunStats, SimError};
 
 /// Open-loop slots beyond which Poisson arrivals are dropped (and counted
@@ -41,7 +41,7 @@ pub(crate) fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(Res
     let schedule = timed_schedule(cell)?;
     let (clients, connections) = clients(cell, shape.n, schedule.as_ref())?;
     let window = window(cell);
-    let caches = cache_sizes(cell, hw);
+    let cache = cache_spec(cell, hw);
     // The warm-up's intervals are negative; a replay charts its measured requests only.
     let begin = if shape.replay { 0 } else { -(window.start as i64) };
     let series = Recorder::new(seconds(cell.interval_s).max(1), begin);
@@ -55,12 +55,12 @@ pub(crate) fn simulate_with_stats(cell: &CellSpec, hw: &Hardware) -> Result<(Res
         objects.object_costs,
         policies,
         load_views,
-        caches,
+        cache,
         clients,
         series,
     );
     let mut sim = Simulation::new(cluster);
-    start(&mut sim, cell, &shape, connections, schedule.is_some(), caches)?;
+    start(&mut sim, cell, &shape, connections, schedule.is_some())?;
     warm(&mut sim, &shape);
     measure(&mut sim, &shape);
     let row = row(cell, &sim.model);
@@ -229,11 +229,11 @@ fn window(cell: &CellSpec) -> Window {
     }
 }
 
-/// Cache capacity per server and the largest object a cache stores.
-fn cache_sizes(cell: &CellSpec, hw: &Hardware) -> (u64, u64) {
-    let cache_bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
-    let max_object = cell.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(cache_bytes));
-    (cache_bytes, max_object)
+/// Every node's cache: the cell's eviction, capacity per server and largest object stored.
+fn cache_spec(cell: &CellSpec, hw: &Hardware) -> CacheSpec {
+    let bytes = cell.cache_bytes_per_server.unwrap_or(hw.server.cache_bytes);
+    let max_object = cell.max_object_bytes.unwrap_or(dl7_core::hardware::default_max_object_bytes(bytes));
+    CacheSpec { eviction: cell.eviction, bytes, max_object }
 }
 
 /// Schedules the initial events: the fault schedule, the first request of
@@ -244,7 +244,6 @@ fn start(
     shape: &Shape,
     connections: usize,
     paced: bool,
-    caches: (u64, u64),
 ) -> Result<(), SimError> {
     // A timed replay's pool: at most `max_outstanding` connections, as in the load generator.
     let pool = match cell.clients {
@@ -270,7 +269,7 @@ fn start(
     let faults = cell.faults.clone();
     let n = shape.n;
     sim.init(|cluster, ctx| {
-        cluster.schedule_faults(n, faults, rebuild, caches, ctx);
+        cluster.schedule_faults(n, faults, rebuild, ctx);
         cluster.start_clients(starts.into_iter(), ctx);
         cluster.start_arrivals(pool, ctx);
     });
@@ -319,6 +318,7 @@ fn row(cell: &CellSpec, c: &Cluster<'_>) -> ResultRow {
         workload: cell.workload.clone(),
         arch: cell.arch.name().to_string(),
         policy: cell.policy.kind.name().to_string(),
+        eviction: cell.eviction,
         servers: cell.servers,
         seed: cell.seed,
         req_per_s: s.completed as f64 / measure_s,

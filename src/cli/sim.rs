@@ -76,6 +76,9 @@ pub struct SimArgs {
     /// Largest object cached, bytes (default: an eighth of the cache).
     #[arg(long)]
     max_object_bytes: Option<u64>,
+    /// Which object a full cache drops: lru, fifo, sieve, s3fifo or gdsf.
+    #[arg(long, default_value = "lru")]
+    eviction: String,
 }
 
 pub fn run(cmd: SimCommand) -> anyhow::Result<()> {
@@ -113,6 +116,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
             rate: args.rate.ok_or_else(|| input_error("--clients poisson needs --rate REQUESTS_PER_S"))?,
         },
     };
+    let eviction = args.eviction.parse().map_err(|e| input_error(format!("--eviction: {e}")))?;
     let cell = CellSpec {
         workload,
         catalog: Arc::new(catalog),
@@ -127,6 +131,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         seed: args.seed,
         cache_bytes_per_server: args.cache_bytes,
         max_object_bytes: args.max_object_bytes,
+        eviction,
         requests: None,
         times: None,
         interval_s: 1.0,

@@ -116,7 +116,7 @@ fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
 }
 
 fn plot(file: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let timeseries = results::header(file)?.iter().eq(dl7_core::timeseries::IntervalRow::COLUMNS.iter());
+    let timeseries = results::is_timeseries(&results::header(file)?);
     let out = out.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
     let no_rows = || input_error(format!("{}: no rows to plot", file.display()));
     let figures = if timeseries {

@@ -1,8 +1,9 @@
 //! A node's cache in the simulator: the core's byte-bounded cache
 //! ([`dl7_core::eviction::Cache`], the same implementation the real node
-//! uses) over object indices, with nothing stored beside a key: a hit
-//! allocates nothing, and a full cache stops allocating. Its hasher is
-//! fixed and `objects` sorts, so runs stay deterministic.
+//! uses) over object indices, under the cell's eviction, with nothing stored
+//! beside a key: a hit allocates nothing, and a full cache stops
+//! allocating. Its hasher is fixed and `objects` sorts, so runs stay
+//! deterministic.
 
 use std::collections::HashMap;
 
@@ -11,19 +12,38 @@ use dl7_core::eviction::{Cache, Eviction};
 /// The simulator's hash maps: a fixed hasher (no per-process random state).
 pub(crate) type FixedMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
-/// A node's byte-bounded LRU over object indices.
-#[derive(Debug, Clone)]
-pub struct LruCache(Cache<u32, ()>);
+/// What every node's cache is: its eviction, capacity and largest object.
+/// Kept by the cluster so that a node that loses its cache (a kill, then a
+/// restart or a join) gets an empty one of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CacheSpec {
+    pub eviction: Eviction,
+    /// Capacity, bytes.
+    pub bytes: u64,
+    /// Largest object stored, bytes.
+    pub max_object: u64,
+}
 
-impl LruCache {
-    /// An empty cache of `capacity` bytes.
-    pub fn new(capacity: u64) -> Self {
-        LruCache(Cache::new(Eviction::Lru, capacity))
+impl CacheSpec {
+    /// An empty cache of this kind.
+    pub fn empty(&self) -> NodeCache {
+        NodeCache::new(self.eviction, self.bytes).with_max_object(self.max_object)
+    }
+}
+
+/// A node's byte-bounded cache over object indices.
+#[derive(Debug, Clone)]
+pub struct NodeCache(Cache<u32, ()>);
+
+impl NodeCache {
+    /// An empty cache of `capacity` bytes under `eviction`.
+    pub fn new(eviction: Eviction, capacity: u64) -> Self {
+        NodeCache(Cache::new(eviction, capacity))
     }
 
     /// Stores no object larger than `bytes` (at most the capacity).
     pub fn with_max_object(self, bytes: u64) -> Self {
-        LruCache(self.0.with_max_object(bytes))
+        NodeCache(self.0.with_max_object(bytes))
     }
 
     /// Bytes stored.
@@ -38,15 +58,16 @@ impl LruCache {
         objects
     }
 
-    /// True when `obj` is cached; a hit makes it the most recently used.
+    /// True when `obj` is cached; a hit is noted as the eviction notes one
+    /// (LRU: it becomes the most recently used).
     #[inline]
     pub fn lookup(&mut self, obj: u32) -> bool {
         self.0.lookup(&obj)
     }
 
-    /// Stores `obj` of `bytes`, evicting least recently used objects to make
-    /// room. An object larger than the largest object stored is not stored;
-    /// one already stored only becomes the most recently used.
+    /// Stores `obj` of `bytes`, evicting the objects the eviction chooses to
+    /// make room. An object larger than the largest object stored is not
+    /// stored; one already stored counts as a hit.
     #[inline]
     pub fn insert(&mut self, obj: u32, bytes: u64) {
         self.0.insert(obj, (), bytes);
@@ -59,7 +80,7 @@ mod tests {
 
     #[test]
     fn evicts_the_least_recently_used_until_the_new_object_fits() {
-        let mut c = LruCache::new(100);
+        let mut c = NodeCache::new(Eviction::Lru, 100);
         c.insert(0, 40);
         c.insert(1, 40);
         assert!(c.lookup(0)); // 1 is now least recently used
@@ -83,7 +104,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let capacity = 10_000;
-        let mut c = LruCache::new(capacity);
+        let mut c = NodeCache::new(Eviction::Lru, capacity);
         // Most recent first.
         let mut reference: Vec<(u32, u64)> = Vec::new();
         let mut most = 0;
@@ -116,12 +137,12 @@ mod tests {
 
     #[test]
     fn objects_over_the_largest_stored_size_pass_uncached() {
-        let mut c = LruCache::new(100).with_max_object(50);
+        let mut c = NodeCache::new(Eviction::Lru, 100).with_max_object(50);
         c.insert(0, 60);
         assert!(!c.lookup(0));
         c.insert(1, 50);
         assert!(c.lookup(1));
         assert_eq!(c.used_bytes(), 50);
-        assert_eq!(LruCache::new(100).with_max_object(500).0.max_object(), 100, "never above the capacity");
+        assert_eq!(NodeCache::new(Eviction::Lru, 100).with_max_object(500).0.max_object(), 100, "never above the capacity");
     }
 }

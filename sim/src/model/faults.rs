@@ -19,7 +19,7 @@
 
 use dl7_core::{Fault, FaultAction, LoadView, Membership, PolicySpec, ServerId};
 
-use super::cache::LruCache;
+use super::cache::CacheSpec;
 use super::{Arch, Cluster, Inflight, Phase, NONE};
 use crate::engine::{Context, Time};
 
@@ -44,13 +44,13 @@ pub(crate) struct Nodes {
     schedule: Vec<Fault>,
     next: usize,
     rebuild: Option<Rebuild>,
-    /// Cache capacity and largest object, for a node that loses its cache.
-    cache: (u64, u64),
+    /// The nodes' cache, for a node that loses its cache.
+    cache: CacheSpec,
 }
 
 impl Nodes {
-    /// `servers` nodes, all members and running.
-    pub fn new(servers: usize) -> Nodes {
+    /// `servers` nodes, all members and running, with caches of `cache`.
+    pub fn new(servers: usize, cache: CacheSpec) -> Nodes {
         Nodes {
             members: (0..servers as u32).collect(),
             alive: vec![true; servers],
@@ -59,7 +59,7 @@ impl Nodes {
             schedule: Vec::new(),
             next: 0,
             rebuild: None,
-            cache: (0, 0),
+            cache,
         }
     }
 }
@@ -90,7 +90,6 @@ impl Cluster<'_> {
         servers: usize,
         faults: Vec<Fault>,
         rebuild: Rebuild,
-        cache: (u64, u64),
         ctx: &mut Context<u32>,
     ) {
         let n = &mut self.nodes;
@@ -100,7 +99,6 @@ impl Cluster<'_> {
         }
         n.schedule = faults;
         n.rebuild = Some(rebuild);
-        n.cache = cache;
         if let Some(f) = n.schedule.first() {
             ctx.schedule_at(self.window.start + crate::engine::seconds(f.at_s), super::FAULT);
         }
@@ -134,8 +132,8 @@ impl Cluster<'_> {
         self.nodes.alive[i] = false;
         self.nodes.incarnation[i] += 1;
         self.nodes.faulted = true;
-        let (bytes, max) = self.nodes.cache;
-        self.caches[i] = LruCache::new(bytes).with_max_object(max);
+        // Empty, of the cell's eviction: a restart comes back with nothing cached.
+        self.caches[i] = self.nodes.cache.empty();
         self.cpu[i].stop(now, &w);
         self.tx[i].stop(now, &w);
         self.rx[i].stop(now, &w);

@@ -27,7 +27,8 @@ use rand_distr::{Distribution, Exp};
 
 use crate::engine::{Context, Model, Time};
 use crate::Arch;
-use cache::{FixedMap, LruCache};
+pub(crate) use cache::CacheSpec;
+use cache::{FixedMap, NodeCache};
 use dl7_core::costs::{Costs, ObjectCosts};
 use host::{Station, Window};
 
@@ -190,7 +191,7 @@ pub(crate) struct Cluster<'a> {
     pub origin_cpu: Station,
     pub origin_tx: Station,
     pub origin_rx: Station,
-    pub caches: Vec<LruCache>,
+    pub caches: Vec<NodeCache>,
     keys: &'a [RequestKey<'a>],
     sizes: Vec<u64>,
     costs: Costs,
@@ -233,7 +234,7 @@ impl<'a> Cluster<'a> {
         object_costs: Vec<ObjectCosts>,
         policies: Vec<Arc<dyn Policy>>,
         load_views: usize,
-        (cache_bytes, max_object_bytes): (u64, u64),
+        cache: CacheSpec,
         clients: Clients<'a>,
         series: Recorder,
     ) -> Self {
@@ -253,7 +254,7 @@ impl<'a> Cluster<'a> {
             origin_cpu: Station::default(),
             origin_tx: Station::default(),
             origin_rx: Station::default(),
-            caches: (0..servers).map(|_| LruCache::new(cache_bytes).with_max_object(max_object_bytes)).collect(),
+            caches: (0..servers).map(|_| cache.empty()).collect(),
             keys,
             sizes,
             costs,
@@ -266,7 +267,7 @@ impl<'a> Cluster<'a> {
             reqs: Vec::new(),
             free: Vec::new(),
             clients,
-            nodes: faults::Nodes::new(servers),
+            nodes: faults::Nodes::new(servers, cache),
             stats: Stats {
                 completed_all: 0,
                 completed: 0,
