@@ -1668,7 +1668,8 @@ measure_s = 2.0
     #[test]
     fn evictions_are_a_sweep_axis_whose_cells_share_their_seeds() {
         assert!(parse(GOOD).unwrap().cells.iter().all(|c| c.eviction == Eviction::Lru), "lru by default");
-        let text = GOOD.replace("workloads = [\"surge100\"]", "workloads = [\"surge100\"]\nevictions = [\"lru\", \"s3fifo\"]");
+        let text =
+            GOOD.replace("workloads = [\"surge100\"]", "workloads = [\"surge100\"]\nevictions = [\"lru\", \"s3fifo\"]");
         let plan = parse(&text).unwrap();
         assert_eq!(plan.cells.len(), 16);
         // Eviction comes right after the workload: each eviction's cells are together.
@@ -1686,14 +1687,16 @@ measure_s = 2.0
 
     #[test]
     fn a_bad_eviction_names_its_key_and_the_valid_ones() {
-        let sweep = |list: &str| GOOD.replace("workloads = [\"surge100\"]", &format!("workloads = [\"surge100\"]\nevictions = {list}"));
+        let sweep = |list: &str| {
+            GOOD.replace("workloads = [\"surge100\"]", &format!("workloads = [\"surge100\"]\nevictions = {list}"))
+        };
         let e = err(&sweep("[\"lru\", \"lfu\"]"));
-        assert!(e.starts_with("exp.toml:13:22:") && e.contains("`sweep.evictions`"), "{e}");
+        assert!(e.starts_with("exp.toml:12:21:") && e.contains("`sweep.evictions`"), "{e}");
         assert!(e.contains("unknown eviction `lfu`") && e.contains("lru, fifo, sieve, s3fifo, gdsf"), "{e}");
         assert!(err(&sweep("[\"sieve\", \"sieve\"]")).contains("\"sieve\" is listed twice"));
         assert!(err(&sweep("[]")).contains("`sweep.evictions`: expected a non-empty list of evictions"));
         let e = err(&GOOD.replace("measure_s = 2.0", "measure_s = 2.0\neviction = \"LRU\""));
-        assert!(e.starts_with("exp.toml:17:12:") && e.contains("`run.eviction`") && e.contains("`LRU`"), "{e}");
+        assert!(e.starts_with("exp.toml:16:12:") && e.contains("`run.eviction`") && e.contains("`LRU`"), "{e}");
         let both = sweep("[\"fifo\"]").replace("measure_s = 2.0", "measure_s = 2.0\neviction = \"fifo\"");
         let e = err(&both);
         assert!(e.contains("`run.eviction`") && e.contains("give one of the two keys"), "{e}");

@@ -220,3 +220,52 @@ pub fn write_nic(path: &Path, outcomes: &[CellOutcome]) -> anyhow::Result<()> {
     w.flush().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("dl7-results-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A `results.csv` row in this release's columns, `eviction` between `policy` and `servers`.
+    const NEW: &str = "w,distributed,md5,sieve,4,9,1,2,0.5,0.5,1,2,0,0,0,0,1,0.75,10,20,sim,0,0,0,,";
+
+    #[test]
+    fn files_without_the_eviction_or_fault_columns_read_as_lru() {
+        let dir = scratch("old");
+        let all = ResultRow::COLUMNS.join(",");
+        let without = |drop: &[&str]| {
+            ResultRow::COLUMNS.iter().copied().filter(|c| !drop.contains(c)).collect::<Vec<_>>().join(",")
+        };
+        let old_row = "w,distributed,md5,4,9,1,2,0.5,0.5,1,2,0,0,0,0,1,0.75,10,20,sim,0,0,0";
+        let path = dir.join("results.csv");
+        for (header, row, eviction) in [
+            (all.clone(), NEW.to_string(), Eviction::Sieve),
+            // Before the eviction column: the fault columns, then neither.
+            (without(&["eviction"]), format!("{old_row},,"), Eviction::Lru),
+            (without(&ResultRow::OPTIONAL), old_row.to_string(), Eviction::Lru),
+        ] {
+            std::fs::write(&path, format!("{header}\n{row}\n")).unwrap();
+            let rows = read_results(&path).unwrap_or_else(|e| panic!("{header}: {e}"));
+            assert_eq!((rows[0].eviction, rows[0].servers, rows[0].cache_bytes), (eviction, 4, 10), "{header}");
+        }
+        // A column out of its place is not an older file: the error names the file's first line.
+        let moved = all.replace("policy,eviction,servers", "policy,servers,eviction");
+        std::fs::write(&path, format!("{moved}\n{NEW}\n")).unwrap();
+        let e = read_results(&path).unwrap_err().to_string();
+        assert!(e.contains("results.csv:1: expected the results.csv header"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_timeseries_header_is_told_apart_with_or_without_its_eviction() {
+        let now: Vec<String> = IntervalRow::COLUMNS.iter().map(|c| c.to_string()).collect();
+        let old: Vec<String> = now.iter().filter(|c| *c != "eviction").cloned().collect();
+        let results: Vec<String> = ResultRow::COLUMNS.iter().map(|c| c.to_string()).collect();
+        assert!(is_timeseries(&now) && is_timeseries(&old) && !is_timeseries(&results));
+    }
+}

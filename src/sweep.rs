@@ -241,13 +241,14 @@ fn simulate(
     Ok(rows)
 }
 
-/// `surge100/distributed/md5/4 servers (seed N)`, for messages.
+/// `surge100/lru/distributed/md5/4 servers (seed N)`, for messages.
 fn describe(experiment: &Experiment, run: &Run) -> String {
     let plan = &experiment.plan;
     let cell = &plan.cells[run.cell];
     format!(
-        "{}/{}/{}/{} servers (seed {})",
+        "{}/{}/{}/{}/{} servers (seed {})",
         plan.workloads[cell.workload].0,
+        cell.eviction,
         cell.arch.name(),
         cell.policy.kind,
         cell.servers,
@@ -272,6 +273,7 @@ pub fn real_cell(experiment: &Experiment, run: &Run) -> RealCell {
         measure_s: plan.measure_s,
         interval_s: plan.interval_s,
         cache_bytes: experiment.cache_bytes_per_server(),
+        eviction: cell.eviction,
         max_object_bytes: experiment.max_object_bytes(),
         settings: plan.real.clone(),
         emulate_cpu: plan.real.emulate_cpu.then(|| (*experiment.hardware).clone()),
@@ -385,6 +387,9 @@ fn progress_line(o: &CellOutcome) -> String {
         "{:<12} {:<8} {:>3} servers: {:>9.1} req/s {:>8.2} Mbit/s p99 {:>8.3} ms, hit {:.3}, fwd {:.3}, errors {}",
         r.arch, r.policy, r.servers, r.req_per_s, r.mbit_per_s, r.p99_ms, r.hit_ratio, r.forwarded_frac, r.errors
     );
+    if r.eviction != dl7_core::eviction::Eviction::Lru {
+        line.push_str(&format!(", eviction {}", r.eviction));
+    }
     if r.replayed > 0 {
         line.push_str(&format!(", replayed {} dropped {}", r.replayed, r.dropped));
     }

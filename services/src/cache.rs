@@ -1,14 +1,15 @@
-//! The owner's store of responses: a byte-bounded LRU of response bodies
-//! with their stored fields ([`ByteLru`]), keyed by the effective request
+//! The owner's store of responses: a byte-bounded cache of response bodies
+//! with their stored fields ([`ByteCache`]), keyed by the effective request
 //! URI, and around it what an HTTP cache keeps beside its entries
 //! ([`HttpCache`]): the `Vary` fields of each URI's responses (so that a
 //! request finds its variant under a secondary key), and the URIs whose
 //! last answer could not be stored (hit-for-pass: their requests go to the
 //! origin at once instead of queueing behind a fill that will not be shared).
 //!
-//! The core's cache keeps the recency order and the byte budget (O(1) touch
-//! and evict): inserting evicts least-recently-used entries until the new
-//! entry fits, and an entry larger than the whole budget is not stored.
+//! The core's cache keeps the eviction order and the byte budget: inserting
+//! evicts the entries the node's eviction chooses (LRU by default; FIFO,
+//! SIEVE, S3-FIFO or GDSF, [`dl7_core::eviction`]) until the new entry
+//! fits, and an entry larger than the whole budget is not stored.
 //! It must not fetch, lock or decide what HTTP allows ([`crate::rfc9111`]
 //! does); the node wraps it in a mutex.
 
@@ -38,28 +39,28 @@ pub struct Entry {
     pub freshness: Freshness,
 }
 
-/// LRU order with a byte budget: the core's cache ([`dl7_core::eviction::Cache`]),
-/// the same implementation the simulator's nodes use, so that both engines
-/// keep and evict the same objects.
-pub struct ByteLru {
+/// An eviction order with a byte budget: the core's cache
+/// ([`dl7_core::eviction::Cache`]), the same implementation the simulator's
+/// nodes use, so that both engines keep and evict the same objects.
+pub struct ByteCache {
     entries: Cache<String, Entry>,
 }
 
-impl ByteLru {
-    /// An empty cache that holds at most `capacity` body bytes.
-    pub fn new(capacity: u64) -> Self {
-        Self { entries: Cache::new(Eviction::Lru, capacity) }
+impl ByteCache {
+    /// An empty cache that holds at most `capacity` body bytes and drops what `eviction` chooses.
+    pub fn new(eviction: Eviction, capacity: u64) -> Self {
+        Self { entries: Cache::new(eviction, capacity) }
     }
 
-    /// The entry for `path`, marked most recently used.
+    /// The entry for `path`, its hit noted (LRU: it becomes the most recently used).
     pub fn get(&mut self, path: &str) -> Option<Entry> {
         self.entries.get(path).cloned()
     }
 
-    /// Stores `entry`, evicting least recently used entries until it fits.
-    /// An entry larger than the budget is not stored (false); storing a path
-    /// already present only makes it the most recently used, as the
-    /// simulator's cache does: the same order in both engines.
+    /// Stores `entry`, evicting the entries the eviction chooses until it
+    /// fits. An entry larger than the budget is not stored (false); storing
+    /// a path already present counts as a hit and keeps the stored entry, as
+    /// the simulator's cache does: the same order in both engines.
     pub fn insert(&mut self, path: &str, entry: Entry) -> bool {
         let size = entry.body.len() as u64;
         !matches!(self.entries.insert(path.to_string(), entry, size), Inserted::NotAdmitted)
@@ -110,7 +111,7 @@ pub const PASS_FOR_S: u64 = 120;
 /// The entries and what an HTTP cache notes beside them.
 pub struct HttpCache {
     /// The entries, under [`HttpCache::key`]s.
-    pub lru: ByteLru,
+    pub entries: ByteCache,
     /// URI -> the `Vary` fields of its responses and its generation (bumped when it is invalidated).
     vary: HashMap<String, (Bytes, u64)>,
     /// The next generation handed out: variants of an invalidated URI are never found again.
@@ -120,9 +121,14 @@ pub struct HttpCache {
 }
 
 impl HttpCache {
-    /// An empty cache of at most `capacity` body bytes.
-    pub fn new(capacity: u64) -> Self {
-        HttpCache { lru: ByteLru::new(capacity), vary: HashMap::new(), next_gen: 1, pass: HashMap::new() }
+    /// An empty cache of at most `capacity` body bytes, dropping what `eviction` chooses.
+    pub fn new(eviction: Eviction, capacity: u64) -> Self {
+        HttpCache {
+            entries: ByteCache::new(eviction, capacity),
+            vary: HashMap::new(),
+            next_gen: 1,
+            pass: HashMap::new(),
+        }
     }
 
     /// The `Vary` fields `uri`'s responses vary on, if they do.
@@ -188,7 +194,7 @@ impl HttpCache {
     /// Invalidates `uri` (RFC 9111 section 4.4): its entry and every
     /// variant of it (a new generation). True when anything was held.
     pub fn invalidate(&mut self, uri: &str) -> bool {
-        let mut held = self.lru.remove(uri);
+        let mut held = self.entries.remove(uri);
         if let Some((_, generation)) = self.vary.get_mut(uri) {
             *generation = self.next_gen;
             self.next_gen += 1;
@@ -216,7 +222,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_until_the_new_entry_fits() {
-        let mut c = ByteLru::new(100);
+        let mut c = ByteCache::new(Eviction::Lru, 100);
         assert!(c.insert("/a", entry(40)));
         assert!(c.insert("/b", entry(40)));
         assert!(c.get("/a").is_some()); // /b is now the LRU one
@@ -228,7 +234,7 @@ mod tests {
 
     #[test]
     fn oversized_entries_are_not_stored_and_a_second_insert_only_touches() {
-        let mut c = ByteLru::new(100);
+        let mut c = ByteCache::new(Eviction::Lru, 100);
         assert!(!c.insert("/big", entry(101)));
         assert!(c.insert("/a", entry(10)));
         assert!(c.insert("/b", entry(50)));
@@ -242,7 +248,7 @@ mod tests {
     /// the same sequence leaves the same contents in both engines.
     #[test]
     fn the_simulators_sequence_gives_the_simulators_contents() {
-        let mut c = ByteLru::new(100);
+        let mut c = ByteCache::new(Eviction::Lru, 100);
         c.insert("/0", entry(40));
         c.insert("/1", entry(40));
         assert!(c.get("/0").is_some());

@@ -4,7 +4,7 @@
 //! the simulator (`dl7-core`):
 //!
 //! * [`origin`]: the origin web server; serves a catalog with deterministic bodies ([`content`]).
-//! * [`node`]: a cache server: byte-bounded LRU ([`cache`]), single-flight misses
+//! * [`node`]: a cache server: byte-bounded cache under its eviction ([`cache`]), single-flight misses
 //!   streamed as they arrive ([`fill`]), an emulated CPU charging the shared cost model,
 //!   and the L7 dispatcher that sends each request to its owner.
 //! * [`health`]: active and passive health checks of the peers of every dispatcher and front end.

@@ -61,6 +61,7 @@ use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
 
 use dl7_core::costs::Costs;
+use dl7_core::eviction::Eviction;
 
 use crate::admin::{counter_page, AdminToken, Page};
 use crate::cache::{Entry, HttpCache, PASS_FOR_S};
@@ -93,6 +94,8 @@ pub struct NodeConfig {
     pub policy: PolicySpec,
     /// Cache budget in body bytes.
     pub cache_bytes: u64,
+    /// Which entry a full cache drops.
+    pub eviction: Eviction,
     /// Largest object stored (Squid's `maximum_object_size`); larger ones
     /// stream through uncached.
     pub max_object_bytes: u64,
@@ -125,7 +128,7 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A node with defaults: 64 MiB cache, objects up to 8 MiB cached, no distill, 2 fallbacks.
+    /// A node with defaults: 64 MiB LRU cache, objects up to 8 MiB cached, no distill, 2 fallbacks.
     pub fn new(
         id: ServerId,
         members: Membership,
@@ -140,6 +143,7 @@ impl NodeConfig {
             origin,
             policy,
             cache_bytes: 64 << 20,
+            eviction: Eviction::Lru,
             max_object_bytes: 8 << 20,
             fallbacks: crate::defaults::DEFAULT_FALLBACKS,
             handoff: None,
@@ -242,7 +246,7 @@ pub async fn run(
         id: config.id,
         dispatcher,
         origin: Pool::new(config.origin, 256),
-        cache: Mutex::new(HttpCache::new(config.cache_bytes)),
+        cache: Mutex::new(HttpCache::new(config.eviction, config.cache_bytes)),
         max_object_bytes: config.max_object_bytes,
         inflight: Mutex::new(HashMap::new()),
         limits: config.limits.clone(),
@@ -345,7 +349,7 @@ impl Node {
             crate::admin::CACHE_PATH => {
                 let cache = self.cache.lock().expect("cache lock");
                 let mut lines: Vec<String> = cache
-                    .lru
+                    .entries
                     .iter()
                     .map(|(p, e)| {
                         format!("{} {} {}", e.object_id.map_or("-".to_string(), |i| i.to_string()), p, e.body.len())
@@ -379,7 +383,7 @@ impl Node {
             }
             cache.key(&sc.uri, &sc.secondary, &mut sc.key);
             let passes = cache.passes(&sc.uri, now);
-            (cache.lru.get(&sc.key), passes)
+            (cache.entries.get(&sc.key), passes)
         };
         let ask = sc.ask;
         let mut stale = None;
@@ -537,7 +541,7 @@ impl Node {
                 let freshness = freshness_of(e.status, &stored, request_time, response_time);
                 let entry = Entry { stored: bytes::Bytes::from(stored), freshness, ..e.clone() };
                 let mut cache = self.cache.lock().expect("cache lock");
-                cache.lru.replace(f.key, entry.clone());
+                cache.entries.replace(f.key, entry.clone());
                 return Err(FlightEnd::Stored(entry));
             }
             // The origin answered, with an error: the stale one instead if `stale-if-error` allows it.
@@ -556,7 +560,7 @@ impl Node {
             tracing::debug!("{}: not stored ({verdict:?}, reusable {reusable}, {:?})", f.uri, up.body);
             let mut cache = self.cache.lock().expect("cache lock");
             // The stored response is superseded by one that may not be kept.
-            cache.lru.remove(f.key);
+            cache.entries.remove(f.key);
             // Hit-for-pass, unless only this request made it unstorable.
             if !matches!(verdict, Err(e) if e.is_the_requests()) {
                 cache.set_pass(f.uri, Some(response_time + PASS_FOR_S));
@@ -608,12 +612,12 @@ impl Node {
                 // A refill replaces the stale entry; a first fill of a key
                 // present already only touches it, as the simulator's cache does.
                 if refill {
-                    cache.lru.replace(&key, entry);
+                    cache.entries.replace(&key, entry);
                 } else {
-                    cache.lru.insert(&key, entry);
+                    cache.entries.insert(&key, entry);
                 }
-                node.metrics.cache_bytes.store(cache.lru.bytes(), Relaxed);
-                node.metrics.cache_objects.store(cache.lru.len() as u64, Relaxed);
+                node.metrics.cache_bytes.store(cache.entries.bytes(), Relaxed);
+                node.metrics.cache_objects.store(cache.entries.len() as u64, Relaxed);
             }
             node.forget(&flight_key, &flight);
         }));
@@ -638,8 +642,8 @@ impl Node {
         rfc9111::cache_key(host, path, &mut uri);
         let mut cache = self.cache.lock().expect("cache lock");
         let held = cache.invalidate(&uri);
-        self.metrics.cache_bytes.store(cache.lru.bytes(), Relaxed);
-        self.metrics.cache_objects.store(cache.lru.len() as u64, Relaxed);
+        self.metrics.cache_bytes.store(cache.entries.bytes(), Relaxed);
+        self.metrics.cache_objects.store(cache.entries.len() as u64, Relaxed);
         held
     }
 

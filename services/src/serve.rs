@@ -187,6 +187,7 @@ fn run(spec: ServiceSpec, workload: Option<(Arc<dl7_traces::Catalog>, Requests)>
                 let admin = bind_admin(n.admin).await?;
                 let mut cfg = NodeConfig::new(ServerId(n.id), members, n.nodes.clone(), n.origin, spec);
                 cfg.cache_bytes = n.cache_bytes;
+                cfg.eviction = n.eviction;
                 cfg.max_object_bytes = n.max_object_bytes;
                 cfg.directory = n.directory;
                 cfg.fallbacks = n.fallbacks;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use dl7_core::HashKey;
+use dl7_core::eviction::Eviction;
 use dl7_core::{Hardware, Membership, PolicySpec};
 use serde::{Deserialize, Serialize};
 
@@ -495,6 +496,10 @@ pub struct NodeSpec {
     pub policy: PolicySpec,
     /// Cache budget, body bytes.
     pub cache_bytes: u64,
+    /// Which entry a full cache drops; a config written before there was a
+    /// choice reads as `lru`.
+    #[serde(default)]
+    pub eviction: Eviction,
     /// Largest object cached, bytes; larger ones stream through uncached.
     pub max_object_bytes: u64,
     /// Candidates tried after a failed owner (0: only the owner; 503 when it fails).
@@ -774,6 +779,7 @@ mod tests {
             origin: "127.0.0.1:2".parse().unwrap(),
             policy: PolicySpec::parse("md5").unwrap(),
             cache_bytes: 1 << 20,
+            eviction: Eviction::Sieve,
             max_object_bytes: 1 << 17,
             fallbacks: 2,
             hash_key: HashKey::Path,
@@ -810,6 +816,18 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         assert!(ServiceSpec::read(&path, "node").unwrap_err().to_string().contains("version 9"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_node_config_without_an_eviction_reads_as_lru() {
+        let ServiceSpec::Node(n) = node() else { unreachable!("a node") };
+        let mut v = serde_json::to_value(ServiceFile { version: VERSION, service: node() }).unwrap();
+        assert_eq!(v["service"]["node"]["eviction"], "sieve");
+        v["service"]["node"].as_object_mut().unwrap().remove("eviction");
+        let ServiceSpec::Node(old) = serde_json::from_value::<ServiceFile>(v).unwrap().service else {
+            panic!("a node config")
+        };
+        assert_eq!(old, NodeSpec { eviction: Eviction::Lru, ..n });
     }
 
     #[test]

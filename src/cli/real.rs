@@ -230,6 +230,9 @@ pub struct NodeArgs {
     /// stream through uncached. Default: an eighth of --cache-mb.
     #[arg(long)]
     max_object_mb: Option<f64>,
+    /// Which object a full cache drops: lru, fifo, sieve, s3fifo or gdsf.
+    #[arg(long, default_value = "lru")]
+    eviction: String,
     /// Ask this node (the directory, e.g. node 0) for every owner: one shared
     /// policy instance for the cluster (ht_rr_shared).
     #[arg(long)]
@@ -429,6 +432,7 @@ fn node(a: NodeArgs) -> anyhow::Result<ServiceSpec> {
         origin: a.origin.expect("required by clap"),
         policy: policy(&a.policy, &a.params)?,
         cache_bytes,
+        eviction: a.eviction.parse().map_err(|e| input_error(format!("--eviction: {e}")))?,
         max_object_bytes,
         fallbacks: a.fallbacks,
         hash_key: a.routing.hash_key()?,

@@ -1,6 +1,8 @@
-//! The sweep's summary rows as a grid of cells keyed by (workload, arch,
+//! The sweep's summary rows as a grid of cells keyed by (section, arch,
 //! policy, servers), and the names the paper gives them: column labels
 //! (`RR`, `AS-RR`), signed percentages, the resource that bounds a cell.
+//! A section is a workload under one eviction ([`section`]): the report's
+//! tables and figures are per section, so cells of two evictions never mix.
 //!
 //! Shared by the conclusions checks, the fidelity comparison, the rendering
 //! of `REPORT.md` and the figures, so that all of them index and name cells
@@ -8,7 +10,20 @@
 
 use std::collections::HashMap;
 
+use dl7_core::eviction::Eviction;
+
 use super::summary::SummaryRow;
+
+/// What the report calls a workload's cells under `eviction`: the workload's
+/// name for LRU (the default, and the paper's Squid's, so that the paper's
+/// tables and figures keep their names and are compared with its LRU cells
+/// only), `workload-eviction` for any other.
+pub fn section(workload: &str, eviction: Eviction) -> String {
+    match eviction {
+        Eviction::Lru => workload.to_string(),
+        other => format!("{workload}-{other}"),
+    }
+}
 
 /// Which resource is most utilised in a cell, and how much.
 pub fn bottleneck(row: &SummaryRow) -> Option<(&'static str, f64)> {
@@ -27,7 +42,8 @@ pub fn bottleneck(row: &SummaryRow) -> Option<(&'static str, f64)> {
     (best.1 > 0.0).then_some(best)
 }
 
-/// Rows indexed by (workload, arch, policy, servers); axes in order of first appearance.
+/// Rows indexed by (section, arch, policy, servers); axes in order of first
+/// appearance. `workloads` are sections: a workload under one eviction.
 pub(super) struct Index<'a> {
     pub(super) cells: HashMap<(&'a str, &'a str, &'a str, u32), &'a SummaryRow>,
     pub(super) workloads: Vec<&'a str>,
@@ -41,8 +57,8 @@ impl<'a> Index<'a> {
         let mut idx =
             Index { cells: HashMap::new(), workloads: vec![], archs: vec![], policies: vec![], servers: vec![] };
         for r in rows {
-            idx.cells.entry((&r.workload, &r.arch, &r.policy, r.servers)).or_insert(r);
-            push_new(&mut idx.workloads, r.workload.as_str());
+            idx.cells.entry((&r.section, &r.arch, &r.policy, r.servers)).or_insert(r);
+            push_new(&mut idx.workloads, r.section.as_str());
             push_new(&mut idx.archs, r.arch.as_str());
             push_new(&mut idx.policies, r.policy.as_str());
             push_new(&mut idx.servers, r.servers);

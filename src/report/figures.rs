@@ -126,21 +126,23 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
-/// Draws every figure for every workload into `dir`; returns the files
+/// Draws every figure for every section (a workload under one eviction,
+/// [`super::cells::section`]) into `dir`; returns the files
 /// written. `reference` holds the paper's published cells; those of a
 /// workload, metric and (arch, policy, servers) cell that `rows` also has are
 /// drawn beside ours. Pass `&[]` to draw our rows only.
 pub fn draw_all(rows: &[SummaryRow], reference: &[ReferenceCell], dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_font()?;
     let mut written = Vec::new();
+    // One set per section: a workload under one eviction.
     let mut workloads: Vec<&str> = Vec::new();
     for r in rows {
-        if !workloads.contains(&r.workload.as_str()) {
-            workloads.push(&r.workload);
+        if !workloads.contains(&r.section.as_str()) {
+            workloads.push(&r.section);
         }
     }
     for w in workloads {
-        let rows: Vec<&SummaryRow> = rows.iter().filter(|r| r.workload == w).collect();
+        let rows: Vec<&SummaryRow> = rows.iter().filter(|r| r.section == w).collect();
         for metric in METRICS {
             let (policies, series) = build_series(&rows, reference, metric);
             let title = format!("{w}: {} vs cache servers", metric.title);
@@ -233,7 +235,8 @@ fn build_series<'a>(
         }
     }
     // The paper's cells where we have one to compare with, in any mode.
-    let workload = rows.first().map(|r| r.workload.as_str());
+    // The paper's cells are LRU's: a section of another eviction has none.
+    let workload = rows.first().map(|r| r.section.as_str());
     for (pi, policy) in policies.iter().enumerate() {
         for arch in &archs {
             let points = sorted(

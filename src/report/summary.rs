@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
+use dl7_core::eviction::Eviction;
 use dl7_core::ResultRow;
 use serde::Serialize;
 
-/// One cell (workload, arch, policy, servers, mode) summarised over its runs.
+/// One cell (workload, arch, policy, eviction, servers, mode) summarised over its runs.
 /// Columns are those of `results.csv` without `seed`, as means, followed by
 /// the half-widths of the 95% confidence intervals of the two throughputs
 /// (empty when the cell has a single run).
@@ -16,6 +17,7 @@ pub struct SummaryRow {
     pub workload: String,
     pub arch: String,
     pub policy: String,
+    pub eviction: Eviction,
     pub servers: u32,
     pub req_per_s: f64,
     pub mbit_per_s: f64,
@@ -44,14 +46,25 @@ pub struct SummaryRow {
     /// Number of runs (seeds) averaged; not written to the CSV.
     #[serde(skip)]
     pub runs: usize,
+    /// What the report calls the workload's cells of this eviction
+    /// ([`super::cells::section`]); not written to the CSV.
+    #[serde(skip)]
+    pub section: String,
 }
 
 /// Groups rows by cell (in order of first appearance) and averages each group.
 pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryRow> {
     let mut order: Vec<Vec<&ResultRow>> = Vec::new();
-    let mut index: HashMap<(&str, &str, &str, u32, &str), usize> = HashMap::new();
+    let mut index: HashMap<(&str, &str, &str, Eviction, u32, &str), usize> = HashMap::new();
     for row in rows {
-        let key = (row.workload.as_str(), row.arch.as_str(), row.policy.as_str(), row.servers, row.mode.as_str());
+        let key = (
+            row.workload.as_str(),
+            row.arch.as_str(),
+            row.policy.as_str(),
+            row.eviction,
+            row.servers,
+            row.mode.as_str(),
+        );
         let i = *index.entry(key).or_insert_with(|| {
             order.push(Vec::new());
             order.len() - 1
@@ -70,6 +83,7 @@ fn summarize_group(group: &[&ResultRow]) -> SummaryRow {
         workload: first.workload.clone(),
         arch: first.arch.clone(),
         policy: first.policy.clone(),
+        eviction: first.eviction,
         servers: first.servers,
         req_per_s: mean(|r| r.req_per_s),
         mbit_per_s: mean(|r| r.mbit_per_s),
@@ -94,6 +108,7 @@ fn summarize_group(group: &[&ResultRow]) -> SummaryRow {
         req_per_s_ci95: ci95_half_width(&req),
         mbit_per_s_ci95: ci95_half_width(&mbit),
         runs: group.len(),
+        section: super::cells::section(&first.workload, first.eviction),
     }
 }
 
@@ -165,6 +180,7 @@ pub(crate) mod tests {
             workload: workload.into(),
             arch: arch.into(),
             policy: policy.into(),
+            eviction: Eviction::Lru,
             servers,
             seed,
             req_per_s: req,
@@ -205,6 +221,7 @@ pub(crate) mod tests {
             workload: workload.into(),
             arch: arch.into(),
             policy: policy.into(),
+            eviction: Eviction::Lru,
             servers,
             req_per_s: req,
             mbit_per_s: mbit,
@@ -229,6 +246,7 @@ pub(crate) mod tests {
             req_per_s_ci95: None,
             mbit_per_s_ci95: None,
             runs: 1,
+            section: workload.into(),
         }
     }
 
@@ -269,6 +287,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn cells_of_two_evictions_are_kept_apart_and_named_by_section() {
+        let sieve =
+            |seed| ResultRow { eviction: Eviction::Sieve, ..row("w", "conventional", "rr", 1, seed, 10.0, 1.0) };
+        // The same seeds under two evictions (they share request streams): two cells.
+        let rows = vec![
+            row("w", "conventional", "rr", 1, 1, 50.0, 5.0),
+            sieve(1),
+            row("w", "conventional", "rr", 1, 2, 70.0, 7.0),
+            sieve(2),
+        ];
+        let s = summarize(&rows);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].eviction, s[0].req_per_s, s[0].section.as_str()), (Eviction::Lru, 60.0, "w"));
+        assert_eq!((s[1].eviction, s[1].req_per_s, s[1].section.as_str()), (Eviction::Sieve, 10.0, "w-sieve"));
+    }
+
+    #[test]
     fn summary_csv_has_results_columns_without_seed_plus_ci() {
         let rows = vec![row("w", "conventional", "rr", 1, 1, 50.0, 5.0)];
         let dir = std::env::temp_dir().join(format!("dl7-summary-test-{}", std::process::id()));
@@ -278,6 +313,7 @@ pub(crate) mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
         let mut expected: Vec<&str> = ResultRow::COLUMNS.iter().copied().filter(|c| *c != "seed").collect();
+        assert_eq!(expected[3], "eviction");
         expected.extend(["req_per_s_ci95", "mbit_per_s_ci95"]);
         assert_eq!(header, expected);
         assert!(text.lines().nth(1).unwrap().ends_with(",,"), "single run: empty intervals\n{text}");

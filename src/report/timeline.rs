@@ -1,4 +1,4 @@
-//! Figures of `timeseries.csv` (PNG and SVG): one per workload and cluster
+//! Figures of `timeseries.csv` (PNG and SVG): one per section (a workload under one eviction) and cluster
 //! size, requests per second above and hit ratio below against time since
 //! the measured window began, one line per architecture, policy and source
 //! (the mean over seeds), so that a replayed day, a flash crowd or a
@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use dl7_core::eviction::Eviction;
 use dl7_core::timeseries::IntervalRow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -54,25 +55,30 @@ struct Line {
     points: Vec<(f64, f64, f64)>,
 }
 
-/// Draws the timeline of every (workload, servers) group of `rows` into
-/// `dir`, with `marks` on each; returns the files written.
+/// Draws the timeline of every (section, servers) group of `rows` into
+/// `dir`, with `marks` on each; returns the files written. A section is a
+/// workload under one eviction ([`super::cells::section`]): runs of two
+/// evictions share their seeds, and their lines are never averaged together.
 pub fn draw_all(rows: &[IntervalRow], marks: &[Mark], dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     register_font()?;
-    let mut groups: Vec<(&str, u32)> = Vec::new();
+    let mut groups: Vec<((&str, Eviction), u32)> = Vec::new();
     for r in rows {
-        if !groups.contains(&(r.workload.as_str(), r.servers)) {
-            groups.push((&r.workload, r.servers));
+        let key = ((r.workload.as_str(), r.eviction), r.servers);
+        if !groups.contains(&key) {
+            groups.push(key);
         }
     }
     let mut written = Vec::new();
-    for (workload, servers) in groups {
-        let group: Vec<&IntervalRow> = rows.iter().filter(|r| r.workload == workload && r.servers == servers).collect();
+    for ((workload, eviction), servers) in groups {
+        let group: Vec<&IntervalRow> =
+            rows.iter().filter(|r| r.workload == workload && r.eviction == eviction && r.servers == servers).collect();
         let lines = lines(&group);
-        let title = format!("{workload}, {servers} servers: requests/s and hit ratio over time");
-        let stem = file_stem(workload, servers);
+        let section = super::cells::section(workload, eviction);
+        let title = format!("{section}, {servers} servers: requests/s and hit ratio over time");
+        let stem = file_stem(&section, servers);
         let png = dir.join(format!("{stem}.png"));
         let svg = dir.join(format!("{stem}.svg"));
         {
@@ -283,6 +289,7 @@ mod tests {
             workload: "w".into(),
             arch: arch.into(),
             policy: policy.into(),
+            eviction: Eviction::Lru,
             servers: 4,
             seed,
             t_s,

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dl7_core::eviction::Eviction;
 use dl7_core::{Arch, ClientMode, Hardware, PolicySpec, ResultRow};
 
 use dl7_services::admin::fetch_stats;
@@ -203,6 +204,8 @@ pub struct RealCell {
     pub interval_s: f64,
     /// Cache capacity per node, bytes.
     pub cache_bytes: u64,
+    /// Which object a full cache drops, at every node.
+    pub eviction: Eviction,
     /// Largest object a node caches, bytes (larger ones stream through).
     pub max_object_bytes: u64,
     pub settings: RealSettings,
@@ -509,6 +512,7 @@ async fn start(
             origin: origin_addr,
             policy: cell.policy.clone(),
             cache_bytes: cell.cache_bytes,
+            eviction: cell.eviction,
             max_object_bytes: cell.max_object_bytes,
             fallbacks: s.fallbacks,
             hash_key: cell.hash_key,
@@ -870,6 +874,7 @@ fn row(
         workload: cell.workload.clone(),
         arch: cell.arch.name().into(),
         policy: cell.policy.kind.name().into(),
+        eviction: cell.eviction,
         servers: cell.servers,
         seed: cell.seed,
         req_per_s: load.req_per_s,

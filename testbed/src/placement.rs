@@ -335,6 +335,7 @@ mod tests {
             measure_s: 1.0,
             interval_s: 1.0,
             cache_bytes: 1 << 20,
+            eviction: dl7_core::eviction::Eviction::Lru,
             max_object_bytes: 1 << 20,
             settings: crate::cell::RealSettings::default(),
             emulate_cpu: None,

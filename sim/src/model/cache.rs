@@ -143,6 +143,10 @@ mod tests {
         c.insert(1, 50);
         assert!(c.lookup(1));
         assert_eq!(c.used_bytes(), 50);
-        assert_eq!(NodeCache::new(Eviction::Lru, 100).with_max_object(500).0.max_object(), 100, "never above the capacity");
+        assert_eq!(
+            NodeCache::new(Eviction::Lru, 100).with_max_object(500).0.max_object(),
+            100,
+            "never above the capacity"
+        );
     }
 }

@@ -958,7 +958,7 @@ mod tests {
             objects,
             policies,
             2,
-            (1 << 20, 1 << 20),
+            CacheSpec { eviction: dl7_core::eviction::Eviction::Lru, bytes: 1 << 20, max_object: 1 << 20 },
             clients,
             series,
         );
