@@ -35,7 +35,8 @@ fn pinned_paper_cells_give_their_committed_rows_byte_for_byte() {
         let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
         w.serialize(&row).unwrap();
         let line = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        let prefix = format!("{},{},{},{},{},", key.0, key.1, key.2, key.3, run.seed);
+        // The row's keys in column order: workload, arch, policy, eviction, servers, seed.
+        let prefix = format!("{},{},{},{},{},{},", key.0, key.1, key.2, spec.eviction, key.3, run.seed);
         let expected = committed.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{prefix}"));
         assert_eq!(line.trim_end(), expected, "{key:?}");
         checked += 1;
