@@ -1,10 +1,11 @@
 //! The differential test: one experiment, two engines. A fixed trace is
 //! replayed in order over one connection on 4 servers with small caches, in
 //! the simulator and on the real cluster on loopback, for md5, maglev, carp,
-//! rr and ht_rr (independent instances) in both architectures. The engines
-//! must agree exactly on what a request's route decides: requests, hit
-//! ratios, forwarded share, imbalance, cache bytes, and every node's cache
-//! contents at the end. A difference is a bug in one of them.
+//! rr and ht_rr (independent instances) in both architectures under LRU, and
+//! for md5 in both architectures under every other eviction. The engines
+//! must agree exactly on what a request's route and its owner's cache
+//! decide: requests, hit ratios, forwarded share, imbalance, cache bytes, and
+//! every node's cache contents at the end. A difference is a bug in one of them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ fn fixed_trace(dir: &Path) -> PathBuf {
     path
 }
 
+/// The policies under LRU, the default eviction.
 const EXPERIMENT: &str = r#"
 name = "differential"
 seed = 1
@@ -60,16 +62,54 @@ fn cached_ids(page: &str) -> Vec<u32> {
     ids
 }
 
+/// Every other eviction, under one policy: what differs is the owner's cache.
+const EVICTIONS: &str = r#"
+name = "differential-evictions"
+seed = 1
+hardware = "kwon2008"
+[sweep]
+servers = [4]
+policies = ["md5"]
+archs = ["conventional", "distributed"]
+workloads = ["fixed.trace"]
+evictions = ["fifo", "sieve", "s3fifo", "gdsf"]
+[clients]
+mode = "replay"
+connections = 1
+[run]
+cache_mb = 0.25
+# Objects up to 100 KiB (not the default eighth of the cache): the caches fill
+# and evict, so each eviction keeps other objects.
+max_object_mb = 0.1
+"#;
+
 #[test]
 fn simulator_and_real_cluster_route_the_same_requests_the_same_way() {
-    let dir = scratch("run");
+    agree(EXPERIMENT, "run", 10);
+}
+
+#[test]
+fn simulator_and_real_cluster_keep_the_same_objects_under_every_eviction() {
+    let hits = agree(EVICTIONS, "evictions", 8);
+    let mut distinct = hits.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "each eviction must keep other objects, or the test shows nothing: {hits:?}");
+}
+
+/// Runs every run of `experiment` (`runs` of them) in both engines and
+/// fails naming every figure on which they differ; returns each run's hit ratio.
+fn agree(experiment: &str, name: &str, runs: usize) -> Vec<f64> {
+    let dir = scratch(name);
     fixed_trace(&dir);
-    let plan = Plan::parse(EXPERIMENT, "differential.toml", &dir).unwrap();
+    let plan = Plan::parse(experiment, "differential.toml", &dir).unwrap();
     let experiment = Arc::new(plan.load().unwrap());
     let exe = Path::new(env!("CARGO_BIN_EXE_dl7"));
     let rt = dl7_services::service::runtime(None).unwrap();
-    let runs = experiment.runs();
-    assert_eq!(runs.len(), 10);
+    let runs_of = experiment.runs();
+    assert_eq!(runs_of.len(), runs);
+    let runs = runs_of;
+    let mut hits = Vec::new();
     let mut failures = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let (sim, stats) = dl7_sim::simulate_with_stats(&experiment.sim_spec(run), &experiment.hardware).unwrap();
@@ -77,9 +117,11 @@ fn simulator_and_real_cluster_route_the_same_requests_the_same_way() {
         let cell_dir = dir.join(i.to_string());
         std::fs::create_dir_all(&cell_dir).unwrap();
         let real = rt.block_on(engine::run_cell(exe, &cell, &placement::local(), &cell_dir)).unwrap();
-        let name = format!("{} {}", sim.arch, sim.policy);
+        let name = format!("{} {} {}", sim.arch, sim.policy, sim.eviction);
+        assert_eq!(real.row.eviction, sim.eviction, "{name}");
         let r = &real.row;
         assert_eq!((r.errors, sim.errors), (0, 0), "{name}");
+        hits.push(sim.hit_ratio);
         let figures = [
             ("requests", sim.requests as f64, r.requests as f64),
             ("hit_ratio", sim.hit_ratio, r.hit_ratio),
@@ -103,4 +145,5 @@ fn simulator_and_real_cluster_route_the_same_requests_the_same_way() {
         );
     }
     assert!(failures.is_empty(), "the engines differ:\n{}", failures.join("\n"));
+    hits
 }

@@ -87,6 +87,7 @@ fn missing_experiment_file_exits_2() {
 #[test]
 fn plot_overlays_real_rows_on_simulated_ones() {
     let dir = scratch("plot");
+    // The columns of files written before `eviction`: still read, as lru.
     let header = "workload,arch,policy,servers,seed,req_per_s,mbit_per_s,hit_ratio,byte_hit_ratio,p50_ms,p99_ms,\
                   fe_cpu_util,fe_nic_util,max_server_cpu_util,max_server_nic_util,imbalance,forwarded_frac,\
                   cache_bytes,requests,mode,errors,replayed,dropped";
@@ -187,9 +188,9 @@ fn three_shards_merge_into_the_unsharded_run_and_foreign_or_missing_shards_are_r
     let mut lines = series.lines();
     assert_eq!(
         lines.next(),
-        Some("mode,workload,arch,policy,servers,seed,t_s,req_per_s,mbit_per_s,hit_ratio,errors,p99_ms")
+        Some("mode,workload,arch,policy,eviction,servers,seed,t_s,req_per_s,mbit_per_s,hit_ratio,errors,p99_ms")
     );
-    let t: Vec<&str> = lines.map(|l| l.split(',').nth(6).unwrap()).collect();
+    let t: Vec<&str> = lines.map(|l| l.split(',').nth(7).unwrap()).collect();
     assert_eq!(t, [&["-0.5", "0.0"][..]; 8].concat(), "{series}");
     let o = dl7(&["merge", &out("s1"), &out("s3"), "--out", &out("x")]);
     assert_eq!(o.status.code(), Some(2));
