@@ -648,13 +648,18 @@ impl Experiment {
     }
 
     /// True when `engine` runs this experiment on the paper's testbed and
-    /// with its method (the simulator on the `kwon2008` profile, 63 closed-loop
-    /// clients per server, the default window, no faults): only then are its
-    /// numbers comparable with the paper's tables and conclusions.
+    /// with its method (the simulator on the `kwon2008` profile and its
+    /// caches, 63 closed-loop clients per server, the default window, no
+    /// faults): only then are its numbers comparable with the paper's tables
+    /// and conclusions. A `run.cache_mb` or `run.max_object_mb` that changes
+    /// what a server stores is another testbed.
     pub fn paper_testbed(&self, engine: Engine) -> bool {
         let p = &self.plan;
+        let cache = self.hardware.server.cache_bytes;
         engine == Engine::Sim
             && p.hardware == HardwareSource::Builtin("kwon2008".into())
+            && self.cache_bytes_per_server() == cache
+            && self.max_object_bytes() == dl7_core::hardware::default_max_object_bytes(cache)
             && p.clients == ClientMode::Closed { per_server: 63 }
             && p.warmup_s == dl7_sim::DEFAULT_WARMUP_S
             && p.measure_s == dl7_sim::DEFAULT_MEASURE_S
@@ -1532,6 +1537,19 @@ measure_s = 2.0
         // Well under a minute per run: the log's span over the speed.
         let s = dl7_traces::Schedule::new(&timed.workloads[0].times, 15000.0).unwrap().duration_s();
         assert!(s > 15.0 && s < 25.0, "{s}");
+    }
+
+    #[test]
+    fn caches_other_than_the_profiles_are_not_the_paper_testbed() {
+        let paper =
+            |extra: &str| parse(&GOOD.replace("warmup_s = 1.0\nmeasure_s = 2.0", extra)).unwrap().load().unwrap();
+        let window = "warmup_s = 10.0\nmeasure_s = 20.0";
+        assert!(paper(window).paper_testbed(Engine::Sim));
+        assert!(!paper(window).paper_testbed(Engine::Local));
+        // The profile's own values, written out, are still its testbed.
+        assert!(paper(&format!("{window}\ncache_mb = 64.0\nmax_object_mb = 8.0")).paper_testbed(Engine::Sim));
+        assert!(!paper(&format!("{window}\ncache_mb = 1.0")).paper_testbed(Engine::Sim));
+        assert!(!paper(&format!("{window}\nmax_object_mb = 1.0")).paper_testbed(Engine::Sim));
     }
 
     #[test]

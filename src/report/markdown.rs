@@ -74,7 +74,7 @@ pub fn render(name: &str, command: &str, rows: &[SummaryRow], reference: Option<
         None => {
             let _ = writeln!(
                 out,
-                "These runs are not of the paper's testbed and method (another hardware profile, a real engine, other \
+                "These runs are not of the paper's testbed and method (another hardware profile or cache, a real engine, other \
                  clients, another window or faults), so \
                  their numbers are not compared with the paper's tables or its conclusions.\n"
             );
