@@ -1508,6 +1508,8 @@ measure_s = 2.0
             "soak",
             "failover",
             "failover-lab",
+            "eviction",
+            "eviction-small",
         ] {
             let plan = Plan::from_file(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(plan.name, name);
@@ -1537,6 +1539,15 @@ measure_s = 2.0
         // Well under a minute per run: the log's span over the speed.
         let s = dl7_traces::Schedule::new(&timed.workloads[0].times, 15000.0).unwrap().duration_s();
         assert!(s > 15.0 && s < 25.0, "{s}");
+        // The eviction sweeps: the paper's testbed, then the same cells with caches that must evict
+        // (its own testbed: REPORT.md compares only the first with the paper's tables).
+        let eviction = Plan::from_file(&dir.join("eviction.toml")).unwrap().load().unwrap();
+        let small = Plan::from_file(&dir.join("eviction-small.toml")).unwrap().load().unwrap();
+        for e in [&eviction, &small] {
+            assert_eq!((e.plan.cells.len(), e.plan.seeds), (5 * 3 * 2 * 3 * 5, 3));
+        }
+        assert!(eviction.paper_testbed(Engine::Sim) && !small.paper_testbed(Engine::Sim));
+        assert_eq!((small.cache_bytes_per_server(), small.max_object_bytes()), (209_715, 104_858));
     }
 
     #[test]
