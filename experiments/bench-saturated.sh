@@ -48,7 +48,12 @@
 # time; the medians and the spread (min and max) of the rounds.
 #
 # Writes $OUT/saturated-rounds.csv (every run) and $OUT/saturated.csv
-# (medians and spread), and prints dl7's ratios to each peer. Installs
+# (medians and spread), and prints dl7's ratios to each peer. PROFILE=1
+# adds, after the rounds of each mix and backend count, two runs per peer
+# that are not measured: one under `perf record -F 999 -g` of the balancer
+# ($OUT/profile/PEER-MIX-N.perf.txt: the shares by binary, then the top
+# symbols) and one under `strace -c -f` ($OUT/profile/PEER-MIX-N.strace.txt,
+# with the system calls per request wrk completed). Installs
 # haproxy, nginx-light and wrk if missing (apt-get; needs root). Never used
 # by tests.
 set -euo pipefail
@@ -87,6 +92,10 @@ trap 'exit 143' TERM
 need haproxy haproxy
 need nginx nginx-light
 need wrk wrk
+if [ -n "${PROFILE:-}" ]; then
+    need perf linux-perf
+    need strace strace
+fi
 [ -x "$DL7" ] || { echo "error: $DL7 not found; run cargo build --release first" >&2; exit 2; }
 [ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "error: BASELINE=$BASELINE is not an executable" >&2; exit 2; }
 [ -z "$BASELINE" ] || PEERS="$PEERS baseline"
@@ -247,6 +256,42 @@ with open(path, "a", newline="") as f:
 EOF
 }
 
+# profile MIX PEER: a fresh balancer under perf, then under strace, each
+# for one load run; neither run is measured (both tools slow it).
+profile() {
+    local name="$2-$1-$N" data requests calls
+    mkdir -p "$OUT/profile"
+    data=$WORK/$name.perf.data
+    start_peer "$2"
+    budget "$PEER_PID"
+    wrk_run "$WARMUP" "$1" >/dev/null
+    perf record -q -F 999 -g -p "$PEER_PID" -o "$data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    local perf_pid=$!
+    wrk_run "$DURATION" "$1" >/dev/null
+    wait "$perf_pid" || true
+    {
+        echo "# perf record -F 999 -g -p PID of $(label "$2") ($1 bodies, $N backend(s), saturated setup), $(date -u +%F)"
+        # (|| true: head closes the pipe early, which pipefail would count as a failure.)
+        perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' | head -8 || true
+        perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep '%' | sed 's/[ -]*$//' | head -40 || true
+    } >"$OUT/profile/$name.perf.txt"
+    wrk_run 1 "$1" >/dev/null
+    strace -c -f -p "$PEER_PID" -o "$WORK/$name.strace" &
+    local strace_pid=$!
+    sleep 0.5
+    requests=$(wrk_run "$DURATION" "$1" | cut -d' ' -f1)
+    kill -INT "$strace_pid" 2>/dev/null || true
+    wait "$strace_pid" 2>/dev/null || true
+    stop_peer
+    calls=$(awk '$NF == "total" { print $4 }' "$WORK/$name.strace")
+    {
+        echo "# strace -c -f -p PID of $(label "$2") ($1 bodies, $N backend(s)), one run of ${DURATION}s: $requests requests"
+        echo "# system calls per request: $(python3 -c "print(f'{$calls / max($requests, 1):.2f}')")"
+        cat "$WORK/$name.strace"
+    } >"$OUT/profile/$name.strace.txt"
+    echo "  profile $name: $(sed -n 2p "$OUT/profile/$name.strace.txt" | cut -c3-)"
+}
+
 echo "$("$DL7" --version); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo "balancer on CPU $BAL_CPU (a budget of $BAL_QUOTA of it), backends and wrk on CPU $REST_CPUS, niceness $NICE; $CONNECTIONS connections"
 echo "mixes: $MIXES; backends: $BACKENDS; $ROUNDS rounds of: $PEERS; ${WARMUP}s warm-up + ${DURATION}s each"
@@ -257,6 +302,9 @@ for MIX in $MIXES; do
         for r in $(seq 1 "$ROUNDS"); do
             for p in $PEERS; do measure "$r" "$MIX" "$p"; done
         done
+        if [ -n "${PROFILE:-}" ]; then
+            for p in $PEERS; do profile "$MIX" "$p"; done
+        fi
         kill "$BACKEND_PID" 2>/dev/null || true
         wait "$BACKEND_PID" 2>/dev/null || true
     done
