@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use dl7_core::HashKey;
 use dl7_core::eviction::Eviction;
+pub use dl7_core::HashKey;
 use dl7_core::{Hardware, Membership, PolicySpec};
 use serde::{Deserialize, Serialize};
 

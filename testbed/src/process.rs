@@ -137,11 +137,47 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
     Some(Ready { listen: listen?, admin })
 }
 
-/// A free TCP port on `addr` now (bind port 0, read it, release it). Used for
-/// nodes, whose addresses every other node must know before any starts.
+/// A TCP port on `addr` that is free now and that no other socket of this
+/// machine takes by itself before a node binds it. Used for nodes, whose
+/// addresses every other node must know before any starts; a node that
+/// joins later, or restarts after a kill, binds its port seconds after the
+/// reservation. A port of the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`) could meanwhile become the source port
+/// of any outgoing connection (the load generator opens thousands) or
+/// another listener's port 0, and the node would fail to bind it; so the
+/// port is drawn below that range, where only an explicit bind lands, and
+/// never handed out twice by this process. Where the range leaves no room
+/// below it, port 0's answer, as before.
 pub fn reserve_port(addr: IpAddr) -> std::io::Result<u16> {
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    const LOWEST: u16 = 16384;
+    let below = ephemeral_low().unwrap_or(32768);
+    if below > LOWEST + 1024 {
+        let span = u32::from(below - LOWEST);
+        // Where to start looking: differs between processes (parallel test
+        // binaries, sweeps), so that they seldom try the same ports.
+        let start = (std::process::id().wrapping_mul(2_654_435_761) >> 8) % span;
+        let mut handed = HANDED_OUT.lock().expect("not poisoned");
+        for k in 0..span {
+            let port = LOWEST + ((start + k * 7919) % span) as u16;
+            if handed.contains(&port) {
+                continue;
+            }
+            if std::net::TcpListener::bind((addr, port)).is_ok() {
+                handed.push(port);
+                return Ok(port);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind((addr, 0))?;
     Ok(l.local_addr()?.port())
+}
+
+/// The lowest port of the kernel's ephemeral range, if it can be read.
+fn ephemeral_low() -> Option<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// A running child process; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -373,5 +409,21 @@ mod tests {
         assert_eq!(parse_ready(&ready_line(a, Some(b))), Some(Ready { listen: a, admin: Some(b) }));
         assert_eq!(parse_ready(&ready_line(a, None)), Some(Ready { listen: a, admin: None }));
         assert_eq!(parse_ready("dl7-ready admin=-"), None);
+    }
+
+    #[test]
+    fn reserved_ports_are_bindable_distinct_and_below_the_ephemeral_range() {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ports: Vec<u16> = (0..50).map(|_| reserve_port(ip).unwrap()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "never handed out twice: {ports:?}");
+        if let Some(low) = ephemeral_low().filter(|&l| l > 16384 + 1024) {
+            assert!(ports.iter().all(|&p| (16384..low).contains(&p)), "outside {low}..: {ports:?}");
+        }
+        for p in ports {
+            drop(std::net::TcpListener::bind((ip, p)).expect("still free"));
+        }
     }
 }
