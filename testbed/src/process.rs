@@ -412,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn reserved_ports_are_bindable_distinct_and_below_the_ephemeral_range() {
+    fn reserved_ports_are_distinct_and_below_the_ephemeral_range() {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let ports: Vec<u16> = (0..50).map(|_| reserve_port(ip).unwrap()).collect();
         let mut distinct = ports.clone();
@@ -422,8 +422,8 @@ mod tests {
         if let Some(low) = ephemeral_low().filter(|&l| l > 16384 + 1024) {
             assert!(ports.iter().all(|&p| (16384..low).contains(&p)), "outside {low}..: {ports:?}");
         }
-        for p in ports {
-            drop(std::net::TcpListener::bind((ip, p)).expect("still free"));
-        }
+        // (Not bound again here: a test of this binary that forks a child at
+        // that moment holds the probe's socket until the child's exec, which
+        // a bind microseconds later can see. A node binds its port later.)
     }
 }
