@@ -282,10 +282,15 @@ async fn a_node_that_stops_acknowledging_handoffs_gets_no_more_clients() {
     fc.handoff_stall = Duration::from_millis(100);
     let fm = fc.metrics.clone();
     tokio::spawn(dl7_services::front::run(l, fc, std::future::pending()));
+    // Until `want` sockets have reached the nodes and the front end has
+    // counted them: it counts a handoff after the send returns, which may be
+    // after the receiver has counted it.
     let arrived = |want: u64| {
-        let (taken, node) = (taken.clone(), c.node_metrics[0].clone());
+        let (taken, node, fm) = (taken.clone(), c.node_metrics[0].clone(), fm.clone());
         async move {
-            while taken.load(Relaxed) + node.handoffs.load(Relaxed) < want {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while taken.load(Relaxed) + node.handoffs.load(Relaxed) < want || fm.handoffs.load(Relaxed) < want {
+                assert!(tokio::time::Instant::now() < deadline, "{want} handoffs did not arrive in 10 s");
                 tokio::task::yield_now().await;
             }
         }
