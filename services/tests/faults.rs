@@ -120,8 +120,10 @@ async fn a_stopped_owner_gets_503_without_fallback_and_rerouting_with_it() {
             TestCluster::start(Options { mode: FrontMode::Conventional, fallbacks, ..Default::default() }).await;
         let victim = 1;
         c.stop_node(victim);
-        // Wait until the node's listener is really closed (no sleeps: poll the port).
+        // Wait until the node's listener is really closed (no sleeps: poll the port, at most 10 s).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(c.nodes[victim]).await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "node {victim} still accepts 10 s after its stop");
             tokio::task::yield_now().await;
         }
         let mut conn = ClientConn::connect(c.front, Duration::from_secs(2)).await.unwrap();
@@ -195,7 +197,9 @@ async fn shutdown_drains_an_in_flight_request() {
         let mut body = Vec::new();
         c.get(&path, false, &mut body).await.unwrap().status
     });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while metrics.inflight.load(Relaxed) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the request never arrived");
         tokio::task::yield_now().await;
     }
     tx.send(()).unwrap();
