@@ -146,29 +146,11 @@ label() {
 }
 
 # The request paths (one per line, the seeded stream) and the distinct ones.
-"$DL7" trace gen surge100 -o "$WORK/stream.trace" --requests 100000 --seed 1 2>/dev/null
-awk 'NR == 2 { n = $2 } NR > 2 && NR <= n + 2 { path[NR - 3] = $4 } NR > n + 2 && NF == 1 { print path[$1] }' \
-    "$WORK/stream.trace" >"$WORK/paths"
+stream_paths >"$WORK/paths"
 [ -s "$WORK/paths" ] || { echo "error: no request paths drawn" >&2; exit 1; }
 sort -u "$WORK/paths" >"$WORK/distinct"
 
-cat >"$WORK/paths.lua" <<'EOF'
--- Each request takes the next path of the seeded stream; done() prints the
--- figures the script reads, one line.
-local paths, i = {}, 0
-for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
-request = function()
-    i = i % #paths + 1
-    return wrk.format("GET", paths[i])
-end
-done = function(summary, latency, requests)
-    local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-        + summary.errors.status + summary.errors.timeout
-    io.write(string.format("wrk-result %d %d %.6f %.3f %.3f %.3f %d\n", summary.requests, summary.bytes,
-        summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
-        latency:percentile(99.9) / 1e3, errors))
-end
-EOF
+wrk_script >"$WORK/paths.lua"
 
 # cache_config NAME PORT: one nginx cache (one process, one worker) on PORT
 # in front of $ORIGIN, as an operator would set one up for this job: every
@@ -262,8 +244,6 @@ box_usage_us() {
     esac
 }
 
-# busy_ticks CPU: the CPU's non-idle clock ticks so far (/proc/stat).
-busy_ticks() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 
 # start_setup SETUP: the origin, the other box and the measured box; sets
 # TARGET (where wrk sends), ORIGIN, and what counters() reads.

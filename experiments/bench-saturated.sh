@@ -114,9 +114,7 @@ label() {
 
 # The document roots and the request paths (one per line, the seeded stream).
 "$DL7" trace materialize surge100 "$WORK/surge" >/dev/null 2>&1
-"$DL7" trace gen surge100 -o "$WORK/stream.trace" --requests 100000 --seed 1 2>/dev/null
-awk 'NR == 2 { n = $2 } NR > 2 && NR <= n + 2 { path[NR - 3] = $4 } NR > n + 2 && NF == 1 { print path[$1] }' \
-    "$WORK/stream.trace" >"$WORK/paths-surge"
+stream_paths >"$WORK/paths-surge"
 mkdir -p "$WORK/small"
 (cd "$WORK/surge" && find . -type f) | while read -r f; do
     mkdir -p "$WORK/small/$(dirname "$f")"
@@ -125,23 +123,7 @@ done
 cp "$WORK/paths-surge" "$WORK/paths-small"
 [ -s "$WORK/paths-surge" ] || { echo "error: no request paths drawn" >&2; exit 1; }
 
-cat >"$WORK/paths.lua" <<'EOF'
--- Each request takes the next path of the seeded stream; done() prints the
--- figures the script reads, one line.
-local paths, i = {}, 0
-for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
-request = function()
-    i = i % #paths + 1
-    return wrk.format("GET", paths[i])
-end
-done = function(summary, latency, requests)
-    local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-        + summary.errors.status + summary.errors.timeout
-    io.write(string.format("wrk-result %d %d %.6f %.3f %.3f %.3f %d\n", summary.requests, summary.bytes,
-        summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
-        latency:percentile(99.9) / 1e3, errors))
-end
-EOF
+wrk_script >"$WORK/paths.lua"
 
 # start_backends N MIX: one nginx on N ports serving MIX's files; sets BACKEND_LIST and NODES.
 start_backends() {
@@ -217,8 +199,6 @@ stop_peer() {
     wait "$PEER_PID" 2>/dev/null || true
 }
 
-# busy_ticks CPU: the CPU's non-idle clock ticks so far (/proc/stat).
-busy_ticks() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 
 wrk_run() { # SECONDS MIX: prints wrk's result line
     PATHS=$WORK/paths-$2 pinned "$REST_CPUS" wrk -t1 -c"$CONNECTIONS" -d"$1"s -s "$WORK/paths.lua" "http://$TARGET/" \

@@ -210,3 +210,37 @@ cpu_box_remove() {
     local g
     for g in "$CG_CPU" "$CG_ACCT"; do [ -z "$g" ] || rmdir "$g" 2>/dev/null || true; done
 }
+
+# stream_paths: the surge100 workload's seeded request stream (100,000
+# requests, seed 1) as one path per line, what wrk_script replays.
+stream_paths() {
+    "$DL7" trace gen surge100 -o "$WORK/stream.trace" --requests 100000 --seed 1 2>/dev/null
+    awk 'NR == 2 { n = $2 } NR > 2 && NR <= n + 2 { path[NR - 3] = $4 } NR > n + 2 && NF == 1 { print path[$1] }' \
+        "$WORK/stream.trace"
+}
+
+# wrk_script: wrk's Lua script for the saturating benchmarks. Each request
+# takes the next path of the file $PATHS names; done() prints the figures
+# the scripts read, one `wrk-result` line.
+wrk_script() {
+    cat <<'EOF'
+-- Each request takes the next path of the seeded stream; done() prints the
+-- figures the script reads, one line.
+local paths, i = {}, 0
+for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
+request = function()
+    i = i % #paths + 1
+    return wrk.format("GET", paths[i])
+end
+done = function(summary, latency, requests)
+    local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+        + summary.errors.status + summary.errors.timeout
+    io.write(string.format("wrk-result %d %d %.6f %.3f %.3f %.3f %d\n", summary.requests, summary.bytes,
+        summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+        latency:percentile(99.9) / 1e3, errors))
+end
+EOF
+}
+
+# busy_ticks CPU: the CPU's non-idle clock ticks so far (/proc/stat).
+busy_ticks() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
