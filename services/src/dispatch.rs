@@ -657,20 +657,7 @@ mod tests {
 
     #[test]
     fn the_path_key_gives_every_query_of_a_path_its_owner() {
-        let addrs: Vec<SocketAddr> = (0..8).map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap()).collect();
-        let make = |k| {
-            Dispatcher::new(
-                &PolicySpec::parse("md5").unwrap(),
-                &Membership::numbered(8).unwrap(),
-                &addrs,
-                None,
-                0,
-                Duration::from_secs(1),
-                Arc::new(Metrics::new()),
-            )
-            .unwrap()
-            .with_hash_key(k)
-        };
+        let make = |k| dispatcher(8, None, Duration::ZERO, Health::passive(8)).with_hash_key(k);
         let (url, path) = (make(HashKey::Url), make(HashKey::Path));
         let queries: Vec<String> = (0..50).map(|i| format!("/a/page.html?x={i}")).collect();
         let owners = |d: &Dispatcher| queries.iter().map(|q| d.owner(q)).collect::<std::collections::BTreeSet<_>>();

@@ -16,6 +16,11 @@ use tokio::net::TcpListener;
 
 /// A lone node (its origin address is unreachable) with a short head timeout.
 async fn lone_node(limits: Limits) -> std::net::SocketAddr {
+    lone_node_with(|nc| nc.limits = limits).await
+}
+
+/// A lone node (md5, an origin that refuses connections) configured by `set`.
+async fn lone_node_with(set: impl FnOnce(&mut NodeConfig)) -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap(); // dropped: refuses connections
@@ -26,16 +31,13 @@ async fn lone_node(limits: Limits) -> std::net::SocketAddr {
         dead,
         PolicySpec::parse("md5").unwrap(),
     );
-    nc.limits = limits;
+    set(&mut nc);
     tokio::spawn(dl7_services::node::run(l, nc, std::future::pending()));
     addr
 }
 
 async fn status_of(addr: std::net::SocketAddr, raw: &[u8]) -> u16 {
-    let mut c = ClientConn::connect(addr, Duration::from_secs(2)).await.unwrap();
-    c.send_raw(raw).await.unwrap();
-    let mut body = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), c.read_response(&mut body, 1 << 20)).await.unwrap().unwrap().status
+    challenge_of(addr, raw).await.0
 }
 
 #[tokio::test]
@@ -341,20 +343,14 @@ async fn a_pooled_connection_closed_by_the_server_is_retried_on_a_fresh_one() {
 
 /// A lone node with an admin listener guarded by `token`; its (public, admin) addresses.
 async fn guarded_node(token: &str) -> (std::net::SocketAddr, std::net::SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr, admin_addr) = (l.local_addr().unwrap(), admin.local_addr().unwrap());
-    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let mut nc = NodeConfig::new(
-        ServerId(0),
-        Membership::numbered(1).unwrap(),
-        vec![addr],
-        dead,
-        PolicySpec::parse("md5").unwrap(),
-    );
-    nc.admin = Some(admin);
-    nc.admin_token = Some(dl7_services::admin::AdminToken::new(token).unwrap());
-    tokio::spawn(dl7_services::node::run(l, nc, std::future::pending()));
+    let admin_addr = admin.local_addr().unwrap();
+    let token = dl7_services::admin::AdminToken::new(token).unwrap();
+    let addr = lone_node_with(|nc| {
+        nc.admin = Some(admin);
+        nc.admin_token = Some(token);
+    })
+    .await;
     (addr, admin_addr)
 }
 
