@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::{ExchangeError, ExchangeFailure, MembersError};
-use crate::http::{ClientConn, FetchError, Method};
+use crate::http::{ClientConn, FetchError, Method, ResponseMeta, ServerConn};
 use crate::metrics::{Metrics, Stats};
 pub use crate::spec::AdminToken;
 
@@ -187,6 +187,33 @@ pub async fn put_members(
 pub fn health_page(draining: bool) -> Page {
     let status = if draining { 503 } else { 200 };
     Page { status, ..Page::text(format!("{status} {}\n", crate::http::reason(status))) }
+}
+
+/// Answers a request for one of dl7's names under [`PREFIX`] on a public
+/// listener (a node's, the conventional front end's): for a read, `page`'s
+/// answer or dl7's 404; for any other method 405 and the connection closes,
+/// since those names change only on the admin listener. Returns whether the
+/// connection stays open. The caller has not counted the request: dl7's
+/// pages are not requests of the workload.
+pub async fn answer_reserved(
+    conn: &mut ServerConn,
+    m: &Metrics,
+    method: Method,
+    keep: bool,
+    page: impl FnOnce() -> Option<Page>,
+) -> bool {
+    if !method.is_read() {
+        Metrics::add(&m.client_errors, 1);
+        let _ = conn.write_error(405).await;
+        return false;
+    }
+    let page = page().unwrap_or_else(|| {
+        Metrics::add(&m.client_errors, 1);
+        not_found()
+    });
+    let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
+    let head_only = method == Method::Head;
+    conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_ok() && keep
 }
 
 /// The 404 of a name under [`PREFIX`] that is no page: dl7's, not the origin's.

@@ -303,20 +303,8 @@ async fn proxy(
         let Some(head) = conn.next_request(&limits, &mut path, &mut stop).await else { break };
         if path.starts_with(crate::admin::PREFIX) {
             // dl7's reserved names: the front end's own, never a node's or the origin's.
-            if !head.method.is_read() {
-                // They change only on the admin listener (membership), never here.
-                Metrics::add(&m.client_errors, 1);
-                let _ = conn.write_error(405).await;
-                break;
-            }
-            let page = pages(head.method, &path).unwrap_or_else(|| {
-                Metrics::add(&m.client_errors, 1);
-                crate::admin::not_found()
-            });
             let keep = head.keep_alive && !*stop.borrow();
-            let meta = crate::http::ResponseMeta { content_type: page.content_type, ..Default::default() };
-            let head_only = head.method == Method::Head;
-            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
+            if !crate::admin::answer_reserved(&mut conn, &m, head.method, keep, || pages(head.method, &path)).await {
                 break;
             }
             continue;

@@ -894,26 +894,18 @@ async fn serve(node: Arc<Node>, stream: TcpStream, mut stop: watch::Receiver<boo
         }
         if path.starts_with(crate::admin::PREFIX) {
             // dl7's reserved names: answered here, never by the origin.
-            if !head.method.is_read() {
-                // They change only on the admin listener (membership), never here.
-                Metrics::add(&m.client_errors, 1);
-                let _ = conn.write_error(405).await;
-                break;
-            }
-            let page = if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
-                // Directory lookup: the owner this node's policy instance picks for `asked`.
-                Page::text(format!("{}\n", node.dispatcher.owner(asked).0))
-            } else if path == HEALTH_PATH {
-                // Draining: peers and front ends stop sending here before the node is gone.
-                crate::admin::health_page(*stop.borrow())
-            } else {
-                node.admin_page(head.method, &path).unwrap_or_else(|| {
-                    Metrics::add(&m.client_errors, 1);
-                    crate::admin::not_found()
-                })
+            let page = || {
+                if let Some(asked) = path.strip_prefix(crate::dispatch::OWNER_PREFIX) {
+                    // Directory lookup: the owner this node's policy instance picks for `asked`.
+                    Some(Page::text(format!("{}\n", node.dispatcher.owner(asked).0)))
+                } else if path == HEALTH_PATH {
+                    // Draining: peers and front ends stop sending here before the node is gone.
+                    Some(crate::admin::health_page(*stop.borrow()))
+                } else {
+                    node.admin_page(head.method, &path)
+                }
             };
-            let meta = ResponseMeta { content_type: page.content_type, ..Default::default() };
-            if conn.write_response(page.status, &meta, page.body.as_bytes(), keep, head_only).await.is_err() || !keep {
+            if !crate::admin::answer_reserved(&mut conn, &m, head.method, keep, page).await {
                 break;
             }
             continue;
