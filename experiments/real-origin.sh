@@ -2,7 +2,8 @@
 # experiments/real-origin.toml in front of nginx: materializes the surge100
 # catalog, serves it with one nginx on 127.0.0.1:8081 (its own prefix and
 # config in a scratch folder, stopped by its pid afterwards), and runs the
-# sweep. OUT (default reports/real-origin) is the sweep's folder; beside its
+# sweep. OUT (default reports/real-origin-latest, git-ignored: never over the
+# committed reports/real-origin/) is the sweep's folder; beside its
 # report the script writes nginx.txt: the requests nginx served, by status
 # and method. Installs nginx-light if nginx is missing.
 set -euo pipefail
@@ -50,7 +51,7 @@ CONF
 PIDS+=("$!")
 wait_port "$PORT"
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT serving $WORK/www"
-OUT=${OUT:-reports/real-origin}
+OUT=${OUT:-reports/real-origin-latest}
 "$DL7" sweep experiments/real-origin.toml --out "$OUT"
 stop_all
 {
